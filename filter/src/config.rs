@@ -1,0 +1,114 @@
+//! The filter's configuration: the one schema both sides use.
+//!
+//! The control plane builds a [`FilterConfig`] from the catalog and the tools
+//! it discovered, serialises it to JSON and pushes it to Envoy over ECDS; the
+//! filter deserialises the same type in `on_configure`. Nothing else defines
+//! this shape. Changing a field here changes it on both sides at once.
+
+use serde::{Deserialize, Serialize};
+
+/// Everything the filter needs to answer and route MCP requests.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FilterConfig {
+    /// Version of the catalog this configuration was compiled from.
+    pub version: String,
+    /// The HTTP path of the MCP endpoint; other paths pass through untouched.
+    #[serde(default = "default_mcp_path")]
+    pub mcp_path: String,
+    /// Request bodies larger than this are refused with 413.
+    #[serde(default = "default_max_body_bytes")]
+    pub max_body_bytes: usize,
+    /// What `initialize` reports as the gateway's `serverInfo`.
+    pub server_info: ServerInfo,
+    /// Optional `instructions` returned from `initialize`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instructions: Option<String>,
+    /// The upstream MCP servers, in catalog order.
+    pub servers: Vec<UpstreamServer>,
+    /// Every tool the gateway exposes, already renamed.
+    pub tools: Vec<ToolRoute>,
+    /// Keys that seal and open the gateway's session ids.
+    pub session: SessionConfig,
+    /// Timeout of the filter's own calls to upstreams (the `initialize` fan-out).
+    #[serde(default = "default_upstream_timeout_ms")]
+    pub upstream_timeout_ms: u64,
+}
+
+/// The `serverInfo` block of the gateway's `initialize` answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerInfo {
+    pub name: String,
+    pub version: String,
+}
+
+/// One upstream MCP server as the filter sees it: where to send its requests.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamServer {
+    /// The catalog name; also the key of its session inside a gateway session id.
+    pub name: String,
+    /// The Envoy cluster that reaches it.
+    pub cluster: String,
+    /// The `:authority` to send (the upstream's host[:port]).
+    pub authority: String,
+    /// The HTTP path of its MCP endpoint.
+    pub path: String,
+}
+
+/// A tool as exposed by the gateway and where it is routed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ToolRoute {
+    /// The name clients see (for example `time__get_current_time`).
+    pub name: String,
+    /// Index into [`FilterConfig::servers`].
+    pub server: usize,
+    /// The name the upstream knows the tool by.
+    pub upstream_name: String,
+    /// The tool's definition as listed to clients (its `name` is [`Self::name`]).
+    pub definition: serde_json::Value,
+}
+
+/// Session sealing keys. Several keys may be listed so that ids sealed under
+/// an older key still open while a new one becomes active.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SessionConfig {
+    /// Id of the key new sessions are sealed with.
+    pub active_key: String,
+    pub keys: Vec<SessionKey>,
+    /// Sessions older than this are refused with 404.
+    #[serde(default = "default_session_ttl")]
+    pub ttl_seconds: u64,
+}
+
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SessionKey {
+    /// Short id, carried in clear in every session id.
+    pub id: String,
+    /// 32 bytes, hex encoded.
+    pub secret_hex: String,
+}
+
+impl std::fmt::Debug for SessionKey {
+    // Keys must never reach a log line through a Debug print.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionKey").field("id", &self.id).finish_non_exhaustive()
+    }
+}
+
+pub fn default_mcp_path() -> String {
+    "/mcp".to_string()
+}
+pub fn default_max_body_bytes() -> usize {
+    1024 * 1024
+}
+pub fn default_upstream_timeout_ms() -> u64 {
+    10_000
+}
+pub fn default_session_ttl() -> u64 {
+    24 * 3600
+}

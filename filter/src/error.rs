@@ -1,0 +1,59 @@
+//! Every way the gateway refuses a request, and the one mapping from a refusal
+//! to a JSON-RPC error code and an HTTP status. No other module picks codes.
+
+use thiserror::Error;
+
+/// A request the gateway answers itself with an error.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum McpError {
+    #[error("Parse error: {0}")]
+    Parse(String),
+    #[error("Invalid request: {0}")]
+    InvalidRequest(String),
+    #[error("Method not found: {0}")]
+    MethodNotFound(String),
+    #[error("Invalid params: {0}")]
+    InvalidParams(String),
+    #[error("Unknown tool: {0}")]
+    UnknownTool(String),
+    #[error("Request body too large: {size} bytes exceeds the limit of {limit} bytes")]
+    BodyTooLarge { size: usize, limit: usize },
+    #[error("Unsupported Content-Type {0:?}: send application/json")]
+    UnsupportedMediaType(String),
+    #[error("Not acceptable: the Accept header must allow application/json and text/event-stream (got {0:?})")]
+    NotAcceptable(String),
+    #[error("HTTP method {0} is not allowed on the MCP endpoint: use POST")]
+    MethodNotAllowed(String),
+    #[error("Bad request: missing Mcp-Session-Id header; send initialize first")]
+    MissingSession,
+    #[error("Session not found: {0}; start a new session with initialize")]
+    SessionNotFound(String),
+    #[error("Upstream server '{server}' is unavailable in this session: {reason}")]
+    UpstreamUnavailable { server: String, reason: String },
+    #[error("Internal error: {0}")]
+    Internal(String),
+}
+
+impl McpError {
+    /// The JSON-RPC error code and the HTTP status of this refusal.
+    ///
+    /// Errors about a well-formed request travel with HTTP 200, as any other
+    /// JSON-RPC response; errors about the HTTP exchange itself use the HTTP
+    /// status the Streamable HTTP transport prescribes.
+    pub fn code_and_status(&self) -> (i32, u16) {
+        match self {
+            McpError::Parse(_) => (-32700, 400),
+            McpError::InvalidRequest(_) => (-32600, 400),
+            McpError::MethodNotFound(_) => (-32601, 200),
+            McpError::InvalidParams(_) | McpError::UnknownTool(_) => (-32602, 200),
+            McpError::BodyTooLarge { .. } => (-32600, 413),
+            McpError::UnsupportedMediaType(_) => (-32600, 415),
+            McpError::NotAcceptable(_) => (-32600, 406),
+            McpError::MethodNotAllowed(_) => (-32600, 405),
+            McpError::MissingSession => (-32600, 400),
+            McpError::SessionNotFound(_) => (-32001, 404),
+            McpError::UpstreamUnavailable { .. } => (-32603, 200),
+            McpError::Internal(_) => (-32603, 500),
+        }
+    }
+}

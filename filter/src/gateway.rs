@@ -1,0 +1,421 @@
+//! The filter's decisions, as pure functions of a compiled configuration and
+//! what the host handed over (headers, body, time).
+//!
+//! [`Gateway::new`] turns a [`FilterConfig`] into lookup tables and
+//! pre-serialised answers once per configuration version. Per request,
+//! [`Gateway::on_headers`] and [`Gateway::on_body`] say what to do: pass the
+//! request through, reply locally, forward it to one upstream, or first open
+//! the client's sessions with every upstream ([`InitPlan`]). This module makes
+//! no host call and reads no clock: time arrives as [`Now`].
+
+use std::collections::HashMap;
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use crate::config::{FilterConfig, UpstreamServer};
+use crate::error::McpError;
+use crate::jsonrpc::{self, Message};
+use crate::session::{Sealer, SessionError, SessionState, UpstreamSession};
+use crate::sse;
+
+/// Protocol revisions of the handshake era this gateway speaks, newest first.
+pub const SUPPORTED_VERSIONS: &[&str] = &["2025-11-25", "2025-06-18", "2025-03-26", "2024-11-05"];
+/// What the gateway answers when a client asks for a version it does not know.
+pub const LATEST_VERSION: &str = "2025-11-25";
+/// The id of the filter's own `initialize` requests to upstreams.
+const INIT_ID: &str = "0";
+
+/// The request's headers, as the glue read them.
+#[derive(Debug, Clone, Default)]
+pub struct RequestHead {
+    pub method: String,
+    pub path: String,
+    pub content_type: Option<String>,
+    pub accept: Option<String>,
+    pub session_id: Option<String>,
+    pub protocol_version: Option<String>,
+}
+
+/// The time and a little entropy, from the host.
+#[derive(Debug, Clone, Copy)]
+pub struct Now {
+    pub unix_secs: u64,
+    pub entropy: u64,
+}
+
+/// What to do once the request headers are known.
+#[derive(Debug, PartialEq)]
+pub enum HeadAction {
+    /// Not an MCP request: let Envoy route it as it is.
+    PassThrough,
+    /// Answer now.
+    Reply(Reply),
+    /// Wait for the whole body, then call [`Gateway::on_body`].
+    ReadBody,
+}
+
+/// What to do once the body is known.
+#[derive(Debug, PartialEq)]
+pub enum BodyAction {
+    Reply(Reply),
+    Forward(Forward),
+    Initialize(InitPlan),
+}
+
+/// A complete local answer.
+#[derive(Debug, PartialEq)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: Vec<(&'static str, String)>,
+    pub body: Vec<u8>,
+}
+
+/// Send the request to one upstream.
+#[derive(Debug, PartialEq)]
+pub struct Forward {
+    /// Index into the configuration's servers.
+    pub server: usize,
+    /// The upstream's own session id, sent as `Mcp-Session-Id`.
+    pub upstream_session: Option<String>,
+    /// The protocol version agreed with the upstream, sent as `MCP-Protocol-Version`.
+    pub upstream_version: Option<String>,
+    /// The body to send instead of the client's, when it had to change.
+    pub body: Option<Vec<u8>>,
+}
+
+/// A client's `initialize`: open a session with every upstream, then answer.
+#[derive(Debug, PartialEq)]
+pub struct InitPlan {
+    /// The client's request id, raw JSON.
+    pub id: String,
+    /// The version negotiated with the client.
+    pub version: String,
+    pub callouts: Vec<Callout>,
+}
+
+/// A request the filter itself sends to an upstream.
+#[derive(Debug, PartialEq)]
+pub struct Callout {
+    pub server: usize,
+    pub cluster: String,
+    pub headers: Vec<(&'static str, String)>,
+    pub body: Vec<u8>,
+}
+
+/// What came back from a [`Callout`]; `None` in its place means no answer.
+#[derive(Debug, Clone, Default)]
+pub struct CalloutResponse {
+    pub status: u16,
+    pub session_id: Option<String>,
+    pub content_type: Option<String>,
+    pub body: Vec<u8>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("tool {tool:?} names server index {server}, but there are {count} servers")]
+    NoSuchServer { tool: String, server: usize, count: usize },
+    #[error("tool name {0:?} is listed twice")]
+    DuplicateTool(String),
+    #[error("session keys: {0}")]
+    Session(#[from] SessionError),
+}
+
+struct Route {
+    server: usize,
+    upstream_name: String,
+}
+
+/// A configuration compiled for answering requests.
+pub struct Gateway {
+    config: FilterConfig,
+    routes: HashMap<String, Route>,
+    /// `{"tools":[...]}`, serialised once per configuration.
+    tools_list_result: String,
+    sealer: Sealer,
+}
+
+impl Gateway {
+    pub fn new(config: FilterConfig) -> Result<Self, ConfigError> {
+        let mut routes = HashMap::with_capacity(config.tools.len());
+        let mut definitions = Vec::with_capacity(config.tools.len());
+        for t in &config.tools {
+            if t.server >= config.servers.len() {
+                return Err(ConfigError::NoSuchServer { tool: t.name.clone(), server: t.server, count: config.servers.len() });
+            }
+            let route = Route { server: t.server, upstream_name: t.upstream_name.clone() };
+            if routes.insert(t.name.clone(), route).is_some() {
+                return Err(ConfigError::DuplicateTool(t.name.clone()));
+            }
+            definitions.push(&t.definition);
+        }
+        let tools_list_result = serde_json::json!({ "tools": definitions }).to_string();
+        let sealer = Sealer::new(&config.session)?;
+        Ok(Gateway { config, routes, tools_list_result, sealer })
+    }
+
+    pub fn config(&self) -> &FilterConfig {
+        &self.config
+    }
+
+    pub fn server(&self, index: usize) -> Option<&UpstreamServer> {
+        self.config.servers.get(index)
+    }
+
+    /// Decides on the request headers alone.
+    pub fn on_headers(&self, head: &RequestHead) -> HeadAction {
+        let path = head.path.split('?').next().unwrap_or_default();
+        if path != self.config.mcp_path {
+            return HeadAction::PassThrough;
+        }
+        let checked = match head.method.as_str() {
+            "POST" => check_post_headers(head),
+            other => Err(McpError::MethodNotAllowed(other.to_string())),
+        };
+        match checked {
+            Ok(()) => HeadAction::ReadBody,
+            Err(e) => HeadAction::Reply(error_reply(None, &e)),
+        }
+    }
+
+    /// Refuses a body that has grown past the limit, before it is all read.
+    pub fn check_size(&self, size: usize) -> Option<Reply> {
+        let limit = self.config.max_body_bytes;
+        (size > limit).then(|| error_reply(None, &McpError::BodyTooLarge { size, limit }))
+    }
+
+    /// Decides on the complete body.
+    pub fn on_body(&self, head: &RequestHead, body: &[u8], now: Now) -> BodyAction {
+        if let Some(reply) = self.check_size(body.len()) {
+            return BodyAction::Reply(reply);
+        }
+        let (id, method, params) = match jsonrpc::parse(body) {
+            Err(e) => return BodyAction::Reply(error_reply(None, &e)),
+            // Notifications and responses need no answer; the gateway has
+            // nothing to relay them to yet.
+            Ok(Message::Notification { .. }) | Ok(Message::Response) => return BodyAction::Reply(accepted()),
+            Ok(Message::Request { id, method, params }) => (id.get(), method, params),
+        };
+        let result = match method.as_ref() {
+            "initialize" => return self.initialize(id, params, now),
+            "ping" => Ok(BodyAction::Reply(json_reply(200, jsonrpc::result_body(id, "{}")))),
+            "tools/list" => self.open_session(head, now).and_then(|_| self.tools_list(id, params)),
+            "tools/call" => self.open_session(head, now).and_then(|s| self.tools_call(body, params, &s)),
+            other => Err(McpError::MethodNotFound(other.to_string())),
+        };
+        result.unwrap_or_else(|e| BodyAction::Reply(error_reply(Some(id), &e)))
+    }
+
+    fn open_session(&self, head: &RequestHead, now: Now) -> Result<SessionState, McpError> {
+        if let Some(v) = head.protocol_version.as_deref() {
+            if !SUPPORTED_VERSIONS.contains(&v) {
+                return Err(McpError::InvalidRequest(format!(
+                    "unsupported MCP-Protocol-Version {v:?}; supported: {}",
+                    SUPPORTED_VERSIONS.join(", ")
+                )));
+            }
+        }
+        let token = head.session_id.as_deref().ok_or(McpError::MissingSession)?;
+        self.sealer.open(token, now.unix_secs).map_err(|e| McpError::SessionNotFound(e.to_string()))
+    }
+
+    fn tools_list(&self, id: &str, params: Option<&RawValue>) -> Result<BodyAction, McpError> {
+        #[derive(Deserialize)]
+        struct ListParams {
+            cursor: Option<serde::de::IgnoredAny>,
+        }
+        let cursor = params
+            .and_then(|p| serde_json::from_str::<ListParams>(p.get()).ok())
+            .and_then(|p| p.cursor);
+        if cursor.is_some() {
+            return Err(McpError::InvalidParams("unknown cursor: the gateway lists all tools on one page".into()));
+        }
+        Ok(BodyAction::Reply(json_reply(200, jsonrpc::result_body(id, &self.tools_list_result))))
+    }
+
+    fn tools_call(&self, body: &[u8], params: Option<&RawValue>, session: &SessionState) -> Result<BodyAction, McpError> {
+        let (name, span) = jsonrpc::tool_name(body, params)?;
+        let route = self.routes.get(name.as_ref()).ok_or_else(|| McpError::UnknownTool(name.to_string()))?;
+        let server = self.server(route.server).ok_or_else(|| McpError::Internal("route to a missing server".into()))?;
+        // A server added to the catalog after this session began has no entry:
+        // it is reached without a session, which suits stateless servers.
+        let upstream = session.upstreams.get(&server.name);
+        if let Some(UpstreamSession { error: Some(reason), .. }) = upstream {
+            return Err(McpError::UpstreamUnavailable { server: server.name.clone(), reason: reason.clone() });
+        }
+        let new_body = (route.upstream_name != name)
+            .then(|| jsonrpc::splice(body, span, jsonrpc::json_string(&route.upstream_name).as_bytes()));
+        Ok(BodyAction::Forward(Forward {
+            server: route.server,
+            upstream_session: upstream.and_then(|u| u.id.clone()),
+            upstream_version: upstream.and_then(|u| u.version.clone()),
+            body: new_body,
+        }))
+    }
+
+    fn initialize(&self, id: &str, params: Option<&RawValue>, now: Now) -> BodyAction {
+        #[derive(Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct InitParams {
+            protocol_version: Option<String>,
+        }
+        let asked = params
+            .and_then(|p| serde_json::from_str::<InitParams>(p.get()).ok())
+            .and_then(|p| p.protocol_version);
+        let version = match asked {
+            Some(v) if SUPPORTED_VERSIONS.contains(&v.as_str()) => v,
+            _ => LATEST_VERSION.to_string(),
+        };
+        if self.config.servers.is_empty() {
+            return BodyAction::Reply(self.initialize_reply(id, &version, &[], now).0);
+        }
+        let init_body = format!(
+            r#"{{"jsonrpc":"2.0","id":{INIT_ID},"method":"initialize","params":{{"protocolVersion":{},"capabilities":{{}},"clientInfo":{{"name":{},"version":{}}}}}}}"#,
+            jsonrpc::json_string(&version),
+            jsonrpc::json_string(&self.config.server_info.name),
+            jsonrpc::json_string(&self.config.server_info.version),
+        );
+        let callouts = self
+            .config
+            .servers
+            .iter()
+            .enumerate()
+            .map(|(i, s)| callout(i, s, None, None, init_body.clone().into_bytes()))
+            .collect();
+        BodyAction::Initialize(InitPlan { id: id.to_string(), version, callouts })
+    }
+
+    /// Answers the client's `initialize` once every upstream has answered
+    /// (or failed). Also returns the `notifications/initialized` callouts to
+    /// send to the upstreams that accepted, before the reply goes out.
+    pub fn initialized(&self, plan: &InitPlan, responses: &[Option<CalloutResponse>], now: Now) -> (Reply, Vec<Callout>) {
+        let upstreams: Vec<(usize, UpstreamSession)> = plan
+            .callouts
+            .iter()
+            .zip(responses.iter().chain(std::iter::repeat(&None)))
+            .map(|(c, r)| (c.server, upstream_session(r.as_ref())))
+            .collect();
+        self.initialize_reply(&plan.id, &plan.version, &upstreams, now)
+    }
+
+    fn initialize_reply(&self, id: &str, version: &str, upstreams: &[(usize, UpstreamSession)], now: Now) -> (Reply, Vec<Callout>) {
+        let mut state = SessionState { issued_at: now.unix_secs, entropy: now.entropy, version: version.to_string(), upstreams: Default::default() };
+        let mut followups = Vec::new();
+        for (index, session) in upstreams {
+            let Some(server) = self.server(*index) else { continue };
+            if session.error.is_none() {
+                let body = br#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#.to_vec();
+                followups.push(callout(*index, server, session.id.as_deref(), session.version.as_deref(), body));
+            }
+            state.upstreams.insert(server.name.clone(), session.clone());
+        }
+        let mut result = serde_json::json!({
+            "protocolVersion": version,
+            "capabilities": { "tools": { "listChanged": false } },
+            "serverInfo": { "name": self.config.server_info.name, "version": self.config.server_info.version },
+        });
+        if let (Some(text), Some(obj)) = (&self.config.instructions, result.as_object_mut()) {
+            obj.insert("instructions".into(), text.clone().into());
+        }
+        let mut reply = json_reply(200, jsonrpc::result_body(id, &result.to_string()));
+        reply.headers.push(("mcp-session-id", self.sealer.seal(&state)));
+        (reply, followups)
+    }
+}
+
+fn check_post_headers(head: &RequestHead) -> Result<(), McpError> {
+    let ct = head.content_type.as_deref().unwrap_or_default();
+    let media = ct.split(';').next().unwrap_or_default().trim();
+    if !media.eq_ignore_ascii_case("application/json") {
+        return Err(McpError::UnsupportedMediaType(ct.to_string()));
+    }
+    let accept = head.accept.as_deref().unwrap_or_default();
+    let accepts_json = accept.split(',').any(|part| {
+        let media = part.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+        matches!(media.as_str(), "application/json" | "application/*" | "*/*")
+    });
+    if !accepts_json {
+        return Err(McpError::NotAcceptable(accept.to_string()));
+    }
+    Ok(())
+}
+
+fn callout(index: usize, server: &UpstreamServer, session: Option<&str>, version: Option<&str>, body: Vec<u8>) -> Callout {
+    let mut headers = vec![
+        (":method", "POST".to_string()),
+        (":path", server.path.clone()),
+        (":authority", server.authority.clone()),
+        ("content-type", "application/json".to_string()),
+        ("accept", "application/json, text/event-stream".to_string()),
+    ];
+    if let Some(s) = session {
+        headers.push(("mcp-session-id", s.to_string()));
+    }
+    if let Some(v) = version {
+        headers.push(("mcp-protocol-version", v.to_string()));
+    }
+    Callout { server: index, cluster: server.cluster.clone(), headers, body }
+}
+
+/// Reads an upstream's answer to the filter's `initialize`.
+fn upstream_session(response: Option<&CalloutResponse>) -> UpstreamSession {
+    let failed = |reason: String| UpstreamSession { id: None, version: None, error: Some(reason) };
+    let Some(r) = response else {
+        return failed("no answer to initialize (connection failed or timed out)".into());
+    };
+    if r.status != 200 {
+        return failed(format!("initialize answered HTTP {}", r.status));
+    }
+    let text = String::from_utf8_lossy(&r.body);
+    let is_sse = r.content_type.as_deref().is_some_and(|c| c.starts_with("text/event-stream"));
+    let candidates = if is_sse { sse::events(&text) } else { vec![text.into_owned()] };
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct InitResult {
+        protocol_version: String,
+    }
+    #[derive(Deserialize)]
+    struct Answer {
+        id: Option<serde_json::Value>,
+        result: Option<InitResult>,
+        error: Option<ErrorObject>,
+    }
+    #[derive(Deserialize)]
+    struct ErrorObject {
+        message: String,
+    }
+    for c in candidates {
+        let Ok(a) = serde_json::from_str::<Answer>(&c) else { continue };
+        if a.id.as_ref().map(|v| v.to_string()).as_deref() != Some(INIT_ID) {
+            continue;
+        }
+        return match (a.result, a.error) {
+            (Some(res), _) => UpstreamSession { id: r.session_id.clone(), version: Some(res.protocol_version), error: None },
+            (None, Some(err)) => failed(format!("initialize failed: {}", err.message)),
+            (None, None) => failed("initialize answered neither result nor error".into()),
+        };
+    }
+    failed("initialize answered no JSON-RPC response".into())
+}
+
+fn json_reply(status: u16, body: Vec<u8>) -> Reply {
+    Reply { status, headers: vec![("content-type", "application/json".to_string())], body }
+}
+
+fn accepted() -> Reply {
+    Reply { status: 202, headers: Vec::new(), body: Vec::new() }
+}
+
+/// The one place a refusal becomes an HTTP answer.
+pub fn error_reply(id: Option<&str>, e: &McpError) -> Reply {
+    let (code, status) = e.code_and_status();
+    let mut reply = json_reply(status, jsonrpc::error_body(id, code, &e.to_string()));
+    if matches!(e, McpError::MethodNotAllowed(_)) {
+        reply.headers.push(("allow", "POST".to_string()));
+    }
+    reply
+}
+
+#[cfg(test)]
+mod tests;

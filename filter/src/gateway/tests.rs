@@ -1,0 +1,213 @@
+use super::*;
+use crate::config::{ServerInfo, SessionConfig, SessionKey, ToolRoute};
+use serde_json::{json, Value};
+
+fn config() -> FilterConfig {
+    let server = |name: &str| UpstreamServer {
+        name: name.into(),
+        cluster: format!("mcp_{name}"),
+        authority: format!("{name}.local:80"),
+        path: "/mcp".into(),
+    };
+    let tool = |name: &str, server: usize, upstream: &str| ToolRoute {
+        name: name.into(),
+        server,
+        upstream_name: upstream.into(),
+        definition: json!({ "name": name, "inputSchema": { "type": "object" } }),
+    };
+    FilterConfig {
+        version: "1".into(),
+        mcp_path: "/mcp".into(),
+        max_body_bytes: 200,
+        server_info: ServerInfo { name: "gw".into(), version: "0.1".into() },
+        instructions: None,
+        servers: vec![server("a"), server("b")],
+        tools: vec![tool("a__echo", 0, "echo"), tool("b__echo", 1, "echo"), tool("plain", 1, "plain")],
+        session: SessionConfig { active_key: "k".into(), keys: vec![SessionKey { id: "k".into(), secret_hex: "11".repeat(32) }], ttl_seconds: 60 },
+        upstream_timeout_ms: 1000,
+    }
+}
+
+const NOW: Now = Now { unix_secs: 1_000, entropy: 7 };
+
+fn post(session: Option<&str>) -> RequestHead {
+    RequestHead {
+        method: "POST".into(),
+        path: "/mcp".into(),
+        content_type: Some("application/json".into()),
+        accept: Some("application/json, text/event-stream".into()),
+        session_id: session.map(str::to_string),
+        protocol_version: None,
+    }
+}
+
+fn reply_json(r: &Reply) -> Value {
+    serde_json::from_slice(&r.body).unwrap()
+}
+
+/// A session as the gateway would issue it after `a` and `b` answered.
+fn session(gw: &Gateway, b_error: bool) -> String {
+    let plan = match gw.on_body(&post(None), br#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18"}}"#, NOW) {
+        BodyAction::Initialize(p) => p,
+        other => panic!("{other:?}"),
+    };
+    let ok_a = CalloutResponse {
+        status: 200,
+        session_id: Some("sid-a".into()),
+        content_type: Some("text/event-stream".into()),
+        body: b"event: message\ndata: {\"jsonrpc\":\"2.0\",\"id\":0,\"result\":{\"protocolVersion\":\"2025-06-18\"}}\n\n".to_vec(),
+    };
+    let b = (!b_error).then(|| CalloutResponse {
+        status: 200,
+        session_id: None,
+        content_type: Some("application/json".into()),
+        body: br#"{"jsonrpc":"2.0","id":0,"result":{"protocolVersion":"2025-03-26"}}"#.to_vec(),
+    });
+    let (reply, followups) = gw.initialized(&plan, &[Some(ok_a), b], NOW);
+    assert_eq!(followups.len(), if b_error { 1 } else { 2 });
+    reply.headers.iter().find(|(k, _)| *k == "mcp-session-id").unwrap().1.clone()
+}
+
+#[test]
+fn headers_decide_what_is_ours() {
+    let gw = Gateway::new(config()).unwrap();
+    assert_eq!(gw.on_headers(&RequestHead { path: "/health".into(), method: "GET".into(), ..Default::default() }), HeadAction::PassThrough);
+    assert_eq!(gw.on_headers(&post(None)), HeadAction::ReadBody);
+    assert_eq!(gw.on_headers(&RequestHead { path: "/mcp?x=1".into(), ..post(None) }), HeadAction::ReadBody);
+    let status = |head: RequestHead| match gw.on_headers(&head) {
+        HeadAction::Reply(r) => r.status,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(status(RequestHead { method: "GET".into(), ..post(None) }), 405);
+    assert_eq!(status(RequestHead { method: "DELETE".into(), ..post(None) }), 405);
+    assert_eq!(status(RequestHead { content_type: Some("text/plain".into()), ..post(None) }), 415);
+    assert_eq!(status(RequestHead { content_type: None, ..post(None) }), 415);
+    assert_eq!(status(RequestHead { accept: Some("text/html".into()), ..post(None) }), 406);
+    assert_eq!(status(RequestHead { accept: None, ..post(None) }), 406);
+    assert_eq!(gw.on_headers(&RequestHead { accept: Some("*/*".into()), content_type: Some("Application/JSON; charset=utf-8".into()), ..post(None) }), HeadAction::ReadBody);
+}
+
+#[test]
+fn initialize_opens_upstream_sessions_and_seals_them() {
+    let gw = Gateway::new(config()).unwrap();
+    let plan = match gw.on_body(&post(None), br#"{"jsonrpc":"2.0","id":"x","method":"initialize","params":{"protocolVersion":"1999-01-01"}}"#, NOW) {
+        BodyAction::Initialize(p) => p,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(plan.version, LATEST_VERSION);
+    assert_eq!(plan.callouts.len(), 2);
+    assert_eq!(plan.callouts[1].cluster, "mcp_b");
+    assert!(plan.callouts[1].headers.contains(&(":authority", "b.local:80".into())));
+    let (reply, followups) = gw.initialized(&plan, &[None, None], NOW);
+    assert!(followups.is_empty());
+    let v = reply_json(&reply);
+    assert_eq!(v["id"], "x");
+    assert_eq!(v["result"]["protocolVersion"], LATEST_VERSION);
+    assert_eq!(v["result"]["serverInfo"]["name"], "gw");
+
+    let token = session(&gw, false);
+    let state = gw.sealer.open(&token, NOW.unix_secs).unwrap();
+    assert_eq!(state.upstreams["a"].id.as_deref(), Some("sid-a"));
+    assert_eq!(state.upstreams["b"].version.as_deref(), Some("2025-03-26"));
+}
+
+#[test]
+fn routes_tool_calls_with_the_upstream_name_and_session() {
+    let gw = Gateway::new(config()).unwrap();
+    let token = session(&gw, false);
+    let body = br#"{"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"name":"a__echo","arguments":{"text":"hi"}}}"#;
+    match gw.on_body(&post(Some(&token)), body, NOW) {
+        BodyAction::Forward(f) => {
+            assert_eq!(f.server, 0);
+            assert_eq!(f.upstream_session.as_deref(), Some("sid-a"));
+            assert_eq!(f.upstream_version.as_deref(), Some("2025-06-18"));
+            let sent: Value = serde_json::from_slice(&f.body.unwrap()).unwrap();
+            assert_eq!(sent, json!({"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"name":"echo","arguments":{"text":"hi"}}}));
+        }
+        other => panic!("{other:?}"),
+    }
+    let body = br#"{"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"name":"plain"}}"#;
+    match gw.on_body(&post(Some(&token)), body, NOW) {
+        BodyAction::Forward(f) => assert_eq!((f.server, f.upstream_session, f.body), (1, None, None)),
+        other => panic!("{other:?}"),
+    }
+}
+
+/// (session?, body) -> (HTTP status, JSON-RPC error code or 0 for a result)
+fn check(gw: &Gateway, session: Option<&str>, head: Option<RequestHead>, body: &str) -> (u16, i64) {
+    let head = head.unwrap_or_else(|| post(session));
+    match gw.on_body(&head, body.as_bytes(), NOW) {
+        BodyAction::Reply(r) if r.body.is_empty() => (r.status, 0),
+        BodyAction::Reply(r) => (r.status, reply_json(&r)["error"]["code"].as_i64().unwrap_or(0)),
+        other => panic!("{body}: {other:?}"),
+    }
+}
+
+#[test]
+fn refusals_carry_the_right_code() {
+    let gw = Gateway::new(config()).unwrap();
+    let token = session(&gw, true);
+    let s = Some(token.as_str());
+    let call = |name: &str| format!(r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"{name}"}}}}"#);
+    let (unknown, unprefixed, failed) = (call("nope"), call("echo"), call("b__echo"));
+    let cases: Vec<(Option<&str>, &str, (u16, i64))> = vec![
+        (s, "{", (400, -32700)),
+        (s, r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#, (202, 0)),
+        (s, r#"{"jsonrpc":"2.0","id":9,"result":{}}"#, (202, 0)),
+        (None, r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#, (200, 0)),
+        (None, r#"{"jsonrpc":"2.0","id":1,"method":"server/discover"}"#, (200, -32601)),
+        (s, r#"{"jsonrpc":"2.0","id":1,"method":"resources/list"}"#, (200, -32601)),
+        (None, r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#, (400, -32600)),
+        (Some("k.garbage"), r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#, (404, -32001)),
+        (s, r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#, (200, 0)),
+        (s, r#"{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{"cursor":"x"}}"#, (200, -32602)),
+        (s, &unknown, (200, -32602)),
+        (s, &unprefixed, (200, -32602)),
+        (s, &failed, (200, -32603)),
+        (s, r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{}}"#, (200, -32602)),
+    ];
+    for (session, body, want) in cases {
+        assert_eq!(check(&gw, session, None, body), want, "{body}");
+    }
+    let big = format!(r#"{{"jsonrpc":"2.0","id":1,"method":"ping","params":{{"pad":"{}"}}}}"#, "x".repeat(300));
+    assert_eq!(check(&gw, s, None, &big), (413, -32600));
+    let bad_version = RequestHead { protocol_version: Some("2030-01-01".into()), ..post(s) };
+    assert_eq!(check(&gw, s, Some(bad_version), r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#), (400, -32600));
+    let expired = Now { unix_secs: NOW.unix_secs + 61, ..NOW };
+    assert!(matches!(gw.on_body(&post(s), br#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#, expired), BodyAction::Reply(Reply { status: 404, .. })));
+}
+
+#[test]
+fn unknown_tool_errors_name_the_tool() {
+    let gw = Gateway::new(config()).unwrap();
+    let token = session(&gw, false);
+    let r = match gw.on_body(&post(Some(&token)), br#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"zz"}}"#, NOW) {
+        BodyAction::Reply(r) => r,
+        other => panic!("{other:?}"),
+    };
+    let v = reply_json(&r);
+    assert_eq!(v["id"], 3);
+    assert_eq!(v["error"]["message"], "Unknown tool: zz");
+}
+
+#[test]
+fn tools_list_is_the_configured_definitions() {
+    let gw = Gateway::new(config()).unwrap();
+    let token = session(&gw, false);
+    let r = match gw.on_body(&post(Some(&token)), br#"{"jsonrpc":"2.0","id":2,"method":"tools/list"}"#, NOW) {
+        BodyAction::Reply(r) => r,
+        other => panic!("{other:?}"),
+    };
+    let names: Vec<_> = reply_json(&r)["result"]["tools"].as_array().unwrap().iter().map(|t| t["name"].clone()).collect();
+    assert_eq!(names, vec![json!("a__echo"), json!("b__echo"), json!("plain")]);
+}
+
+#[test]
+fn bad_configs_are_refused() {
+    let mut c = config();
+    c.tools[0].server = 9;
+    assert!(matches!(Gateway::new(c), Err(ConfigError::NoSuchServer { .. })));
+    let mut c = config();
+    c.tools[1].name = "a__echo".into();
+    assert!(matches!(Gateway::new(c), Err(ConfigError::DuplicateTool(_))));
+}

@@ -1,0 +1,253 @@
+//! proxy-wasm glue: the only code that talks to Envoy.
+//!
+//! Each callback gathers what the core needs (headers, body, time), asks
+//! [`Gateway`] for a decision and applies it. Decisions are made nowhere else.
+//! Request headers are read only in the headers callback and written only
+//! before the request continues: touching a header map after its phase has
+//! passed is a host error that the SDK turns into a panic.
+
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::time::{Duration, UNIX_EPOCH};
+
+use proxy_wasm::traits::{Context, HttpContext, RootContext};
+use proxy_wasm::types::{Action, ContextType, LogLevel};
+
+use crate::config::FilterConfig;
+use crate::error::McpError;
+use crate::gateway::{error_reply, BodyAction, Callout, CalloutResponse, Gateway, HeadAction, InitPlan, Now, Reply, RequestHead};
+
+proxy_wasm::main! {{
+    proxy_wasm::set_log_level(LogLevel::Info);
+    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root { gateway: None }) });
+}}
+
+struct Root {
+    gateway: Option<Rc<Gateway>>,
+}
+
+impl Context for Root {}
+
+impl RootContext for Root {
+    fn on_configure(&mut self, _size: usize) -> bool {
+        let Some(bytes) = self.get_plugin_configuration() else {
+            log::error!("mcp filter: no plugin configuration");
+            return false;
+        };
+        let parsed = serde_json::from_slice::<FilterConfig>(&bytes)
+            .map_err(|e| format!("invalid configuration: {e}"))
+            .and_then(|c| Gateway::new(c).map_err(|e| format!("invalid configuration: {e}")));
+        match parsed {
+            Ok(gw) => {
+                let c = gw.config();
+                log::info!("mcp filter: configuration {} loaded ({} servers, {} tools)", c.version, c.servers.len(), c.tools.len());
+                self.gateway = Some(Rc::new(gw));
+                true
+            }
+            // Returning false makes Envoy reject (NACK) this configuration
+            // and keep the previous one.
+            Err(e) => {
+                log::error!("mcp filter: {e}");
+                false
+            }
+        }
+    }
+
+    fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
+        Some(Box::new(Request { context_id, gateway: self.gateway.clone(), head: RequestHead::default(), state: State::Idle }))
+    }
+
+    fn get_type(&self) -> Option<ContextType> {
+        Some(ContextType::HttpContext)
+    }
+}
+
+enum State {
+    /// Not an MCP request, or already answered.
+    Idle,
+    ReadingBody,
+    /// Waiting for the upstreams' answers to `initialize`.
+    Initializing { plan: InitPlan, tokens: HashMap<u32, usize>, responses: Vec<Option<CalloutResponse>> },
+    /// Waiting for the upstreams to take `notifications/initialized`.
+    Confirming { reply: Reply, tokens: HashMap<u32, usize> },
+    /// Sent upstream; the response must carry the client's session id back.
+    Forwarded { client_session: Option<String> },
+}
+
+struct Request {
+    context_id: u32,
+    gateway: Option<Rc<Gateway>>,
+    head: RequestHead,
+    state: State,
+}
+
+impl Request {
+    fn header(&self, name: &str) -> Option<String> {
+        self.get_http_request_header_bytes(name).map(|b| String::from_utf8_lossy(&b).into_owned())
+    }
+
+    fn now(&self) -> Now {
+        let since = self.get_current_time().duration_since(UNIX_EPOCH).unwrap_or_default();
+        Now { unix_secs: since.as_secs(), entropy: (since.as_nanos() as u64) ^ (u64::from(self.context_id) << 40) }
+    }
+
+    fn reply(&mut self, r: &Reply) {
+        self.state = State::Idle;
+        let headers: Vec<(&str, &str)> = r.headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        self.send_http_response(u32::from(r.status), headers, Some(&r.body));
+    }
+
+    /// Sends each callout; returns the tokens of those that went out.
+    fn dispatch(&self, callouts: &[Callout], timeout: Duration) -> HashMap<u32, usize> {
+        let mut tokens = HashMap::with_capacity(callouts.len());
+        for (i, c) in callouts.iter().enumerate() {
+            let headers: Vec<(&str, &str)> = c.headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            match self.dispatch_http_call(&c.cluster, headers, Some(&c.body), vec![], timeout) {
+                Ok(token) => {
+                    tokens.insert(token, i);
+                }
+                Err(status) => log::warn!("mcp filter: call to cluster {} failed to start: {status:?}", c.cluster),
+            }
+        }
+        tokens
+    }
+
+    fn timeout(gw: &Gateway) -> Duration {
+        Duration::from_millis(gw.config().upstream_timeout_ms)
+    }
+
+    fn on_complete_body(&mut self, gw: &Gateway, body: &[u8]) -> Action {
+        match gw.on_body(&self.head, body, self.now()) {
+            BodyAction::Reply(r) => {
+                self.reply(&r);
+                Action::Pause
+            }
+            BodyAction::Forward(f) => {
+                let Some(server) = gw.server(f.server) else {
+                    self.reply(&error_reply(None, &McpError::Internal("route to a missing server".into())));
+                    return Action::Pause;
+                };
+                self.set_http_request_header("x-mcp-cluster", Some(&server.cluster));
+                self.set_http_request_header(":path", Some(&server.path));
+                self.set_http_request_header(":authority", Some(&server.authority));
+                // The gateway's session id means nothing upstream: replace it
+                // with the upstream's own, or drop it.
+                self.set_http_request_header("mcp-session-id", f.upstream_session.as_deref());
+                if let Some(v) = f.upstream_version.as_deref() {
+                    self.set_http_request_header("mcp-protocol-version", Some(v));
+                }
+                if let Some(new_body) = f.body {
+                    self.set_http_request_body(0, body.len(), &new_body);
+                    self.set_http_request_header("content-length", Some(&new_body.len().to_string()));
+                }
+                self.state = State::Forwarded { client_session: self.head.session_id.take() };
+                Action::Continue
+            }
+            BodyAction::Initialize(plan) => {
+                let tokens = self.dispatch(&plan.callouts, Self::timeout(gw));
+                let responses = vec![None; plan.callouts.len()];
+                self.state = State::Initializing { plan, tokens, responses };
+                self.advance(gw);
+                Action::Pause
+            }
+        }
+    }
+
+    /// Moves the `initialize` fan-out on once no callout is outstanding.
+    fn advance(&mut self, gw: &Gateway) {
+        match std::mem::replace(&mut self.state, State::Idle) {
+            State::Initializing { plan, tokens, responses } if tokens.is_empty() => {
+                let (reply, followups) = gw.initialized(&plan, &responses, self.now());
+                let tokens = self.dispatch(&followups, Self::timeout(gw));
+                self.state = State::Confirming { reply, tokens };
+                self.advance(gw);
+            }
+            State::Confirming { reply, tokens } if tokens.is_empty() => self.reply(&reply),
+            other => self.state = other,
+        }
+    }
+}
+
+impl Context for Request {
+    fn on_http_call_response(&mut self, token: u32, num_headers: usize, body_size: usize, _trailers: usize) {
+        let Some(gw) = self.gateway.clone() else { return };
+        // A reset or timeout arrives with no headers.
+        let response = (num_headers > 0).then(|| {
+            let header = |name| self.get_http_call_response_header_bytes(name).map(|b| String::from_utf8_lossy(&b).into_owned());
+            CalloutResponse {
+                status: header(":status").and_then(|s| s.parse().ok()).unwrap_or(0),
+                session_id: header("mcp-session-id"),
+                content_type: header("content-type"),
+                body: self.get_http_call_response_body(0, body_size).unwrap_or_default(),
+            }
+        });
+        match &mut self.state {
+            State::Initializing { tokens, responses, .. } => {
+                if let Some(i) = tokens.remove(&token) {
+                    if let Some(slot) = responses.get_mut(i) {
+                        *slot = response;
+                    }
+                }
+            }
+            State::Confirming { tokens, .. } => {
+                tokens.remove(&token);
+            }
+            _ => return,
+        }
+        self.advance(&gw);
+    }
+}
+
+impl HttpContext for Request {
+    fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
+        let Some(gw) = self.gateway.clone() else {
+            self.reply(&error_reply(None, &McpError::Internal("the MCP filter has no valid configuration".into())));
+            return Action::Pause;
+        };
+        self.head = RequestHead {
+            method: self.header(":method").unwrap_or_default(),
+            path: self.header(":path").unwrap_or_default(),
+            content_type: self.header("content-type"),
+            accept: self.header("accept"),
+            session_id: self.header("mcp-session-id"),
+            protocol_version: self.header("mcp-protocol-version"),
+        };
+        match gw.on_headers(&self.head) {
+            HeadAction::PassThrough => Action::Continue,
+            HeadAction::Reply(r) => {
+                self.reply(&r);
+                Action::Pause
+            }
+            HeadAction::ReadBody if end_of_stream => self.on_complete_body(&gw, &[]),
+            HeadAction::ReadBody => {
+                self.state = State::ReadingBody;
+                Action::Pause
+            }
+        }
+    }
+
+    fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        if !matches!(self.state, State::ReadingBody) {
+            return Action::Continue;
+        }
+        let Some(gw) = self.gateway.clone() else { return Action::Continue };
+        if let Some(r) = gw.check_size(body_size) {
+            self.reply(&r);
+            return Action::Pause;
+        }
+        if !end_of_stream {
+            return Action::Pause;
+        }
+        let body = self.get_http_request_body(0, body_size).unwrap_or_default();
+        self.on_complete_body(&gw, &body)
+    }
+
+    fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        if let State::Forwarded { client_session } = &self.state {
+            // The upstream's session id must not reach the client, which
+            // would adopt it in place of the gateway's.
+            self.set_http_response_header("mcp-session-id", client_session.as_deref());
+        }
+        Action::Continue
+    }
+}

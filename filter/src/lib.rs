@@ -1,0 +1,24 @@
+//! The MCP gateway's Envoy filter.
+//!
+//! Everything that decides lives in plain Rust modules that compile natively
+//! and are tested with `cargo test`: [`jsonrpc`] parses messages, [`gateway`]
+//! decides what to do with a request, [`session`] seals session ids,
+//! [`error`] maps refusals to JSON-RPC codes. The proxy-wasm glue (`glue`) is
+//! compiled only for wasm32; it gathers headers, body and time from Envoy,
+//! calls the core, and applies the decision. It is the only code that makes
+//! host calls. [`config`] is the configuration schema the control plane
+//! serialises and the filter reads.
+//!
+//! The filter must never panic: under `panic = "abort"` a panic kills the VM
+//! for every request on that worker. Hence the lints below.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing))]
+
+pub mod config;
+pub mod error;
+pub mod gateway;
+pub mod jsonrpc;
+pub mod session;
+pub mod sse;
+
+#[cfg(target_arch = "wasm32")]
+mod glue;
