@@ -7,6 +7,10 @@
 
 use serde::{Deserialize, Serialize};
 
+/// The request header the filter sets to the chosen upstream cluster; the
+/// route table sends requests carrying it to that cluster.
+pub const CLUSTER_HEADER: &str = "x-mcp-cluster";
+
 /// Everything the filter needs to answer and route MCP requests.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

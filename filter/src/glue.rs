@@ -13,7 +13,7 @@ use std::time::{Duration, UNIX_EPOCH};
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType, LogLevel};
 
-use crate::config::FilterConfig;
+use crate::config::{FilterConfig, CLUSTER_HEADER};
 use crate::error::McpError;
 use crate::gateway::{error_reply, BodyAction, Callout, CalloutResponse, Gateway, HeadAction, InitPlan, Now, Reply, RequestHead};
 
@@ -127,7 +127,7 @@ impl Request {
                     self.reply(&error_reply(None, &McpError::Internal("route to a missing server".into())));
                     return Action::Pause;
                 };
-                self.set_http_request_header("x-mcp-cluster", Some(&server.cluster));
+                self.set_http_request_header(CLUSTER_HEADER, Some(&server.cluster));
                 self.set_http_request_header(":path", Some(&server.path));
                 self.set_http_request_header(":authority", Some(&server.authority));
                 // The gateway's session id means nothing upstream: replace it
@@ -213,7 +213,12 @@ impl HttpContext for Request {
             protocol_version: self.header("mcp-protocol-version"),
         };
         match gw.on_headers(&self.head) {
-            HeadAction::PassThrough => Action::Continue,
+            HeadAction::PassThrough => {
+                // Only the filter may pick an upstream: a client-supplied
+                // cluster header would otherwise route around it.
+                self.set_http_request_header(CLUSTER_HEADER, None);
+                Action::Continue
+            }
             HeadAction::Reply(r) => {
                 self.reply(&r);
                 Action::Pause

@@ -1,0 +1,46 @@
+//! The operator's HTTP API (axum), on the control plane's admin port.
+//! `/health` and `/servers` are also routed through the gateway port by
+//! Envoy, as the seeds' users expect; `/admin/reload` changes state and is
+//! served on the admin port only until the admin principal of the auth
+//! issue guards it.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::json;
+
+use crate::controller::Controller;
+
+pub fn router(controller: Controller) -> Router {
+    Router::new()
+        .route("/health", get(health))
+        .route("/servers", get(servers))
+        .route("/admin/reload", post(reload))
+        .with_state(controller)
+}
+
+/// Liveness, plus what an operator checks first: the version served, the
+/// last reload error, and each Envoy's ACK or NACK of it.
+async fn health(State(c): State<Controller>) -> impl IntoResponse {
+    let s = c.status();
+    Json(json!({
+        "status": "ok",
+        "version": s.version,
+        "last_error": s.last_error,
+        "envoys": c.cache().status(),
+    }))
+}
+
+async fn servers(State(c): State<Controller>) -> impl IntoResponse {
+    let s = c.status();
+    Json(json!({ "version": s.version, "last_error": s.last_error, "servers": s.servers }))
+}
+
+async fn reload(State(c): State<Controller>) -> impl IntoResponse {
+    match c.reload().await {
+        Ok(version) => (StatusCode::OK, Json(json!({ "status": "ok", "version": version }))),
+        Err(e) => (StatusCode::UNPROCESSABLE_ENTITY, Json(json!({ "status": "error", "error": e }))),
+    }
+}

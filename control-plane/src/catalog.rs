@@ -1,0 +1,276 @@
+//! `catalog.yaml`: what operators write. Parsing, `${ENV_VAR}` interpolation
+//! and validation with messages that name the server and the field.
+//!
+//! This module reads no file: callers hand it the text and a way to look up
+//! environment variables, so that tests need neither.
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+
+use serde::{Deserialize, Serialize};
+use url::Url;
+
+/// The whole catalog.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Catalog {
+    #[serde(default)]
+    pub gateway: GatewaySettings,
+    #[serde(default)]
+    pub servers: Vec<Server>,
+}
+
+/// Settings of the gateway itself.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GatewaySettings {
+    /// Address of the MCP endpoint (Envoy's listener). The seeds' port, 4444.
+    pub listen: String,
+    /// HTTP path of the MCP endpoint.
+    pub mcp_path: String,
+    /// Put between a server's name and its tool names.
+    pub tool_separator: String,
+    /// Request bodies over this size get 413.
+    pub max_body_bytes: usize,
+    /// `serverInfo.name` in the gateway's `initialize` answer.
+    pub server_name: String,
+    /// Returned as `instructions` from `initialize`.
+    pub instructions: Option<String>,
+    /// Route timeout for calls to upstreams.
+    pub request_timeout_seconds: u64,
+    /// Key that seals session ids: 64 hex characters, usually `${MCP_GATEWAY_SESSION_KEY}`.
+    /// Without it the control plane makes a random key at start, and
+    /// sessions do not survive a restart of the control plane.
+    pub session_key: Option<String>,
+    /// How long a client session lives.
+    pub session_ttl_seconds: u64,
+}
+
+impl Default for GatewaySettings {
+    fn default() -> Self {
+        GatewaySettings {
+            listen: "127.0.0.1:4444".into(),
+            mcp_path: "/mcp".into(),
+            tool_separator: "__".into(),
+            max_body_bytes: 1024 * 1024,
+            server_name: "mcp-gateway".into(),
+            instructions: None,
+            request_timeout_seconds: 60,
+            session_key: None,
+            session_ttl_seconds: 24 * 3600,
+        }
+    }
+}
+
+/// One upstream MCP server.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Server {
+    /// Unique; lower-case letters, digits, `-` and `_`. Prefixes its tools.
+    pub name: String,
+    /// How the gateway reaches it. Only `http` (Streamable HTTP) for now.
+    #[serde(default = "default_runtime")]
+    pub runtime: String,
+    /// The server's Streamable HTTP endpoint.
+    pub url: String,
+    /// Whether its tools are renamed `<server><separator><tool>`. Turn it off
+    /// only when its tool names collide with no other server's.
+    #[serde(default = "default_true")]
+    pub prefix: bool,
+    /// Time allowed to list its tools.
+    #[serde(default = "default_discovery_timeout")]
+    pub discovery_timeout_seconds: u64,
+}
+
+fn default_runtime() -> String {
+    "http".into()
+}
+fn default_true() -> bool {
+    true
+}
+fn default_discovery_timeout() -> u64 {
+    10
+}
+
+/// Where an upstream lives, read from its URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    pub tls: bool,
+    pub host: String,
+    pub port: u16,
+    pub path: String,
+}
+
+impl Endpoint {
+    /// `host:port` as sent in `:authority`.
+    pub fn authority(&self) -> String {
+        if self.host.contains(':') {
+            format!("[{}]:{}", self.host, self.port)
+        } else {
+            format!("{}:{}", self.host, self.port)
+        }
+    }
+}
+
+impl Server {
+    /// The parsed URL; only valid on a validated catalog.
+    pub fn endpoint(&self) -> Result<Endpoint, String> {
+        // The URL parser drops tabs and newlines silently; a URL holding
+        // them is a mistake (or an injection) to report, not to mend.
+        if self.url.chars().any(|c| c.is_control() || c.is_whitespace()) {
+            return Err("contains whitespace or control characters".into());
+        }
+        let url = Url::parse(&self.url).map_err(|e| format!("not a URL ({e})"))?;
+        let tls = match url.scheme() {
+            "http" => false,
+            "https" => true,
+            other => return Err(format!("scheme {other:?} is not http or https")),
+        };
+        let host = match url.host() {
+            Some(url::Host::Ipv6(a)) => a.to_string(),
+            Some(h) => h.to_string(),
+            None => return Err("has no host".into()),
+        };
+        let port = url.port_or_known_default().ok_or("has no port")?;
+        let mut path = url.path().to_string();
+        if let Some(q) = url.query() {
+            path = format!("{path}?{q}");
+        }
+        Ok(Endpoint { tls, host, port, path })
+    }
+}
+
+/// A catalog that failed to load, with every problem found.
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogError {
+    #[error("catalog is not valid YAML for the catalog schema: {0}")]
+    Yaml(String),
+    #[error("catalog refers to undefined environment variables: {}", .0.join(", "))]
+    MissingEnv(Vec<String>),
+    #[error("invalid catalog:\n  - {}", .0.join("\n  - "))]
+    Invalid(Vec<String>),
+}
+
+/// Parses, interpolates and validates catalog text.
+///
+/// Interpolation happens in string values after parsing, not in the text:
+/// comments are left alone, and a variable's value can never add YAML
+/// structure (a value with `\n  - name: evil` stays one string).
+pub fn load(text: &str, env: impl Fn(&str) -> Option<String>) -> Result<Catalog, CatalogError> {
+    let mut doc: serde_yaml::Value = serde_yaml::from_str(text).map_err(|e| CatalogError::Yaml(e.to_string()))?;
+    let mut missing = Vec::new();
+    interpolate_strings(&mut doc, &env, &mut missing);
+    if !missing.is_empty() {
+        missing.dedup();
+        return Err(CatalogError::MissingEnv(missing));
+    }
+    let catalog: Catalog = serde_yaml::from_value(doc).map_err(|e| CatalogError::Yaml(e.to_string()))?;
+    let problems = validate(&catalog);
+    if problems.is_empty() {
+        Ok(catalog)
+    } else {
+        Err(CatalogError::Invalid(problems))
+    }
+}
+
+fn interpolate_strings(v: &mut serde_yaml::Value, env: &impl Fn(&str) -> Option<String>, missing: &mut Vec<String>) {
+    match v {
+        serde_yaml::Value::String(s) => match interpolate(s, env) {
+            Ok(new) => *s = new,
+            Err(CatalogError::MissingEnv(names)) => missing.extend(names),
+            Err(_) => {}
+        },
+        serde_yaml::Value::Sequence(items) => items.iter_mut().for_each(|i| interpolate_strings(i, env, missing)),
+        serde_yaml::Value::Mapping(m) => m.iter_mut().for_each(|(_, i)| interpolate_strings(i, env, missing)),
+        serde_yaml::Value::Tagged(t) => interpolate_strings(&mut t.value, env, missing),
+        _ => {}
+    }
+}
+
+/// Replaces `${NAME}` by the variable's value; `$${` stands for a literal `${`.
+/// Every undefined variable is reported at once.
+pub fn interpolate(text: &str, env: impl Fn(&str) -> Option<String>) -> Result<String, CatalogError> {
+    let mut out = String::with_capacity(text.len());
+    let mut missing = Vec::new();
+    let mut rest = text;
+    while let Some(start) = rest.find("${") {
+        if rest[..start].ends_with('$') {
+            out.push_str(&rest[..start - 1]);
+            out.push_str("${");
+            rest = &rest[start + 2..];
+            continue;
+        }
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let Some(end) = after.find('}') else {
+            out.push_str(&rest[start..]);
+            rest = "";
+            break;
+        };
+        let name = &after[..end];
+        match env(name) {
+            Some(v) => out.push_str(&v),
+            None => missing.push(name.to_string()),
+        }
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    if missing.is_empty() {
+        Ok(out)
+    } else {
+        Err(CatalogError::MissingEnv(missing))
+    }
+}
+
+/// Every problem in the catalog, each naming the server and field.
+pub fn validate(c: &Catalog) -> Vec<String> {
+    let mut p = Vec::new();
+    let g = &c.gateway;
+    if g.listen.parse::<SocketAddr>().is_err() {
+        p.push(format!("gateway.listen: {:?} is not an address like 127.0.0.1:4444", g.listen));
+    }
+    if !g.mcp_path.starts_with('/') {
+        p.push(format!("gateway.mcp_path: {:?} must start with /", g.mcp_path));
+    }
+    if g.tool_separator.is_empty() || !g.tool_separator.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b)) {
+        p.push(format!("gateway.tool_separator: {:?} must be one or more of A-Z a-z 0-9 _ . -", g.tool_separator));
+    }
+    if g.max_body_bytes == 0 {
+        p.push("gateway.max_body_bytes: must be greater than 0".into());
+    }
+    if g.request_timeout_seconds == 0 {
+        p.push("gateway.request_timeout_seconds: must be greater than 0".into());
+    }
+    if let Some(k) = &g.session_key {
+        if k.len() != 64 || !k.bytes().all(|b| b.is_ascii_hexdigit()) {
+            p.push("gateway.session_key: must be 64 hex characters (32 bytes), e.g. from `openssl rand -hex 32`".into());
+        }
+    }
+    let mut names = BTreeSet::new();
+    for (i, s) in c.servers.iter().enumerate() {
+        let at = if s.name.is_empty() { format!("servers[{i}]") } else { format!("server {:?}", s.name) };
+        let valid_name = !s.name.is_empty()
+            && s.name.len() <= 64
+            && s.name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+            && s.name.as_bytes().first().is_some_and(|b| b.is_ascii_alphanumeric());
+        if !valid_name {
+            p.push(format!("{at}: name must be 1-64 of a-z 0-9 - _, starting with a letter or digit"));
+        }
+        if !names.insert(s.name.as_str()) {
+            p.push(format!("{at}: name is used by another server"));
+        }
+        if s.runtime != "http" {
+            p.push(format!("{at}: runtime {:?} is not supported; use runtime: http with a Streamable HTTP url", s.runtime));
+        }
+        if let Err(e) = s.endpoint() {
+            p.push(format!("{at}: url {:?} {e}", s.url));
+        }
+        if s.discovery_timeout_seconds == 0 {
+            p.push(format!("{at}: discovery_timeout_seconds must be greater than 0"));
+        }
+    }
+    p
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,78 @@
+use super::*;
+
+fn env(name: &str) -> Option<String> {
+    match name {
+        "HOST" => Some("10.0.0.1".into()),
+        "KEY" => Some("ab".repeat(32)),
+        _ => None,
+    }
+}
+
+#[test]
+fn loads_and_interpolates() {
+    let c = load(
+        "gateway:\n  session_key: ${KEY}\nservers:\n  - name: time\n    url: http://${HOST}:8000/mcp\n  - name: docs\n    url: https://docs.example.com/mcp?x=1\n    prefix: false\n",
+        env,
+    )
+    .unwrap();
+    assert_eq!(c.gateway.listen, "127.0.0.1:4444");
+    assert_eq!(c.gateway.session_key.as_deref(), Some("ab".repeat(32).as_str()));
+    assert_eq!(c.servers[0].endpoint().unwrap(), Endpoint { tls: false, host: "10.0.0.1".into(), port: 8000, path: "/mcp".into() });
+    assert_eq!(c.servers[1].endpoint().unwrap(), Endpoint { tls: true, host: "docs.example.com".into(), port: 443, path: "/mcp?x=1".into() });
+    assert!(!c.servers[1].prefix);
+}
+
+#[test]
+fn comments_are_not_interpolated_and_values_add_no_structure() {
+    let env = |n: &str| (n == "EVIL").then(|| "http://a/\n  - name: injected\n    url: http://b/".to_string());
+    let c = load("# uses ${UNDEFINED} in a comment\nservers:\n  - name: a\n    url: \"${EVIL}\"\n", env);
+    match c {
+        Err(CatalogError::Invalid(p)) => assert!(p.iter().any(|m| m.contains("server \"a\": url")), "{p:?}"),
+        other => panic!("{other:?}"),
+    }
+    let c = load("# ${UNDEFINED}\nservers: []\n", |_| None).unwrap();
+    assert!(c.servers.is_empty());
+}
+
+#[test]
+fn interpolation_reports_every_missing_variable_and_escapes() {
+    match interpolate("a: ${NOPE}\nb: ${ALSO_NOPE}\nc: ${HOST}", env) {
+        Err(CatalogError::MissingEnv(v)) => assert_eq!(v, vec!["NOPE", "ALSO_NOPE"]),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(interpolate("x: $${HOST} ${HOST} ${", env).unwrap(), "x: ${HOST} 10.0.0.1 ${");
+}
+
+/// The problems reported for a catalog text.
+fn problems(text: &str) -> Vec<String> {
+    match load(text, env) {
+        Ok(_) => vec![],
+        Err(CatalogError::Invalid(p)) => p,
+        Err(e) => vec![e.to_string()],
+    }
+}
+
+#[test]
+fn validation_names_server_and_field() {
+    let cases: &[(&str, &str)] = &[
+        ("gateway: {listen: nowhere}", "gateway.listen"),
+        ("gateway: {mcp_path: mcp}", "gateway.mcp_path"),
+        ("gateway: {tool_separator: ''}", "gateway.tool_separator"),
+        ("gateway: {tool_separator: '/'}", "gateway.tool_separator"),
+        ("gateway: {session_key: short}", "gateway.session_key"),
+        ("servers: [{name: Bad Name, url: 'http://a/mcp'}]", "server \"Bad Name\": name"),
+        ("servers: [{name: a, url: 'http://a/mcp'}, {name: a, url: 'http://b/mcp'}]", "server \"a\": name is used"),
+        ("servers: [{name: a, url: 'ftp://a/mcp'}]", "server \"a\": url \"ftp://a/mcp\" scheme"),
+        ("servers: [{name: a, url: 'not a url'}]", "server \"a\": url"),
+        ("servers: [{name: a, runtime: stdio, url: 'http://a/'}]", "server \"a\": runtime \"stdio\""),
+        ("servers: [{name: '', url: 'http://a/'}]", "servers[0]: name"),
+        ("servers: [{name: a, urll: 'http://a/'}]", "unknown field `urll`"),
+        ("servers: [{name: a}]", "missing field `url`"),
+        ("servers: [{name: a, url: '${NOPE}'}]", "NOPE"),
+    ];
+    for (text, want) in cases {
+        let p = problems(text);
+        assert!(p.iter().any(|m| m.contains(want)), "{text}: wanted {want:?} in {p:?}");
+    }
+    assert!(problems("servers: [{name: ok-1_a, url: 'http://[::1]:9/mcp'}]").is_empty());
+}

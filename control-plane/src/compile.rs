@@ -1,0 +1,336 @@
+//! `compile`: catalog + discovered tools -> Envoy resources and the filter's
+//! configuration. A pure function: it reads no clock, file or socket, so a
+//! YAML string in and resources out is a complete test.
+//!
+//! What it builds (see ARCHITECTURE.md for why):
+//! - one cluster per server (`mcp_<name>`) and one for the control plane's
+//!   admin API;
+//! - the wasm filter as an ECDS resource ([`FILTER_NAME`]), with the module
+//!   inline and the [`FilterConfig`] as its configuration, so that catalog
+//!   edits reach Envoy without draining the listener;
+//! - one listener whose HTTP connection manager gets its routes over RDS and
+//!   its filter over ECDS;
+//! - one route table: admin paths to the control plane, and every request
+//!   the filter marked with `x-mcp-cluster` to that cluster.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::time::Duration;
+
+use envoy_types::pb::envoy::config::cluster::v3::{cluster, Cluster};
+use envoy_types::pb::envoy::config::core::v3::{
+    address, config_source, socket_address, Address, AggregatedConfigSource, ApiVersion, AsyncDataSource, ConfigSource, DataSource,
+    ExtensionConfigSource, SocketAddress, TransportSocket, TypedExtensionConfig,
+};
+use envoy_types::pb::envoy::config::endpoint::v3::{lb_endpoint, ClusterLoadAssignment, Endpoint, LbEndpoint, LocalityLbEndpoints};
+use envoy_types::pb::envoy::config::listener::v3::{filter, Filter, FilterChain, Listener};
+use envoy_types::pb::envoy::config::route::v3::{
+    header_matcher, route, route_action, route_match, HeaderMatcher, Route, RouteAction, RouteConfiguration, RouteMatch, VirtualHost,
+};
+use envoy_types::pb::envoy::extensions::filters::http::router::v3::Router;
+use envoy_types::pb::envoy::extensions::filters::http::wasm::v3::Wasm;
+use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
+    http_connection_manager, http_filter, HttpConnectionManager, HttpFilter, Rds,
+};
+use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::UpstreamTlsContext;
+use envoy_types::pb::envoy::extensions::wasm::v3::{plugin_config, PluginConfig, VmConfig};
+use envoy_types::pb::google::protobuf::{Any, BoolValue, Duration as PbDuration, StringValue, UInt32Value};
+use envoy_types::util::pack_any;
+use mcp_filter::config::{FilterConfig, CLUSTER_HEADER, ServerInfo, SessionConfig, ToolRoute, UpstreamServer};
+use prost::Message;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use crate::catalog::{Catalog, Endpoint as UrlEndpoint};
+use crate::snapshot::{Snapshot, CLUSTER_TYPE, EXTENSION_CONFIG_TYPE, LISTENER_TYPE, ROUTE_TYPE};
+
+/// Name of the wasm filter in the HTTP connection manager and in ECDS.
+pub const FILTER_NAME: &str = "mcp-gateway.filter";
+pub const LISTENER_NAME: &str = "mcp_gateway";
+pub const ROUTE_NAME: &str = "mcp_gateway";
+/// The cluster of the control plane's admin API.
+pub const ADMIN_CLUSTER: &str = "mcp_gateway_admin";
+/// Paths served by the control plane's admin API through the gateway port.
+pub const ADMIN_PATHS: &[&str] = &["/health", "/servers"];
+
+/// Everything `compile` needs besides the catalog.
+pub struct Inputs<'a> {
+    pub catalog: &'a Catalog,
+    /// Per server name, the tools it listed (MCP `Tool` objects). A server
+    /// that could not be listed is absent and contributes no tools.
+    pub tools: &'a BTreeMap<String, Vec<Value>>,
+    /// The filter module, sent inline so that Envoy needs no shared disk.
+    pub wasm: &'a [u8],
+    pub session: &'a SessionConfig,
+    /// Where Envoy reaches the control plane's admin API.
+    pub admin: (&'a str, u16),
+    /// The gateway's version, reported in `serverInfo`.
+    pub gateway_version: &'a str,
+}
+
+/// The outcome: what to publish, and the filter configuration inside it.
+#[derive(Debug)]
+pub struct Compiled {
+    pub snapshot: Snapshot,
+    pub filter_config: FilterConfig,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum CompileError {
+    #[error("tool name {name:?} is exposed by both server {first:?} and server {second:?}; set prefix: true on one of them")]
+    Collision { name: String, first: String, second: String },
+    #[error("server {server:?}: {message}")]
+    Server { server: String, message: String },
+    #[error("server {server:?} listed a tool without a string name")]
+    UnnamedTool { server: String },
+}
+
+pub fn compile(inputs: &Inputs<'_>) -> Result<Compiled, CompileError> {
+    let catalog = inputs.catalog;
+    let g = &catalog.gateway;
+    let mut servers = Vec::with_capacity(catalog.servers.len());
+    let mut clusters = Vec::with_capacity(catalog.servers.len() + 1);
+    let mut tools = Vec::new();
+    let mut owner: BTreeMap<String, String> = BTreeMap::new();
+    for s in &catalog.servers {
+        let ep = s.endpoint().map_err(|message| CompileError::Server { server: s.name.clone(), message })?;
+        let cluster = cluster_name(&s.name);
+        clusters.push(upstream_cluster(&cluster, &ep));
+        let index = servers.len();
+        servers.push(UpstreamServer { name: s.name.clone(), cluster, authority: ep.authority(), path: ep.path.clone() });
+        for tool in inputs.tools.get(&s.name).into_iter().flatten() {
+            let upstream_name = tool.get("name").and_then(Value::as_str).ok_or_else(|| CompileError::UnnamedTool { server: s.name.clone() })?;
+            let name = if s.prefix { format!("{}{}{}", s.name, g.tool_separator, upstream_name) } else { upstream_name.to_string() };
+            if let Some(first) = owner.insert(name.clone(), s.name.clone()) {
+                return Err(CompileError::Collision { name, first, second: s.name.clone() });
+            }
+            let mut definition = tool.clone();
+            if let Some(obj) = definition.as_object_mut() {
+                obj.insert("name".into(), Value::String(name.clone()));
+            }
+            tools.push(ToolRoute { name, server: index, upstream_name: upstream_name.to_string(), definition });
+        }
+    }
+    clusters.push(admin_cluster(inputs.admin.0, inputs.admin.1));
+
+    let mut filter_config = FilterConfig {
+        version: String::new(),
+        mcp_path: g.mcp_path.clone(),
+        max_body_bytes: g.max_body_bytes,
+        server_info: ServerInfo { name: g.server_name.clone(), version: inputs.gateway_version.to_string() },
+        instructions: g.instructions.clone(),
+        servers,
+        tools,
+        session: inputs.session.clone(),
+        upstream_timeout_ms: g.request_timeout_seconds.saturating_mul(1000),
+    };
+    // The version names the content, so an unchanged catalog publishes the
+    // same version and Envoy is not disturbed.
+    let mut hash = Sha256::new();
+    hash.update(serde_json::to_vec(&filter_config).unwrap_or_default());
+    hash.update(serde_json::to_vec(catalog).unwrap_or_default());
+    hash.update(Sha256::digest(inputs.wasm));
+    let version: String = hash.finalize().iter().take(8).map(|b| format!("{b:02x}")).collect();
+    filter_config.version = version.clone();
+
+    let filter = filter_extension(&filter_config, inputs.wasm);
+    let listener = listener(g.listen.as_str(), g.max_body_bytes);
+    let routes = route_table(g.request_timeout_seconds);
+
+    let mut resources = BTreeMap::new();
+    resources.insert(CLUSTER_TYPE.to_string(), clusters.into_iter().map(|c| (c.name.clone(), pack_any(c))).collect());
+    resources.insert(EXTENSION_CONFIG_TYPE.to_string(), vec![(FILTER_NAME.to_string(), pack_any(filter))]);
+    resources.insert(LISTENER_TYPE.to_string(), vec![(LISTENER_NAME.to_string(), pack_any(listener))]);
+    resources.insert(ROUTE_TYPE.to_string(), vec![(ROUTE_NAME.to_string(), pack_any(routes))]);
+    Ok(Compiled { snapshot: Snapshot { version, resources }, filter_config })
+}
+
+/// The cluster name of a server. Catalog names are `[a-z0-9_-]`, which
+/// Envoy accepts as they are.
+pub fn cluster_name(server: &str) -> String {
+    format!("mcp_{server}")
+}
+
+fn duration(d: Duration) -> PbDuration {
+    PbDuration { seconds: d.as_secs() as i64, nanos: d.subsec_nanos() as i32 }
+}
+
+fn socket(host: &str, port: u16) -> Address {
+    Address {
+        address: Some(address::Address::SocketAddress(SocketAddress {
+            address: host.to_string(),
+            port_specifier: Some(socket_address::PortSpecifier::PortValue(u32::from(port))),
+            ..Default::default()
+        })),
+    }
+}
+
+fn static_or_dns_cluster(name: &str, host: &str, port: u16) -> Cluster {
+    // IP literals need no resolver; names are re-resolved as DNS changes.
+    let kind = if host.parse::<IpAddr>().is_ok() { cluster::DiscoveryType::Static } else { cluster::DiscoveryType::StrictDns };
+    Cluster {
+        name: name.to_string(),
+        cluster_discovery_type: Some(cluster::ClusterDiscoveryType::Type(kind as i32)),
+        connect_timeout: Some(duration(Duration::from_secs(5))),
+        load_assignment: Some(ClusterLoadAssignment {
+            cluster_name: name.to_string(),
+            endpoints: vec![LocalityLbEndpoints {
+                lb_endpoints: vec![LbEndpoint {
+                    host_identifier: Some(lb_endpoint::HostIdentifier::Endpoint(Endpoint {
+                        address: Some(socket(host, port)),
+                        hostname: host.to_string(),
+                        ..Default::default()
+                    })),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn upstream_cluster(name: &str, ep: &UrlEndpoint) -> Cluster {
+    let mut c = static_or_dns_cluster(name, &ep.host, ep.port);
+    if ep.tls {
+        let tls = UpstreamTlsContext { sni: ep.host.clone(), ..Default::default() };
+        c.transport_socket = Some(TransportSocket {
+            name: "envoy.transport_sockets.tls".into(),
+            config_type: Some(envoy_types::pb::envoy::config::core::v3::transport_socket::ConfigType::TypedConfig(pack_any(tls))),
+        });
+    }
+    c
+}
+
+fn admin_cluster(host: &str, port: u16) -> Cluster {
+    static_or_dns_cluster(ADMIN_CLUSTER, host, port)
+}
+
+fn ads() -> ConfigSource {
+    ConfigSource {
+        resource_api_version: ApiVersion::V3 as i32,
+        config_source_specifier: Some(config_source::ConfigSourceSpecifier::Ads(AggregatedConfigSource {})),
+        ..Default::default()
+    }
+}
+
+fn filter_extension(config: &FilterConfig, wasm: &[u8]) -> TypedExtensionConfig {
+    let json = serde_json::to_string(config).unwrap_or_default();
+    let plugin = PluginConfig {
+        name: "mcp".into(),
+        root_id: "mcp".into(),
+        configuration: Some(pack_any(StringValue { value: json })),
+        // Let the filter hold the request headers while it reads the body,
+        // so that it can route on the body (Envoy >= 1.35).
+        allow_on_headers_stop_iteration: Some(BoolValue { value: true }),
+        vm: Some(plugin_config::Vm::VmConfig(VmConfig {
+            vm_id: "mcp".into(),
+            runtime: "envoy.wasm.runtime.v8".into(),
+            code: Some(AsyncDataSource {
+                specifier: Some(envoy_types::pb::envoy::config::core::v3::async_data_source::Specifier::Local(DataSource {
+                    specifier: Some(envoy_types::pb::envoy::config::core::v3::data_source::Specifier::InlineBytes(wasm.to_vec())),
+                    ..Default::default()
+                })),
+            }),
+            ..Default::default()
+        })),
+        ..Default::default()
+    };
+    TypedExtensionConfig { name: FILTER_NAME.into(), typed_config: Some(pack_any(Wasm { config: Some(plugin) })) }
+}
+
+fn listener(listen: &str, max_body_bytes: usize) -> Listener {
+    let (host, port) = listen.rsplit_once(':').unwrap_or((listen, "4444"));
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let hcm = HttpConnectionManager {
+        stat_prefix: "mcp_gateway".into(),
+        codec_type: http_connection_manager::CodecType::Auto as i32,
+        route_specifier: Some(http_connection_manager::RouteSpecifier::Rds(Rds {
+            config_source: Some(ads()),
+            route_config_name: ROUTE_NAME.into(),
+        })),
+        http_filters: vec![
+            HttpFilter {
+                name: FILTER_NAME.into(),
+                config_type: Some(http_filter::ConfigType::ConfigDiscovery(ExtensionConfigSource {
+                    config_source: Some(ads()),
+                    type_urls: vec![<Wasm as prost::Name>::type_url()],
+                    ..Default::default()
+                })),
+                ..Default::default()
+            },
+            HttpFilter {
+                name: "envoy.filters.http.router".into(),
+                config_type: Some(http_filter::ConfigType::TypedConfig(pack_any(Router::default()))),
+                ..Default::default()
+            },
+        ],
+        ..Default::default()
+    };
+    Listener {
+        name: LISTENER_NAME.into(),
+        address: Some(socket(host, port.parse().unwrap_or(4444))),
+        // Room for the largest body the filter accepts, so that the filter,
+        // not Envoy's buffer limit, answers an oversized one with JSON-RPC.
+        per_connection_buffer_limit_bytes: Some(UInt32Value {
+            value: u32::try_from(max_body_bytes.saturating_add(64 * 1024)).unwrap_or(u32::MAX),
+        }),
+        filter_chains: vec![FilterChain {
+            filters: vec![Filter {
+                name: "envoy.filters.network.http_connection_manager".into(),
+                config_type: Some(filter::ConfigType::TypedConfig(pack_any(hcm))),
+            }],
+            ..Default::default()
+        }],
+        ..Default::default()
+    }
+}
+
+fn route_table(timeout_seconds: u64) -> RouteConfiguration {
+    let to_cluster = |specifier: route_action::ClusterSpecifier, timeout: Option<PbDuration>| {
+        Some(route::Action::Route(RouteAction { cluster_specifier: Some(specifier), timeout, ..Default::default() }))
+    };
+    let mut routes: Vec<Route> = ADMIN_PATHS
+        .iter()
+        .map(|p| Route {
+            name: format!("admin{}", p.replace('/', "_")),
+            r#match: Some(RouteMatch { path_specifier: Some(route_match::PathSpecifier::Prefix((*p).into())), ..Default::default() }),
+            action: to_cluster(route_action::ClusterSpecifier::Cluster(ADMIN_CLUSTER.into()), None),
+            ..Default::default()
+        })
+        .collect();
+    // The filter sets the header (and strips any the client sent), after
+    // which Envoy re-matches the route: every MCP request it forwards lands
+    // here, whatever path the upstream uses.
+    routes.push(Route {
+        name: "mcp_upstream".into(),
+        r#match: Some(RouteMatch {
+            path_specifier: Some(route_match::PathSpecifier::Prefix("/".into())),
+            headers: vec![HeaderMatcher {
+                name: CLUSTER_HEADER.into(),
+                header_match_specifier: Some(header_matcher::HeaderMatchSpecifier::PresentMatch(true)),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }),
+        action: to_cluster(
+            route_action::ClusterSpecifier::ClusterHeader(CLUSTER_HEADER.into()),
+            Some(duration(Duration::from_secs(timeout_seconds))),
+        ),
+        ..Default::default()
+    });
+    RouteConfiguration {
+        name: ROUTE_NAME.into(),
+        virtual_hosts: vec![VirtualHost { name: "mcp_gateway".into(), domains: vec!["*".into()], routes, ..Default::default() }],
+        ..Default::default()
+    }
+}
+
+/// Decodes a published resource back into its type, for tests and the admin API.
+pub fn decode<M: Message + Default>(any: &Any) -> Option<M> {
+    M::decode(any.value.as_slice()).ok()
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,79 @@
+use super::*;
+use crate::catalog::load;
+use mcp_filter::config::SessionKey;
+use serde_json::json;
+
+fn session() -> SessionConfig {
+    SessionConfig { active_key: "k".into(), keys: vec![SessionKey { id: "k".into(), secret_hex: "00".repeat(32) }], ttl_seconds: 60 }
+}
+
+fn run(yaml: &str, tools: &[(&str, &[&str])]) -> Result<Compiled, CompileError> {
+    let catalog = load(yaml, |_| None).unwrap();
+    let tools: BTreeMap<String, Vec<Value>> = tools
+        .iter()
+        .map(|(s, names)| (s.to_string(), names.iter().map(|n| json!({"name": n, "description": format!("{n} tool"), "inputSchema": {"type": "object"}})).collect()))
+        .collect();
+    compile(&Inputs { catalog: &catalog, tools: &tools, wasm: b"\0asm", session: &session(), admin: ("127.0.0.1", 18001), gateway_version: "0.1.0" })
+}
+
+const TWO: &str = "servers:\n  - name: time\n    url: http://127.0.0.1:8000/mcp\n  - name: docs\n    url: https://docs.example.com/api/mcp\n    prefix: false\n";
+
+#[test]
+fn names_tools_and_routes_them() {
+    let c = run(TWO, &[("time", &["now", "zone"]), ("docs", &["search"])]).unwrap();
+    let f = &c.filter_config;
+    let names: Vec<_> = f.tools.iter().map(|t| (t.name.as_str(), t.server, t.upstream_name.as_str())).collect();
+    assert_eq!(names, vec![("time__now", 0, "now"), ("time__zone", 0, "zone"), ("search", 1, "search")]);
+    assert_eq!(f.tools[0].definition, json!({"name": "time__now", "description": "now tool", "inputSchema": {"type": "object"}}));
+    assert_eq!(f.servers[1], UpstreamServer { name: "docs".into(), cluster: "mcp_docs".into(), authority: "docs.example.com:443".into(), path: "/api/mcp".into() });
+    assert_eq!(f.version, c.snapshot.version);
+}
+
+#[test]
+fn builds_envoy_resources() {
+    let c = run(TWO, &[("time", &["now"])]).unwrap();
+    let clusters: Vec<Cluster> = c.snapshot.resources_of(CLUSTER_TYPE).iter().map(|(_, a)| decode(a).unwrap()).collect();
+    let names: Vec<_> = clusters.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(names, vec!["mcp_time", "mcp_docs", ADMIN_CLUSTER]);
+    let kind = |c: &Cluster| match c.cluster_discovery_type {
+        Some(cluster::ClusterDiscoveryType::Type(t)) => t,
+        _ => -1,
+    };
+    assert_eq!(kind(&clusters[0]), cluster::DiscoveryType::Static as i32);
+    assert_eq!(kind(&clusters[1]), cluster::DiscoveryType::StrictDns as i32);
+    assert!(clusters[0].transport_socket.is_none());
+    assert!(clusters[1].transport_socket.is_some(), "https upstreams get TLS");
+
+    let ext: TypedExtensionConfig = decode(&c.snapshot.resources_of(EXTENSION_CONFIG_TYPE)[0].1).unwrap();
+    assert_eq!(ext.name, FILTER_NAME);
+    let wasm: Wasm = decode(ext.typed_config.as_ref().unwrap()).unwrap();
+    let plugin = wasm.config.unwrap();
+    assert_eq!(plugin.allow_on_headers_stop_iteration, Some(BoolValue { value: true }));
+    let json: StringValue = decode(plugin.configuration.as_ref().unwrap()).unwrap();
+    let parsed: FilterConfig = serde_json::from_str(&json.value).unwrap();
+    assert_eq!(parsed, c.filter_config, "the filter reads back exactly what was compiled");
+
+    let listener: Listener = decode(&c.snapshot.resources_of(LISTENER_TYPE)[0].1).unwrap();
+    assert_eq!(listener.address, Some(socket("127.0.0.1", 4444)));
+    let routes: RouteConfiguration = decode(&c.snapshot.resources_of(ROUTE_TYPE)[0].1).unwrap();
+    let route_names: Vec<_> = routes.virtual_hosts[0].routes.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(route_names, vec!["admin_health", "admin_servers", "mcp_upstream"]);
+}
+
+#[test]
+fn collisions_are_errors_naming_both_servers() {
+    let yaml = "servers:\n  - {name: a, url: 'http://127.0.0.1:1/', prefix: false}\n  - {name: b, url: 'http://127.0.0.1:2/', prefix: false}\n";
+    assert_eq!(
+        run(yaml, &[("a", &["x"]), ("b", &["x"])]).unwrap_err(),
+        CompileError::Collision { name: "x".into(), first: "a".into(), second: "b".into() }
+    );
+    assert!(run(yaml, &[("a", &["x"]), ("b", &["y"])]).is_ok());
+}
+
+#[test]
+fn version_follows_content() {
+    let a = run(TWO, &[("time", &["now"])]).unwrap().snapshot.version;
+    assert_eq!(a, run(TWO, &[("time", &["now"])]).unwrap().snapshot.version, "same input, same version");
+    assert_ne!(a, run(TWO, &[("time", &["now", "zone"])]).unwrap().snapshot.version);
+    assert_ne!(a, run(TWO, &[]).unwrap().snapshot.version);
+}

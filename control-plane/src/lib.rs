@@ -1,0 +1,17 @@
+//! The MCP gateway's control plane.
+//!
+//! - [`catalog`] parses and validates `catalog.yaml`;
+//! - [`discovery`] lists each upstream's tools as an MCP client;
+//! - [`compile`] turns both into Envoy resources (a pure function);
+//! - [`snapshot`] holds the current resources; [`ads`] serves them to Envoy;
+//! - [`controller`] ties them together: watch the catalog, discover,
+//!   compile, publish, and keep the last good configuration on errors;
+//! - [`admin`] is the operator's HTTP API.
+
+pub mod ads;
+pub mod admin;
+pub mod catalog;
+pub mod compile;
+pub mod controller;
+pub mod discovery;
+pub mod snapshot;

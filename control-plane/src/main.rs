@@ -1,0 +1,148 @@
+//! `mcp-gateway`: the control plane binary. Serves xDS to Envoy and the
+//! admin API, or validates a catalog with `--validate FILE`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::Parser;
+use mcp_control_plane::ads::AdsServer;
+use mcp_control_plane::controller::{Controller, Settings};
+use mcp_control_plane::snapshot::SnapshotCache;
+use mcp_control_plane::{admin, catalog};
+
+#[derive(Parser)]
+#[command(version, about = "MCP gateway control plane: catalog.yaml -> Envoy over xDS")]
+struct Args {
+    /// The catalog to serve; watched for changes.
+    #[arg(long, env = "MCP_GATEWAY_CATALOG", default_value = "catalog.yaml")]
+    catalog: PathBuf,
+    /// Check FILE (syntax, environment variables, fields) and exit: 0 if valid.
+    #[arg(long, value_name = "FILE")]
+    validate: Option<PathBuf>,
+    /// The filter module to publish to Envoy.
+    #[arg(long, env = "MCP_GATEWAY_WASM", default_value = "target/mcp_filter.wasm")]
+    wasm: PathBuf,
+    /// Where Envoy connects for ADS (keep it on loopback or a private network).
+    #[arg(long, env = "MCP_GATEWAY_XDS_LISTEN", default_value = "127.0.0.1:18000")]
+    xds_listen: SocketAddr,
+    /// The admin API.
+    #[arg(long, env = "MCP_GATEWAY_ADMIN_LISTEN", default_value = "127.0.0.1:18001")]
+    admin_listen: SocketAddr,
+    /// host:port at which Envoy reaches the admin API (default: --admin-listen).
+    #[arg(long, env = "MCP_GATEWAY_ADMIN_ADVERTISE")]
+    admin_advertise: Option<String>,
+    /// How often every server's tools are listed again.
+    #[arg(long, default_value_t = 30)]
+    rediscover_seconds: u64,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    if let Some(file) = &args.validate {
+        return validate(file);
+    }
+    init_logging();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(serve(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = format!("{e:#}"), "control plane stopped");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn validate(file: &PathBuf) -> ExitCode {
+    let text = match std::fs::read_to_string(file) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("{}: cannot read: {e}", file.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    match catalog::load(&text, |name| std::env::var(name).ok()) {
+        Ok(c) => {
+            println!("{}: valid ({} servers)", file.display(), c.servers.len());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{}: {e}", file.display());
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt().json().with_env_filter(filter).with_current_span(false).init();
+}
+
+async fn serve(args: Args) -> anyhow::Result<()> {
+    let wasm = std::fs::read(&args.wasm)
+        .with_context(|| format!("cannot read the filter module {} (build it with `make wasm`)", args.wasm.display()))?;
+    let advertise = args.admin_advertise.clone().unwrap_or_else(|| args.admin_listen.to_string());
+    let (host, port) = advertise.rsplit_once(':').context("--admin-advertise must be host:port")?;
+    let port: u16 = port.parse().context("--admin-advertise must be host:port")?;
+    let settings = Settings {
+        catalog_path: args.catalog.clone(),
+        wasm,
+        fallback_session_key: random_key()?,
+        admin_advertise: (host.trim_matches(|c| c == '[' || c == ']').to_string(), port),
+        rediscover_every: Duration::from_secs(args.rediscover_seconds.max(1)),
+        gateway_version: env!("CARGO_PKG_VERSION").to_string(),
+    };
+    let cache = SnapshotCache::new();
+    let controller = Controller::new(settings, cache.clone());
+
+    let xds = tonic::transport::Server::builder()
+        .add_service(AdsServer::new(cache.clone()).service())
+        .serve_with_shutdown(args.xds_listen, shutdown_signal());
+    let admin_listener = tokio::net::TcpListener::bind(args.admin_listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.admin_listen))?;
+    let admin = axum::serve(admin_listener, admin::router(controller.clone())).with_graceful_shutdown(shutdown_signal());
+    tracing::info!(xds = %args.xds_listen, admin = %args.admin_listen, catalog = %args.catalog.display(), "control plane started");
+    let watcher = tokio::spawn(controller.run());
+    tokio::select! {
+        r = xds => r.context("xDS server failed")?,
+        r = admin => r.context("admin API failed")?,
+        r = watcher => r.context("catalog watcher panicked")?.context("catalog watcher failed")?,
+    }
+    tracing::info!("control plane stopped");
+    Ok(())
+}
+
+/// A fresh session key, for when the catalog names none.
+fn random_key() -> anyhow::Result<String> {
+    use std::io::Read as _;
+    let mut key = [0u8; 32];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut key))
+        .context("cannot read /dev/urandom for a session key")?;
+    Ok(key.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term => {}
+    }
+    tracing::info!("shutting down");
+}
