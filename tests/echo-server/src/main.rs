@@ -1,0 +1,258 @@
+//! `mcp-echo-server`: a tiny MCP server over Streamable HTTP that the gateway's
+//! end-to-end tests and benchmarks put behind Envoy.
+//!
+//! It serves three tools, built with rmcp's `#[tool_router]` macros:
+//!
+//! - `echo { text }` returns `text` as a single text content block;
+//! - `add { a, b }` returns the sum as text (`"5"` for `2 + 3`);
+//! - `whoami {}` returns the `--name` given on the command line, so a test can
+//!   tell which upstream answered.
+//!
+//! `--extra-tools N` adds `tool_0 .. tool_{N-1}`, copies of `echo`, to make
+//! `tools/list` as large as a benchmark needs.
+//!
+//! By default rmcp serves the endpoint statelessly (no `Mcp-Session-Id`, and a
+//! plain `application/json` body whenever a request needs only one answer);
+//! `--stateful` turns on rmcp's legacy session mode, which issues session ids
+//! and answers over SSE.
+//!
+//! Whatever the mode, rmcp serves requests that negotiate protocol `2026-07-28`
+//! (per-request `_meta`, no `initialize`) statelessly; the mode only changes
+//! how the `initialize`-era versions are served.
+//!
+//! The server prints `listening on http://127.0.0.1:PORT/PATH` on stdout once the
+//! socket is bound, and exits cleanly on SIGTERM or ctrl-c. It never binds
+//! anything but loopback: it is a test fixture, not a service.
+
+use std::{net::Ipv4Addr, sync::Arc};
+
+use anyhow::Context as _;
+use clap::Parser;
+use rmcp::{
+    handler::server::{
+        router::tool::{ToolRoute, ToolRouter},
+        wrapper::Parameters,
+    },
+    model::{Implementation, ServerCapabilities, ServerConfig},
+    schemars, tool, tool_handler, tool_router,
+    transport::streamable_http_server::{
+        session::local::LocalSessionManager, StreamableHttpServerConfig, StreamableHttpService,
+    },
+    ServerHandler,
+};
+use tokio_util::sync::CancellationToken;
+
+/// Command-line arguments.
+#[derive(Debug, Parser)]
+#[command(version, about = "A tiny MCP server over Streamable HTTP for tests")]
+struct Args {
+    /// TCP port to listen on (loopback only); 0 picks a free port.
+    #[arg(long, default_value_t = 8101)]
+    port: u16,
+    /// HTTP path of the MCP endpoint.
+    #[arg(long, default_value = "/mcp")]
+    path: String,
+    /// Issue `Mcp-Session-Id`s (rmcp's legacy session mode) instead of serving
+    /// every request on its own.
+    #[arg(long)]
+    stateful: bool,
+    /// Add N generated tools `tool_0 .. tool_{N-1}` that each echo `text`.
+    #[arg(long, default_value_t = 0)]
+    extra_tools: usize,
+    /// The `serverInfo.name` to report, also returned by the `whoami` tool.
+    #[arg(long, default_value = "echo")]
+    name: String,
+    /// Also accept this `Host` header (a name, or `name:port`). Repeatable.
+    /// rmcp accepts only loopback names by default, against DNS rebinding, so
+    /// a proxy that rewrites `Host` to an upstream name needs this.
+    #[arg(long = "allowed-host", value_name = "HOST")]
+    allowed_hosts: Vec<String>,
+    /// Accept any `Host` header.
+    #[arg(long, conflicts_with = "allowed_hosts")]
+    any_host: bool,
+}
+
+/// Arguments of `echo` and of the generated `tool_N` tools.
+#[derive(Debug, serde::Deserialize, schemars::JsonSchema)]
+struct EchoArgs {
+    /// The text to send back.
+    text: String,
+}
+
+/// Arguments of `add`.
+#[derive(Debug, serde::Deserialize, schemars::JsonSchema)]
+struct AddArgs {
+    /// The left operand.
+    a: serde_json::Number,
+    /// The right operand.
+    b: serde_json::Number,
+}
+
+/// The MCP service. rmcp asks for one per session (or per request when
+/// stateless), so it is built once and cloned: both fields are `Arc`s.
+#[derive(Debug, Clone)]
+struct EchoServer {
+    name: Arc<str>,
+    tool_router: Arc<ToolRouter<Self>>,
+}
+
+#[tool_router]
+impl EchoServer {
+    fn new(name: Arc<str>, extra_tools: usize) -> Self {
+        let mut tool_router = Self::tool_router();
+        for i in 0..extra_tools {
+            // Reuse `echo`'s schema and handler so the generated tools behave
+            // exactly like it and differ only in name.
+            let mut attr = Self::echo_tool_attr();
+            attr.name = format!("tool_{i}").into();
+            attr.description = Some(format!("Generated tool {i}: returns `text` unchanged").into());
+            tool_router.add_route(ToolRoute::new(attr, Self::echo));
+        }
+        Self {
+            name,
+            tool_router: Arc::new(tool_router),
+        }
+    }
+
+    #[tool(description = "Return `text` unchanged")]
+    fn echo(&self, Parameters(EchoArgs { text }): Parameters<EchoArgs>) -> String {
+        text
+    }
+
+    #[tool(description = "Return the sum of the numbers `a` and `b`")]
+    fn add(&self, Parameters(AddArgs { a, b }): Parameters<AddArgs>) -> String {
+        sum(&a, &b)
+    }
+
+    #[tool(description = "Return this server's name")]
+    fn whoami(&self) -> String {
+        self.name.to_string()
+    }
+}
+
+// Without `router = ..`, `#[tool_handler]` would call `Self::tool_router()`
+// on every request: slower, and blind to the generated tools.
+#[tool_handler(router = self.tool_router)]
+impl ServerHandler for EchoServer {
+    fn get_info(&self) -> ServerConfig {
+        ServerConfig::new(ServerCapabilities::builder().enable_tools().build()).with_server_info(
+            Implementation::new(self.name.to_string(), env!("CARGO_PKG_VERSION")),
+        )
+    }
+}
+
+/// Adds two JSON numbers: exactly when both are integers and the sum fits in
+/// an `i64`, otherwise in `f64`. Rust prints whole floats without a fraction,
+/// so `2 + 3` and `2.5 + 2.5` both give `"5"`.
+fn sum(a: &serde_json::Number, b: &serde_json::Number) -> String {
+    if let (Some(a), Some(b)) = (a.as_i64(), b.as_i64()) {
+        if let Some(sum) = a.checked_add(b) {
+            return sum.to_string();
+        }
+    }
+    // Without serde_json's `arbitrary_precision` every number has an f64 value.
+    let as_f64 = |n: &serde_json::Number| n.as_f64().unwrap_or(f64::NAN);
+    (as_f64(a) + as_f64(b)).to_string()
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    anyhow::ensure!(args.path.starts_with('/'), "--path must start with '/'");
+
+    let shutdown = CancellationToken::new();
+    // rmcp's default is stateful; stateless is the mode the gateway is built
+    // around, so it is ours, with plain JSON answers. `--stateful` keeps rmcp's
+    // SSE answers too, so that one flag gives tests the other wire shape whole.
+    let mut config = StreamableHttpServerConfig::default()
+        .with_legacy_session_mode(args.stateful)
+        .with_json_response(!args.stateful)
+        .with_cancellation_token(shutdown.child_token());
+    if args.any_host {
+        config = config.disable_allowed_hosts();
+    } else {
+        config.allowed_hosts.extend(args.allowed_hosts);
+    }
+
+    let server = EchoServer::new(args.name.into(), args.extra_tools);
+    let service = StreamableHttpService::new(
+        move || Ok(server.clone()),
+        Arc::new(LocalSessionManager::default()),
+        config,
+    );
+    let app = axum::Router::new().route_service(&args.path, service);
+
+    let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, args.port))
+        .await
+        .with_context(|| format!("binding 127.0.0.1:{}", args.port))?;
+    let addr = listener.local_addr()?;
+    {
+        use std::io::Write as _;
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "listening on http://{addr}{}", args.path)?;
+        out.flush()?;
+    }
+
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            shutdown_signal().await;
+            // Ends open SSE streams and sessions so graceful shutdown does not
+            // wait for clients that never hang up.
+            shutdown.cancel();
+        })
+        .await
+        .context("serving HTTP")?;
+    Ok(())
+}
+
+/// Resolves on ctrl-c or, on Unix, SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            eprintln!("cannot listen for ctrl-c: {e}");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(e) => {
+                eprintln!("cannot listen for SIGTERM: {e}");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = terminate => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::sum;
+
+    fn check(a: serde_json::Value, b: serde_json::Value, expected: &str) {
+        let (serde_json::Value::Number(a), serde_json::Value::Number(b)) = (a, b) else {
+            panic!("operands must be numbers");
+        };
+        assert_eq!(sum(&a, &b), expected);
+    }
+
+    #[test]
+    fn sums() {
+        use serde_json::json;
+        check(json!(2), json!(3), "5");
+        check(json!(-2), json!(2), "0");
+        check(json!(2.5), json!(0.25), "2.75");
+        check(json!(2.5), json!(2.5), "5");
+        // Past i64 the sum is a float, printed in its shortest exact form.
+        check(json!(i64::MAX), json!(1), "9223372036854776000");
+        check(json!(0.1), json!(0.2), "0.30000000000000004");
+    }
+}
