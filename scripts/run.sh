@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# scripts/run.sh — run the gateway locally: the control plane (mcp-gateway)
+# in the background and Envoy with the wasm filter in front of it, until
+# Ctrl-C (SIGINT) or SIGTERM, which stops both. If either exits by itself,
+# the other is stopped too and run.sh exits with the first one's status.
+#
+# Expects `make build` to have run (target/release/mcp-gateway,
+# target/mcp_filter.wasm, .tools/envoy-path). Overridable:
+#   CATALOG=catalog.yaml  ENVOY_CONFIG=envoy/gateway.yaml  ENVOY_LOG_LEVEL=warn
+#   GATEWAY_BIN=target/release/mcp-gateway  WASM=target/mcp_filter.wasm
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+
+CATALOG=${CATALOG:-catalog.yaml}
+ENVOY_CONFIG=${ENVOY_CONFIG:-envoy/gateway.yaml}
+ENVOY_LOG_LEVEL=${ENVOY_LOG_LEVEL:-warn}
+GATEWAY_BIN=${GATEWAY_BIN:-target/release/mcp-gateway}
+WASM=${WASM:-target/mcp_filter.wasm}
+
+die() { echo "run: $*" >&2; exit 1; }
+[[ -x $GATEWAY_BIN ]] || die "$GATEWAY_BIN not found: run 'make build' (or 'make run')"
+[[ -f $WASM ]] || die "$WASM not found: run 'make wasm'"
+[[ -f $CATALOG ]] || die "catalog $CATALOG not found (set CATALOG=...)"
+[[ -f $ENVOY_CONFIG ]] || die "Envoy config $ENVOY_CONFIG not found (set ENVOY_CONFIG=...)"
+[[ -f .tools/envoy-path ]] || die ".tools/envoy-path missing: run 'make setup'"
+ENVOY=$(cat .tools/envoy-path)
+[[ -x $ENVOY ]] || die "envoy binary $ENVOY is missing: run 'make setup'"
+
+gw_pid=""
+envoy_pid=""
+stopping=0
+stop_all() {
+    [[ $stopping == 1 ]] && return
+    stopping=1
+    local pid
+    for pid in $envoy_pid $gw_pid; do
+        kill -TERM "$pid" 2>/dev/null || true
+    done
+    # Give them 5 s to exit cleanly, then force.
+    for _ in $(seq 50); do
+        local alive=0
+        for pid in $envoy_pid $gw_pid; do
+            kill -0 "$pid" 2>/dev/null && alive=1
+        done
+        [[ $alive == 0 ]] && break
+        sleep 0.1
+    done
+    for pid in $envoy_pid $gw_pid; do
+        kill -KILL "$pid" 2>/dev/null || true
+    done
+    wait 2>/dev/null || true
+}
+trap 'echo; echo "run: stopping"; stop_all; exit 130' INT
+trap 'stop_all; exit 143' TERM
+trap 'stop_all' EXIT
+
+echo "run: $GATEWAY_BIN --catalog $CATALOG --wasm $WASM"
+"$GATEWAY_BIN" --catalog "$CATALOG" --wasm "$WASM" &
+gw_pid=$!
+
+echo "run: $ENVOY -c $ENVOY_CONFIG --log-level $ENVOY_LOG_LEVEL"
+"$ENVOY" -c "$ENVOY_CONFIG" --log-level "$ENVOY_LOG_LEVEL" &
+envoy_pid=$!
+
+echo "MCP endpoint: http://127.0.0.1:4444/mcp"
+echo "run: Ctrl-C stops both"
+
+# Wait until either process exits (or a signal arrives: the traps run then).
+status=0
+wait -n "$gw_pid" "$envoy_pid" || status=$?
+if ! kill -0 "$gw_pid" 2>/dev/null; then
+    echo "run: mcp-gateway exited (status $status); stopping Envoy" >&2
+else
+    echo "run: envoy exited (status $status); stopping mcp-gateway" >&2
+fi
+stop_all
+exit "$status"
