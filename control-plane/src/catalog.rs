@@ -187,7 +187,8 @@ fn interpolate_strings(v: &mut serde_yaml::Value, env: &impl Fn(&str) -> Option<
     }
 }
 
-/// Replaces `${NAME}` by the variable's value; `$${` stands for a literal `${`.
+/// Replaces `${NAME}` by the variable's value and `${NAME:-default}` by the
+/// value or, when unset or empty, the default; `$${` stands for a literal `${`.
 /// Every undefined variable is reported at once.
 pub fn interpolate(text: &str, env: impl Fn(&str) -> Option<String>) -> Result<String, CatalogError> {
     let mut out = String::with_capacity(text.len());
@@ -207,10 +208,15 @@ pub fn interpolate(text: &str, env: impl Fn(&str) -> Option<String>) -> Result<S
             rest = "";
             break;
         };
-        let name = &after[..end];
-        match env(name) {
-            Some(v) => out.push_str(&v),
-            None => missing.push(name.to_string()),
+        // `${NAME:-default}` falls back to the default when NAME is unset or empty.
+        let (name, default) = match after[..end].split_once(":-") {
+            Some((n, d)) => (n, Some(d)),
+            None => (&after[..end], None),
+        };
+        match (env(name).filter(|v| !v.is_empty() || default.is_none()), default) {
+            (Some(v), _) => out.push_str(&v),
+            (None, Some(d)) => out.push_str(d),
+            (None, None) => missing.push(name.to_string()),
         }
         rest = &after[end + 1..];
     }

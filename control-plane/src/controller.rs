@@ -137,7 +137,8 @@ impl Controller {
         Ok((version, servers))
     }
 
-    /// Reloads on start, on every change of the catalog file and periodically.
+    /// Reloads on start, on every change of the catalog file, periodically,
+    /// and sooner while a server is unreachable.
     pub async fn run(self) -> anyhow::Result<()> {
         let (tx, mut rx) = mpsc::unbounded_channel::<()>();
         let path = std::path::absolute(&self.inner.settings.catalog_path)?;
@@ -159,9 +160,14 @@ impl Controller {
         watcher.watch(&dir, notify::RecursiveMode::NonRecursive)?;
 
         let _ = self.reload().await;
-        let mut tick = tokio::time::interval(self.inner.settings.rediscover_every);
-        tick.tick().await;
+        // A server that is unreachable is retried soon and then less often
+        // (1 s, 2 s, 4 s, ... up to the rediscovery period), so that one that
+        // starts after the gateway shows up within seconds.
+        let every = self.inner.settings.rediscover_every;
+        let mut retry = Duration::from_secs(1);
         loop {
+            let wait = if self.any_unreachable() { retry.min(every) } else { every };
+            retry = if self.any_unreachable() { (retry * 2).min(every) } else { Duration::from_secs(1) };
             tokio::select! {
                 event = rx.recv() => {
                     if event.is_none() {
@@ -171,13 +177,18 @@ impl Controller {
                     tokio::time::sleep(Duration::from_millis(100)).await;
                     while rx.try_recv().is_ok() {}
                     tracing::info!(catalog = %path.display(), "catalog changed; reloading");
+                    retry = Duration::from_secs(1);
                     let _ = self.reload().await;
                 }
-                _ = tick.tick() => {
+                _ = tokio::time::sleep(wait) => {
                     let _ = self.reload().await;
                 }
             }
         }
+    }
+
+    fn any_unreachable(&self) -> bool {
+        self.status().servers.iter().any(|s| s.state != "ready")
     }
 }
 

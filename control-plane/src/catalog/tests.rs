@@ -41,6 +41,7 @@ fn interpolation_reports_every_missing_variable_and_escapes() {
         other => panic!("{other:?}"),
     }
     assert_eq!(interpolate("x: $${HOST} ${HOST} ${", env).unwrap(), "x: ${HOST} 10.0.0.1 ${");
+    assert_eq!(interpolate("${NOPE:-0.0.0.0:4444} ${HOST:-x} ${NOPE:-}", env).unwrap(), "0.0.0.0:4444 10.0.0.1 ");
 }
 
 /// The problems reported for a catalog text.
