@@ -6,6 +6,7 @@
 #   make run        build, then run mcp-gateway + Envoy on http://127.0.0.1:4444/mcp
 #   make test       build, cargo tests, then the end-to-end tests (pytest tests/e2e)
 #   make test-unit  cargo tests only
+#   make test-wasm-fallback  build the filter with Debian's toolchain and run the client tests on it
 #   make validate   check a catalog: mcp-gateway --validate $(CATALOG)
 #   make clean      remove build output (target/); keeps .venv, .tools, node_modules
 #   make distclean  clean, and remove what setup installed into the repo
@@ -27,7 +28,7 @@ export WASM_TOOLCHAIN
 PYTHON := .venv/bin/python
 GATEWAY_RELEASE := target/release/mcp-gateway
 
-.PHONY: all setup build host wasm release run test test-unit test-e2e validate clean distclean help
+.PHONY: all setup build host wasm release run test test-unit test-e2e test-wasm-fallback validate clean distclean help
 
 all: build
 
@@ -60,13 +61,18 @@ test: build
 test-unit:
 	$(CARGO) test --workspace
 
-# The e2e tests need `make build` first (`make test` does it). pytest's exit
-# code 5 (no test collected) is not a failure here, but it is said loudly.
+# The e2e tests need `make build` first (`make test` does it).
 test-e2e:
-	@if [[ ! -d tests/e2e ]]; then echo "test-e2e: tests/e2e does not exist yet; no end-to-end tests run"; exit 0; fi; \
-	rc=0; $(PYTHON) -m pytest -q tests/e2e $(PYTEST_ARGS) || rc=$$?; \
-	if [[ $$rc == 5 ]]; then echo "test-e2e: pytest collected no test in tests/e2e"; rc=0; fi; \
-	exit $$rc
+	$(PYTHON) -m pytest -q tests/e2e $(PYTEST_ARGS)
+
+# The fallback route for machines where rustup cannot add the wasm target:
+# build the filter with Debian's rustc-web and -Zbuild-std (installed by
+# setup when WASM_TOOLCHAIN=debian), then run the client tests against that
+# module in the real Envoy. Needs root for apt-get; CI runs it.
+test-wasm-fallback: build
+	WASM_TOOLCHAIN=debian bash scripts/setup.sh
+	WASM_TOOLCHAIN=debian WASM_OUT=target/mcp_filter.debian.wasm bash scripts/build-wasm.sh
+	E2E_WASM=target/mcp_filter.debian.wasm $(PYTHON) -m pytest -q tests/e2e/test_clients.py $(PYTEST_ARGS)
 
 validate: release
 	$(GATEWAY_RELEASE) --validate $(CATALOG)

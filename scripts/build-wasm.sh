@@ -9,6 +9,7 @@
 #   debian: Debian's rustc-web 1.96 with RUSTC_BOOTSTRAP=1 -Zbuild-std, in its
 #           own target dir (target/debian-wasm) so the two toolchains never
 #           invalidate each other's caches.
+# WASM_OUT=path puts the module elsewhere (the fallback test keeps both).
 # Extra arguments are passed to cargo build.
 set -euo pipefail
 
@@ -19,7 +20,7 @@ PACKAGE=${WASM_PACKAGE:-mcp-filter}
 ARTIFACT=${WASM_ARTIFACT:-mcp_filter}
 PROFILE=wasm-release
 TARGET=wasm32-unknown-unknown
-OUT=target/${ARTIFACT}.wasm
+OUT=${WASM_OUT:-target/${ARTIFACT}.wasm}
 
 toolchain=${WASM_TOOLCHAIN:-auto}
 if [[ $toolchain == auto ]]; then
@@ -61,7 +62,7 @@ case $toolchain in
 esac
 
 [[ -f $built ]] || { echo "build-wasm: cargo finished but $built does not exist" >&2; exit 1; }
-mkdir -p target
+mkdir -p "$(dirname "$OUT")"
 cp "$built" "$OUT.tmp"
 mv -f "$OUT.tmp" "$OUT"
 echo "build-wasm: $toolchain toolchain, $((SECONDS - start)) s: $built -> $OUT"

@@ -8,6 +8,9 @@
 # target/mcp_filter.wasm, .tools/envoy-path). Overridable:
 #   CATALOG=catalog.yaml  ENVOY_CONFIG=envoy/gateway.yaml  ENVOY_LOG_LEVEL=warn
 #   GATEWAY_BIN=target/release/mcp-gateway  WASM=target/mcp_filter.wasm
+#   EXAMPLE_SERVERS=1   also start the example catalog's upstreams: the repo's
+#                       rmcp echo server on :8101 and server-everything on
+#                       :3001, both on loopback with a clean environment
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -28,26 +31,28 @@ die() { echo "run: $*" >&2; exit 1; }
 ENVOY=$(cat .tools/envoy-path)
 [[ -x $ENVOY ]] || die "envoy binary $ENVOY is missing: run 'make setup'"
 
+EXAMPLE_SERVERS=${EXAMPLE_SERVERS:-1}
 gw_pid=""
 envoy_pid=""
+example_pids=""
 stopping=0
 stop_all() {
     [[ $stopping == 1 ]] && return
     stopping=1
     local pid
-    for pid in $envoy_pid $gw_pid; do
+    for pid in $envoy_pid $gw_pid $example_pids; do
         kill -TERM "$pid" 2>/dev/null || true
     done
     # Give them 5 s to exit cleanly, then force.
     for _ in $(seq 50); do
         local alive=0
-        for pid in $envoy_pid $gw_pid; do
+        for pid in $envoy_pid $gw_pid $example_pids; do
             kill -0 "$pid" 2>/dev/null && alive=1
         done
         [[ $alive == 0 ]] && break
         sleep 0.1
     done
-    for pid in $envoy_pid $gw_pid; do
+    for pid in $envoy_pid $gw_pid $example_pids; do
         kill -KILL "$pid" 2>/dev/null || true
     done
     wait 2>/dev/null || true
@@ -55,6 +60,27 @@ stop_all() {
 trap 'echo; echo "run: stopping"; stop_all; exit 130' INT
 trap 'stop_all; exit 143' TERM
 trap 'stop_all' EXIT
+
+if [[ $EXAMPLE_SERVERS == 1 ]]; then
+    echo_bin=target/debug/mcp-echo-server
+    everything=tests/node_modules/@modelcontextprotocol/server-everything/dist/index.js
+    [[ -x $echo_bin ]] || die "$echo_bin not found: run 'make build' (or EXAMPLE_SERVERS=0)"
+    [[ -f $everything ]] || die "$everything not found: run 'make setup' (or EXAMPLE_SERVERS=0)"
+    echo "run: example upstreams: echo on 127.0.0.1:8101, server-everything on 127.0.0.1:3001"
+    # A clean environment: upstreams get none of the gateway's secrets.
+    env -i PATH="$PATH" HOME="$HOME" "$echo_bin" --port 8101 --name echo >/dev/null &
+    example_pids="$example_pids $!"
+    env -i PATH="$PATH" HOME="$HOME" PORT=3001 node --require ./tests/loopback-only.cjs "$everything" streamableHttp >/dev/null &
+    example_pids="$example_pids $!"
+    # The control plane would find them later anyway; waiting shows their
+    # tools from the first configuration on.
+    for port in 8101 3001; do
+        for _ in $(seq 100); do
+            (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null && break
+            sleep 0.1
+        done
+    done
+fi
 
 echo "run: $GATEWAY_BIN --catalog $CATALOG --wasm $WASM"
 "$GATEWAY_BIN" --catalog "$CATALOG" --wasm "$WASM" &

@@ -128,7 +128,7 @@ class Gateway:
             key, _, value = line.partition(": ")
             if key == name:
                 return int(value)
-        return 0
+        raise AssertionError(f"Envoy has no stat named {name!r}")
 
     def echo_server(self, name: str, port: int) -> Proc:
         proc = self.start(name, [str(TARGET / "mcp-echo-server"), "--port", str(port), "--name", name])
@@ -160,7 +160,9 @@ def gateway():
     envoy = require(Path(envoy_path_file.read_text().strip()), "run `make setup`")
     for binary in ("mcp-gateway", "mcp-echo-server", "mcp-probe"):
         require(TARGET / binary, "run `make build` (cargo build --workspace)")
-    wasm = require(ROOT / "target" / "mcp_filter.wasm", "run `make wasm`")
+    # E2E_WASM runs the suite against another build of the filter (the
+    # Debian-toolchain fallback test uses it).
+    wasm = require(Path(os.environ.get("E2E_WASM", ROOT / "target" / "mcp_filter.wasm")), "run `make wasm`")
     require(EVERYTHING, "run `make setup` (npm ci --prefix tests)")
     node = shutil.which("node") or pytest.fail("node is not on PATH: install Node.js 20 or newer", pytrace=False)
 
@@ -177,7 +179,7 @@ def gateway():
     )
     try:
         gw.echo_server("echo", ports["echo"])
-        gw.start("everything", [node, str(EVERYTHING), "streamableHttp"], env={"PORT": str(ports["everything"])})
+        gw.start("everything", [node, "--require", str(ROOT / "tests" / "loopback-only.cjs"), str(EVERYTHING), "streamableHttp"], env={"PORT": str(ports["everything"])})
         wait_until("server-everything", lambda: socket.create_connection(("127.0.0.1", ports["everything"]), timeout=1).close() or True)
         gw.write_catalog(BASE_SERVERS(ports))
         gw.start(
