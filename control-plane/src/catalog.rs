@@ -228,6 +228,10 @@ pub fn interpolate(text: &str, env: impl Fn(&str) -> Option<String>) -> Result<S
     }
 }
 
+/// Longest timeout accepted: a day. Longer ones are mistakes, and Envoy
+/// rejects durations past its own bound.
+pub const MAX_TIMEOUT_SECONDS: u64 = 24 * 3600;
+
 /// Every problem in the catalog, each naming the server and field.
 pub fn validate(c: &Catalog) -> Vec<String> {
     let mut p = Vec::new();
@@ -244,8 +248,11 @@ pub fn validate(c: &Catalog) -> Vec<String> {
     if g.max_body_bytes == 0 {
         p.push("gateway.max_body_bytes: must be greater than 0".into());
     }
-    if g.request_timeout_seconds == 0 {
-        p.push("gateway.request_timeout_seconds: must be greater than 0".into());
+    if !(1..=MAX_TIMEOUT_SECONDS).contains(&g.request_timeout_seconds) {
+        p.push(format!("gateway.request_timeout_seconds: must be between 1 and {MAX_TIMEOUT_SECONDS}"));
+    }
+    if g.session_ttl_seconds == 0 {
+        p.push("gateway.session_ttl_seconds: must be greater than 0".into());
     }
     if let Some(k) = &g.session_key {
         if k.len() != 64 || !k.bytes().all(|b| b.is_ascii_hexdigit()) {
@@ -271,8 +278,8 @@ pub fn validate(c: &Catalog) -> Vec<String> {
         if let Err(e) = s.endpoint() {
             p.push(format!("{at}: url {:?} {e}", s.url));
         }
-        if s.discovery_timeout_seconds == 0 {
-            p.push(format!("{at}: discovery_timeout_seconds must be greater than 0"));
+        if !(1..=MAX_TIMEOUT_SECONDS).contains(&s.discovery_timeout_seconds) {
+            p.push(format!("{at}: discovery_timeout_seconds must be between 1 and {MAX_TIMEOUT_SECONDS}"));
         }
     }
     p

@@ -29,14 +29,16 @@ use envoy_types::pb::envoy::config::route::v3::{
 };
 use envoy_types::pb::envoy::extensions::filters::http::router::v3::Router;
 use envoy_types::pb::envoy::extensions::filters::http::wasm::v3::Wasm;
+use envoy_types::pb::envoy::config::accesslog::v3::{access_log_filter, AccessLogFilter, HeaderFilter};
+use envoy_types::pb::envoy::config::core::v3::{substitution_format_string, SubstitutionFormatString};
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
-    http_connection_manager, http_filter, HttpConnectionManager, HttpFilter, Rds,
+    http_connection_manager, http_filter, HttpConnectionManager, HttpFilter, LocalReplyConfig, Rds, ResponseMapper,
 };
 use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::UpstreamTlsContext;
 use envoy_types::pb::envoy::extensions::wasm::v3::{plugin_config, PluginConfig, VmConfig};
 use envoy_types::pb::google::protobuf::{Any, BoolValue, Duration as PbDuration, StringValue, UInt32Value};
 use envoy_types::util::pack_any;
-use mcp_filter::config::{FilterConfig, CLUSTER_HEADER, ServerInfo, SessionConfig, ToolRoute, UpstreamServer};
+use mcp_filter::config::{FilterConfig, CLUSTER_HEADER, REQUEST_ID_PROPERTY, SERVER_PROPERTY, ServerInfo, SessionConfig, ToolRoute, UpstreamServer};
 use prost::Message;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -266,6 +268,7 @@ fn listener(listen: &str, max_body_bytes: usize) -> Listener {
                 ..Default::default()
             },
         ],
+        local_reply_config: Some(upstream_error_as_jsonrpc()),
         ..Default::default()
     };
     Listener {
@@ -281,6 +284,40 @@ fn listener(listen: &str, max_body_bytes: usize) -> Listener {
                 name: "envoy.filters.network.http_connection_manager".into(),
                 config_type: Some(filter::ConfigType::TypedConfig(pack_any(hcm))),
             }],
+            ..Default::default()
+        }],
+        ..Default::default()
+    }
+}
+
+/// When Envoy itself answers a request the filter forwarded (upstream
+/// unreachable, reset, timed out), the answer is a JSON-RPC error naming the
+/// server, with the client's request id, instead of Envoy's plain text.
+/// Only requests carrying the filter's cluster header match, so the filter
+/// state the format reads is always there.
+fn upstream_error_as_jsonrpc() -> LocalReplyConfig {
+    let format = format!(
+        r#"{{"jsonrpc":"2.0","id":%FILTER_STATE(wasm.{REQUEST_ID_PROPERTY}:PLAIN)%,"error":{{"code":-32603,"message":"Upstream server '%FILTER_STATE(wasm.{SERVER_PROPERTY}:PLAIN)%' did not answer: %RESPONSE_CODE_DETAILS% (HTTP %RESPONSE_CODE%)"}}}}"#
+    );
+    LocalReplyConfig {
+        mappers: vec![ResponseMapper {
+            filter: Some(AccessLogFilter {
+                filter_specifier: Some(access_log_filter::FilterSpecifier::HeaderFilter(HeaderFilter {
+                    header: Some(HeaderMatcher {
+                        name: CLUSTER_HEADER.into(),
+                        header_match_specifier: Some(header_matcher::HeaderMatchSpecifier::PresentMatch(true)),
+                        ..Default::default()
+                    }),
+                })),
+            }),
+            body_format_override: Some(SubstitutionFormatString {
+                content_type: "application/json".into(),
+                format: Some(substitution_format_string::Format::TextFormatSource(DataSource {
+                    specifier: Some(envoy_types::pb::envoy::config::core::v3::data_source::Specifier::InlineString(format)),
+                    ..Default::default()
+                })),
+                ..Default::default()
+            }),
             ..Default::default()
         }],
         ..Default::default()

@@ -11,6 +11,13 @@ use serde::{Deserialize, Serialize};
 /// route table sends requests carrying it to that cluster.
 pub const CLUSTER_HEADER: &str = "x-mcp-cluster";
 
+/// Filter state (Envoy prefixes `wasm.`) that the filter sets on forwarded
+/// requests: the JSON-RPC id and the server name. Envoy's local-reply
+/// mapper reads them to turn its own errors (upstream down, timeout) into a
+/// JSON-RPC error.
+pub const REQUEST_ID_PROPERTY: &str = "mcp_request_id";
+pub const SERVER_PROPERTY: &str = "mcp_server";
+
 /// Everything the filter needs to answer and route MCP requests.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -74,6 +74,9 @@ pub struct Reply {
 /// Send the request to one upstream.
 #[derive(Debug, PartialEq)]
 pub struct Forward {
+    /// The client's request id (raw JSON), for an error Envoy may have to
+    /// write if the upstream cannot be reached.
+    pub request_id: String,
     /// Index into the configuration's servers.
     pub server: usize,
     /// The upstream's own session id, sent as `Mcp-Session-Id`.
@@ -201,7 +204,7 @@ impl Gateway {
             "initialize" => return self.initialize(id, params, now),
             "ping" => Ok(BodyAction::Reply(json_reply(200, jsonrpc::result_body(id, "{}")))),
             "tools/list" => self.open_session(head, now).and_then(|_| self.tools_list(id, params)),
-            "tools/call" => self.open_session(head, now).and_then(|s| self.tools_call(body, params, &s)),
+            "tools/call" => self.open_session(head, now).and_then(|s| self.tools_call(id, body, params, &s)),
             other => Err(McpError::MethodNotFound(other.to_string())),
         };
         result.unwrap_or_else(|e| BodyAction::Reply(error_reply(Some(id), &e)))
@@ -234,7 +237,7 @@ impl Gateway {
         Ok(BodyAction::Reply(json_reply(200, jsonrpc::result_body(id, &self.tools_list_result))))
     }
 
-    fn tools_call(&self, body: &[u8], params: Option<&RawValue>, session: &SessionState) -> Result<BodyAction, McpError> {
+    fn tools_call(&self, id: &str, body: &[u8], params: Option<&RawValue>, session: &SessionState) -> Result<BodyAction, McpError> {
         let (name, span) = jsonrpc::tool_name(body, params)?;
         let route = self.routes.get(name.as_ref()).ok_or_else(|| McpError::UnknownTool(name.to_string()))?;
         let server = self.server(route.server).ok_or_else(|| McpError::Internal("route to a missing server".into()))?;
@@ -247,6 +250,7 @@ impl Gateway {
         let new_body = (route.upstream_name != name)
             .then(|| jsonrpc::splice(body, span, jsonrpc::json_string(&route.upstream_name).as_bytes()));
         Ok(BodyAction::Forward(Forward {
+            request_id: id.to_string(),
             server: route.server,
             upstream_session: upstream.and_then(|u| u.id.clone()),
             upstream_version: upstream.and_then(|u| u.version.clone()),

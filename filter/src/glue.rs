@@ -13,7 +13,7 @@ use std::time::{Duration, UNIX_EPOCH};
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType, LogLevel};
 
-use crate::config::{FilterConfig, CLUSTER_HEADER};
+use crate::config::{FilterConfig, CLUSTER_HEADER, REQUEST_ID_PROPERTY, SERVER_PROPERTY};
 use crate::error::McpError;
 use crate::gateway::{error_reply, BodyAction, Callout, CalloutResponse, Gateway, HeadAction, InitPlan, Now, Reply, RequestHead};
 
@@ -127,6 +127,8 @@ impl Request {
                     self.reply(&error_reply(None, &McpError::Internal("route to a missing server".into())));
                     return Action::Pause;
                 };
+                self.set_property(vec![REQUEST_ID_PROPERTY], Some(f.request_id.as_bytes()));
+                self.set_property(vec![SERVER_PROPERTY], Some(server.name.as_bytes()));
                 self.set_http_request_header(CLUSTER_HEADER, Some(&server.cluster));
                 self.set_http_request_header(":path", Some(&server.path));
                 self.set_http_request_header(":authority", Some(&server.authority));
@@ -204,6 +206,12 @@ impl HttpContext for Request {
             self.reply(&error_reply(None, &McpError::Internal("the MCP filter has no valid configuration".into())));
             return Action::Pause;
         };
+        // Only the filter may pick an upstream, and only the requests it
+        // forwards may carry the header (the local-reply mapper keys on it):
+        // whatever a client sent is dropped before anything else.
+        if self.get_http_request_header_bytes(CLUSTER_HEADER).is_some() {
+            self.set_http_request_header(CLUSTER_HEADER, None);
+        }
         self.head = RequestHead {
             method: self.header(":method").unwrap_or_default(),
             path: self.header(":path").unwrap_or_default(),
@@ -213,12 +221,7 @@ impl HttpContext for Request {
             protocol_version: self.header("mcp-protocol-version"),
         };
         match gw.on_headers(&self.head) {
-            HeadAction::PassThrough => {
-                // Only the filter may pick an upstream: a client-supplied
-                // cluster header would otherwise route around it.
-                self.set_http_request_header(CLUSTER_HEADER, None);
-                Action::Continue
-            }
+            HeadAction::PassThrough => Action::Continue,
             HeadAction::Reply(r) => {
                 self.reply(&r);
                 Action::Pause

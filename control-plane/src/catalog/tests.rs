@@ -61,6 +61,8 @@ fn validation_names_server_and_field() {
         ("gateway: {tool_separator: ''}", "gateway.tool_separator"),
         ("gateway: {tool_separator: '/'}", "gateway.tool_separator"),
         ("gateway: {session_key: short}", "gateway.session_key"),
+        ("gateway: {request_timeout_seconds: 999999999999}", "gateway.request_timeout_seconds"),
+        ("servers: [{name: a, url: 'http://a/', discovery_timeout_seconds: 0}]", "server \"a\": discovery_timeout_seconds"),
         ("servers: [{name: Bad Name, url: 'http://a/mcp'}]", "server \"Bad Name\": name"),
         ("servers: [{name: a, url: 'http://a/mcp'}, {name: a, url: 'http://b/mcp'}]", "server \"a\": name is used"),
         ("servers: [{name: a, url: 'ftp://a/mcp'}]", "server \"a\": url \"ftp://a/mcp\" scheme"),

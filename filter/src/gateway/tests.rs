@@ -128,7 +128,7 @@ fn routes_tool_calls_with_the_upstream_name_and_session() {
     }
     let body = br#"{"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"name":"plain"}}"#;
     match gw.on_body(&post(Some(&token)), body, NOW) {
-        BodyAction::Forward(f) => assert_eq!((f.server, f.upstream_session, f.body), (1, None, None)),
+        BodyAction::Forward(f) => assert_eq!((f.request_id.as_str(), f.server, f.upstream_session, f.body), ("5", 1, None, None)),
         other => panic!("{other:?}"),
     }
 }

@@ -1,0 +1,32 @@
+"""`mcp-gateway --validate FILE`, as operators use it before a reload."""
+
+import subprocess
+
+from conftest import ROOT, TARGET
+
+
+def validate(tmp_path, text: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    path = tmp_path / "catalog.yaml"
+    path.write_text(text)
+    return subprocess.run([str(TARGET / "mcp-gateway"), "--validate", str(path)], capture_output=True, text=True, env=env or {}, timeout=30)
+
+
+def test_the_example_catalog_is_valid():
+    done = subprocess.run([str(TARGET / "mcp-gateway"), "--validate", str(ROOT / "catalog.yaml")], capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0, done.stderr
+    assert "valid (2 servers)" in done.stdout
+
+
+def test_invalid_catalogs_exit_non_zero_naming_server_and_field(tmp_path):
+    done = validate(tmp_path, "servers:\n  - name: ok\n    url: http://127.0.0.1:1/mcp\n  - name: ok\n    url: ftp://x/\n  - name: Bad!\n    url: http://a/\n")
+    assert done.returncode == 1
+    assert 'server "ok": name is used by another server' in done.stderr
+    assert 'server "ok": url "ftp://x/" scheme "ftp" is not http or https' in done.stderr
+    assert 'server "Bad!": name must be' in done.stderr
+
+    done = validate(tmp_path, "servers:\n  - name: a\n    url: ${UPSTREAM_URL}\n")
+    assert done.returncode == 1 and "UPSTREAM_URL" in done.stderr
+    assert validate(tmp_path, "servers:\n  - name: a\n    url: ${UPSTREAM_URL}\n", {"UPSTREAM_URL": "http://10.1.2.3/mcp"}).returncode == 0
+
+    done = validate(tmp_path, "servers: [{name: a, url: http://a/, colour: blue}]\n")
+    assert done.returncode == 1 and "unknown field `colour`" in done.stderr
