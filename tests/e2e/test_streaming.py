@@ -1,0 +1,33 @@
+"""An upstream's text/event-stream answer reaches the client event by event:
+the progress notifications of a long tool call arrive while it runs, before
+its result, not all at once at the end."""
+
+import asyncio
+import time
+
+from mcp.client.client import Client
+
+
+def test_progress_streams_through_before_the_result(gateway):
+    arrivals: list[tuple[float, float]] = []
+
+    async def session():
+        async with Client(gateway.url, mode="legacy") as c:
+            start = time.monotonic()
+
+            async def on_progress(progress, total, message):
+                arrivals.append((time.monotonic() - start, progress))
+
+            result = await c.call_tool(
+                "everything__trigger-long-running-operation", {"duration": 2, "steps": 4}, progress_callback=on_progress
+            )
+            return time.monotonic() - start, result
+
+    finished, result = asyncio.run(session())
+    print(f"\nprogress arrivals (s, step): {[(round(t, 2), p) for t, p in arrivals]}; result at {finished:.2f} s")
+    assert [p for _, p in arrivals] == [1, 2, 3, 4]
+    assert "Long running operation completed" in result.content[0].text
+    # Buffered whole, all four would land together with the result. Streamed,
+    # the first lands about one step (0.5 s) in, long before the end (2 s).
+    # The comparison is within this one run, so machine speed does not matter.
+    assert arrivals[0][0] < finished / 2, "the first progress event arrived only with the result: the answer was buffered"
