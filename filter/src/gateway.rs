@@ -53,6 +53,8 @@ pub enum HeadAction {
     Reply(Reply),
     /// Wait for the whole body, then call [`Gateway::on_body`].
     ReadBody,
+    /// A DELETE of the session: call [`Gateway::end_session`].
+    EndSession,
 }
 
 /// What to do once the body is known.
@@ -174,12 +176,44 @@ impl Gateway {
         }
         let checked = match head.method.as_str() {
             "POST" => check_post_headers(head),
+            "DELETE" => return HeadAction::EndSession,
             other => Err(McpError::MethodNotAllowed(other.to_string())),
         };
         match checked {
             Ok(()) => HeadAction::ReadBody,
             Err(e) => HeadAction::Reply(error_reply(None, &e)),
         }
+    }
+
+    /// Ends a client session: the reply to send once the DELETE callouts that
+    /// end its upstream sessions have come back (or failed; the client's
+    /// session ends either way).
+    ///
+    /// The id itself stays cryptographically valid until it expires (nothing
+    /// is stored), but the upstream sessions it carries are gone, so their
+    /// servers answer a replayed id with 404 and the client starts afresh.
+    pub fn end_session(&self, head: &RequestHead, now: Now) -> (Reply, Vec<Callout>) {
+        let state = match self.open_session(head, now) {
+            Ok(s) => s,
+            Err(e) => return (error_reply(None, &e), Vec::new()),
+        };
+        let callouts = self
+            .config
+            .servers
+            .iter()
+            .enumerate()
+            .filter_map(|(i, server)| {
+                let upstream = state.upstreams.get(&server.name)?;
+                let id = upstream.id.as_deref()?;
+                let mut c = callout(i, server, Some(id), upstream.version.as_deref(), Vec::new());
+                if let Some(method) = c.headers.iter_mut().find(|(k, _)| *k == ":method") {
+                    method.1 = "DELETE".into();
+                }
+                c.headers.retain(|(k, _)| *k != "content-type");
+                Some(c)
+            })
+            .collect();
+        (Reply { status: 204, headers: Vec::new(), body: Vec::new() }, callouts)
     }
 
     /// Refuses a body that has grown past the limit, before it is all read.

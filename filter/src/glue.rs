@@ -68,7 +68,8 @@ enum State {
     ReadingBody,
     /// Waiting for the upstreams' answers to `initialize`.
     Initializing { plan: InitPlan, tokens: HashMap<u32, usize>, responses: Vec<Option<CalloutResponse>> },
-    /// Waiting for the upstreams to take `notifications/initialized`.
+    /// Waiting for the upstreams to take `notifications/initialized` (after
+    /// `initialize`) or DELETE (ending a session), then sending `reply`.
     Confirming { reply: Reply, tokens: HashMap<u32, usize> },
     /// Sent upstream; the response must carry the client's session id back.
     Forwarded { client_session: Option<String> },
@@ -224,6 +225,13 @@ impl HttpContext for Request {
             HeadAction::PassThrough => Action::Continue,
             HeadAction::Reply(r) => {
                 self.reply(&r);
+                Action::Pause
+            }
+            HeadAction::EndSession => {
+                let (reply, callouts) = gw.end_session(&self.head, self.now());
+                let tokens = self.dispatch(&callouts, Self::timeout(&gw));
+                self.state = State::Confirming { reply, tokens };
+                self.advance(&gw);
                 Action::Pause
             }
             HeadAction::ReadBody if end_of_stream => self.on_complete_body(&gw, &[]),

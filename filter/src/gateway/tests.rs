@@ -79,7 +79,7 @@ fn headers_decide_what_is_ours() {
         other => panic!("{other:?}"),
     };
     assert_eq!(status(RequestHead { method: "GET".into(), ..post(None) }), 405);
-    assert_eq!(status(RequestHead { method: "DELETE".into(), ..post(None) }), 405);
+    assert_eq!(gw.on_headers(&RequestHead { method: "DELETE".into(), ..post(None) }), HeadAction::EndSession);
     assert_eq!(status(RequestHead { content_type: Some("text/plain".into()), ..post(None) }), 415);
     assert_eq!(status(RequestHead { content_type: None, ..post(None) }), 415);
     assert_eq!(status(RequestHead { accept: Some("text/html".into()), ..post(None) }), 406);
@@ -210,4 +210,25 @@ fn bad_configs_are_refused() {
     let mut c = config();
     c.tools[1].name = "a__echo".into();
     assert!(matches!(Gateway::new(c), Err(ConfigError::DuplicateTool(_))));
+}
+
+#[test]
+fn ending_a_session_ends_its_upstream_sessions() {
+    let gw = Gateway::new(config()).unwrap();
+    let token = session(&gw, false);
+    let delete = RequestHead { method: "DELETE".into(), content_type: None, ..post(Some(&token)) };
+    let (reply, callouts) = gw.end_session(&delete, NOW);
+    assert_eq!(reply.status, 204);
+    // Only `a` issued a session id; `b` is stateless and has nothing to end.
+    assert_eq!(callouts.len(), 1);
+    let c = &callouts[0];
+    assert_eq!(c.cluster, "mcp_a");
+    assert!(c.headers.contains(&(":method", "DELETE".into())));
+    assert!(c.headers.contains(&("mcp-session-id", "sid-a".into())));
+    assert!(c.body.is_empty());
+
+    let (reply, callouts) = gw.end_session(&RequestHead { session_id: None, ..delete.clone() }, NOW);
+    assert_eq!((reply.status, callouts.len()), (400, 0));
+    let (reply, callouts) = gw.end_session(&RequestHead { session_id: Some("k.forged".into()), ..delete }, NOW);
+    assert_eq!((reply.status, callouts.len()), (404, 0));
 }
