@@ -1,4 +1,4 @@
-//! `compile`: catalog + discovered tools -> Envoy resources and the filter's
+//! `compile`: catalog + what the servers offer -> Envoy resources and the filter's
 //! configuration. A pure function: it reads no clock, file or socket, so a
 //! YAML string in and resources out is a complete test.
 //!
@@ -38,12 +38,15 @@ use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::UpstreamTlsC
 use envoy_types::pb::envoy::extensions::wasm::v3::{plugin_config, PluginConfig, VmConfig};
 use envoy_types::pb::google::protobuf::{Any, BoolValue, Duration as PbDuration, StringValue, UInt32Value};
 use envoy_types::util::pack_any;
-use mcp_filter::config::{FilterConfig, CLUSTER_HEADER, REQUEST_ID_PROPERTY, SERVER_PROPERTY, ServerInfo, SessionConfig, ToolRoute, UpstreamServer};
+use mcp_filter::config::{
+    FilterConfig, NamedRoute, ServedItem, ServerInfo, SessionConfig, UpstreamServer, CLUSTER_HEADER, REQUEST_ID_PROPERTY, SERVER_PROPERTY,
+};
 use prost::Message;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use crate::catalog::{Catalog, Endpoint as UrlEndpoint};
+use crate::discovery::Discovered;
 use crate::snapshot::{Snapshot, CLUSTER_TYPE, EXTENSION_CONFIG_TYPE, LISTENER_TYPE, ROUTE_TYPE};
 
 /// Name of the wasm filter in the HTTP connection manager and in ECDS.
@@ -58,9 +61,9 @@ pub const ADMIN_PATHS: &[&str] = &["/health", "/servers"];
 /// Everything `compile` needs besides the catalog.
 pub struct Inputs<'a> {
     pub catalog: &'a Catalog,
-    /// Per server name, the tools it listed (MCP `Tool` objects). A server
-    /// that could not be listed is absent and contributes no tools.
-    pub tools: &'a BTreeMap<String, Vec<Value>>,
+    /// Per server name, what it offers. A server that could not be
+    /// discovered is absent and contributes nothing.
+    pub discovered: &'a BTreeMap<String, Discovered>,
     /// The filter module, sent inline so that Envoy needs no shared disk.
     pub wasm: &'a [u8],
     pub session: &'a SessionConfig,
@@ -79,12 +82,12 @@ pub struct Compiled {
 
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum CompileError {
-    #[error("tool name {name:?} is exposed by both server {first:?} and server {second:?}; set prefix: true on one of them")]
-    Collision { name: String, first: String, second: String },
+    #[error("{kind} name {name:?} is exposed by both server {first:?} and server {second:?}; set prefix: true on one of them")]
+    Collision { kind: &'static str, name: String, first: String, second: String },
     #[error("server {server:?}: {message}")]
     Server { server: String, message: String },
-    #[error("server {server:?} listed a tool without a string name")]
-    UnnamedTool { server: String },
+    #[error("server {server:?} listed a {kind} without a string name")]
+    Unnamed { server: String, kind: &'static str },
 }
 
 pub fn compile(inputs: &Inputs<'_>) -> Result<Compiled, CompileError> {
@@ -92,37 +95,45 @@ pub fn compile(inputs: &Inputs<'_>) -> Result<Compiled, CompileError> {
     let g = &catalog.gateway;
     let mut servers = Vec::with_capacity(catalog.servers.len());
     let mut clusters = Vec::with_capacity(catalog.servers.len() + 1);
-    let mut tools = Vec::new();
-    let mut owner: BTreeMap<String, String> = BTreeMap::new();
+    let mut tools = Names::new("tool");
+    let mut prompts = Names::new("prompt");
+    let (mut resources, mut resource_templates) = (Vec::new(), Vec::new());
+    let none = Discovered::default();
+    let mut offered: Vec<&Discovered> = Vec::new();
     for s in &catalog.servers {
         let ep = s.endpoint().map_err(|message| CompileError::Server { server: s.name.clone(), message })?;
         let cluster = cluster_name(&s.name);
         clusters.push(upstream_cluster(&cluster, &ep));
         let index = servers.len();
         servers.push(UpstreamServer { name: s.name.clone(), cluster, authority: ep.authority(), path: ep.path.clone() });
-        for tool in inputs.tools.get(&s.name).into_iter().flatten() {
-            let upstream_name = tool.get("name").and_then(Value::as_str).ok_or_else(|| CompileError::UnnamedTool { server: s.name.clone() })?;
-            let name = if s.prefix { format!("{}{}{}", s.name, g.tool_separator, upstream_name) } else { upstream_name.to_string() };
-            if let Some(first) = owner.insert(name.clone(), s.name.clone()) {
-                return Err(CompileError::Collision { name, first, second: s.name.clone() });
-            }
-            let mut definition = tool.clone();
-            if let Some(obj) = definition.as_object_mut() {
-                obj.insert("name".into(), Value::String(name.clone()));
-            }
-            tools.push(ToolRoute { name, server: index, upstream_name: upstream_name.to_string(), definition });
+        let found = inputs.discovered.get(&s.name).unwrap_or(&none);
+        let prefix = s.prefix.then(|| format!("{}{}", s.name, g.tool_separator));
+        tools.add(index, &s.name, prefix.as_deref(), &found.tools)?;
+        prompts.add(index, &s.name, prefix.as_deref(), &found.prompts)?;
+        resources.extend(found.resources.iter().map(|d| ServedItem { server: index, definition: d.clone() }));
+        resource_templates.extend(found.resource_templates.iter().map(|d| ServedItem { server: index, definition: d.clone() }));
+        if inputs.discovered.contains_key(&s.name) {
+            offered.push(found);
         }
     }
     clusters.push(admin_cluster(inputs.admin.0, inputs.admin.1));
+    let instructions = merged_instructions(g.instructions.as_deref(), catalog.servers.iter().filter_map(|s| {
+        let text = inputs.discovered.get(&s.name)?.instructions.as_deref()?;
+        Some((s.name.as_str(), text))
+    }));
 
     let mut filter_config = FilterConfig {
         version: String::new(),
         mcp_path: g.mcp_path.clone(),
         max_body_bytes: g.max_body_bytes,
         server_info: ServerInfo { name: g.server_name.clone(), version: inputs.gateway_version.to_string() },
-        instructions: g.instructions.clone(),
+        instructions,
         servers,
-        tools,
+        tools: tools.routes,
+        prompts: prompts.routes,
+        resources,
+        resource_templates,
+        capabilities: merged_capabilities(&offered),
         session: inputs.session.clone(),
         upstream_timeout_ms: g.request_timeout_seconds.saturating_mul(1000),
     };
@@ -145,6 +156,67 @@ pub fn compile(inputs: &Inputs<'_>) -> Result<Compiled, CompileError> {
     resources.insert(LISTENER_TYPE.to_string(), vec![(LISTENER_NAME.to_string(), pack_any(listener))]);
     resources.insert(ROUTE_TYPE.to_string(), vec![(ROUTE_NAME.to_string(), pack_any(routes))]);
     Ok(Compiled { snapshot: Snapshot { version, resources }, filter_config })
+}
+
+/// Exposed names of one kind (tools or prompts), checked for collisions.
+struct Names {
+    kind: &'static str,
+    routes: Vec<NamedRoute>,
+    owner: BTreeMap<String, String>,
+}
+
+impl Names {
+    fn new(kind: &'static str) -> Self {
+        Names { kind, routes: Vec::new(), owner: BTreeMap::new() }
+    }
+
+    /// Adds one server's items, renamed `<prefix><name>` (or kept, without a prefix).
+    fn add(&mut self, server: usize, server_name: &str, prefix: Option<&str>, items: &[Value]) -> Result<(), CompileError> {
+        for item in items {
+            let unnamed = || CompileError::Unnamed { server: server_name.to_string(), kind: self.kind };
+            let upstream_name = item.get("name").and_then(Value::as_str).ok_or_else(unnamed)?;
+            let name = format!("{}{upstream_name}", prefix.unwrap_or_default());
+            if let Some(first) = self.owner.insert(name.clone(), server_name.to_string()) {
+                return Err(CompileError::Collision { kind: self.kind, name, first, second: server_name.to_string() });
+            }
+            let mut definition = item.clone();
+            if let Some(obj) = definition.as_object_mut() {
+                obj.insert("name".into(), Value::String(name.clone()));
+            }
+            self.routes.push(NamedRoute { name, server, upstream_name: upstream_name.to_string(), definition });
+        }
+        Ok(())
+    }
+}
+
+/// What the gateway announces: tools always; prompts, resources and
+/// completions when a server behind it offers them. `listChanged` is false
+/// until the gateway sends list-changed notifications itself.
+fn merged_capabilities(servers: &[&Discovered]) -> Value {
+    let has = |what: &str| servers.iter().any(|d| d.capabilities.get(what).is_some_and(|c| !c.is_null()));
+    let mut caps = serde_json::Map::new();
+    caps.insert("tools".into(), serde_json::json!({ "listChanged": false }));
+    if has("prompts") {
+        caps.insert("prompts".into(), serde_json::json!({ "listChanged": false }));
+    }
+    if has("resources") {
+        let subscribe = servers.iter().any(|d| d.capabilities.pointer("/resources/subscribe") == Some(&Value::Bool(true)));
+        caps.insert("resources".into(), serde_json::json!({ "subscribe": subscribe, "listChanged": false }));
+    }
+    if has("completions") {
+        caps.insert("completions".into(), serde_json::json!({}));
+    }
+    Value::Object(caps)
+}
+
+/// The gateway's own instructions, then each server's under its name.
+fn merged_instructions<'a>(own: Option<&str>, servers: impl Iterator<Item = (&'a str, &'a str)>) -> Option<String> {
+    let parts: Vec<String> = own
+        .map(str::to_string)
+        .into_iter()
+        .chain(servers.map(|(name, text)| format!("## Server {name} (its tools and prompts are prefixed {name})\n{text}")))
+        .collect();
+    (!parts.is_empty()).then(|| parts.join("\n\n"))
 }
 
 /// The cluster name of a server. Catalog names are `[a-z0-9_-]`, which

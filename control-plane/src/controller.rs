@@ -20,7 +20,7 @@ use tokio::sync::{mpsc, Mutex};
 
 use crate::catalog::{self, Catalog};
 use crate::compile::{compile, Inputs};
-use crate::discovery;
+use crate::discovery::{self, Discovered};
 use crate::snapshot::SnapshotCache;
 
 /// What the controller is started with.
@@ -54,6 +54,8 @@ pub struct ServerStatus {
     /// `ready` when its tools were listed on the last discovery, else `unreachable`.
     pub state: &'static str,
     pub tools: usize,
+    pub prompts: usize,
+    pub resources: usize,
     pub last_error: Option<String>,
 }
 
@@ -116,7 +118,7 @@ impl Controller {
         let session = session_config(&catalog, &s.fallback_session_key);
         let inputs = Inputs {
             catalog: &catalog,
-            tools: &tools,
+            discovered: &tools,
             wasm: &s.wasm,
             session: &session,
             admin: (&s.admin_advertise.0, s.admin_advertise.1),
@@ -193,12 +195,12 @@ impl Controller {
 }
 
 /// Lists the tools of every server concurrently.
-async fn discover(catalog: &Catalog) -> (BTreeMap<String, Vec<serde_json::Value>>, Vec<ServerStatus>) {
+async fn discover(catalog: &Catalog) -> (BTreeMap<String, Discovered>, Vec<ServerStatus>) {
     let listings = futures::future::join_all(
         catalog
             .servers
             .iter()
-            .map(|s| discovery::list_tools(&s.url, Duration::from_secs(s.discovery_timeout_seconds))),
+            .map(|s| discovery::discover(&s.url, Duration::from_secs(s.discovery_timeout_seconds))),
     )
     .await;
     let mut tools = BTreeMap::new();
@@ -206,13 +208,29 @@ async fn discover(catalog: &Catalog) -> (BTreeMap<String, Vec<serde_json::Value>
     for (server, listing) in catalog.servers.iter().zip(listings) {
         let status = match listing {
             Ok(list) => {
-                let status = ServerStatus { name: server.name.clone(), url: server.url.clone(), state: "ready", tools: list.len(), last_error: None };
+                let status = ServerStatus {
+                    name: server.name.clone(),
+                    url: server.url.clone(),
+                    state: "ready",
+                    tools: list.tools.len(),
+                    prompts: list.prompts.len(),
+                    resources: list.resources.len(),
+                    last_error: None,
+                };
                 tools.insert(server.name.clone(), list);
                 status
             }
             Err(e) => {
                 tracing::warn!(server = %server.name, url = %server.url, error = %e, "server unreachable; its tools are left out");
-                ServerStatus { name: server.name.clone(), url: server.url.clone(), state: "unreachable", tools: 0, last_error: Some(e) }
+                ServerStatus {
+                    name: server.name.clone(),
+                    url: server.url.clone(),
+                    state: "unreachable",
+                    tools: 0,
+                    prompts: 0,
+                    resources: 0,
+                    last_error: Some(e),
+                }
             }
         };
         statuses.push(status);

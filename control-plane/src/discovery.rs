@@ -1,6 +1,7 @@
-//! Tool discovery: the control plane connects to each upstream as an MCP
-//! client, opens a session (`initialize`), lists its tools (every page) and
-//! ends the session (DELETE). The result feeds `compile`, so that
+//! Discovery: the control plane connects to each upstream as an MCP client,
+//! opens a session (`initialize`), lists its tools, prompts, resources and
+//! resource templates (every page of each it offers) and ends the session
+//! (DELETE). The result feeds `compile`, so that
 //! `tools/list` is answered inside Envoy with no upstream call on the
 //! request path.
 //!
@@ -19,14 +20,26 @@ const DISCOVERY_VERSION: &str = "2025-11-25";
 /// A server that pages forever is cut off here.
 const MAX_PAGES: usize = 1000;
 
-/// Lists every tool of the server at `url` (all pages), as the raw MCP
-/// `Tool` objects it sent. Errors are sentences fit for `/servers` and logs.
-pub async fn list_tools(url: &str, timeout: Duration) -> Result<Vec<Value>, String> {
+/// What one server offers, as it sent it (raw JSON objects).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Discovered {
+    /// The `capabilities` of its `initialize` answer.
+    pub capabilities: Value,
+    pub instructions: Option<String>,
+    pub tools: Vec<Value>,
+    pub prompts: Vec<Value>,
+    pub resources: Vec<Value>,
+    pub resource_templates: Vec<Value>,
+}
+
+/// Discovers what the server at `url` offers. Errors are sentences fit for
+/// `/servers` and logs.
+pub async fn discover(url: &str, timeout: Duration) -> Result<Discovered, String> {
     if !url.starts_with("http://") {
         return Err("discovery supports http:// upstreams only so far (no TLS client in the control plane yet)".into());
     }
     let mut session = Session { http: reqwest::Client::new(), url: url.to_string(), id: None, version: None, next_id: 0 };
-    let listing = tokio::time::timeout(timeout, session.list_tools()).await;
+    let listing = tokio::time::timeout(timeout, session.discover()).await;
     // The session is ended whatever the listing gave, so servers do not
     // keep state for the gateway's probes.
     let _ = tokio::time::timeout(Duration::from_secs(2), session.close()).await;
@@ -42,7 +55,7 @@ struct Session {
 }
 
 impl Session {
-    async fn list_tools(&mut self) -> Result<Vec<Value>, String> {
+    async fn discover(&mut self) -> Result<Discovered, String> {
         let init = self
             .request(
                 "initialize",
@@ -58,25 +71,47 @@ impl Session {
         self.post(json!({ "jsonrpc": "2.0", "method": "notifications/initialized" }))
             .await
             .map_err(|e| format!("notifications/initialized failed: {e}"))?;
-        let mut tools = Vec::new();
+        let capabilities = init.get("capabilities").cloned().unwrap_or_else(|| json!({}));
+        let offers = |what: &str| capabilities.get(what).is_some_and(|c| !c.is_null());
+        let mut d = Discovered {
+            instructions: init.get("instructions").and_then(Value::as_str).map(str::to_string),
+            ..Default::default()
+        };
+        if offers("tools") {
+            d.tools = self.list_all("tools/list", "tools").await?;
+        }
+        if offers("prompts") {
+            d.prompts = self.list_all("prompts/list", "prompts").await?;
+        }
+        if offers("resources") {
+            d.resources = self.list_all("resources/list", "resources").await?;
+            d.resource_templates = self.list_all("resources/templates/list", "resourceTemplates").await?;
+        }
+        d.capabilities = capabilities;
+        Ok(d)
+    }
+
+    /// Every item of a paginated list.
+    async fn list_all(&mut self, method: &str, key: &str) -> Result<Vec<Value>, String> {
+        let mut items = Vec::new();
         let mut cursor: Option<String> = None;
         for _ in 0..MAX_PAGES {
             let params = match &cursor {
                 Some(c) => json!({ "cursor": c }),
                 None => json!({}),
             };
-            let page = self.request("tools/list", params).await.map_err(|e| format!("tools/list failed: {e}"))?;
-            match page.get("tools") {
-                Some(Value::Array(list)) => tools.extend(list.iter().cloned()),
-                _ => return Err("tools/list answered without a tools array".into()),
+            let page = self.request(method, params).await.map_err(|e| format!("{method} failed: {e}"))?;
+            match page.get(key) {
+                Some(Value::Array(list)) => items.extend(list.iter().cloned()),
+                _ => return Err(format!("{method} answered without a {key} array")),
             }
             match page.get("nextCursor").and_then(Value::as_str) {
                 Some(next) if Some(next) != cursor.as_deref() => cursor = Some(next.to_string()),
-                Some(_) => return Err("tools/list repeated its cursor".into()),
-                None => return Ok(tools),
+                Some(_) => return Err(format!("{method} repeated its cursor")),
+                None => return Ok(items),
             }
         }
-        Err(format!("tools/list has more than {MAX_PAGES} pages"))
+        Err(format!("{method} has more than {MAX_PAGES} pages"))
     }
 
     /// Sends a request and returns its `result`.

@@ -38,7 +38,20 @@ pub struct FilterConfig {
     /// The upstream MCP servers, in catalog order.
     pub servers: Vec<UpstreamServer>,
     /// Every tool the gateway exposes, already renamed.
-    pub tools: Vec<ToolRoute>,
+    pub tools: Vec<NamedRoute>,
+    /// Every prompt the gateway exposes, renamed like the tools.
+    #[serde(default)]
+    pub prompts: Vec<NamedRoute>,
+    /// Every resource the servers listed, URIs unchanged.
+    #[serde(default)]
+    pub resources: Vec<ServedItem>,
+    /// Every resource template the servers listed, URI templates unchanged.
+    #[serde(default)]
+    pub resource_templates: Vec<ServedItem>,
+    /// The `capabilities` the gateway announces in `initialize`: what the
+    /// servers behind it offer, merged.
+    #[serde(default = "default_capabilities")]
+    pub capabilities: serde_json::Value,
     /// Keys that seal and open the gateway's session ids.
     pub session: SessionConfig,
     /// Timeout of the filter's own calls to upstreams (the `initialize` fan-out).
@@ -68,17 +81,27 @@ pub struct UpstreamServer {
     pub path: String,
 }
 
-/// A tool as exposed by the gateway and where it is routed.
+/// A tool or prompt as exposed by the gateway and where it is routed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct ToolRoute {
+pub struct NamedRoute {
     /// The name clients see (for example `time__get_current_time`).
     pub name: String,
     /// Index into [`FilterConfig::servers`].
     pub server: usize,
-    /// The name the upstream knows the tool by.
+    /// The name the upstream knows it by.
     pub upstream_name: String,
-    /// The tool's definition as listed to clients (its `name` is [`Self::name`]).
+    /// The definition as listed to clients (its `name` is [`Self::name`]).
+    pub definition: serde_json::Value,
+}
+
+/// A resource or resource template, relayed as its server listed it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServedItem {
+    /// Index into [`FilterConfig::servers`].
+    pub server: usize,
+    /// The definition (with `uri` or `uriTemplate`) as listed to clients.
     pub definition: serde_json::Value,
 }
 
@@ -111,6 +134,9 @@ impl std::fmt::Debug for SessionKey {
     }
 }
 
+pub fn default_capabilities() -> serde_json::Value {
+    serde_json::json!({ "tools": { "listChanged": false } })
+}
 pub fn default_mcp_path() -> String {
     "/mcp".to_string()
 }

@@ -16,6 +16,10 @@ pub enum McpError {
     InvalidParams(String),
     #[error("Unknown tool: {0}")]
     UnknownTool(String),
+    #[error("Unknown prompt: {0}")]
+    UnknownPrompt(String),
+    #[error("Resource not found: no server behind this gateway serves {0}")]
+    UnknownResource(String),
     #[error("Request body too large: {size} bytes exceeds the limit of {limit} bytes")]
     BodyTooLarge { size: usize, limit: usize },
     #[error("Unsupported Content-Type {0:?}: send application/json")]
@@ -45,7 +49,8 @@ impl McpError {
             McpError::Parse(_) => (-32700, 400),
             McpError::InvalidRequest(_) => (-32600, 400),
             McpError::MethodNotFound(_) => (-32601, 200),
-            McpError::InvalidParams(_) | McpError::UnknownTool(_) => (-32602, 200),
+            McpError::InvalidParams(_) | McpError::UnknownTool(_) | McpError::UnknownPrompt(_) => (-32602, 200),
+            McpError::UnknownResource(_) => (-32002, 200),
             McpError::BodyTooLarge { .. } => (-32600, 413),
             McpError::UnsupportedMediaType(_) => (-32600, 415),
             McpError::NotAcceptable(_) => (-32600, 406),

@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use crate::config::{FilterConfig, UpstreamServer};
+use crate::config::{FilterConfig, NamedRoute, ServedItem, UpstreamServer};
 use crate::error::McpError;
 use crate::jsonrpc::{self, Message};
 use crate::session::{Sealer, SessionError, SessionState, UpstreamSession};
@@ -132,32 +132,130 @@ struct Route {
     upstream_name: String,
 }
 
+/// Which server serves a resource URI. URIs are relayed unchanged, so a read
+/// is routed by what the servers listed: the exact URI, else the longest
+/// matching literal prefix of a URI template, else the one server using the
+/// URI's scheme (see docs/design/resources.md).
+#[derive(Default)]
+struct UriRouter {
+    exact: HashMap<String, usize>,
+    /// Literal prefixes of URI templates (up to the first `{`), longest first.
+    prefixes: Vec<(String, usize)>,
+    /// Scheme -> the one server using it, or `None` when several do.
+    schemes: HashMap<String, Option<usize>>,
+}
+
+impl UriRouter {
+    fn new(resources: &[ServedItem], templates: &[ServedItem]) -> Self {
+        let mut r = UriRouter::default();
+        let claim_scheme = |uri: &str, server: usize, schemes: &mut HashMap<String, Option<usize>>| {
+            if let Some(scheme) = scheme_of(uri) {
+                let entry = schemes.entry(scheme.to_string()).or_insert(Some(server));
+                if *entry != Some(server) {
+                    *entry = None;
+                }
+            }
+        };
+        for item in resources {
+            if let Some(uri) = item.definition.get("uri").and_then(serde_json::Value::as_str) {
+                // The first server (in catalog order) to list a URI keeps it.
+                r.exact.entry(uri.to_string()).or_insert(item.server);
+                claim_scheme(uri, item.server, &mut r.schemes);
+            }
+        }
+        for item in templates {
+            if let Some(t) = item.definition.get("uriTemplate").and_then(serde_json::Value::as_str) {
+                let prefix = t.split('{').next().unwrap_or_default();
+                if !prefix.is_empty() {
+                    r.prefixes.push((prefix.to_string(), item.server));
+                }
+                claim_scheme(t, item.server, &mut r.schemes);
+            }
+        }
+        r.prefixes.sort_by_key(|p| std::cmp::Reverse(p.0.len()));
+        r
+    }
+
+    fn route(&self, uri: &str) -> Option<usize> {
+        if let Some(s) = self.exact.get(uri) {
+            return Some(*s);
+        }
+        if let Some((_, s)) = self.prefixes.iter().find(|(p, _)| uri.starts_with(p.as_str())) {
+            return Some(*s);
+        }
+        scheme_of(uri).and_then(|scheme| self.schemes.get(scheme).copied().flatten())
+    }
+}
+
+fn scheme_of(uri: &str) -> Option<&str> {
+    let (scheme, _) = uri.split_once(':')?;
+    let valid = scheme.bytes().next().is_some_and(|b| b.is_ascii_alphabetic())
+        && scheme.bytes().all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b));
+    valid.then_some(scheme)
+}
+
 /// A configuration compiled for answering requests.
 pub struct Gateway {
     config: FilterConfig,
-    routes: HashMap<String, Route>,
-    /// `{"tools":[...]}`, serialised once per configuration.
+    tools: HashMap<String, Route>,
+    prompts: HashMap<String, Route>,
+    uris: UriRouter,
+    /// `{"tools":[...]}` and the other list answers, serialised once per configuration.
     tools_list_result: String,
+    prompts_list_result: String,
+    resources_list_result: String,
+    templates_list_result: String,
     sealer: Sealer,
+}
+
+/// The lookup table of tools or prompts, and their list answer.
+fn named_table(items: &[NamedRoute], servers: usize, key: &str) -> Result<(HashMap<String, Route>, String), ConfigError> {
+    let mut table = HashMap::with_capacity(items.len());
+    let mut definitions = Vec::with_capacity(items.len());
+    for t in items {
+        if t.server >= servers {
+            return Err(ConfigError::NoSuchServer { tool: t.name.clone(), server: t.server, count: servers });
+        }
+        if table.insert(t.name.clone(), Route { server: t.server, upstream_name: t.upstream_name.clone() }).is_some() {
+            return Err(ConfigError::DuplicateTool(t.name.clone()));
+        }
+        definitions.push(&t.definition);
+    }
+    let mut result = serde_json::Map::new();
+    result.insert(key.to_string(), serde_json::Value::Array(definitions.into_iter().cloned().collect()));
+    Ok((table, serde_json::Value::Object(result).to_string()))
+}
+
+fn served_list(items: &[ServedItem], servers: usize, key: &str) -> Result<String, ConfigError> {
+    if let Some(bad) = items.iter().find(|i| i.server >= servers) {
+        return Err(ConfigError::NoSuchServer { tool: key.to_string(), server: bad.server, count: servers });
+    }
+    let definitions: Vec<_> = items.iter().map(|i| &i.definition).collect();
+    let mut result = serde_json::Map::new();
+    result.insert(key.to_string(), serde_json::Value::Array(definitions.into_iter().cloned().collect()));
+    Ok(serde_json::Value::Object(result).to_string())
 }
 
 impl Gateway {
     pub fn new(config: FilterConfig) -> Result<Self, ConfigError> {
-        let mut routes = HashMap::with_capacity(config.tools.len());
-        let mut definitions = Vec::with_capacity(config.tools.len());
-        for t in &config.tools {
-            if t.server >= config.servers.len() {
-                return Err(ConfigError::NoSuchServer { tool: t.name.clone(), server: t.server, count: config.servers.len() });
-            }
-            let route = Route { server: t.server, upstream_name: t.upstream_name.clone() };
-            if routes.insert(t.name.clone(), route).is_some() {
-                return Err(ConfigError::DuplicateTool(t.name.clone()));
-            }
-            definitions.push(&t.definition);
-        }
-        let tools_list_result = serde_json::json!({ "tools": definitions }).to_string();
+        let n = config.servers.len();
+        let (tools, tools_list_result) = named_table(&config.tools, n, "tools")?;
+        let (prompts, prompts_list_result) = named_table(&config.prompts, n, "prompts")?;
+        let resources_list_result = served_list(&config.resources, n, "resources")?;
+        let templates_list_result = served_list(&config.resource_templates, n, "resourceTemplates")?;
+        let uris = UriRouter::new(&config.resources, &config.resource_templates);
         let sealer = Sealer::new(&config.session)?;
-        Ok(Gateway { config, routes, tools_list_result, sealer })
+        Ok(Gateway {
+            config,
+            tools,
+            prompts,
+            uris,
+            tools_list_result,
+            prompts_list_result,
+            resources_list_result,
+            templates_list_result,
+            sealer,
+        })
     }
 
     pub fn config(&self) -> &FilterConfig {
@@ -237,8 +335,34 @@ impl Gateway {
         let result = match method.as_ref() {
             "initialize" => return self.initialize(id, params, now),
             "ping" => Ok(BodyAction::Reply(json_reply(200, jsonrpc::result_body(id, "{}")))),
-            "tools/list" => self.open_session(head, now).and_then(|_| self.tools_list(id, params)),
-            "tools/call" => self.open_session(head, now).and_then(|s| self.tools_call(id, body, params, &s)),
+            "tools/list" => self.list(head, now, id, params, &self.tools_list_result),
+            "prompts/list" => self.list(head, now, id, params, &self.prompts_list_result),
+            "resources/list" => self.list(head, now, id, params, &self.resources_list_result),
+            "resources/templates/list" => self.list(head, now, id, params, &self.templates_list_result),
+            "tools/call" | "prompts/get" => self.open_session(head, now).and_then(|s| {
+                let (name, span) = jsonrpc::tool_name(body, params)?;
+                let (table, unknown): (_, fn(String) -> McpError) = match method.as_ref() {
+                    "tools/call" => (&self.tools, McpError::UnknownTool),
+                    _ => (&self.prompts, McpError::UnknownPrompt),
+                };
+                let route = table.get(name.as_ref()).ok_or_else(|| unknown(name.to_string()))?;
+                self.forward(id, route.server, &s, rename(body, span, &name, &route.upstream_name))
+            }),
+            "resources/read" | "resources/subscribe" | "resources/unsubscribe" => self.open_session(head, now).and_then(|s| {
+                let uri = jsonrpc::resource_uri(params)?;
+                let server = self.uris.route(&uri).ok_or_else(|| McpError::UnknownResource(uri.to_string()))?;
+                self.forward(id, server, &s, None)
+            }),
+            "completion/complete" => self.open_session(head, now).and_then(|s| match jsonrpc::completion_ref(body, params)? {
+                jsonrpc::CompletionRef::Prompt(name, span) => {
+                    let route = self.prompts.get(name.as_ref()).ok_or_else(|| McpError::UnknownPrompt(name.to_string()))?;
+                    self.forward(id, route.server, &s, rename(body, span, &name, &route.upstream_name))
+                }
+                jsonrpc::CompletionRef::Resource(uri) => {
+                    let server = self.uris.route(&uri).ok_or_else(|| McpError::UnknownResource(uri.to_string()))?;
+                    self.forward(id, server, &s, None)
+                }
+            }),
             other => Err(McpError::MethodNotFound(other.to_string())),
         };
         result.unwrap_or_else(|e| BodyAction::Reply(error_reply(Some(id), &e)))
@@ -257,7 +381,9 @@ impl Gateway {
         self.sealer.open(token, now.unix_secs).map_err(|e| McpError::SessionNotFound(e.to_string()))
     }
 
-    fn tools_list(&self, id: &str, params: Option<&RawValue>) -> Result<BodyAction, McpError> {
+    /// A list answered from the configuration. One page holds everything.
+    fn list(&self, head: &RequestHead, now: Now, id: &str, params: Option<&RawValue>, result: &str) -> Result<BodyAction, McpError> {
+        self.open_session(head, now)?;
         #[derive(Deserialize)]
         struct ListParams {
             cursor: Option<serde::de::IgnoredAny>,
@@ -266,29 +392,26 @@ impl Gateway {
             .and_then(|p| serde_json::from_str::<ListParams>(p.get()).ok())
             .and_then(|p| p.cursor);
         if cursor.is_some() {
-            return Err(McpError::InvalidParams("unknown cursor: the gateway lists all tools on one page".into()));
+            return Err(McpError::InvalidParams("unknown cursor: the gateway lists everything on one page".into()));
         }
-        Ok(BodyAction::Reply(json_reply(200, jsonrpc::result_body(id, &self.tools_list_result))))
+        Ok(BodyAction::Reply(json_reply(200, jsonrpc::result_body(id, result))))
     }
 
-    fn tools_call(&self, id: &str, body: &[u8], params: Option<&RawValue>, session: &SessionState) -> Result<BodyAction, McpError> {
-        let (name, span) = jsonrpc::tool_name(body, params)?;
-        let route = self.routes.get(name.as_ref()).ok_or_else(|| McpError::UnknownTool(name.to_string()))?;
-        let server = self.server(route.server).ok_or_else(|| McpError::Internal("route to a missing server".into()))?;
+    /// Sends the request to `server`, in the client's session with it.
+    fn forward(&self, id: &str, server: usize, session: &SessionState, body: Option<Vec<u8>>) -> Result<BodyAction, McpError> {
+        let upstream_server = self.server(server).ok_or_else(|| McpError::Internal("route to a missing server".into()))?;
         // A server added to the catalog after this session began has no entry:
         // it is reached without a session, which suits stateless servers.
-        let upstream = session.upstreams.get(&server.name);
+        let upstream = session.upstreams.get(&upstream_server.name);
         if let Some(UpstreamSession { error: Some(reason), .. }) = upstream {
-            return Err(McpError::UpstreamUnavailable { server: server.name.clone(), reason: reason.clone() });
+            return Err(McpError::UpstreamUnavailable { server: upstream_server.name.clone(), reason: reason.clone() });
         }
-        let new_body = (route.upstream_name != name)
-            .then(|| jsonrpc::splice(body, span, jsonrpc::json_string(&route.upstream_name).as_bytes()));
         Ok(BodyAction::Forward(Forward {
             request_id: id.to_string(),
-            server: route.server,
+            server,
             upstream_session: upstream.and_then(|u| u.id.clone()),
             upstream_version: upstream.and_then(|u| u.version.clone()),
-            body: new_body,
+            body,
         }))
     }
 
@@ -350,7 +473,7 @@ impl Gateway {
         }
         let mut result = serde_json::json!({
             "protocolVersion": version,
-            "capabilities": { "tools": { "listChanged": false } },
+            "capabilities": self.config.capabilities,
             "serverInfo": { "name": self.config.server_info.name, "version": self.config.server_info.version },
         });
         if let (Some(text), Some(obj)) = (&self.config.instructions, result.as_object_mut()) {
@@ -360,6 +483,12 @@ impl Gateway {
         reply.headers.push(("mcp-session-id", self.sealer.seal(&state)));
         (reply, followups)
     }
+}
+
+/// The body with the exposed name at `span` replaced by the upstream's own,
+/// or `None` when they are the same.
+fn rename(body: &[u8], span: std::ops::Range<usize>, exposed: &str, upstream: &str) -> Option<Vec<u8>> {
+    (exposed != upstream).then(|| jsonrpc::splice(body, span, jsonrpc::json_string(upstream).as_bytes()))
 }
 
 fn check_post_headers(head: &RequestHead) -> Result<(), McpError> {

@@ -143,18 +143,77 @@ fn is_valid_id(id: &RawValue) -> bool {
 /// inside `body`, and its decoded value. `params` must borrow from `body`.
 pub fn tool_name<'a>(body: &'a [u8], params: Option<&'a RawValue>) -> Result<(Cow<'a, str>, Range<usize>), McpError> {
     #[derive(Deserialize)]
-    struct NamedParams<'a> {
+    struct Named<'a> {
         #[serde(borrow)]
         name: &'a RawValue,
     }
     let params = params.ok_or_else(|| McpError::InvalidParams("missing params".into()))?;
-    let named: NamedParams<'_> = serde_json::from_str(params.get())
+    let named: Named<'_> = serde_json::from_str(params.get())
         .map_err(|e| McpError::InvalidParams(format!("params must be an object with a string \"name\": {e}")))?;
-    let raw = named.name.get();
-    let name: Cow<'_, str> = serde_json::from_str(raw)
-        .map_err(|_| McpError::InvalidParams("params.name must be a string".into()))?;
-    let span = span_in(body, raw).ok_or_else(|| McpError::Internal("tool name outside the body".into()))?;
-    Ok((name, span))
+    string_token(body, named.name, "params.name")
+}
+
+/// `params.uri` of a resource request.
+pub fn resource_uri<'a>(params: Option<&'a RawValue>) -> Result<Cow<'a, str>, McpError> {
+    #[derive(Deserialize)]
+    struct WithUri<'a> {
+        #[serde(borrow)]
+        uri: Cow<'a, str>,
+    }
+    let params = params.ok_or_else(|| McpError::InvalidParams("missing params".into()))?;
+    let p: WithUri<'_> = serde_json::from_str(params.get())
+        .map_err(|e| McpError::InvalidParams(format!("params must be an object with a string \"uri\": {e}")))?;
+    Ok(p.uri)
+}
+
+/// What `completion/complete` completes: `params.ref`.
+#[derive(Debug, PartialEq)]
+pub enum CompletionRef<'a> {
+    /// A prompt's argument: its name and the span of the name in the body.
+    Prompt(Cow<'a, str>, Range<usize>),
+    /// A resource template's argument.
+    Resource(Cow<'a, str>),
+}
+
+pub fn completion_ref<'a>(body: &'a [u8], params: Option<&'a RawValue>) -> Result<CompletionRef<'a>, McpError> {
+    #[derive(Deserialize)]
+    struct WithRef<'a> {
+        #[serde(borrow, rename = "ref")]
+        reference: &'a RawValue,
+    }
+    #[derive(Deserialize)]
+    struct Ref<'a> {
+        #[serde(borrow, rename = "type")]
+        kind: Cow<'a, str>,
+        #[serde(borrow, default)]
+        name: Option<&'a RawValue>,
+        #[serde(borrow, default)]
+        uri: Option<Cow<'a, str>>,
+    }
+    let params = params.ok_or_else(|| McpError::InvalidParams("missing params".into()))?;
+    let with: WithRef<'_> = serde_json::from_str(params.get())
+        .map_err(|e| McpError::InvalidParams(format!("params must be an object with a \"ref\": {e}")))?;
+    let r: Ref<'_> = serde_json::from_str(with.reference.get())
+        .map_err(|e| McpError::InvalidParams(format!("params.ref must be an object with a \"type\": {e}")))?;
+    match (r.kind.as_ref(), r.name, r.uri) {
+        ("ref/prompt", Some(name), _) => {
+            let (name, span) = string_token(body, name, "params.ref.name")?;
+            Ok(CompletionRef::Prompt(name, span))
+        }
+        ("ref/resource", _, Some(uri)) => Ok(CompletionRef::Resource(uri)),
+        (kind, _, _) => Err(McpError::InvalidParams(format!(
+            "params.ref must be a ref/prompt with a name or a ref/resource with a uri (got type {kind:?})"
+        ))),
+    }
+}
+
+/// Decodes a raw JSON string token and finds it in `body`.
+fn string_token<'a>(body: &'a [u8], raw: &'a RawValue, what: &str) -> Result<(Cow<'a, str>, Range<usize>), McpError> {
+    let token = raw.get();
+    let value: Cow<'_, str> =
+        serde_json::from_str(token).map_err(|_| McpError::InvalidParams(format!("{what} must be a string")))?;
+    let span = span_in(body, token).ok_or_else(|| McpError::Internal(format!("{what} outside the body")))?;
+    Ok((value, span))
 }
 
 /// Where `part` (a slice of `whole`) lies inside `whole`.

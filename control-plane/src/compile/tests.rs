@@ -1,5 +1,6 @@
 use super::*;
 use crate::catalog::load;
+use crate::discovery::Discovered;
 use mcp_filter::config::SessionKey;
 use serde_json::json;
 
@@ -7,13 +8,21 @@ fn session() -> SessionConfig {
     SessionConfig { active_key: "k".into(), keys: vec![SessionKey { id: "k".into(), secret_hex: "00".repeat(32) }], ttl_seconds: 60 }
 }
 
-fn run(yaml: &str, tools: &[(&str, &[&str])]) -> Result<Compiled, CompileError> {
+fn tool(n: &str) -> Value {
+    json!({"name": n, "description": format!("{n} tool"), "inputSchema": {"type": "object"}})
+}
+
+fn run_with(yaml: &str, discovered: BTreeMap<String, Discovered>) -> Result<Compiled, CompileError> {
     let catalog = load(yaml, |_| None).unwrap();
-    let tools: BTreeMap<String, Vec<Value>> = tools
+    compile(&Inputs { catalog: &catalog, discovered: &discovered, wasm: b"\0asm", session: &session(), admin: ("127.0.0.1", 18001), gateway_version: "0.1.0" })
+}
+
+fn run(yaml: &str, tools: &[(&str, &[&str])]) -> Result<Compiled, CompileError> {
+    let discovered = tools
         .iter()
-        .map(|(s, names)| (s.to_string(), names.iter().map(|n| json!({"name": n, "description": format!("{n} tool"), "inputSchema": {"type": "object"}})).collect()))
+        .map(|(s, names)| (s.to_string(), Discovered { tools: names.iter().map(|n| tool(n)).collect(), ..Default::default() }))
         .collect();
-    compile(&Inputs { catalog: &catalog, tools: &tools, wasm: b"\0asm", session: &session(), admin: ("127.0.0.1", 18001), gateway_version: "0.1.0" })
+    run_with(yaml, discovered)
 }
 
 const TWO: &str = "servers:\n  - name: time\n    url: http://127.0.0.1:8000/mcp\n  - name: docs\n    url: https://docs.example.com/api/mcp\n    prefix: false\n";
@@ -65,7 +74,7 @@ fn collisions_are_errors_naming_both_servers() {
     let yaml = "servers:\n  - {name: a, url: 'http://127.0.0.1:1/', prefix: false}\n  - {name: b, url: 'http://127.0.0.1:2/', prefix: false}\n";
     assert_eq!(
         run(yaml, &[("a", &["x"]), ("b", &["x"])]).unwrap_err(),
-        CompileError::Collision { name: "x".into(), first: "a".into(), second: "b".into() }
+        CompileError::Collision { kind: "tool", name: "x".into(), first: "a".into(), second: "b".into() }
     );
     assert!(run(yaml, &[("a", &["x"]), ("b", &["y"])]).is_ok());
 }
@@ -76,4 +85,33 @@ fn version_follows_content() {
     assert_eq!(a, run(TWO, &[("time", &["now"])]).unwrap().snapshot.version, "same input, same version");
     assert_ne!(a, run(TWO, &[("time", &["now", "zone"])]).unwrap().snapshot.version);
     assert_ne!(a, run(TWO, &[]).unwrap().snapshot.version);
+}
+
+#[test]
+fn prompts_resources_capabilities_and_instructions() {
+    let time = Discovered {
+        capabilities: json!({"tools": {}, "prompts": {"listChanged": true}, "completions": {}}),
+        instructions: Some("Ask me the time.".into()),
+        tools: vec![tool("now")],
+        prompts: vec![json!({"name": "greet", "arguments": [{"name": "who"}]})],
+        ..Default::default()
+    };
+    let docs = Discovered {
+        capabilities: json!({"resources": {"subscribe": true}}),
+        resources: vec![json!({"uri": "docs://index", "name": "index"})],
+        resource_templates: vec![json!({"uriTemplate": "docs://page/{n}", "name": "page"})],
+        ..Default::default()
+    };
+    let discovered = BTreeMap::from([("time".to_string(), time), ("docs".to_string(), docs)]);
+    let f = run_with(TWO, discovered).unwrap().filter_config;
+    assert_eq!(f.prompts[0].name, "time__greet");
+    assert_eq!(f.prompts[0].definition, json!({"name": "time__greet", "arguments": [{"name": "who"}]}));
+    assert_eq!((f.resources[0].server, f.resource_templates[0].server), (1, 1));
+    assert_eq!(f.resources[0].definition["uri"], "docs://index", "URIs are relayed unchanged");
+    assert_eq!(
+        f.capabilities,
+        json!({"tools": {"listChanged": false}, "prompts": {"listChanged": false}, "resources": {"subscribe": true, "listChanged": false}, "completions": {}})
+    );
+    assert_eq!(f.instructions.as_deref(), Some("## Server time (its tools and prompts are prefixed time)\nAsk me the time."));
+    assert_eq!(run(TWO, &[]).unwrap().filter_config.capabilities, json!({"tools": {"listChanged": false}}));
 }

@@ -1,5 +1,5 @@
 use super::*;
-use crate::config::{ServerInfo, SessionConfig, SessionKey, ToolRoute};
+use crate::config::{NamedRoute, ServedItem, ServerInfo, SessionConfig, SessionKey};
 use serde_json::{json, Value};
 
 fn config() -> FilterConfig {
@@ -9,7 +9,7 @@ fn config() -> FilterConfig {
         authority: format!("{name}.local:80"),
         path: "/mcp".into(),
     };
-    let tool = |name: &str, server: usize, upstream: &str| ToolRoute {
+    let tool = |name: &str, server: usize, upstream: &str| NamedRoute {
         name: name.into(),
         server,
         upstream_name: upstream.into(),
@@ -23,6 +23,14 @@ fn config() -> FilterConfig {
         instructions: None,
         servers: vec![server("a"), server("b")],
         tools: vec![tool("a__echo", 0, "echo"), tool("b__echo", 1, "echo"), tool("plain", 1, "plain")],
+        prompts: vec![tool("a__greet", 0, "greet")],
+        resources: vec![
+            ServedItem { server: 0, definition: json!({"uri": "demo://resource/static/1", "name": "one"}) },
+            ServedItem { server: 1, definition: json!({"uri": "file:///etc/motd", "name": "motd"}) },
+            ServedItem { server: 0, definition: json!({"uri": "file:///srv/a", "name": "a"}) },
+        ],
+        resource_templates: vec![ServedItem { server: 1, definition: json!({"uriTemplate": "notes://{id}/text", "name": "note"}) }],
+        capabilities: json!({"tools": {}, "prompts": {}, "resources": {"subscribe": true}}),
         session: SessionConfig { active_key: "k".into(), keys: vec![SessionKey { id: "k".into(), secret_hex: "11".repeat(32) }], ttl_seconds: 60 },
         upstream_timeout_ms: 1000,
     }
@@ -156,7 +164,7 @@ fn refusals_carry_the_right_code() {
         (s, r#"{"jsonrpc":"2.0","id":9,"result":{}}"#, (202, 0)),
         (None, r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#, (200, 0)),
         (None, r#"{"jsonrpc":"2.0","id":1,"method":"server/discover"}"#, (200, -32601)),
-        (s, r#"{"jsonrpc":"2.0","id":1,"method":"resources/list"}"#, (200, -32601)),
+        (s, r#"{"jsonrpc":"2.0","id":1,"method":"resources/frobnicate"}"#, (200, -32601)),
         (None, r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#, (400, -32600)),
         (Some("k.garbage"), r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#, (404, -32001)),
         (s, r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#, (200, 0)),
@@ -231,4 +239,53 @@ fn ending_a_session_ends_its_upstream_sessions() {
     assert_eq!((reply.status, callouts.len()), (400, 0));
     let (reply, callouts) = gw.end_session(&RequestHead { session_id: Some("k.forged".into()), ..delete }, NOW);
     assert_eq!((reply.status, callouts.len()), (404, 0));
+}
+
+/// Where a request went: (server, the body sent if it changed), or the error code.
+fn routed(gw: &Gateway, token: &str, method: &str, params: Value) -> Result<(usize, Option<Value>), i64> {
+    let body = json!({"jsonrpc": "2.0", "id": 4, "method": method, "params": params}).to_string();
+    match gw.on_body(&post(Some(token)), body.as_bytes(), NOW) {
+        BodyAction::Forward(f) => Ok((f.server, f.body.map(|b| serde_json::from_slice(&b).unwrap()))),
+        BodyAction::Reply(r) => Err(reply_json(&r)["error"]["code"].as_i64().unwrap_or(0)),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn routes_prompts_resources_and_completions() {
+    let gw = Gateway::new(config()).unwrap();
+    let token = session(&gw, false);
+    let t = token.as_str();
+    let (server, body) = routed(&gw, t, "prompts/get", json!({"name": "a__greet", "arguments": {"who": "me"}})).unwrap();
+    assert_eq!((server, body.unwrap()["params"]["name"].clone()), (0, json!("greet")));
+    assert_eq!(routed(&gw, t, "prompts/get", json!({"name": "greet"})), Err(-32602));
+    // Resources: exact URI, template prefix, sole user of a scheme; ambiguous schemes and strangers are unknown.
+    assert_eq!(routed(&gw, t, "resources/read", json!({"uri": "file:///etc/motd"})), Ok((1, None)));
+    assert_eq!(routed(&gw, t, "resources/read", json!({"uri": "notes://42/text"})), Ok((1, None)));
+    assert_eq!(routed(&gw, t, "resources/subscribe", json!({"uri": "demo://resource/dynamic/9"})), Ok((0, None)));
+    assert_eq!(routed(&gw, t, "resources/read", json!({"uri": "file:///elsewhere"})), Err(-32002));
+    assert_eq!(routed(&gw, t, "resources/read", json!({"uri": "https://example.com/"})), Err(-32002));
+    assert_eq!(routed(&gw, t, "resources/read", json!({})), Err(-32602));
+    let (server, body) = routed(&gw, t, "completion/complete", json!({"ref": {"type": "ref/prompt", "name": "a__greet"}, "argument": {"name": "who", "value": "m"}})).unwrap();
+    assert_eq!((server, body.unwrap()["params"]["ref"]["name"].clone()), (0, json!("greet")));
+    assert_eq!(routed(&gw, t, "completion/complete", json!({"ref": {"type": "ref/resource", "uri": "notes://{id}/text"}, "argument": {"name": "id", "value": "4"}})), Ok((1, None)));
+}
+
+#[test]
+fn lists_and_capabilities_come_from_the_configuration() {
+    let gw = Gateway::new(config()).unwrap();
+    let token = session(&gw, false);
+    let list = |method: &str| match gw.on_body(&post(Some(&token)), json!({"jsonrpc": "2.0", "id": 1, "method": method}).to_string().as_bytes(), NOW) {
+        BodyAction::Reply(r) => reply_json(&r)["result"].clone(),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(list("prompts/list")["prompts"][0]["name"], "a__greet");
+    assert_eq!(list("resources/list")["resources"].as_array().unwrap().len(), 3);
+    assert_eq!(list("resources/templates/list")["resourceTemplates"][0]["uriTemplate"], "notes://{id}/text");
+    let plan = match gw.on_body(&post(None), br#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{}}"#, NOW) {
+        BodyAction::Initialize(p) => p,
+        other => panic!("{other:?}"),
+    };
+    let (reply, _) = gw.initialized(&plan, &[None, None], NOW);
+    assert_eq!(reply_json(&reply)["result"]["capabilities"], json!({"tools": {}, "prompts": {}, "resources": {"subscribe": true}}));
 }

@@ -1,0 +1,61 @@
+"""The same client script against server-everything directly and through the
+gateway: prompts, resources, templates, reads and completions must agree,
+names aside (the gateway prefixes prompt names with the server's)."""
+
+import asyncio
+
+from mcp.client.client import Client
+
+PREFIX = "everything__"
+
+
+async def all_pages(fetch, key: str) -> list[dict]:
+    items, cursor = [], None
+    while True:
+        page = await fetch(cursor=cursor) if cursor else await fetch()
+        items += [i.model_dump(mode="json", exclude_none=True, by_alias=True) for i in getattr(page, key)]
+        cursor = page.next_cursor
+        if not cursor:
+            return items
+
+
+async def survey(url: str, prefix: str) -> dict:
+    """Everything a client can see and fetch, with prompt names unprefixed."""
+    async with Client(url, mode="legacy") as c:
+        out: dict = {"capabilities": c.server_capabilities.model_dump(mode="json", exclude_none=True, by_alias=True)}
+        prompts = await all_pages(c.list_prompts, "prompts")
+        out["prompts"] = [{**p, "name": p["name"].removeprefix(prefix)} for p in prompts]
+        out["resources"] = await all_pages(c.list_resources, "resources")
+        out["templates"] = await all_pages(c.list_resource_templates, "resource_templates")
+        reads = {}
+        for r in out["resources"][:5]:
+            read = await c.read_resource(r["uri"])
+            reads[r["uri"]] = read.model_dump(mode="json", exclude_none=True, by_alias=True)
+        out["reads"] = reads
+        got = {}
+        for p in prompts:
+            args = {a["name"]: "1" for a in p.get("arguments", []) if a.get("required")}
+            try:
+                result = await c.get_prompt(p["name"], args)
+                got[p["name"].removeprefix(prefix)] = result.model_dump(mode="json", exclude_none=True, by_alias=True)
+            except Exception as e:  # the same error must happen on both sides
+                got[p["name"].removeprefix(prefix)] = f"error: {e}"
+        out["prompt_results"] = got
+        completable = next((p for p in prompts if p.get("arguments")), None)
+        if completable:
+            from mcp_types import PromptReference
+
+            arg = completable["arguments"][0]["name"]
+            comp = await c.complete(PromptReference(type="ref/prompt", name=completable["name"]), {"name": arg, "value": ""})
+            out["completion"] = comp.model_dump(mode="json", exclude_none=True, by_alias=True)
+        return out
+
+
+def test_prompts_and_resources_match_the_server_directly(gateway):
+    direct = asyncio.run(survey(f"http://127.0.0.1:{gateway.ports['everything']}/mcp", ""))
+    through = asyncio.run(survey(gateway.url, PREFIX))
+    assert len(direct["prompts"]) >= 3 and len(direct["resources"]) >= 5
+    for key in ("prompts", "resources", "templates", "reads", "prompt_results", "completion"):
+        assert through.get(key) == direct.get(key), key
+    caps = through["capabilities"]
+    assert "prompts" in caps and "resources" in caps and "completions" in caps
