@@ -105,8 +105,9 @@ pub fn compile(inputs: &Inputs<'_>) -> Result<Compiled, CompileError> {
         let cluster = cluster_name(&s.name);
         clusters.push(upstream_cluster(&cluster, &ep));
         let index = servers.len();
-        servers.push(UpstreamServer { name: s.name.clone(), cluster, authority: ep.authority(), path: ep.path.clone() });
         let found = inputs.discovered.get(&s.name).unwrap_or(&none);
+        let logging = found.capabilities.get("logging").is_some_and(|c| !c.is_null());
+        servers.push(UpstreamServer { name: s.name.clone(), cluster, authority: ep.authority(), path: ep.path.clone(), logging });
         let prefix = s.prefix.then(|| format!("{}{}", s.name, g.tool_separator));
         tools.add(index, &s.name, prefix.as_deref(), &found.tools)?;
         prompts.add(index, &s.name, prefix.as_deref(), &found.prompts)?;
@@ -202,6 +203,9 @@ fn merged_capabilities(servers: &[&Discovered]) -> Value {
     if has("resources") {
         let subscribe = servers.iter().any(|d| d.capabilities.pointer("/resources/subscribe") == Some(&Value::Bool(true)));
         caps.insert("resources".into(), serde_json::json!({ "subscribe": subscribe, "listChanged": false }));
+    }
+    if has("logging") {
+        caps.insert("logging".into(), serde_json::json!({}));
     }
     if has("completions") {
         caps.insert("completions".into(), serde_json::json!({}));

@@ -79,6 +79,9 @@ pub struct UpstreamServer {
     pub authority: String,
     /// The HTTP path of its MCP endpoint.
     pub path: String,
+    /// Whether it offers `logging` (so `logging/setLevel` is sent to it).
+    #[serde(default)]
+    pub logging: bool,
 }
 
 /// A tool or prompt as exposed by the gateway and where it is routed.

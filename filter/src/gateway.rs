@@ -63,6 +63,8 @@ pub enum BodyAction {
     Reply(Reply),
     Forward(Forward),
     Initialize(InitPlan),
+    /// Send the callouts, wait for them, then send the reply.
+    FanOut(Reply, Vec<Callout>),
 }
 
 /// A complete local answer.
@@ -327,9 +329,9 @@ impl Gateway {
         }
         let (id, method, params) = match jsonrpc::parse(body) {
             Err(e) => return BodyAction::Reply(error_reply(None, &e)),
-            // Notifications and responses need no answer; the gateway has
-            // nothing to relay them to yet.
-            Ok(Message::Notification { .. }) | Ok(Message::Response) => return BodyAction::Reply(accepted()),
+            Ok(Message::Notification { method }) => return self.notification(head, body, &method, now),
+            // Answers to server-to-client requests: the gateway sends none yet.
+            Ok(Message::Response) => return BodyAction::Reply(accepted()),
             Ok(Message::Request { id, method, params }) => (id.get(), method, params),
         };
         let result = match method.as_ref() {
@@ -363,6 +365,10 @@ impl Gateway {
                     self.forward(id, server, &s, None)
                 }
             }),
+            "logging/setLevel" => self.open_session(head, now).map(|s| {
+                let callouts = self.fan_out(&s, body, |server| server.logging);
+                BodyAction::FanOut(json_reply(200, jsonrpc::result_body(id, "{}")), callouts)
+            }),
             other => Err(McpError::MethodNotFound(other.to_string())),
         };
         result.unwrap_or_else(|e| BodyAction::Reply(error_reply(Some(id), &e)))
@@ -379,6 +385,39 @@ impl Gateway {
         }
         let token = head.session_id.as_deref().ok_or(McpError::MissingSession)?;
         self.sealer.open(token, now.unix_secs).map_err(|e| McpError::SessionNotFound(e.to_string()))
+    }
+
+    /// Client notifications that concern the upstreams go to every server of
+    /// the session: a `cancelled` names a request id that only the server
+    /// handling it knows, and the others ignore it, as the spec asks.
+    fn notification(&self, head: &RequestHead, body: &[u8], method: &str, now: Now) -> BodyAction {
+        let relayed = matches!(method, "notifications/cancelled" | "notifications/progress" | "notifications/roots/list_changed");
+        match self.open_session(head, now) {
+            Ok(s) if relayed => BodyAction::FanOut(accepted(), self.fan_out(&s, body, |_| true)),
+            // The gateway already sent `initialized` to each upstream; other
+            // notifications have no upstream to go to.
+            Ok(_) => BodyAction::Reply(accepted()),
+            Err(e) if head.session_id.is_some() => BodyAction::Reply(error_reply(None, &e)),
+            Err(_) => BodyAction::Reply(accepted()),
+        }
+    }
+
+    /// `body` sent as it is to each chosen server the session can reach.
+    fn fan_out(&self, session: &SessionState, body: &[u8], choose: impl Fn(&UpstreamServer) -> bool) -> Vec<Callout> {
+        self.config
+            .servers
+            .iter()
+            .enumerate()
+            .filter(|(_, server)| choose(server))
+            .filter_map(|(i, server)| {
+                let upstream = session.upstreams.get(&server.name);
+                if upstream.is_some_and(|u| u.error.is_some()) {
+                    return None;
+                }
+                let id = upstream.and_then(|u| u.id.as_deref());
+                Some(callout(i, server, id, upstream.and_then(|u| u.version.as_deref()), body.to_vec()))
+            })
+            .collect()
     }
 
     /// A list answered from the configuration. One page holds everything.

@@ -146,6 +146,12 @@ impl Request {
                 self.state = State::Forwarded { client_session: self.head.session_id.take() };
                 Action::Continue
             }
+            BodyAction::FanOut(reply, callouts) => {
+                let tokens = self.dispatch(&callouts, Self::timeout(gw));
+                self.state = State::Confirming { reply, tokens };
+                self.advance(gw);
+                Action::Pause
+            }
             BodyAction::Initialize(plan) => {
                 let tokens = self.dispatch(&plan.callouts, Self::timeout(gw));
                 let responses = vec![None; plan.callouts.len()];

@@ -1,6 +1,7 @@
 """Session lifecycle: DELETE ends the client's upstream sessions too."""
 
 import httpx
+import pytest
 
 from conftest import RawSession
 
@@ -45,3 +46,27 @@ def test_python_sdk_closes_its_session_cleanly(gateway):
 
     asyncio.run(session())
     assert closed_upstream_sessions(gateway) == before + 1
+
+
+# logging/setLevel is deprecated by the 2026-07-28 revision, not by the
+# handshake-era revisions this test speaks.
+@pytest.mark.filterwarnings("ignore:The logging capability is deprecated")
+def test_log_level_and_cancellation_reach_the_upstreams(gateway):
+    import asyncio
+
+    from mcp.client.client import Client
+
+    async def session():
+        async with Client(gateway.url, mode="legacy") as c:
+            assert "logging" in c.server_capabilities.model_dump(exclude_none=True)
+            await c.set_logging_level("debug")
+
+    asyncio.run(session())
+
+    s = RawSession(gateway.url)
+    s.initialize()
+    counts = lambda: [gateway.envoy_stat(f"cluster.{c}.upstream_rq_total") for c in ("mcp_echo", "mcp_everything")]  # noqa: E731
+    before = counts()
+    r = s.post('{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":42,"reason":"user"}}')
+    assert (r.status_code, r.text) == (202, "")
+    assert counts() == [before[0] + 1, before[1] + 1], "the cancellation went to every server of the session"

@@ -8,6 +8,7 @@ fn config() -> FilterConfig {
         cluster: format!("mcp_{name}"),
         authority: format!("{name}.local:80"),
         path: "/mcp".into(),
+        logging: name == "a",
     };
     let tool = |name: &str, server: usize, upstream: &str| NamedRoute {
         name: name.into(),
@@ -161,6 +162,8 @@ fn refusals_carry_the_right_code() {
     let cases: Vec<(Option<&str>, &str, (u16, i64))> = vec![
         (s, "{", (400, -32700)),
         (s, r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#, (202, 0)),
+        (None, r#"{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":1}}"#, (202, 0)),
+        (Some("k.garbage"), r#"{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":1}}"#, (404, -32001)),
         (s, r#"{"jsonrpc":"2.0","id":9,"result":{}}"#, (202, 0)),
         (None, r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#, (200, 0)),
         (None, r#"{"jsonrpc":"2.0","id":1,"method":"server/discover"}"#, (200, -32601)),
@@ -288,4 +291,21 @@ fn lists_and_capabilities_come_from_the_configuration() {
     };
     let (reply, _) = gw.initialized(&plan, &[None, None], NOW);
     assert_eq!(reply_json(&reply)["result"]["capabilities"], json!({"tools": {}, "prompts": {}, "resources": {"subscribe": true}}));
+}
+
+#[test]
+fn fans_out_log_levels_and_notifications() {
+    let gw = Gateway::new(config()).unwrap();
+    let token = session(&gw, false);
+    let fan = |body: &str| match gw.on_body(&post(Some(&token)), body.as_bytes(), NOW) {
+        BodyAction::FanOut(reply, callouts) => (reply.status, callouts.iter().map(|c| c.cluster.clone()).collect::<Vec<_>>(), callouts),
+        other => panic!("{other:?}"),
+    };
+    let (status, clusters, callouts) = fan(r#"{"jsonrpc":"2.0","id":3,"method":"logging/setLevel","params":{"level":"debug"}}"#);
+    assert_eq!((status, clusters), (200, vec!["mcp_a".to_string()]), "only servers offering logging");
+    assert!(callouts[0].headers.contains(&("mcp-session-id", "sid-a".into())));
+    let cancel = r#"{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":3}}"#;
+    let (status, clusters, callouts) = fan(cancel);
+    assert_eq!((status, clusters), (202, vec!["mcp_a".to_string(), "mcp_b".to_string()]));
+    assert_eq!(callouts[1].body, cancel.as_bytes());
 }
