@@ -80,6 +80,9 @@ pub struct Server {
     /// Time allowed to list its tools.
     #[serde(default = "default_discovery_timeout")]
     pub discovery_timeout_seconds: u64,
+    /// Time allowed for one request to it (default: gateway.request_timeout_seconds).
+    #[serde(default)]
+    pub request_timeout_seconds: Option<u64>,
 }
 
 fn default_runtime() -> String {
@@ -277,6 +280,11 @@ pub fn validate(c: &Catalog) -> Vec<String> {
         }
         if let Err(e) = s.endpoint() {
             p.push(format!("{at}: url {:?} {e}", s.url));
+        }
+        if let Some(t) = s.request_timeout_seconds {
+            if !(1..=MAX_TIMEOUT_SECONDS).contains(&t) {
+                p.push(format!("{at}: request_timeout_seconds must be between 1 and {MAX_TIMEOUT_SECONDS}"));
+            }
         }
         if !(1..=MAX_TIMEOUT_SECONDS).contains(&s.discovery_timeout_seconds) {
             p.push(format!("{at}: discovery_timeout_seconds must be between 1 and {MAX_TIMEOUT_SECONDS}"));

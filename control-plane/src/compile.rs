@@ -107,7 +107,14 @@ pub fn compile(inputs: &Inputs<'_>) -> Result<Compiled, CompileError> {
         let index = servers.len();
         let found = inputs.discovered.get(&s.name).unwrap_or(&none);
         let logging = found.capabilities.get("logging").is_some_and(|c| !c.is_null());
-        servers.push(UpstreamServer { name: s.name.clone(), cluster, authority: ep.authority(), path: ep.path.clone(), logging });
+        servers.push(UpstreamServer {
+            name: s.name.clone(),
+            cluster,
+            authority: ep.authority(),
+            path: ep.path.clone(),
+            timeout_ms: s.request_timeout_seconds.map(|t| t.saturating_mul(1000)),
+            logging,
+        });
         let prefix = s.prefix.then(|| format!("{}{}", s.name, g.tool_separator));
         tools.add(index, &s.name, prefix.as_deref(), &found.tools)?;
         prompts.add(index, &s.name, prefix.as_deref(), &found.prompts)?;
@@ -345,6 +352,9 @@ fn listener(listen: &str, max_body_bytes: usize) -> Listener {
             },
         ],
         local_reply_config: Some(upstream_error_as_jsonrpc()),
+        // An edge proxy: the client's address is the peer's, and Envoy drops
+        // x-envoy-* headers (timeouts, retries) sent by external clients.
+        use_remote_address: Some(BoolValue { value: true }),
         ..Default::default()
     };
     Listener {

@@ -79,6 +79,9 @@ pub struct UpstreamServer {
     pub authority: String,
     /// The HTTP path of its MCP endpoint.
     pub path: String,
+    /// Its own time limit for a request, overriding the route's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u64>,
     /// Whether it offers `logging` (so `logging/setLevel` is sent to it).
     #[serde(default)]
     pub logging: bool,

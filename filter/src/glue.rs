@@ -136,6 +136,9 @@ impl Request {
                 // The gateway's session id means nothing upstream: replace it
                 // with the upstream's own, or drop it.
                 self.set_http_request_header("mcp-session-id", f.upstream_session.as_deref());
+                // The server's own time limit, or the route's; never the client's.
+                let timeout = server.timeout_ms.map(|ms| ms.to_string());
+                self.set_http_request_header("x-envoy-upstream-rq-timeout-ms", timeout.as_deref());
                 if let Some(v) = f.upstream_version.as_deref() {
                     self.set_http_request_header("mcp-protocol-version", Some(v));
                 }

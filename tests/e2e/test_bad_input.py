@@ -97,5 +97,5 @@ def test_admin_api_through_the_gateway_port(gateway):
     assert envoy["connected"] and envoy["node_id"] == "gateway-1"
     assert all(t["last_acked_version"] == health["version"] for t in envoy["types"]), envoy
     servers = {s["name"]: s for s in httpx.get(f"{gateway.base}/servers").json()["servers"]}
-    assert servers["echo"]["state"] == "ready" and servers["echo"]["tools"] == 3
+    assert servers["echo"]["state"] == "ready" and servers["echo"]["tools"] == 4
     assert servers["everything"]["state"] == "ready" and servers["everything"]["tools"] > 5

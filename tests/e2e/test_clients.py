@@ -11,7 +11,7 @@ from mcp.shared.exceptions import MCPError
 
 from conftest import TARGET
 
-ECHO_TOOLS = {"echo__echo", "echo__add", "echo__whoami"}
+ECHO_TOOLS = {"echo__echo", "echo__add", "echo__whoami", "echo__sleep"}
 
 
 def text_of(result) -> str:

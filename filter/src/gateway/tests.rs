@@ -9,6 +9,7 @@ fn config() -> FilterConfig {
         authority: format!("{name}.local:80"),
         path: "/mcp".into(),
         logging: name == "a",
+        timeout_ms: None,
     };
     let tool = |name: &str, server: usize, upstream: &str| NamedRoute {
         name: name.into(),

@@ -1,12 +1,14 @@
 //! `mcp-echo-server`: a tiny MCP server over Streamable HTTP that the gateway's
 //! end-to-end tests and benchmarks put behind Envoy.
 //!
-//! It serves three tools, built with rmcp's `#[tool_router]` macros:
+//! It serves four tools, built with rmcp's `#[tool_router]` macros:
 //!
 //! - `echo { text }` returns `text` as a single text content block;
 //! - `add { a, b }` returns the sum as text (`"5"` for `2 + 3`);
 //! - `whoami {}` returns the `--name` given on the command line, so a test can
-//!   tell which upstream answered.
+//!   tell which upstream answered;
+//! - `sleep { ms }` answers `"slept"` after `ms` milliseconds (at most a
+//!   minute), for timeout tests.
 //!
 //! `--extra-tools N` adds `tool_0 .. tool_{N-1}`, copies of `echo`, to make
 //! `tools/list` as large as a benchmark needs.
@@ -88,6 +90,13 @@ struct AddArgs {
     b: serde_json::Number,
 }
 
+/// Arguments of `sleep`.
+#[derive(Debug, serde::Deserialize, schemars::JsonSchema)]
+struct SleepArgs {
+    /// How long to wait before answering, in milliseconds (at most 60000).
+    ms: u64,
+}
+
 /// The MCP service. rmcp asks for one per session (or per request when
 /// stateless), so it is built once and cloned: both fields are `Arc`s.
 #[derive(Debug, Clone)]
@@ -127,6 +136,12 @@ impl EchoServer {
     #[tool(description = "Return this server's name")]
     fn whoami(&self) -> String {
         self.name.to_string()
+    }
+
+    #[tool(description = "Answer \"slept\" after `ms` milliseconds (at most a minute)")]
+    async fn sleep(&self, Parameters(SleepArgs { ms }): Parameters<SleepArgs>) -> String {
+        tokio::time::sleep(std::time::Duration::from_millis(ms.min(60_000))).await;
+        "slept".to_string()
     }
 }
 
