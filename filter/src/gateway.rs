@@ -537,11 +537,19 @@ fn check_post_headers(head: &RequestHead) -> Result<(), McpError> {
         return Err(McpError::UnsupportedMediaType(ct.to_string()));
     }
     let accept = head.accept.as_deref().unwrap_or_default();
-    let accepts_json = accept.split(',').any(|part| {
+    // The client must take both: the gateway answers JSON, upstreams may
+    // stream their answer as SSE.
+    let (mut json, mut sse) = (false, false);
+    for part in accept.split(',') {
         let media = part.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
-        matches!(media.as_str(), "application/json" | "application/*" | "*/*")
-    });
-    if !accepts_json {
+        match media.as_str() {
+            "*/*" => (json, sse) = (true, true),
+            "application/json" | "application/*" => json = true,
+            "text/event-stream" | "text/*" => sse = true,
+            _ => {}
+        }
+    }
+    if !(json && sse) {
         return Err(McpError::NotAcceptable(accept.to_string()));
     }
     Ok(())
@@ -596,13 +604,33 @@ fn upstream_session(response: Option<&CalloutResponse>) -> UpstreamSession {
         if a.id.as_ref().map(|v| v.to_string()).as_deref() != Some(INIT_ID) {
             continue;
         }
+        // What an upstream sends lands in the client's session id (a header):
+        // keep it small and well-formed.
         return match (a.result, a.error) {
+            (Some(res), _) if !SUPPORTED_VERSIONS.contains(&res.protocol_version.as_str()) => {
+                failed(format!("initialize answered an unsupported protocol version {:?}", bounded(&res.protocol_version)))
+            }
+            (Some(_), _) if r.session_id.as_ref().is_some_and(|id| id.len() > MAX_UPSTREAM_SESSION_ID) => {
+                failed(format!("its session id is longer than {MAX_UPSTREAM_SESSION_ID} bytes"))
+            }
             (Some(res), _) => UpstreamSession { id: r.session_id.clone(), version: Some(res.protocol_version), error: None },
-            (None, Some(err)) => failed(format!("initialize failed: {}", err.message)),
+            (None, Some(err)) => failed(format!("initialize failed: {}", bounded(&err.message))),
             (None, None) => failed("initialize answered neither result nor error".into()),
         };
     }
     failed("initialize answered no JSON-RPC response".into())
+}
+
+/// The longest upstream session id carried in a gateway session id.
+const MAX_UPSTREAM_SESSION_ID: usize = 256;
+
+/// Upstream-supplied text cut to a length fit for a header.
+fn bounded(text: &str) -> String {
+    const MAX: usize = 120;
+    match text.char_indices().nth(MAX) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text.to_string(),
+    }
 }
 
 fn json_reply(status: u16, body: Vec<u8>) -> Reply {

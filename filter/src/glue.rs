@@ -133,6 +133,9 @@ impl Request {
                 self.set_http_request_header(CLUSTER_HEADER, Some(&server.cluster));
                 self.set_http_request_header(":path", Some(&server.path));
                 self.set_http_request_header(":authority", Some(&server.authority));
+                // The client's credentials are for the gateway, not for the
+                // servers behind it (MCP forbids token passthrough).
+                self.set_http_request_header("authorization", None);
                 // The gateway's session id means nothing upstream: replace it
                 // with the upstream's own, or drop it.
                 self.set_http_request_header("mcp-session-id", f.upstream_session.as_deref());
@@ -252,8 +255,12 @@ impl HttpContext for Request {
     }
 
     fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
-        if !matches!(self.state, State::ReadingBody) {
-            return Action::Continue;
+        match self.state {
+            State::ReadingBody => {}
+            // This request waits on the filter's own callouts (a DELETE that
+            // came with a body, say): hold the body, never let it through.
+            State::Initializing { .. } | State::Confirming { .. } => return Action::Pause,
+            State::Idle | State::Forwarded { .. } => return Action::Continue,
         }
         let Some(gw) = self.gateway.clone() else { return Action::Continue };
         if let Some(r) = gw.check_size(body_size) {
@@ -264,6 +271,19 @@ impl HttpContext for Request {
             return Action::Pause;
         }
         let body = self.get_http_request_body(0, body_size).unwrap_or_default();
+        self.on_complete_body(&gw, &body)
+    }
+
+    /// A body followed by trailers never reports `end_of_stream`: decide here.
+    fn on_http_request_trailers(&mut self, _num_trailers: usize) -> Action {
+        match self.state {
+            State::ReadingBody => {}
+            State::Initializing { .. } | State::Confirming { .. } => return Action::Pause,
+            State::Idle | State::Forwarded { .. } => return Action::Continue,
+        }
+        let Some(gw) = self.gateway.clone() else { return Action::Continue };
+        let limit = gw.config().max_body_bytes.saturating_add(1);
+        let body = self.get_http_request_body(0, limit).unwrap_or_default();
         self.on_complete_body(&gw, &body)
     }
 

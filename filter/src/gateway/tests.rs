@@ -94,7 +94,10 @@ fn headers_decide_what_is_ours() {
     assert_eq!(status(RequestHead { content_type: None, ..post(None) }), 415);
     assert_eq!(status(RequestHead { accept: Some("text/html".into()), ..post(None) }), 406);
     assert_eq!(status(RequestHead { accept: None, ..post(None) }), 406);
+    assert_eq!(status(RequestHead { accept: Some("application/json".into()), ..post(None) }), 406);
+    assert_eq!(status(RequestHead { accept: Some("text/event-stream".into()), ..post(None) }), 406);
     assert_eq!(gw.on_headers(&RequestHead { accept: Some("*/*".into()), content_type: Some("Application/JSON; charset=utf-8".into()), ..post(None) }), HeadAction::ReadBody);
+    assert_eq!(gw.on_headers(&RequestHead { accept: Some("application/*, text/*;q=0.5".into()), ..post(None) }), HeadAction::ReadBody);
 }
 
 #[test]
@@ -309,4 +312,19 @@ fn fans_out_log_levels_and_notifications() {
     let (status, clusters, callouts) = fan(cancel);
     assert_eq!((status, clusters), (202, vec!["mcp_a".to_string(), "mcp_b".to_string()]));
     assert_eq!(callouts[1].body, cancel.as_bytes());
+}
+
+#[test]
+fn upstream_answers_are_bounded_before_they_enter_a_session() {
+    let answer = |session_id: Option<String>, body: String| {
+        upstream_session(Some(&CalloutResponse { status: 200, session_id, content_type: Some("application/json".into()), body: body.into_bytes() }))
+    };
+    let ok = answer(Some("s".into()), r#"{"jsonrpc":"2.0","id":0,"result":{"protocolVersion":"2025-06-18"}}"#.into());
+    assert_eq!((ok.id.as_deref(), ok.error), (Some("s"), None));
+    let odd = answer(None, r#"{"jsonrpc":"2.0","id":0,"result":{"protocolVersion":"9999-99-99"}}"#.into());
+    assert!(odd.error.unwrap().contains("unsupported protocol version"));
+    let long_id = answer(Some("x".repeat(300)), r#"{"jsonrpc":"2.0","id":0,"result":{"protocolVersion":"2025-06-18"}}"#.into());
+    assert!(long_id.id.is_none() && long_id.error.is_some());
+    let chatty = answer(None, format!(r#"{{"jsonrpc":"2.0","id":0,"error":{{"code":1,"message":"{}"}}}}"#, "é".repeat(100_000)));
+    assert!(chatty.error.unwrap().chars().count() < 200);
 }
