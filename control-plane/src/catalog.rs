@@ -44,6 +44,8 @@ pub struct GatewaySettings {
     pub session_key: Option<String>,
     /// How long a client session lives.
     pub session_ttl_seconds: u64,
+    /// CA certificates Envoy verifies `https://` upstreams against.
+    pub upstream_ca_file: String,
 }
 
 impl Default for GatewaySettings {
@@ -58,6 +60,7 @@ impl Default for GatewaySettings {
             request_timeout_seconds: 60,
             session_key: None,
             session_ttl_seconds: 24 * 3600,
+            upstream_ca_file: "/etc/ssl/certs/ca-certificates.crt".into(),
         }
     }
 }
@@ -116,6 +119,19 @@ impl Endpoint {
 }
 
 impl Server {
+    /// The URL without what may hold secrets (user info, query), for status
+    /// pages and logs: the URL may carry an interpolated token.
+    pub fn display_url(&self) -> String {
+        match self.endpoint() {
+            Ok(ep) => {
+                let scheme = if ep.tls { "https" } else { "http" };
+                let path = ep.path.split('?').next().unwrap_or_default();
+                format!("{scheme}://{}{path}", ep.authority())
+            }
+            Err(_) => "(invalid url)".into(),
+        }
+    }
+
     /// The parsed URL; only valid on a validated catalog.
     pub fn endpoint(&self) -> Result<Endpoint, String> {
         // The URL parser drops tabs and newlines silently; a URL holding
@@ -279,7 +295,10 @@ pub fn validate(c: &Catalog) -> Vec<String> {
             p.push(format!("{at}: runtime {:?} is not supported; use runtime: http with a Streamable HTTP url", s.runtime));
         }
         if let Err(e) = s.endpoint() {
-            p.push(format!("{at}: url {:?} {e}", s.url));
+            // The URL is shown as written before interpolation would be
+            // better; it is shown without its query, which may hold a token.
+            let shown = s.url.split('?').next().unwrap_or_default();
+            p.push(format!("{at}: url {shown:?} {e}"));
         }
         if let Some(t) = s.request_timeout_seconds {
             if !(1..=MAX_TIMEOUT_SECONDS).contains(&t) {

@@ -34,7 +34,11 @@ use envoy_types::pb::envoy::config::core::v3::{substitution_format_string, Subst
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
     http_connection_manager, http_filter, HttpConnectionManager, HttpFilter, LocalReplyConfig, Rds, ResponseMapper,
 };
-use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::UpstreamTlsContext;
+use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::subject_alt_name_matcher::SanType;
+use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{
+    common_tls_context, CertificateValidationContext, CommonTlsContext, SubjectAltNameMatcher, UpstreamTlsContext,
+};
+use envoy_types::pb::envoy::r#type::matcher::v3::{string_matcher, StringMatcher};
 use envoy_types::pb::envoy::extensions::wasm::v3::{plugin_config, PluginConfig, VmConfig};
 use envoy_types::pb::google::protobuf::{Any, BoolValue, Duration as PbDuration, StringValue, UInt32Value};
 use envoy_types::util::pack_any;
@@ -54,9 +58,14 @@ pub const FILTER_NAME: &str = "mcp-gateway.filter";
 pub const LISTENER_NAME: &str = "mcp_gateway";
 pub const ROUTE_NAME: &str = "mcp_gateway";
 /// The cluster of the control plane's admin API.
-pub const ADMIN_CLUSTER: &str = "mcp_gateway_admin";
+/// Outside the `mcp_` namespace of server clusters, so no server name can
+/// collide with it.
+pub const ADMIN_CLUSTER: &str = "gateway_admin";
 /// Paths served by the control plane's admin API through the gateway port.
 pub const ADMIN_PATHS: &[&str] = &["/health", "/servers"];
+
+/// Longest wait for an upstream's answer to the filter's own `initialize`.
+pub const INIT_TIMEOUT_SECONDS: u64 = 10;
 
 /// Everything `compile` needs besides the catalog.
 pub struct Inputs<'a> {
@@ -86,6 +95,8 @@ pub enum CompileError {
     Collision { kind: &'static str, name: String, first: String, second: String },
     #[error("server {server:?}: {message}")]
     Server { server: String, message: String },
+    #[error("two {type_url} resources are both named {name:?}")]
+    DuplicateResource { type_url: String, name: String },
     #[error("server {server:?} listed a {kind} without a string name")]
     Unnamed { server: String, kind: &'static str },
 }
@@ -103,7 +114,7 @@ pub fn compile(inputs: &Inputs<'_>) -> Result<Compiled, CompileError> {
     for s in &catalog.servers {
         let ep = s.endpoint().map_err(|message| CompileError::Server { server: s.name.clone(), message })?;
         let cluster = cluster_name(&s.name);
-        clusters.push(upstream_cluster(&cluster, &ep));
+        clusters.push(upstream_cluster(&cluster, &ep, &g.upstream_ca_file));
         let index = servers.len();
         let found = inputs.discovered.get(&s.name).unwrap_or(&none);
         let logging = found.capabilities.get("logging").is_some_and(|c| !c.is_null());
@@ -127,7 +138,12 @@ pub fn compile(inputs: &Inputs<'_>) -> Result<Compiled, CompileError> {
     clusters.push(admin_cluster(inputs.admin.0, inputs.admin.1));
     let instructions = merged_instructions(g.instructions.as_deref(), catalog.servers.iter().filter_map(|s| {
         let text = inputs.discovered.get(&s.name)?.instructions.as_deref()?;
-        Some((s.name.as_str(), text))
+        let heading = if s.prefix {
+            format!("## Server {} (its tools and prompts are named {}{}<name>)", s.name, s.name, g.tool_separator)
+        } else {
+            format!("## Server {}", s.name)
+        };
+        Some((heading, text))
     }));
 
     let mut filter_config = FilterConfig {
@@ -143,7 +159,9 @@ pub fn compile(inputs: &Inputs<'_>) -> Result<Compiled, CompileError> {
         resource_templates,
         capabilities: merged_capabilities(&offered),
         session: inputs.session.clone(),
-        upstream_timeout_ms: g.request_timeout_seconds.saturating_mul(1000),
+        // initialize waits for every upstream: one that does not answer must
+        // not hold the client for the full request timeout.
+        upstream_timeout_ms: g.request_timeout_seconds.min(INIT_TIMEOUT_SECONDS).saturating_mul(1000),
     };
     // The version names the content, so an unchanged catalog publishes the
     // same version and Envoy is not disturbed.
@@ -163,7 +181,23 @@ pub fn compile(inputs: &Inputs<'_>) -> Result<Compiled, CompileError> {
     resources.insert(EXTENSION_CONFIG_TYPE.to_string(), vec![(FILTER_NAME.to_string(), pack_any(filter))]);
     resources.insert(LISTENER_TYPE.to_string(), vec![(LISTENER_NAME.to_string(), pack_any(listener))]);
     resources.insert(ROUTE_TYPE.to_string(), vec![(ROUTE_NAME.to_string(), pack_any(routes))]);
-    Ok(Compiled { snapshot: Snapshot { version, resources }, filter_config })
+    let snapshot = Snapshot { version, resources };
+    consistent(&snapshot)?;
+    Ok(Compiled { snapshot, filter_config })
+}
+
+/// What Envoy would reject whole must never be published: resource names
+/// are unique within each type.
+fn consistent(snapshot: &Snapshot) -> Result<(), CompileError> {
+    for (type_url, items) in &snapshot.resources {
+        let mut seen = std::collections::BTreeSet::new();
+        for (name, _) in items {
+            if !seen.insert(name) {
+                return Err(CompileError::DuplicateResource { type_url: type_url.clone(), name: name.clone() });
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Exposed names of one kind (tools or prompts), checked for collisions.
@@ -197,7 +231,7 @@ impl Names {
     }
 }
 
-/// What the gateway announces: tools always; prompts, resources and
+/// What the gateway announces: tools always; prompts, resources, logging and
 /// completions when a server behind it offers them. `listChanged` is false
 /// until the gateway sends list-changed notifications itself.
 fn merged_capabilities(servers: &[&Discovered]) -> Value {
@@ -208,8 +242,9 @@ fn merged_capabilities(servers: &[&Discovered]) -> Value {
         caps.insert("prompts".into(), serde_json::json!({ "listChanged": false }));
     }
     if has("resources") {
-        let subscribe = servers.iter().any(|d| d.capabilities.pointer("/resources/subscribe") == Some(&Value::Bool(true)));
-        caps.insert("resources".into(), serde_json::json!({ "subscribe": subscribe, "listChanged": false }));
+        // Update notifications need a GET stream, which the gateway does not
+        // offer yet: subscribing would succeed and never deliver.
+        caps.insert("resources".into(), serde_json::json!({ "subscribe": false, "listChanged": false }));
     }
     if has("logging") {
         caps.insert("logging".into(), serde_json::json!({}));
@@ -221,12 +256,9 @@ fn merged_capabilities(servers: &[&Discovered]) -> Value {
 }
 
 /// The gateway's own instructions, then each server's under its name.
-fn merged_instructions<'a>(own: Option<&str>, servers: impl Iterator<Item = (&'a str, &'a str)>) -> Option<String> {
-    let parts: Vec<String> = own
-        .map(str::to_string)
-        .into_iter()
-        .chain(servers.map(|(name, text)| format!("## Server {name} (its tools and prompts are prefixed {name})\n{text}")))
-        .collect();
+fn merged_instructions<'a>(own: Option<&str>, servers: impl Iterator<Item = (String, &'a str)>) -> Option<String> {
+    let parts: Vec<String> =
+        own.map(str::to_string).into_iter().chain(servers.map(|(heading, text)| format!("{heading}\n{text}"))).collect();
     (!parts.is_empty()).then(|| parts.join("\n\n"))
 }
 
@@ -276,10 +308,32 @@ fn static_or_dns_cluster(name: &str, host: &str, port: u16) -> Cluster {
     }
 }
 
-fn upstream_cluster(name: &str, ep: &UrlEndpoint) -> Cluster {
+fn upstream_cluster(name: &str, ep: &UrlEndpoint, ca_file: &str) -> Cluster {
     let mut c = static_or_dns_cluster(name, &ep.host, ep.port);
     if ep.tls {
-        let tls = UpstreamTlsContext { sni: ep.host.clone(), ..Default::default() };
+        // Verify the upstream's certificate: the system's CAs, and a SAN
+        // matching the host of its URL.
+        let san = SubjectAltNameMatcher {
+            san_type: if ep.host.parse::<IpAddr>().is_ok() { SanType::IpAddress } else { SanType::Dns } as i32,
+            matcher: Some(StringMatcher { match_pattern: Some(string_matcher::MatchPattern::Exact(ep.host.clone())), ..Default::default() }),
+            ..Default::default()
+        };
+        let validation = CertificateValidationContext {
+            trusted_ca: Some(DataSource {
+                specifier: Some(envoy_types::pb::envoy::config::core::v3::data_source::Specifier::Filename(ca_file.to_string())),
+                ..Default::default()
+            }),
+            match_typed_subject_alt_names: vec![san],
+            ..Default::default()
+        };
+        let tls = UpstreamTlsContext {
+            sni: ep.host.clone(),
+            common_tls_context: Some(CommonTlsContext {
+                validation_context_type: Some(common_tls_context::ValidationContextType::ValidationContext(validation)),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
         c.transport_socket = Some(TransportSocket {
             name: "envoy.transport_sockets.tls".into(),
             config_type: Some(envoy_types::pb::envoy::config::core::v3::transport_socket::ConfigType::TypedConfig(pack_any(tls))),
@@ -309,6 +363,8 @@ fn filter_extension(config: &FilterConfig, wasm: &[u8]) -> TypedExtensionConfig 
         // Let the filter hold the request headers while it reads the body,
         // so that it can route on the body (Envoy >= 1.35).
         allow_on_headers_stop_iteration: Some(BoolValue { value: true }),
+        // A VM that traps is rebuilt instead of leaving the worker failing.
+        failure_policy: envoy_types::pb::envoy::extensions::wasm::v3::FailurePolicy::FailReload as i32,
         vm: Some(plugin_config::Vm::VmConfig(VmConfig {
             vm_id: "mcp".into(),
             runtime: "envoy.wasm.runtime.v8".into(),
@@ -414,19 +470,11 @@ fn route_table(timeout_seconds: u64) -> RouteConfiguration {
     let to_cluster = |specifier: route_action::ClusterSpecifier, timeout: Option<PbDuration>| {
         Some(route::Action::Route(RouteAction { cluster_specifier: Some(specifier), timeout, ..Default::default() }))
     };
-    let mut routes: Vec<Route> = ADMIN_PATHS
-        .iter()
-        .map(|p| Route {
-            name: format!("admin{}", p.replace('/', "_")),
-            r#match: Some(RouteMatch { path_specifier: Some(route_match::PathSpecifier::Prefix((*p).into())), ..Default::default() }),
-            action: to_cluster(route_action::ClusterSpecifier::Cluster(ADMIN_CLUSTER.into()), None),
-            ..Default::default()
-        })
-        .collect();
-    // The filter sets the header (and strips any the client sent), after
+    // The filter sets the header (and drops any the client sent), after
     // which Envoy re-matches the route: every MCP request it forwards lands
-    // here, whatever path the upstream uses.
-    routes.push(Route {
+    // here, whatever path the upstream uses. This route comes first, so an
+    // upstream whose path starts like an admin path is still reached.
+    let mut routes = vec![Route {
         name: "mcp_upstream".into(),
         r#match: Some(RouteMatch {
             path_specifier: Some(route_match::PathSpecifier::Prefix("/".into())),
@@ -442,7 +490,13 @@ fn route_table(timeout_seconds: u64) -> RouteConfiguration {
             Some(duration(Duration::from_secs(timeout_seconds))),
         ),
         ..Default::default()
-    });
+    }];
+    routes.extend(ADMIN_PATHS.iter().map(|p| Route {
+        name: format!("admin{}", p.replace('/', "_")),
+        r#match: Some(RouteMatch { path_specifier: Some(route_match::PathSpecifier::Prefix((*p).into())), ..Default::default() }),
+        action: to_cluster(route_action::ClusterSpecifier::Cluster(ADMIN_CLUSTER.into()), None),
+        ..Default::default()
+    }));
     RouteConfiguration {
         name: ROUTE_NAME.into(),
         virtual_hosts: vec![VirtualHost { name: "mcp_gateway".into(), domains: vec!["*".into()], routes, ..Default::default() }],

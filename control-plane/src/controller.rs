@@ -200,7 +200,7 @@ async fn discover(catalog: &Catalog) -> (BTreeMap<String, Discovered>, Vec<Serve
         catalog
             .servers
             .iter()
-            .map(|s| discovery::discover(&s.url, Duration::from_secs(s.discovery_timeout_seconds))),
+            .map(|s| discovery::discover(&s.url, s.display_url(), Duration::from_secs(s.discovery_timeout_seconds))),
     )
     .await;
     let mut tools = BTreeMap::new();
@@ -210,7 +210,7 @@ async fn discover(catalog: &Catalog) -> (BTreeMap<String, Discovered>, Vec<Serve
             Ok(list) => {
                 let status = ServerStatus {
                     name: server.name.clone(),
-                    url: server.url.clone(),
+                    url: server.display_url(),
                     state: "ready",
                     tools: list.tools.len(),
                     prompts: list.prompts.len(),
@@ -221,10 +221,10 @@ async fn discover(catalog: &Catalog) -> (BTreeMap<String, Discovered>, Vec<Serve
                 status
             }
             Err(e) => {
-                tracing::warn!(server = %server.name, url = %server.url, error = %e, "server unreachable; its tools are left out");
+                tracing::warn!(server = %server.name, url = %server.display_url(), error = %e, "server unreachable; its tools are left out");
                 ServerStatus {
                     name: server.name.clone(),
-                    url: server.url.clone(),
+                    url: server.display_url(),
                     state: "unreachable",
                     tools: 0,
                     prompts: 0,

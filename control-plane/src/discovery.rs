@@ -34,11 +34,13 @@ pub struct Discovered {
 
 /// Discovers what the server at `url` offers. Errors are sentences fit for
 /// `/servers` and logs.
-pub async fn discover(url: &str, timeout: Duration) -> Result<Discovered, String> {
+/// `shown` is the URL as it may appear in errors (without secrets).
+pub async fn discover(url: &str, shown: String, timeout: Duration) -> Result<Discovered, String> {
     if !url.starts_with("http://") {
         return Err("discovery supports http:// upstreams only so far (no TLS client in the control plane yet)".into());
     }
-    let mut session = Session { http: reqwest::Client::new(), url: url.to_string(), id: None, version: None, next_id: 0 };
+    let mut session =
+        Session { http: reqwest::Client::new(), url: url.to_string(), shown, id: None, version: None, next_id: 0 };
     let listing = tokio::time::timeout(timeout, session.discover()).await;
     // The session is ended whatever the listing gave, so servers do not
     // keep state for the gateway's probes.
@@ -49,6 +51,7 @@ pub async fn discover(url: &str, timeout: Duration) -> Result<Discovered, String
 struct Session {
     http: reqwest::Client,
     url: String,
+    shown: String,
     id: Option<String>,
     version: Option<String>,
     next_id: u64,
@@ -85,7 +88,11 @@ impl Session {
         }
         if offers("resources") {
             d.resources = self.list_all("resources/list", "resources").await?;
-            d.resource_templates = self.list_all("resources/templates/list", "resourceTemplates").await?;
+            // Templates are optional: a server without them may not know the method.
+            d.resource_templates = match self.list_all("resources/templates/list", "resourceTemplates").await {
+                Err(e) if e.contains("JSON-RPC error -32601") => Vec::new(),
+                other => other?,
+            };
         }
         d.capabilities = capabilities;
         Ok(d)
@@ -145,7 +152,8 @@ impl Session {
         if let Some(v) = &self.version {
             req = req.header("mcp-protocol-version", v);
         }
-        let resp = req.send().await.map_err(|e| format!("cannot reach {}: {e}", self.url))?;
+        // reqwest's error text names the URL; only the shown form may appear.
+        let resp = req.send().await.map_err(|e| format!("cannot reach {}: {}", self.shown, connect_reason(&e)))?;
         let status = resp.status();
         if let Some(id) = resp.headers().get("mcp-session-id").and_then(|v| v.to_str().ok()) {
             self.id = Some(id.to_string());
@@ -171,5 +179,18 @@ impl Session {
         if let Some(id) = &self.id {
             let _ = self.http.delete(&self.url).header("mcp-session-id", id).send().await;
         }
+    }
+}
+
+/// Why a request failed, without the URL reqwest puts in its message.
+fn connect_reason(e: &reqwest::Error) -> &'static str {
+    if e.is_connect() {
+        "connection refused or unreachable"
+    } else if e.is_timeout() {
+        "timed out"
+    } else if e.is_request() {
+        "request failed"
+    } else {
+        "transport error"
     }
 }

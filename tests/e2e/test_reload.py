@@ -3,6 +3,8 @@ a bad edit keeps the last good configuration."""
 
 import time
 
+import httpx
+
 from conftest import BASE_SERVERS, RawSession, wait_until
 
 
@@ -53,8 +55,11 @@ def test_catalog_edits_apply_without_restarting_envoy(gateway):
 
 
 def test_a_server_that_starts_late_appears_and_one_that_dies_is_reported(gateway):
+    """Also: an upstream path that starts like an admin path (/servers/...)
+    still reaches the upstream, and a secret in its URL's query is never
+    shown by /servers."""
     base = BASE_SERVERS(gateway.ports)
-    late = {"name": "late", "url": f"http://127.0.0.1:{gateway.ports['third']}/mcp"}
+    late = {"name": "late", "url": f"http://127.0.0.1:{gateway.ports['third']}/servers/mcp?token=s3cr3t"}
     try:
         gateway.write_catalog(base + [late])
         status = wait_until(
@@ -63,10 +68,12 @@ def test_a_server_that_starts_late_appears_and_one_that_dies_is_reported(gateway
             timeout=30,
         )
         assert status["state"] == "unreachable" and "cannot reach" in status["last_error"]
+        assert status["url"] == f"http://127.0.0.1:{gateway.ports['third']}/servers/mcp"
+        assert "s3cr3t" not in httpx.get(f"{gateway.base}/servers").text
         assert not any(n.startswith("late__") for n in new_session_tools(gateway)), "an unreachable server lists no tools"
         assert "echo__echo" in new_session_tools(gateway), "the others are unaffected"
 
-        gateway.echo_server("late", gateway.ports["third"])
+        gateway.echo_server("late", gateway.ports["third"], path="/servers/mcp")
         wait_until("the late server's tools", lambda: "late__whoami" in new_session_tools(gateway), timeout=30)
         s = RawSession(gateway.url)
         s.initialize()

@@ -79,3 +79,9 @@ fn validation_names_server_and_field() {
     }
     assert!(problems("servers: [{name: ok-1_a, url: 'http://[::1]:9/mcp'}]").is_empty());
 }
+
+#[test]
+fn urls_are_shown_without_secrets() {
+    let c = load("servers:\n  - name: a\n    url: 'https://user:pw@h.example:8443/mcp?api_key=${KEY}'\n", env).unwrap();
+    assert_eq!(c.servers[0].display_url(), "https://h.example:8443/mcp");
+}

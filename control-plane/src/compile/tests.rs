@@ -66,7 +66,7 @@ fn builds_envoy_resources() {
     assert_eq!(listener.address, Some(socket("127.0.0.1", 4444)));
     let routes: RouteConfiguration = decode(&c.snapshot.resources_of(ROUTE_TYPE)[0].1).unwrap();
     let route_names: Vec<_> = routes.virtual_hosts[0].routes.iter().map(|r| r.name.as_str()).collect();
-    assert_eq!(route_names, vec!["admin_health", "admin_servers", "mcp_upstream"]);
+    assert_eq!(route_names, vec!["mcp_upstream", "admin_health", "admin_servers"]);
 }
 
 #[test]
@@ -110,8 +110,28 @@ fn prompts_resources_capabilities_and_instructions() {
     assert_eq!(f.resources[0].definition["uri"], "docs://index", "URIs are relayed unchanged");
     assert_eq!(
         f.capabilities,
-        json!({"tools": {"listChanged": false}, "prompts": {"listChanged": false}, "resources": {"subscribe": true, "listChanged": false}, "completions": {}})
+        json!({"tools": {"listChanged": false}, "prompts": {"listChanged": false}, "resources": {"subscribe": false, "listChanged": false}, "completions": {}})
     );
-    assert_eq!(f.instructions.as_deref(), Some("## Server time (its tools and prompts are prefixed time)\nAsk me the time."));
+    assert_eq!(f.instructions.as_deref(), Some("## Server time (its tools and prompts are named time__<name>)\nAsk me the time."));
     assert_eq!(run(TWO, &[]).unwrap().filter_config.capabilities, json!({"tools": {"listChanged": false}}));
+}
+
+#[test]
+fn no_server_name_can_take_the_admin_cluster() {
+    let yaml = "servers:\n  - {name: gateway_admin, url: 'http://127.0.0.1:1/'}\n  - {name: admin, url: 'http://127.0.0.1:2/'}\n";
+    let c = run(yaml, &[]).unwrap();
+    let names: Vec<_> = c.snapshot.resources_of(CLUSTER_TYPE).iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, vec!["mcp_gateway_admin", "mcp_admin", ADMIN_CLUSTER]);
+}
+
+#[test]
+fn https_upstreams_verify_the_certificate() {
+    let c = run(TWO, &[]).unwrap();
+    let docs: Cluster = decode(&c.snapshot.resources_of(CLUSTER_TYPE)[1].1).unwrap();
+    let socket = docs.transport_socket.unwrap();
+    let Some(envoy_types::pb::envoy::config::core::v3::transport_socket::ConfigType::TypedConfig(any)) = socket.config_type else { panic!() };
+    let tls: UpstreamTlsContext = decode(&any).unwrap();
+    let Some(common_tls_context::ValidationContextType::ValidationContext(v)) = tls.common_tls_context.unwrap().validation_context_type else { panic!() };
+    assert_eq!(v.match_typed_subject_alt_names[0].matcher.as_ref().unwrap().match_pattern, Some(string_matcher::MatchPattern::Exact("docs.example.com".into())));
+    assert!(v.trusted_ca.is_some());
 }
