@@ -73,3 +73,15 @@ def test_rmcp_client_lists_and_calls_both_servers(gateway):
     assert ECHO_TOOLS <= names and "everything__get-sum" in names
     assert probe(gateway, "call", "echo__echo", '{"text":"from rmcp"}')["content"][0]["text"] == "from rmcp"
     assert probe(gateway, "call", "everything__echo", '{"message":"rmcp"}')["content"][0]["text"] == "Echo: rmcp"
+
+
+def test_a_large_body_in_many_chunks_is_forwarded_whole(gateway):
+    """60 KB (under the test gateway's 64 KiB limit) arrives in several
+    chunks; the filter buffers it, renames the tool in place and forwards it."""
+    text = "".join(chr(0x41 + i % 26) for i in range(60_000))
+
+    async def session():
+        async with Client(gateway.url, mode="legacy") as c:
+            return text_of(await c.call_tool("echo__echo", {"text": text}))
+
+    assert asyncio.run(session()) == text
