@@ -63,6 +63,9 @@ pub const ROUTE_NAME: &str = "mcp_gateway";
 pub const ADMIN_CLUSTER: &str = "gateway_admin";
 /// Paths served by the control plane's admin API through the gateway port.
 pub const ADMIN_PATHS: &[&str] = &["/health", "/servers"];
+/// The control plane's endpoint for clients' GET streams (reached only
+/// through the filter, which checks the session first).
+pub const EVENTS_PATH: &str = "/mcp-events";
 
 /// Longest wait for an upstream's answer to the filter's own `initialize`.
 pub const INIT_TIMEOUT_SECONDS: u64 = 10;
@@ -159,6 +162,14 @@ pub fn compile(inputs: &Inputs<'_>) -> Result<Compiled, CompileError> {
         resource_templates,
         capabilities: merged_capabilities(&offered),
         session: inputs.session.clone(),
+        events: Some(UpstreamServer {
+            name: "gateway".into(),
+            cluster: ADMIN_CLUSTER.into(),
+            authority: format!("{}:{}", inputs.admin.0, inputs.admin.1),
+            path: EVENTS_PATH.into(),
+            timeout_ms: None,
+            logging: false,
+        }),
         // initialize waits for every upstream: one that does not answer must
         // not hold the client for the full request timeout.
         upstream_timeout_ms: g.request_timeout_seconds.min(INIT_TIMEOUT_SECONDS).saturating_mul(1000),
@@ -232,19 +243,20 @@ impl Names {
 }
 
 /// What the gateway announces: tools always; prompts, resources, logging and
-/// completions when a server behind it offers them. `listChanged` is false
-/// until the gateway sends list-changed notifications itself.
+/// completions when a server behind it offers them. `listChanged` is
+/// true: the gateway itself notifies clients holding a GET stream when what
+/// they can list changes.
 fn merged_capabilities(servers: &[&Discovered]) -> Value {
     let has = |what: &str| servers.iter().any(|d| d.capabilities.get(what).is_some_and(|c| !c.is_null()));
     let mut caps = serde_json::Map::new();
-    caps.insert("tools".into(), serde_json::json!({ "listChanged": false }));
+    caps.insert("tools".into(), serde_json::json!({ "listChanged": true }));
     if has("prompts") {
-        caps.insert("prompts".into(), serde_json::json!({ "listChanged": false }));
+        caps.insert("prompts".into(), serde_json::json!({ "listChanged": true }));
     }
     if has("resources") {
-        // Update notifications need a GET stream, which the gateway does not
-        // offer yet: subscribing would succeed and never deliver.
-        caps.insert("resources".into(), serde_json::json!({ "subscribe": false, "listChanged": false }));
+        // Update notifications come from upstreams' own streams, which the
+        // gateway does not relay yet: subscribing would never deliver.
+        caps.insert("resources".into(), serde_json::json!({ "subscribe": false, "listChanged": true }));
     }
     if has("logging") {
         caps.insert("logging".into(), serde_json::json!({}));

@@ -64,8 +64,44 @@ pub struct Controller {
     inner: Arc<Inner>,
 }
 
+/// Digests of what clients can list, per kind. A change of one is what the
+/// gateway notifies clients of.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Lists {
+    pub tools: [u8; 32],
+    pub prompts: [u8; 32],
+    pub resources: [u8; 32],
+}
+
+impl Lists {
+    fn of(config: &mcp_filter::config::FilterConfig) -> Self {
+        let digest = |v: serde_json::Result<Vec<u8>>| Sha256::digest(v.unwrap_or_default()).into();
+        Lists {
+            tools: digest(serde_json::to_vec(&config.tools)),
+            prompts: digest(serde_json::to_vec(&config.prompts)),
+            resources: digest(serde_json::to_vec(&(&config.resources, &config.resource_templates))),
+        }
+    }
+
+    /// The notification methods for what differs between `self` and `newer`.
+    pub fn changes(&self, newer: &Lists) -> Vec<&'static str> {
+        let mut out = Vec::new();
+        if self.tools != newer.tools {
+            out.push("notifications/tools/list_changed");
+        }
+        if self.prompts != newer.prompts {
+            out.push("notifications/prompts/list_changed");
+        }
+        if self.resources != newer.resources {
+            out.push("notifications/resources/list_changed");
+        }
+        out
+    }
+}
+
 struct Inner {
     settings: Settings,
+    lists: tokio::sync::watch::Sender<Lists>,
     cache: SnapshotCache,
     status: RwLock<Status>,
     /// One reload at a time, so that publications stay in order.
@@ -74,11 +110,17 @@ struct Inner {
 
 impl Controller {
     pub fn new(settings: Settings, cache: SnapshotCache) -> Self {
-        Controller { inner: Arc::new(Inner { settings, cache, status: RwLock::default(), reloading: Mutex::new(()) }) }
+        let (lists, _) = tokio::sync::watch::channel(Lists::default());
+        Controller { inner: Arc::new(Inner { settings, lists, cache, status: RwLock::default(), reloading: Mutex::new(()) }) }
     }
 
     pub fn cache(&self) -> &SnapshotCache {
         &self.inner.cache
+    }
+
+    /// What clients can list, as last acknowledged by the Envoys.
+    pub fn lists(&self) -> tokio::sync::watch::Receiver<Lists> {
+        self.inner.lists.subscribe()
     }
 
     pub fn status(&self) -> Status {
@@ -135,8 +177,36 @@ impl Controller {
                 "publishing configuration"
             );
             self.inner.cache.set(compiled.snapshot);
+            // Tell clients only once the Envoys run the new configuration,
+            // so that a client re-listing on the notification sees it.
+            let lists = Lists::of(&compiled.filter_config);
+            let this = self.clone();
+            let published = version.clone();
+            tokio::spawn(async move {
+                this.until_acked(&published, Duration::from_secs(10)).await;
+                this.inner.lists.send_if_modified(|current| {
+                    let changed = *current != lists;
+                    *current = lists;
+                    changed
+                });
+            });
         }
         Ok((version, servers))
+    }
+
+    /// Waits until every connected Envoy has acknowledged `version` of the
+    /// filter configuration, or `limit` has passed.
+    async fn until_acked(&self, version: &str, limit: Duration) {
+        let deadline = tokio::time::Instant::now() + limit;
+        while tokio::time::Instant::now() < deadline {
+            let all = self.inner.cache.status().iter().filter(|n| n.connected).all(|n| {
+                n.types.iter().any(|t| t.type_url == crate::snapshot::EXTENSION_CONFIG_TYPE && t.last_acked_version.as_deref() == Some(version))
+            });
+            if all {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     /// Reloads on start, on every change of the catalog file, periodically,
@@ -247,5 +317,20 @@ pub fn session_config(catalog: &Catalog, fallback_key: &str) -> SessionConfig {
         active_key: id.clone(),
         keys: vec![SessionKey { id, secret_hex: secret }],
         ttl_seconds: catalog.gateway.session_ttl_seconds,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Lists;
+
+    #[test]
+    fn lists_name_what_changed() {
+        let a = Lists::default();
+        let b = Lists { tools: [1; 32], ..Lists::default() };
+        let c = Lists { prompts: [1; 32], resources: [2; 32], ..b.clone() };
+        assert_eq!(a.changes(&a), Vec::<&str>::new());
+        assert_eq!(a.changes(&b), vec!["notifications/tools/list_changed"]);
+        assert_eq!(b.changes(&c), vec!["notifications/prompts/list_changed", "notifications/resources/list_changed"]);
     }
 }

@@ -54,6 +54,11 @@ pub struct FilterConfig {
     pub capabilities: serde_json::Value,
     /// Keys that seal and open the gateway's session ids.
     pub session: SessionConfig,
+    /// Where a client's GET stream goes: the control plane's events
+    /// endpoint, which sends the gateway's own notifications (list changes).
+    /// Without it, GET is refused with 405.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub events: Option<UpstreamServer>,
     /// Timeout of the filter's own calls to upstreams (the `initialize` fan-out).
     #[serde(default = "default_upstream_timeout_ms")]
     pub upstream_timeout_ms: u64,

@@ -55,6 +55,8 @@ pub enum HeadAction {
     ReadBody,
     /// A DELETE of the session: call [`Gateway::end_session`].
     EndSession,
+    /// A GET stream: call [`Gateway::open_stream`].
+    OpenStream,
 }
 
 /// What to do once the body is known.
@@ -277,12 +279,28 @@ impl Gateway {
         let checked = match head.method.as_str() {
             "POST" => check_post_headers(head),
             "DELETE" => return HeadAction::EndSession,
+            "GET" if self.config.events.is_some() => return HeadAction::OpenStream,
             other => Err(McpError::MethodNotAllowed(other.to_string())),
         };
         match checked {
             Ok(()) => HeadAction::ReadBody,
             Err(e) => HeadAction::Reply(error_reply(None, &e)),
         }
+    }
+
+    /// Where a client's GET stream goes, once its session and `Accept` check out.
+    pub fn open_stream(&self, head: &RequestHead, now: Now) -> Result<&UpstreamServer, Reply> {
+        let events = self.config.events.as_ref().ok_or_else(|| error_reply(None, &McpError::MethodNotAllowed("GET".into())))?;
+        let accept = head.accept.as_deref().unwrap_or_default();
+        let sse = accept.split(',').any(|p| {
+            let media = p.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+            matches!(media.as_str(), "text/event-stream" | "text/*" | "*/*")
+        });
+        if !sse {
+            return Err(error_reply(None, &McpError::NotAcceptable(accept.to_string())));
+        }
+        self.open_session(head, now).map_err(|e| error_reply(None, &e))?;
+        Ok(events)
     }
 
     /// Ends a client session: the reply to send once the DELETE callouts that

@@ -239,6 +239,26 @@ impl HttpContext for Request {
                 self.reply(&r);
                 Action::Pause
             }
+            HeadAction::OpenStream => match gw.open_stream(&self.head, self.now()) {
+                Ok(events) => {
+                    // Envoy's own error, should the control plane be down,
+                    // names the gateway; a stream has no request id.
+                    self.set_property(vec![REQUEST_ID_PROPERTY], Some(b"null"));
+                    self.set_property(vec![SERVER_PROPERTY], Some(b"gateway events"));
+                    self.set_http_request_header(CLUSTER_HEADER, Some(&events.cluster));
+                    self.set_http_request_header(":path", Some(&events.path));
+                    self.set_http_request_header(":authority", Some(&events.authority));
+                    self.set_http_request_header("authorization", None);
+                    // A notification stream lives as long as the client keeps it.
+                    self.set_http_request_header("x-envoy-upstream-rq-timeout-ms", Some("0"));
+                    self.state = State::Forwarded { client_session: self.head.session_id.take() };
+                    Action::Continue
+                }
+                Err(reply) => {
+                    self.reply(&reply);
+                    Action::Pause
+                }
+            },
             HeadAction::EndSession => {
                 let (reply, callouts) = gw.end_session(&self.head, self.now());
                 let tokens = self.dispatch(&callouts, Self::timeout(&gw));

@@ -67,7 +67,10 @@ def test_refused_with_a_clear_error_and_nothing_forwarded(gateway, session, what
 
 
 def test_other_http_methods_are_refused(gateway, session):
-    for method in ("GET", "PUT", "PATCH"):
+    # GET opens the notification stream (test_notifications.py), if the client accepts SSE.
+    r = httpx.get(gateway.url, headers={"mcp-session-id": session.session_id, "accept": "application/json"})
+    assert r.status_code == 406 and r.json()["error"]["code"] == -32600
+    for method in ("PUT", "PATCH"):
         r = httpx.request(method, gateway.url, headers={"mcp-session-id": session.session_id, "accept": "application/json, text/event-stream"})
         assert r.status_code == 405, (method, r.text)
         assert r.headers["allow"] == "POST"

@@ -110,10 +110,10 @@ fn prompts_resources_capabilities_and_instructions() {
     assert_eq!(f.resources[0].definition["uri"], "docs://index", "URIs are relayed unchanged");
     assert_eq!(
         f.capabilities,
-        json!({"tools": {"listChanged": false}, "prompts": {"listChanged": false}, "resources": {"subscribe": false, "listChanged": false}, "completions": {}})
+        json!({"tools": {"listChanged": true}, "prompts": {"listChanged": true}, "resources": {"subscribe": false, "listChanged": true}, "completions": {}})
     );
     assert_eq!(f.instructions.as_deref(), Some("## Server time (its tools and prompts are named time__<name>)\nAsk me the time."));
-    assert_eq!(run(TWO, &[]).unwrap().filter_config.capabilities, json!({"tools": {"listChanged": false}}));
+    assert_eq!(run(TWO, &[]).unwrap().filter_config.capabilities, json!({"tools": {"listChanged": true}}));
 }
 
 #[test]

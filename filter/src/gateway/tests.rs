@@ -35,6 +35,7 @@ fn config() -> FilterConfig {
         capabilities: json!({"tools": {}, "prompts": {}, "resources": {"subscribe": true}}),
         session: SessionConfig { active_key: "k".into(), keys: vec![SessionKey { id: "k".into(), secret_hex: "11".repeat(32) }], ttl_seconds: 60 },
         upstream_timeout_ms: 1000,
+        events: None,
     }
 }
 
@@ -327,4 +328,23 @@ fn upstream_answers_are_bounded_before_they_enter_a_session() {
     assert!(long_id.id.is_none() && long_id.error.is_some());
     let chatty = answer(None, format!(r#"{{"jsonrpc":"2.0","id":0,"error":{{"code":1,"message":"{}"}}}}"#, "é".repeat(100_000)));
     assert!(chatty.error.unwrap().chars().count() < 200);
+}
+
+#[test]
+fn get_streams_go_to_the_events_endpoint() {
+    let mut c = config();
+    let gw = Gateway::new(c.clone()).unwrap();
+    let get = |session: Option<&str>, accept: &str| RequestHead { method: "GET".into(), accept: Some(accept.into()), content_type: None, ..post(session) };
+    match gw.on_headers(&get(None, "text/event-stream")) {
+        HeadAction::Reply(r) => assert_eq!(r.status, 405, "no events endpoint, no GET"),
+        other => panic!("{other:?}"),
+    }
+    c.events = Some(UpstreamServer { name: "gateway".into(), cluster: "gateway_admin".into(), authority: "127.0.0.1:1".into(), path: "/mcp-events".into(), timeout_ms: None, logging: false });
+    let gw = Gateway::new(c).unwrap();
+    let token = session(&gw, false);
+    assert_eq!(gw.on_headers(&get(Some(&token), "text/event-stream")), HeadAction::OpenStream);
+    assert_eq!(gw.open_stream(&get(Some(&token), "text/event-stream"), NOW).unwrap().path, "/mcp-events");
+    assert_eq!(gw.open_stream(&get(Some(&token), "application/json"), NOW).unwrap_err().status, 406);
+    assert_eq!(gw.open_stream(&get(None, "text/event-stream"), NOW).unwrap_err().status, 400);
+    assert_eq!(gw.open_stream(&get(Some("k.x"), "text/event-stream"), NOW).unwrap_err().status, 404);
 }
