@@ -346,7 +346,7 @@ impl Gateway {
             return BodyAction::Reply(reply);
         }
         let (id, method, params) = match jsonrpc::parse(body) {
-            Err(e) => return BodyAction::Reply(error_reply(None, &e)),
+            Err(e) => return BodyAction::Reply(error_reply(jsonrpc::readable_id(body), &e)),
             Ok(Message::Notification { method }) => return self.notification(head, body, &method, now),
             // Answers to server-to-client requests: the gateway sends none yet.
             Ok(Message::Response) => return BodyAction::Reply(accepted()),

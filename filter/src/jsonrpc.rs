@@ -133,6 +133,22 @@ fn nesting_exceeds(body: &[u8], limit: usize) -> bool {
     false
 }
 
+/// The id of a message that is not a valid request, when one can still be
+/// read (JSON-RPC: echo it in the error; `null` only when it cannot be).
+pub fn readable_id(body: &[u8]) -> Option<&str> {
+    #[derive(Deserialize)]
+    struct IdOnly<'a> {
+        #[serde(borrow)]
+        id: &'a RawValue,
+    }
+    // serde also reads a struct from an array; only an object has an id.
+    if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') || nesting_exceeds(body, MAX_DEPTH) {
+        return None;
+    }
+    let id = serde_json::from_slice::<IdOnly<'_>>(body).ok()?.id;
+    is_valid_id(id).then(|| id.get())
+}
+
 fn is_valid_id(id: &RawValue) -> bool {
     let s = id.get();
     // serde_json validated the token; only its kind matters here.

@@ -153,3 +153,12 @@ fn reads_uris_and_completion_refs() {
     assert_eq!(reference(r#"{"ref":{"type":"ref/prompt"}}"#), Err(-32602));
     assert_eq!(reference(r#"{"argument":{}}"#), Err(-32602));
 }
+
+#[test]
+fn errors_echo_a_readable_id() {
+    assert_eq!(readable_id(br#"{"id":5,"method":"x"}"#), Some("5"));
+    assert_eq!(readable_id(br#"{"id":"a","jsonrpc":"1.0"}"#), Some(r#""a""#));
+    assert_eq!(readable_id(br#"{"id":{"x":1}}"#), None);
+    assert_eq!(readable_id(b"{bad"), None);
+    assert_eq!(readable_id(b"[1]"), None);
+}
