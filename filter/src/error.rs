@@ -28,6 +28,8 @@ pub enum McpError {
     NotAcceptable(String),
     #[error("HTTP method {0} is not allowed on the MCP endpoint: use POST")]
     MethodNotAllowed(String),
+    #[error("Header mismatch: {0}")]
+    HeaderMismatch(String),
     #[error("Bad request: missing Mcp-Session-Id header; send initialize first")]
     MissingSession,
     #[error("Session not found: {0}; start a new session with initialize")]
@@ -55,6 +57,7 @@ impl McpError {
             McpError::UnsupportedMediaType(_) => (-32600, 415),
             McpError::NotAcceptable(_) => (-32600, 406),
             McpError::MethodNotAllowed(_) => (-32600, 405),
+            McpError::HeaderMismatch(_) => (-32020, 400),
             McpError::MissingSession => (-32600, 400),
             McpError::SessionNotFound(_) => (-32001, 404),
             McpError::UpstreamUnavailable { .. } => (-32603, 200),

@@ -35,6 +35,10 @@ pub struct RequestHead {
     pub accept: Option<String>,
     pub session_id: Option<String>,
     pub protocol_version: Option<String>,
+    /// `Mcp-Method` and `Mcp-Name`: what the request says it is, for
+    /// intermediaries that route on headers. They must agree with the body.
+    pub mcp_method: Option<String>,
+    pub mcp_name: Option<String>,
 }
 
 /// The time and a little entropy, from the host.
@@ -91,6 +95,8 @@ pub struct Forward {
     pub upstream_version: Option<String>,
     /// The body to send instead of the client's, when it had to change.
     pub body: Option<Vec<u8>>,
+    /// The `Mcp-Name` to send instead of the client's (the upstream's own name).
+    pub mcp_name: Option<String>,
 }
 
 /// A client's `initialize`: open a session with every upstream, then answer.
@@ -352,6 +358,12 @@ impl Gateway {
             Ok(Message::Response) => return BodyAction::Reply(accepted()),
             Ok(Message::Request { id, method, params }) => (id.get(), method, params),
         };
+        if let Some(h) = head.mcp_method.as_deref() {
+            if h != method {
+                let e = McpError::HeaderMismatch(format!("Mcp-Method {h:?} but the body's method is {method:?}"));
+                return BodyAction::Reply(error_reply(Some(id), &e));
+            }
+        }
         let result = match method.as_ref() {
             "initialize" => return self.initialize(id, params, now),
             "ping" => Ok(BodyAction::Reply(json_reply(200, jsonrpc::result_body(id, "{}")))),
@@ -361,15 +373,21 @@ impl Gateway {
             "resources/templates/list" => self.list(head, now, id, params, &self.templates_list_result),
             "tools/call" | "prompts/get" => self.open_session(head, now).and_then(|s| {
                 let (name, span) = jsonrpc::tool_name(body, params)?;
+                check_name_header(head, &name)?;
                 let (table, unknown): (_, fn(String) -> McpError) = match method.as_ref() {
                     "tools/call" => (&self.tools, McpError::UnknownTool),
                     _ => (&self.prompts, McpError::UnknownPrompt),
                 };
                 let route = table.get(name.as_ref()).ok_or_else(|| unknown(name.to_string()))?;
-                self.forward(id, route.server, &s, rename(body, span, &name, &route.upstream_name))
+                let mut forward = self.forward(id, route.server, &s, rename(body, span, &name, &route.upstream_name))?;
+                if let (BodyAction::Forward(f), Some(_)) = (&mut forward, &head.mcp_name) {
+                    f.mcp_name = Some(route.upstream_name.clone());
+                }
+                Ok(forward)
             }),
             "resources/read" | "resources/subscribe" | "resources/unsubscribe" => self.open_session(head, now).and_then(|s| {
                 let uri = jsonrpc::resource_uri(params)?;
+                check_name_header(head, &uri)?;
                 let server = self.uris.route(&uri).ok_or_else(|| McpError::UnknownResource(uri.to_string()))?;
                 self.forward(id, server, &s, None)
             }),
@@ -469,6 +487,7 @@ impl Gateway {
             upstream_session: upstream.and_then(|u| u.id.clone()),
             upstream_version: upstream.and_then(|u| u.version.clone()),
             body,
+            mcp_name: None,
         }))
     }
 
@@ -539,6 +558,15 @@ impl Gateway {
         let mut reply = json_reply(200, jsonrpc::result_body(id, &result.to_string()));
         reply.headers.push(("mcp-session-id", self.sealer.seal(&state)));
         (reply, followups)
+    }
+}
+
+/// A client must not name one tool in `Mcp-Name` and call another in the
+/// body: an intermediary routing or authorising on the header would be fooled.
+fn check_name_header(head: &RequestHead, in_body: &str) -> Result<(), McpError> {
+    match head.mcp_name.as_deref() {
+        Some(h) if h != in_body => Err(McpError::HeaderMismatch(format!("Mcp-Name {h:?} but the body names {in_body:?}"))),
+        _ => Ok(()),
     }
 }
 

@@ -145,6 +145,9 @@ impl Request {
                 if let Some(v) = f.upstream_version.as_deref() {
                     self.set_http_request_header("mcp-protocol-version", Some(v));
                 }
+                if let Some(name) = f.mcp_name.as_deref() {
+                    self.set_http_request_header("mcp-name", Some(name));
+                }
                 if let Some(new_body) = f.body {
                     self.set_http_request_body(0, body.len(), &new_body);
                     self.set_http_request_header("content-length", Some(&new_body.len().to_string()));
@@ -232,6 +235,8 @@ impl HttpContext for Request {
             accept: self.header("accept"),
             session_id: self.header("mcp-session-id"),
             protocol_version: self.header("mcp-protocol-version"),
+            mcp_method: self.header("mcp-method"),
+            mcp_name: self.header("mcp-name"),
         };
         match gw.on_headers(&self.head) {
             HeadAction::PassThrough => Action::Continue,

@@ -40,6 +40,8 @@ CASES = [
     ("unacceptable Accept", jsonrpc("ping"), {"accept": "text/html"}, True, 406, -32600, "Accept"),
     ("body over the limit", json.dumps({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "echo__echo", "arguments": {"text": "x" * 70000}}}), {}, True, 413, -32600, "too large"),
     ("nesting past the depth limit", deep(100), {}, True, 400, -32600, "nested"),
+    ("Mcp-Name naming another tool", jsonrpc("tools/call", {"name": "everything__get-env"}), {"mcp-name": "echo__echo"}, True, 400, -32020, "Mcp-Name"),
+    ("Mcp-Method naming another method", jsonrpc("tools/call", {"name": "echo__echo", "arguments": {"text": "x"}}), {"mcp-method": "tools/list"}, True, 400, -32020, "Mcp-Method"),
 ]
 
 

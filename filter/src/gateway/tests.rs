@@ -49,6 +49,8 @@ fn post(session: Option<&str>) -> RequestHead {
         accept: Some("application/json, text/event-stream".into()),
         session_id: session.map(str::to_string),
         protocol_version: None,
+        mcp_method: None,
+        mcp_name: None,
     }
 }
 
@@ -347,4 +349,28 @@ fn get_streams_go_to_the_events_endpoint() {
     assert_eq!(gw.open_stream(&get(Some(&token), "application/json"), NOW).unwrap_err().status, 406);
     assert_eq!(gw.open_stream(&get(None, "text/event-stream"), NOW).unwrap_err().status, 400);
     assert_eq!(gw.open_stream(&get(Some("k.x"), "text/event-stream"), NOW).unwrap_err().status, 404);
+}
+
+#[test]
+fn mcp_method_and_name_headers_must_match_the_body() {
+    let gw = Gateway::new(config()).unwrap();
+    let token = session(&gw, false);
+    let call = br#"{"jsonrpc":"2.0","id":8,"method":"tools/call","params":{"name":"a__echo","arguments":{}}}"#;
+    let with = |method: Option<&str>, name: Option<&str>| RequestHead { mcp_method: method.map(Into::into), mcp_name: name.map(Into::into), ..post(Some(&token)) };
+    let code = |head: RequestHead| match gw.on_body(&head, call, NOW) {
+        BodyAction::Reply(r) => (r.status, reply_json(&r)["error"]["code"].as_i64().unwrap(), reply_json(&r)["id"].clone()),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(code(with(Some("tools/list"), None)), (400, -32020, json!(8)));
+    assert_eq!(code(with(Some("tools/call"), Some("b__echo"))), (400, -32020, json!(8)));
+    match gw.on_body(&with(Some("tools/call"), Some("a__echo")), call, NOW) {
+        BodyAction::Forward(f) => assert_eq!(f.mcp_name.as_deref(), Some("echo"), "the upstream sees its own name"),
+        other => panic!("{other:?}"),
+    }
+    match gw.on_body(&with(None, None), call, NOW) {
+        BodyAction::Forward(f) => assert_eq!(f.mcp_name, None),
+        other => panic!("{other:?}"),
+    }
+    let read = br#"{"jsonrpc":"2.0","id":9,"method":"resources/read","params":{"uri":"file:///etc/motd"}}"#;
+    assert!(matches!(gw.on_body(&with(None, Some("file:///etc/passwd")), read, NOW), BodyAction::Reply(Reply { status: 400, .. })));
 }
