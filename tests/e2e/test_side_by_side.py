@@ -59,3 +59,27 @@ def test_prompts_and_resources_match_the_server_directly(gateway):
         assert through.get(key) == direct.get(key), key
     caps = through["capabilities"]
     assert "prompts" in caps and "resources" in caps and "completions" in caps
+
+
+def test_typescript_sdk_sees_the_same_through_the_gateway(gateway):
+    """The second client implementation: the official TypeScript SDK."""
+    import json
+    import shutil
+    import subprocess
+
+    from conftest import ROOT
+
+    node = shutil.which("node")
+    assert node, "node is not on PATH: install Node.js 20 or newer"
+
+    def survey(url: str, prefix: str) -> dict:
+        done = subprocess.run([node, str(ROOT / "tests" / "e2e" / "ts_survey.mjs"), url, prefix], capture_output=True, text=True, timeout=120, cwd=ROOT / "tests")
+        assert done.returncode == 0, done.stderr
+        return json.loads(done.stdout)
+
+    direct = survey(f"http://127.0.0.1:{gateway.ports['everything']}/mcp", "")
+    through = survey(gateway.url, PREFIX)
+    through["tools"] = [t for t in through["tools"] if not t["name"].startswith("echo__")]
+    assert len(direct["tools"]) > 5 and len(direct["prompts"]) >= 3
+    for key in ("tools", "prompts", "resources", "templates", "calls", "reads", "prompt_results"):
+        assert through[key] == direct[key], key
