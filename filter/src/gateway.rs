@@ -381,7 +381,7 @@ impl Gateway {
                 let route = table.get(name.as_ref()).ok_or_else(|| unknown(name.to_string()))?;
                 let mut forward = self.forward(id, route.server, &s, rename(body, span, &name, &route.upstream_name))?;
                 if let (BodyAction::Forward(f), Some(_)) = (&mut forward, &head.mcp_name) {
-                    f.mcp_name = Some(route.upstream_name.clone());
+                    f.mcp_name = Some(encode_header_value(&route.upstream_name));
                 }
                 Ok(forward)
             }),
@@ -564,10 +564,39 @@ impl Gateway {
 /// A client must not name one tool in `Mcp-Name` and call another in the
 /// body: an intermediary routing or authorising on the header would be fooled.
 fn check_name_header(head: &RequestHead, in_body: &str) -> Result<(), McpError> {
-    match head.mcp_name.as_deref() {
-        Some(h) if h != in_body => Err(McpError::HeaderMismatch(format!("Mcp-Name {h:?} but the body names {in_body:?}"))),
-        _ => Ok(()),
+    let Some(raw) = head.mcp_name.as_deref() else { return Ok(()) };
+    match decode_header_value(raw) {
+        Some(h) if h == in_body => Ok(()),
+        _ => Err(McpError::HeaderMismatch(format!("Mcp-Name {raw:?} but the body names {in_body:?}"))),
     }
+}
+
+/// A header value as MCP encodes it: verbatim when it is printable ASCII
+/// without edge spaces, else `=?base64?<standard base64 of UTF-8>?=`.
+pub fn encode_header_value(value: &str) -> String {
+    let plain = value.bytes().all(|b| (0x20..0x7f).contains(&b)) && value.trim() == value && !is_b64_sentinel(value);
+    if plain {
+        value.to_string()
+    } else {
+        use base64::Engine as _;
+        format!("=?base64?{}?=", base64::engine::general_purpose::STANDARD.encode(value))
+    }
+}
+
+/// The inverse of [`encode_header_value`]; `None` for a malformed wrapper,
+/// so that a corrupt header never matches a body by accident.
+pub fn decode_header_value(value: &str) -> Option<String> {
+    if !is_b64_sentinel(value) {
+        return Some(value.to_string());
+    }
+    use base64::Engine as _;
+    let inner = value.strip_prefix("=?base64?")?.strip_suffix("?=")?;
+    let bytes = base64::engine::general_purpose::STANDARD.decode(inner).ok()?;
+    String::from_utf8(bytes).ok()
+}
+
+fn is_b64_sentinel(value: &str) -> bool {
+    value.starts_with("=?base64?") && value.ends_with("?=") && value.len() >= 11
 }
 
 /// The body with the exposed name at `span` replaced by the upstream's own,

@@ -374,3 +374,21 @@ fn mcp_method_and_name_headers_must_match_the_body() {
     let read = br#"{"jsonrpc":"2.0","id":9,"method":"resources/read","params":{"uri":"file:///etc/motd"}}"#;
     assert!(matches!(gw.on_body(&with(None, Some("file:///etc/passwd")), read, NOW), BodyAction::Reply(Reply { status: 400, .. })));
 }
+
+#[test]
+fn header_values_use_mcps_base64_wrapper() {
+    assert_eq!(encode_header_value("a__echo"), "a__echo");
+    assert_eq!(encode_header_value("café"), "=?base64?Y2Fmw6k=?=");
+    assert_eq!(encode_header_value(" x"), "=?base64?IHg=?=");
+    for v in ["a__echo", "café", " x", "=?base64?abc?=", ""] {
+        assert_eq!(decode_header_value(&encode_header_value(v)).as_deref(), Some(v));
+    }
+    assert_eq!(decode_header_value("=?base64?!!!?="), None);
+    let gw = Gateway::new(config()).unwrap();
+    let token = session(&gw, false);
+    let head = RequestHead { mcp_name: Some(encode_header_value("a__echo")), ..post(Some(&token)) };
+    let call = br#"{"jsonrpc":"2.0","id":8,"method":"tools/call","params":{"name":"a__echo"}}"#;
+    assert!(matches!(gw.on_body(&head, call, NOW), BodyAction::Forward(_)));
+    let wrapped = RequestHead { mcp_name: Some("=?base64?YV9fZWNobw==?=".into()), ..post(Some(&token)) };
+    assert!(matches!(gw.on_body(&wrapped, call, NOW), BodyAction::Forward(_)), "a wrapped ASCII name is the same name");
+}
