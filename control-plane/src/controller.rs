@@ -106,12 +106,17 @@ struct Inner {
     status: RwLock<Status>,
     /// One reload at a time, so that publications stay in order.
     reloading: Mutex<()>,
+    /// What each server listed last time it answered, by name: (url, offer).
+    /// A retry of the unreachable servers reuses it for the others.
+    known: std::sync::Mutex<BTreeMap<String, (String, Discovered)>>,
 }
 
 impl Controller {
     pub fn new(settings: Settings, cache: SnapshotCache) -> Self {
         let (lists, _) = tokio::sync::watch::channel(Lists::default());
-        Controller { inner: Arc::new(Inner { settings, lists, cache, status: RwLock::default(), reloading: Mutex::new(()) }) }
+        Controller {
+            inner: Arc::new(Inner { settings, lists, cache, status: RwLock::default(), reloading: Mutex::new(()), known: Default::default() }),
+        }
     }
 
     pub fn cache(&self) -> &SnapshotCache {
@@ -127,10 +132,15 @@ impl Controller {
         self.inner.status.read().map(|s| s.clone()).unwrap_or_default()
     }
 
-    /// Reloads now. Returns the version being served, or why the reload failed.
+    /// Reloads now, asking every server again. Returns the version being
+    /// served, or why the reload failed.
     pub async fn reload(&self) -> Result<String, String> {
+        self.reload_with(Discovery::All).await
+    }
+
+    async fn reload_with(&self, which: Discovery) -> Result<String, String> {
         let _one_at_a_time = self.inner.reloading.lock().await;
-        let outcome = self.try_reload().await;
+        let outcome = self.try_reload(which).await;
         if let Ok(mut s) = self.inner.status.write() {
             s.last_reload_at = Some(SystemTime::now());
             match &outcome {
@@ -151,12 +161,20 @@ impl Controller {
         }
     }
 
-    async fn try_reload(&self) -> Result<(String, Vec<ServerStatus>), String> {
+    async fn try_reload(&self, which: Discovery) -> Result<(String, Vec<ServerStatus>), String> {
         let s = &self.inner.settings;
         let path = s.catalog_path.display();
         let text = tokio::fs::read_to_string(&s.catalog_path).await.map_err(|e| format!("cannot read catalog {path}: {e}"))?;
         let catalog = catalog::load(&text, |name| std::env::var(name).ok()).map_err(|e| format!("{path}: {e}"))?;
-        let (tools, servers) = discover(&catalog).await;
+        let known = self.inner.known.lock().map(|k| k.clone()).unwrap_or_default();
+        let (tools, servers) = discover(&catalog, &known, which).await;
+        if let Ok(mut k) = self.inner.known.lock() {
+            *k = catalog
+                .servers
+                .iter()
+                .filter_map(|s| tools.get(&s.name).map(|d| (s.name.clone(), (s.url.clone(), d.clone()))))
+                .collect();
+        }
         let session = session_config(&catalog, &s.fallback_session_key);
         let inputs = Inputs {
             catalog: &catalog,
@@ -237,6 +255,7 @@ impl Controller {
         // starts after the gateway shows up within seconds.
         let every = self.inner.settings.rediscover_every;
         let mut retry = Duration::from_secs(1);
+        let mut last_full = tokio::time::Instant::now();
         loop {
             let wait = if self.any_unreachable() { retry.min(every) } else { every };
             retry = if self.any_unreachable() { (retry * 2).min(every) } else { Duration::from_secs(1) };
@@ -250,10 +269,18 @@ impl Controller {
                     while rx.try_recv().is_ok() {}
                     tracing::info!(catalog = %path.display(), "catalog changed; reloading");
                     retry = Duration::from_secs(1);
+                    last_full = tokio::time::Instant::now();
                     let _ = self.reload().await;
                 }
                 _ = tokio::time::sleep(wait) => {
-                    let _ = self.reload().await;
+                    // Every period, everyone is asked again (tools change);
+                    // in between, only the servers that did not answer.
+                    if last_full.elapsed() >= every {
+                        last_full = tokio::time::Instant::now();
+                        let _ = self.reload().await;
+                    } else {
+                        let _ = self.reload_with(Discovery::Unreachable).await;
+                    }
                 }
             }
         }
@@ -264,14 +291,26 @@ impl Controller {
     }
 }
 
-/// Lists the tools of every server concurrently.
-async fn discover(catalog: &Catalog) -> (BTreeMap<String, Discovered>, Vec<ServerStatus>) {
-    let listings = futures::future::join_all(
-        catalog
-            .servers
-            .iter()
-            .map(|s| discovery::discover(&s.url, s.display_url(), Duration::from_secs(s.discovery_timeout_seconds))),
-    )
+/// Which servers a reload asks again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Discovery {
+    All,
+    /// Only those without a known answer at their current URL.
+    Unreachable,
+}
+
+/// Discovers the servers concurrently (all, or those not known).
+async fn discover(
+    catalog: &Catalog,
+    known: &BTreeMap<String, (String, Discovered)>,
+    which: Discovery,
+) -> (BTreeMap<String, Discovered>, Vec<ServerStatus>) {
+    let listings = futures::future::join_all(catalog.servers.iter().map(|s| async move {
+        match known.get(&s.name) {
+            Some((url, d)) if which == Discovery::Unreachable && *url == s.url => Ok(d.clone()),
+            _ => discovery::discover(&s.url, s.display_url(), Duration::from_secs(s.discovery_timeout_seconds)).await,
+        }
+    }))
     .await;
     let mut tools = BTreeMap::new();
     let mut statuses = Vec::with_capacity(catalog.servers.len());
@@ -322,7 +361,26 @@ pub fn session_config(catalog: &Catalog, fallback_key: &str) -> SessionConfig {
 
 #[cfg(test)]
 mod tests {
-    use super::Lists;
+    use super::{discover, Discovery, Lists};
+    use crate::catalog::load;
+    use crate::discovery::Discovered;
+    use std::collections::BTreeMap;
+
+    #[tokio::test]
+    async fn retries_ask_only_the_servers_that_did_not_answer() {
+        // Nothing listens on port 9: a server asked there is unreachable.
+        let catalog = load("servers:\n  - {name: known, url: 'http://127.0.0.1:9/mcp'}\n  - {name: new, url: 'http://127.0.0.1:9/new'}\n", |_| None).unwrap();
+        let offer = Discovered { tools: vec![serde_json::json!({"name": "t"})], ..Default::default() };
+        let known = BTreeMap::from([("known".to_string(), ("http://127.0.0.1:9/mcp".to_string(), offer.clone()))]);
+        let (found, status) = discover(&catalog, &known, Discovery::Unreachable).await;
+        assert_eq!(found.get("known"), Some(&offer), "reused, not asked again");
+        assert_eq!((status[0].state, status[1].state), ("ready", "unreachable"));
+        let (found, _) = discover(&catalog, &known, Discovery::All).await;
+        assert!(found.is_empty(), "a full reload asks everyone");
+        let moved = load("servers:\n  - {name: known, url: 'http://127.0.0.1:9/moved'}\n", |_| None).unwrap();
+        let (found, _) = discover(&moved, &known, Discovery::Unreachable).await;
+        assert!(found.is_empty(), "a server whose URL changed is asked again");
+    }
 
     #[test]
     fn lists_name_what_changed() {
