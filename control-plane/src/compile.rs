@@ -128,6 +128,10 @@ pub fn compile(inputs: &Inputs<'_>) -> Result<Compiled, CompileError> {
             path: ep.path.clone(),
             timeout_ms: s.request_timeout_seconds.map(|t| t.saturating_mul(1000)),
             logging,
+            // A server not discovered yet is assumed stateful: it then gets
+            // an initialize per client session, which suits either kind.
+            stateful: inputs.discovered.get(&s.name).is_none_or(|d| d.stateful),
+            protocol_version: found.protocol_version.clone(),
         });
         let prefix = s.prefix.then(|| format!("{}{}", s.name, g.tool_separator));
         tools.add(index, &s.name, prefix.as_deref(), &found.tools)?;
@@ -169,6 +173,8 @@ pub fn compile(inputs: &Inputs<'_>) -> Result<Compiled, CompileError> {
             path: EVENTS_PATH.into(),
             timeout_ms: None,
             logging: false,
+            stateful: false,
+            protocol_version: None,
         }),
         // initialize waits for every upstream: one that does not answer must
         // not hold the client for the full request timeout.

@@ -26,6 +26,10 @@ pub struct Discovered {
     /// The `capabilities` of its `initialize` answer.
     pub capabilities: Value,
     pub instructions: Option<String>,
+    /// Whether it issued a session id: only then do client sessions open one.
+    pub stateful: bool,
+    /// The protocol version it agreed to.
+    pub protocol_version: Option<String>,
     pub tools: Vec<Value>,
     pub prompts: Vec<Value>,
     pub resources: Vec<Value>,
@@ -78,6 +82,8 @@ impl Session {
         let offers = |what: &str| capabilities.get(what).is_some_and(|c| !c.is_null());
         let mut d = Discovered {
             instructions: init.get("instructions").and_then(Value::as_str).map(str::to_string),
+            stateful: self.id.is_some(),
+            protocol_version: self.version.clone(),
             ..Default::default()
         };
         if offers("tools") {

@@ -87,6 +87,15 @@ pub struct UpstreamServer {
     /// Its own time limit for a request, overriding the route's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_ms: Option<u64>,
+    /// Whether it issues session ids. Only such servers are sent the filter's
+    /// `initialize` when a client session starts; stateless ones are called
+    /// without a session. Unknown means stateful, the safe assumption.
+    #[serde(default = "default_true")]
+    pub stateful: bool,
+    /// The protocol version it agreed to at discovery, sent to a stateless
+    /// server as `MCP-Protocol-Version`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub protocol_version: Option<String>,
     /// Whether it offers `logging` (so `logging/setLevel` is sent to it).
     #[serde(default)]
     pub logging: bool,
@@ -145,6 +154,9 @@ impl std::fmt::Debug for SessionKey {
     }
 }
 
+fn default_true() -> bool {
+    true
+}
 pub fn default_capabilities() -> serde_json::Value {
     serde_json::json!({ "tools": { "listChanged": false } })
 }

@@ -446,6 +446,9 @@ impl Gateway {
             .enumerate()
             .filter(|(_, server)| choose(server))
             .filter_map(|(i, server)| {
+                if !server.stateful {
+                    return Some(callout(i, server, None, server.protocol_version.as_deref(), body.to_vec()));
+                }
                 let upstream = session.upstreams.get(&server.name);
                 if upstream.is_some_and(|u| u.error.is_some()) {
                     return None;
@@ -475,20 +478,20 @@ impl Gateway {
     /// Sends the request to `server`, in the client's session with it.
     fn forward(&self, id: &str, server: usize, session: &SessionState, body: Option<Vec<u8>>) -> Result<BodyAction, McpError> {
         let upstream_server = self.server(server).ok_or_else(|| McpError::Internal("route to a missing server".into()))?;
-        // A server added to the catalog after this session began has no entry:
-        // it is reached without a session, which suits stateless servers.
-        let upstream = session.upstreams.get(&upstream_server.name);
-        if let Some(UpstreamSession { error: Some(reason), .. }) = upstream {
-            return Err(McpError::UpstreamUnavailable { server: upstream_server.name.clone(), reason: reason.clone() });
-        }
-        Ok(BodyAction::Forward(Forward {
-            request_id: id.to_string(),
-            server,
-            upstream_session: upstream.and_then(|u| u.id.clone()),
-            upstream_version: upstream.and_then(|u| u.version.clone()),
-            body,
-            mcp_name: None,
-        }))
+        let (upstream_session, upstream_version) = if upstream_server.stateful {
+            // A server added to the catalog after this session began has no
+            // entry: it is reached without a session (and says so if it needs one).
+            match session.upstreams.get(&upstream_server.name) {
+                Some(UpstreamSession { error: Some(reason), .. }) => {
+                    return Err(McpError::UpstreamUnavailable { server: upstream_server.name.clone(), reason: reason.clone() })
+                }
+                Some(u) => (u.id.clone(), u.version.clone()),
+                None => (None, None),
+            }
+        } else {
+            (None, upstream_server.protocol_version.clone())
+        };
+        Ok(BodyAction::Forward(Forward { request_id: id.to_string(), server, upstream_session, upstream_version, body, mcp_name: None }))
     }
 
     fn initialize(&self, id: &str, params: Option<&RawValue>, now: Now) -> BodyAction {
@@ -504,7 +507,7 @@ impl Gateway {
             Some(v) if SUPPORTED_VERSIONS.contains(&v.as_str()) => v,
             _ => LATEST_VERSION.to_string(),
         };
-        if self.config.servers.is_empty() {
+        if !self.config.servers.iter().any(|s| s.stateful) {
             return BodyAction::Reply(self.initialize_reply(id, &version, &[], now).0);
         }
         let init_body = format!(
@@ -513,11 +516,13 @@ impl Gateway {
             jsonrpc::json_string(&self.config.server_info.name),
             jsonrpc::json_string(&self.config.server_info.version),
         );
+        // Stateless servers need no session: they are called as they are.
         let callouts = self
             .config
             .servers
             .iter()
             .enumerate()
+            .filter(|(_, s)| s.stateful)
             .map(|(i, s)| callout(i, s, None, None, init_body.clone().into_bytes()))
             .collect();
         BodyAction::Initialize(InitPlan { id: id.to_string(), version, callouts })

@@ -70,3 +70,19 @@ def test_log_level_and_cancellation_reach_the_upstreams(gateway):
     r = s.post('{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":42,"reason":"user"}}')
     assert (r.status_code, r.text) == (202, "")
     assert counts() == [before[0] + 1, before[1] + 1], "the cancellation went to every server of the session"
+
+
+def test_only_stateful_servers_are_initialized_per_client_session(gateway):
+    """The echo server issues no session ids (rmcp's stateless mode), so a
+    client session costs it nothing; server-everything gets initialize and
+    notifications/initialized."""
+    def counts():
+        return {c: gateway.envoy_stat(f"cluster.{c}.upstream_rq_total") for c in ("mcp_echo", "mcp_everything")}
+
+    before = counts()
+    s = RawSession(gateway.url)
+    s.initialize()
+    after = counts()
+    assert after["mcp_echo"] == before["mcp_echo"]
+    assert after["mcp_everything"] == before["mcp_everything"] + 2
+    assert s.request("tools/call", {"name": "echo__echo", "arguments": {"text": "no session needed"}})["result"]["content"][0]["text"] == "no session needed"

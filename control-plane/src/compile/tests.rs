@@ -20,7 +20,7 @@ fn run_with(yaml: &str, discovered: BTreeMap<String, Discovered>) -> Result<Comp
 fn run(yaml: &str, tools: &[(&str, &[&str])]) -> Result<Compiled, CompileError> {
     let discovered = tools
         .iter()
-        .map(|(s, names)| (s.to_string(), Discovered { tools: names.iter().map(|n| tool(n)).collect(), ..Default::default() }))
+        .map(|(s, names)| (s.to_string(), Discovered { tools: names.iter().map(|n| tool(n)).collect(), stateful: true, ..Default::default() }))
         .collect();
     run_with(yaml, discovered)
 }
@@ -34,7 +34,7 @@ fn names_tools_and_routes_them() {
     let names: Vec<_> = f.tools.iter().map(|t| (t.name.as_str(), t.server, t.upstream_name.as_str())).collect();
     assert_eq!(names, vec![("time__now", 0, "now"), ("time__zone", 0, "zone"), ("search", 1, "search")]);
     assert_eq!(f.tools[0].definition, json!({"name": "time__now", "description": "now tool", "inputSchema": {"type": "object"}}));
-    assert_eq!(f.servers[1], UpstreamServer { name: "docs".into(), cluster: "mcp_docs".into(), authority: "docs.example.com:443".into(), path: "/api/mcp".into(), timeout_ms: None, logging: false });
+    assert_eq!(f.servers[1], UpstreamServer { name: "docs".into(), cluster: "mcp_docs".into(), authority: "docs.example.com:443".into(), path: "/api/mcp".into(), timeout_ms: None, logging: false, stateful: true, protocol_version: None });
     assert_eq!(f.version, c.snapshot.version);
 }
 
@@ -114,6 +114,8 @@ fn prompts_resources_capabilities_and_instructions() {
     );
     assert_eq!(f.instructions.as_deref(), Some("## Server time (its tools and prompts are named time__<name>)\nAsk me the time."));
     assert_eq!(run(TWO, &[]).unwrap().filter_config.capabilities, json!({"tools": {"listChanged": true}}));
+    assert!(!f.servers[0].stateful, "discovered without a session id");
+    assert!(run(TWO, &[]).unwrap().filter_config.servers.iter().all(|s| s.stateful), "undiscovered servers are assumed stateful");
 }
 
 #[test]

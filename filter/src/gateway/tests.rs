@@ -10,6 +10,8 @@ fn config() -> FilterConfig {
         path: "/mcp".into(),
         logging: name == "a",
         timeout_ms: None,
+        stateful: name != "s",
+        protocol_version: (name == "s").then(|| "2025-03-26".to_string()),
     };
     let tool = |name: &str, server: usize, upstream: &str| NamedRoute {
         name: name.into(),
@@ -23,8 +25,8 @@ fn config() -> FilterConfig {
         max_body_bytes: 200,
         server_info: ServerInfo { name: "gw".into(), version: "0.1".into() },
         instructions: None,
-        servers: vec![server("a"), server("b")],
-        tools: vec![tool("a__echo", 0, "echo"), tool("b__echo", 1, "echo"), tool("plain", 1, "plain")],
+        servers: vec![server("a"), server("b"), server("s")],
+        tools: vec![tool("a__echo", 0, "echo"), tool("b__echo", 1, "echo"), tool("plain", 1, "plain"), tool("s__ping", 2, "ping")],
         prompts: vec![tool("a__greet", 0, "greet")],
         resources: vec![
             ServedItem { server: 0, definition: json!({"uri": "demo://resource/static/1", "name": "one"}) },
@@ -217,7 +219,7 @@ fn tools_list_is_the_configured_definitions() {
         other => panic!("{other:?}"),
     };
     let names: Vec<_> = reply_json(&r)["result"]["tools"].as_array().unwrap().iter().map(|t| t["name"].clone()).collect();
-    assert_eq!(names, vec![json!("a__echo"), json!("b__echo"), json!("plain")]);
+    assert_eq!(names, vec![json!("a__echo"), json!("b__echo"), json!("plain"), json!("s__ping")]);
 }
 
 #[test]
@@ -313,8 +315,10 @@ fn fans_out_log_levels_and_notifications() {
     assert!(callouts[0].headers.contains(&("mcp-session-id", "sid-a".into())));
     let cancel = r#"{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":3}}"#;
     let (status, clusters, callouts) = fan(cancel);
-    assert_eq!((status, clusters), (202, vec!["mcp_a".to_string(), "mcp_b".to_string()]));
+    assert_eq!((status, clusters), (202, vec!["mcp_a".to_string(), "mcp_b".to_string(), "mcp_s".to_string()]));
     assert_eq!(callouts[1].body, cancel.as_bytes());
+    assert!(!callouts[2].headers.iter().any(|(k, _)| *k == "mcp-session-id"), "a stateless server gets no session");
+    assert!(callouts[2].headers.contains(&("mcp-protocol-version", "2025-03-26".into())));
 }
 
 #[test]
@@ -341,7 +345,7 @@ fn get_streams_go_to_the_events_endpoint() {
         HeadAction::Reply(r) => assert_eq!(r.status, 405, "no events endpoint, no GET"),
         other => panic!("{other:?}"),
     }
-    c.events = Some(UpstreamServer { name: "gateway".into(), cluster: "gateway_admin".into(), authority: "127.0.0.1:1".into(), path: "/mcp-events".into(), timeout_ms: None, logging: false });
+    c.events = Some(UpstreamServer { name: "gateway".into(), cluster: "gateway_admin".into(), authority: "127.0.0.1:1".into(), path: "/mcp-events".into(), timeout_ms: None, logging: false, stateful: false, protocol_version: None });
     let gw = Gateway::new(c).unwrap();
     let token = session(&gw, false);
     assert_eq!(gw.on_headers(&get(Some(&token), "text/event-stream")), HeadAction::OpenStream);
@@ -391,4 +395,22 @@ fn header_values_use_mcps_base64_wrapper() {
     assert!(matches!(gw.on_body(&head, call, NOW), BodyAction::Forward(_)));
     let wrapped = RequestHead { mcp_name: Some("=?base64?YV9fZWNobw==?=".into()), ..post(Some(&token)) };
     assert!(matches!(gw.on_body(&wrapped, call, NOW), BodyAction::Forward(_)), "a wrapped ASCII name is the same name");
+}
+
+#[test]
+fn stateless_servers_need_no_session_and_survive_a_failed_initialize() {
+    let gw = Gateway::new(config()).unwrap();
+    let plan = match gw.on_body(&post(None), br#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{}}"#, NOW) {
+        BodyAction::Initialize(p) => p,
+        other => panic!("{other:?}"),
+    };
+    let clusters: Vec<_> = plan.callouts.iter().map(|c| c.cluster.as_str()).collect();
+    assert_eq!(clusters, vec!["mcp_a", "mcp_b"], "no initialize for the stateless server");
+    // Every initialize failed; the stateless server is still reachable.
+    let (reply, _) = gw.initialized(&plan, &[None, None], NOW);
+    let token = reply.headers.iter().find(|(k, _)| *k == "mcp-session-id").unwrap().1.clone();
+    match gw.on_body(&post(Some(&token)), br#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"s__ping"}}"#, NOW) {
+        BodyAction::Forward(f) => assert_eq!((f.server, f.upstream_session, f.upstream_version.as_deref()), (2, None, Some("2025-03-26"))),
+        other => panic!("{other:?}"),
+    }
 }
