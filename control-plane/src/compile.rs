@@ -165,6 +165,10 @@ pub fn compile(inputs: &Inputs<'_>) -> Result<Compiled, CompileError> {
         resources,
         resource_templates,
         capabilities: merged_capabilities(&offered),
+        // Only when no request can need an upstream session, and every
+        // server takes a 2026-07-28 request as it is (no translation yet).
+        stateless_era: !catalog.servers.is_empty()
+            && catalog.servers.iter().all(|s| inputs.discovered.get(&s.name).is_some_and(|d| !d.stateful && d.stateless_era)),
         session: inputs.session.clone(),
         events: Some(UpstreamServer {
             name: "gateway".into(),

@@ -17,6 +17,8 @@ use serde_json::{json, Value};
 
 /// The handshake-era revision discovery asks for.
 const DISCOVERY_VERSION: &str = "2025-11-25";
+/// The stateless revision, probed with `server/discover`.
+const STATELESS_VERSION: &str = "2026-07-28";
 /// A server that pages forever is cut off here.
 const MAX_PAGES: usize = 1000;
 
@@ -30,6 +32,9 @@ pub struct Discovered {
     pub stateful: bool,
     /// The protocol version it agreed to.
     pub protocol_version: Option<String>,
+    /// Whether it answers `server/discover` with 2026-07-28 among its
+    /// versions, so that a stateless request can be relayed to it as it is.
+    pub stateless_era: bool,
     pub tools: Vec<Value>,
     pub prompts: Vec<Value>,
     pub resources: Vec<Value>,
@@ -63,6 +68,7 @@ struct Session {
 
 impl Session {
     async fn discover(&mut self) -> Result<Discovered, String> {
+        let stateless_era = self.speaks_stateless_era().await;
         let init = self
             .request(
                 "initialize",
@@ -83,6 +89,7 @@ impl Session {
         let mut d = Discovered {
             instructions: init.get("instructions").and_then(Value::as_str).map(str::to_string),
             stateful: self.id.is_some(),
+            stateless_era,
             protocol_version: self.version.clone(),
             ..Default::default()
         };
@@ -102,6 +109,24 @@ impl Session {
         }
         d.capabilities = capabilities;
         Ok(d)
+    }
+
+    /// Probes `server/discover` at 2026-07-28, as clients of that revision
+    /// do. Any failure means no: the server is then reached by handshake.
+    async fn speaks_stateless_era(&mut self) -> bool {
+        self.version = Some(STATELESS_VERSION.to_string());
+        let meta = json!({
+            "io.modelcontextprotocol/protocolVersion": STATELESS_VERSION,
+            "io.modelcontextprotocol/clientInfo": { "name": "mcp-gateway-discovery", "version": env!("CARGO_PKG_VERSION") },
+            "io.modelcontextprotocol/clientCapabilities": {},
+        });
+        let answer = self.request("server/discover", json!({ "_meta": meta })).await;
+        self.version = None;
+        // A stateless probe must leave no session behind.
+        self.id = None;
+        answer.ok().and_then(|r| r.get("supportedVersions").cloned()).is_some_and(|v| {
+            v.as_array().is_some_and(|versions| versions.iter().any(|x| x.as_str() == Some(STATELESS_VERSION)))
+        })
     }
 
     /// Every item of a paginated list.
@@ -157,6 +182,10 @@ impl Session {
         }
         if let Some(v) = &self.version {
             req = req.header("mcp-protocol-version", v);
+        }
+        // Required at 2026-07-28, ignored before.
+        if let Some(method) = message.get("method").and_then(Value::as_str) {
+            req = req.header("mcp-method", method);
         }
         // reqwest's error text names the URL; only the shown form may appear.
         let resp = req.send().await.map_err(|e| format!("cannot reach {}: {}", self.shown, connect_reason(&e)))?;

@@ -54,6 +54,11 @@ pub struct FilterConfig {
     pub capabilities: serde_json::Value,
     /// Keys that seal and open the gateway's session ids.
     pub session: SessionConfig,
+    /// Whether the gateway serves the stateless 2026-07-28 revision
+    /// (`server/discover`, requests without a session). Set when every
+    /// server is stateless, so that no request needs an upstream session.
+    #[serde(default)]
+    pub stateless_era: bool,
     /// Where a client's GET stream goes: the control plane's events
     /// endpoint, which sends the gateway's own notifications (list changes).
     /// Without it, GET is refused with 405.

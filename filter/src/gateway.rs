@@ -23,6 +23,9 @@ use crate::sse;
 pub const SUPPORTED_VERSIONS: &[&str] = &["2025-11-25", "2025-06-18", "2025-03-26", "2024-11-05"];
 /// What the gateway answers when a client asks for a version it does not know.
 pub const LATEST_VERSION: &str = "2025-11-25";
+/// The stateless revision: no `initialize`, no session; served when the
+/// configuration says every upstream is stateless.
+pub const STATELESS_VERSION: &str = "2026-07-28";
 /// The id of the filter's own `initialize` requests to upstreams.
 const INIT_ID: &str = "0";
 
@@ -211,11 +214,30 @@ pub struct Gateway {
     prompts: HashMap<String, Route>,
     uris: UriRouter,
     /// `{"tools":[...]}` and the other list answers, serialised once per configuration.
-    tools_list_result: String,
-    prompts_list_result: String,
-    resources_list_result: String,
-    templates_list_result: String,
+    tools_list_result: ListAnswer,
+    prompts_list_result: ListAnswer,
+    resources_list_result: ListAnswer,
+    templates_list_result: ListAnswer,
     sealer: Sealer,
+}
+
+/// A list result, serialised once per configuration for each era: the
+/// 2026-07-28 one carries the caching fields and result type it requires.
+struct ListAnswer {
+    handshake: String,
+    stateless: String,
+}
+
+impl ListAnswer {
+    fn new(handshake: String) -> Self {
+        let fields = r#"{"ttlMs":0,"cacheScope":"private","resultType":"complete","#;
+        // `handshake` is a JSON object that starts with `{` and holds a key.
+        let stateless = match handshake.strip_prefix('{') {
+            Some(rest) => format!("{fields}{rest}"),
+            None => handshake.clone(),
+        };
+        ListAnswer { handshake, stateless }
+    }
 }
 
 /// The lookup table of tools or prompts, and their list answer.
@@ -260,10 +282,10 @@ impl Gateway {
             tools,
             prompts,
             uris,
-            tools_list_result,
-            prompts_list_result,
-            resources_list_result,
-            templates_list_result,
+            tools_list_result: ListAnswer::new(tools_list_result),
+            prompts_list_result: ListAnswer::new(prompts_list_result),
+            resources_list_result: ListAnswer::new(resources_list_result),
+            templates_list_result: ListAnswer::new(templates_list_result),
             sealer,
         })
     }
@@ -367,6 +389,7 @@ impl Gateway {
         let result = match method.as_ref() {
             "initialize" => return self.initialize(id, params, now),
             "ping" => Ok(BodyAction::Reply(json_reply(200, jsonrpc::result_body(id, "{}")))),
+            "server/discover" if self.config.stateless_era => Ok(BodyAction::Reply(json_reply(200, jsonrpc::result_body(id, &self.discover_result())))),
             "tools/list" => self.list(head, now, id, params, &self.tools_list_result),
             "prompts/list" => self.list(head, now, id, params, &self.prompts_list_result),
             "resources/list" => self.list(head, now, id, params, &self.resources_list_result),
@@ -411,6 +434,11 @@ impl Gateway {
     }
 
     fn open_session(&self, head: &RequestHead, now: Now) -> Result<SessionState, McpError> {
+        // A 2026-07-28 request carries no session: it needs none, since every
+        // upstream is stateless when the gateway serves that revision.
+        if self.config.stateless_era && head.protocol_version.as_deref() == Some(STATELESS_VERSION) {
+            return Ok(SessionState { issued_at: now.unix_secs, entropy: 0, version: STATELESS_VERSION.into(), upstreams: Default::default() });
+        }
         if let Some(v) = head.protocol_version.as_deref() {
             if !SUPPORTED_VERSIONS.contains(&v) {
                 return Err(McpError::InvalidRequest(format!(
@@ -459,9 +487,27 @@ impl Gateway {
             .collect()
     }
 
+    /// The answer to `server/discover` (2026-07-28).
+    fn discover_result(&self) -> String {
+        let mut versions = vec![STATELESS_VERSION];
+        versions.extend_from_slice(SUPPORTED_VERSIONS);
+        let mut result = serde_json::json!({
+            "supportedVersions": versions,
+            "capabilities": self.config.capabilities,
+            "ttlMs": 0,
+            "cacheScope": "private",
+            "resultType": "complete",
+        });
+        if let (Some(text), Some(obj)) = (&self.config.instructions, result.as_object_mut()) {
+            obj.insert("instructions".into(), text.clone().into());
+        }
+        result.to_string()
+    }
+
     /// A list answered from the configuration. One page holds everything.
-    fn list(&self, head: &RequestHead, now: Now, id: &str, params: Option<&RawValue>, result: &str) -> Result<BodyAction, McpError> {
-        self.open_session(head, now)?;
+    fn list(&self, head: &RequestHead, now: Now, id: &str, params: Option<&RawValue>, answer: &ListAnswer) -> Result<BodyAction, McpError> {
+        let session = self.open_session(head, now)?;
+        let result = if session.version == STATELESS_VERSION { &answer.stateless } else { &answer.handshake };
         #[derive(Deserialize)]
         struct ListParams {
             cursor: Option<serde::de::IgnoredAny>,
@@ -488,6 +534,9 @@ impl Gateway {
                 Some(u) => (u.id.clone(), u.version.clone()),
                 None => (None, None),
             }
+        } else if session.version == STATELESS_VERSION {
+            // Relayed as it is: the client's version header matches its `_meta`.
+            (None, None)
         } else {
             (None, upstream_server.protocol_version.clone())
         };

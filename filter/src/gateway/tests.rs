@@ -38,6 +38,7 @@ fn config() -> FilterConfig {
         session: SessionConfig { active_key: "k".into(), keys: vec![SessionKey { id: "k".into(), secret_hex: "11".repeat(32) }], ttl_seconds: 60 },
         upstream_timeout_ms: 1000,
         events: None,
+        stateless_era: false,
     }
 }
 
@@ -413,4 +414,43 @@ fn stateless_servers_need_no_session_and_survive_a_failed_initialize() {
         BodyAction::Forward(f) => assert_eq!((f.server, f.upstream_session, f.upstream_version.as_deref()), (2, None, Some("2025-03-26"))),
         other => panic!("{other:?}"),
     }
+}
+
+#[test]
+fn the_stateless_revision_is_served_only_when_every_server_is_stateless() {
+    let modern = |session: Option<&str>| RequestHead { protocol_version: Some(STATELESS_VERSION.into()), ..post(session) };
+    let discover = br#"{"jsonrpc":"2.0","id":1,"method":"server/discover","params":{"_meta":{}}}"#;
+    let call = br#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"s__ping","_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28"}}}"#;
+    let gw = Gateway::new(config()).unwrap();
+    let code = |a: BodyAction| match a {
+        BodyAction::Reply(r) => (r.status, reply_json(&r)["error"]["code"].as_i64().unwrap_or(0)),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(code(gw.on_body(&modern(None), discover, NOW)), (200, -32601), "clients fall back to initialize");
+    assert_eq!(code(gw.on_body(&modern(None), call, NOW)), (400, -32600));
+
+    let mut c = config();
+    c.stateless_era = true;
+    let gw = Gateway::new(c).unwrap();
+    match gw.on_body(&modern(None), discover, NOW) {
+        BodyAction::Reply(r) => {
+            let v = reply_json(&r);
+            assert_eq!(v["result"]["supportedVersions"][0], STATELESS_VERSION);
+            assert_eq!(v["result"]["capabilities"]["tools"], json!({}));
+        }
+        other => panic!("{other:?}"),
+    }
+    match gw.on_body(&modern(None), call, NOW) {
+        BodyAction::Forward(f) => assert_eq!((f.server, f.upstream_session, f.upstream_version), (2, None, None), "relayed with the client's version"),
+        other => panic!("{other:?}"),
+    }
+    match gw.on_body(&modern(None), br#"{"jsonrpc":"2.0","id":3,"method":"tools/list"}"#, NOW) {
+        BodyAction::Reply(r) => {
+            let result = &reply_json(&r)["result"];
+            assert_eq!((result["ttlMs"].clone(), result["cacheScope"].clone(), result["resultType"].clone()), (json!(0), json!("private"), json!("complete")));
+            assert_eq!(result["tools"].as_array().unwrap().len(), 4);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(code(gw.on_body(&post(None), call, NOW)), (400, -32600), "handshake-era requests still need their session");
 }
