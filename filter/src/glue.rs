@@ -171,7 +171,8 @@ impl Request {
         }
     }
 
-    /// Moves the `initialize` fan-out on once no callout is outstanding.
+    /// Moves a fan-out on (initialize, DELETE, a notification) once no
+    /// callout is outstanding: the next round, or the reply.
     fn advance(&mut self, gw: &Gateway) {
         match std::mem::replace(&mut self.state, State::Idle) {
             State::Initializing { plan, tokens, responses } if tokens.is_empty() => {
