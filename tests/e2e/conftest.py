@@ -135,6 +135,19 @@ class Gateway:
         wait_until(f"{name} on port {port}", lambda: socket.create_connection(("127.0.0.1", port), timeout=1).close() or True)
         return proc
 
+    def write_catalog_and_wait(self, servers: list[dict], what: str) -> None:
+        """Writes the catalog and waits until every connected Envoy has
+        acknowledged the configuration it produced."""
+        old = self.admin("/health")["version"]
+        self.write_catalog(servers)
+
+        def applied():
+            h = self.admin("/health")
+            live = [e for e in h["envoys"] if e["connected"]]
+            return h["version"] != old and live and all(t["last_acked_version"] == h["version"] for e in live for t in e["types"])
+
+        wait_until(what, applied, timeout=30)
+
     def servers_ready(self, names: set[str]) -> bool:
         status = self.admin("/servers")
         ready = {s["name"] for s in status["servers"] if s["state"] == "ready"}
