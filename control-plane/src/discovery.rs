@@ -19,6 +19,10 @@ use serde_json::{json, Value};
 const DISCOVERY_VERSION: &str = "2025-11-25";
 /// The stateless revision, probed with `server/discover`.
 const STATELESS_VERSION: &str = "2026-07-28";
+/// What discovery tells servers it can do: what the gateway relays.
+fn client_capabilities() -> Value {
+    json!({ "sampling": {}, "elicitation": { "form": {}, "url": {} }, "roots": { "listChanged": true } })
+}
 /// A server that pages forever is cut off here.
 const MAX_PAGES: usize = 1000;
 
@@ -74,7 +78,10 @@ impl Session {
                 "initialize",
                 json!({
                     "protocolVersion": DISCOVERY_VERSION,
-                    "capabilities": {},
+                    // Everything the gateway relays to its clients, so that
+                    // servers list the tools they offer only to clients that
+                    // can answer sampling, elicitation or roots requests.
+                    "capabilities": client_capabilities(),
                     "clientInfo": { "name": "mcp-gateway-discovery", "version": env!("CARGO_PKG_VERSION") },
                 }),
             )

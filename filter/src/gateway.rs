@@ -16,6 +16,7 @@ use serde_json::value::RawValue;
 use crate::config::{FilterConfig, NamedRoute, ServedItem, UpstreamServer};
 use crate::error::McpError;
 use crate::jsonrpc::{self, Message};
+use crate::relay;
 use crate::session::{Sealer, SessionError, SessionState, UpstreamSession};
 use crate::sse;
 
@@ -376,8 +377,7 @@ impl Gateway {
         let (id, method, params) = match jsonrpc::parse(body) {
             Err(e) => return BodyAction::Reply(error_reply(jsonrpc::readable_id(body), &e)),
             Ok(Message::Notification { method }) => return self.notification(head, body, &method, now),
-            // Answers to server-to-client requests: the gateway sends none yet.
-            Ok(Message::Response) => return BodyAction::Reply(accepted()),
+            Ok(Message::Response { id }) => return self.answer(head, body, id, now),
             Ok(Message::Request { id, method, params }) => (id.get(), method, params),
         };
         if let Some(h) = head.mcp_method.as_deref() {
@@ -466,6 +466,24 @@ impl Gateway {
         }
     }
 
+    /// A client's answer to a request an upstream sent it (sampling,
+    /// elicitation, roots): to that upstream, with its own id put back.
+    fn answer(&self, head: &RequestHead, body: &[u8], id: Option<&RawValue>, now: Now) -> BodyAction {
+        let result = match id.and_then(|id| relay::inbound(body, id.get())) {
+            None => Err(McpError::InvalidRequest(format!(
+                "the response's id {} answers no request the gateway relayed",
+                id.map_or("null", |i| i.get())
+            ))),
+            Some((name, upstream_body)) => self.open_session(head, now).and_then(|s| {
+                let server = self.config.servers.iter().position(|s| s.name == name).ok_or_else(|| {
+                    McpError::InvalidRequest(format!("the response is for server {name:?}, which the gateway no longer serves"))
+                })?;
+                self.forward("null", server, &s, Some(upstream_body))
+            }),
+        };
+        result.unwrap_or_else(|e| BodyAction::Reply(error_reply(None, &e)))
+    }
+
     /// `body` sent as it is to each chosen server the session can reach.
     fn fan_out(&self, session: &SessionState, body: &[u8], choose: impl Fn(&UpstreamServer) -> bool) -> Vec<Callout> {
         self.config
@@ -546,21 +564,28 @@ impl Gateway {
     fn initialize(&self, id: &str, params: Option<&RawValue>, now: Now) -> BodyAction {
         #[derive(Deserialize)]
         #[serde(rename_all = "camelCase")]
-        struct InitParams {
+        struct InitParams<'a> {
             protocol_version: Option<String>,
+            #[serde(borrow)]
+            capabilities: Option<&'a RawValue>,
         }
-        let asked = params
-            .and_then(|p| serde_json::from_str::<InitParams>(p.get()).ok())
-            .and_then(|p| p.protocol_version);
+        let params = params.and_then(|p| serde_json::from_str::<InitParams<'_>>(p.get()).ok());
+        let (asked, capabilities) = match params {
+            Some(p) => (p.protocol_version, p.capabilities),
+            None => (None, None),
+        };
         let version = match asked {
             Some(v) if SUPPORTED_VERSIONS.contains(&v.as_str()) => v,
             _ => LATEST_VERSION.to_string(),
         };
+        // The upstreams learn what the client can do (sampling, elicitation,
+        // roots): the gateway relays their requests for it to the client.
+        let capabilities = capabilities.map(RawValue::get).filter(|c| c.starts_with('{')).unwrap_or("{}");
         if !self.config.servers.iter().any(|s| s.stateful) {
             return BodyAction::Reply(self.initialize_reply(id, &version, &[], now).0);
         }
         let init_body = format!(
-            r#"{{"jsonrpc":"2.0","id":{INIT_ID},"method":"initialize","params":{{"protocolVersion":{},"capabilities":{{}},"clientInfo":{{"name":{},"version":{}}}}}}}"#,
+            r#"{{"jsonrpc":"2.0","id":{INIT_ID},"method":"initialize","params":{{"protocolVersion":{},"capabilities":{capabilities},"clientInfo":{{"name":{},"version":{}}}}}}}"#,
             jsonrpc::json_string(&version),
             jsonrpc::json_string(&self.config.server_info.name),
             jsonrpc::json_string(&self.config.server_info.version),

@@ -15,6 +15,7 @@ use proxy_wasm::types::{Action, ContextType, LogLevel};
 
 use crate::config::{FilterConfig, CLUSTER_HEADER, REQUEST_ID_PROPERTY, SERVER_PROPERTY};
 use crate::error::McpError;
+use crate::relay::SseRelay;
 use crate::gateway::{error_reply, BodyAction, Callout, CalloutResponse, Gateway, HeadAction, InitPlan, Now, Reply, RequestHead};
 
 proxy_wasm::main! {{
@@ -72,7 +73,9 @@ enum State {
     /// `initialize`) or DELETE (ending a session), then sending `reply`.
     Confirming { reply: Reply, tokens: HashMap<u32, usize> },
     /// Sent upstream; the response must carry the client's session id back.
-    Forwarded { client_session: Option<String> },
+    /// `server` names the upstream, whose requests inside an SSE answer
+    /// (sampling, elicitation, roots) `relay` rewrites on their way out.
+    Forwarded { client_session: Option<String>, server: Option<String>, relay: Option<SseRelay> },
 }
 
 struct Request {
@@ -152,7 +155,7 @@ impl Request {
                     self.set_http_request_body(0, body.len(), &new_body);
                     self.set_http_request_header("content-length", Some(&new_body.len().to_string()));
                 }
-                self.state = State::Forwarded { client_session: self.head.session_id.take() };
+                self.state = State::Forwarded { client_session: self.head.session_id.take(), server: Some(server.name.clone()), relay: None };
                 Action::Continue
             }
             BodyAction::FanOut(reply, callouts) => {
@@ -257,7 +260,8 @@ impl HttpContext for Request {
                     self.set_http_request_header("authorization", None);
                     // A notification stream lives as long as the client keeps it.
                     self.set_http_request_header("x-envoy-upstream-rq-timeout-ms", Some("0"));
-                    self.state = State::Forwarded { client_session: self.head.session_id.take() };
+                    // The control plane relays the upstreams' streams itself.
+                    self.state = State::Forwarded { client_session: self.head.session_id.take(), server: None, relay: None };
                     Action::Continue
                 }
                 Err(reply) => {
@@ -313,11 +317,33 @@ impl HttpContext for Request {
         self.on_complete_body(&gw, &body)
     }
 
-    fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
-        if let State::Forwarded { client_session } = &self.state {
-            // The upstream's session id must not reach the client, which
-            // would adopt it in place of the gateway's.
-            self.set_http_response_header("mcp-session-id", client_session.as_deref());
+    fn on_http_response_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
+        let State::Forwarded { client_session, server, .. } = &self.state else { return Action::Continue };
+        let (client_session, server) = (client_session.clone(), server.clone());
+        // The upstream's session id must not reach the client, which would
+        // adopt it in place of the gateway's.
+        self.set_http_response_header("mcp-session-id", client_session.as_deref());
+        let is_sse = self.get_http_response_header("content-type").is_some_and(|c| c.trim_start().starts_with("text/event-stream"));
+        if let (true, false, Some(name)) = (is_sse, end_of_stream, server) {
+            // Rewritten events change the stream's length.
+            self.set_http_response_header("content-length", None);
+            if let State::Forwarded { relay, .. } = &mut self.state {
+                *relay = Some(SseRelay::new(&name));
+            }
+        }
+        Action::Continue
+    }
+
+    fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        let State::Forwarded { relay, .. } = &mut self.state else { return Action::Continue };
+        let Some(mut active) = relay.take() else { return Action::Continue };
+        let chunk = self.get_http_response_body(0, body_size).unwrap_or_default();
+        let out = active.feed(&chunk, end_of_stream);
+        if out != chunk {
+            self.set_http_response_body(0, body_size, &out);
+        }
+        if let State::Forwarded { relay, .. } = &mut self.state {
+            *relay = Some(active);
         }
         Action::Continue
     }

@@ -25,8 +25,9 @@ pub enum Message<'a> {
     },
     /// A notification: no id, no answer expected.
     Notification { method: Cow<'a, str> },
-    /// A response to a request the server sent (sampling, elicitation, roots).
-    Response,
+    /// A response to a request a server sent (sampling, elicitation,
+    /// roots): its id, raw JSON, or `None` for `"id": null`.
+    Response { id: Option<&'a RawValue> },
 }
 
 #[derive(Deserialize)]
@@ -95,7 +96,7 @@ pub fn parse(body: &[u8]) -> Result<Message<'_>, McpError> {
         }
         (Some(_), Some(None)) => Err(McpError::InvalidRequest("the request id must not be null".into())),
         (Some(method), None) => Ok(Message::Notification { method }),
-        (None, Some(_)) if env.result.is_some() || env.error.is_some() => Ok(Message::Response),
+        (None, Some(id)) if env.result.is_some() || env.error.is_some() => Ok(Message::Response { id }),
         (None, _) => Err(McpError::InvalidRequest(r#"missing "method""#.into())),
     }
 }
@@ -149,7 +150,7 @@ pub fn readable_id(body: &[u8]) -> Option<&str> {
     is_valid_id(id).then(|| id.get())
 }
 
-fn is_valid_id(id: &RawValue) -> bool {
+pub fn is_valid_id(id: &RawValue) -> bool {
     let s = id.get();
     // serde_json validated the token; only its kind matters here.
     s.starts_with('"') || (s.bytes().all(|b| b.is_ascii_digit() || b == b'-') && !s.is_empty())
@@ -233,7 +234,7 @@ fn string_token<'a>(body: &'a [u8], raw: &'a RawValue, what: &str) -> Result<(Co
 }
 
 /// Where `part` (a slice of `whole`) lies inside `whole`.
-fn span_in(whole: &[u8], part: &str) -> Option<Range<usize>> {
+pub fn span_in(whole: &[u8], part: &str) -> Option<Range<usize>> {
     let start = (part.as_ptr() as usize).checked_sub(whole.as_ptr() as usize)?;
     let end = start.checked_add(part.len())?;
     (end <= whole.len()).then_some(start..end)

@@ -17,6 +17,7 @@ pub mod config;
 pub mod error;
 pub mod gateway;
 pub mod jsonrpc;
+pub mod relay;
 pub mod session;
 pub mod sse;
 

@@ -1,13 +1,15 @@
-//! Reading `text/event-stream` bodies that the filter's own upstream calls
-//! return whole (a proxy-wasm callout is buffered). Only the `data` field of
-//! each event matters here; streaming to clients does not pass through this.
+//! `text/event-stream`: its lines, and the events of bodies that the
+//! filter's own upstream calls return whole (a proxy-wasm callout is
+//! buffered). Streams relayed to clients are cut into lines by [`Lines`] as
+//! they pass (see `relay`).
 
 /// The data of each complete event in `body`, in order.
 pub fn events(body: &str) -> Vec<String> {
     let mut out = Vec::new();
     let mut data: Option<String> = None;
-    for line in body.split('\n') {
-        let line = line.strip_suffix('\r').unwrap_or(line);
+    // A stream cut without its final blank line still delivered its event.
+    let whole = format!("{body}\n\n");
+    for line in Lines::new(whole.as_bytes()).filter_map(|l| std::str::from_utf8(l.content).ok()) {
         if line.is_empty() {
             if let Some(d) = data.take() {
                 out.push(d);
@@ -28,9 +30,49 @@ pub fn events(body: &str) -> Vec<String> {
             }
         }
     }
-    // A stream cut without its final blank line still delivered its event.
-    out.extend(data);
     out
+}
+
+/// A line of an SSE stream: its content and where the next one starts.
+pub struct Line<'a> {
+    pub content: &'a [u8],
+    pub next: usize,
+}
+
+impl Line<'_> {
+    pub fn is_blank(&self) -> bool {
+        self.content.is_empty()
+    }
+}
+
+/// The complete lines of `buf` (ended by CRLF, LF or CR). A CR as the last
+/// byte may be half of a CRLF, so its line is not complete yet.
+pub struct Lines<'a> {
+    buf: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Lines<'a> {
+    pub fn new(buf: &'a [u8]) -> Self {
+        Lines { buf, at: 0 }
+    }
+}
+
+impl<'a> Iterator for Lines<'a> {
+    type Item = Line<'a>;
+
+    fn next(&mut self) -> Option<Line<'a>> {
+        let rest = self.buf.get(self.at..)?;
+        let len = rest.iter().position(|b| *b == b'\n' || *b == b'\r')?;
+        let after = match (rest.get(len), rest.get(len + 1)) {
+            (Some(b'\r'), Some(b'\n')) => len + 2,
+            (Some(b'\r'), None) => return None,
+            _ => len + 1,
+        };
+        let content = rest.get(..len)?;
+        self.at += after;
+        Some(Line { content, next: self.at })
+    }
 }
 
 #[cfg(test)]

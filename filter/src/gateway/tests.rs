@@ -124,6 +124,12 @@ fn initialize_opens_upstream_sessions_and_seals_them() {
     assert_eq!(v["result"]["protocolVersion"], LATEST_VERSION);
     assert_eq!(v["result"]["serverInfo"]["name"], "gw");
 
+    let caps = br#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{"sampling":{},"roots":{"listChanged":true}}}}"#;
+    let BodyAction::Initialize(plan) = gw.on_body(&post(None), caps, NOW) else { panic!("no plan") };
+    let sent: Value = serde_json::from_slice(&plan.callouts[0].body).unwrap();
+    assert_eq!(sent["params"]["capabilities"], json!({"sampling": {}, "roots": {"listChanged": true}}), "the client's capabilities reach the upstreams");
+    assert_eq!(sent["params"]["protocolVersion"], "2025-11-25");
+
     let token = session(&gw, false);
     let state = gw.sealer.open(&token, NOW.unix_secs).unwrap();
     assert_eq!(state.upstreams["a"].id.as_deref(), Some("sid-a"));
@@ -152,6 +158,25 @@ fn routes_tool_calls_with_the_upstream_name_and_session() {
     }
 }
 
+#[test]
+fn answers_to_relayed_requests_reach_the_server_that_asked() {
+    let gw = Gateway::new(config()).unwrap();
+    let token = session(&gw, false);
+    let body = br#"{"jsonrpc":"2.0","id":"mcpgw:a:\"r-1\"","result":{"roots":[]}}"#;
+    match gw.on_body(&post(Some(&token)), body, NOW) {
+        BodyAction::Forward(f) => {
+            assert_eq!((f.server, f.upstream_session.as_deref(), f.request_id.as_str()), (0, Some("sid-a"), "null"));
+            assert_eq!(f.body.as_deref(), Some(&br#"{"jsonrpc":"2.0","id":"r-1","result":{"roots":[]}}"#[..]));
+        }
+        other => panic!("{other:?}"),
+    }
+    let error = br#"{"jsonrpc":"2.0","id":"mcpgw:s:4","error":{"code":-1,"message":"declined"}}"#;
+    match gw.on_body(&post(Some(&token)), error, NOW) {
+        BodyAction::Forward(f) => assert_eq!((f.server, f.body.as_deref()), (2, Some(&br#"{"jsonrpc":"2.0","id":4,"error":{"code":-1,"message":"declined"}}"#[..]))),
+        other => panic!("{other:?}"),
+    }
+}
+
 /// (session?, body) -> (HTTP status, JSON-RPC error code or 0 for a result)
 fn check(gw: &Gateway, session: Option<&str>, head: Option<RequestHead>, body: &str) -> (u16, i64) {
     let head = head.unwrap_or_else(|| post(session));
@@ -174,7 +199,9 @@ fn refusals_carry_the_right_code() {
         (s, r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#, (202, 0)),
         (None, r#"{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":1}}"#, (202, 0)),
         (Some("k.garbage"), r#"{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":1}}"#, (404, -32001)),
-        (s, r#"{"jsonrpc":"2.0","id":9,"result":{}}"#, (202, 0)),
+        (s, r#"{"jsonrpc":"2.0","id":9,"result":{}}"#, (400, -32600)),
+        (s, r#"{"jsonrpc":"2.0","id":"mcpgw:gone:1","result":{}}"#, (400, -32600)),
+        (Some("k.garbage"), r#"{"jsonrpc":"2.0","id":"mcpgw:a:1","result":{}}"#, (404, -32001)),
         (None, r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#, (200, 0)),
         (None, r#"{"jsonrpc":"2.0","id":1,"method":"server/discover"}"#, (200, -32601)),
         (s, r#"{"jsonrpc":"2.0","id":1,"method":"resources/frobnicate"}"#, (200, -32601)),

@@ -8,7 +8,7 @@ fn kind(body: &str) -> String {
             format!("request id={} method={} params={}", id.get(), method, params.map(|p| p.get()).unwrap_or("-"))
         }
         Ok(Message::Notification { method }) => format!("notification {method}"),
-        Ok(Message::Response) => "response".into(),
+        Ok(Message::Response { .. }) => "response".into(),
         Err(e) => format!("error {}", e.code_and_status().0),
     }
 }

@@ -1,0 +1,153 @@
+//! Requests that upstreams send the client (sampling, elicitation, roots),
+//! and the client's answers to them.
+//!
+//! Several upstreams share one client and each numbers its own requests, so
+//! two of them may both send id 0. On the way to the client, the id of each
+//! such request is rewritten to name the server that sent it
+//! (`"mcpgw:<server>:<its id>"`); the client's answer carries that id back,
+//! and the filter sends the answer to that server with its own id restored.
+//! Nothing is stored: the id says where the answer goes. The filter rewrites
+//! a call's own SSE stream with [`SseRelay`]; the control plane rewrites the
+//! upstreams' GET streams with the same code.
+
+use crate::jsonrpc::{self, Message};
+use crate::sse::Lines;
+
+const PREFIX: &str = "mcpgw:";
+
+/// The id the client sees (raw JSON: a string) for the request `raw_id`
+/// (raw JSON) that `server` sent.
+pub fn client_id(server: &str, raw_id: &str) -> String {
+    jsonrpc::json_string(&format!("{PREFIX}{server}:{raw_id}"))
+}
+
+/// The server a client's answer is for, and that server's own id of the
+/// request (raw JSON), from the answer's id (raw JSON). `None` when the id
+/// is not one the gateway made.
+pub fn upstream_id(raw: &str) -> Option<(String, String)> {
+    let text: String = serde_json::from_str(raw).ok()?;
+    let (server, id) = text.strip_prefix(PREFIX)?.split_once(':')?;
+    let parsed: &serde_json::value::RawValue = serde_json::from_str(id).ok()?;
+    let valid = !server.is_empty() && parsed.get() == id && jsonrpc::is_valid_id(parsed);
+    valid.then(|| (server.to_string(), id.to_string()))
+}
+
+/// One JSON-RPC message from `server`, as the client must see it: a request
+/// gets a relayed id. `None` when it goes unchanged (notifications,
+/// responses, anything unparsable).
+pub fn outbound(server: &str, message: &str) -> Option<String> {
+    let Ok(Message::Request { id, .. }) = jsonrpc::parse(message.as_bytes()) else { return None };
+    let span = jsonrpc::span_in(message.as_bytes(), id.get())?;
+    let (head, tail) = (message.get(..span.start)?, message.get(span.end..)?);
+    Some(format!("{head}{}{tail}", client_id(server, id.get())))
+}
+
+/// A client's answer (`body`, whose id is `raw_id`, a slice of it) with the
+/// upstream's own id put back: the server to send it to and the new body.
+pub fn inbound(body: &[u8], raw_id: &str) -> Option<(String, Vec<u8>)> {
+    let (server, id) = upstream_id(raw_id)?;
+    let span = jsonrpc::span_in(body, raw_id)?;
+    Some((server, jsonrpc::splice(body, span, id.as_bytes())))
+}
+
+/// Rewrites an SSE stream from one upstream as it passes, chunk by chunk.
+/// Complete events go out at once (rewritten when they carry a request);
+/// a partial event waits for the rest, so a chunk may go out shorter or
+/// longer than it came.
+#[derive(Debug)]
+pub struct SseRelay {
+    server: String,
+    pending: Vec<u8>,
+}
+
+impl SseRelay {
+    pub fn new(server: &str) -> Self {
+        SseRelay { server: server.to_string(), pending: Vec::new() }
+    }
+
+    /// The bytes to send on now that `chunk` arrived. At `end`, whatever is
+    /// held goes out, complete or not.
+    pub fn feed(&mut self, chunk: &[u8], end: bool) -> Vec<u8> {
+        self.pending.extend_from_slice(chunk);
+        let cut = if end { self.pending.len() } else { complete_len(&self.pending) };
+        let tail = self.pending.split_off(cut.min(self.pending.len()));
+        let done = std::mem::replace(&mut self.pending, tail);
+        // Only a request needs rewriting, and every request has a method.
+        if !contains(&done, b"\"method\"") {
+            return done;
+        }
+        let mut out = Vec::with_capacity(done.len() + 64);
+        let mut start = 0;
+        for end in Lines::new(&done).filter(|l| l.is_blank()).map(|l| l.next).chain([done.len()]) {
+            let Some(event) = done.get(start..end) else { continue };
+            match rewrite_event(&self.server, event) {
+                Some(new) => out.extend_from_slice(&new),
+                None => out.extend_from_slice(event),
+            }
+            start = end;
+        }
+        out
+    }
+}
+
+/// One event (its lines and the blank line that ends it) with a request's
+/// id relayed; `None` when it goes unchanged.
+fn rewrite_event(server: &str, event: &[u8]) -> Option<Vec<u8>> {
+    let mut data: Option<String> = None;
+    let mut others = Vec::new();
+    let mut covered = 0;
+    for line in Lines::new(event) {
+        covered = line.next;
+        if line.is_blank() {
+            continue;
+        }
+        let text = std::str::from_utf8(line.content).ok()?;
+        if text == "data" || text.starts_with("data:") {
+            let value = value_of(text);
+            match &mut data {
+                Some(d) => {
+                    d.push('\n');
+                    d.push_str(value);
+                }
+                None => data = Some(value.to_string()),
+            }
+        } else {
+            others.push(text);
+        }
+    }
+    // An event cut short (the stream ended mid-way) goes on as it came.
+    if covered != event.len() {
+        return None;
+    }
+    let new = outbound(server, &data?)?;
+    let mut out = String::with_capacity(new.len() + 32);
+    for line in others {
+        out.push_str(line);
+        out.push('\n');
+    }
+    for line in new.split('\n') {
+        out.push_str("data: ");
+        out.push_str(line);
+        out.push('\n');
+    }
+    out.push('\n');
+    Some(out.into_bytes())
+}
+
+/// The value of an SSE `data` line: after the colon and one optional space.
+fn value_of(line: &str) -> &str {
+    let value = line.split_once(':').map(|(_, v)| v).unwrap_or_default();
+    value.strip_prefix(' ').unwrap_or(value)
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+/// How much of `buf` is complete events: up to the end of its last blank line.
+fn complete_len(buf: &[u8]) -> usize {
+    Lines::new(buf).filter(|l| l.is_blank()).map(|l| l.next).last().unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests;

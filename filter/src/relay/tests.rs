@@ -1,0 +1,82 @@
+use super::*;
+
+#[test]
+fn ids_round_trip_through_the_client() {
+    for raw in ["0", "42", "-7", r#""abc""#, r#""with \"quotes\" and :colons:""#] {
+        let relayed = client_id("everything", raw);
+        assert_eq!(upstream_id(&relayed), Some(("everything".to_string(), raw.to_string())), "{raw}");
+    }
+}
+
+#[test]
+fn foreign_ids_are_not_relayed_ids() {
+    for raw in ["1", r#""1""#, r#""mcpgw:""#, r#""mcpgw::1""#, r#""mcpgw:x:""#, r#""mcpgw:x:1.5""#, r#""mcpgw:x:{}""#, r#""mcpgw:x: 1""#, r#""mcpgw:x:null""#] {
+        assert_eq!(upstream_id(raw), None, "{raw}");
+    }
+}
+
+#[test]
+fn only_requests_change_on_the_way_out() {
+    let req = r#"{"jsonrpc":"2.0","id":3,"method":"sampling/createMessage","params":{"id":3}}"#;
+    assert_eq!(
+        outbound("a", req).as_deref(),
+        Some(r#"{"jsonrpc":"2.0","id":"mcpgw:a:3","method":"sampling/createMessage","params":{"id":3}}"#)
+    );
+    assert_eq!(outbound("a", r#"{"jsonrpc":"2.0","method":"notifications/progress","params":{}}"#), None);
+    assert_eq!(outbound("a", r#"{"jsonrpc":"2.0","id":3,"result":{}}"#), None);
+    assert_eq!(outbound("a", "not json"), None);
+}
+
+#[test]
+fn answers_go_back_with_the_upstream_id() {
+    let text = r#"{"jsonrpc":"2.0","id":"mcpgw:everything:\"s-1\"","result":{"roots":[]}}"#;
+    let Ok(jsonrpc::Message::Response { id: Some(id) }) = jsonrpc::parse(text.as_bytes()) else { panic!("not a response") };
+    let (server, back) = inbound(text.as_bytes(), id.get()).unwrap_or_default();
+    assert_eq!(server, "everything");
+    assert_eq!(String::from_utf8_lossy(&back), r#"{"jsonrpc":"2.0","id":"s-1","result":{"roots":[]}}"#);
+}
+
+const REQ: &str = r#"{"jsonrpc":"2.0","id":0,"method":"roots/list"}"#;
+const OUT: &str = r#"{"jsonrpc":"2.0","id":"mcpgw:s:0","method":"roots/list"}"#;
+
+#[test]
+fn a_stream_is_rewritten_event_by_event() {
+    let mut relay = SseRelay::new("s");
+    let progress = "event: message\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/progress\"}\n\n";
+    assert_eq!(relay.feed(progress.as_bytes(), false), progress.as_bytes());
+    let request = format!("id: 7\r\nevent: message\r\ndata: {REQ}\r\n\r\n");
+    let out = String::from_utf8(relay.feed(request.as_bytes(), false)).unwrap_or_default();
+    assert_eq!(out, format!("id: 7\nevent: message\ndata: {OUT}\n\n"));
+    assert_eq!(relay.feed(b"", true), b"");
+}
+
+#[test]
+fn a_split_event_waits_for_its_end() {
+    let whole = format!(": keepalive\n\ndata: {REQ}\n\ndata: {{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{{}}}}\n\n");
+    let expected = whole.replace(REQ, OUT);
+    // Every way of cutting the stream in two gives the same output.
+    for cut in 0..=whole.len() {
+        let mut relay = SseRelay::new("s");
+        let mut out = relay.feed(&whole.as_bytes()[..cut], false);
+        out.extend(relay.feed(&whole.as_bytes()[cut..], false));
+        out.extend(relay.feed(b"", true));
+        assert_eq!(String::from_utf8_lossy(&out), expected, "cut at {cut}");
+    }
+}
+
+#[test]
+fn a_crlf_split_between_chunks_does_not_end_an_event_early() {
+    let mut relay = SseRelay::new("s");
+    let a = relay.feed(b"data: {\"jsonrpc\":\"2.0\",\"id\":0,\r", false);
+    assert!(a.is_empty());
+    let b = relay.feed(b"\ndata: \"method\":\"ping\"}\r\n\r\n", false);
+    assert_eq!(String::from_utf8_lossy(&b), "data: {\"jsonrpc\":\"2.0\",\"id\":\"mcpgw:s:0\",\ndata: \"method\":\"ping\"}\n\n");
+}
+
+#[test]
+fn a_stream_cut_short_goes_on_as_it_came() {
+    let mut relay = SseRelay::new("s");
+    let partial = format!("data: {REQ}");
+    assert!(relay.feed(partial.as_bytes(), false).is_empty());
+    assert_eq!(relay.feed(b"", true), partial.as_bytes());
+}
