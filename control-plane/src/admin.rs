@@ -16,7 +16,7 @@ use crate::controller::Controller;
 
 pub fn router(controller: Controller) -> Router {
     Router::new()
-        .route(crate::compile::EVENTS_PATH, get(events))
+        .route(crate::compile::EVENTS_PATH, get(crate::streams::events))
         .route("/health", get(health))
         .route("/servers", get(servers))
         .route("/admin/reload", post(reload))
@@ -33,33 +33,6 @@ async fn health(State(c): State<Controller>) -> impl IntoResponse {
         "last_error": s.last_error,
         "envoys": c.cache().status(),
     }))
-}
-
-/// A client's GET stream (the filter checked its session): the gateway's
-/// own notifications, one SSE event each, when what clients can list
-/// changes. Comments keep idle connections open through proxies.
-async fn events(State(c): State<Controller>) -> impl IntoResponse {
-    use axum::response::sse::{Event, KeepAlive, Sse};
-    use futures::StreamExt as _;
-    let rx = c.lists();
-    let seen = rx.borrow().clone();
-    let stream = futures::stream::unfold((rx, seen), |(mut rx, mut seen)| async move {
-        loop {
-            rx.changed().await.ok()?;
-            let now = rx.borrow_and_update().clone();
-            let methods = seen.changes(&now);
-            seen = now;
-            if !methods.is_empty() {
-                return Some((methods, (rx, seen)));
-            }
-        }
-    })
-    .flat_map(|methods| {
-        futures::stream::iter(methods.into_iter().map(|m| {
-            Ok::<_, std::convert::Infallible>(Event::default().event("message").data(json!({ "jsonrpc": "2.0", "method": m }).to_string()))
-        }))
-    });
-    Sse::new(stream).keep_alive(KeepAlive::new().interval(std::time::Duration::from_secs(15)))
 }
 
 async fn servers(State(c): State<Controller>) -> impl IntoResponse {

@@ -264,9 +264,11 @@ fn merged_capabilities(servers: &[&Discovered]) -> Value {
         caps.insert("prompts".into(), serde_json::json!({ "listChanged": true }));
     }
     if has("resources") {
-        // Update notifications come from upstreams' own streams, which the
-        // gateway does not relay yet: subscribing would never deliver.
-        caps.insert("resources".into(), serde_json::json!({ "subscribe": false, "listChanged": true }));
+        // Updates come on the upstreams' own GET streams within the client's
+        // session, which the control plane relays (see streams.rs): only a
+        // server with sessions can deliver them.
+        let subscribe = servers.iter().any(|d| d.stateful && d.capabilities.pointer("/resources/subscribe") == Some(&Value::Bool(true)));
+        caps.insert("resources".into(), serde_json::json!({ "subscribe": subscribe, "listChanged": true }));
     }
     if has("logging") {
         caps.insert("logging".into(), serde_json::json!({}));

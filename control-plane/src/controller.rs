@@ -22,6 +22,8 @@ use crate::catalog::{self, Catalog};
 use crate::compile::{compile, Inputs};
 use crate::discovery::{self, Discovered};
 use crate::snapshot::SnapshotCache;
+use crate::streams::{Served, Upstream};
+use mcp_filter::session::Sealer;
 
 /// What the controller is started with.
 pub struct Settings {
@@ -109,13 +111,27 @@ struct Inner {
     /// What each server listed last time it answered, by name: (url, offer).
     /// A retry of the unreachable servers reuses it for the others.
     known: std::sync::Mutex<BTreeMap<String, (String, Discovered)>>,
+    /// The session keys and servers of the configuration last published,
+    /// for the clients' GET streams.
+    served: RwLock<Option<Arc<Served>>>,
+    /// The client of upstream GET streams (no overall timeout: they are long).
+    http: reqwest::Client,
 }
 
 impl Controller {
     pub fn new(settings: Settings, cache: SnapshotCache) -> Self {
         let (lists, _) = tokio::sync::watch::channel(Lists::default());
         Controller {
-            inner: Arc::new(Inner { settings, lists, cache, status: RwLock::default(), reloading: Mutex::new(()), known: Default::default() }),
+            inner: Arc::new(Inner {
+                settings,
+                lists,
+                cache,
+                status: RwLock::default(),
+                reloading: Mutex::new(()),
+                known: Default::default(),
+                served: RwLock::default(),
+                http: reqwest::Client::new(),
+            }),
         }
     }
 
@@ -126,6 +142,15 @@ impl Controller {
     /// What clients can list, as last acknowledged by the Envoys.
     pub fn lists(&self) -> tokio::sync::watch::Receiver<Lists> {
         self.inner.lists.subscribe()
+    }
+
+    /// The session keys and servers of the configuration being served.
+    pub fn served(&self) -> Option<Arc<Served>> {
+        self.inner.served.read().ok().and_then(|s| s.clone())
+    }
+
+    pub fn http(&self) -> reqwest::Client {
+        self.inner.http.clone()
     }
 
     pub fn status(&self) -> Status {
@@ -185,6 +210,13 @@ impl Controller {
             gateway_version: &s.gateway_version,
         };
         let compiled = compile(&inputs).map_err(|e| format!("{path}: {e}"))?;
+        let served = Sealer::new(&session).map(|sealer| Served {
+            sealer,
+            servers: catalog.servers.iter().map(|s| Upstream { name: s.name.clone(), url: s.url.clone(), shown: s.display_url() }).collect(),
+        });
+        if let (Ok(served), Ok(mut slot)) = (served, self.inner.served.write()) {
+            *slot = Some(Arc::new(served));
+        }
         let version = compiled.snapshot.version.clone();
         let current = self.inner.cache.current().map(|c| c.version.clone());
         if current.as_deref() != Some(version.as_str()) {

@@ -6,7 +6,9 @@
 //! - [`snapshot`] holds the current resources; [`ads`] serves them to Envoy;
 //! - [`controller`] ties them together: watch the catalog, discover,
 //!   compile, publish, and keep the last good configuration on errors;
-//! - [`admin`] is the operator's HTTP API.
+//! - [`admin`] is the operator's HTTP API;
+//! - [`streams`] holds clients' GET streams: the gateway's notifications
+//!   merged with the upstreams' own streams.
 
 pub mod ads;
 pub mod admin;
@@ -15,3 +17,4 @@ pub mod compile;
 pub mod controller;
 pub mod discovery;
 pub mod snapshot;
+pub mod streams;

@@ -102,6 +102,7 @@ fn prompts_resources_capabilities_and_instructions() {
         resource_templates: vec![json!({"uriTemplate": "docs://page/{n}", "name": "page"})],
         ..Default::default()
     };
+    let discovered_docs = docs.clone();
     let discovered = BTreeMap::from([("time".to_string(), time), ("docs".to_string(), docs)]);
     let f = run_with(TWO, discovered).unwrap().filter_config;
     assert_eq!(f.prompts[0].name, "time__greet");
@@ -112,6 +113,10 @@ fn prompts_resources_capabilities_and_instructions() {
         f.capabilities,
         json!({"tools": {"listChanged": true}, "prompts": {"listChanged": true}, "resources": {"subscribe": false, "listChanged": true}, "completions": {}})
     );
+    let mut stateful_docs = discovered_docs.clone();
+    stateful_docs.stateful = true;
+    let f2 = run_with(TWO, BTreeMap::from([("docs".to_string(), stateful_docs)])).unwrap().filter_config;
+    assert_eq!(f2.capabilities["resources"], json!({"subscribe": true, "listChanged": true}), "updates flow from servers with sessions");
     assert_eq!(f.instructions.as_deref(), Some("## Server time (its tools and prompts are named time__<name>)\nAsk me the time."));
     assert_eq!(run(TWO, &[]).unwrap().filter_config.capabilities, json!({"tools": {"listChanged": true}}));
     assert!(!f.servers[0].stateful, "discovered without a session id");

@@ -1,0 +1,203 @@
+//! Clients' GET streams, which the filter hands over after checking the
+//! session: a proxy-wasm filter cannot hold a connection of its own open
+//! (its callouts are buffered whole), so the control plane holds them.
+//!
+//! One client stream merges:
+//! - the gateway's own notifications: `list_changed` once the Envoys run a
+//!   configuration whose lists differ;
+//! - each stateful upstream's GET stream, opened with the upstream session
+//!   sealed in the client's session id: requests for the client (roots),
+//!   logging, resource updates. Requests are rewritten by the filter's
+//!   relay, so the client's answers, POSTed to the gateway, find the server
+//!   that asked;
+//! - a comment every 15 s, which keeps idle connections open through proxies.
+//!
+//! Events are interleaved whole. When the client goes, the stream is
+//! dropped, and with it the upstream connections.
+
+use std::convert::Infallible;
+use std::pin::Pin;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use futures::{Stream, StreamExt as _};
+use mcp_filter::relay::SseRelay;
+use mcp_filter::session::Sealer;
+
+use crate::controller::{Controller, Lists};
+
+type Events = Pin<Box<dyn Stream<Item = Bytes> + Send>>;
+
+/// Where the control plane reaches a server, and what it may show of it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Upstream {
+    pub name: String,
+    pub url: String,
+    pub shown: String,
+}
+
+/// What the GET streams need of the configuration being served.
+pub struct Served {
+    pub sealer: Sealer,
+    pub servers: Vec<Upstream>,
+}
+
+/// One upstream GET stream to open for a client.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UpstreamStream {
+    pub server: Upstream,
+    pub session_id: String,
+    pub version: Option<String>,
+}
+
+/// The upstream streams a client session holds: one per server that issued
+/// it a session id. A token that does not open (the filter checked it, but a
+/// key may have rotated since) gets only the gateway's own events.
+pub fn upstream_streams(served: &Served, token: &str, now_unix_secs: u64) -> Vec<UpstreamStream> {
+    let Ok(state) = served.sealer.open(token, now_unix_secs) else { return Vec::new() };
+    served
+        .servers
+        .iter()
+        .filter_map(|server| {
+            let session = state.upstreams.get(&server.name)?;
+            Some(UpstreamStream { server: server.clone(), session_id: session.id.clone()?, version: session.version.clone() })
+        })
+        .collect()
+}
+
+pub async fn events(State(c): State<Controller>, headers: HeaderMap) -> Response {
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or_default();
+    let token = headers.get("mcp-session-id").and_then(|v| v.to_str().ok());
+    let upstreams = match (token, c.served()) {
+        (Some(token), Some(served)) => upstream_streams(&served, token, now),
+        _ => Vec::new(),
+    };
+    let mut streams: Vec<Events> = vec![Box::pin(gateway_events(c.lists())), Box::pin(keepalive())];
+    for u in upstreams {
+        streams.push(Box::pin(upstream_events(c.http(), u)));
+    }
+    let body = Body::from_stream(futures::stream::select_all(streams).map(Ok::<_, Infallible>));
+    (StatusCode::OK, [(header::CONTENT_TYPE, "text/event-stream"), (header::CACHE_CONTROL, "no-cache")], body).into_response()
+}
+
+/// `list_changed` for each kind of list that changed, once the Envoys run it.
+fn gateway_events(rx: tokio::sync::watch::Receiver<Lists>) -> impl Stream<Item = Bytes> + Send {
+    let seen = rx.borrow().clone();
+    futures::stream::unfold((rx, seen), |(mut rx, mut seen)| async move {
+        loop {
+            rx.changed().await.ok()?;
+            let now = rx.borrow_and_update().clone();
+            let methods = seen.changes(&now);
+            seen = now;
+            if !methods.is_empty() {
+                let events: String = methods.iter().map(|m| format!("event: message\ndata: {{\"jsonrpc\":\"2.0\",\"method\":\"{m}\"}}\n\n")).collect();
+                return Some((Bytes::from(events), (rx, seen)));
+            }
+        }
+    })
+}
+
+fn keepalive() -> impl Stream<Item = Bytes> + Send {
+    futures::stream::unfold((), |()| async {
+        tokio::time::sleep(Duration::from_secs(15)).await;
+        Some((Bytes::from_static(b": keepalive\n\n"), ()))
+    })
+}
+
+/// Reconnections to one upstream in a row before the client's stream goes
+/// on without it.
+const MAX_FAILURES: u32 = 5;
+
+type Chunks = Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send>>;
+
+/// One upstream's GET stream, relayed: reconnected with backoff when it
+/// breaks, given up when the server has none (405) or forgot the session.
+fn upstream_events(http: reqwest::Client, u: UpstreamStream) -> impl Stream<Item = Bytes> + Send {
+    let start: (Option<(Chunks, SseRelay)>, u32) = (None, 0);
+    futures::stream::unfold(start, move |(mut open, mut failures)| {
+        let (http, u) = (http.clone(), u.clone());
+        async move {
+            loop {
+                if let Some((chunks, relay)) = open.as_mut() {
+                    match chunks.next().await {
+                        Some(Ok(chunk)) => {
+                            failures = 0;
+                            let out = relay.feed(&chunk, false);
+                            if !out.is_empty() {
+                                return Some((Bytes::from(out), (open, failures)));
+                            }
+                            continue;
+                        }
+                        Some(Err(e)) => tracing::warn!(server = %u.server.name, error = %e, "upstream GET stream broke"),
+                        None => tracing::info!(server = %u.server.name, "upstream GET stream ended"),
+                    }
+                    // A partial event left in the relay is dropped, never
+                    // spliced into another upstream's.
+                    open = None;
+                    failures += 1;
+                }
+                if failures >= MAX_FAILURES {
+                    tracing::warn!(server = %u.server.name, "giving up the upstream GET stream after {failures} failures");
+                    return None;
+                }
+                if failures > 0 {
+                    tokio::time::sleep(Duration::from_millis(250 << failures.min(5))).await;
+                }
+                match connect(&http, &u).await {
+                    Ok(Some(chunks)) => open = Some((chunks, SseRelay::new(&u.server.name))),
+                    Ok(None) => return None,
+                    Err(e) => {
+                        tracing::warn!(server = %u.server.name, url = %u.server.shown, error = %e, "cannot open the upstream GET stream");
+                        failures += 1;
+                    }
+                }
+            }
+        }
+    })
+}
+
+/// Opens the GET stream; `None` when the server answers that it has none
+/// for this session, which is not worth retrying.
+async fn connect(http: &reqwest::Client, u: &UpstreamStream) -> Result<Option<Chunks>, String> {
+    let mut request = http.get(&u.server.url).header("accept", "text/event-stream").header("mcp-session-id", &u.session_id);
+    if let Some(v) = &u.version {
+        request = request.header("mcp-protocol-version", v);
+    }
+    let response = request.send().await.map_err(|e| e.to_string())?;
+    let status = response.status();
+    if matches!(status.as_u16(), 400 | 404 | 405) {
+        tracing::debug!(server = %u.server.name, %status, "the upstream offers no GET stream for this session");
+        return Ok(None);
+    }
+    if !status.is_success() {
+        return Err(format!("HTTP {status}"));
+    }
+    Ok(Some(Box::pin(response.bytes_stream())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mcp_filter::config::{SessionConfig, SessionKey};
+    use mcp_filter::session::{SessionState, UpstreamSession};
+
+    #[test]
+    fn a_session_opens_the_streams_of_its_stateful_upstreams() {
+        let cfg = SessionConfig { active_key: "k".into(), keys: vec![SessionKey { id: "k".into(), secret_hex: "22".repeat(32) }], ttl_seconds: 60 };
+        let sealer = Sealer::new(&cfg).unwrap();
+        let server = |name: &str| Upstream { name: name.into(), url: format!("http://{name}/mcp"), shown: name.into() };
+        let mut state = SessionState { issued_at: 100, entropy: 1, version: "2025-11-25".into(), upstreams: Default::default() };
+        state.upstreams.insert("a".into(), UpstreamSession { id: Some("sa".into()), version: Some("2025-06-18".into()), error: None });
+        state.upstreams.insert("b".into(), UpstreamSession { id: None, version: None, error: Some("down".into()) });
+        state.upstreams.insert("gone".into(), UpstreamSession { id: Some("sg".into()), version: None, error: None });
+        let token = sealer.seal(&state);
+        let served = Served { sealer, servers: vec![server("a"), server("b"), server("c")] };
+        let streams = upstream_streams(&served, &token, 110);
+        assert_eq!(streams, vec![UpstreamStream { server: server("a"), session_id: "sa".into(), version: Some("2025-06-18".into()) }]);
+        assert!(upstream_streams(&served, &token, 1000).is_empty(), "expired");
+        assert!(upstream_streams(&served, "k.garbage", 110).is_empty());
+    }
+}
