@@ -46,6 +46,9 @@ pub struct GatewaySettings {
     pub session_ttl_seconds: u64,
     /// CA certificates Envoy verifies `https://` upstreams against.
     pub upstream_ca_file: String,
+    /// The most items one page of `tools/list` (and the other lists) holds;
+    /// clients follow `nextCursor` for the rest. Unset: everything on one page.
+    pub list_page_size: Option<usize>,
 }
 
 impl Default for GatewaySettings {
@@ -61,6 +64,7 @@ impl Default for GatewaySettings {
             session_key: None,
             session_ttl_seconds: 24 * 3600,
             upstream_ca_file: "/etc/ssl/certs/ca-certificates.crt".into(),
+            list_page_size: None,
         }
     }
 }
@@ -269,6 +273,9 @@ pub fn validate(c: &Catalog) -> Vec<String> {
     }
     if !(1..=MAX_TIMEOUT_SECONDS).contains(&g.request_timeout_seconds) {
         p.push(format!("gateway.request_timeout_seconds: must be between 1 and {MAX_TIMEOUT_SECONDS}"));
+    }
+    if g.list_page_size == Some(0) {
+        p.push("gateway.list_page_size: must be greater than 0 (or left out for one page)".into());
     }
     if g.session_ttl_seconds == 0 {
         p.push("gateway.session_ttl_seconds: must be greater than 0".into());

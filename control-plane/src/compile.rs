@@ -183,6 +183,7 @@ pub fn compile(inputs: &Inputs<'_>) -> Result<Compiled, CompileError> {
         // initialize waits for every upstream: one that does not answer must
         // not hold the client for the full request timeout.
         upstream_timeout_ms: g.request_timeout_seconds.min(INIT_TIMEOUT_SECONDS).saturating_mul(1000),
+        list_page_size: g.list_page_size,
     };
     // The version names the content, so an unchanged catalog publishes the
     // same version and Envoy is not disturbed.

@@ -64,6 +64,10 @@ pub struct FilterConfig {
     /// Without it, GET is refused with 405.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub events: Option<UpstreamServer>,
+    /// The most items one page of `tools/list` (and the other lists) holds;
+    /// a longer list ends its page with a `nextCursor`. `None`: one page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub list_page_size: Option<usize>,
     /// Timeout of the filter's own calls to upstreams (the `initialize` fan-out).
     #[serde(default = "default_upstream_timeout_ms")]
     pub upstream_timeout_ms: u64,

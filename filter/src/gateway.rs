@@ -222,29 +222,97 @@ pub struct Gateway {
     sealer: Sealer,
 }
 
-/// A list result, serialised once per configuration for each era: the
-/// 2026-07-28 one carries the caching fields and result type it requires.
+/// A list answered from the configuration: its pages, serialised once per
+/// configuration for each era (the 2026-07-28 one carries the caching
+/// fields and result type it requires).
+///
+/// A cursor names where the next page starts: its position and the key
+/// (name or URI) of the item found there, base64url. A cursor from an older
+/// configuration still works: the page starts at that item wherever it now
+/// is, or at the same position if it is gone (the client has been told the
+/// list changed).
 struct ListAnswer {
-    handshake: String,
-    stateless: String,
+    /// Each item's definition as JSON text, and its key.
+    items: Vec<(String, String)>,
+    /// Which field of the result holds the items.
+    field: &'static str,
+    page_size: usize,
+    /// `(handshake, stateless)` result of each page at a multiple of `page_size`.
+    pages: Vec<(String, String)>,
 }
 
 impl ListAnswer {
-    fn new(handshake: String) -> Self {
-        let fields = r#"{"ttlMs":0,"cacheScope":"private","resultType":"complete","#;
-        // `handshake` is a JSON object that starts with `{` and holds a key.
-        let stateless = match handshake.strip_prefix('{') {
-            Some(rest) => format!("{fields}{rest}"),
-            None => handshake.clone(),
+    fn new(field: &'static str, items: Vec<(String, String)>, page_size: Option<usize>) -> Self {
+        let page_size = page_size.filter(|n| *n > 0).unwrap_or(usize::MAX).min(items.len().max(1));
+        let mut answer = ListAnswer { items, field, page_size, pages: Vec::new() };
+        let mut start = 0;
+        loop {
+            answer.pages.push(answer.page(start));
+            start = start.saturating_add(page_size);
+            if start >= answer.items.len() {
+                break;
+            }
+        }
+        answer
+    }
+
+    /// The results of the page starting at item `start`.
+    fn page(&self, start: usize) -> (String, String) {
+        let end = start.saturating_add(self.page_size).min(self.items.len());
+        let chosen = self.items.get(start..end).unwrap_or_default();
+        let mut body = format!("\"{}\":[", self.field);
+        for (i, (definition, _)) in chosen.iter().enumerate() {
+            if i > 0 {
+                body.push(',');
+            }
+            body.push_str(definition);
+        }
+        body.push(']');
+        if let Some((_, key)) = self.items.get(end) {
+            use base64::Engine as _;
+            let cursor = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("{end}:{key}"));
+            body.push_str(&format!(",\"nextCursor\":\"{cursor}\""));
+        }
+        let handshake = format!("{{{body}}}");
+        let stateless = format!(r#"{{"ttlMs":0,"cacheScope":"private","resultType":"complete",{body}}}"#);
+        (handshake, stateless)
+    }
+
+    /// The item a cursor says the page starts at.
+    fn start_of(&self, cursor: &str) -> Option<usize> {
+        use base64::Engine as _;
+        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(cursor).ok()?;
+        let text = String::from_utf8(bytes).ok()?;
+        let (position, key) = text.split_once(':')?;
+        let position: usize = position.parse().ok()?;
+        if self.items.get(position).is_some_and(|(_, k)| k == key) {
+            return Some(position);
+        }
+        let moved = self.items.iter().position(|(_, k)| k == key);
+        Some(moved.unwrap_or(position).min(self.items.len()))
+    }
+
+    /// The result for `cursor` (none: the first page), in the era asked.
+    fn answer(&self, cursor: Option<&str>, stateless: bool) -> Result<std::borrow::Cow<'_, str>, McpError> {
+        let start = match cursor {
+            None => 0,
+            Some(c) => self.start_of(c).ok_or_else(|| McpError::InvalidParams(format!("invalid cursor {c:?}: list again without one")))?,
         };
-        ListAnswer { handshake, stateless }
+        // Pages at the usual boundaries are ready; one after a list change
+        // may start anywhere.
+        Ok(match (start % self.page_size == 0).then(|| self.pages.get(start / self.page_size)).flatten() {
+            Some((handshake, modern)) => std::borrow::Cow::Borrowed(if stateless { modern } else { handshake }),
+            None => {
+                let (handshake, modern) = self.page(start);
+                std::borrow::Cow::Owned(if stateless { modern } else { handshake })
+            }
+        })
     }
 }
 
-/// The lookup table of tools or prompts, and their list answer.
-fn named_table(items: &[NamedRoute], servers: usize, key: &str) -> Result<(HashMap<String, Route>, String), ConfigError> {
+/// The lookup table of tools or prompts.
+fn named_table(items: &[NamedRoute], servers: usize) -> Result<HashMap<String, Route>, ConfigError> {
     let mut table = HashMap::with_capacity(items.len());
-    let mut definitions = Vec::with_capacity(items.len());
     for t in items {
         if t.server >= servers {
             return Err(ConfigError::NoSuchServer { tool: t.name.clone(), server: t.server, count: servers });
@@ -252,30 +320,37 @@ fn named_table(items: &[NamedRoute], servers: usize, key: &str) -> Result<(HashM
         if table.insert(t.name.clone(), Route { server: t.server, upstream_name: t.upstream_name.clone() }).is_some() {
             return Err(ConfigError::DuplicateTool(t.name.clone()));
         }
-        definitions.push(&t.definition);
     }
-    let mut result = serde_json::Map::new();
-    result.insert(key.to_string(), serde_json::Value::Array(definitions.into_iter().cloned().collect()));
-    Ok((table, serde_json::Value::Object(result).to_string()))
+    Ok(table)
 }
 
-fn served_list(items: &[ServedItem], servers: usize, key: &str) -> Result<String, ConfigError> {
-    if let Some(bad) = items.iter().find(|i| i.server >= servers) {
-        return Err(ConfigError::NoSuchServer { tool: key.to_string(), server: bad.server, count: servers });
+/// Each definition as JSON text with its key (the value of `key_field`).
+fn list_items<'a>(definitions: impl Iterator<Item = &'a serde_json::Value>, key_field: &str) -> Vec<(String, String)> {
+    definitions
+        .map(|d| (d.to_string(), d.get(key_field).and_then(serde_json::Value::as_str).unwrap_or_default().to_string()))
+        .collect()
+}
+
+fn check_servers(items: &[ServedItem], servers: usize, what: &str) -> Result<(), ConfigError> {
+    match items.iter().find(|i| i.server >= servers) {
+        Some(bad) => Err(ConfigError::NoSuchServer { tool: what.to_string(), server: bad.server, count: servers }),
+        None => Ok(()),
     }
-    let definitions: Vec<_> = items.iter().map(|i| &i.definition).collect();
-    let mut result = serde_json::Map::new();
-    result.insert(key.to_string(), serde_json::Value::Array(definitions.into_iter().cloned().collect()));
-    Ok(serde_json::Value::Object(result).to_string())
 }
 
 impl Gateway {
     pub fn new(config: FilterConfig) -> Result<Self, ConfigError> {
         let n = config.servers.len();
-        let (tools, tools_list_result) = named_table(&config.tools, n, "tools")?;
-        let (prompts, prompts_list_result) = named_table(&config.prompts, n, "prompts")?;
-        let resources_list_result = served_list(&config.resources, n, "resources")?;
-        let templates_list_result = served_list(&config.resource_templates, n, "resourceTemplates")?;
+        let tools = named_table(&config.tools, n)?;
+        let prompts = named_table(&config.prompts, n)?;
+        check_servers(&config.resources, n, "resources")?;
+        check_servers(&config.resource_templates, n, "resourceTemplates")?;
+        let size = config.list_page_size;
+        let answer = |field, items| ListAnswer::new(field, items, size);
+        let tools_list_result = answer("tools", list_items(config.tools.iter().map(|t| &t.definition), "name"));
+        let prompts_list_result = answer("prompts", list_items(config.prompts.iter().map(|t| &t.definition), "name"));
+        let resources_list_result = answer("resources", list_items(config.resources.iter().map(|i| &i.definition), "uri"));
+        let templates_list_result = answer("resourceTemplates", list_items(config.resource_templates.iter().map(|i| &i.definition), "uriTemplate"));
         let uris = UriRouter::new(&config.resources, &config.resource_templates);
         let sealer = Sealer::new(&config.session)?;
         Ok(Gateway {
@@ -283,10 +358,10 @@ impl Gateway {
             tools,
             prompts,
             uris,
-            tools_list_result: ListAnswer::new(tools_list_result),
-            prompts_list_result: ListAnswer::new(prompts_list_result),
-            resources_list_result: ListAnswer::new(resources_list_result),
-            templates_list_result: ListAnswer::new(templates_list_result),
+            tools_list_result,
+            prompts_list_result,
+            resources_list_result,
+            templates_list_result,
             sealer,
         })
     }
@@ -522,21 +597,21 @@ impl Gateway {
         result.to_string()
     }
 
-    /// A list answered from the configuration. One page holds everything.
+    /// A list answered from the configuration, a page at a time.
     fn list(&self, head: &RequestHead, now: Now, id: &str, params: Option<&RawValue>, answer: &ListAnswer) -> Result<BodyAction, McpError> {
         let session = self.open_session(head, now)?;
-        let result = if session.version == STATELESS_VERSION { &answer.stateless } else { &answer.handshake };
         #[derive(Deserialize)]
         struct ListParams {
-            cursor: Option<serde::de::IgnoredAny>,
+            cursor: Option<String>,
         }
-        let cursor = params
-            .and_then(|p| serde_json::from_str::<ListParams>(p.get()).ok())
-            .and_then(|p| p.cursor);
-        if cursor.is_some() {
-            return Err(McpError::InvalidParams("unknown cursor: the gateway lists everything on one page".into()));
-        }
-        Ok(BodyAction::Reply(json_reply(200, jsonrpc::result_body(id, result))))
+        let cursor = match params {
+            Some(p) => serde_json::from_str::<ListParams>(p.get())
+                .map_err(|e| McpError::InvalidParams(format!("params.cursor must be a string: {e}")))?
+                .cursor,
+            None => None,
+        };
+        let result = answer.answer(cursor.as_deref(), session.version == STATELESS_VERSION)?;
+        Ok(BodyAction::Reply(json_reply(200, jsonrpc::result_body(id, &result))))
     }
 
     /// Sends the request to `server`, in the client's session with it.

@@ -109,9 +109,10 @@ class Gateway:
             os.killpg(proc.popen.pid, signal.SIGKILL)
             proc.popen.wait()
 
-    def write_catalog(self, servers: list[dict]) -> None:
+    def write_catalog(self, servers: list[dict], **settings) -> None:
+        """Writes the catalog; `settings` go into its `gateway:` block."""
         catalog = {
-            "gateway": {"listen": f"127.0.0.1:{self.ports['listen']}", "max_body_bytes": 65536},
+            "gateway": {"listen": f"127.0.0.1:{self.ports['listen']}", "max_body_bytes": 65536, **settings},
             "servers": servers,
         }
         # Write then rename, as editors and config tools do.
@@ -135,11 +136,11 @@ class Gateway:
         wait_until(f"{name} on port {port}", lambda: socket.create_connection(("127.0.0.1", port), timeout=1).close() or True)
         return proc
 
-    def write_catalog_and_wait(self, servers: list[dict], what: str) -> None:
+    def write_catalog_and_wait(self, servers: list[dict], what: str, **settings) -> None:
         """Writes the catalog and waits until every connected Envoy has
         acknowledged the configuration it produced."""
         old = self.admin("/health")["version"]
-        self.write_catalog(servers)
+        self.write_catalog(servers, **settings)
 
         def applied():
             h = self.admin("/health")

@@ -37,6 +37,7 @@ fn config() -> FilterConfig {
         capabilities: json!({"tools": {}, "prompts": {}, "resources": {"subscribe": true}}),
         session: SessionConfig { active_key: "k".into(), keys: vec![SessionKey { id: "k".into(), secret_hex: "11".repeat(32) }], ttl_seconds: 60 },
         upstream_timeout_ms: 1000,
+        list_page_size: None,
         events: None,
         stateless_era: false,
     }
@@ -480,4 +481,54 @@ fn the_stateless_revision_is_served_only_when_every_server_is_stateless() {
         other => panic!("{other:?}"),
     }
     assert_eq!(code(gw.on_body(&post(None), call, NOW)), (400, -32600), "handshake-era requests still need their session");
+}
+
+/// Every page of a list, following cursors: (items' keys, cursors seen).
+fn all_pages(gw: &Gateway, token: &str, method: &str, field: &str, key: &str) -> (Vec<String>, usize) {
+    let (mut keys, mut cursor, mut pages) = (Vec::new(), None::<String>, 0);
+    loop {
+        let params = cursor.as_ref().map_or(json!({}), |c| json!({ "cursor": c }));
+        let body = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}).to_string();
+        let BodyAction::Reply(r) = gw.on_body(&post(Some(token)), body.as_bytes(), NOW) else { panic!("not answered") };
+        let v = reply_json(&r);
+        keys.extend(v["result"][field].as_array().unwrap().iter().map(|i| i[key].as_str().unwrap().to_string()));
+        pages += 1;
+        match v["result"]["nextCursor"].as_str() {
+            Some(c) => cursor = Some(c.to_string()),
+            None => return (keys, pages),
+        }
+    }
+}
+
+#[test]
+fn lists_page_across_servers_with_cursors() {
+    let gw = Gateway::new(FilterConfig { list_page_size: Some(3), ..config() }).unwrap();
+    let token = session(&gw, false);
+    assert_eq!(all_pages(&gw, &token, "tools/list", "tools", "name"), (vec!["a__echo".into(), "b__echo".into(), "plain".into(), "s__ping".into()], 2));
+    assert_eq!(all_pages(&gw, &token, "resources/list", "resources", "uri").1, 1);
+    let one = Gateway::new(FilterConfig { list_page_size: Some(1), ..config() }).unwrap();
+    let (uris, pages) = all_pages(&one, &session(&one, false), "resources/list", "resources", "uri");
+    assert_eq!((uris.len(), pages), (3, 3));
+    let unpaged = Gateway::new(config()).unwrap();
+    assert_eq!(all_pages(&unpaged, &session(&unpaged, false), "tools/list", "tools", "name").1, 1);
+
+    // A cursor from an older configuration resumes at the item it named.
+    let first = |gw: &Gateway, token: &str| {
+        let BodyAction::Reply(r) = gw.on_body(&post(Some(token)), br#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#, NOW) else { panic!() };
+        reply_json(&r)["result"]["nextCursor"].as_str().unwrap().to_string()
+    };
+    let cursor = first(&gw, &token);
+    let mut shorter = config();
+    shorter.list_page_size = Some(3);
+    shorter.tools.remove(0);
+    let newer = Gateway::new(shorter).unwrap();
+    let body = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {"cursor": cursor}}).to_string();
+    let BodyAction::Reply(r) = newer.on_body(&post(Some(&token)), body.as_bytes(), NOW) else { panic!() };
+    let names: Vec<_> = reply_json(&r)["result"]["tools"].as_array().unwrap().iter().map(|t| t["name"].clone()).collect();
+    assert_eq!(names, vec![json!("s__ping")]);
+
+    for bad in [json!("%%%"), json!("bm9wZQ"), json!(7)] {
+        let body = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {"cursor": bad}}).to_string();
+        assert_eq!(check(&gw, Some(&token), None, &body), (200, -32602), "{bad}");
+    }
 }
