@@ -17,6 +17,7 @@ use crate::controller::Controller;
 pub fn router(controller: Controller) -> Router {
     Router::new()
         .route(crate::compile::EVENTS_PATH, get(crate::streams::events))
+        .route(&format!("{}{{server}}", mcp_filter::config::BRIDGE_PATH_PREFIX), post(crate::bridge::bridge))
         .route("/health", get(health))
         .route("/servers", get(servers))
         .route("/admin/reload", post(reload))

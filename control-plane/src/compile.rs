@@ -132,6 +132,7 @@ pub fn compile(inputs: &Inputs<'_>) -> Result<Compiled, CompileError> {
             // an initialize per client session, which suits either kind.
             stateful: inputs.discovered.get(&s.name).is_none_or(|d| d.stateful),
             protocol_version: found.protocol_version.clone(),
+            modern: found.stateless_era,
         });
         let prefix = s.prefix.then(|| format!("{}{}", s.name, g.tool_separator));
         tools.add(index, &s.name, prefix.as_deref(), &found.tools)?;
@@ -165,10 +166,9 @@ pub fn compile(inputs: &Inputs<'_>) -> Result<Compiled, CompileError> {
         resources,
         resource_templates,
         capabilities: merged_capabilities(&offered),
-        // Only when no request can need an upstream session, and every
-        // server takes a 2026-07-28 request as it is (no translation yet).
-        stateless_era: !catalog.servers.is_empty()
-            && catalog.servers.iter().all(|s| inputs.discovered.get(&s.name).is_some_and(|d| !d.stateful && d.stateless_era)),
+        // Every server is reachable in 2026-07-28: as it is when it speaks
+        // it statelessly, through the control plane's era bridge otherwise.
+        stateless_era: true,
         session: inputs.session.clone(),
         events: Some(UpstreamServer {
             name: "gateway".into(),
@@ -179,6 +179,7 @@ pub fn compile(inputs: &Inputs<'_>) -> Result<Compiled, CompileError> {
             logging: false,
             stateful: false,
             protocol_version: None,
+            modern: false,
         }),
         // initialize waits for every upstream: one that does not answer must
         // not hold the client for the full request timeout.

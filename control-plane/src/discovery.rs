@@ -52,8 +52,7 @@ pub async fn discover(url: &str, shown: String, timeout: Duration) -> Result<Dis
     if !url.starts_with("http://") {
         return Err("discovery supports http:// upstreams only so far (no TLS client in the control plane yet)".into());
     }
-    let mut session =
-        Session { http: reqwest::Client::new(), url: url.to_string(), shown, id: None, version: None, next_id: 0 };
+    let mut session = Session::new(reqwest::Client::new(), url, shown);
     let listing = tokio::time::timeout(timeout, session.discover()).await;
     // The session is ended whatever the listing gave, so servers do not
     // keep state for the gateway's probes.
@@ -61,7 +60,10 @@ pub async fn discover(url: &str, shown: String, timeout: Duration) -> Result<Dis
     listing.map_err(|_| format!("no answer within {} s", timeout.as_secs()))?
 }
 
-struct Session {
+/// A client session with one upstream, as discovery and the era bridge
+/// (`bridge.rs`) hold it.
+#[derive(Clone)]
+pub struct Session {
     http: reqwest::Client,
     url: String,
     shown: String,
@@ -71,26 +73,63 @@ struct Session {
 }
 
 impl Session {
-    async fn discover(&mut self) -> Result<Discovered, String> {
-        let stateless_era = self.speaks_stateless_era().await;
-        let init = self
-            .request(
-                "initialize",
-                json!({
-                    "protocolVersion": DISCOVERY_VERSION,
-                    // Everything the gateway relays to its clients, so that
-                    // servers list the tools they offer only to clients that
-                    // can answer sampling, elicitation or roots requests.
-                    "capabilities": client_capabilities(),
-                    "clientInfo": { "name": "mcp-gateway-discovery", "version": env!("CARGO_PKG_VERSION") },
-                }),
-            )
-            .await
-            .map_err(|e| format!("initialize failed: {e}"))?;
+    /// `shown` is the URL as it may appear in errors (without secrets).
+    pub fn new(http: reqwest::Client, url: &str, shown: String) -> Self {
+        Session { http, url: url.to_string(), shown, id: None, version: None, next_id: 0 }
+    }
+
+    /// `initialize` then `notifications/initialized`; returns the result of
+    /// `initialize`.
+    pub async fn handshake(&mut self, capabilities: Value, client_info: Value) -> Result<Value, String> {
+        let params = json!({ "protocolVersion": DISCOVERY_VERSION, "capabilities": capabilities, "clientInfo": client_info });
+        let init = self.request("initialize", params).await.map_err(|e| format!("initialize failed: {e}"))?;
         self.version = init.get("protocolVersion").and_then(Value::as_str).map(str::to_string);
         self.post(json!({ "jsonrpc": "2.0", "method": "notifications/initialized" }))
             .await
             .map_err(|e| format!("notifications/initialized failed: {e}"))?;
+        Ok(init)
+    }
+
+    /// Sends `body` in the session and returns the answer unread, to be
+    /// streamed.
+    pub async fn send_raw(&self, body: Vec<u8>) -> Result<reqwest::Response, String> {
+        self.send(body, None).await
+    }
+
+    async fn send(&self, body: Vec<u8>, method: Option<&str>) -> Result<reqwest::Response, String> {
+        let mut req = self
+            .http
+            .post(&self.url)
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .body(body);
+        if let Some(id) = &self.id {
+            req = req.header("mcp-session-id", id);
+        }
+        if let Some(v) = &self.version {
+            req = req.header("mcp-protocol-version", v);
+        }
+        // Required at 2026-07-28, ignored before.
+        if let Some(method) = method {
+            req = req.header("mcp-method", method);
+        }
+        // reqwest's error text names the URL; only the shown form may appear.
+        req.send().await.map_err(|e| format!("cannot reach {}: {}", self.shown, connect_reason(&e)))
+    }
+
+    /// POSTs one message in the session, answer unread.
+    pub async fn notify(&self, message: &Value) -> Result<(), String> {
+        let resp = self.send_raw(message.to_string().into_bytes()).await?;
+        resp.status().is_success().then_some(()).ok_or_else(|| format!("HTTP {}", resp.status()))
+    }
+
+    async fn discover(&mut self) -> Result<Discovered, String> {
+        let stateless_era = self.speaks_stateless_era().await;
+        // Everything the gateway relays to its clients, so that servers list
+        // the tools they offer only to clients that can answer sampling,
+        // elicitation or roots requests.
+        let info = json!({ "name": "mcp-gateway-discovery", "version": env!("CARGO_PKG_VERSION") });
+        let init = self.handshake(client_capabilities(), info).await?;
         let capabilities = init.get("capabilities").cloned().unwrap_or_else(|| json!({}));
         let offers = |what: &str| capabilities.get(what).is_some_and(|c| !c.is_null());
         let mut d = Discovered {
@@ -178,24 +217,8 @@ impl Session {
 
     /// POSTs one message; returns the JSON-RPC messages of the answer.
     async fn post(&mut self, message: Value) -> Result<Vec<Value>, String> {
-        let mut req = self
-            .http
-            .post(&self.url)
-            .header("content-type", "application/json")
-            .header("accept", "application/json, text/event-stream")
-            .body(message.to_string());
-        if let Some(id) = &self.id {
-            req = req.header("mcp-session-id", id);
-        }
-        if let Some(v) = &self.version {
-            req = req.header("mcp-protocol-version", v);
-        }
-        // Required at 2026-07-28, ignored before.
-        if let Some(method) = message.get("method").and_then(Value::as_str) {
-            req = req.header("mcp-method", method);
-        }
-        // reqwest's error text names the URL; only the shown form may appear.
-        let resp = req.send().await.map_err(|e| format!("cannot reach {}: {}", self.shown, connect_reason(&e)))?;
+        let method = message.get("method").and_then(Value::as_str).map(str::to_string);
+        let resp = self.send(message.to_string().into_bytes(), method.as_deref()).await?;
         let status = resp.status();
         if let Some(id) = resp.headers().get("mcp-session-id").and_then(|v| v.to_str().ok()) {
             self.id = Some(id.to_string());
@@ -217,7 +240,8 @@ impl Session {
         Ok(payloads.iter().filter_map(|p| serde_json::from_str(p).ok()).collect())
     }
 
-    async fn close(&mut self) {
+    /// Ends the session (DELETE), if the server issued one.
+    pub async fn close(&mut self) {
         if let Some(id) = &self.id {
             let _ = self.http.delete(&self.url).header("mcp-session-id", id).send().await;
         }

@@ -7,11 +7,14 @@
 //! - [`controller`] ties them together: watch the catalog, discover,
 //!   compile, publish, and keep the last good configuration on errors;
 //! - [`admin`] is the operator's HTTP API;
+//! - [`bridge`] serves 2026-07-28 requests for servers that need a
+//!   session or an older revision;
 //! - [`streams`] holds clients' GET streams: the gateway's notifications
 //!   merged with the upstreams' own streams.
 
 pub mod ads;
 pub mod admin;
+pub mod bridge;
 pub mod catalog;
 pub mod compile;
 pub mod controller;

@@ -18,6 +18,11 @@ pub const CLUSTER_HEADER: &str = "x-mcp-cluster";
 pub const REQUEST_ID_PROPERTY: &str = "mcp_request_id";
 pub const SERVER_PROPERTY: &str = "mcp_server";
 
+/// Where the control plane's era bridge takes a 2026-07-28 request for a
+/// server that needs a session or speaks an older revision: this prefix and
+/// the server's name, on the [`FilterConfig::events`] endpoint's cluster.
+pub const BRIDGE_PATH_PREFIX: &str = "/mcp-bridge/";
+
 /// Everything the filter needs to answer and route MCP requests.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -55,13 +60,15 @@ pub struct FilterConfig {
     /// Keys that seal and open the gateway's session ids.
     pub session: SessionConfig,
     /// Whether the gateway serves the stateless 2026-07-28 revision
-    /// (`server/discover`, requests without a session). Set when every
-    /// server is stateless, so that no request needs an upstream session.
+    /// (`server/discover`, requests without a session): every server is
+    /// reachable in it, as it is or through the era bridge.
     #[serde(default)]
     pub stateless_era: bool,
-    /// Where a client's GET stream goes: the control plane's events
-    /// endpoint, which sends the gateway's own notifications (list changes).
-    /// Without it, GET is refused with 405.
+    /// The control plane, behind Envoy: where a client's GET stream goes
+    /// (its `path`: the gateway's notifications merged with the upstreams'
+    /// streams), and where 2026-07-28 requests are bridged to servers that
+    /// cannot take them as they are ([`BRIDGE_PATH_PREFIX`]). Without it, GET
+    /// is refused with 405 and such requests with an error.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub events: Option<UpstreamServer>,
     /// The most items one page of `tools/list` (and the other lists) holds;
@@ -108,6 +115,11 @@ pub struct UpstreamServer {
     /// Whether it offers `logging` (so `logging/setLevel` is sent to it).
     #[serde(default)]
     pub logging: bool,
+    /// Whether it speaks 2026-07-28 (`server/discover` said so): a request
+    /// of that revision goes to it as it is, if it is also stateless, and
+    /// through the control plane's era bridge otherwise.
+    #[serde(default)]
+    pub modern: bool,
 }
 
 /// A tool or prompt as exposed by the gateway and where it is routed.

@@ -101,6 +101,10 @@ pub struct Forward {
     pub body: Option<Vec<u8>>,
     /// The `Mcp-Name` to send instead of the client's (the upstream's own name).
     pub mcp_name: Option<String>,
+    /// Send it to the control plane's era bridge for this server, not to the
+    /// server itself: a 2026-07-28 request for a server that needs a session
+    /// or an older revision.
+    pub bridge: bool,
 }
 
 /// A client's `initialize`: open a session with every upstream, then answer.
@@ -590,6 +594,7 @@ impl Gateway {
             "ttlMs": 0,
             "cacheScope": "private",
             "resultType": "complete",
+            "_meta": { "io.modelcontextprotocol/serverInfo": { "name": self.config.server_info.name, "version": self.config.server_info.version } },
         });
         if let (Some(text), Some(obj)) = (&self.config.instructions, result.as_object_mut()) {
             obj.insert("instructions".into(), text.clone().into());
@@ -617,6 +622,17 @@ impl Gateway {
     /// Sends the request to `server`, in the client's session with it.
     fn forward(&self, id: &str, server: usize, session: &SessionState, body: Option<Vec<u8>>) -> Result<BodyAction, McpError> {
         let upstream_server = self.server(server).ok_or_else(|| McpError::Internal("route to a missing server".into()))?;
+        let mut forward = Forward { request_id: id.to_string(), server, upstream_session: None, upstream_version: None, body, mcp_name: None, bridge: false };
+        if session.version == STATELESS_VERSION && (upstream_server.stateful || !upstream_server.modern) {
+            if self.config.events.is_none() {
+                return Err(McpError::UpstreamUnavailable {
+                    server: upstream_server.name.clone(),
+                    reason: "it needs a session or an older protocol revision, and no era bridge is configured".into(),
+                });
+            }
+            forward.bridge = true;
+            return Ok(BodyAction::Forward(forward));
+        }
         let (upstream_session, upstream_version) = if upstream_server.stateful {
             // A server added to the catalog after this session began has no
             // entry: it is reached without a session (and says so if it needs one).
@@ -633,7 +649,7 @@ impl Gateway {
         } else {
             (None, upstream_server.protocol_version.clone())
         };
-        Ok(BodyAction::Forward(Forward { request_id: id.to_string(), server, upstream_session, upstream_version, body, mcp_name: None }))
+        Ok(BodyAction::Forward(Forward { upstream_session, upstream_version, ..forward }))
     }
 
     fn initialize(&self, id: &str, params: Option<&RawValue>, now: Now) -> BodyAction {

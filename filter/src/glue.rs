@@ -13,7 +13,7 @@ use std::time::{Duration, UNIX_EPOCH};
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType, LogLevel};
 
-use crate::config::{FilterConfig, CLUSTER_HEADER, REQUEST_ID_PROPERTY, SERVER_PROPERTY};
+use crate::config::{FilterConfig, BRIDGE_PATH_PREFIX, CLUSTER_HEADER, REQUEST_ID_PROPERTY, SERVER_PROPERTY};
 use crate::error::McpError;
 use crate::relay::SseRelay;
 use crate::gateway::{error_reply, BodyAction, Callout, CalloutResponse, Gateway, HeadAction, InitPlan, Now, Reply, RequestHead};
@@ -133,9 +133,18 @@ impl Request {
                 };
                 self.set_property(vec![REQUEST_ID_PROPERTY], Some(f.request_id.as_bytes()));
                 self.set_property(vec![SERVER_PROPERTY], Some(server.name.as_bytes()));
-                self.set_http_request_header(CLUSTER_HEADER, Some(&server.cluster));
-                self.set_http_request_header(":path", Some(&server.path));
-                self.set_http_request_header(":authority", Some(&server.authority));
+                match (f.bridge, gw.config().events.as_ref()) {
+                    (true, Some(cp)) => {
+                        self.set_http_request_header(CLUSTER_HEADER, Some(&cp.cluster));
+                        self.set_http_request_header(":path", Some(&format!("{BRIDGE_PATH_PREFIX}{}", server.name)));
+                        self.set_http_request_header(":authority", Some(&cp.authority));
+                    }
+                    _ => {
+                        self.set_http_request_header(CLUSTER_HEADER, Some(&server.cluster));
+                        self.set_http_request_header(":path", Some(&server.path));
+                        self.set_http_request_header(":authority", Some(&server.authority));
+                    }
+                }
                 // The client's credentials are for the gateway, not for the
                 // servers behind it (MCP forbids token passthrough).
                 self.set_http_request_header("authorization", None);

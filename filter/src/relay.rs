@@ -50,37 +50,69 @@ pub fn inbound(body: &[u8], raw_id: &str) -> Option<(String, Vec<u8>)> {
     Some((server, jsonrpc::splice(body, span, id.as_bytes())))
 }
 
-/// Rewrites an SSE stream from one upstream as it passes, chunk by chunk.
-/// Complete events go out at once (rewritten when they carry a request);
-/// a partial event waits for the rest, so a chunk may go out shorter or
-/// longer than it came.
+/// Rewrites an SSE stream from one upstream as it passes, chunk by chunk:
+/// requests get relayed ids.
 #[derive(Debug)]
 pub struct SseRelay {
     server: String,
-    pending: Vec<u8>,
+    events: SseEvents,
 }
 
 impl SseRelay {
     pub fn new(server: &str) -> Self {
-        SseRelay { server: server.to_string(), pending: Vec::new() }
+        SseRelay { server: server.to_string(), events: SseEvents::default() }
+    }
+
+    /// The bytes to send on now that `chunk` arrived (see [`SseEvents::feed`]).
+    pub fn feed(&mut self, chunk: &[u8], end: bool) -> Vec<u8> {
+        let server = &self.server;
+        self.events.feed(chunk, end, |message| match outbound(server, message) {
+            Some(new) => Verdict::Replace(new),
+            None => Verdict::Keep,
+        })
+    }
+}
+
+/// What becomes of one message in a stream.
+#[derive(Debug, PartialEq)]
+pub enum Verdict {
+    Keep,
+    Replace(String),
+    Drop,
+}
+
+/// An SSE stream cut into whole events as it passes. Complete events go out
+/// at once, each message (an event's data) judged on the way; a partial
+/// event waits for the rest, so a chunk may go out shorter or longer than it
+/// came. By default only messages with a `"method"` (requests and
+/// notifications) are judged, and others pass unexamined;
+/// [`SseEvents::judging_all`] judges responses too.
+#[derive(Debug, Default)]
+pub struct SseEvents {
+    pending: Vec<u8>,
+    all: bool,
+}
+
+impl SseEvents {
+    pub fn judging_all() -> Self {
+        SseEvents { pending: Vec::new(), all: true }
     }
 
     /// The bytes to send on now that `chunk` arrived. At `end`, whatever is
-    /// held goes out, complete or not.
-    pub fn feed(&mut self, chunk: &[u8], end: bool) -> Vec<u8> {
+    /// held goes out, complete or not, unjudged if incomplete.
+    pub fn feed(&mut self, chunk: &[u8], end: bool, mut judge: impl FnMut(&str) -> Verdict) -> Vec<u8> {
         self.pending.extend_from_slice(chunk);
         let cut = if end { self.pending.len() } else { complete_len(&self.pending) };
         let tail = self.pending.split_off(cut.min(self.pending.len()));
         let done = std::mem::replace(&mut self.pending, tail);
-        // Only a request needs rewriting, and every request has a method.
-        if !contains(&done, b"\"method\"") {
+        if !self.all && !contains(&done, b"\"method\"") {
             return done;
         }
         let mut out = Vec::with_capacity(done.len() + 64);
         let mut start = 0;
         for end in Lines::new(&done).filter(|l| l.is_blank()).map(|l| l.next).chain([done.len()]) {
             let Some(event) = done.get(start..end) else { continue };
-            match rewrite_event(&self.server, event) {
+            match rewrite_event(event, &mut judge) {
                 Some(new) => out.extend_from_slice(&new),
                 None => out.extend_from_slice(event),
             }
@@ -90,9 +122,9 @@ impl SseRelay {
     }
 }
 
-/// One event (its lines and the blank line that ends it) with a request's
-/// id relayed; `None` when it goes unchanged.
-fn rewrite_event(server: &str, event: &[u8]) -> Option<Vec<u8>> {
+/// One event (its lines and the blank line that ends it) as judged: `None`
+/// when it goes unchanged, empty when dropped.
+fn rewrite_event(event: &[u8], judge: &mut impl FnMut(&str) -> Verdict) -> Option<Vec<u8>> {
     let mut data: Option<String> = None;
     let mut others = Vec::new();
     let mut covered = 0;
@@ -119,7 +151,11 @@ fn rewrite_event(server: &str, event: &[u8]) -> Option<Vec<u8>> {
     if covered != event.len() {
         return None;
     }
-    let new = outbound(server, &data?)?;
+    let new = match judge(&data?) {
+        Verdict::Keep => return None,
+        Verdict::Drop => return Some(Vec::new()),
+        Verdict::Replace(new) => new,
+    };
     let mut out = String::with_capacity(new.len() + 32);
     for line in others {
         out.push_str(line);

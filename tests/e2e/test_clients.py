@@ -23,7 +23,9 @@ def test_python_sdk_initializes_lists_and_calls_both_servers(gateway, mode):
     async def session():
         async with Client(gateway.url, mode=mode) as c:
             assert c.server_info.name == "mcp-gateway"
-            assert c.protocol_version == "2025-11-25"
+            # Discovery first (auto) adopts the stateless revision; the
+            # handshake (legacy) the newest of its era.
+            assert c.protocol_version == {"auto": "2026-07-28", "legacy": "2025-11-25"}[mode]
             names = {t.name for t in (await c.list_tools()).tools}
             assert ECHO_TOOLS <= names, names
             assert {"everything__echo", "everything__get-sum"} <= names, names

@@ -3,6 +3,10 @@ gateway: prompts, resources, templates, reads and completions must agree,
 names aside (the gateway prefixes prompt names with the server's)."""
 
 import asyncio
+import json
+import re
+
+import pytest
 
 from mcp.client.client import Client
 
@@ -19,14 +23,62 @@ async def all_pages(fetch, key: str) -> list[dict]:
             return items
 
 
-async def survey(url: str, prefix: str) -> dict:
+# Tools that ask the client (sampling, elicitation, roots) or run as tasks:
+# server-everything offers them only to clients that declare those
+# capabilities. test_server_requests.py and test_upstream_streams.py cover them.
+ASKS_THE_CLIENT = {"get-roots-list", "trigger-sampling-request", "trigger-elicitation-request", "trigger-url-elicitation",
+                   "simulate-research-query", "trigger-sampling-request-async", "trigger-elicitation-request-async"}
+DIRECT_TOOLS: list[dict] = []
+# Arguments that keep slow tools short.
+ARGUMENTS = {"trigger-long-running-operation": {"duration": 1, "steps": 2}}
+
+
+def normalized(value):
+    """A tool's answer without what differs between any two calls: clock
+    times and session ids (UUIDs)."""
+    text = json.dumps(value)
+    text = re.sub(r"\d{1,2}:\d{2}:\d{2}(\s?[AP]M)?", "<time>", text)
+    text = re.sub(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", "<uuid>", text)
+    return json.loads(text)
+
+
+def sample_arguments(schema: dict) -> dict:
+    """The smallest valid-looking arguments: each required property's default,
+    first enum value, or a plain value of its type."""
+    args = {}
+    for name in schema.get("required", []):
+        prop = schema.get("properties", {}).get(name, {})
+        if "default" in prop:
+            args[name] = prop["default"]
+        elif prop.get("enum"):
+            args[name] = prop["enum"][0]
+        else:
+            args[name] = {"integer": 1, "number": 1, "boolean": True, "array": [], "object": {}}.get(prop.get("type"), "1")
+    return args
+
+
+async def survey(url: str, prefix: str, mode: str = "legacy") -> dict:
     """Everything a client can see and fetch, with prompt names unprefixed."""
-    async with Client(url, mode="legacy") as c:
+    async with Client(url, mode=mode) as c:
+        assert mode == "legacy" or c.protocol_version == "2026-07-28"
         out: dict = {"capabilities": c.server_capabilities.model_dump(mode="json", exclude_none=True, by_alias=True)}
         prompts = await all_pages(c.list_prompts, "prompts")
         out["prompts"] = [{**p, "name": p["name"].removeprefix(prefix)} for p in prompts]
         out["resources"] = await all_pages(c.list_resources, "resources")
         out["templates"] = await all_pages(c.list_resource_templates, "resource_templates")
+        tools = await all_pages(c.list_tools, "tools")
+        out["tools"] = [{**t, "name": t["name"].removeprefix(prefix)} for t in tools]
+        calls = {}
+        for t in out["tools"]:
+            if t["name"] in ASKS_THE_CLIENT or (prefix and not any(d["name"] == t["name"] for d in DIRECT_TOOLS)):
+                continue
+            try:
+                args = ARGUMENTS.get(t["name"]) or sample_arguments(t["inputSchema"])
+                result = await c.call_tool(prefix + t["name"], args)
+                calls[t["name"]] = normalized(result.model_dump(mode="json", exclude_none=True, by_alias=True))
+            except Exception as e:  # the same error must happen on both sides
+                calls[t["name"]] = f"error: {e}"
+        out["calls"] = calls
         reads = {}
         for r in out["resources"][:5]:
             read = await c.read_resource(r["uri"])
@@ -51,11 +103,17 @@ async def survey(url: str, prefix: str) -> dict:
         return out
 
 
-def test_prompts_and_resources_match_the_server_directly(gateway):
+@pytest.mark.parametrize("mode", ["legacy", "auto"])
+def test_prompts_and_resources_match_the_server_directly(gateway, mode):
+    """Through the gateway in either era (auto discovers, and adopts
+    2026-07-28); server-everything speaks only the handshake era, so the
+    direct survey always uses it."""
     direct = asyncio.run(survey(f"http://127.0.0.1:{gateway.ports['everything']}/mcp", ""))
-    through = asyncio.run(survey(gateway.url, PREFIX))
+    DIRECT_TOOLS[:] = direct["tools"]
+    through = asyncio.run(survey(gateway.url, PREFIX, mode))
     assert len(direct["prompts"]) >= 3 and len(direct["resources"]) >= 5
-    for key in ("prompts", "resources", "templates", "reads", "prompt_results", "completion"):
+    assert len(direct["calls"]) >= 8, direct["calls"].keys()
+    for key in ("prompts", "resources", "templates", "reads", "prompt_results", "completion", "calls"):
         assert through.get(key) == direct.get(key), key
     caps = through["capabilities"]
     assert "prompts" in caps and "resources" in caps and "completions" in caps

@@ -1,32 +1,36 @@
-"""The stateless 2026-07-28 revision: served when every server behind the
-gateway is stateless (no request can need an upstream session); with a
-stateful server in the catalog, clients fall back to the handshake."""
+"""The stateless 2026-07-28 revision with upstreams of both eras: the rmcp
+echo server takes such requests as they are; server-everything (stateful,
+handshake era) is reached through the control plane's era bridge, one
+upstream session per request, ended after it."""
 
 import asyncio
 
 from mcp.client.client import Client
 
-from conftest import BASE_SERVERS
+
+def text_of(result) -> str:
+    return "".join(c.text for c in result.content if getattr(c, "type", "") == "text")
 
 
-def test_modern_clients_are_served_without_sessions_when_every_server_is_stateless(gateway):
-    base = BASE_SERVERS(gateway.ports)
+def test_modern_clients_reach_servers_of_both_eras(gateway):
+    def sessions() -> int:
+        return gateway.envoy_stat("cluster.gateway_admin.upstream_rq_total")
 
     async def session():
         async with Client(gateway.url) as c:  # mode="auto": discover first
+            assert c.protocol_version == "2026-07-28"
+            assert c.server_info.name == "mcp-gateway"
             names = {t.name for t in (await c.list_tools()).tools}
-            added = (await c.call_tool("echo__add", {"a": 20, "b": 22})).content[0].text
-            return c.protocol_version, names, added
+            added = text_of(await c.call_tool("echo__add", {"a": 20, "b": 22}))
+            bridged_before = sessions()
+            summed = text_of(await c.call_tool("everything__get-sum", {"a": 2, "b": 3}))
+            echoed = text_of(await c.call_tool("everything__echo", {"message": "modern"}))
+            bridged = sessions() - bridged_before
+            return names, added, summed, echoed, bridged
 
-    try:
-        gateway.write_catalog_and_wait([base[0]], "a catalog of only the stateless echo server")
-        version, names, added = asyncio.run(session())
-        assert version == "2026-07-28"
-        assert {"echo__echo", "echo__add"} <= names
-        assert added == "42"
-    finally:
-        gateway.write_catalog_and_wait(base, "the base catalog back")
-    async def legacy_fallback():
-        async with Client(gateway.url) as c:
-            return c.protocol_version
-    assert asyncio.run(legacy_fallback()) == "2025-11-25", "with server-everything (stateful) back, clients use the handshake"
+    names, added, summed, echoed, bridged = asyncio.run(session())
+    assert {"echo__echo", "echo__add", "everything__get-sum"} <= names
+    assert added == "42"
+    assert summed == "The sum of 2 and 3 is 5."
+    assert echoed == "Echo: modern"
+    assert bridged == 2, "each call to the stateful server went through the bridge"

@@ -12,6 +12,7 @@ fn config() -> FilterConfig {
         timeout_ms: None,
         stateful: name != "s",
         protocol_version: (name == "s").then(|| "2025-03-26".to_string()),
+        modern: false,
     };
     let tool = |name: &str, server: usize, upstream: &str| NamedRoute {
         name: name.into(),
@@ -374,7 +375,7 @@ fn get_streams_go_to_the_events_endpoint() {
         HeadAction::Reply(r) => assert_eq!(r.status, 405, "no events endpoint, no GET"),
         other => panic!("{other:?}"),
     }
-    c.events = Some(UpstreamServer { name: "gateway".into(), cluster: "gateway_admin".into(), authority: "127.0.0.1:1".into(), path: "/mcp-events".into(), timeout_ms: None, logging: false, stateful: false, protocol_version: None });
+    c.events = Some(UpstreamServer { name: "gateway".into(), cluster: "gateway_admin".into(), authority: "127.0.0.1:1".into(), path: "/mcp-events".into(), timeout_ms: None, logging: false, stateful: false, protocol_version: None, modern: false });
     let gw = Gateway::new(c).unwrap();
     let token = session(&gw, false);
     assert_eq!(gw.on_headers(&get(Some(&token), "text/event-stream")), HeadAction::OpenStream);
@@ -445,7 +446,7 @@ fn stateless_servers_need_no_session_and_survive_a_failed_initialize() {
 }
 
 #[test]
-fn the_stateless_revision_is_served_only_when_every_server_is_stateless() {
+fn the_stateless_revision_is_served_as_is_or_through_the_era_bridge() {
     let modern = |session: Option<&str>| RequestHead { protocol_version: Some(STATELESS_VERSION.into()), ..post(session) };
     let discover = br#"{"jsonrpc":"2.0","id":1,"method":"server/discover","params":{"_meta":{}}}"#;
     let call = br#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"s__ping","_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28"}}}"#;
@@ -468,10 +469,23 @@ fn the_stateless_revision_is_served_only_when_every_server_is_stateless() {
         }
         other => panic!("{other:?}"),
     }
-    match gw.on_body(&modern(None), call, NOW) {
-        BodyAction::Forward(f) => assert_eq!((f.server, f.upstream_session, f.upstream_version), (2, None, None), "relayed with the client's version"),
+    // `s` is stateless but does not speak 2026-07-28; `a` needs a session.
+    let bridged = |gw: &Gateway, body: &[u8]| match gw.on_body(&modern(None), body, NOW) {
+        BodyAction::Forward(f) => (f.server, f.bridge, f.upstream_session),
         other => panic!("{other:?}"),
-    }
+    };
+    let call_a = br#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"a__echo"}}"#;
+    assert_eq!(code(gw.on_body(&modern(None), call, NOW)), (200, -32603), "no era bridge configured");
+    let mut c = config();
+    c.stateless_era = true;
+    c.servers[2].modern = true;
+    c.events = Some(UpstreamServer { name: "gateway".into(), cluster: "cp".into(), ..c.servers[0].clone() });
+    let gw = Gateway::new(c.clone()).unwrap();
+    assert_eq!(bridged(&gw, call), (2, false, None), "a stateless server of the revision gets the request as it is");
+    assert_eq!(bridged(&gw, call_a), (0, true, None), "a stateful server through the bridge");
+    c.servers[2].modern = false;
+    let gw = Gateway::new(c).unwrap();
+    assert_eq!(bridged(&gw, call), (2, true, None), "an older revision through the bridge");
     match gw.on_body(&modern(None), br#"{"jsonrpc":"2.0","id":3,"method":"tools/list"}"#, NOW) {
         BodyAction::Reply(r) => {
             let result = &reply_json(&r)["result"];

@@ -80,3 +80,16 @@ fn a_stream_cut_short_goes_on_as_it_came() {
     assert!(relay.feed(partial.as_bytes(), false).is_empty());
     assert_eq!(relay.feed(b"", true), partial.as_bytes());
 }
+
+#[test]
+fn judged_messages_can_be_dropped() {
+    let mut events = SseEvents::default();
+    let stream = format!("data: {REQ}\n\ndata: {{\"jsonrpc\":\"2.0\",\"method\":\"notifications/message\"}}\n\n");
+    let mut seen = Vec::new();
+    let out = events.feed(stream.as_bytes(), false, |m| {
+        seen.push(m.to_string());
+        if m.contains("roots/list") { Verdict::Drop } else { Verdict::Keep }
+    });
+    assert_eq!(seen.len(), 2);
+    assert_eq!(String::from_utf8_lossy(&out), "data: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/message\"}\n\n");
+}

@@ -1,0 +1,186 @@
+//! The era bridge: a 2026-07-28 request (no session) for a server that
+//! needs a session or does not speak that revision.
+//!
+//! The filter sends such a request here (`/mcp-bridge/<server>`, through
+//! Envoy like any upstream) because it takes several exchanges a filter
+//! cannot hold: `initialize` with the client's capabilities from the
+//! request's `_meta`, `notifications/initialized`, the request itself (its
+//! answer streamed back as it comes), and DELETE once the answer is over or
+//! the client has gone. One upstream session per request: nothing is shared
+//! between clients, and any control plane can serve any request.
+//!
+//! A 2026-07-28 client cannot answer a server's own requests (that revision
+//! asks for input with `InputRequiredResult` instead), so the upstream is not
+//! told the client can be sampled, elicited or asked for roots, and a request
+//! it sends anyway is answered here with an error.
+
+use std::convert::Infallible;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use futures::StreamExt as _;
+use mcp_filter::relay::{SseEvents, Verdict};
+use serde_json::{json, Value};
+
+use crate::controller::Controller;
+use crate::discovery::Session;
+
+/// What the bridge tells an upstream about the client: its capabilities
+/// from `_meta`, without those that need server-to-client requests.
+pub fn upstream_capabilities(request: &Value) -> Value {
+    let mut caps = request
+        .pointer("/params/_meta/io.modelcontextprotocol~1clientCapabilities")
+        .filter(|c| c.is_object())
+        .cloned()
+        .unwrap_or_else(|| json!({}));
+    if let Some(obj) = caps.as_object_mut() {
+        for asks_the_client in ["sampling", "elicitation", "roots"] {
+            obj.remove(asks_the_client);
+        }
+    }
+    caps
+}
+
+fn client_info(request: &Value) -> Value {
+    request
+        .pointer("/params/_meta/io.modelcontextprotocol~1clientInfo")
+        .filter(|c| c.get("name").is_some_and(Value::is_string) && c.get("version").is_some_and(Value::is_string))
+        .cloned()
+        .unwrap_or_else(|| json!({ "name": "mcp-gateway-bridge", "version": env!("CARGO_PKG_VERSION") }))
+}
+
+/// A JSON-RPC error answer from the bridge itself.
+fn refuse(status: StatusCode, id: &Value, message: String) -> Response {
+    let body = json!({ "jsonrpc": "2.0", "id": id, "error": { "code": -32603, "message": message } });
+    (status, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
+}
+
+pub async fn bridge(State(c): State<Controller>, Path(name): Path<String>, body: Bytes) -> Response {
+    let request: Value = match serde_json::from_slice(&body) {
+        Ok(v) => v,
+        Err(e) => return refuse(StatusCode::BAD_REQUEST, &Value::Null, format!("the bridge got a body that is not JSON: {e}")),
+    };
+    let id = request.get("id").cloned().unwrap_or(Value::Null);
+    let Some(server) = c.served().and_then(|s| s.servers.iter().find(|u| u.name == name).cloned()) else {
+        return refuse(StatusCode::NOT_FOUND, &id, format!("server {name:?} is not in the catalog"));
+    };
+    let mut session = Session::new(c.http(), &server.url, server.shown.clone());
+    if let Err(e) = session.handshake(upstream_capabilities(&request), client_info(&request)).await {
+        session.close().await;
+        return refuse(StatusCode::BAD_GATEWAY, &id, format!("server {name:?}: {e}"));
+    }
+    let answer = match session.send_raw(body.to_vec()).await {
+        Ok(a) => a,
+        Err(e) => {
+            session.close().await;
+            return refuse(StatusCode::BAD_GATEWAY, &id, format!("server {name:?}: {e}"));
+        }
+    };
+    let status = answer.status();
+    let content_type = answer.headers().get(header::CONTENT_TYPE).cloned().unwrap_or(HeaderValue::from_static("application/json"));
+    let is_sse = content_type.to_str().is_ok_and(|c| c.starts_with("text/event-stream"));
+    // The session ends when the answer has been relayed, or when the client
+    // goes (the stream is dropped): either way `Closer` runs.
+    let closer = Closer(Some(session));
+    let body = if is_sse {
+        let mut events = SseEvents::judging_all();
+        let stream = answer.bytes_stream().map(move |chunk| {
+            let Ok(chunk) = chunk else { return Bytes::new() };
+            Bytes::from(events.feed(&chunk, false, |message| modernize(message, &closer)))
+        });
+        Body::from_stream(stream.map(Ok::<_, Infallible>))
+    } else {
+        let whole = answer.bytes().await.unwrap_or_default();
+        let text = String::from_utf8_lossy(&whole);
+        let out = match modernize(&text, &closer) {
+            Verdict::Replace(new) => Bytes::from(new),
+            Verdict::Keep | Verdict::Drop => whole,
+        };
+        drop(closer);
+        Body::from(out)
+    };
+    let mut response = Response::new(body);
+    *response.status_mut() = status;
+    response.headers_mut().insert(header::CONTENT_TYPE, content_type);
+    response
+}
+
+/// One message of the upstream's answer, as a 2026-07-28 client must get
+/// it: a result says it is complete (`resultType`, which that revision
+/// requires); a request for the client is answered here and dropped.
+fn modernize(message: &str, closer: &Closer) -> Verdict {
+    let Ok(mut m) = serde_json::from_str::<Value>(message) else { return Verdict::Keep };
+    if let (Some(id), Some(method)) = (m.get("id"), m.get("method").and_then(Value::as_str)) {
+        closer.decline(id.clone(), method.to_string());
+        return Verdict::Drop;
+    }
+    match m.get_mut("result").and_then(Value::as_object_mut) {
+        Some(result) if !result.contains_key("resultType") => {
+            result.insert("resultType".into(), "complete".into());
+            Verdict::Replace(m.to_string())
+        }
+        _ => Verdict::Keep,
+    }
+}
+
+/// Holds the upstream session of one bridged request and ends it on drop.
+struct Closer(Option<Session>);
+
+impl Closer {
+    /// Answers a request the upstream sent the client, which a 2026-07-28
+    /// client cannot answer.
+    fn decline(&self, id: Value, method: String) {
+        let Some(session) = &self.0 else { return };
+        let message = json!({
+            "jsonrpc": "2.0",
+            "id": id,
+            "error": { "code": -32601, "message": format!("{method}: the client speaks MCP 2026-07-28 through the gateway and cannot be asked") },
+        });
+        let session = session.clone();
+        tokio::spawn(async move {
+            if let Err(e) = session.notify(&message).await {
+                tracing::debug!(error = %e, "declining a server request failed");
+            }
+        });
+    }
+}
+
+impl Drop for Closer {
+    fn drop(&mut self) {
+        if let Some(mut session) = self.0.take() {
+            tokio::spawn(async move { session.close().await });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_upstream_learns_what_the_client_can_do_but_be_asked() {
+        let request = json!({"params": {"_meta": {
+            "io.modelcontextprotocol/clientCapabilities": {"sampling": {}, "roots": {}, "elicitation": {}, "experimental": {"x": {}}},
+            "io.modelcontextprotocol/clientInfo": {"name": "py", "version": "2"},
+        }}});
+        assert_eq!(upstream_capabilities(&request), json!({"experimental": {"x": {}}}));
+        assert_eq!(client_info(&request), json!({"name": "py", "version": "2"}));
+        assert_eq!(upstream_capabilities(&json!({})), json!({}));
+        assert_eq!(client_info(&json!({}))["name"], "mcp-gateway-bridge");
+    }
+
+    #[test]
+    fn results_say_they_are_complete() {
+        let none = Closer(None);
+        assert_eq!(
+            modernize(r#"{"jsonrpc":"2.0","id":1,"result":{"content":[]}}"#, &none),
+            Verdict::Replace(r#"{"id":1,"jsonrpc":"2.0","result":{"content":[],"resultType":"complete"}}"#.into())
+        );
+        assert_eq!(modernize(r#"{"jsonrpc":"2.0","id":1,"result":{"resultType":"complete"}}"#, &none), Verdict::Keep);
+        assert_eq!(modernize(r#"{"jsonrpc":"2.0","id":1,"error":{"code":1,"message":"x"}}"#, &none), Verdict::Keep);
+        assert_eq!(modernize(r#"{"jsonrpc":"2.0","method":"notifications/progress"}"#, &none), Verdict::Keep);
+        assert_eq!(modernize(r#"{"jsonrpc":"2.0","id":7,"method":"sampling/createMessage"}"#, &none), Verdict::Drop);
+    }
+}
