@@ -5,14 +5,19 @@ its result, not all at once at the end."""
 import asyncio
 import time
 
+import pytest
 from mcp.client.client import Client
 
 
-def test_progress_streams_through_before_the_result(gateway):
+@pytest.mark.parametrize("mode", ["legacy", "auto"])
+def test_progress_streams_through_before_the_result(gateway, mode):
+    """In the handshake era the filter relays the upstream's stream; in
+    2026-07-28 (auto) the era bridge does, since server-everything needs a
+    session."""
     arrivals: list[tuple[float, float]] = []
 
     async def session():
-        async with Client(gateway.url, mode="legacy") as c:
+        async with Client(gateway.url, mode=mode) as c:
             start = time.monotonic()
 
             async def on_progress(progress, total, message):
