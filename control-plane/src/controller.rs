@@ -116,6 +116,8 @@ struct Inner {
     served: RwLock<Option<Arc<Served>>>,
     /// The client of upstream GET streams (no overall timeout: they are long).
     http: reqwest::Client,
+    /// Servers that reported a list change, waiting for their rediscovery.
+    changed: std::sync::Mutex<std::collections::BTreeSet<String>>,
 }
 
 impl Controller {
@@ -131,6 +133,7 @@ impl Controller {
                 known: Default::default(),
                 served: RwLock::default(),
                 http: reqwest::Client::new(),
+                changed: Default::default(),
             }),
         }
     }
@@ -142,6 +145,29 @@ impl Controller {
     /// What clients can list, as last acknowledged by the Envoys.
     pub fn lists(&self) -> tokio::sync::watch::Receiver<Lists> {
         self.inner.lists.subscribe()
+    }
+
+    /// An upstream said (on a GET stream) that a list of its changed: ask
+    /// it again soon. Reports arriving together (every client's stream
+    /// carries them) make one rediscovery.
+    pub fn upstream_changed(&self, server: &str) {
+        let first = match self.inner.changed.lock() {
+            Ok(mut pending) => {
+                let first = pending.is_empty();
+                pending.insert(server.to_string());
+                first
+            }
+            Err(_) => return,
+        };
+        if first {
+            let this = self.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                let servers = this.inner.changed.lock().map(|mut p| std::mem::take(&mut *p)).unwrap_or_default();
+                tracing::info!(?servers, "servers reported list changes; discovering them again");
+                let _ = this.reload_with(Discovery::Servers(servers)).await;
+            });
+        }
     }
 
     /// The session keys and servers of the configuration being served.
@@ -324,11 +350,23 @@ impl Controller {
 }
 
 /// Which servers a reload asks again.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum Discovery {
     All,
     /// Only those without a known answer at their current URL.
     Unreachable,
+    /// These (which said their lists changed), and those without a known answer.
+    Servers(std::collections::BTreeSet<String>),
+}
+
+impl Discovery {
+    fn reuses(&self, server: &str) -> bool {
+        match self {
+            Discovery::All => false,
+            Discovery::Unreachable => true,
+            Discovery::Servers(changed) => !changed.contains(server),
+        }
+    }
 }
 
 /// Discovers the servers concurrently (all, or those not known).
@@ -337,9 +375,10 @@ async fn discover(
     known: &BTreeMap<String, (String, Discovered)>,
     which: Discovery,
 ) -> (BTreeMap<String, Discovered>, Vec<ServerStatus>) {
+    let which = &which;
     let listings = futures::future::join_all(catalog.servers.iter().map(|s| async move {
         match known.get(&s.name) {
-            Some((url, d)) if which == Discovery::Unreachable && *url == s.url => Ok(d.clone()),
+            Some((url, d)) if which.reuses(&s.name) && *url == s.url => Ok(d.clone()),
             _ => discovery::discover(&s.url, s.display_url(), Duration::from_secs(s.discovery_timeout_seconds)).await,
         }
     }))

@@ -9,7 +9,9 @@
 //!   sealed in the client's session id: requests for the client (roots),
 //!   logging, resource updates. Requests are rewritten by the filter's
 //!   relay, so the client's answers, POSTed to the gateway, find the server
-//!   that asked;
+//!   that asked. An upstream's `list_changed` is not passed on: it makes the
+//!   control plane discover that server again, and the gateway's own
+//!   notification follows if what clients can list changed;
 //! - a comment every 15 s, which keeps idle connections open through proxies.
 //!
 //! Events are interleaved whole. When the client goes, the stream is
@@ -24,7 +26,7 @@ use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use futures::{Stream, StreamExt as _};
-use mcp_filter::relay::SseRelay;
+use mcp_filter::relay::{outbound, SseEvents, Verdict};
 use mcp_filter::session::Sealer;
 
 use crate::controller::{Controller, Lists};
@@ -77,7 +79,7 @@ pub async fn events(State(c): State<Controller>, headers: HeaderMap) -> Response
     };
     let mut streams: Vec<Events> = vec![Box::pin(gateway_events(c.lists())), Box::pin(keepalive())];
     for u in upstreams {
-        streams.push(Box::pin(upstream_events(c.http(), u)));
+        streams.push(Box::pin(upstream_events(c.clone(), u)));
     }
     let body = Body::from_stream(futures::stream::select_all(streams).map(Ok::<_, Infallible>));
     (StatusCode::OK, [(header::CONTENT_TYPE, "text/event-stream"), (header::CACHE_CONTROL, "no-cache")], body).into_response()
@@ -113,19 +115,42 @@ const MAX_FAILURES: u32 = 5;
 
 type Chunks = Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send>>;
 
+/// What becomes of one message on an upstream's GET stream. A list change
+/// is not passed on: the upstream is discovered again, and clients hear of
+/// it from the gateway once the Envoys run the new lists (if they changed).
+/// Requests get relayed ids.
+fn judge(c: &Controller, server: &str, message: &str) -> Verdict {
+    #[derive(serde::Deserialize)]
+    struct Method<'a> {
+        #[serde(borrow)]
+        method: Option<std::borrow::Cow<'a, str>>,
+    }
+    let method = serde_json::from_str::<Method<'_>>(message).ok().and_then(|m| m.method);
+    if method.as_deref().is_some_and(|m| LIST_CHANGES.contains(&m)) {
+        c.upstream_changed(server);
+        return Verdict::Drop;
+    }
+    match outbound(server, message) {
+        Some(new) => Verdict::Replace(new),
+        None => Verdict::Keep,
+    }
+}
+
+const LIST_CHANGES: [&str; 3] = ["notifications/tools/list_changed", "notifications/prompts/list_changed", "notifications/resources/list_changed"];
+
 /// One upstream's GET stream, relayed: reconnected with backoff when it
 /// breaks, given up when the server has none (405) or forgot the session.
-fn upstream_events(http: reqwest::Client, u: UpstreamStream) -> impl Stream<Item = Bytes> + Send {
-    let start: (Option<(Chunks, SseRelay)>, u32) = (None, 0);
+fn upstream_events(c: Controller, u: UpstreamStream) -> impl Stream<Item = Bytes> + Send {
+    let start: (Option<(Chunks, SseEvents)>, u32) = (None, 0);
     futures::stream::unfold(start, move |(mut open, mut failures)| {
-        let (http, u) = (http.clone(), u.clone());
+        let (c, u) = (c.clone(), u.clone());
         async move {
             loop {
-                if let Some((chunks, relay)) = open.as_mut() {
+                if let Some((chunks, events)) = open.as_mut() {
                     match chunks.next().await {
                         Some(Ok(chunk)) => {
                             failures = 0;
-                            let out = relay.feed(&chunk, false);
+                            let out = events.feed(&chunk, false, |m| judge(&c, &u.server.name, m));
                             if !out.is_empty() {
                                 return Some((Bytes::from(out), (open, failures)));
                             }
@@ -146,8 +171,8 @@ fn upstream_events(http: reqwest::Client, u: UpstreamStream) -> impl Stream<Item
                 if failures > 0 {
                     tokio::time::sleep(Duration::from_millis(250 << failures.min(5))).await;
                 }
-                match connect(&http, &u).await {
-                    Ok(Some(chunks)) => open = Some((chunks, SseRelay::new(&u.server.name))),
+                match connect(&c.http(), &u).await {
+                    Ok(Some(chunks)) => open = Some((chunks, SseEvents::default())),
                     Ok(None) => return None,
                     Err(e) => {
                         tracing::warn!(server = %u.server.name, url = %u.server.shown, error = %e, "cannot open the upstream GET stream");

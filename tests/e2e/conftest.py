@@ -131,8 +131,8 @@ class Gateway:
                 return int(value)
         raise AssertionError(f"Envoy has no stat named {name!r}")
 
-    def echo_server(self, name: str, port: int, path: str = "/mcp") -> Proc:
-        proc = self.start(name, [str(TARGET / "mcp-echo-server"), "--port", str(port), "--name", name, "--path", path])
+    def echo_server(self, name: str, port: int, path: str = "/mcp", *flags: str) -> Proc:
+        proc = self.start(name, [str(TARGET / "mcp-echo-server"), "--port", str(port), "--name", name, "--path", path, *flags])
         wait_until(f"{name} on port {port}", lambda: socket.create_connection(("127.0.0.1", port), timeout=1).close() or True)
         return proc
 

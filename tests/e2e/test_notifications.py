@@ -1,5 +1,6 @@
 """The gateway's own notifications: a client holding a GET stream is told
-when a catalog edit changes what it can list, once Envoy runs the change."""
+when what it can list changes (a catalog edit, or a server reporting its own
+list change), once Envoy runs the change."""
 
 import asyncio
 
@@ -41,6 +42,45 @@ def test_catalog_edit_notifies_clients_then_they_see_the_change(gateway):
         assert "ToolListChangedNotification" in received, received
         assert "third__whoami" not in before
         assert "third__whoami" in after, "the notification came after Envoy had the new tools"
+    finally:
+        gateway.write_catalog(base)
+        wait_until("the base catalog back", lambda: gateway.servers_ready({"echo", "everything"}), timeout=30)
+        gateway.stop("third")
+
+
+def test_a_servers_own_list_change_reaches_clients(gateway):
+    """A server says its tools changed (on the GET stream of a client's
+    session with it); the control plane discovers it again at once (the
+    tests' periodic rediscovery is an hour), and the client hears it from
+    the gateway with the new tool already listed."""
+    base = BASE_SERVERS(gateway.ports)
+    dynamic = {"name": "third", "url": f"http://127.0.0.1:{gateway.ports['third']}/mcp"}
+    notified: list[str] = []
+
+    async def scenario():
+        async def handler(message):
+            if "ToolListChanged" in type(getattr(message, "root", message)).__name__:
+                notified.append("tools")
+
+        async with Client(gateway.url, mode="legacy", message_handler=handler) as c:
+            grown = 0
+            for _ in range(15):
+                # The first may come before the GET streams are open end to end.
+                await c.call_tool("third__grow", {"name": f"fresh{grown}"})
+                grown += 1
+                with anyio.move_on_after(2):
+                    while not notified:
+                        await anyio.sleep(0.05)
+                if notified:
+                    break
+            return {t.name for t in (await c.list_tools()).tools}
+
+    try:
+        gateway.echo_server("third", gateway.ports["third"], "/mcp", "--stateful", "--dynamic")
+        gateway.write_catalog_and_wait(base + [dynamic], "a catalog with a server that grows")
+        names = asyncio.run(scenario())
+        assert notified, "no list_changed reached the client"
+        assert "third__fresh0" in names, "the notification came after Envoy had the new tool"
     finally:
         gateway.write_catalog(base)
         wait_until("the base catalog back", lambda: gateway.servers_ready({"echo", "everything"}), timeout=30)

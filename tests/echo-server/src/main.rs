@@ -13,6 +13,10 @@
 //! `--extra-tools N` adds `tool_0 .. tool_{N-1}`, copies of `echo`, to make
 //! `tools/list` as large as a benchmark needs.
 //!
+//! `--dynamic` adds `grow { name }`, which adds a copy of `echo` named `name`
+//! at runtime and sends `notifications/tools/list_changed` to every session
+//! (with `--stateful`, on each session's GET stream).
+//!
 //! By default rmcp serves the endpoint statelessly (no `Mcp-Session-Id`, and a
 //! plain `application/json` body whenever a request needs only one answer);
 //! `--stateful` turns on rmcp's legacy session mode, which issues session ids
@@ -26,7 +30,10 @@
 //! socket is bound, and exits cleanly on SIGTERM or ctrl-c. It never binds
 //! anything but loopback: it is a test fixture, not a service.
 
-use std::{net::Ipv4Addr, sync::Arc};
+use std::{
+    net::Ipv4Addr,
+    sync::{Arc, Mutex, RwLock},
+};
 
 use anyhow::Context as _;
 use clap::Parser;
@@ -36,11 +43,13 @@ use rmcp::{
         wrapper::Parameters,
     },
     model::{Implementation, ServerCapabilities, ServerConfig},
-    schemars, tool, tool_handler, tool_router,
+    schemars,
+    service::{NotificationContext, Peer},
+    tool, tool_handler, tool_router,
     transport::streamable_http_server::{
         session::local::LocalSessionManager, StreamableHttpServerConfig, StreamableHttpService,
     },
-    ServerHandler,
+    RoleServer, ServerHandler,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -72,6 +81,10 @@ struct Args {
     /// Accept any `Host` header.
     #[arg(long, conflicts_with = "allowed_hosts")]
     any_host: bool,
+    /// Offer `grow { name }`, which adds a tool at runtime and tells every
+    /// session that the tool list changed.
+    #[arg(long)]
+    dynamic: bool,
 }
 
 /// Arguments of `echo` and of the generated `tool_N` tools.
@@ -90,6 +103,13 @@ struct AddArgs {
     b: serde_json::Number,
 }
 
+/// Arguments of `grow`.
+#[derive(Debug, serde::Deserialize, schemars::JsonSchema)]
+struct GrowArgs {
+    /// The new tool's name.
+    name: String,
+}
+
 /// Arguments of `sleep`.
 #[derive(Debug, serde::Deserialize, schemars::JsonSchema)]
 struct SleepArgs {
@@ -98,17 +118,23 @@ struct SleepArgs {
 }
 
 /// The MCP service. rmcp asks for one per session (or per request when
-/// stateless), so it is built once and cloned: both fields are `Arc`s.
-#[derive(Debug, Clone)]
+/// stateless), so it is built once and cloned: every field is an `Arc`.
+#[derive(Clone)]
 struct EchoServer {
     name: Arc<str>,
-    tool_router: Arc<ToolRouter<Self>>,
+    /// Swapped whole when `grow` adds a tool; requests clone the `Arc`.
+    tool_router: Arc<RwLock<Arc<ToolRouter<Self>>>>,
+    /// Every session's peer, for `grow`'s notification (`--dynamic` only).
+    peers: Option<Arc<Mutex<Vec<Peer<RoleServer>>>>>,
 }
 
 #[tool_router]
 impl EchoServer {
-    fn new(name: Arc<str>, extra_tools: usize) -> Self {
+    fn new(name: Arc<str>, extra_tools: usize, dynamic: bool) -> Self {
         let mut tool_router = Self::tool_router();
+        if !dynamic {
+            tool_router.remove_route("grow");
+        }
         for i in 0..extra_tools {
             // Reuse `echo`'s schema and handler so the generated tools behave
             // exactly like it and differ only in name.
@@ -119,8 +145,36 @@ impl EchoServer {
         }
         Self {
             name,
-            tool_router: Arc::new(tool_router),
+            tool_router: Arc::new(RwLock::new(Arc::new(tool_router))),
+            peers: dynamic.then(Default::default),
         }
+    }
+
+    /// The tools as they are now.
+    fn router(&self) -> Arc<ToolRouter<Self>> {
+        match self.tool_router.read() {
+            Ok(r) => Arc::clone(&r),
+            Err(poisoned) => Arc::clone(&poisoned.into_inner()),
+        }
+    }
+
+    #[tool(description = "Add a copy of `echo` named `name`, and tell every session the tool list changed")]
+    async fn grow(&self, Parameters(GrowArgs { name }): Parameters<GrowArgs>) -> String {
+        let mut attr = Self::echo_tool_attr();
+        attr.name = name.clone().into();
+        if let Ok(mut current) = self.tool_router.write() {
+            let mut grown = ToolRouter::clone(&current);
+            grown.add_route(ToolRoute::new(attr, Self::echo));
+            *current = Arc::new(grown);
+        }
+        let peers = self.peers.as_ref().and_then(|p| p.lock().ok().map(|p| p.clone())).unwrap_or_default();
+        let mut told = 0;
+        for peer in peers {
+            if peer.notify_tool_list_changed().await.is_ok() {
+                told += 1;
+            }
+        }
+        format!("added {name}; told {told} sessions")
     }
 
     #[tool(description = "Return `text` unchanged")]
@@ -147,8 +201,14 @@ impl EchoServer {
 
 // Without `router = ..`, `#[tool_handler]` would call `Self::tool_router()`
 // on every request: slower, and blind to the generated tools.
-#[tool_handler(router = self.tool_router)]
+#[tool_handler(router = self.router())]
 impl ServerHandler for EchoServer {
+    async fn on_initialized(&self, context: NotificationContext<RoleServer>) {
+        if let Some(Ok(mut peers)) = self.peers.as_ref().map(|p| p.lock()) {
+            peers.push(context.peer);
+        }
+    }
+
     fn get_info(&self) -> ServerConfig {
         ServerConfig::new(ServerCapabilities::builder().enable_tools().build()).with_server_info(
             Implementation::new(self.name.to_string(), env!("CARGO_PKG_VERSION")),
@@ -189,7 +249,7 @@ async fn main() -> anyhow::Result<()> {
         config.allowed_hosts.extend(args.allowed_hosts);
     }
 
-    let server = EchoServer::new(args.name.into(), args.extra_tools);
+    let server = EchoServer::new(args.name.into(), args.extra_tools, args.dynamic);
     let service = StreamableHttpService::new(
         move || Ok(server.clone()),
         Arc::new(LocalSessionManager::default()),
