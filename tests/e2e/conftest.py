@@ -10,6 +10,7 @@ the run with the command that installs it.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -148,6 +149,26 @@ class Gateway:
             return h["version"] != old and live and all(t["last_acked_version"] == h["version"] for e in live for t in e["types"])
 
         wait_until(what, applied, timeout=30)
+
+    @contextlib.contextmanager
+    def second_envoy(self):
+        """A second Envoy behind the same control plane, on the same listener
+        port (SO_REUSEPORT: the kernel spreads new connections between the
+        two). Yields both admin URLs by node id."""
+        envoy = self.procs["envoy"].popen.args[0]
+        second_admin = free_port()
+        boot = yaml.safe_load(envoy_bootstrap(self.workdir, self.ports).read_text())
+        boot["node"]["id"] = "gateway-2"
+        boot["admin"]["address"]["socket_address"]["port_value"] = second_admin
+        path = Path(self.workdir) / "envoy-2.yaml"
+        path.write_text(yaml.safe_dump(boot))
+        self.start("envoy-2", [envoy, "-c", str(path), "--concurrency", "1", "--disable-hot-restart", "--log-level", "info"])
+        admins = {"gateway-1": self.envoy_admin, "gateway-2": f"http://127.0.0.1:{second_admin}"}
+        try:
+            wait_until("the second Envoy serving", lambda: httpx.get(f"{admins['gateway-2']}/ready", timeout=2).text.strip() == "LIVE", timeout=30)
+            yield admins
+        finally:
+            self.stop("envoy-2")
 
     def servers_ready(self, names: set[str]) -> bool:
         status = self.admin("/servers")

@@ -1,14 +1,19 @@
 """The same client script against server-everything directly and through the
-gateway: prompts, resources, templates, reads and completions must agree,
-names aside (the gateway prefixes prompt names with the server's)."""
+gateway: tools and their answers, prompts, resources, templates, reads and
+completions must agree, names aside (the gateway prefixes tool and prompt
+names with the server's). Through the gateway the Python SDK runs in both
+eras, its requests spread over two Envoys; the TypeScript SDK runs too."""
 
 import asyncio
 import json
 import re
 
+import httpx2
 import pytest
-
 from mcp.client.client import Client
+from mcp.client.streamable_http import streamable_http_client
+
+from test_replicas import served
 
 PREFIX = "everything__"
 
@@ -57,9 +62,16 @@ def sample_arguments(schema: dict) -> dict:
     return args
 
 
-async def survey(url: str, prefix: str, mode: str = "legacy") -> dict:
+def fresh_connections(url: str):
+    """A transport that opens a new connection for every request, so that
+    with two Envoys on the port the kernel picks one each time."""
+    client = httpx2.AsyncClient(limits=httpx2.Limits(max_keepalive_connections=0), timeout=httpx2.Timeout(30, read=300))
+    return streamable_http_client(url, http_client=client)
+
+
+async def survey(url: str, prefix: str, mode: str = "legacy", spread: bool = False) -> dict:
     """Everything a client can see and fetch, with prompt names unprefixed."""
-    async with Client(url, mode=mode) as c:
+    async with Client(fresh_connections(url) if spread else url, mode=mode) as c:
         assert mode == "legacy" or c.protocol_version == "2026-07-28"
         out: dict = {"capabilities": c.server_capabilities.model_dump(mode="json", exclude_none=True, by_alias=True)}
         prompts = await all_pages(c.list_prompts, "prompts")
@@ -104,13 +116,19 @@ async def survey(url: str, prefix: str, mode: str = "legacy") -> dict:
 
 
 @pytest.mark.parametrize("mode", ["legacy", "auto"])
-def test_prompts_and_resources_match_the_server_directly(gateway, mode):
+def test_everything_matches_the_server_directly_across_two_envoys(gateway, mode):
     """Through the gateway in either era (auto discovers, and adopts
-    2026-07-28); server-everything speaks only the handshake era, so the
-    direct survey always uses it."""
+    2026-07-28), each request on a new connection to one of two Envoys;
+    server-everything speaks only the handshake era, so the direct survey
+    always uses it."""
     direct = asyncio.run(survey(f"http://127.0.0.1:{gateway.ports['everything']}/mcp", ""))
     DIRECT_TOOLS[:] = direct["tools"]
-    through = asyncio.run(survey(gateway.url, PREFIX, mode))
+    with gateway.second_envoy() as admins:
+        before = {node: served(a) for node, a in admins.items()}
+        through = asyncio.run(survey(gateway.url, PREFIX, mode, spread=True))
+        counts = {node: served(a) - before[node] for node, a in admins.items()}
+    print(f"\nrequests of the survey served per Envoy: {counts}")
+    assert all(n > 0 for n in counts.values()), counts
     assert len(direct["prompts"]) >= 3 and len(direct["resources"]) >= 5
     assert len(direct["calls"]) >= 8, direct["calls"].keys()
     for key in ("prompts", "resources", "templates", "reads", "prompt_results", "completion", "calls"):
