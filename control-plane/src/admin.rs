@@ -5,7 +5,7 @@
 //! issue guards it. `/mcp-events` is where the filter sends clients' GET
 //! streams, after checking their session.
 
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
@@ -20,6 +20,8 @@ pub fn router(controller: Controller) -> Router {
         .route(&format!("{}{{server}}", mcp_filter::config::BRIDGE_PATH_PREFIX), post(crate::bridge::bridge))
         .route("/health", get(health))
         .route("/servers", get(servers))
+        .route("/servers/{server}/{action}", post(server_action))
+        .route(&format!("{}{{server}}/mcp", crate::catalog::PIPE_PATH_PREFIX), post(crate::runtime::endpoint))
         .route("/admin/reload", post(reload))
         .with_state(controller)
 }
@@ -37,8 +39,23 @@ async fn health(State(c): State<Controller>) -> impl IntoResponse {
 }
 
 async fn servers(State(c): State<Controller>) -> impl IntoResponse {
-    let s = c.status();
+    let mut s = c.status();
+    for server in &mut s.servers {
+        server.process = c.runtimes().status(&server.name);
+    }
     Json(json!({ "version": s.version, "last_error": s.last_error, "servers": s.servers }))
+}
+
+/// `POST /servers/{name}/start|stop|restart`, for servers the gateway runs
+/// or connects to.
+async fn server_action(State(c): State<Controller>, Path((server, action)): Path<(String, String)>) -> impl IntoResponse {
+    if !matches!(action.as_str(), "start" | "stop" | "restart") {
+        return (StatusCode::NOT_FOUND, Json(json!({ "status": "error", "error": format!("unknown action {action:?}: start, stop or restart") })));
+    }
+    match c.runtimes().command(&server, &action) {
+        Ok(()) => (StatusCode::ACCEPTED, Json(json!({ "status": "ok", "server": server, "action": action }))),
+        Err(e) => (StatusCode::NOT_FOUND, Json(json!({ "status": "error", "error": e }))),
+    }
 }
 
 async fn reload(State(c): State<Controller>) -> impl IntoResponse {

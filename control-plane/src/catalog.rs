@@ -4,7 +4,7 @@
 //! This module reads no file: callers hand it the text and a way to look up
 //! environment variables, so that tests need neither.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 
 use serde::{Deserialize, Serialize};
@@ -75,11 +75,32 @@ impl Default for GatewaySettings {
 pub struct Server {
     /// Unique; lower-case letters, digits, `-` and `_`. Prefixes its tools.
     pub name: String,
-    /// How the gateway reaches it. Only `http` (Streamable HTTP) for now.
-    #[serde(default = "default_runtime")]
-    pub runtime: String,
-    /// The server's Streamable HTTP endpoint.
+    /// How the gateway reaches it.
+    #[serde(default)]
+    pub runtime: Runtime,
+    /// Its endpoint: Streamable HTTP (`http`) or the legacy SSE stream (`sse`).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub url: String,
+    /// `stdio`: the program to run (a path, or a name looked up in `PATH`;
+    /// a relative path is taken from the catalog's directory).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<String>,
+    /// `stdio`: its arguments.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub args: Vec<String>,
+    /// `stdio`: its environment, on top of a minimal base (`PATH`, `HOME`,
+    /// `LANG`, `TMPDIR`). Nothing else of the gateway's environment reaches it.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty", deserialize_with = "scalar_values")]
+    pub env: BTreeMap<String, String>,
+    /// `stdio`: its working directory (default: the catalog's directory).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cwd: Option<String>,
+    /// `stdio` and `sse`: started with the gateway (`eager`), or on first use
+    /// (`on-demand`) and stopped after `idle_timeout_seconds` without calls.
+    #[serde(default)]
+    pub start: Start,
+    #[serde(default = "default_idle_timeout")]
+    pub idle_timeout_seconds: u64,
     /// Whether its tools are renamed `<server><separator><tool>`. Turn it off
     /// only when its tool names collide with no other server's.
     #[serde(default = "default_true")]
@@ -92,8 +113,53 @@ pub struct Server {
     pub request_timeout_seconds: Option<u64>,
 }
 
-fn default_runtime() -> String {
-    "http".into()
+/// How the gateway reaches a server.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Runtime {
+    /// Streamable HTTP at `url`: Envoy calls it directly.
+    #[default]
+    Http,
+    /// The 2024-11-05 HTTP+SSE transport at `url`: the control plane holds
+    /// the connection and serves it to Envoy as Streamable HTTP.
+    Sse,
+    /// A local process speaking JSON-RPC on stdin/stdout: the control plane
+    /// runs and supervises it and serves it to Envoy as Streamable HTTP.
+    Stdio,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Start {
+    #[default]
+    Eager,
+    OnDemand,
+}
+
+/// Where the control plane serves the servers it runs (`stdio`) or connects
+/// to (`sse`): this prefix, the server's name, then `/mcp`.
+pub const PIPE_PATH_PREFIX: &str = "/upstream/";
+
+/// A map whose values may be written as numbers or booleans (`PORT: 8080`):
+/// environment values are text either way.
+fn scalar_values<'de, D: serde::Deserializer<'de>>(d: D) -> Result<BTreeMap<String, String>, D::Error> {
+    use serde::de::Error as _;
+    let raw = BTreeMap::<String, serde_yaml::Value>::deserialize(d)?;
+    raw.into_iter()
+        .map(|(k, v)| {
+            let text = match v {
+                serde_yaml::Value::String(s) => s,
+                serde_yaml::Value::Number(n) => n.to_string(),
+                serde_yaml::Value::Bool(b) => b.to_string(),
+                _ => return Err(D::Error::custom(format!("env {k:?}: a value must be text, a number or a boolean"))),
+            };
+            Ok((k, text))
+        })
+        .collect()
+}
+
+fn default_idle_timeout() -> u64 {
+    300
 }
 fn default_true() -> bool {
     true
@@ -123,9 +189,44 @@ impl Endpoint {
 }
 
 impl Server {
-    /// The URL without what may hold secrets (user info, query), for status
-    /// pages and logs: the URL may carry an interpolated token.
+    /// Whether the control plane stands between Envoy and it.
+    pub fn piped(&self) -> bool {
+        self.runtime != Runtime::Http
+    }
+
+    /// Where Envoy and discovery reach it: its own URL (`http`), or the
+    /// control plane's Streamable HTTP endpoint for it, under `bridge_base`
+    /// (`http://host:port` of the control plane's admin API).
+    pub fn reach_url(&self, bridge_base: &str) -> String {
+        match self.runtime {
+            Runtime::Http => self.url.clone(),
+            Runtime::Sse | Runtime::Stdio => format!("{bridge_base}{PIPE_PATH_PREFIX}{}/mcp", self.name),
+        }
+    }
+
+    /// What, if it changed, means the server must be asked again what it
+    /// offers (and, when the control plane runs it, restarted).
+    pub fn identity(&self) -> String {
+        match self.runtime {
+            Runtime::Http => self.url.clone(),
+            Runtime::Sse | Runtime::Stdio => {
+                let launch = (&self.runtime, &self.url, &self.command, &self.args, &self.env, &self.cwd);
+                serde_json::to_string(&launch).unwrap_or_default()
+            }
+        }
+    }
+
+    /// [`Self::reach_url`], parsed.
+    pub fn reach_endpoint(&self, bridge_base: &str) -> Result<Endpoint, String> {
+        parse_endpoint(&self.reach_url(bridge_base))
+    }
+
+    /// What it is, without what may hold secrets (user info, query,
+    /// arguments), for status pages and logs.
     pub fn display_url(&self) -> String {
+        if self.runtime == Runtime::Stdio {
+            return format!("stdio: {}", self.command.as_deref().unwrap_or_default());
+        }
         match self.endpoint() {
             Ok(ep) => {
                 let scheme = if ep.tls { "https" } else { "http" };
@@ -136,31 +237,35 @@ impl Server {
         }
     }
 
-    /// The parsed URL; only valid on a validated catalog.
+    /// Its `url`, parsed; only valid on a validated catalog.
     pub fn endpoint(&self) -> Result<Endpoint, String> {
-        // The URL parser drops tabs and newlines silently; a URL holding
-        // them is a mistake (or an injection) to report, not to mend.
-        if self.url.chars().any(|c| c.is_control() || c.is_whitespace()) {
-            return Err("contains whitespace or control characters".into());
-        }
-        let url = Url::parse(&self.url).map_err(|e| format!("not a URL ({e})"))?;
-        let tls = match url.scheme() {
-            "http" => false,
-            "https" => true,
-            other => return Err(format!("scheme {other:?} is not http or https")),
-        };
-        let host = match url.host() {
-            Some(url::Host::Ipv6(a)) => a.to_string(),
-            Some(h) => h.to_string(),
-            None => return Err("has no host".into()),
-        };
-        let port = url.port_or_known_default().ok_or("has no port")?;
-        let mut path = url.path().to_string();
-        if let Some(q) = url.query() {
-            path = format!("{path}?{q}");
-        }
-        Ok(Endpoint { tls, host, port, path })
+        parse_endpoint(&self.url)
     }
+}
+
+fn parse_endpoint(url: &str) -> Result<Endpoint, String> {
+    // The URL parser drops tabs and newlines silently; a URL holding
+    // them is a mistake (or an injection) to report, not to mend.
+    if url.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        return Err("contains whitespace or control characters".into());
+    }
+    let url = Url::parse(url).map_err(|e| format!("not a URL ({e})"))?;
+    let tls = match url.scheme() {
+        "http" => false,
+        "https" => true,
+        other => return Err(format!("scheme {other:?} is not http or https")),
+    };
+    let host = match url.host() {
+        Some(url::Host::Ipv6(a)) => a.to_string(),
+        Some(h) => h.to_string(),
+        None => return Err("has no host".into()),
+    };
+    let port = url.port_or_known_default().ok_or("has no port")?;
+    let mut path = url.path().to_string();
+    if let Some(q) = url.query() {
+        path = format!("{path}?{q}");
+    }
+    Ok(Endpoint { tls, host, port, path })
 }
 
 /// A catalog that failed to load, with every problem found.
@@ -298,14 +403,38 @@ pub fn validate(c: &Catalog) -> Vec<String> {
         if !names.insert(s.name.as_str()) {
             p.push(format!("{at}: name is used by another server"));
         }
-        if s.runtime != "http" {
-            p.push(format!("{at}: runtime {:?} is not supported; use runtime: http with a Streamable HTTP url", s.runtime));
+        match s.runtime {
+            Runtime::Http | Runtime::Sse => {
+                if let Err(e) = s.endpoint() {
+                    // Shown without its query, which may hold a token.
+                    let shown = s.url.split('?').next().unwrap_or_default();
+                    p.push(format!("{at}: url {shown:?} {e}"));
+                }
+                if s.command.is_some() || !s.args.is_empty() || !s.env.is_empty() || s.cwd.is_some() {
+                    p.push(format!("{at}: command, args, env and cwd are for runtime: stdio"));
+                }
+            }
+            Runtime::Stdio => {
+                if s.command.as_deref().is_none_or(|c| c.trim().is_empty()) {
+                    p.push(format!("{at}: runtime stdio needs a command"));
+                }
+                if !s.url.is_empty() {
+                    p.push(format!("{at}: runtime stdio takes a command, not a url"));
+                }
+                for key in s.env.keys() {
+                    let valid = key.bytes().next().is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
+                        && key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+                    if !valid {
+                        p.push(format!("{at}: env {key:?} is not a variable name (letters, digits, _)"));
+                    }
+                }
+            }
         }
-        if let Err(e) = s.endpoint() {
-            // The URL is shown as written before interpolation would be
-            // better; it is shown without its query, which may hold a token.
-            let shown = s.url.split('?').next().unwrap_or_default();
-            p.push(format!("{at}: url {shown:?} {e}"));
+        if s.runtime == Runtime::Http && s.start == Start::OnDemand {
+            p.push(format!("{at}: start: on-demand is for runtime stdio or sse"));
+        }
+        if !(1..=MAX_TIMEOUT_SECONDS).contains(&s.idle_timeout_seconds) {
+            p.push(format!("{at}: idle_timeout_seconds must be between 1 and {MAX_TIMEOUT_SECONDS}"));
         }
         if let Some(t) = s.request_timeout_seconds {
             if !(1..=MAX_TIMEOUT_SECONDS).contains(&t) {

@@ -115,7 +115,8 @@ pub fn compile(inputs: &Inputs<'_>) -> Result<Compiled, CompileError> {
     let none = Discovered::default();
     let mut offered: Vec<&Discovered> = Vec::new();
     for s in &catalog.servers {
-        let ep = s.endpoint().map_err(|message| CompileError::Server { server: s.name.clone(), message })?;
+        let bridge_base = format!("http://{}:{}", inputs.admin.0, inputs.admin.1);
+        let ep = s.reach_endpoint(&bridge_base).map_err(|message| CompileError::Server { server: s.name.clone(), message })?;
         let cluster = cluster_name(&s.name);
         clusters.push(upstream_cluster(&cluster, &ep, &g.upstream_ca_file));
         let index = servers.len();
@@ -517,9 +518,23 @@ fn route_table(timeout_seconds: u64) -> RouteConfiguration {
         ),
         ..Default::default()
     }];
+    // Reading only: what changes state (start, stop, restart, reload) is
+    // served on the admin listener alone, until the auth issue's admin
+    // principal guards it.
+    let get_only = HeaderMatcher {
+        name: ":method".into(),
+        header_match_specifier: Some(header_matcher::HeaderMatchSpecifier::StringMatch(
+            StringMatcher { match_pattern: Some(string_matcher::MatchPattern::Exact("GET".into())), ..Default::default() },
+        )),
+        ..Default::default()
+    };
     routes.extend(ADMIN_PATHS.iter().map(|p| Route {
         name: format!("admin{}", p.replace('/', "_")),
-        r#match: Some(RouteMatch { path_specifier: Some(route_match::PathSpecifier::Prefix((*p).into())), ..Default::default() }),
+        r#match: Some(RouteMatch {
+            path_specifier: Some(route_match::PathSpecifier::Prefix((*p).into())),
+            headers: vec![get_only.clone()],
+            ..Default::default()
+        }),
         action: to_cluster(route_action::ClusterSpecifier::Cluster(ADMIN_CLUSTER.into()), None),
         ..Default::default()
     }));

@@ -22,6 +22,7 @@ use crate::catalog::{self, Catalog};
 use crate::compile::{compile, Inputs};
 use crate::discovery::{self, Discovered};
 use crate::snapshot::SnapshotCache;
+use crate::runtime::Runtimes;
 use crate::streams::{Served, Upstream};
 use mcp_filter::session::Sealer;
 
@@ -52,6 +53,8 @@ pub struct Status {
 #[derive(Debug, Clone, Serialize)]
 pub struct ServerStatus {
     pub name: String,
+    /// `http`, `sse` or `stdio`.
+    pub runtime: crate::catalog::Runtime,
     pub url: String,
     /// `ready` when its tools were listed on the last discovery, else `unreachable`.
     pub state: &'static str,
@@ -59,6 +62,9 @@ pub struct ServerStatus {
     pub prompts: usize,
     pub resources: usize,
     pub last_error: Option<String>,
+    /// For servers the control plane runs or connects to: how that goes now.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub process: Option<crate::runtime::ProcessStatus>,
 }
 
 #[derive(Clone)]
@@ -118,11 +124,21 @@ struct Inner {
     http: reqwest::Client,
     /// Servers that reported a list change, waiting for their rediscovery.
     changed: std::sync::Mutex<std::collections::BTreeSet<String>>,
+    /// The servers the control plane runs (stdio) or connects to (sse).
+    runtimes: Runtimes,
+    /// Their reports of possible changes, taken by `run`.
+    runtime_changes: std::sync::Mutex<Option<mpsc::UnboundedReceiver<String>>>,
 }
 
 impl Controller {
     pub fn new(settings: Settings, cache: SnapshotCache) -> Self {
         let (lists, _) = tokio::sync::watch::channel(Lists::default());
+        let (changes, runtime_changes) = mpsc::unbounded_channel();
+        let catalog_dir = std::path::absolute(&settings.catalog_path)
+            .ok()
+            .and_then(|p| p.parent().map(PathBuf::from))
+            .unwrap_or_else(|| PathBuf::from("."));
+        let runtimes = Runtimes::new(catalog_dir, changes);
         Controller {
             inner: Arc::new(Inner {
                 settings,
@@ -134,6 +150,8 @@ impl Controller {
                 served: RwLock::default(),
                 http: reqwest::Client::new(),
                 changed: Default::default(),
+                runtimes,
+                runtime_changes: std::sync::Mutex::new(Some(runtime_changes)),
             }),
         }
     }
@@ -145,6 +163,18 @@ impl Controller {
     /// What clients can list, as last acknowledged by the Envoys.
     pub fn lists(&self) -> tokio::sync::watch::Receiver<Lists> {
         self.inner.lists.subscribe()
+    }
+
+    /// The servers the control plane runs or connects to.
+    pub fn runtimes(&self) -> &Runtimes {
+        &self.inner.runtimes
+    }
+
+    /// `http://host:port` of the admin API, where the control plane serves
+    /// the servers it runs or connects to (`catalog::PIPE_PATH_PREFIX`).
+    pub fn bridge_base(&self) -> String {
+        let (host, port) = &self.inner.settings.admin_advertise;
+        format!("http://{host}:{port}")
     }
 
     /// An upstream said (on a GET stream) that a list of its changed: ask
@@ -217,13 +247,17 @@ impl Controller {
         let path = s.catalog_path.display();
         let text = tokio::fs::read_to_string(&s.catalog_path).await.map_err(|e| format!("cannot read catalog {path}: {e}"))?;
         let catalog = catalog::load(&text, |name| std::env::var(name).ok()).map_err(|e| format!("{path}: {e}"))?;
+        // Start what the catalog adds, restart what it changes, stop what it
+        // drops, before asking them what they offer.
+        self.inner.runtimes.sync(&catalog);
         let known = self.inner.known.lock().map(|k| k.clone()).unwrap_or_default();
-        let (tools, servers) = discover(&catalog, &known, which).await;
+        let base = self.bridge_base();
+        let (tools, servers) = discover(&catalog, &known, which, &base).await;
         if let Ok(mut k) = self.inner.known.lock() {
             *k = catalog
                 .servers
                 .iter()
-                .filter_map(|s| tools.get(&s.name).map(|d| (s.name.clone(), (s.url.clone(), d.clone()))))
+                .filter_map(|s| tools.get(&s.name).map(|d| (s.name.clone(), (s.identity(), d.clone()))))
                 .collect();
         }
         let session = session_config(&catalog, &s.fallback_session_key);
@@ -238,7 +272,7 @@ impl Controller {
         let compiled = compile(&inputs).map_err(|e| format!("{path}: {e}"))?;
         let served = Sealer::new(&session).map(|sealer| Served {
             sealer,
-            servers: catalog.servers.iter().map(|s| Upstream { name: s.name.clone(), url: s.url.clone(), shown: s.display_url() }).collect(),
+            servers: catalog.servers.iter().map(|s| Upstream { name: s.name.clone(), url: s.reach_url(&base), shown: s.display_url() }).collect(),
         });
         if let (Ok(served), Ok(mut slot)) = (served, self.inner.served.write()) {
             *slot = Some(Arc::new(served));
@@ -288,6 +322,14 @@ impl Controller {
     /// Reloads on start, on every change of the catalog file, periodically,
     /// and sooner while a server is unreachable.
     pub async fn run(self) -> anyhow::Result<()> {
+        if let Some(mut changes) = self.inner.runtime_changes.lock().ok().and_then(|mut c| c.take()) {
+            let this = self.clone();
+            tokio::spawn(async move {
+                while let Some(server) = changes.recv().await {
+                    this.upstream_changed(&server);
+                }
+            });
+        }
         let (tx, mut rx) = mpsc::unbounded_channel::<()>();
         let path = std::path::absolute(&self.inner.settings.catalog_path)?;
         let dir = path.parent().map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."));
@@ -374,12 +416,16 @@ async fn discover(
     catalog: &Catalog,
     known: &BTreeMap<String, (String, Discovered)>,
     which: Discovery,
+    bridge_base: &str,
 ) -> (BTreeMap<String, Discovered>, Vec<ServerStatus>) {
     let which = &which;
     let listings = futures::future::join_all(catalog.servers.iter().map(|s| async move {
         match known.get(&s.name) {
-            Some((url, d)) if which.reuses(&s.name) && *url == s.url => Ok(d.clone()),
-            _ => discovery::discover(&s.url, s.display_url(), Duration::from_secs(s.discovery_timeout_seconds)).await,
+            Some((identity, d)) if which.reuses(&s.name) && *identity == s.identity() => Ok(d.clone()),
+            _ => {
+                let url = s.reach_url(bridge_base);
+                discovery::discover(&url, s.display_url(), Duration::from_secs(s.discovery_timeout_seconds)).await
+            }
         }
     }))
     .await;
@@ -390,6 +436,8 @@ async fn discover(
             Ok(list) => {
                 let status = ServerStatus {
                     name: server.name.clone(),
+                    runtime: server.runtime,
+                    process: None,
                     url: server.display_url(),
                     state: "ready",
                     tools: list.tools.len(),
@@ -404,6 +452,8 @@ async fn discover(
                 tracing::warn!(server = %server.name, url = %server.display_url(), error = %e, "server unreachable; its tools are left out");
                 ServerStatus {
                     name: server.name.clone(),
+                    runtime: server.runtime,
+                    process: None,
                     url: server.display_url(),
                     state: "unreachable",
                     tools: 0,
@@ -443,13 +493,13 @@ mod tests {
         let catalog = load("servers:\n  - {name: known, url: 'http://127.0.0.1:9/mcp'}\n  - {name: new, url: 'http://127.0.0.1:9/new'}\n", |_| None).unwrap();
         let offer = Discovered { tools: vec![serde_json::json!({"name": "t"})], ..Default::default() };
         let known = BTreeMap::from([("known".to_string(), ("http://127.0.0.1:9/mcp".to_string(), offer.clone()))]);
-        let (found, status) = discover(&catalog, &known, Discovery::Unreachable).await;
+        let (found, status) = discover(&catalog, &known, Discovery::Unreachable, "http://127.0.0.1:9").await;
         assert_eq!(found.get("known"), Some(&offer), "reused, not asked again");
         assert_eq!((status[0].state, status[1].state), ("ready", "unreachable"));
-        let (found, _) = discover(&catalog, &known, Discovery::All).await;
+        let (found, _) = discover(&catalog, &known, Discovery::All, "http://127.0.0.1:9").await;
         assert!(found.is_empty(), "a full reload asks everyone");
         let moved = load("servers:\n  - {name: known, url: 'http://127.0.0.1:9/moved'}\n", |_| None).unwrap();
-        let (found, _) = discover(&moved, &known, Discovery::Unreachable).await;
+        let (found, _) = discover(&moved, &known, Discovery::Unreachable, "http://127.0.0.1:9").await;
         assert!(found.is_empty(), "a server whose URL changed is asked again");
     }
 

@@ -7,6 +7,8 @@
 //! - [`controller`] ties them together: watch the catalog, discover,
 //!   compile, publish, and keep the last good configuration on errors;
 //! - [`admin`] is the operator's HTTP API;
+//! - [`runtime`] runs stdio servers and holds legacy SSE connections,
+//!   supervised, and serves them to Envoy as Streamable HTTP;
 //! - [`bridge`] serves 2026-07-28 requests for servers that need a
 //!   session or an older revision;
 //! - [`streams`] holds clients' GET streams: the gateway's notifications
@@ -19,5 +21,6 @@ pub mod catalog;
 pub mod compile;
 pub mod controller;
 pub mod discovery;
+pub mod runtime;
 pub mod snapshot;
 pub mod streams;

@@ -103,23 +103,47 @@ async fn serve(args: Args) -> anyhow::Result<()> {
     let cache = SnapshotCache::new();
     let controller = Controller::new(settings, cache.clone());
 
+    // One signal for everything: SIGTERM or ctrl-c.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopping = move || {
+        let mut rx = stop_rx.clone();
+        async move {
+            let _ = rx.wait_for(|s| *s).await;
+        }
+    };
     let xds = tonic::transport::Server::builder()
         .add_service(AdsServer::new(cache.clone()).service())
-        .serve_with_shutdown(args.xds_listen, shutdown_signal());
+        .serve_with_shutdown(args.xds_listen, stopping());
     let admin_listener = tokio::net::TcpListener::bind(args.admin_listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.admin_listen))?;
-    let admin = axum::serve(admin_listener, admin::router(controller.clone())).with_graceful_shutdown(shutdown_signal());
+    let admin = axum::serve(admin_listener, admin::router(controller.clone())).with_graceful_shutdown(stopping());
     tracing::info!(xds = %args.xds_listen, admin = %args.admin_listen, catalog = %args.catalog.display(), "control plane started");
-    let watcher = tokio::spawn(controller.run());
+    let watcher = tokio::spawn(controller.clone().run());
+    let mut admin = tokio::spawn(async move { admin.await });
+    let mut xds = tokio::spawn(xds);
     tokio::select! {
-        r = xds => r.context("xDS server failed")?,
-        r = admin => r.context("admin API failed")?,
+        () = shutdown_signal() => {}
+        r = &mut xds => r.context("xDS server panicked")?.context("xDS server failed")?,
+        r = &mut admin => r.context("admin API panicked")?.context("admin API failed")?,
         r = watcher => r.context("catalog watcher panicked")?.context("catalog watcher failed")?,
     }
+    // Stop accepting; let calls in flight finish, within bounds (clients'
+    // GET streams never finish by themselves); then stop the servers the
+    // control plane runs, so that no child outlives it.
+    let _ = stop_tx.send(true);
+    if tokio::time::timeout(DRAIN, &mut admin).await.is_err() {
+        tracing::warn!("calls still in flight after {} s; closing them", DRAIN.as_secs());
+        admin.abort();
+    }
+    xds.abort();
+    controller.runtimes().shutdown().await;
     tracing::info!("control plane stopped");
     Ok(())
 }
+
+/// How long calls in flight may take to finish at shutdown.
+const DRAIN: Duration = Duration::from_secs(10);
 
 /// A fresh session key, for when the catalog names none.
 fn random_key() -> anyhow::Result<String> {

@@ -33,6 +33,50 @@ pub fn events(body: &str) -> Vec<String> {
     out
 }
 
+/// One event of a stream read as it comes (see [`take_events`]).
+#[derive(Debug, Default, PartialEq)]
+pub struct Event {
+    /// The `event` field (`None` means `message`).
+    pub kind: Option<String>,
+    pub data: Option<String>,
+    pub id: Option<String>,
+}
+
+/// Removes the complete events at the front of `buf` and returns them.
+pub fn take_events(buf: &mut Vec<u8>) -> Vec<Event> {
+    let mut out = Vec::new();
+    let mut current = Event::default();
+    let mut used = 0;
+    for line in Lines::new(buf) {
+        if line.is_blank() {
+            used = line.next;
+            if current.data.is_some() || current.kind.is_some() {
+                out.push(std::mem::take(&mut current));
+            }
+            continue;
+        }
+        let text = String::from_utf8_lossy(line.content);
+        let (field, value) = match text.split_once(':') {
+            Some((f, v)) => (f, v.strip_prefix(' ').unwrap_or(v)),
+            None => (text.as_ref(), ""),
+        };
+        match field {
+            "event" => current.kind = Some(value.to_string()),
+            "id" => current.id = Some(value.to_string()),
+            "data" => match &mut current.data {
+                Some(d) => {
+                    d.push('\n');
+                    d.push_str(value);
+                }
+                None => current.data = Some(value.to_string()),
+            },
+            _ => {}
+        }
+    }
+    buf.drain(..used.min(buf.len()));
+    out
+}
+
 /// A line of an SSE stream: its content and where the next one starts.
 pub struct Line<'a> {
     pub content: &'a [u8],
@@ -85,5 +129,16 @@ mod tests {
         assert_eq!(events("id: 1\r\ndata: a\r\ndata: b\r\n\r\n: comment\n\ndata:c\n"), vec!["a\nb", "c"]);
         assert_eq!(events("retry: 100\n\n"), Vec::<String>::new());
         assert_eq!(events(""), Vec::<String>::new());
+    }
+
+    #[test]
+    fn takes_complete_events_as_they_come() {
+        let mut buf = b"event: endpoint\ndata: /messages?s=1\n\nevent: message\ndata: {\"a\"".to_vec();
+        let first = take_events(&mut buf);
+        assert_eq!(first, vec![Event { kind: Some("endpoint".into()), data: Some("/messages?s=1".into()), id: None }]);
+        buf.extend_from_slice(b":1}\r\n\r\n: ping\n\n");
+        let second = take_events(&mut buf);
+        assert_eq!(second, vec![Event { kind: Some("message".into()), data: Some("{\"a\":1}".into()), id: None }]);
+        assert!(buf.is_empty());
     }
 }

@@ -67,10 +67,16 @@ fn validation_names_server_and_field() {
         ("servers: [{name: a, url: 'http://a/mcp'}, {name: a, url: 'http://b/mcp'}]", "server \"a\": name is used"),
         ("servers: [{name: a, url: 'ftp://a/mcp'}]", "server \"a\": url \"ftp://a/mcp\" scheme"),
         ("servers: [{name: a, url: 'not a url'}]", "server \"a\": url"),
-        ("servers: [{name: a, runtime: stdio, url: 'http://a/'}]", "server \"a\": runtime \"stdio\""),
+        ("servers: [{name: a, runtime: stdio, url: 'http://a/'}]", "server \"a\": runtime stdio needs a command"),
+        ("servers: [{name: a, runtime: stdio, command: x, url: 'http://a/'}]", "server \"a\": runtime stdio takes a command, not a url"),
+        ("servers: [{name: a, runtime: stdio, command: x, env: {'A-B': 1}}]", "server \"a\": env \"A-B\""),
+        ("servers: [{name: a, runtime: grpc, url: 'http://a/'}]", "unknown variant `grpc`"),
+        ("servers: [{name: a, url: 'http://a/', command: x}]", "server \"a\": command, args, env and cwd are for runtime: stdio"),
+        ("servers: [{name: a, url: 'http://a/', start: on-demand}]", "server \"a\": start: on-demand"),
+        ("servers: [{name: a, runtime: sse, url: 'nowhere'}]", "server \"a\": url"),
         ("servers: [{name: '', url: 'http://a/'}]", "servers[0]: name"),
         ("servers: [{name: a, urll: 'http://a/'}]", "unknown field `urll`"),
-        ("servers: [{name: a}]", "missing field `url`"),
+        ("servers: [{name: a}]", "server \"a\": url \"\" not a URL"),
         ("servers: [{name: a, url: '${NOPE}'}]", "NOPE"),
     ];
     for (text, want) in cases {
@@ -78,6 +84,17 @@ fn validation_names_server_and_field() {
         assert!(p.iter().any(|m| m.contains(want)), "{text}: wanted {want:?} in {p:?}");
     }
     assert!(problems("servers: [{name: ok-1_a, url: 'http://[::1]:9/mcp'}]").is_empty());
+    assert!(problems("servers: [{name: t, runtime: stdio, command: uvx, args: [mcp-server-time], env: {TZ: UTC}, start: on-demand}]").is_empty());
+    assert!(problems("servers: [{name: l, runtime: sse, url: 'http://127.0.0.1:9/sse'}]").is_empty());
+}
+
+#[test]
+fn servers_the_control_plane_runs_are_reached_through_it() {
+    let c = load("servers:\n  - {name: t, runtime: stdio, command: uvx, args: ['--token=${KEY}']}\n  - {name: h, url: 'http://h:1/mcp'}\n", env).unwrap();
+    assert_eq!(c.servers[0].reach_url("http://127.0.0.1:18001"), "http://127.0.0.1:18001/upstream/t/mcp");
+    assert_eq!(c.servers[1].reach_url("http://127.0.0.1:18001"), "http://h:1/mcp");
+    assert_eq!(c.servers[0].display_url(), "stdio: uvx", "arguments may hold secrets");
+    assert_ne!(c.servers[0].identity(), load("servers:\n  - {name: t, runtime: stdio, command: uvx}\n", env).unwrap().servers[0].identity());
 }
 
 #[test]

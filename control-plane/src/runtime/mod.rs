@@ -1,0 +1,512 @@
+//! Servers Envoy cannot call directly: local processes speaking stdio, and
+//! servers of the legacy (2024-11-05) HTTP+SSE transport. The control plane
+//! runs or connects to each, supervises it, and serves it to Envoy as a
+//! stateless Streamable HTTP endpoint at `/upstream/<name>/mcp` on its admin
+//! listener; Envoy reaches that like any other upstream, through the
+//! server's own cluster.
+//!
+//! One connection per server, shared by all clients ([`pipe::Pipe`] keeps
+//! their requests apart). The supervisor starts it (with the control plane,
+//! or on first use with `start: on-demand`, stopping it after
+//! `idle_timeout_seconds`), restarts it with exponential backoff when it
+//! dies, and gives up (state `failed`, its tools leave the lists) after
+//! [`CRASHES_BEFORE_FAILED`] deaths within [`CRASH_WINDOW`]. A death answers
+//! the calls in flight with an error naming the server.
+
+pub mod link;
+pub mod pipe;
+
+use std::collections::{HashMap, VecDeque};
+use std::convert::Infallible;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use serde_json::{json, Value};
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::catalog::{Catalog, Runtime, Server, Start};
+use crate::controller::Controller;
+use link::Link;
+use pipe::{Pipe, Unrouted};
+
+/// Deaths within [`CRASH_WINDOW`] after which a server is left `failed`.
+pub const CRASHES_BEFORE_FAILED: usize = 5;
+pub const CRASH_WINDOW: Duration = Duration::from_secs(60);
+/// How long a stopped child has between SIGTERM and SIGKILL.
+pub const STOP_GRACE: Duration = Duration::from_secs(5);
+
+/// What `/servers` shows of a server the control plane runs or connects to.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ProcessStatus {
+    /// `starting`, `running`, `backoff`, `stopped`, `idle` (on-demand, not
+    /// started or stopped for idleness) or `failed`.
+    pub state: &'static str,
+    pub pid: Option<u32>,
+    /// How many times it died.
+    pub restarts: u32,
+    pub uptime_seconds: Option<u64>,
+    pub last_error: Option<String>,
+}
+
+enum Command {
+    Start,
+    Stop,
+    Restart,
+    Shutdown(oneshot::Sender<()>),
+}
+
+struct Live {
+    state: &'static str,
+    pid: Option<u32>,
+    restarts: u32,
+    since: Option<Instant>,
+    last_error: Option<String>,
+}
+
+/// One server's supervisor, as the rest of the control plane sees it.
+struct Supervised {
+    identity: String,
+    on_demand: bool,
+    /// How long a call waits for the server to be (re)started.
+    wait: Duration,
+    live: Mutex<Live>,
+    /// The connection while running, with the server's `initialize` result.
+    ready: watch::Sender<Option<(Arc<Pipe>, Arc<Value>)>>,
+    last_used: Mutex<Instant>,
+    commands: mpsc::UnboundedSender<Command>,
+}
+
+impl Supervised {
+    fn set(&self, state: &'static str, pid: Option<u32>) {
+        if let Ok(mut l) = self.live.lock() {
+            l.state = state;
+            l.pid = pid;
+            l.since = (state == "running").then(Instant::now);
+        }
+    }
+
+    fn status(&self) -> ProcessStatus {
+        match self.live.lock() {
+            Ok(l) => ProcessStatus {
+                state: l.state,
+                pid: l.pid,
+                restarts: l.restarts,
+                uptime_seconds: l.since.map(|s| s.elapsed().as_secs()),
+                last_error: l.last_error.clone(),
+            },
+            Err(_) => ProcessStatus { state: "unknown", pid: None, restarts: 0, uptime_seconds: None, last_error: None },
+        }
+    }
+}
+
+/// Every server the control plane runs or connects to.
+pub struct Runtimes {
+    servers: Mutex<HashMap<String, Arc<Supervised>>>,
+    base_dir: PathBuf,
+    http: reqwest::Client,
+    /// Names of servers whose offer may have changed (restarted, failed,
+    /// or said `list_changed`): the controller discovers them again.
+    changed: mpsc::UnboundedSender<String>,
+}
+
+impl Runtimes {
+    /// `base_dir`: where relative commands and working directories are
+    /// taken from (the catalog's directory).
+    pub fn new(base_dir: PathBuf, changed: mpsc::UnboundedSender<String>) -> Self {
+        Runtimes { servers: Mutex::default(), base_dir, http: reqwest::Client::new(), changed }
+    }
+
+    /// Makes the running set match the catalog: starts new servers, restarts
+    /// changed ones, stops removed ones.
+    pub fn sync(&self, catalog: &Catalog) {
+        let Ok(mut servers) = self.servers.lock() else { return };
+        let wanted: HashMap<&str, &Server> = catalog.servers.iter().filter(|s| s.piped()).map(|s| (s.name.as_str(), s)).collect();
+        servers.retain(|name, sup| {
+            let keep = wanted.get(name.as_str()).is_some_and(|s| s.identity() == sup.identity);
+            if !keep {
+                let (ack, _) = oneshot::channel();
+                let _ = sup.commands.send(Command::Shutdown(ack));
+            }
+            keep
+        });
+        for (name, spec) in wanted {
+            if servers.contains_key(name) {
+                continue;
+            }
+            let (commands, rx) = mpsc::unbounded_channel();
+            let sup = Arc::new(Supervised {
+                identity: spec.identity(),
+                on_demand: spec.start == Start::OnDemand,
+                wait: Duration::from_secs(spec.discovery_timeout_seconds),
+                live: Mutex::new(Live { state: "idle", pid: None, restarts: 0, since: None, last_error: None }),
+                ready: watch::channel(None).0,
+                last_used: Mutex::new(Instant::now()),
+                commands,
+            });
+            servers.insert(name.to_string(), Arc::clone(&sup));
+            let supervisor = Supervisor { sup, spec: spec.clone(), base_dir: self.base_dir.clone(), http: self.http.clone(), changed: self.changed.clone() };
+            tokio::spawn(supervisor.run(rx));
+        }
+    }
+
+    pub fn status(&self, name: &str) -> Option<ProcessStatus> {
+        self.get(name).map(|s| s.status())
+    }
+
+    fn get(&self, name: &str) -> Option<Arc<Supervised>> {
+        self.servers.lock().ok()?.get(name).cloned()
+    }
+
+    /// `start`, `stop` or `restart`, from the admin API.
+    pub fn command(&self, name: &str, what: &str) -> Result<(), String> {
+        let sup = self.get(name).ok_or_else(|| format!("server {name:?} is not one the gateway runs (runtime stdio or sse)"))?;
+        let command = match what {
+            "start" => Command::Start,
+            "stop" => Command::Stop,
+            "restart" => Command::Restart,
+            other => return Err(format!("unknown action {other:?}")),
+        };
+        sup.commands.send(command).map_err(|_| format!("server {name:?} is shutting down"))
+    }
+
+    /// Stops every server (SIGTERM, then SIGKILL after [`STOP_GRACE`]) and
+    /// waits for them.
+    pub async fn shutdown(&self) {
+        let all: Vec<Arc<Supervised>> = self.servers.lock().map(|mut s| s.drain().map(|(_, v)| v).collect()).unwrap_or_default();
+        let waits = all.iter().filter_map(|sup| {
+            let (ack, done) = oneshot::channel();
+            sup.commands.send(Command::Shutdown(ack)).ok().map(|()| done)
+        });
+        let all_done = futures::future::join_all(waits);
+        let _ = tokio::time::timeout(STOP_GRACE + Duration::from_secs(3), all_done).await;
+    }
+
+    /// The server's connection, once it is running: started first if it is
+    /// on-demand, waited for (up to `wait`) if it is starting or restarting.
+    async fn connection(&self, name: &str) -> Result<(Arc<Pipe>, Arc<Value>), String> {
+        let sup = self.get(name).ok_or_else(|| format!("server {name:?} is not in the catalog"))?;
+        if let Ok(mut t) = sup.last_used.lock() {
+            *t = Instant::now();
+        }
+        let wait = sup.wait;
+        let mut ready = sup.ready.subscribe();
+        if let Some(c) = ready.borrow().clone() {
+            return Ok(c);
+        }
+        let status = sup.status();
+        match status.state {
+            "idle" if sup.on_demand => {
+                let _ = sup.commands.send(Command::Start);
+            }
+            "failed" | "stopped" | "idle" => {
+                let why = status.last_error.map(|e| format!(" (last error: {e})")).unwrap_or_default();
+                return Err(format!("server {name:?} is {}{why}; POST /servers/{name}/start to start it", status.state));
+            }
+            _ => {}
+        }
+        let waited = tokio::time::timeout(wait, ready.wait_for(Option::is_some)).await;
+        match waited {
+            Ok(Ok(c)) => c.clone().ok_or_else(|| format!("server {name:?} is not running")),
+            _ => {
+                let s = sup.status();
+                let why = s.last_error.map(|e| format!(" (last error: {e})")).unwrap_or_default();
+                Err(format!("server {name:?} is {} and was not ready within {} s{why}", s.state, wait.as_secs()))
+            }
+        }
+    }
+}
+
+struct Supervisor {
+    sup: Arc<Supervised>,
+    spec: Server,
+    base_dir: PathBuf,
+    http: reqwest::Client,
+    changed: mpsc::UnboundedSender<String>,
+}
+
+/// How a running connection ended.
+enum Outcome {
+    Died(String),
+    Stopped,
+    Idle,
+    Restart,
+    Shutdown(oneshot::Sender<()>),
+}
+
+impl Supervisor {
+    fn name(&self) -> &str {
+        &self.spec.name
+    }
+
+    fn changed(&self) {
+        let _ = self.changed.send(self.spec.name.clone());
+    }
+
+    async fn run(self, mut commands: mpsc::UnboundedReceiver<Command>) {
+        let mut want = self.spec.start == Start::Eager;
+        let mut deaths: VecDeque<Instant> = VecDeque::new();
+        loop {
+            if !want {
+                match commands.recv().await {
+                    None => return,
+                    Some(Command::Shutdown(ack)) => {
+                        let _ = ack.send(());
+                        return;
+                    }
+                    Some(Command::Stop) => continue,
+                    Some(Command::Start | Command::Restart) => {
+                        want = true;
+                        deaths.clear();
+                    }
+                }
+            }
+            self.sup.set("starting", None);
+            let why = match self.open().await {
+                Err(e) => e,
+                Ok(link) => match self.serve(link, &mut commands).await {
+                    Outcome::Died(why) => why,
+                    Outcome::Stopped => {
+                        want = false;
+                        self.sup.set("stopped", None);
+                        tracing::info!(server = %self.name(), "server stopped");
+                        self.changed();
+                        continue;
+                    }
+                    Outcome::Idle => {
+                        want = false;
+                        self.sup.set("idle", None);
+                        tracing::info!(server = %self.name(), "server stopped after being idle; it starts again on the next call");
+                        continue;
+                    }
+                    Outcome::Restart => continue,
+                    Outcome::Shutdown(ack) => {
+                        self.sup.set("stopped", None);
+                        let _ = ack.send(());
+                        return;
+                    }
+                },
+            };
+            let now = Instant::now();
+            deaths.push_back(now);
+            while deaths.front().is_some_and(|t| now.duration_since(*t) > CRASH_WINDOW) {
+                deaths.pop_front();
+            }
+            if let Ok(mut l) = self.sup.live.lock() {
+                l.restarts += 1;
+                l.last_error = Some(why.clone());
+            }
+            if deaths.len() >= CRASHES_BEFORE_FAILED {
+                want = false;
+                self.sup.set("failed", None);
+                tracing::error!(server = %self.name(), error = %why, "server failed {} times within {} s; left stopped until started again", deaths.len(), CRASH_WINDOW.as_secs());
+                self.changed();
+                continue;
+            }
+            let delay = Duration::from_millis(500).saturating_mul(1 << (deaths.len() - 1).min(6)).min(Duration::from_secs(30));
+            tracing::warn!(server = %self.name(), error = %why, delay_ms = delay.as_millis() as u64, "server stopped unexpectedly; restarting");
+            self.sup.set("backoff", None);
+            tokio::select! {
+                () = tokio::time::sleep(delay) => {}
+                cmd = commands.recv() => match cmd {
+                    None => return,
+                    Some(Command::Shutdown(ack)) => {
+                        self.sup.set("stopped", None);
+                        let _ = ack.send(());
+                        return;
+                    }
+                    Some(Command::Stop) => {
+                        want = false;
+                        self.sup.set("stopped", None);
+                    }
+                    Some(Command::Start | Command::Restart) => {}
+                },
+            }
+        }
+    }
+
+    async fn open(&self) -> Result<Link, String> {
+        match self.spec.runtime {
+            Runtime::Stdio => link::spawn(&self.spec, &self.base_dir),
+            Runtime::Sse => link::connect_sse(&self.spec, &self.http).await,
+            Runtime::Http => Err("runtime http is not run by the gateway".into()),
+        }
+    }
+
+    /// Runs one connection: handshake, then serve until it ends.
+    async fn serve(&self, mut link: Link, commands: &mut mpsc::UnboundedReceiver<Command>) -> Outcome {
+        let pipe = Arc::new(Pipe::new(self.name(), link.outgoing.clone()));
+        let incoming = std::mem::replace(&mut link.incoming, mpsc::channel(1).1);
+        let reader = tokio::spawn(read(Arc::clone(&pipe), incoming, self.name().to_string(), self.changed.clone()));
+        link.tasks.push(reader.abort_handle());
+        let limit = Duration::from_secs(self.spec.discovery_timeout_seconds);
+        let init = tokio::select! {
+            r = tokio::time::timeout(limit, handshake(&pipe)) => r.unwrap_or_else(|_| Err(format!("did not answer initialize within {} s", limit.as_secs()))),
+            why = &mut link.ended => Err(why),
+        };
+        let init = match init {
+            Ok(init) => init,
+            Err(why) => {
+                stop(&mut link).await;
+                return Outcome::Died(format!("could not be initialised: {why}"));
+            }
+        };
+        self.sup.set("running", link.pid);
+        self.sup.ready.send_replace(Some((Arc::clone(&pipe), Arc::new(init))));
+        tracing::info!(server = %self.name(), pid = ?link.pid, "server running");
+        self.changed();
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        let outcome = loop {
+            tokio::select! {
+                why = &mut link.ended => break Outcome::Died(why),
+                cmd = commands.recv() => match cmd {
+                    Some(Command::Start) => {}
+                    Some(Command::Stop) => break Outcome::Stopped,
+                    Some(Command::Restart) => break Outcome::Restart,
+                    Some(Command::Shutdown(ack)) => break Outcome::Shutdown(ack),
+                    None => break Outcome::Shutdown(oneshot::channel().0),
+                },
+                _ = tick.tick(), if self.sup.on_demand => {
+                    let idle = self.sup.last_used.lock().map(|t| t.elapsed()).unwrap_or_default();
+                    if idle > Duration::from_secs(self.spec.idle_timeout_seconds) && pipe.in_flight() == 0 {
+                        break Outcome::Idle;
+                    }
+                }
+            }
+        };
+        self.sup.ready.send_replace(None);
+        let why = match &outcome {
+            Outcome::Died(why) => why.clone(),
+            Outcome::Restart => "was restarted".to_string(),
+            _ => "was stopped".to_string(),
+        };
+        if !matches!(outcome, Outcome::Died(_)) {
+            stop(&mut link).await;
+        }
+        pipe.fail_all(&why);
+        outcome
+    }
+}
+
+/// Routes what the server sends.
+async fn read(pipe: Arc<Pipe>, mut incoming: mpsc::Receiver<String>, name: String, changed: mpsc::UnboundedSender<String>) {
+    while let Some(line) = incoming.recv().await {
+        let Ok(message) = serde_json::from_str::<Value>(&line) else {
+            tracing::warn!(server = %name, "the server sent a line that is not JSON");
+            continue;
+        };
+        match pipe.dispatch(message) {
+            None | Some(Unrouted::Stray) => {}
+            Some(Unrouted::Answer(a)) => {
+                let _ = pipe.send(&a).await;
+            }
+            Some(Unrouted::ListChanged) => {
+                let _ = changed.send(name.clone());
+            }
+            Some(Unrouted::Notification(n)) => {
+                let method = n.get("method").and_then(Value::as_str).unwrap_or_default();
+                tracing::info!(server = %name, %method, params = %n.get("params").cloned().unwrap_or_default(), "server notification");
+            }
+        }
+    }
+}
+
+/// `initialize` and `notifications/initialized`; returns the result. The
+/// gateway answers clients' `initialize` for this server with it.
+async fn handshake(pipe: &Arc<Pipe>) -> Result<Value, String> {
+    let request = json!({
+        "jsonrpc": "2.0", "id": 0, "method": "initialize",
+        "params": { "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": { "name": "mcp-gateway", "version": env!("CARGO_PKG_VERSION") } },
+    });
+    let mut call = pipe.call(request).await?;
+    let answer = loop {
+        match call.messages.recv().await {
+            Some(m) if m.get("result").is_some() || m.get("error").is_some() => break m,
+            Some(_) => continue,
+            None => return Err("the connection closed during initialize".into()),
+        }
+    };
+    if let Some(e) = answer.get("error") {
+        return Err(format!("initialize failed: {e}"));
+    }
+    pipe.send(&json!({ "jsonrpc": "2.0", "method": "notifications/initialized" })).await?;
+    Ok(answer.get("result").cloned().unwrap_or_default())
+}
+
+/// Stops a connection: closes the child's stdin, SIGTERM to its process
+/// group, SIGKILL after [`STOP_GRACE`].
+async fn stop(link: &mut Link) {
+    let Some(pid) = link.pid else { return };
+    link.outgoing = mpsc::channel(1).0;
+    link::signal_group(pid, libc::SIGTERM);
+    if tokio::time::timeout(STOP_GRACE, &mut link.ended).await.is_err() {
+        tracing::warn!(pid, "server did not stop within {} s; killing it", STOP_GRACE.as_secs());
+        link::signal_group(pid, libc::SIGKILL);
+        let _ = tokio::time::timeout(Duration::from_secs(2), &mut link.ended).await;
+    }
+}
+
+fn jsonrpc_error(id: &Value, message: String) -> Response {
+    let body = json!({ "jsonrpc": "2.0", "id": id, "error": { "code": -32603, "message": message } });
+    (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
+}
+
+/// `POST /upstream/<name>/mcp`: a stateless Streamable HTTP endpoint for a
+/// server the control plane runs or connects to.
+pub async fn endpoint(State(c): State<Controller>, Path(name): Path<String>, body: Bytes) -> Response {
+    let message: Value = match serde_json::from_slice(&body) {
+        Ok(m @ Value::Object(_)) => m,
+        _ => return (StatusCode::BAD_REQUEST, [(header::CONTENT_TYPE, "application/json")], json!({"jsonrpc": "2.0", "id": null, "error": {"code": -32700, "message": "the body is not a JSON-RPC object"}}).to_string()).into_response(),
+    };
+    let id = message.get("id").cloned();
+    let method = message.get("method").and_then(Value::as_str).map(str::to_string);
+    let (Some(id), Some(method)) = (id, method) else {
+        // Notifications and answers have nowhere to go on a shared
+        // connection: the gateway initialised it itself, and it relays no
+        // server requests.
+        return StatusCode::ACCEPTED.into_response();
+    };
+    let (pipe, init) = match c.runtimes().connection(&name).await {
+        Ok(c) => c,
+        Err(e) => return jsonrpc_error(&id, e),
+    };
+    match method.as_str() {
+        "initialize" => {
+            let body = json!({ "jsonrpc": "2.0", "id": id, "result": *init });
+            return (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response();
+        }
+        "ping" => return (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], json!({"jsonrpc": "2.0", "id": id, "result": {}}).to_string()).into_response(),
+        _ => {}
+    }
+    let mut call = match pipe.call(message).await {
+        Ok(call) => call,
+        Err(e) => return jsonrpc_error(&id, e),
+    };
+    let first = match call.messages.recv().await {
+        Some(m) => m,
+        None => return jsonrpc_error(&id, format!("server {name:?} closed during the call")),
+    };
+    let is_final = |m: &Value| m.get("method").is_none();
+    if is_final(&first) {
+        return (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], first.to_string()).into_response();
+    }
+    // Progress before the answer: stream, event by event.
+    let events = futures::stream::unfold((Some(first), call, false), move |(next, mut call, done)| async move {
+        if done {
+            return None;
+        }
+        let message = match next {
+            Some(m) => m,
+            None => call.messages.recv().await?,
+        };
+        let last = is_final(&message);
+        let event = Bytes::from(format!("event: message\ndata: {message}\n\n"));
+        Some((Ok::<_, Infallible>(event), (None, call, last)))
+    });
+    (StatusCode::OK, [(header::CONTENT_TYPE, "text/event-stream"), (header::CACHE_CONTROL, "no-cache")], Body::from_stream(events)).into_response()
+}
