@@ -8,9 +8,9 @@
 # target/mcp_filter.wasm, .tools/envoy-path). Overridable:
 #   CATALOG=catalog.yaml  ENVOY_CONFIG=envoy/gateway.yaml  ENVOY_LOG_LEVEL=warn
 #   GATEWAY_BIN=target/release/mcp-gateway  WASM=target/mcp_filter.wasm
-#   EXAMPLE_SERVERS=1   also start the example catalog's upstreams: the repo's
-#                       rmcp echo server on :8101 and server-everything on
-#                       :3001, both on loopback with a clean environment
+#   EXAMPLE_SERVERS=1   also start the example catalog's HTTP upstream: the
+#                       repo's rmcp echo server on :8101 (loopback, clean
+#                       environment). Its stdio servers the control plane runs.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -63,22 +63,18 @@ trap 'stop_all' EXIT
 
 if [[ $EXAMPLE_SERVERS == 1 ]]; then
     echo_bin=target/debug/mcp-echo-server
-    everything=tests/node_modules/@modelcontextprotocol/server-everything/dist/index.js
     [[ -x $echo_bin ]] || die "$echo_bin not found: run 'make build' (or EXAMPLE_SERVERS=0)"
-    [[ -f $everything ]] || die "$everything not found: run 'make setup' (or EXAMPLE_SERVERS=0)"
-    echo "run: example upstreams: echo on 127.0.0.1:8101, server-everything on 127.0.0.1:3001"
+    [[ -d servers/node_modules && -x .tools/servers-venv/bin/mcp-server-time ]] ||
+        die "the example catalog's servers are not installed: run 'make setup'"
+    echo "run: example HTTP upstream: echo on 127.0.0.1:8101"
     # A clean environment: upstreams get none of the gateway's secrets.
     env -i PATH="$PATH" HOME="$HOME" "$echo_bin" --port 8101 --name echo >/dev/null &
     example_pids="$example_pids $!"
-    env -i PATH="$PATH" HOME="$HOME" PORT=3001 node --require ./tests/loopback-only.cjs "$everything" streamableHttp >/dev/null &
-    example_pids="$example_pids $!"
-    # The control plane would find them later anyway; waiting shows their
-    # tools from the first configuration on.
-    for port in 8101 3001; do
-        for _ in $(seq 100); do
-            (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null && break
-            sleep 0.1
-        done
+    # The control plane would find it later anyway; waiting shows its tools
+    # from the first configuration on.
+    for _ in $(seq 100); do
+        (exec 3<>/dev/tcp/127.0.0.1/8101) 2>/dev/null && break
+        sleep 0.1
     done
 fi
 

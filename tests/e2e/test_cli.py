@@ -14,7 +14,7 @@ def validate(tmp_path, text: str, env: dict | None = None) -> subprocess.Complet
 def test_the_example_catalog_is_valid():
     done = subprocess.run([str(TARGET / "mcp-gateway"), "--validate", str(ROOT / "catalog.yaml")], capture_output=True, text=True, timeout=30)
     assert done.returncode == 0, done.stderr
-    assert "valid (2 servers)" in done.stdout
+    assert "valid (4 servers)" in done.stdout
 
 
 def test_invalid_catalogs_exit_non_zero_naming_server_and_field(tmp_path):

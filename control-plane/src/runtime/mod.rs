@@ -347,7 +347,8 @@ impl Supervisor {
         let limit = Duration::from_secs(self.spec.discovery_timeout_seconds);
         let init = tokio::select! {
             r = tokio::time::timeout(limit, handshake(&pipe)) => r.unwrap_or_else(|_| Err(format!("did not answer initialize within {} s", limit.as_secs()))),
-            why = &mut link.ended => Err(why),
+            // It ended by itself: nothing to stop.
+            why = &mut link.ended => return Outcome::Died(why),
         };
         let init = match init {
             Ok(init) => init,
