@@ -36,15 +36,39 @@ gw_pid=""
 envoy_pid=""
 example_pids=""
 stopping=0
+# Envoy's admin interface (envoy/gateway.yaml), for a graceful drain.
+ENVOY_ADMIN_PORT=${ENVOY_ADMIN_PORT:-9901}
+DRAIN_SECONDS=${DRAIN_SECONDS:-5}
+envoy_admin() {  # envoy_admin METHOD PATH: one request, answer on stdout
+    exec 3<>"/dev/tcp/127.0.0.1/$ENVOY_ADMIN_PORT" || return 1
+    printf '%s %s HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Length: 0\r\n\r\n' "$1" "$2" >&3
+    cat <&3
+    exec 3<&-
+}
+# Envoy stops taking new connections and closes idle ones, lets requests in
+# flight finish (DRAIN_SECONDS at most), then everything stops.
+drain_envoy() {
+    [[ -n $envoy_pid ]] && kill -0 "$envoy_pid" 2>/dev/null || return 0
+    envoy_admin POST '/drain_listeners?graceful' >/dev/null 2>&1 || return 0
+    local active
+    for _ in $(seq $((DRAIN_SECONDS * 10))); do
+        active=$(envoy_admin GET '/stats?filter=^http.mcp_gateway.downstream_rq_active$' 2>/dev/null |
+            sed -n 's/^http\.mcp_gateway\.downstream_rq_active: *\([0-9]*\).*/\1/p')
+        [[ -z $active || $active == 0 ]] && break
+        sleep 0.1
+    done
+}
 stop_all() {
     [[ $stopping == 1 ]] && return
     stopping=1
     local pid
+    drain_envoy
+    # The control plane takes up to 10 s for calls in flight, then stops the
+    # servers it runs (5 s each at most): give it 20 s.
     for pid in $envoy_pid $gw_pid $example_pids; do
         kill -TERM "$pid" 2>/dev/null || true
     done
-    # Give them 5 s to exit cleanly, then force.
-    for _ in $(seq 50); do
+    for _ in $(seq 200); do
         local alive=0
         for pid in $envoy_pid $gw_pid $example_pids; do
             kill -0 "$pid" 2>/dev/null && alive=1
@@ -83,7 +107,7 @@ echo "run: $GATEWAY_BIN --catalog $CATALOG --wasm $WASM"
 gw_pid=$!
 
 echo "run: $ENVOY -c $ENVOY_CONFIG --log-level $ENVOY_LOG_LEVEL"
-"$ENVOY" -c "$ENVOY_CONFIG" --log-level "$ENVOY_LOG_LEVEL" &
+"$ENVOY" -c "$ENVOY_CONFIG" --log-level "$ENVOY_LOG_LEVEL" --drain-time-s "$DRAIN_SECONDS" --drain-strategy immediate &
 envoy_pid=$!
 
 echo "MCP endpoint: http://127.0.0.1:4444/mcp"

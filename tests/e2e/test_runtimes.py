@@ -160,6 +160,34 @@ def test_a_server_that_keeps_dying_is_left_failed(gateway, runtimes):
         wait_until("crashy gone", lambda: all(x["name"] != "crashy" for x in gateway.admin("/servers")["servers"]), timeout=30)
 
 
+def test_an_on_demand_server_sleeps_when_idle_and_wakes_on_a_call(gateway, runtimes):
+    node = shutil.which("node")
+    lazy = {"name": "lazy", "runtime": "stdio", "command": node, "args": [str(MEMORY)], "env": {"MEMORY_FILE_PATH": str(gateway.workdir / "lazy.jsonl")},
+            "start": "on-demand", "idle_timeout_seconds": 2}
+
+    def state() -> str | None:
+        return (process(gateway, "lazy").get("process") or {}).get("state")
+
+    try:
+        gateway.write_catalog(runtimes + [lazy])
+        # Discovery is its first use; then it idles and stops.
+        wait_until("lazy discovered", lambda: process(gateway, "lazy")["state"] == "ready", timeout=60)
+        wait_until("lazy asleep", lambda: state() == "idle", timeout=30)
+
+        async def call():
+            async with Client(gateway.url, mode="legacy") as c:
+                names = {t.name for t in (await c.list_tools()).tools}
+                return names, text_of(await c.call_tool("lazy__read_graph", {}))
+
+        names, graph = asyncio.run(call())
+        assert "lazy__read_graph" in names, "asleep, its tools stay listed"
+        assert '"entities": []' in graph
+        assert process(gateway, "lazy")["process"]["restarts"] == 0, "sleeping is not dying"
+    finally:
+        gateway.write_catalog(runtimes)
+        wait_until("lazy gone", lambda: all(x["name"] != "lazy" for x in gateway.admin("/servers")["servers"]), timeout=30)
+
+
 def test_shutdown_stops_every_child(gateway, tmp_path):
     """A control plane of its own, so that the session's keeps running."""
     catalog = tmp_path / "catalog.yaml"
