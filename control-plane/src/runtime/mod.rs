@@ -439,11 +439,10 @@ async fn handshake(pipe: &Arc<Pipe>) -> Result<Value, String> {
     Ok(answer.get("result").cloned().unwrap_or_default())
 }
 
-/// Stops a connection: closes the child's stdin, SIGTERM to its process
-/// group, SIGKILL after [`STOP_GRACE`].
+/// Stops a connection: SIGTERM to the child's process group, SIGKILL after
+/// [`STOP_GRACE`]. (A legacy SSE connection just closes when dropped.)
 async fn stop(link: &mut Link) {
     let Some(pid) = link.pid else { return };
-    link.outgoing = mpsc::channel(1).0;
     link::signal_group(pid, libc::SIGTERM);
     if tokio::time::timeout(STOP_GRACE, &mut link.ended).await.is_err() {
         tracing::warn!(pid, "server did not stop within {} s; killing it", STOP_GRACE.as_secs());
