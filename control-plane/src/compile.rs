@@ -134,6 +134,7 @@ pub fn compile(inputs: &Inputs<'_>) -> Result<Compiled, CompileError> {
             stateful: inputs.discovered.get(&s.name).is_none_or(|d| d.stateful),
             protocol_version: found.protocol_version.clone(),
             modern: found.stateless_era,
+            modern_only: found.modern_only,
         });
         let prefix = s.prefix.then(|| format!("{}{}", s.name, g.tool_separator));
         tools.add(index, &s.name, prefix.as_deref(), &found.tools)?;
@@ -181,6 +182,7 @@ pub fn compile(inputs: &Inputs<'_>) -> Result<Compiled, CompileError> {
             stateful: false,
             protocol_version: None,
             modern: false,
+            modern_only: false,
         }),
         // initialize waits for every upstream: one that does not answer must
         // not hold the client for the full request timeout.

@@ -39,6 +39,9 @@ pub struct Discovered {
     /// Whether it answers `server/discover` with 2026-07-28 among its
     /// versions, so that a stateless request can be relayed to it as it is.
     pub stateless_era: bool,
+    /// Whether it speaks 2026-07-28 only (it refused `initialize`): the
+    /// gateway translates handshake-era requests for it.
+    pub modern_only: bool,
     pub tools: Vec<Value>,
     pub prompts: Vec<Value>,
     pub resources: Vec<Value>,
@@ -70,12 +73,23 @@ pub struct Session {
     id: Option<String>,
     version: Option<String>,
     next_id: u64,
+    /// Requests carry the 2026-07-28 `_meta` (no session, no handshake).
+    modern: bool,
+}
+
+/// What a 2026-07-28 request says of its client, in `params._meta`.
+fn modern_meta() -> Value {
+    json!({
+        "io.modelcontextprotocol/protocolVersion": STATELESS_VERSION,
+        "io.modelcontextprotocol/clientInfo": { "name": "mcp-gateway-discovery", "version": env!("CARGO_PKG_VERSION") },
+        "io.modelcontextprotocol/clientCapabilities": {},
+    })
 }
 
 impl Session {
     /// `shown` is the URL as it may appear in errors (without secrets).
     pub fn new(http: reqwest::Client, url: &str, shown: String) -> Self {
-        Session { http, url: url.to_string(), shown, id: None, version: None, next_id: 0 }
+        Session { http, url: url.to_string(), shown, id: None, version: None, next_id: 0, modern: false }
     }
 
     /// `initialize` then `notifications/initialized`; returns the result of
@@ -124,18 +138,30 @@ impl Session {
     }
 
     async fn discover(&mut self) -> Result<Discovered, String> {
-        let stateless_era = self.speaks_stateless_era().await;
+        let discovered = self.speaks_stateless_era().await;
+        let stateless_era = discovered.is_some();
         // Everything the gateway relays to its clients, so that servers list
         // the tools they offer only to clients that can answer sampling,
         // elicitation or roots requests.
         let info = json!({ "name": "mcp-gateway-discovery", "version": env!("CARGO_PKG_VERSION") });
-        let init = self.handshake(client_capabilities(), info).await?;
+        let (init, modern_only) = match (self.handshake(client_capabilities(), info).await, discovered) {
+            (Ok(init), _) => (init, false),
+            // A server of the stateless revision only: list it in that revision.
+            (Err(_), Some(discover)) => {
+                self.id = None;
+                self.version = Some(STATELESS_VERSION.to_string());
+                self.modern = true;
+                (discover, true)
+            }
+            (Err(e), None) => return Err(e),
+        };
         let capabilities = init.get("capabilities").cloned().unwrap_or_else(|| json!({}));
         let offers = |what: &str| capabilities.get(what).is_some_and(|c| !c.is_null());
         let mut d = Discovered {
             instructions: init.get("instructions").and_then(Value::as_str).map(str::to_string),
             stateful: self.id.is_some(),
             stateless_era,
+            modern_only,
             protocol_version: self.version.clone(),
             ..Default::default()
         };
@@ -158,21 +184,17 @@ impl Session {
     }
 
     /// Probes `server/discover` at 2026-07-28, as clients of that revision
-    /// do. Any failure means no: the server is then reached by handshake.
-    async fn speaks_stateless_era(&mut self) -> bool {
+    /// do; its result when the server speaks that revision. Any failure
+    /// means no: the server is then reached by handshake.
+    async fn speaks_stateless_era(&mut self) -> Option<Value> {
         self.version = Some(STATELESS_VERSION.to_string());
-        let meta = json!({
-            "io.modelcontextprotocol/protocolVersion": STATELESS_VERSION,
-            "io.modelcontextprotocol/clientInfo": { "name": "mcp-gateway-discovery", "version": env!("CARGO_PKG_VERSION") },
-            "io.modelcontextprotocol/clientCapabilities": {},
-        });
-        let answer = self.request("server/discover", json!({ "_meta": meta })).await;
+        let answer = self.request("server/discover", json!({ "_meta": modern_meta() })).await;
         self.version = None;
         // A stateless probe must leave no session behind.
         self.id = None;
-        answer.ok().and_then(|r| r.get("supportedVersions").cloned()).is_some_and(|v| {
-            v.as_array().is_some_and(|versions| versions.iter().any(|x| x.as_str() == Some(STATELESS_VERSION)))
-        })
+        let result = answer.ok()?;
+        let versions = result.get("supportedVersions")?.as_array()?;
+        versions.iter().any(|x| x.as_str() == Some(STATELESS_VERSION)).then_some(result)
     }
 
     /// Every item of a paginated list.
@@ -199,7 +221,10 @@ impl Session {
     }
 
     /// Sends a request and returns its `result`.
-    async fn request(&mut self, method: &str, params: Value) -> Result<Value, String> {
+    async fn request(&mut self, method: &str, mut params: Value) -> Result<Value, String> {
+        if let (true, Some(p)) = (self.modern, params.as_object_mut()) {
+            p.insert("_meta".into(), modern_meta());
+        }
         self.next_id += 1;
         let id = self.next_id;
         let body = self.post(json!({ "jsonrpc": "2.0", "id": id, "method": method, "params": params })).await?;

@@ -120,6 +120,11 @@ pub struct UpstreamServer {
     /// through the control plane's era bridge otherwise.
     #[serde(default)]
     pub modern: bool,
+    /// Whether it speaks 2026-07-28 only (it refused `initialize`): a
+    /// handshake-era client's request is translated for it (the revision's
+    /// headers and `_meta`), and it gets no session notifications.
+    #[serde(default)]
+    pub modern_only: bool,
 }
 
 /// A tool or prompt as exposed by the gateway and where it is routed.

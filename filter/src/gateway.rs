@@ -105,6 +105,9 @@ pub struct Forward {
     /// server itself: a 2026-07-28 request for a server that needs a session
     /// or an older revision.
     pub bridge: bool,
+    /// The `Mcp-Method` to send: set when a handshake-era request is
+    /// translated for a server of the 2026-07-28 revision only.
+    pub mcp_method: Option<String>,
 }
 
 /// A client's `initialize`: open a session with every upstream, then answer.
@@ -509,7 +512,46 @@ impl Gateway {
             }),
             other => Err(McpError::MethodNotFound(other.to_string())),
         };
-        result.unwrap_or_else(|e| BodyAction::Reply(error_reply(Some(id), &e)))
+        result.and_then(|action| self.translated(head, action, body)).unwrap_or_else(|e| BodyAction::Reply(error_reply(Some(id), &e)))
+    }
+
+    /// A handshake-era request forwarded to a server that speaks only
+    /// 2026-07-28, as that revision wants it: its `_meta` (version, client
+    /// info and capabilities) in the params, and `Mcp-Method`/`Mcp-Name`.
+    /// Anything else goes as it is.
+    fn translated(&self, head: &RequestHead, action: BodyAction, original: &[u8]) -> Result<BodyAction, McpError> {
+        let BodyAction::Forward(mut f) = action else { return Ok(action) };
+        let modern_client = self.config.stateless_era && head.protocol_version.as_deref() == Some(STATELESS_VERSION);
+        if f.bridge || modern_client || !self.server(f.server).is_some_and(|s| s.modern_only) {
+            return Ok(BodyAction::Forward(f));
+        }
+        let source = f.body.as_deref().unwrap_or(original);
+        let mut message: serde_json::Value =
+            serde_json::from_slice(source).map_err(|e| McpError::Internal(format!("re-reading a request to translate it: {e}")))?;
+        let Some(method) = message.get("method").and_then(serde_json::Value::as_str).map(str::to_string) else {
+            return Ok(BodyAction::Forward(f));
+        };
+        let name = ["/params/name", "/params/uri"].iter().find_map(|p| message.pointer(p)?.as_str().map(str::to_string));
+        if let Some(obj) = message.as_object_mut() {
+            let params = obj.entry("params").or_insert_with(|| serde_json::json!({}));
+            if let Some(params) = params.as_object_mut() {
+                let meta = params.entry("_meta").or_insert_with(|| serde_json::json!({}));
+                if let Some(meta) = meta.as_object_mut() {
+                    meta.insert("io.modelcontextprotocol/protocolVersion".into(), STATELESS_VERSION.into());
+                    meta.insert(
+                        "io.modelcontextprotocol/clientInfo".into(),
+                        serde_json::json!({ "name": self.config.server_info.name, "version": self.config.server_info.version }),
+                    );
+                    meta.entry("io.modelcontextprotocol/clientCapabilities").or_insert_with(|| serde_json::json!({}));
+                }
+            }
+        }
+        f.body = Some(serde_json::to_vec(&message).map_err(|e| McpError::Internal(e.to_string()))?);
+        f.upstream_session = None;
+        f.upstream_version = Some(STATELESS_VERSION.to_string());
+        f.mcp_name = name.as_deref().map(encode_header_value);
+        f.mcp_method = Some(method);
+        Ok(BodyAction::Forward(f))
     }
 
     fn open_session(&self, head: &RequestHead, now: Now) -> Result<SessionState, McpError> {
@@ -569,7 +611,8 @@ impl Gateway {
             .servers
             .iter()
             .enumerate()
-            .filter(|(_, server)| choose(server))
+            // The 2026-07-28 revision has no session notifications.
+            .filter(|(_, server)| choose(server) && !server.modern_only)
             .filter_map(|(i, server)| {
                 if !server.stateful {
                     return Some(callout(i, server, None, server.protocol_version.as_deref(), body.to_vec()));
@@ -622,7 +665,8 @@ impl Gateway {
     /// Sends the request to `server`, in the client's session with it.
     fn forward(&self, id: &str, server: usize, session: &SessionState, body: Option<Vec<u8>>) -> Result<BodyAction, McpError> {
         let upstream_server = self.server(server).ok_or_else(|| McpError::Internal("route to a missing server".into()))?;
-        let mut forward = Forward { request_id: id.to_string(), server, upstream_session: None, upstream_version: None, body, mcp_name: None, bridge: false };
+        let mut forward =
+            Forward { request_id: id.to_string(), server, upstream_session: None, upstream_version: None, body, mcp_name: None, bridge: false, mcp_method: None };
         if session.version == STATELESS_VERSION && (upstream_server.stateful || !upstream_server.modern) {
             if self.config.events.is_none() {
                 return Err(McpError::UpstreamUnavailable {

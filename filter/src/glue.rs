@@ -160,6 +160,9 @@ impl Request {
                 if let Some(name) = f.mcp_name.as_deref() {
                     self.set_http_request_header("mcp-name", Some(name));
                 }
+                if let Some(method) = f.mcp_method.as_deref() {
+                    self.set_http_request_header("mcp-method", Some(method));
+                }
                 if let Some(new_body) = f.body {
                     self.set_http_request_body(0, body.len(), &new_body);
                     self.set_http_request_header("content-length", Some(&new_body.len().to_string()));

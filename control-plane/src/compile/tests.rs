@@ -34,7 +34,7 @@ fn names_tools_and_routes_them() {
     let names: Vec<_> = f.tools.iter().map(|t| (t.name.as_str(), t.server, t.upstream_name.as_str())).collect();
     assert_eq!(names, vec![("time__now", 0, "now"), ("time__zone", 0, "zone"), ("search", 1, "search")]);
     assert_eq!(f.tools[0].definition, json!({"name": "time__now", "description": "now tool", "inputSchema": {"type": "object"}}));
-    assert_eq!(f.servers[1], UpstreamServer { name: "docs".into(), cluster: "mcp_docs".into(), authority: "docs.example.com:443".into(), path: "/api/mcp".into(), timeout_ms: None, logging: false, stateful: true, protocol_version: None, modern: false });
+    assert_eq!(f.servers[1], UpstreamServer { name: "docs".into(), cluster: "mcp_docs".into(), authority: "docs.example.com:443".into(), path: "/api/mcp".into(), timeout_ms: None, logging: false, stateful: true, protocol_version: None, modern: false, modern_only: false });
     assert_eq!(f.version, c.snapshot.version);
 }
 

@@ -13,6 +13,7 @@ fn config() -> FilterConfig {
         stateful: name != "s",
         protocol_version: (name == "s").then(|| "2025-03-26".to_string()),
         modern: false,
+        modern_only: false,
     };
     let tool = |name: &str, server: usize, upstream: &str| NamedRoute {
         name: name.into(),
@@ -375,7 +376,7 @@ fn get_streams_go_to_the_events_endpoint() {
         HeadAction::Reply(r) => assert_eq!(r.status, 405, "no events endpoint, no GET"),
         other => panic!("{other:?}"),
     }
-    c.events = Some(UpstreamServer { name: "gateway".into(), cluster: "gateway_admin".into(), authority: "127.0.0.1:1".into(), path: "/mcp-events".into(), timeout_ms: None, logging: false, stateful: false, protocol_version: None, modern: false });
+    c.events = Some(UpstreamServer { name: "gateway".into(), cluster: "gateway_admin".into(), authority: "127.0.0.1:1".into(), path: "/mcp-events".into(), timeout_ms: None, logging: false, stateful: false, protocol_version: None, modern: false, modern_only: false });
     let gw = Gateway::new(c).unwrap();
     let token = session(&gw, false);
     assert_eq!(gw.on_headers(&get(Some(&token), "text/event-stream")), HeadAction::OpenStream);
@@ -545,4 +546,26 @@ fn lists_page_across_servers_with_cursors() {
         let body = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {"cursor": bad}}).to_string();
         assert_eq!(check(&gw, Some(&token), None, &body), (200, -32602), "{bad}");
     }
+}
+
+#[test]
+fn handshake_requests_are_translated_for_a_server_of_the_stateless_revision_only() {
+    let mut c = config();
+    c.servers[2].modern = true;
+    c.servers[2].modern_only = true;
+    c.tools.push(NamedRoute { name: "s__add".into(), server: 2, upstream_name: "add".into(), definition: json!({"name": "s__add"}) });
+    let gw = Gateway::new(c).unwrap();
+    let token = session(&gw, false);
+    let body = br#"{"jsonrpc":"2.0","id":4,"method":"tools/call","params":{"name":"s__add","arguments":{"a":1},"_meta":{"progressToken":7}}}"#;
+    let BodyAction::Forward(f) = gw.on_body(&post(Some(&token)), body, NOW) else { panic!("not forwarded") };
+    assert_eq!((f.server, f.upstream_session.as_deref(), f.upstream_version.as_deref()), (2, None, Some(STATELESS_VERSION)));
+    assert_eq!((f.mcp_method.as_deref(), f.mcp_name.as_deref()), (Some("tools/call"), Some("add")));
+    let sent: Value = serde_json::from_slice(&f.body.unwrap()).unwrap();
+    assert_eq!(sent["params"]["name"], "add");
+    assert_eq!(sent["params"]["_meta"]["progressToken"], 7, "the client's own _meta stays");
+    assert_eq!(sent["params"]["_meta"]["io.modelcontextprotocol/protocolVersion"], STATELESS_VERSION);
+    assert_eq!(sent["params"]["_meta"]["io.modelcontextprotocol/clientInfo"]["name"], "gw");
+    // No session notifications for it.
+    let BodyAction::FanOut(_, callouts) = gw.on_body(&post(Some(&token)), br#"{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":1}}"#, NOW) else { panic!() };
+    assert!(callouts.iter().all(|c| c.server != 2));
 }

@@ -13,6 +13,9 @@
 //! `--extra-tools N` adds `tool_0 .. tool_{N-1}`, copies of `echo`, to make
 //! `tools/list` as large as a benchmark needs.
 //!
+//! `--modern-only` refuses `initialize` and requests of older revisions, as a
+//! server built for the stateless 2026-07-28 revision alone would.
+//!
 //! `--dynamic` adds `grow { name }`, which adds a copy of `echo` named `name`
 //! at runtime and sends `notifications/tools/list_changed` to every session
 //! (with `--stateful`, on each session's GET stream).
@@ -85,6 +88,10 @@ struct Args {
     /// session that the tool list changed.
     #[arg(long)]
     dynamic: bool,
+    /// Speak only the stateless 2026-07-28 revision, as servers built for it
+    /// alone do: `initialize` and requests of older revisions are refused.
+    #[arg(long, conflicts_with = "stateful")]
+    modern_only: bool,
 }
 
 /// Arguments of `echo` and of the generated `tool_N` tools.
@@ -255,7 +262,10 @@ async fn main() -> anyhow::Result<()> {
         Arc::new(LocalSessionManager::default()),
         config,
     );
-    let app = axum::Router::new().route_service(&args.path, service);
+    let mut app = axum::Router::new().route_service(&args.path, service);
+    if args.modern_only {
+        app = app.layer(axum::middleware::from_fn(modern_only));
+    }
 
     let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, args.port))
         .await
@@ -278,6 +288,34 @@ async fn main() -> anyhow::Result<()> {
         .await
         .context("serving HTTP")?;
     Ok(())
+}
+
+/// Refuses what a server of the 2026-07-28 revision alone does not speak:
+/// `initialize` (with the versions it does speak) and any request without
+/// that revision's version header.
+async fn modern_only(request: axum::extract::Request, next: axum::middleware::Next) -> axum::response::Response {
+    use axum::response::IntoResponse as _;
+    const MODERN: &str = "2026-07-28";
+    let (parts, body) = request.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, 4 << 20).await else {
+        return (axum::http::StatusCode::PAYLOAD_TOO_LARGE, "body too large").into_response();
+    };
+    let message: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
+    let refuse = |status: axum::http::StatusCode, code: i64, text: &str| {
+        let body = serde_json::json!({
+            "jsonrpc": "2.0", "id": message.get("id").cloned().unwrap_or_default(),
+            "error": { "code": code, "message": text, "data": { "supported": [MODERN] } },
+        });
+        (status, [("content-type", "application/json")], body.to_string()).into_response()
+    };
+    if message.get("method").and_then(serde_json::Value::as_str) == Some("initialize") {
+        return refuse(axum::http::StatusCode::OK, -32602, "this server speaks only MCP 2026-07-28: use server/discover");
+    }
+    let version = parts.headers.get("mcp-protocol-version").and_then(|v| v.to_str().ok());
+    if parts.method == axum::http::Method::POST && version != Some(MODERN) {
+        return refuse(axum::http::StatusCode::BAD_REQUEST, -32600, "this server speaks only MCP 2026-07-28");
+    }
+    next.run(axum::extract::Request::from_parts(parts, axum::body::Body::from(bytes))).await
 }
 
 /// Resolves on ctrl-c or, on Unix, SIGTERM.
