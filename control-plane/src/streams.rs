@@ -14,8 +14,12 @@
 //!   notification follows if what clients can list changed;
 //! - a comment every 15 s, which keeps idle connections open through proxies.
 //!
-//! Events are interleaved whole. When the client goes, the stream is
-//! dropped, and with it the upstream connections.
+//! Events are interleaved whole, their ids tagged with their server
+//! (`g~<server>~<id>`). A client that reconnects with `Last-Event-ID` gets its
+//! stream back with that server's part resumed from there; one that resumes a
+//! call's answer (ids tagged `p~<server>~<id>` by the filter) gets that
+//! server's replay alone. When the client goes, the stream is dropped, and
+//! with it the upstream connections.
 
 use std::convert::Infallible;
 use std::pin::Pin;
@@ -26,7 +30,7 @@ use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use futures::{Stream, StreamExt as _};
-use mcp_filter::relay::{outbound, SseEvents, Verdict};
+use mcp_filter::relay::{self, outbound, Resumption, SseEvents, Verdict};
 use mcp_filter::session::Sealer;
 
 use crate::controller::{Controller, Lists};
@@ -77,9 +81,34 @@ pub async fn events(State(c): State<Controller>, headers: HeaderMap) -> Response
         (Some(token), Some(served)) => upstream_streams(&served, token, now),
         _ => Vec::new(),
     };
-    let mut streams: Vec<Events> = vec![Box::pin(gateway_events(c.lists())), Box::pin(keepalive())];
-    for u in upstreams {
-        streams.push(Box::pin(upstream_events(c.clone(), u)));
+    let resuming = headers.get("last-event-id").and_then(|v| v.to_str().ok()).and_then(relay::resumption);
+    let mut streams: Vec<Events> = Vec::new();
+    match resuming {
+        // The rest of a call's answer, which the client lost: that server's
+        // replay alone, ending when the server ends it.
+        Some(Resumption::Call { server, last_event_id }) => {
+            let Some(u) = upstreams.into_iter().find(|u| u.server.name == server) else {
+                // Nothing to resume: the client must give up rather than retry.
+                let body = serde_json::json!({ "jsonrpc": "2.0", "id": null, "error": { "code": -32001, "message": format!("no stream of server {server:?} to resume in this session") } });
+                return (StatusCode::NOT_FOUND, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response();
+            };
+            let from = Resume { last_event_id: Some(last_event_id), tag: relay::call_tag(&server), once: true };
+            streams.push(Box::pin(upstream_events(c.clone(), u, from)));
+        }
+        // The client's GET stream again: everything, the named server's part
+        // from where the client left it.
+        resumed => {
+            streams.push(Box::pin(gateway_events(c.lists())));
+            streams.push(Box::pin(keepalive()));
+            for u in upstreams {
+                let last_event_id = match &resumed {
+                    Some(Resumption::Stream { server, last_event_id }) if *server == u.server.name => Some(last_event_id.clone()),
+                    _ => None,
+                };
+                let from = Resume { last_event_id, tag: relay::stream_tag(&u.server.name), once: false };
+                streams.push(Box::pin(upstream_events(c.clone(), u, from)));
+            }
+        }
     }
     let body = Body::from_stream(futures::stream::select_all(streams).map(Ok::<_, Infallible>));
     (StatusCode::OK, [(header::CONTENT_TYPE, "text/event-stream"), (header::CACHE_CONTROL, "no-cache")], body).into_response()
@@ -138,12 +167,23 @@ fn judge(c: &Controller, server: &str, message: &str) -> Verdict {
 
 const LIST_CHANGES: [&str; 3] = ["notifications/tools/list_changed", "notifications/prompts/list_changed", "notifications/resources/list_changed"];
 
+/// Where an upstream stream starts, and how its events are tagged.
+#[derive(Clone)]
+struct Resume {
+    /// Sent as `Last-Event-ID` on the first connection.
+    last_event_id: Option<String>,
+    /// Put before the server's event ids (`relay::call_tag`, `stream_tag`).
+    tag: String,
+    /// A replay of one call's answer: not reconnected when it ends.
+    once: bool,
+}
+
 /// One upstream's GET stream, relayed: reconnected with backoff when it
 /// breaks, given up when the server has none (405) or forgot the session.
-fn upstream_events(c: Controller, u: UpstreamStream) -> impl Stream<Item = Bytes> + Send {
-    let start: (Option<(Chunks, SseEvents)>, u32) = (None, 0);
-    futures::stream::unfold(start, move |(mut open, mut failures)| {
-        let (c, u) = (c.clone(), u.clone());
+fn upstream_events(c: Controller, u: UpstreamStream, from: Resume) -> impl Stream<Item = Bytes> + Send {
+    let start: (Option<(Chunks, SseEvents)>, u32, Option<String>) = (None, 0, from.last_event_id.clone());
+    futures::stream::unfold(start, move |(mut open, mut failures, mut last_event_id)| {
+        let (c, u, from) = (c.clone(), u.clone(), from.clone());
         async move {
             loop {
                 if let Some((chunks, events)) = open.as_mut() {
@@ -152,7 +192,7 @@ fn upstream_events(c: Controller, u: UpstreamStream) -> impl Stream<Item = Bytes
                             failures = 0;
                             let out = events.feed(&chunk, false, |m| judge(&c, &u.server.name, m));
                             if !out.is_empty() {
-                                return Some((Bytes::from(out), (open, failures)));
+                                return Some((Bytes::from(out), (open, failures, last_event_id)));
                             }
                             continue;
                         }
@@ -163,6 +203,9 @@ fn upstream_events(c: Controller, u: UpstreamStream) -> impl Stream<Item = Bytes
                     // spliced into another upstream's.
                     open = None;
                     failures += 1;
+                    if from.once {
+                        return None;
+                    }
                 }
                 if failures >= MAX_FAILURES {
                     tracing::warn!(server = %u.server.name, "giving up the upstream GET stream after {failures} failures");
@@ -171,8 +214,8 @@ fn upstream_events(c: Controller, u: UpstreamStream) -> impl Stream<Item = Bytes
                 if failures > 0 {
                     tokio::time::sleep(Duration::from_millis(250 << failures.min(5))).await;
                 }
-                match connect(&c.http(), &u).await {
-                    Ok(Some(chunks)) => open = Some((chunks, SseEvents::default())),
+                match connect(&c.http(), &u, last_event_id.take()).await {
+                    Ok(Some(chunks)) => open = Some((chunks, SseEvents::tagging_ids(from.tag.clone()))),
                     Ok(None) => return None,
                     Err(e) => {
                         tracing::warn!(server = %u.server.name, url = %u.server.shown, error = %e, "cannot open the upstream GET stream");
@@ -186,8 +229,11 @@ fn upstream_events(c: Controller, u: UpstreamStream) -> impl Stream<Item = Bytes
 
 /// Opens the GET stream; `None` when the server answers that it has none
 /// for this session, which is not worth retrying.
-async fn connect(http: &reqwest::Client, u: &UpstreamStream) -> Result<Option<Chunks>, String> {
+async fn connect(http: &reqwest::Client, u: &UpstreamStream, last_event_id: Option<String>) -> Result<Option<Chunks>, String> {
     let mut request = http.get(&u.server.url).header("accept", "text/event-stream").header("mcp-session-id", &u.session_id);
+    if let Some(id) = last_event_id {
+        request = request.header("last-event-id", id);
+    }
     if let Some(v) = &u.version {
         request = request.header("mcp-protocol-version", v);
     }

@@ -60,7 +60,7 @@ pub struct SseRelay {
 
 impl SseRelay {
     pub fn new(server: &str) -> Self {
-        SseRelay { server: server.to_string(), events: SseEvents::default() }
+        SseRelay { server: server.to_string(), events: SseEvents::tagging_ids(call_tag(server)) }
     }
 
     /// The bytes to send on now that `chunk` arrived (see [`SseEvents::feed`]).
@@ -91,11 +91,19 @@ pub enum Verdict {
 pub struct SseEvents {
     pending: Vec<u8>,
     all: bool,
+    /// Put before every event id, so that a client's `Last-Event-ID` says
+    /// which stream of which server it resumes (see [`resumption`]).
+    id_prefix: Option<String>,
 }
 
 impl SseEvents {
     pub fn judging_all() -> Self {
-        SseEvents { pending: Vec::new(), all: true }
+        SseEvents { all: true, ..SseEvents::default() }
+    }
+
+    /// Event ids are tagged: `id: <prefix><the server's id>`.
+    pub fn tagging_ids(prefix: String) -> Self {
+        SseEvents { id_prefix: Some(prefix), ..SseEvents::default() }
     }
 
     /// The bytes to send on now that `chunk` arrived. At `end`, whatever is
@@ -105,14 +113,15 @@ impl SseEvents {
         let cut = if end { self.pending.len() } else { complete_len(&self.pending) };
         let tail = self.pending.split_off(cut.min(self.pending.len()));
         let done = std::mem::replace(&mut self.pending, tail);
-        if !self.all && !contains(&done, b"\"method\"") {
+        let tags = self.id_prefix.is_some() && contains(&done, b"id:");
+        if !self.all && !tags && !contains(&done, b"\"method\"") {
             return done;
         }
         let mut out = Vec::with_capacity(done.len() + 64);
         let mut start = 0;
         for end in Lines::new(&done).filter(|l| l.is_blank()).map(|l| l.next).chain([done.len()]) {
             let Some(event) = done.get(start..end) else { continue };
-            match rewrite_event(event, &mut judge) {
+            match rewrite_event(event, self.id_prefix.as_deref(), &mut judge) {
                 Some(new) => out.extend_from_slice(&new),
                 None => out.extend_from_slice(event),
             }
@@ -124,9 +133,10 @@ impl SseEvents {
 
 /// One event (its lines and the blank line that ends it) as judged: `None`
 /// when it goes unchanged, empty when dropped.
-fn rewrite_event(event: &[u8], judge: &mut impl FnMut(&str) -> Verdict) -> Option<Vec<u8>> {
+fn rewrite_event(event: &[u8], id_prefix: Option<&str>, judge: &mut impl FnMut(&str) -> Verdict) -> Option<Vec<u8>> {
     let mut data: Option<String> = None;
-    let mut others = Vec::new();
+    let mut others: Vec<std::borrow::Cow<'_, str>> = Vec::new();
+    let mut retagged = false;
     let mut covered = 0;
     for line in Lines::new(event) {
         covered = line.next;
@@ -143,31 +153,73 @@ fn rewrite_event(event: &[u8], judge: &mut impl FnMut(&str) -> Verdict) -> Optio
                 }
                 None => data = Some(value.to_string()),
             }
+        } else if let (Some(prefix), Some(id)) = (id_prefix, text.strip_prefix("id:")) {
+            others.push(format!("id: {prefix}{}", id.strip_prefix(' ').unwrap_or(id)).into());
+            retagged = true;
         } else {
-            others.push(text);
+            others.push(text.into());
         }
     }
     // An event cut short (the stream ended mid-way) goes on as it came.
     if covered != event.len() {
         return None;
     }
-    let new = match judge(&data?) {
-        Verdict::Keep => return None,
-        Verdict::Drop => return Some(Vec::new()),
-        Verdict::Replace(new) => new,
+    let verdict = match &data {
+        Some(d) => judge(d),
+        None => Verdict::Keep,
     };
-    let mut out = String::with_capacity(new.len() + 32);
+    let new = match (verdict, data) {
+        (Verdict::Drop, _) => return Some(Vec::new()),
+        (Verdict::Replace(new), _) => Some(new),
+        (Verdict::Keep, _) if !retagged => return None,
+        (Verdict::Keep, data) => data,
+    };
+    let mut out = String::with_capacity(new.as_ref().map_or(0, String::len) + 64);
     for line in others {
-        out.push_str(line);
+        out.push_str(&line);
         out.push('\n');
     }
-    for line in new.split('\n') {
+    for line in new.iter().flat_map(|n| n.split('\n')) {
         out.push_str("data: ");
         out.push_str(line);
         out.push('\n');
     }
     out.push('\n');
     Some(out.into_bytes())
+}
+
+/// Which stream a client resumes, from its `Last-Event-ID`: a call's stream
+/// (tagged by the filter, `p~<server>~<id>`) or its GET stream (tagged by
+/// the control plane, `g~<server>~<id>`), the server, and that server's
+/// own event id.
+#[derive(Debug, PartialEq)]
+pub enum Resumption {
+    Call { server: String, last_event_id: String },
+    Stream { server: String, last_event_id: String },
+}
+
+/// The tag the filter puts before the event ids of `server`'s answer to a call.
+pub fn call_tag(server: &str) -> String {
+    format!("p~{server}~")
+}
+
+/// The tag the control plane puts before the event ids of `server`'s GET stream.
+pub fn stream_tag(server: &str) -> String {
+    format!("g~{server}~")
+}
+
+pub fn resumption(last_event_id: &str) -> Option<Resumption> {
+    let (kind, rest) = last_event_id.split_once('~')?;
+    let (server, id) = rest.split_once('~')?;
+    if server.is_empty() || id.is_empty() {
+        return None;
+    }
+    let (server, last_event_id) = (server.to_string(), id.to_string());
+    match kind {
+        "p" => Some(Resumption::Call { server, last_event_id }),
+        "g" => Some(Resumption::Stream { server, last_event_id }),
+        _ => None,
+    }
 }
 
 /// The value of an SSE `data` line: after the colon and one optional space.

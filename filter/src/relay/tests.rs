@@ -46,7 +46,9 @@ fn a_stream_is_rewritten_event_by_event() {
     assert_eq!(relay.feed(progress.as_bytes(), false), progress.as_bytes());
     let request = format!("id: 7\r\nevent: message\r\ndata: {REQ}\r\n\r\n");
     let out = String::from_utf8(relay.feed(request.as_bytes(), false)).unwrap_or_default();
-    assert_eq!(out, format!("id: 7\nevent: message\ndata: {OUT}\n\n"));
+    assert_eq!(out, format!("id: p~s~7\nevent: message\ndata: {OUT}\n\n"));
+    let answer = "id: 8\ndata: {\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{}}\n\n";
+    assert_eq!(String::from_utf8_lossy(&relay.feed(answer.as_bytes(), false)), answer.replace("id: 8", "id: p~s~8"), "every id is tagged");
     assert_eq!(relay.feed(b"", true), b"");
 }
 
@@ -92,4 +94,13 @@ fn judged_messages_can_be_dropped() {
     });
     assert_eq!(seen.len(), 2);
     assert_eq!(String::from_utf8_lossy(&out), "data: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/message\"}\n\n");
+}
+
+#[test]
+fn last_event_ids_say_what_to_resume() {
+    assert_eq!(resumption("p~everything~abc-1"), Some(Resumption::Call { server: "everything".into(), last_event_id: "abc-1".into() }));
+    assert_eq!(resumption("g~a~x~y"), Some(Resumption::Stream { server: "a".into(), last_event_id: "x~y".into() }));
+    for bad in ["", "abc", "p~x", "p~~1", "p~x~", "q~x~1"] {
+        assert_eq!(resumption(bad), None, "{bad}");
+    }
 }
