@@ -92,6 +92,7 @@ pub async fn events(State(c): State<Controller>, headers: HeaderMap) -> Response
                 let body = serde_json::json!({ "jsonrpc": "2.0", "id": null, "error": { "code": -32001, "message": format!("no stream of server {server:?} to resume in this session") } });
                 return (StatusCode::NOT_FOUND, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response();
             };
+            tracing::info!(%server, %last_event_id, "a client resumes a call's answer");
             let from = Resume { last_event_id: Some(last_event_id), tag: relay::call_tag(&server), once: true };
             streams.push(Box::pin(upstream_events(c.clone(), u, from)));
         }
