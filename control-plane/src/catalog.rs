@@ -210,7 +210,10 @@ impl Server {
         match self.runtime {
             Runtime::Http => self.url.clone(),
             Runtime::Sse | Runtime::Stdio => {
-                let launch = (&self.runtime, &self.url, &self.command, &self.args, &self.env, &self.cwd);
+                let launch = (
+                    (&self.runtime, &self.url, &self.command, &self.args, &self.env, &self.cwd),
+                    (&self.start, self.idle_timeout_seconds, self.discovery_timeout_seconds),
+                );
                 serde_json::to_string(&launch).unwrap_or_default()
             }
         }

@@ -77,6 +77,10 @@ pub struct Session {
     modern: bool,
 }
 
+/// Marks discovery's own requests, so that the control plane's runtimes do
+/// not count them as use of an on-demand server.
+pub const DISCOVERY_HEADER: &str = "x-mcp-gateway-discovery";
+
 /// What a 2026-07-28 request says of its client, in `params._meta`.
 fn modern_meta() -> Value {
     json!({
@@ -116,6 +120,7 @@ impl Session {
             .post(&self.url)
             .header("content-type", "application/json")
             .header("accept", "application/json, text/event-stream")
+            .header(DISCOVERY_HEADER, "1")
             .body(body);
         if let Some(id) = &self.id {
             req = req.header("mcp-session-id", id);

@@ -119,15 +119,17 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {}", args.admin_listen))?;
     let admin = axum::serve(admin_listener, admin::router(controller.clone())).with_graceful_shutdown(stopping());
     tracing::info!(xds = %args.xds_listen, admin = %args.admin_listen, catalog = %args.catalog.display(), "control plane started");
-    let watcher = tokio::spawn(controller.clone().run());
+    let mut watcher = tokio::spawn(controller.clone().run());
     let mut admin = tokio::spawn(async move { admin.await });
     let mut xds = tokio::spawn(xds);
     tokio::select! {
         () = shutdown_signal() => {}
         r = &mut xds => r.context("xDS server panicked")?.context("xDS server failed")?,
         r = &mut admin => r.context("admin API panicked")?.context("admin API failed")?,
-        r = watcher => r.context("catalog watcher panicked")?.context("catalog watcher failed")?,
+        r = &mut watcher => r.context("catalog watcher panicked")?.context("catalog watcher failed")?,
     }
+    // No more reloads: they would start servers again.
+    watcher.abort();
     // Stop accepting; let calls in flight finish, within bounds (clients'
     // GET streams never finish by themselves); then stop the servers the
     // control plane runs, so that no child outlives it.

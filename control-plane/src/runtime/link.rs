@@ -30,6 +30,11 @@ impl Drop for Link {
         for t in &self.tasks {
             t.abort();
         }
+        // Whatever is left of the child's process group (a launcher's
+        // children outlive it when it dies first) goes with the link.
+        if let Some(pid) = self.pid {
+            signal_group(pid, libc::SIGKILL);
+        }
     }
 }
 

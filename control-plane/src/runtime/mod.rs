@@ -108,6 +108,8 @@ impl Supervised {
 /// Every server the control plane runs or connects to.
 pub struct Runtimes {
     servers: Mutex<HashMap<String, Arc<Supervised>>>,
+    /// Set by [`Runtimes::shutdown`]: nothing starts after it.
+    closed: std::sync::atomic::AtomicBool,
     base_dir: PathBuf,
     http: reqwest::Client,
     /// Names of servers whose offer may have changed (restarted, failed,
@@ -119,13 +121,16 @@ impl Runtimes {
     /// `base_dir`: where relative commands and working directories are
     /// taken from (the catalog's directory).
     pub fn new(base_dir: PathBuf, changed: mpsc::UnboundedSender<String>) -> Self {
-        Runtimes { servers: Mutex::default(), base_dir, http: reqwest::Client::new(), changed }
+        Runtimes { servers: Mutex::default(), closed: Default::default(), base_dir, http: reqwest::Client::new(), changed }
     }
 
     /// Makes the running set match the catalog: starts new servers, restarts
     /// changed ones, stops removed ones.
     pub fn sync(&self, catalog: &Catalog) {
         let Ok(mut servers) = self.servers.lock() else { return };
+        if self.closed.load(std::sync::atomic::Ordering::SeqCst) {
+            return;
+        }
         let wanted: HashMap<&str, &Server> = catalog.servers.iter().filter(|s| s.piped()).map(|s| (s.name.as_str(), s)).collect();
         servers.retain(|name, sup| {
             let keep = wanted.get(name.as_str()).is_some_and(|s| s.identity() == sup.identity);
@@ -144,7 +149,13 @@ impl Runtimes {
                 identity: spec.identity(),
                 on_demand: spec.start == Start::OnDemand,
                 wait: Duration::from_secs(spec.discovery_timeout_seconds),
-                live: Mutex::new(Live { state: "idle", pid: None, restarts: 0, since: None, last_error: None }),
+                live: Mutex::new(Live {
+                    state: if spec.start == Start::Eager { "starting" } else { "idle" },
+                    pid: None,
+                    restarts: 0,
+                    since: None,
+                    last_error: None,
+                }),
                 ready: watch::channel(None).0,
                 last_used: Mutex::new(Instant::now()),
                 commands,
@@ -178,7 +189,14 @@ impl Runtimes {
     /// Stops every server (SIGTERM, then SIGKILL after [`STOP_GRACE`]) and
     /// waits for them.
     pub async fn shutdown(&self) {
-        let all: Vec<Arc<Supervised>> = self.servers.lock().map(|mut s| s.drain().map(|(_, v)| v).collect()).unwrap_or_default();
+        let all: Vec<Arc<Supervised>> = match self.servers.lock() {
+            Ok(mut s) => {
+                // Under the lock, so that no reload starts one meanwhile.
+                self.closed.store(true, std::sync::atomic::Ordering::SeqCst);
+                s.drain().map(|(_, v)| v).collect()
+            }
+            Err(_) => Vec::new(),
+        };
         let waits = all.iter().filter_map(|sup| {
             let (ack, done) = oneshot::channel();
             sup.commands.send(Command::Shutdown(ack)).ok().map(|()| done)
@@ -189,10 +207,14 @@ impl Runtimes {
 
     /// The server's connection, once it is running: started first if it is
     /// on-demand, waited for (up to `wait`) if it is starting or restarting.
-    async fn connection(&self, name: &str) -> Result<(Arc<Pipe>, Arc<Value>), String> {
+    /// `use_counts`: whether this counts as use (discovery's does not, or an
+    /// on-demand server would never be idle long enough to stop).
+    async fn connection(&self, name: &str, use_counts: bool) -> Result<(Arc<Pipe>, Arc<Value>), String> {
         let sup = self.get(name).ok_or_else(|| format!("server {name:?} is not in the catalog"))?;
-        if let Ok(mut t) = sup.last_used.lock() {
-            *t = Instant::now();
+        if use_counts {
+            if let Ok(mut t) = sup.last_used.lock() {
+                *t = Instant::now();
+            }
         }
         let wait = sup.wait;
         let mut ready = sup.ready.subscribe();
@@ -201,7 +223,9 @@ impl Runtimes {
         }
         let status = sup.status();
         match status.state {
-            "idle" if sup.on_demand => {
+            // Also while it is being stopped for idleness: the start waits
+            // in line behind the stop.
+            "idle" | "running" if sup.on_demand => {
                 let _ = sup.commands.send(Command::Start);
             }
             "failed" | "stopped" | "idle" => {
@@ -333,7 +357,12 @@ impl Supervisor {
     async fn open(&self) -> Result<Link, String> {
         match self.spec.runtime {
             Runtime::Stdio => link::spawn(&self.spec, &self.base_dir),
-            Runtime::Sse => link::connect_sse(&self.spec, &self.http).await,
+            Runtime::Sse => {
+                let limit = Duration::from_secs(self.spec.discovery_timeout_seconds);
+                tokio::time::timeout(limit, link::connect_sse(&self.spec, &self.http))
+                    .await
+                    .unwrap_or_else(|_| Err(format!("named no endpoint within {} s", limit.as_secs())))
+            }
             Runtime::Http => Err("runtime http is not run by the gateway".into()),
         }
     }
@@ -381,6 +410,9 @@ impl Supervisor {
             }
         };
         self.sup.ready.send_replace(None);
+        if matches!(outcome, Outcome::Idle) {
+            self.sup.set("idle", None);
+        }
         let why = match &outcome {
             Outcome::Died(why) => why.clone(),
             Outcome::Restart => "was restarted".to_string(),
@@ -404,7 +436,11 @@ async fn read(pipe: Arc<Pipe>, mut incoming: mpsc::Receiver<String>, name: Strin
         match pipe.dispatch(message) {
             None | Some(Unrouted::Stray) => {}
             Some(Unrouted::Answer(a)) => {
-                let _ = pipe.send(&a).await;
+                // Never wait here: a server blocked writing to us while its
+                // stdin is full would wait for us in turn.
+                if !pipe.try_send(&a) {
+                    tracing::warn!(server = %name, "could not answer a request from the server (its input is full)");
+                }
             }
             Some(Unrouted::ListChanged) => {
                 let _ = changed.send(name.clone());
@@ -458,7 +494,7 @@ fn jsonrpc_error(id: &Value, message: String) -> Response {
 
 /// `POST /upstream/<name>/mcp`: a stateless Streamable HTTP endpoint for a
 /// server the control plane runs or connects to.
-pub async fn endpoint(State(c): State<Controller>, Path(name): Path<String>, body: Bytes) -> Response {
+pub async fn endpoint(State(c): State<Controller>, Path(name): Path<String>, headers: axum::http::HeaderMap, body: Bytes) -> Response {
     let message: Value = match serde_json::from_slice(&body) {
         Ok(m @ Value::Object(_)) => m,
         _ => return (StatusCode::BAD_REQUEST, [(header::CONTENT_TYPE, "application/json")], json!({"jsonrpc": "2.0", "id": null, "error": {"code": -32700, "message": "the body is not a JSON-RPC object"}}).to_string()).into_response(),
@@ -471,7 +507,8 @@ pub async fn endpoint(State(c): State<Controller>, Path(name): Path<String>, bod
         // server requests.
         return StatusCode::ACCEPTED.into_response();
     };
-    let (pipe, init) = match c.runtimes().connection(&name).await {
+    let use_counts = !headers.contains_key(crate::discovery::DISCOVERY_HEADER);
+    let (pipe, init) = match c.runtimes().connection(&name, use_counts).await {
         Ok(c) => c,
         Err(e) => return jsonrpc_error(&id, e),
     };

@@ -86,6 +86,11 @@ impl Pipe {
         self.outgoing.send(message.to_string()).await.map_err(|_| format!("server {:?} is gone", self.server))
     }
 
+    /// Sends without waiting; false when the connection is full or gone.
+    pub fn try_send(&self, message: &Value) -> bool {
+        self.outgoing.try_send(message.to_string()).is_ok()
+    }
+
     /// Routes one message from the server.
     pub fn dispatch(&self, mut message: Value) -> Option<Unrouted> {
         let method = message.get("method").and_then(Value::as_str).map(str::to_string);
