@@ -102,6 +102,8 @@ if [[ $EXAMPLE_SERVERS == 1 ]]; then
     done
 fi
 
+# Says loudly whether clients must authenticate.
+"$GATEWAY_BIN" --validate "$CATALOG" | sed 's/^/run: /'
 echo "run: $GATEWAY_BIN --catalog $CATALOG --wasm $WASM"
 "$GATEWAY_BIN" --catalog "$CATALOG" --wasm "$WASM" &
 gw_pid=$!

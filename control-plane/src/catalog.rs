@@ -49,6 +49,34 @@ pub struct GatewaySettings {
     /// The most items one page of `tools/list` (and the other lists) holds;
     /// clients follow `nextCursor` for the rest. Unset: everything on one page.
     pub list_page_size: Option<usize>,
+    /// Who may use the MCP endpoint. Unset: anyone who can reach it.
+    pub auth: Option<AuthSettings>,
+}
+
+/// Client authentication.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthSettings {
+    /// Keys sent as `Authorization: Bearer <key>` or `X-API-Key: <key>`.
+    pub api_keys: Vec<ApiKeySettings>,
+}
+
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiKeySettings {
+    /// The key, usually `${SOME_ENV_VAR}`; at least 16 characters.
+    pub key: String,
+    /// Who presents it (for policies and the audit log).
+    pub principal: String,
+    #[serde(default)]
+    pub groups: Vec<String>,
+}
+
+impl std::fmt::Debug for ApiKeySettings {
+    // Keys must never reach a log line through a Debug print.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiKeySettings").field("principal", &self.principal).field("groups", &self.groups).finish_non_exhaustive()
+    }
 }
 
 impl Default for GatewaySettings {
@@ -65,6 +93,7 @@ impl Default for GatewaySettings {
             session_ttl_seconds: 24 * 3600,
             upstream_ca_file: "/etc/ssl/certs/ca-certificates.crt".into(),
             list_page_size: None,
+            auth: None,
         }
     }
 }
@@ -391,6 +420,23 @@ pub fn validate(c: &Catalog) -> Vec<String> {
     if let Some(k) = &g.session_key {
         if k.len() != 64 || !k.bytes().all(|b| b.is_ascii_hexdigit()) {
             p.push("gateway.session_key: must be 64 hex characters (32 bytes), e.g. from `openssl rand -hex 32`".into());
+        }
+    }
+    if let Some(auth) = &g.auth {
+        if auth.api_keys.is_empty() {
+            p.push("gateway.auth.api_keys: list at least one key (or leave gateway.auth out to turn authentication off)".into());
+        }
+        let mut seen = BTreeSet::new();
+        for (i, k) in auth.api_keys.iter().enumerate() {
+            if k.key.chars().count() < 16 {
+                p.push(format!("gateway.auth.api_keys[{i}] ({}): key must be at least 16 characters", k.principal));
+            }
+            if !seen.insert(k.key.as_str()) {
+                p.push(format!("gateway.auth.api_keys[{i}] ({}): key is used by another entry", k.principal));
+            }
+            if k.principal.trim().is_empty() {
+                p.push(format!("gateway.auth.api_keys[{i}]: principal must not be empty"));
+            }
         }
     }
     let mut names = BTreeSet::new();

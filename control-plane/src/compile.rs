@@ -42,7 +42,7 @@ use envoy_types::pb::envoy::r#type::matcher::v3::{string_matcher, StringMatcher}
 use envoy_types::pb::envoy::extensions::wasm::v3::{plugin_config, PluginConfig, VmConfig};
 use envoy_types::pb::google::protobuf::{Any, BoolValue, Duration as PbDuration, StringValue, UInt32Value};
 use envoy_types::util::pack_any;
-use mcp_filter::config::{
+use mcp_filter::config::{ApiKey, AuthConfig, 
     FilterConfig, NamedRoute, ServedItem, ServerInfo, SessionConfig, UpstreamServer, CLUSTER_HEADER, REQUEST_ID_PROPERTY, SERVER_PROPERTY,
 };
 use prost::Message;
@@ -188,6 +188,18 @@ pub fn compile(inputs: &Inputs<'_>) -> Result<Compiled, CompileError> {
         // not hold the client for the full request timeout.
         upstream_timeout_ms: g.request_timeout_seconds.min(INIT_TIMEOUT_SECONDS).saturating_mul(1000),
         list_page_size: g.list_page_size,
+        // The filter gets digests, never keys.
+        auth: g.auth.as_ref().map(|a| AuthConfig {
+            api_keys: a
+                .api_keys
+                .iter()
+                .map(|k| ApiKey {
+                    sha256: Sha256::digest(k.key.as_bytes()).iter().map(|b| format!("{b:02x}")).collect(),
+                    principal: k.principal.clone(),
+                    groups: k.groups.clone(),
+                })
+                .collect(),
+        }),
     };
     // The version names the content, so an unchanged catalog publishes the
     // same version and Envoy is not disturbed.

@@ -71,7 +71,11 @@ fn validate(file: &PathBuf) -> ExitCode {
     };
     match catalog::load(&text, |name| std::env::var(name).ok()) {
         Ok(c) => {
-            println!("{}: valid ({} servers)", file.display(), c.servers.len());
+            let auth = match &c.gateway.auth {
+                Some(a) => format!("authentication: {} API key(s)", a.api_keys.len()),
+                None => "authentication: OFF (anyone who can reach the listener can call every tool; set gateway.auth)".into(),
+            };
+            println!("{}: valid ({} servers); {auth}", file.display(), c.servers.len());
             ExitCode::SUCCESS
         }
         Err(e) => {

@@ -75,6 +75,9 @@ pub struct FilterConfig {
     /// a longer list ends its page with a `nextCursor`. `None`: one page.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub list_page_size: Option<usize>,
+    /// Who may use the MCP endpoint. `None`: anyone who reaches it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<AuthConfig>,
     /// Timeout of the filter's own calls to upstreams (the `initialize` fan-out).
     #[serde(default = "default_upstream_timeout_ms")]
     pub upstream_timeout_ms: u64,
@@ -149,6 +152,26 @@ pub struct ServedItem {
     pub server: usize,
     /// The definition (with `uri` or `uriTemplate`) as listed to clients.
     pub definition: serde_json::Value,
+}
+
+/// Authentication of clients.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthConfig {
+    /// API keys, sent as `Authorization: Bearer <key>` or `X-API-Key: <key>`.
+    pub api_keys: Vec<ApiKey>,
+}
+
+/// One API key, as the filter knows it: never the key itself.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiKey {
+    /// SHA-256 of the key, hex.
+    pub sha256: String,
+    /// Who presents it.
+    pub principal: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<String>,
 }
 
 /// Session sealing keys. Several keys may be listed so that ids sealed under

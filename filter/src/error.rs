@@ -36,6 +36,8 @@ pub enum McpError {
     SessionNotFound(String),
     #[error("Upstream server '{server}' is unavailable in this session: {reason}")]
     UpstreamUnavailable { server: String, reason: String },
+    #[error("Unauthorized: {0}")]
+    Unauthorized(String),
     #[error("Internal error: {0}")]
     Internal(String),
 }
@@ -61,6 +63,7 @@ impl McpError {
             McpError::MissingSession => (-32600, 400),
             McpError::SessionNotFound(_) => (-32001, 404),
             McpError::UpstreamUnavailable { .. } => (-32603, 200),
+            McpError::Unauthorized(_) => (-32001, 401),
             McpError::Internal(_) => (-32603, 500),
         }
     }

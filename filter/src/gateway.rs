@@ -43,6 +43,9 @@ pub struct RequestHead {
     /// intermediaries that route on headers. They must agree with the body.
     pub mcp_method: Option<String>,
     pub mcp_name: Option<String>,
+    /// The API key the client presented (`Authorization: Bearer`, else
+    /// `X-API-Key`).
+    pub credential: Option<String>,
 }
 
 /// The time and a little entropy, from the host.
@@ -146,6 +149,8 @@ pub enum ConfigError {
     DuplicateTool(String),
     #[error("session keys: {0}")]
     Session(#[from] SessionError),
+    #[error("api key {0}: sha256 must be 64 hex characters")]
+    BadKeyHash(usize),
 }
 
 struct Route {
@@ -227,6 +232,9 @@ pub struct Gateway {
     resources_list_result: ListAnswer,
     templates_list_result: ListAnswer,
     sealer: Sealer,
+    /// SHA-256 of each API key -> its index in the configuration; `None`
+    /// when authentication is off.
+    api_keys: Option<HashMap<[u8; 32], usize>>,
 }
 
 /// A list answered from the configuration: its pages, serialised once per
@@ -360,6 +368,16 @@ impl Gateway {
         let templates_list_result = answer("resourceTemplates", list_items(config.resource_templates.iter().map(|i| &i.definition), "uriTemplate"));
         let uris = UriRouter::new(&config.resources, &config.resource_templates);
         let sealer = Sealer::new(&config.session)?;
+        let api_keys = match &config.auth {
+            None => None,
+            Some(auth) => {
+                let mut table = HashMap::with_capacity(auth.api_keys.len());
+                for (i, key) in auth.api_keys.iter().enumerate() {
+                    table.insert(parse_sha256(&key.sha256).ok_or(ConfigError::BadKeyHash(i))?, i);
+                }
+                Some(table)
+            }
+        };
         Ok(Gateway {
             config,
             tools,
@@ -370,6 +388,7 @@ impl Gateway {
             resources_list_result,
             templates_list_result,
             sealer,
+            api_keys,
         })
     }
 
@@ -387,6 +406,9 @@ impl Gateway {
         if path != self.config.mcp_path {
             return HeadAction::PassThrough;
         }
+        if let Err(e) = self.authenticate(head) {
+            return HeadAction::Reply(error_reply(None, &e));
+        }
         let checked = match head.method.as_str() {
             "POST" => check_post_headers(head),
             "DELETE" => return HeadAction::EndSession,
@@ -397,6 +419,20 @@ impl Gateway {
             Ok(()) => HeadAction::ReadBody,
             Err(e) => HeadAction::Reply(error_reply(None, &e)),
         }
+    }
+
+    /// Who the client is, by its API key; `Ok(None)` when authentication is
+    /// off. The key is looked up by its SHA-256: the lookup's timing can only
+    /// tell an attacker about digests, never about keys.
+    pub fn authenticate(&self, head: &RequestHead) -> Result<Option<&crate::config::ApiKey>, McpError> {
+        let (Some(table), Some(auth)) = (&self.api_keys, &self.config.auth) else { return Ok(None) };
+        let presented = head.credential.as_deref().filter(|c| !c.is_empty()).ok_or_else(|| {
+            McpError::Unauthorized("send an API key as Authorization: Bearer <key> or X-API-Key: <key>".into())
+        })?;
+        use sha2::Digest as _;
+        let digest: [u8; 32] = sha2::Sha256::digest(presented.as_bytes()).into();
+        let index = table.get(&digest).ok_or_else(|| McpError::Unauthorized("the API key is not valid".into()))?;
+        auth.api_keys.get(*index).map(Some).ok_or_else(|| McpError::Internal("api key table out of step".into()))
     }
 
     /// Where a client's GET stream goes, once its session and `Accept` check out.
@@ -809,6 +845,17 @@ pub fn decode_header_value(value: &str) -> Option<String> {
     String::from_utf8(bytes).ok()
 }
 
+fn parse_sha256(hex: &str) -> Option<[u8; 32]> {
+    let mut out = [0u8; 32];
+    if hex.len() != 64 {
+        return None;
+    }
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(out)
+}
+
 fn is_b64_sentinel(value: &str) -> bool {
     value.starts_with("=?base64?") && value.ends_with("?=") && value.len() >= 11
 }
@@ -936,6 +983,9 @@ pub fn error_reply(id: Option<&str>, e: &McpError) -> Reply {
     let mut reply = json_reply(status, jsonrpc::error_body(id, code, &e.to_string()));
     if matches!(e, McpError::MethodNotAllowed(_)) {
         reply.headers.push(("allow", "POST".to_string()));
+    }
+    if matches!(e, McpError::Unauthorized(_)) {
+        reply.headers.push(("www-authenticate", r#"Bearer realm="mcp-gateway""#.to_string()));
     }
     reply
 }

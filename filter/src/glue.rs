@@ -148,6 +148,7 @@ impl Request {
                 // The client's credentials are for the gateway, not for the
                 // servers behind it (MCP forbids token passthrough).
                 self.set_http_request_header("authorization", None);
+                self.set_http_request_header("x-api-key", None);
                 // The gateway's session id means nothing upstream: replace it
                 // with the upstream's own, or drop it.
                 self.set_http_request_header("mcp-session-id", f.upstream_session.as_deref());
@@ -232,6 +233,12 @@ impl Context for Request {
     }
 }
 
+/// The token of an `Authorization: Bearer <token>` header.
+fn bearer(value: &str) -> Option<String> {
+    let (scheme, token) = value.trim().split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim().to_string())
+}
+
 impl HttpContext for Request {
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
         let Some(gw) = self.gateway.clone() else {
@@ -253,6 +260,7 @@ impl HttpContext for Request {
             protocol_version: self.header("mcp-protocol-version"),
             mcp_method: self.header("mcp-method"),
             mcp_name: self.header("mcp-name"),
+            credential: self.header("authorization").and_then(|a| bearer(&a)).or_else(|| self.header("x-api-key")),
         };
         match gw.on_headers(&self.head) {
             HeadAction::PassThrough => Action::Continue,
@@ -270,6 +278,7 @@ impl HttpContext for Request {
                     self.set_http_request_header(":path", Some(&events.path));
                     self.set_http_request_header(":authority", Some(&events.authority));
                     self.set_http_request_header("authorization", None);
+                    self.set_http_request_header("x-api-key", None);
                     // A notification stream lives as long as the client keeps it.
                     self.set_http_request_header("x-envoy-upstream-rq-timeout-ms", Some("0"));
                     // The control plane relays the upstreams' streams itself.

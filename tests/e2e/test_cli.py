@@ -15,6 +15,7 @@ def test_the_example_catalog_is_valid():
     done = subprocess.run([str(TARGET / "mcp-gateway"), "--validate", str(ROOT / "catalog.yaml")], capture_output=True, text=True, timeout=30)
     assert done.returncode == 0, done.stderr
     assert "valid (4 servers)" in done.stdout
+    assert "authentication: OFF" in done.stdout, "make run must say loudly that anyone can call the tools"
 
 
 def test_invalid_catalogs_exit_non_zero_naming_server_and_field(tmp_path):

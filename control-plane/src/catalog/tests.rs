@@ -76,6 +76,10 @@ fn validation_names_server_and_field() {
         ("servers: [{name: a, runtime: sse, url: 'nowhere'}]", "server \"a\": url"),
         ("servers: [{name: '', url: 'http://a/'}]", "servers[0]: name"),
         ("servers: [{name: a, urll: 'http://a/'}]", "unknown field `urll`"),
+        ("gateway: {auth: {api_keys: []}}", "gateway.auth.api_keys: list at least one key"),
+        ("gateway: {auth: {api_keys: [{key: short, principal: a}]}}", "gateway.auth.api_keys[0] (a): key must be at least 16 characters"),
+        ("gateway: {auth: {api_keys: [{key: '0123456789abcdef', principal: a}, {key: '0123456789abcdef', principal: b}]}}", "gateway.auth.api_keys[1] (b): key is used by another entry"),
+        ("gateway: {auth: {api_keys: [{key: '0123456789abcdef', principal: ' '}]}}", "gateway.auth.api_keys[0]: principal must not be empty"),
         ("servers: [{name: a}]", "server \"a\": url \"\" not a URL"),
         ("servers: [{name: a, url: '${NOPE}'}]", "NOPE"),
     ];

@@ -40,6 +40,7 @@ fn config() -> FilterConfig {
         session: SessionConfig { active_key: "k".into(), keys: vec![SessionKey { id: "k".into(), secret_hex: "11".repeat(32) }], ttl_seconds: 60 },
         upstream_timeout_ms: 1000,
         list_page_size: None,
+        auth: None,
         events: None,
         stateless_era: false,
     }
@@ -57,6 +58,7 @@ fn post(session: Option<&str>) -> RequestHead {
         protocol_version: None,
         mcp_method: None,
         mcp_name: None,
+        credential: None,
     }
 }
 
@@ -568,4 +570,32 @@ fn handshake_requests_are_translated_for_a_server_of_the_stateless_revision_only
     // No session notifications for it.
     let BodyAction::FanOut(_, callouts) = gw.on_body(&post(Some(&token)), br#"{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":1}}"#, NOW) else { panic!() };
     assert!(callouts.iter().all(|c| c.server != 2));
+}
+
+#[test]
+fn api_keys_admit_their_principal_and_nothing_else() {
+    use sha2::Digest as _;
+    let hash = |k: &str| sha2::Sha256::digest(k.as_bytes()).iter().map(|b| format!("{b:02x}")).collect::<String>();
+    let mut c = config();
+    c.auth = Some(crate::config::AuthConfig {
+        api_keys: vec![crate::config::ApiKey { sha256: hash("k-alice-0123456789"), principal: "alice".into(), groups: vec!["dev".into()] }],
+    });
+    let gw = Gateway::new(c).unwrap();
+    let with = |credential: Option<&str>| RequestHead { credential: credential.map(str::to_string), ..post(None) };
+    assert_eq!(gw.on_headers(&with(Some("k-alice-0123456789"))), HeadAction::ReadBody);
+    assert_eq!(gw.authenticate(&with(Some("k-alice-0123456789"))).unwrap().map(|k| k.principal.as_str()), Some("alice"));
+    for bad in [None, Some(""), Some("k-alice-012345678"), Some("nope")] {
+        match gw.on_headers(&with(bad)) {
+            HeadAction::Reply(r) => {
+                assert_eq!((r.status, reply_json(&r)["error"]["code"].as_i64()), (401, Some(-32001)), "{bad:?}");
+                assert!(r.headers.iter().any(|(k, v)| *k == "www-authenticate" && v.starts_with("Bearer")));
+            }
+            other => panic!("{bad:?}: {other:?}"),
+        }
+    }
+    // Other paths (the operator's /health) are not the MCP endpoint's business.
+    assert_eq!(gw.on_headers(&RequestHead { path: "/health".into(), ..with(None) }), HeadAction::PassThrough);
+    let mut broken = config();
+    broken.auth = Some(crate::config::AuthConfig { api_keys: vec![crate::config::ApiKey { sha256: "xyz".into(), principal: "p".into(), groups: vec![] }] });
+    assert!(Gateway::new(broken).is_err());
 }
