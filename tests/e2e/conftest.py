@@ -189,6 +189,17 @@ def envoy_bootstrap(workdir: Path, ports: dict[str, int]) -> Path:
     return path
 
 
+def pytest_sessionstart(session):
+    """A run stopped from outside (SIGTERM, as CI timeouts send) unwinds like
+    ctrl-c, so the fixtures' teardown stops the servers they started (each
+    in its own session, out of reach of the signal) instead of leaving them."""
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, interrupt)
+
+
 GATEWAY_SECRETS = {"MCP_GATEWAY_API_KEY": "e2e-api-key-9f3b2c", "JWT_SECRET": "e2e-jwt-secret-71d0aa"}
 
 
