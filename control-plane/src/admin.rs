@@ -14,6 +14,13 @@ use serde_json::json;
 
 use crate::controller::Controller;
 
+/// A JSON-RPC error as the whole HTTP answer: the one way the control
+/// plane's MCP-facing endpoints (streams, bridge, runtimes) refuse.
+pub fn jsonrpc_error(status: StatusCode, id: &serde_json::Value, code: i32, message: &str) -> axum::response::Response {
+    let body = json!({ "jsonrpc": "2.0", "id": id, "error": { "code": code, "message": message } });
+    (status, [(axum::http::header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
+}
+
 pub fn router(controller: Controller) -> Router {
     Router::new()
         .route(crate::compile::EVENTS_PATH, get(crate::streams::events))

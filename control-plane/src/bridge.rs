@@ -19,7 +19,7 @@ use std::convert::Infallible;
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use futures::StreamExt as _;
 use mcp_filter::relay::{SseEvents, Verdict};
 use serde_json::{json, Value};
@@ -53,8 +53,7 @@ fn client_info(request: &Value) -> Value {
 
 /// A JSON-RPC error answer from the bridge itself.
 fn refuse(status: StatusCode, id: &Value, message: String) -> Response {
-    let body = json!({ "jsonrpc": "2.0", "id": id, "error": { "code": -32603, "message": message } });
-    (status, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
+    crate::admin::jsonrpc_error(status, id, -32603, &message)
 }
 
 pub async fn bridge(State(c): State<Controller>, Path(name): Path<String>, body: Bytes) -> Response {

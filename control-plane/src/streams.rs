@@ -89,8 +89,8 @@ pub async fn events(State(c): State<Controller>, headers: HeaderMap) -> Response
         Some(Resumption::Call { server, last_event_id }) => {
             let Some(u) = upstreams.into_iter().find(|u| u.server.name == server) else {
                 // Nothing to resume: the client must give up rather than retry.
-                let body = serde_json::json!({ "jsonrpc": "2.0", "id": null, "error": { "code": -32001, "message": format!("no stream of server {server:?} to resume in this session") } });
-                return (StatusCode::NOT_FOUND, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response();
+                let message = format!("no stream of server {server:?} to resume in this session");
+                return crate::admin::jsonrpc_error(StatusCode::NOT_FOUND, &serde_json::Value::Null, -32001, &message);
             };
             tracing::info!(%server, %last_event_id, "a client resumes a call's answer");
             let from = Resume { last_event_id: Some(last_event_id), tag: relay::call_tag(&server), once: true };

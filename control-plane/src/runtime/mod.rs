@@ -488,8 +488,7 @@ async fn stop(link: &mut Link) {
 }
 
 fn jsonrpc_error(id: &Value, message: String) -> Response {
-    let body = json!({ "jsonrpc": "2.0", "id": id, "error": { "code": -32603, "message": message } });
-    (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
+    crate::admin::jsonrpc_error(StatusCode::OK, id, -32603, &message)
 }
 
 /// `POST /upstream/<name>/mcp`: a stateless Streamable HTTP endpoint for a
@@ -497,7 +496,7 @@ fn jsonrpc_error(id: &Value, message: String) -> Response {
 pub async fn endpoint(State(c): State<Controller>, Path(name): Path<String>, headers: axum::http::HeaderMap, body: Bytes) -> Response {
     let message: Value = match serde_json::from_slice(&body) {
         Ok(m @ Value::Object(_)) => m,
-        _ => return (StatusCode::BAD_REQUEST, [(header::CONTENT_TYPE, "application/json")], json!({"jsonrpc": "2.0", "id": null, "error": {"code": -32700, "message": "the body is not a JSON-RPC object"}}).to_string()).into_response(),
+        _ => return crate::admin::jsonrpc_error(StatusCode::BAD_REQUEST, &Value::Null, -32700, "the body is not a JSON-RPC object"),
     };
     let id = message.get("id").cloned();
     let method = message.get("method").and_then(Value::as_str).map(str::to_string);
