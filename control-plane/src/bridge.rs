@@ -65,7 +65,7 @@ pub async fn bridge(State(c): State<Controller>, Path(name): Path<String>, body:
     let Some(server) = c.served().and_then(|s| s.servers.iter().find(|u| u.name == name).cloned()) else {
         return refuse(StatusCode::NOT_FOUND, &id, format!("server {name:?} is not in the catalog"));
     };
-    let mut session = Session::new(c.http(), &server.url, server.shown.clone());
+    let mut session = Session::new(c.http(), &server.url, server.shown.clone()).with_headers(server.headers.clone());
     if let Err(e) = session.handshake(upstream_capabilities(&request), client_info(&request)).await {
         session.close().await;
         return refuse(StatusCode::BAD_GATEWAY, &id, format!("server {name:?}: {e}"));

@@ -7,6 +7,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 
+use mcp_filter::config::{PolicyRule, ProtectedResource, RateLimit};
 use serde::{Deserialize, Serialize};
 use url::Url;
 
@@ -51,6 +52,39 @@ pub struct GatewaySettings {
     pub list_page_size: Option<usize>,
     /// Who may use the MCP endpoint. Unset: anyone who can reach it.
     pub auth: Option<AuthSettings>,
+    /// Who may see and use which servers, tools, prompts and resources.
+    /// Unset: every caller may use everything.
+    pub authorization: Option<AuthorizationSettings>,
+    /// The seeds' `RATE_LIMIT_PER_MINUTE`: requests each principal may send
+    /// per minute (all methods), with a burst of as many.
+    pub rate_limit_per_minute: Option<u32>,
+    /// Token buckets by principal, server and tool (see docs/security.md).
+    pub rate_limits: Vec<RateLimit>,
+    /// Browser origins allowed to call the MCP endpoint (`https://app.example`,
+    /// or `*`). Requests carrying any other `Origin` get 403.
+    pub allowed_origins: Vec<String>,
+    /// Where Envoy writes the audit log (a JSON line per authorization
+    /// decision) when authentication, authorization or rate limits are on:
+    /// a file path, `/dev/stdout`, or `off`.
+    pub audit_log: String,
+}
+
+/// Authorization rules, checked in the filter for every call.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthorizationSettings {
+    /// What a caller may do that no rule speaks of. Default: deny.
+    #[serde(default)]
+    pub default: DefaultDecision,
+    pub rules: Vec<PolicyRule>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DefaultDecision {
+    Allow,
+    #[default]
+    Deny,
 }
 
 /// Client authentication.
@@ -58,7 +92,61 @@ pub struct GatewaySettings {
 #[serde(deny_unknown_fields)]
 pub struct AuthSettings {
     /// Keys sent as `Authorization: Bearer <key>` or `X-API-Key: <key>`.
+    #[serde(default)]
     pub api_keys: Vec<ApiKeySettings>,
+    /// JWTs, verified by Envoy (`jwt_authn`).
+    #[serde(default)]
+    pub jwt: Option<JwtSettings>,
+    /// RFC 9728 metadata: where OAuth clients get a token for this gateway.
+    #[serde(default)]
+    pub protected_resource: Option<ProtectedResource>,
+}
+
+/// How Envoy verifies JWTs: issuer, audiences, and one source of keys.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JwtSettings {
+    /// The `iss` every token must carry.
+    pub issuer: String,
+    /// Tokens must name one of these in `aud`. Empty: `aud` is not checked.
+    #[serde(default)]
+    pub audiences: Vec<String>,
+    /// HS256 shared secret (the seeds' `JWT_SECRET`), at least 32 characters.
+    #[serde(default)]
+    pub hs256_secret: Option<String>,
+    /// A JWKS file (RS256, ES256, ...), read when the catalog is loaded.
+    #[serde(default)]
+    pub jwks_file: Option<String>,
+    /// A JWKS URL Envoy fetches and caches.
+    #[serde(default)]
+    pub jwks_uri: Option<String>,
+    /// The claim naming the caller.
+    #[serde(default = "default_principal_claim")]
+    pub principal_claim: String,
+    /// The claim listing the caller's groups (array, or space-separated).
+    #[serde(default = "default_groups_claim")]
+    pub groups_claim: String,
+    /// Scopes every token must carry; others get 403 with the scope challenge.
+    #[serde(default)]
+    pub required_scopes: Vec<String>,
+}
+
+impl std::fmt::Debug for JwtSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JwtSettings")
+            .field("issuer", &self.issuer)
+            .field("audiences", &self.audiences)
+            .field("jwks_file", &self.jwks_file)
+            .field("jwks_uri", &self.jwks_uri)
+            .finish_non_exhaustive()
+    }
+}
+
+fn default_principal_claim() -> String {
+    "sub".into()
+}
+fn default_groups_claim() -> String {
+    "groups".into()
 }
 
 #[derive(Clone, PartialEq, Serialize, Deserialize)]
@@ -94,6 +182,11 @@ impl Default for GatewaySettings {
             upstream_ca_file: "/etc/ssl/certs/ca-certificates.crt".into(),
             list_page_size: None,
             auth: None,
+            authorization: None,
+            rate_limit_per_minute: None,
+            rate_limits: Vec::new(),
+            allowed_origins: Vec::new(),
+            audit_log: "/dev/stdout".into(),
         }
     }
 }
@@ -140,6 +233,31 @@ pub struct Server {
     /// Time allowed for one request to it (default: gateway.request_timeout_seconds).
     #[serde(default)]
     pub request_timeout_seconds: Option<u64>,
+    /// `http` and `sse`: headers sent with every request to it, usually its
+    /// credentials (`Authorization: Bearer ${TOKEN}`).
+    #[serde(default, skip_serializing_if = "Headers::is_empty")]
+    pub headers: Headers,
+    /// Whether the client's own `Authorization` header is passed to it.
+    /// Off by default: MCP forbids passing a client's token through.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub forward_authorization: bool,
+}
+
+/// Headers sent to a server. The values are secrets: `Debug` shows names only.
+#[derive(Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Headers(#[serde(deserialize_with = "scalar_values")] pub BTreeMap<String, String>);
+
+impl Headers {
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl std::fmt::Debug for Headers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.0.keys()).finish()
+    }
 }
 
 /// How the gateway reaches a server.
@@ -218,6 +336,16 @@ impl Endpoint {
 }
 
 impl Server {
+    /// The headers Envoy and the control plane send it over HTTP. None for
+    /// servers the control plane runs or connects to itself (reached
+    /// through its pipe; an SSE link sends them on its own connection).
+    pub fn upstream_headers(&self) -> Vec<(String, String)> {
+        if self.piped() {
+            return Vec::new();
+        }
+        self.headers.0.iter().map(|(k, v)| (k.to_ascii_lowercase(), v.clone())).collect()
+    }
+
     /// Whether the control plane stands between Envoy and it.
     pub fn piped(&self) -> bool {
         self.runtime != Runtime::Http
@@ -275,7 +403,7 @@ impl Server {
     }
 }
 
-fn parse_endpoint(url: &str) -> Result<Endpoint, String> {
+pub fn parse_endpoint(url: &str) -> Result<Endpoint, String> {
     // The URL parser drops tabs and newlines silently; a URL holding
     // them is a mistake (or an injection) to report, not to mend.
     if url.chars().any(|c| c.is_control() || c.is_whitespace()) {
@@ -388,6 +516,27 @@ pub fn interpolate(text: &str, env: impl Fn(&str) -> Option<String>) -> Result<S
     }
 }
 
+/// The name of the limit `gateway.rate_limit_per_minute` makes.
+pub const DEFAULT_LIMIT: &str = "default";
+
+fn validate_jwt(j: &JwtSettings, p: &mut Vec<String>) {
+    let sources = [j.hs256_secret.is_some(), j.jwks_file.is_some(), j.jwks_uri.is_some()].iter().filter(|s| **s).count();
+    if sources != 1 {
+        p.push("gateway.auth.jwt: set exactly one of hs256_secret, jwks_file, jwks_uri".into());
+    }
+    if j.issuer.trim().is_empty() {
+        p.push("gateway.auth.jwt.issuer: must not be empty".into());
+    }
+    if j.hs256_secret.as_ref().is_some_and(|k| k.len() < 32) {
+        p.push("gateway.auth.jwt.hs256_secret: must be at least 32 characters (256 bits)".into());
+    }
+    if let Some(uri) = &j.jwks_uri {
+        if parse_endpoint(uri).is_err() {
+            p.push(format!("gateway.auth.jwt.jwks_uri: {uri:?} is not an http(s) URL"));
+        }
+    }
+}
+
 /// Longest timeout accepted: a day. Longer ones are mistakes, and Envoy
 /// rejects durations past its own bound.
 pub const MAX_TIMEOUT_SECONDS: u64 = 24 * 3600;
@@ -423,8 +572,19 @@ pub fn validate(c: &Catalog) -> Vec<String> {
         }
     }
     if let Some(auth) = &g.auth {
-        if auth.api_keys.is_empty() {
-            p.push("gateway.auth.api_keys: list at least one key (or leave gateway.auth out to turn authentication off)".into());
+        if auth.api_keys.is_empty() && auth.jwt.is_none() {
+            p.push("gateway.auth: list api_keys or configure jwt (or leave gateway.auth out to turn authentication off)".into());
+        }
+        if let Some(j) = &auth.jwt {
+            validate_jwt(j, &mut p);
+        }
+        if let Some(pr) = &auth.protected_resource {
+            if Url::parse(&pr.resource).map_or(true, |u| !matches!(u.scheme(), "http" | "https")) {
+                p.push(format!("gateway.auth.protected_resource.resource: {:?} must be the http(s) URL clients use for the MCP endpoint", pr.resource));
+            }
+            if pr.authorization_servers.is_empty() {
+                p.push("gateway.auth.protected_resource.authorization_servers: name at least one issuer URL".into());
+            }
         }
         let mut seen = BTreeSet::new();
         for (i, k) in auth.api_keys.iter().enumerate() {
@@ -437,6 +597,44 @@ pub fn validate(c: &Catalog) -> Vec<String> {
             if k.principal.trim().is_empty() {
                 p.push(format!("gateway.auth.api_keys[{i}]: principal must not be empty"));
             }
+        }
+    }
+    if let Some(a) = &g.authorization {
+        let mut seen = BTreeSet::new();
+        for (i, r) in a.rules.iter().enumerate() {
+            let at = format!("gateway.authorization.rules[{i}]");
+            if r.name.trim().is_empty() {
+                p.push(format!("{at}: name must not be empty (the audit log names the rule)"));
+            } else if !seen.insert(r.name.as_str()) {
+                p.push(format!("{at} ({}): name is used by another rule", r.name));
+            }
+            // A literal server name that is not in the catalog is a typo.
+            for server in r.allow.servers.iter().chain(&r.deny.servers) {
+                if !server.contains(['*', '?']) && !c.servers.iter().any(|s| &s.name == server) {
+                    p.push(format!("{at} ({}): server {server:?} is not in the catalog", r.name));
+                }
+            }
+        }
+    }
+    if g.rate_limit_per_minute == Some(0) {
+        p.push("gateway.rate_limit_per_minute: must be greater than 0 (or left out)".into());
+    }
+    let mut limit_names = BTreeSet::new();
+    for (i, l) in g.rate_limits.iter().enumerate() {
+        let at = format!("gateway.rate_limits[{i}] ({})", l.name);
+        if l.name.trim().is_empty() || l.name == DEFAULT_LIMIT {
+            p.push(format!("gateway.rate_limits[{i}]: name must be set, and not {DEFAULT_LIMIT:?} (rate_limit_per_minute's)"));
+        } else if !limit_names.insert(l.name.as_str()) {
+            p.push(format!("{at}: name is used by another limit"));
+        }
+        if l.requests_per_minute == 0 || l.burst == 0 {
+            p.push(format!("{at}: requests_per_minute and burst must be greater than 0"));
+        }
+    }
+    for o in &g.allowed_origins {
+        let valid = o == "*" || Url::parse(o).is_ok_and(|u| u.path() == "/" && !o.ends_with('/') && u.query().is_none());
+        if !valid {
+            p.push(format!("gateway.allowed_origins: {o:?} must be an origin like https://app.example (scheme, host, optional port), or *"));
         }
     }
     let mut names = BTreeSet::new();
@@ -477,6 +675,16 @@ pub fn validate(c: &Catalog) -> Vec<String> {
                         p.push(format!("{at}: env {key:?} is not a variable name (letters, digits, _)"));
                     }
                 }
+            }
+        }
+        if s.runtime == Runtime::Stdio && (!s.headers.is_empty() || s.forward_authorization) {
+            p.push(format!("{at}: headers and forward_authorization are for runtime http or sse"));
+        }
+        for name in s.headers.0.keys() {
+            let token = !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+            let reserved = ["host", "content-length", "content-type", "accept", "mcp-session-id", "mcp-protocol-version", "transfer-encoding", "connection"];
+            if !token || reserved.contains(&name.to_ascii_lowercase().as_str()) || name.starts_with(':') {
+                p.push(format!("{at}: headers: {name:?} is not a header the gateway may set"));
             }
         }
         if s.runtime == Runtime::Http && s.start == Start::OnDemand {

@@ -42,14 +42,15 @@ use envoy_types::pb::envoy::r#type::matcher::v3::{string_matcher, StringMatcher}
 use envoy_types::pb::envoy::extensions::wasm::v3::{plugin_config, PluginConfig, VmConfig};
 use envoy_types::pb::google::protobuf::{Any, BoolValue, Duration as PbDuration, StringValue, UInt32Value};
 use envoy_types::util::pack_any;
-use mcp_filter::config::{ApiKey, AuthConfig, 
-    FilterConfig, NamedRoute, ServedItem, ServerInfo, SessionConfig, UpstreamServer, CLUSTER_HEADER, REQUEST_ID_PROPERTY, SERVER_PROPERTY,
+use mcp_filter::config::{
+    ApiKey, AuthConfig, AuthorizationConfig, FilterConfig, JwtClaims, LimitKey, NamedRoute, RateLimit, ServedItem, ServerInfo, SessionConfig,
+    UpstreamHeader, UpstreamServer, CLUSTER_HEADER, REQUEST_ID_PROPERTY, SERVER_PROPERTY,
 };
 use prost::Message;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use crate::catalog::{Catalog, Endpoint as UrlEndpoint};
+use crate::catalog::{Catalog, DefaultDecision, Endpoint as UrlEndpoint, GatewaySettings, DEFAULT_LIMIT};
 use crate::discovery::Discovered;
 use crate::snapshot::{Snapshot, CLUSTER_TYPE, EXTENSION_CONFIG_TYPE, LISTENER_TYPE, ROUTE_TYPE};
 
@@ -83,6 +84,8 @@ pub struct Inputs<'a> {
     pub admin: (&'a str, u16),
     /// The gateway's version, reported in `serverInfo`.
     pub gateway_version: &'a str,
+    /// The content of `gateway.auth.jwt.jwks_file`, read by the caller.
+    pub jwks: Option<&'a str>,
 }
 
 /// The outcome: what to publish, and the filter configuration inside it.
@@ -135,6 +138,14 @@ pub fn compile(inputs: &Inputs<'_>) -> Result<Compiled, CompileError> {
             protocol_version: found.protocol_version.clone(),
             modern: found.stateless_era,
             modern_only: found.modern_only,
+            // A server the control plane runs or connects to gets its
+            // credentials from the control plane, not from Envoy.
+            headers: if s.piped() {
+                Vec::new()
+            } else {
+                s.headers.0.iter().map(|(k, v)| UpstreamHeader { name: k.to_ascii_lowercase(), value: v.clone() }).collect()
+            },
+            forward_authorization: s.forward_authorization && !s.piped(),
         });
         let prefix = s.prefix.then(|| format!("{}{}", s.name, g.tool_separator));
         tools.add(index, &s.name, prefix.as_deref(), &found.tools)?;
@@ -183,6 +194,8 @@ pub fn compile(inputs: &Inputs<'_>) -> Result<Compiled, CompileError> {
             protocol_version: None,
             modern: false,
             modern_only: false,
+            headers: Vec::new(),
+            forward_authorization: false,
         }),
         // initialize waits for every upstream: one that does not answer must
         // not hold the client for the full request timeout.
@@ -199,7 +212,17 @@ pub fn compile(inputs: &Inputs<'_>) -> Result<Compiled, CompileError> {
                     groups: k.groups.clone(),
                 })
                 .collect(),
+            jwt: a.jwt.as_ref().map(|j| JwtClaims {
+                principal_claim: j.principal_claim.clone(),
+                groups_claim: j.groups_claim.clone(),
+                required_scopes: j.required_scopes.clone(),
+            }),
+            protected_resource: a.protected_resource.clone(),
         }),
+        authorization: g.authorization.as_ref().map(|a| AuthorizationConfig { default_allow: a.default == DefaultDecision::Allow, rules: a.rules.clone() }),
+        rate_limits: rate_limits(g),
+        allowed_origins: g.allowed_origins.clone(),
+        audit: audited(g),
     };
     // The version names the content, so an unchanged catalog publishes the
     // same version and Envoy is not disturbed.
@@ -211,7 +234,14 @@ pub fn compile(inputs: &Inputs<'_>) -> Result<Compiled, CompileError> {
     filter_config.version = version.clone();
 
     let filter = filter_extension(&filter_config, inputs.wasm);
-    let listener = listener(g.listen.as_str(), g.max_body_bytes);
+    let jwks_endpoint = match g.auth.as_ref().and_then(|a| a.jwt.as_ref()).and_then(|j| j.jwks_uri.as_deref()) {
+        Some(uri) => Some(crate::catalog::parse_endpoint(uri).map_err(|message| CompileError::Server { server: "gateway.auth.jwt.jwks_uri".into(), message })?),
+        None => None,
+    };
+    if let Some(ep) = &jwks_endpoint {
+        clusters.push(security::jwks_cluster(ep, &g.upstream_ca_file));
+    }
+    let listener = listener(g, inputs.jwks);
     let routes = route_table(g.request_timeout_seconds);
 
     let mut resources = BTreeMap::new();
@@ -349,7 +379,7 @@ fn static_or_dns_cluster(name: &str, host: &str, port: u16) -> Cluster {
     }
 }
 
-fn upstream_cluster(name: &str, ep: &UrlEndpoint, ca_file: &str) -> Cluster {
+pub(crate) fn upstream_cluster(name: &str, ep: &UrlEndpoint, ca_file: &str) -> Cluster {
     let mut c = static_or_dns_cluster(name, &ep.host, ep.port);
     if ep.tls {
         // Verify the upstream's certificate: the system's CAs, and a SAN
@@ -422,7 +452,30 @@ fn filter_extension(config: &FilterConfig, wasm: &[u8]) -> TypedExtensionConfig 
     TypedExtensionConfig { name: FILTER_NAME.into(), typed_config: Some(pack_any(Wasm { config: Some(plugin) })) }
 }
 
-fn listener(listen: &str, max_body_bytes: usize) -> Listener {
+/// The limits the filter enforces: the seeds' per-minute default first.
+fn rate_limits(g: &GatewaySettings) -> Vec<RateLimit> {
+    let default = g.rate_limit_per_minute.map(|n| RateLimit {
+        name: DEFAULT_LIMIT.into(),
+        per: vec![LimitKey::Principal],
+        principals: Vec::new(),
+        groups: Vec::new(),
+        servers: Vec::new(),
+        tools: Vec::new(),
+        requests_per_minute: n,
+        burst: n,
+    });
+    default.into_iter().chain(g.rate_limits.iter().cloned()).collect()
+}
+
+/// Whether decisions are written to the audit log: when there is something
+/// to decide, unless turned off.
+fn audited(g: &GatewaySettings) -> bool {
+    let deciding = g.auth.is_some() || g.authorization.is_some() || g.rate_limit_per_minute.is_some() || !g.rate_limits.is_empty();
+    deciding && g.audit_log != "off"
+}
+
+fn listener(g: &GatewaySettings, jwks: Option<&str>) -> Listener {
+    let (listen, max_body_bytes) = (g.listen.as_str(), g.max_body_bytes);
     let (host, port) = listen.rsplit_once(':').unwrap_or((listen, "4444"));
     let host = host.trim_start_matches('[').trim_end_matches(']');
     let hcm = HttpConnectionManager {
@@ -432,7 +485,14 @@ fn listener(listen: &str, max_body_bytes: usize) -> Listener {
             config_source: Some(ads()),
             route_config_name: ROUTE_NAME.into(),
         })),
-        http_filters: vec![
+        http_filters: g
+            .auth
+            .as_ref()
+            .and_then(|a| a.jwt.as_ref())
+            .map(|j| security::jwt_filters(j, jwks))
+            .unwrap_or_default()
+            .into_iter()
+            .chain([
             HttpFilter {
                 name: FILTER_NAME.into(),
                 config_type: Some(http_filter::ConfigType::ConfigDiscovery(ExtensionConfigSource {
@@ -447,7 +507,9 @@ fn listener(listen: &str, max_body_bytes: usize) -> Listener {
                 config_type: Some(http_filter::ConfigType::TypedConfig(pack_any(Router::default()))),
                 ..Default::default()
             },
-        ],
+        ])
+            .collect(),
+        access_log: audited(g).then(|| security::audit_log(&g.audit_log)).into_iter().collect(),
         local_reply_config: Some(upstream_error_as_jsonrpc()),
         // An edge proxy: the client's address is the peer's, and Envoy drops
         // x-envoy-* headers (timeouts, retries) sent by external clients.
@@ -563,6 +625,8 @@ fn route_table(timeout_seconds: u64) -> RouteConfiguration {
 pub fn decode<M: Message + Default>(any: &Any) -> Option<M> {
     M::decode(any.value.as_slice()).ok()
 }
+
+mod security;
 
 #[cfg(test)]
 mod tests;

@@ -247,6 +247,20 @@ impl Controller {
         let path = s.catalog_path.display();
         let text = tokio::fs::read_to_string(&s.catalog_path).await.map_err(|e| format!("cannot read catalog {path}: {e}"))?;
         let catalog = catalog::load(&text, |name| std::env::var(name).ok()).map_err(|e| format!("{path}: {e}"))?;
+        // A JWKS file is read with the catalog (relative to it), and sent to
+        // Envoy inline: Envoy may not share the control plane's disk.
+        let jwks = match catalog.gateway.auth.as_ref().and_then(|a| a.jwt.as_ref()).and_then(|j| j.jwks_file.as_deref()) {
+            Some(file) => {
+                let full = s.catalog_path.parent().unwrap_or(std::path::Path::new(".")).join(file);
+                let text = tokio::fs::read_to_string(&full).await.map_err(|e| format!("{path}: gateway.auth.jwt.jwks_file {}: {e}", full.display()))?;
+                serde_json::from_str::<serde_json::Value>(&text)
+                    .ok()
+                    .filter(|v| v.get("keys").is_some_and(serde_json::Value::is_array))
+                    .ok_or_else(|| format!("{path}: gateway.auth.jwt.jwks_file {} is not a JWKS (a JSON object with \"keys\")", full.display()))?;
+                Some(text)
+            }
+            None => None,
+        };
         // Start what the catalog adds, restart what it changes, stop what it
         // drops, before asking them what they offer.
         self.inner.runtimes.sync(&catalog);
@@ -287,11 +301,12 @@ impl Controller {
             session: &session,
             admin: (&s.admin_advertise.0, s.admin_advertise.1),
             gateway_version: &s.gateway_version,
+            jwks: jwks.as_deref(),
         };
         let compiled = compile(&inputs).map_err(|e| format!("{path}: {e}"))?;
         let served = Sealer::new(&session).map(|sealer| Served {
             sealer,
-            servers: catalog.servers.iter().map(|s| Upstream { name: s.name.clone(), url: s.reach_url(&base), shown: s.display_url() }).collect(),
+            servers: catalog.servers.iter().map(|s| Upstream { name: s.name.clone(), url: s.reach_url(&base), shown: s.display_url(), headers: s.upstream_headers() }).collect(),
         });
         if let (Ok(served), Ok(mut slot)) = (served, self.inner.served.write()) {
             *slot = Some(Arc::new(served));
@@ -443,7 +458,7 @@ async fn discover(
             Some((identity, d)) if which.reuses(&s.name) && *identity == s.identity() => Ok(d.clone()),
             _ => {
                 let url = s.reach_url(bridge_base);
-                discovery::discover(&url, s.display_url(), Duration::from_secs(s.discovery_timeout_seconds)).await
+                discovery::discover(&url, s.display_url(), s.upstream_headers(), Duration::from_secs(s.discovery_timeout_seconds)).await
             }
         }
     }))

@@ -51,11 +51,11 @@ pub struct Discovered {
 /// Discovers what the server at `url` offers. Errors are sentences fit for
 /// `/servers` and logs.
 /// `shown` is the URL as it may appear in errors (without secrets).
-pub async fn discover(url: &str, shown: String, timeout: Duration) -> Result<Discovered, String> {
+pub async fn discover(url: &str, shown: String, headers: Vec<(String, String)>, timeout: Duration) -> Result<Discovered, String> {
     if !url.starts_with("http://") {
         return Err("discovery supports http:// upstreams only so far (no TLS client in the control plane yet)".into());
     }
-    let mut session = Session::new(reqwest::Client::new(), url, shown);
+    let mut session = Session::new(reqwest::Client::new(), url, shown).with_headers(headers);
     let listing = tokio::time::timeout(timeout, session.discover()).await;
     // The session is ended whatever the listing gave, so servers do not
     // keep state for the gateway's probes.
@@ -75,6 +75,8 @@ pub struct Session {
     next_id: u64,
     /// Requests carry the 2026-07-28 `_meta` (no session, no handshake).
     modern: bool,
+    /// The server's own headers from the catalog (its credentials).
+    headers: Vec<(String, String)>,
 }
 
 /// Marks discovery's own requests, so that the control plane's runtimes do
@@ -93,7 +95,13 @@ fn modern_meta() -> Value {
 impl Session {
     /// `shown` is the URL as it may appear in errors (without secrets).
     pub fn new(http: reqwest::Client, url: &str, shown: String) -> Self {
-        Session { http, url: url.to_string(), shown, id: None, version: None, next_id: 0, modern: false }
+        Session { http, url: url.to_string(), shown, id: None, version: None, next_id: 0, modern: false, headers: Vec::new() }
+    }
+
+    /// Sends `headers` (the server's credentials) with every request.
+    pub fn with_headers(mut self, headers: Vec<(String, String)>) -> Self {
+        self.headers = headers;
+        self
     }
 
     /// `initialize` then `notifications/initialized`; returns the result of
@@ -122,6 +130,9 @@ impl Session {
             .header("accept", "application/json, text/event-stream")
             .header(DISCOVERY_HEADER, "1")
             .body(body);
+        for (name, value) in &self.headers {
+            req = req.header(name, value);
+        }
         if let Some(id) = &self.id {
             req = req.header("mcp-session-id", id);
         }

@@ -71,11 +71,20 @@ fn validate(file: &PathBuf) -> ExitCode {
     };
     match catalog::load(&text, |name| std::env::var(name).ok()) {
         Ok(c) => {
-            let auth = match &c.gateway.auth {
-                Some(a) => format!("authentication: {} API key(s)", a.api_keys.len()),
+            let g = &c.gateway;
+            let auth = match &g.auth {
+                Some(a) => {
+                    let jwt = a.jwt.as_ref().map(|j| format!(", JWT from {}", j.issuer)).unwrap_or_default();
+                    format!("authentication: {} API key(s){jwt}", a.api_keys.len())
+                }
                 None => "authentication: OFF (anyone who can reach the listener can call every tool; set gateway.auth)".into(),
             };
-            println!("{}: valid ({} servers); {auth}", file.display(), c.servers.len());
+            let authz = match &g.authorization {
+                Some(a) => format!("authorization: {} rule(s), default {:?}", a.rules.len(), a.default).to_lowercase(),
+                None => "authorization: none (every caller may use everything)".into(),
+            };
+            let limits = g.rate_limits.len() + usize::from(g.rate_limit_per_minute.is_some());
+            println!("{}: valid ({} servers); {auth}; {authz}; {limits} rate limit(s)", file.display(), c.servers.len());
             ExitCode::SUCCESS
         }
         Err(e) => {

@@ -43,6 +43,8 @@ pub struct Upstream {
     pub name: String,
     pub url: String,
     pub shown: String,
+    /// Its credentials from the catalog.
+    pub headers: Vec<(String, String)>,
 }
 
 /// What the GET streams need of the configuration being served.
@@ -235,6 +237,9 @@ async fn connect(http: &reqwest::Client, u: &UpstreamStream, last_event_id: Opti
     if let Some(id) = last_event_id {
         request = request.header("last-event-id", id);
     }
+    for (name, value) in &u.server.headers {
+        request = request.header(name, value);
+    }
     if let Some(v) = &u.version {
         request = request.header("mcp-protocol-version", v);
     }
@@ -260,7 +265,7 @@ mod tests {
     fn a_session_opens_the_streams_of_its_stateful_upstreams() {
         let cfg = SessionConfig { active_key: "k".into(), keys: vec![SessionKey { id: "k".into(), secret_hex: "22".repeat(32) }], ttl_seconds: 60 };
         let sealer = Sealer::new(&cfg).unwrap();
-        let server = |name: &str| Upstream { name: name.into(), url: format!("http://{name}/mcp"), shown: name.into() };
+        let server = |name: &str| Upstream { name: name.into(), url: format!("http://{name}/mcp"), shown: name.into(), headers: vec![] };
         let mut state = SessionState { issued_at: 100, entropy: 1, version: "2025-11-25".into(), upstreams: Default::default() };
         state.upstreams.insert("a".into(), UpstreamSession { id: Some("sa".into()), version: Some("2025-06-18".into()), error: None });
         state.upstreams.insert("b".into(), UpstreamSession { id: None, version: None, error: Some("down".into()) });

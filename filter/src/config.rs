@@ -17,6 +17,13 @@ pub const CLUSTER_HEADER: &str = "x-mcp-cluster";
 /// JSON-RPC error.
 pub const REQUEST_ID_PROPERTY: &str = "mcp_request_id";
 pub const SERVER_PROPERTY: &str = "mcp_server";
+/// Filter state for the audit log (and the access log): who called, what,
+/// and the authorization decision with its reason.
+pub const PRINCIPAL_PROPERTY: &str = "mcp_principal";
+pub const METHOD_PROPERTY: &str = "mcp_method";
+pub const TARGET_PROPERTY: &str = "mcp_target";
+pub const DECISION_PROPERTY: &str = "mcp_decision";
+pub const REASON_PROPERTY: &str = "mcp_reason";
 
 /// Where the control plane's era bridge takes a 2026-07-28 request for a
 /// server that needs a session or speaks an older revision: this prefix and
@@ -78,6 +85,23 @@ pub struct FilterConfig {
     /// Who may use the MCP endpoint. `None`: anyone who reaches it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auth: Option<AuthConfig>,
+    /// Who may see and use which servers, tools, prompts and resources.
+    /// `None`: every caller may use everything.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authorization: Option<AuthorizationConfig>,
+    /// Token buckets a request must find a token in, checked in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rate_limits: Vec<RateLimit>,
+    /// Browser origins allowed to call the MCP endpoint (`scheme://host[:port]`,
+    /// or `*`). A request with any other `Origin` is refused with 403: the
+    /// DNS-rebinding defence MCP requires. Requests without `Origin`
+    /// (non-browser clients) are not concerned.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allowed_origins: Vec<String>,
+    /// Whether each authorization decision is recorded for the audit log
+    /// (filter state the access log reads).
+    #[serde(default)]
+    pub audit: bool,
     /// Timeout of the filter's own calls to upstreams (the `initialize` fan-out).
     #[serde(default = "default_upstream_timeout_ms")]
     pub upstream_timeout_ms: u64,
@@ -128,6 +152,30 @@ pub struct UpstreamServer {
     /// headers and `_meta`), and it gets no session notifications.
     #[serde(default)]
     pub modern_only: bool,
+    /// Headers added to every request sent to it (its credentials, from the
+    /// catalog). Values are secrets: never printed by `Debug`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub headers: Vec<UpstreamHeader>,
+    /// Whether the client's own `Authorization` header goes to it. Off
+    /// unless the catalog says so for this server: MCP forbids passing a
+    /// client's token through by default.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub forward_authorization: bool,
+}
+
+/// One header sent to an upstream.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamHeader {
+    /// Lower-case header name.
+    pub name: String,
+    pub value: String,
+}
+
+impl std::fmt::Debug for UpstreamHeader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UpstreamHeader").field("name", &self.name).finish_non_exhaustive()
+    }
 }
 
 /// A tool or prompt as exposed by the gateway and where it is routed.
@@ -159,7 +207,130 @@ pub struct ServedItem {
 #[serde(deny_unknown_fields)]
 pub struct AuthConfig {
     /// API keys, sent as `Authorization: Bearer <key>` or `X-API-Key: <key>`.
+    #[serde(default)]
     pub api_keys: Vec<ApiKey>,
+    /// JWTs, verified by Envoy's `jwt_authn` filter before this one; the
+    /// filter reads the verified payload from [`JWT_PAYLOAD_HEADER`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwt: Option<JwtClaims>,
+    /// The RFC 9728 metadata served at `/.well-known/oauth-protected-resource`
+    /// and named in `WWW-Authenticate`, so that OAuth clients find where to
+    /// get a token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub protected_resource: Option<ProtectedResource>,
+}
+
+/// The header Envoy's `jwt_authn` filter writes the verified JWT payload to
+/// (base64url JSON). Envoy removes whatever a client sent under this name
+/// before `jwt_authn` runs, and the filter removes it before forwarding.
+pub const JWT_PAYLOAD_HEADER: &str = "x-mcp-jwt-payload";
+/// Where `jwt_authn` records why a token failed (dynamic metadata).
+pub const JWT_FAILURE_METADATA: &str = "jwt_failure";
+
+/// How a verified JWT names its caller.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JwtClaims {
+    /// The claim holding the principal.
+    #[serde(default = "default_principal_claim")]
+    pub principal_claim: String,
+    /// The claim holding the groups: an array of strings, or one string of
+    /// space-separated names.
+    #[serde(default = "default_groups_claim")]
+    pub groups_claim: String,
+    /// Scopes every token must carry (in `scope` or `scp`); a token without
+    /// them gets 403 with the scope challenge.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub required_scopes: Vec<String>,
+}
+
+/// RFC 9728 protected resource metadata.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProtectedResource {
+    /// The gateway's MCP endpoint URL as clients name it (the token audience).
+    pub resource: String,
+    pub authorization_servers: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub scopes_supported: Vec<String>,
+}
+
+/// Authorization: rules that allow or deny servers, tools, prompts and
+/// resources to callers. A deny from any rule that applies wins; else an
+/// allow from any; else [`Self::default_allow`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthorizationConfig {
+    /// What a caller may do that no rule speaks of.
+    #[serde(default)]
+    pub default_allow: bool,
+    pub rules: Vec<PolicyRule>,
+}
+
+/// One rule. It applies to a caller whose principal matches one of
+/// `principals` or who is in a group matching one of `groups`; with neither
+/// listed, to every caller.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyRule {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub principals: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<String>,
+    #[serde(default)]
+    pub allow: Targets,
+    #[serde(default)]
+    pub deny: Targets,
+}
+
+/// What a rule speaks of, as glob patterns (`*` any run of characters, `?`
+/// one): servers by catalog name (all they offer), tools and prompts by the
+/// names clients see, resources by URI (templates by their URI template).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Targets {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub servers: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tools: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub prompts: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub resources: Vec<String>,
+}
+
+/// A token bucket per distinct value of `per` among the requests it
+/// concerns: those of matching principals or groups, to matching servers
+/// and tools (globs; empty: any).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimit {
+    pub name: String,
+    /// What a bucket is kept for: any of `principal`, `server`, `tool`.
+    /// Empty: one bucket for all the requests concerned.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub per: Vec<LimitKey>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub principals: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub servers: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tools: Vec<String>,
+    /// Tokens added per minute.
+    pub requests_per_minute: u32,
+    /// The bucket's size: how many requests may come at once.
+    pub burst: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LimitKey {
+    Principal,
+    Server,
+    Tool,
 }
 
 /// One API key, as the filter knows it: never the key itself.
@@ -203,6 +374,12 @@ impl std::fmt::Debug for SessionKey {
     }
 }
 
+fn default_principal_claim() -> String {
+    "sub".into()
+}
+fn default_groups_claim() -> String {
+    "groups".into()
+}
 fn default_true() -> bool {
     true
 }

@@ -38,6 +38,12 @@ pub enum McpError {
     UpstreamUnavailable { server: String, reason: String },
     #[error("Unauthorized: {0}")]
     Unauthorized(String),
+    #[error("Forbidden: {0}")]
+    Forbidden(String),
+    #[error("Insufficient scope: this endpoint needs a token with scope {0:?}")]
+    InsufficientScope(String),
+    #[error("Rate limit exceeded: limit {limit:?} allows {per_minute} requests per minute (burst {burst}); retry after {retry_after_secs} s")]
+    RateLimited { limit: String, per_minute: u32, burst: u32, retry_after_secs: u64 },
     #[error("Internal error: {0}")]
     Internal(String),
 }
@@ -64,6 +70,8 @@ impl McpError {
             McpError::SessionNotFound(_) => (-32001, 404),
             McpError::UpstreamUnavailable { .. } => (-32603, 200),
             McpError::Unauthorized(_) => (-32001, 401),
+            McpError::Forbidden(_) | McpError::InsufficientScope(_) => (-32003, 403),
+            McpError::RateLimited { .. } => (-32029, 429),
             McpError::Internal(_) => (-32603, 500),
         }
     }

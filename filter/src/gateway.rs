@@ -8,12 +8,16 @@
 //! the client's sessions with every upstream ([`InitPlan`]). This module makes
 //! no host call and reads no clock: time arrives as [`Now`].
 
+use std::cell::RefCell;
 use std::collections::HashMap;
+use std::rc::Rc;
 
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use crate::config::{FilterConfig, NamedRoute, ServedItem, UpstreamServer};
+use crate::policy::{Applicable, Caller, Kind, Verdict};
+use crate::ratelimit::{self, Bucket, Subject};
 use crate::error::McpError;
 use crate::jsonrpc::{self, Message};
 use crate::relay;
@@ -43,9 +47,39 @@ pub struct RequestHead {
     /// intermediaries that route on headers. They must agree with the body.
     pub mcp_method: Option<String>,
     pub mcp_name: Option<String>,
-    /// The API key the client presented (`Authorization: Bearer`, else
-    /// `X-API-Key`).
+    /// The API key or token the client presented (`Authorization: Bearer`,
+    /// else `X-API-Key`).
     pub credential: Option<String>,
+    /// The JWT payload Envoy's `jwt_authn` verified (base64url JSON), and
+    /// why it refused a token, if it did.
+    pub jwt_payload: Option<String>,
+    pub jwt_failure: Option<String>,
+    /// The browser origin the request came from.
+    pub origin: Option<String>,
+    /// Who the caller is: set by [`Gateway::on_headers`] once authenticated.
+    pub caller: Option<Caller>,
+}
+
+/// What the audit log records of a request's authorization, and what rate
+/// limits key on.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Audit {
+    /// The JSON-RPC method.
+    pub method: String,
+    /// The request id, raw JSON.
+    pub id: Option<String>,
+    pub server: Option<String>,
+    /// The tool or prompt name, or the resource URI.
+    pub target: Option<String>,
+    /// The authorization decision, when one was taken.
+    pub verdict: Option<Verdict>,
+}
+
+/// A decision on a complete body, and what it decided about whom.
+#[derive(Debug)]
+pub struct Decision {
+    pub action: BodyAction,
+    pub audit: Audit,
 }
 
 /// The time and a little entropy, from the host.
@@ -151,6 +185,8 @@ pub enum ConfigError {
     Session(#[from] SessionError),
     #[error("api key {0}: sha256 must be 64 hex characters")]
     BadKeyHash(usize),
+    #[error("rate limit {0:?}: requests_per_minute and burst must be greater than 0")]
+    BadLimit(String),
 }
 
 struct Route {
@@ -220,17 +256,52 @@ fn scheme_of(uri: &str) -> Option<&str> {
     valid.then_some(scheme)
 }
 
+/// `{"tools":[...]}` and the other list answers, serialised once per
+/// configuration and per set of authorization rules that apply to callers.
+struct Lists {
+    tools: ListAnswer,
+    prompts: ListAnswer,
+    resources: ListAnswer,
+    templates: ListAnswer,
+}
+
+impl Lists {
+    /// The lists of what `visible` lets through.
+    fn new(config: &FilterConfig, visible: impl Fn(Kind, usize, &str) -> bool) -> Self {
+        let size = config.list_page_size;
+        let named = |items: &[NamedRoute], kind| {
+            let shown = items.iter().filter(|t| visible(kind, t.server, &t.name)).map(|t| &t.definition);
+            list_items(shown, "name")
+        };
+        let served = |items: &[ServedItem], key| {
+            let shown = items.iter().filter(|i| {
+                let uri = i.definition.get(key).and_then(serde_json::Value::as_str).unwrap_or_default();
+                visible(Kind::Resource, i.server, uri)
+            });
+            list_items(shown.map(|i| &i.definition), key)
+        };
+        Lists {
+            tools: ListAnswer::new("tools", named(&config.tools, Kind::Tool), size),
+            prompts: ListAnswer::new("prompts", named(&config.prompts, Kind::Prompt), size),
+            resources: ListAnswer::new("resources", served(&config.resources, "uri"), size),
+            templates: ListAnswer::new("resourceTemplates", served(&config.resource_templates, "uriTemplate"), size),
+        }
+    }
+}
+
+/// How many filtered sets of lists are kept; past it the cache starts over.
+const MAX_FILTERED_LISTS: usize = 256;
+
 /// A configuration compiled for answering requests.
 pub struct Gateway {
     config: FilterConfig,
     tools: HashMap<String, Route>,
     prompts: HashMap<String, Route>,
     uris: UriRouter,
-    /// `{"tools":[...]}` and the other list answers, serialised once per configuration.
-    tools_list_result: ListAnswer,
-    prompts_list_result: ListAnswer,
-    resources_list_result: ListAnswer,
-    templates_list_result: ListAnswer,
+    /// Every list unfiltered: what callers see without authorization rules.
+    lists: Rc<Lists>,
+    /// Lists filtered for each set of applicable rules met so far.
+    filtered: RefCell<HashMap<Applicable, Rc<Lists>>>,
     sealer: Sealer,
     /// SHA-256 of each API key -> its index in the configuration; `None`
     /// when authentication is off.
@@ -360,12 +431,10 @@ impl Gateway {
         let prompts = named_table(&config.prompts, n)?;
         check_servers(&config.resources, n, "resources")?;
         check_servers(&config.resource_templates, n, "resourceTemplates")?;
-        let size = config.list_page_size;
-        let answer = |field, items| ListAnswer::new(field, items, size);
-        let tools_list_result = answer("tools", list_items(config.tools.iter().map(|t| &t.definition), "name"));
-        let prompts_list_result = answer("prompts", list_items(config.prompts.iter().map(|t| &t.definition), "name"));
-        let resources_list_result = answer("resources", list_items(config.resources.iter().map(|i| &i.definition), "uri"));
-        let templates_list_result = answer("resourceTemplates", list_items(config.resource_templates.iter().map(|i| &i.definition), "uriTemplate"));
+        let lists = Rc::new(Lists::new(&config, |_, _, _| true));
+        if let Some(bad) = config.rate_limits.iter().find(|l| l.requests_per_minute == 0 || l.burst == 0) {
+            return Err(ConfigError::BadLimit(bad.name.clone()));
+        }
         let uris = UriRouter::new(&config.resources, &config.resource_templates);
         let sealer = Sealer::new(&config.session)?;
         let api_keys = match &config.auth {
@@ -383,10 +452,8 @@ impl Gateway {
             tools,
             prompts,
             uris,
-            tools_list_result,
-            prompts_list_result,
-            resources_list_result,
-            templates_list_result,
+            lists,
+            filtered: RefCell::new(HashMap::new()),
             sealer,
             api_keys,
         })
@@ -400,14 +467,22 @@ impl Gateway {
         self.config.servers.get(index)
     }
 
-    /// Decides on the request headers alone.
-    pub fn on_headers(&self, head: &RequestHead) -> HeadAction {
+    /// Decides on the request headers alone, and records who the caller is
+    /// in `head.caller`.
+    pub fn on_headers(&self, head: &mut RequestHead) -> HeadAction {
         let path = head.path.split('?').next().unwrap_or_default();
+        if let Some(reply) = self.resource_metadata(&head.method, path) {
+            return HeadAction::Reply(reply);
+        }
         if path != self.config.mcp_path {
             return HeadAction::PassThrough;
         }
-        if let Err(e) = self.authenticate(head) {
-            return HeadAction::Reply(error_reply(None, &e));
+        if let Err(e) = self.check_origin(head) {
+            return HeadAction::Reply(self.refusal(None, &e));
+        }
+        match self.authenticate(head) {
+            Ok(caller) => head.caller = caller,
+            Err(e) => return HeadAction::Reply(self.refusal(None, &e)),
         }
         let checked = match head.method.as_str() {
             "POST" => check_post_headers(head),
@@ -421,18 +496,162 @@ impl Gateway {
         }
     }
 
-    /// Who the client is, by its API key; `Ok(None)` when authentication is
-    /// off. The key is looked up by its SHA-256: the lookup's timing can only
-    /// tell an attacker about digests, never about keys.
-    pub fn authenticate(&self, head: &RequestHead) -> Result<Option<&crate::config::ApiKey>, McpError> {
+    /// Browsers send `Origin`; only listed origins may call. This is what
+    /// keeps a web page that rebinds its DNS name to the gateway's address
+    /// from calling tools with the browser as its proxy.
+    fn check_origin(&self, head: &RequestHead) -> Result<(), McpError> {
+        let Some(origin) = head.origin.as_deref() else { return Ok(()) };
+        let allowed = &self.config.allowed_origins;
+        if allowed.iter().any(|a| a == "*" || a.eq_ignore_ascii_case(origin.trim_end_matches('/'))) {
+            return Ok(());
+        }
+        Err(McpError::Forbidden(format!(
+            "Origin {:?} is not allowed to call this endpoint; an operator can list it in gateway.allowed_origins",
+            bounded(origin)
+        )))
+    }
+
+    /// The RFC 9728 metadata document, at its well-known path (and at that
+    /// path followed by the MCP endpoint's, as the RFC derives it from the
+    /// resource URL).
+    fn resource_metadata(&self, method: &str, path: &str) -> Option<Reply> {
+        const WELL_KNOWN: &str = "/.well-known/oauth-protected-resource";
+        let pr = self.config.auth.as_ref()?.protected_resource.as_ref()?;
+        let rest = path.strip_prefix(WELL_KNOWN)?;
+        if !(rest.is_empty() || rest == self.config.mcp_path) {
+            return None;
+        }
+        if method != "GET" && method != "HEAD" {
+            let mut r = error_reply(None, &McpError::MethodNotAllowed(method.to_string()));
+            if let Some(allow) = r.headers.iter_mut().find(|(k, _)| *k == "allow") {
+                allow.1 = "GET, HEAD".into();
+            }
+            return Some(r);
+        }
+        let mut doc = serde_json::json!({
+            "resource": pr.resource,
+            "authorization_servers": pr.authorization_servers,
+            "bearer_methods_supported": ["header"],
+        });
+        if let (false, Some(obj)) = (pr.scopes_supported.is_empty(), doc.as_object_mut()) {
+            obj.insert("scopes_supported".into(), pr.scopes_supported.clone().into());
+        }
+        Some(json_reply(200, doc.to_string().into_bytes()))
+    }
+
+    /// Where the metadata document is, for `WWW-Authenticate`.
+    fn resource_metadata_url(&self) -> Option<String> {
+        let pr = self.config.auth.as_ref()?.protected_resource.as_ref()?;
+        // `https://host/mcp` -> `https://host/.well-known/oauth-protected-resource/mcp`.
+        let (scheme, rest) = pr.resource.split_once("://")?;
+        let (host, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+        Some(format!("{scheme}://{host}/.well-known/oauth-protected-resource{path}"))
+    }
+
+    /// A refusal, with the challenge an OAuth client needs to find a token.
+    pub fn refusal(&self, id: Option<&str>, e: &McpError) -> Reply {
+        let mut reply = error_reply(id, e);
+        let challenge = match e {
+            McpError::Unauthorized(_) => r#"Bearer realm="mcp-gateway""#.to_string(),
+            McpError::InsufficientScope(scope) => format!(r#"Bearer realm="mcp-gateway", error="insufficient_scope", scope={}"#, jsonrpc::json_string(scope)),
+            _ => return reply,
+        };
+        let challenge = match self.resource_metadata_url() {
+            Some(url) => format!("{challenge}, resource_metadata={}", jsonrpc::json_string(&url)),
+            None => challenge,
+        };
+        reply.headers.retain(|(k, _)| *k != "www-authenticate");
+        reply.headers.push(("www-authenticate", challenge));
+        reply
+    }
+
+    /// Who the client is: by its API key, else by the JWT Envoy verified;
+    /// `Ok(None)` when authentication is off. An API key is looked up by its
+    /// SHA-256: the lookup's timing can only tell an attacker about digests,
+    /// never about keys.
+    pub fn authenticate(&self, head: &RequestHead) -> Result<Option<Caller>, McpError> {
         let (Some(table), Some(auth)) = (&self.api_keys, &self.config.auth) else { return Ok(None) };
         let presented = head.credential.as_deref().filter(|c| !c.is_empty()).ok_or_else(|| {
-            McpError::Unauthorized("send an API key as Authorization: Bearer <key> or X-API-Key: <key>".into())
+            let how = if auth.jwt.is_some() { "a bearer token" } else { "an API key" };
+            McpError::Unauthorized(format!("send {how} as Authorization: Bearer <token> (or an API key as X-API-Key: <key>)"))
         })?;
         use sha2::Digest as _;
         let digest: [u8; 32] = sha2::Sha256::digest(presented.as_bytes()).into();
-        let index = table.get(&digest).ok_or_else(|| McpError::Unauthorized("the API key is not valid".into()))?;
-        auth.api_keys.get(*index).map(Some).ok_or_else(|| McpError::Internal("api key table out of step".into()))
+        if let Some(index) = table.get(&digest) {
+            let key = auth.api_keys.get(*index).ok_or_else(|| McpError::Internal("api key table out of step".into()))?;
+            return Ok(Some(Caller { principal: key.principal.clone(), groups: key.groups.clone(), scopes: Vec::new() }));
+        }
+        if let (Some(claims), Some(payload)) = (&auth.jwt, head.jwt_payload.as_deref()) {
+            let caller = caller_from_jwt(claims, payload)?;
+            if !claims.required_scopes.iter().all(|s| caller.scopes.contains(s)) {
+                return Err(McpError::InsufficientScope(claims.required_scopes.join(" ")));
+            }
+            return Ok(Some(caller));
+        }
+        Err(McpError::Unauthorized(match (&auth.jwt, head.jwt_failure.as_deref()) {
+            (Some(_), Some(why)) => format!("the bearer token was refused: {}", bounded(why)),
+            (Some(_), None) => "the bearer token is neither a valid JWT nor a known API key".into(),
+            (None, _) => "the API key is not valid".into(),
+        }))
+    }
+
+    /// The rules that apply to the caller, or `None` without authorization.
+    fn applicable(&self, caller: Option<&Caller>) -> Option<Applicable> {
+        self.config.authorization.as_ref().map(|a| a.applicable(caller))
+    }
+
+    /// May the caller use `name` on server `server`? Always, without rules.
+    fn authorize(&self, caller: Option<&Caller>, kind: Kind, server: usize, name: &str) -> Verdict {
+        let (Some(authz), Some(set), Some(s)) = (&self.config.authorization, self.applicable(caller), self.server(server)) else {
+            return Verdict { allowed: true, reason: "no authorization rules".into() };
+        };
+        authz.decide(&set, kind, &s.name, name)
+    }
+
+    /// The lists as the caller may see them.
+    fn lists_for(&self, caller: Option<&Caller>) -> Rc<Lists> {
+        let (Some(authz), Some(set)) = (&self.config.authorization, self.applicable(caller)) else { return self.lists.clone() };
+        if let Some(found) = self.filtered.borrow().get(&set) {
+            return found.clone();
+        }
+        let names: Vec<&str> = self.config.servers.iter().map(|s| s.name.as_str()).collect();
+        let lists = Rc::new(Lists::new(&self.config, |kind, server, name| {
+            names.get(server).is_some_and(|s| authz.decide(&set, kind, s, name).allowed)
+        }));
+        let mut cache = self.filtered.borrow_mut();
+        if cache.len() >= MAX_FILTERED_LISTS {
+            cache.clear();
+        }
+        cache.insert(set, lists.clone());
+        lists
+    }
+
+    /// The token buckets this request must take from.
+    pub fn buckets(&self, head: &RequestHead, audit: &Audit) -> Vec<Bucket> {
+        if self.config.rate_limits.is_empty() {
+            return Vec::new();
+        }
+        let subject = Subject { caller: head.caller.as_ref(), server: audit.server.as_deref(), tool: audit.target.as_deref() };
+        ratelimit::buckets(&self.config.rate_limits, subject)
+    }
+
+    /// The answer to a request a bucket had no token for.
+    pub fn rate_limited(&self, audit: &Audit, bucket: &Bucket, retry_after_ms: u64) -> Reply {
+        let Some(limit) = self.config.rate_limits.get(bucket.limit) else {
+            return error_reply(None, &McpError::Internal("rate limit out of step".into()));
+        };
+        let retry_after_secs = retry_after_ms.div_ceil(1000).max(1);
+        let e = McpError::RateLimited { limit: limit.name.clone(), per_minute: limit.requests_per_minute, burst: limit.burst, retry_after_secs };
+        let (code, status) = e.code_and_status();
+        let data = serde_json::json!({
+            "limit": limit.name,
+            "requestsPerMinute": limit.requests_per_minute,
+            "burst": limit.burst,
+            "retryAfterSeconds": retry_after_secs,
+        });
+        let mut reply = json_reply(status, jsonrpc::error_body_with_data(audit.id.as_deref(), code, &e.to_string(), &data.to_string()));
+        reply.headers.push(("retry-after", retry_after_secs.to_string()));
+        reply
     }
 
     /// Where a client's GET stream goes, once its session and `Accept` check out.
@@ -489,37 +708,70 @@ impl Gateway {
 
     /// Decides on the complete body.
     pub fn on_body(&self, head: &RequestHead, body: &[u8], now: Now) -> BodyAction {
+        self.decide(head, body, now).action
+    }
+
+    /// Decides on the complete body, and says what it decided about whom.
+    pub fn decide(&self, head: &RequestHead, body: &[u8], now: Now) -> Decision {
+        let mut audit = Audit::default();
+        let action = self.decide_into(head, body, now, &mut audit);
+        Decision { action, audit }
+    }
+
+    fn decide_into(&self, head: &RequestHead, body: &[u8], now: Now, audit: &mut Audit) -> BodyAction {
         if let Some(reply) = self.check_size(body.len()) {
             return BodyAction::Reply(reply);
         }
         let (id, method, params) = match jsonrpc::parse(body) {
             Err(e) => return BodyAction::Reply(error_reply(jsonrpc::readable_id(body), &e)),
-            Ok(Message::Notification { method }) => return self.notification(head, body, &method, now),
+            Ok(Message::Notification { method }) => {
+                audit.method = method.to_string();
+                return self.notification(head, body, &method, now);
+            }
             Ok(Message::Response { id }) => return self.answer(head, body, id, now),
             Ok(Message::Request { id, method, params }) => (id.get(), method, params),
         };
+        audit.method = method.to_string();
+        audit.id = Some(id.to_string());
         if let Some(h) = head.mcp_method.as_deref() {
             if h != method {
                 let e = McpError::HeaderMismatch(format!("Mcp-Method {h:?} but the body's method is {method:?}"));
                 return BodyAction::Reply(error_reply(Some(id), &e));
             }
         }
+        let caller = head.caller.as_ref();
+        // Checks the caller may use `name` on `server`, noting it for the audit log.
+        let mut check = |kind: Kind, server: usize, name: &str| -> bool {
+            let verdict = self.authorize(caller, kind, server, name);
+            let allowed = verdict.allowed;
+            audit.server = self.server(server).map(|s| s.name.clone());
+            audit.target = Some(name.to_string());
+            audit.verdict = Some(verdict);
+            allowed
+        };
         let result = match method.as_ref() {
             "initialize" => return self.initialize(id, params, now),
             "ping" => Ok(BodyAction::Reply(json_reply(200, jsonrpc::result_body(id, "{}")))),
             "server/discover" if self.config.stateless_era => Ok(BodyAction::Reply(json_reply(200, jsonrpc::result_body(id, &self.discover_result())))),
-            "tools/list" => self.list(head, now, id, params, &self.tools_list_result),
-            "prompts/list" => self.list(head, now, id, params, &self.prompts_list_result),
-            "resources/list" => self.list(head, now, id, params, &self.resources_list_result),
-            "resources/templates/list" => self.list(head, now, id, params, &self.templates_list_result),
+            "tools/list" | "prompts/list" | "resources/list" | "resources/templates/list" => {
+                let lists = self.lists_for(caller);
+                let answer = match method.as_ref() {
+                    "tools/list" => &lists.tools,
+                    "prompts/list" => &lists.prompts,
+                    "resources/list" => &lists.resources,
+                    _ => &lists.templates,
+                };
+                self.list(head, now, id, params, answer)
+            }
             "tools/call" | "prompts/get" => self.open_session(head, now).and_then(|s| {
                 let (name, span) = jsonrpc::tool_name(body, params)?;
                 check_name_header(head, &name)?;
-                let (table, unknown): (_, fn(String) -> McpError) = match method.as_ref() {
-                    "tools/call" => (&self.tools, McpError::UnknownTool),
-                    _ => (&self.prompts, McpError::UnknownPrompt),
+                let (table, unknown, kind): (_, fn(String) -> McpError, _) = match method.as_ref() {
+                    "tools/call" => (&self.tools, McpError::UnknownTool, Kind::Tool),
+                    _ => (&self.prompts, McpError::UnknownPrompt, Kind::Prompt),
                 };
-                let route = table.get(name.as_ref()).ok_or_else(|| unknown(name.to_string()))?;
+                // A denied name is refused exactly as an unknown one.
+                let route = table.get(name.as_ref()).filter(|r| check(kind, r.server, &name)).ok_or_else(|| unknown(name.to_string()))?;
                 let mut forward = self.forward(id, route.server, &s, rename(body, span, &name, &route.upstream_name))?;
                 if let (BodyAction::Forward(f), Some(_)) = (&mut forward, &head.mcp_name) {
                     f.mcp_name = Some(encode_header_value(&route.upstream_name));
@@ -529,17 +781,18 @@ impl Gateway {
             "resources/read" | "resources/subscribe" | "resources/unsubscribe" => self.open_session(head, now).and_then(|s| {
                 let uri = jsonrpc::resource_uri(params)?;
                 check_name_header(head, &uri)?;
-                let server = self.uris.route(&uri).ok_or_else(|| McpError::UnknownResource(uri.to_string()))?;
-                self.forward(id, server, &s, None)
+                let server = self.uris.route(&uri).filter(|server| check(Kind::Resource, *server, &uri));
+                self.forward(id, server.ok_or_else(|| McpError::UnknownResource(uri.to_string()))?, &s, None)
             }),
             "completion/complete" => self.open_session(head, now).and_then(|s| match jsonrpc::completion_ref(body, params)? {
                 jsonrpc::CompletionRef::Prompt(name, span) => {
-                    let route = self.prompts.get(name.as_ref()).ok_or_else(|| McpError::UnknownPrompt(name.to_string()))?;
+                    let route = self.prompts.get(name.as_ref()).filter(|r| check(Kind::Prompt, r.server, &name));
+                    let route = route.ok_or_else(|| McpError::UnknownPrompt(name.to_string()))?;
                     self.forward(id, route.server, &s, rename(body, span, &name, &route.upstream_name))
                 }
                 jsonrpc::CompletionRef::Resource(uri) => {
-                    let server = self.uris.route(&uri).ok_or_else(|| McpError::UnknownResource(uri.to_string()))?;
-                    self.forward(id, server, &s, None)
+                    let server = self.uris.route(&uri).filter(|server| check(Kind::Resource, *server, &uri));
+                    self.forward(id, server.ok_or_else(|| McpError::UnknownResource(uri.to_string()))?, &s, None)
                 }
             }),
             "logging/setLevel" => self.open_session(head, now).map(|s| {
@@ -845,6 +1098,32 @@ pub fn decode_header_value(value: &str) -> Option<String> {
     String::from_utf8(bytes).ok()
 }
 
+/// The caller a verified JWT payload (base64url JSON, as Envoy forwards it)
+/// names. Envoy checked the signature, issuer, audience and expiry; this
+/// reads only who it is for.
+fn caller_from_jwt(claims: &crate::config::JwtClaims, payload: &str) -> Result<Caller, McpError> {
+    use base64::Engine as _;
+    let bad = |why: &str| McpError::Unauthorized(format!("the bearer token's payload {why}"));
+    let trimmed = payload.trim().trim_end_matches('=');
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(trimmed).map_err(|_| bad("is not base64url"))?;
+    let json: serde_json::Value = serde_json::from_slice(&bytes).map_err(|_| bad("is not JSON"))?;
+    let principal = json
+        .get(&claims.principal_claim)
+        .and_then(serde_json::Value::as_str)
+        .filter(|p| !p.is_empty())
+        .ok_or_else(|| bad(&format!("has no {:?} claim naming the caller", claims.principal_claim)))?;
+    let names = |v: Option<&serde_json::Value>| -> Vec<String> {
+        match v {
+            Some(serde_json::Value::String(s)) => s.split_whitespace().map(str::to_string).collect(),
+            Some(serde_json::Value::Array(items)) => items.iter().filter_map(|i| i.as_str().map(str::to_string)).collect(),
+            _ => Vec::new(),
+        }
+    };
+    let mut scopes = names(json.get("scope"));
+    scopes.extend(names(json.get("scp")));
+    Ok(Caller { principal: principal.to_string(), groups: names(json.get(&claims.groups_claim)), scopes })
+}
+
 fn parse_sha256(hex: &str) -> Option<[u8; 32]> {
     let mut out = [0u8; 32];
     if hex.len() != 64 {
@@ -905,6 +1184,8 @@ fn callout(index: usize, server: &UpstreamServer, session: Option<&str>, version
     if let Some(v) = version {
         headers.push(("mcp-protocol-version", v.to_string()));
     }
+    // `Callout` headers are static names; the server's own credentials are
+    // added by the glue from the configuration (see `Callout::server`).
     Callout { server: index, cluster: server.cluster.clone(), headers, body }
 }
 

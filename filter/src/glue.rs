@@ -11,12 +11,16 @@ use std::rc::Rc;
 use std::time::{Duration, UNIX_EPOCH};
 
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{Action, ContextType, LogLevel};
+use proxy_wasm::types::{Action, ContextType, LogLevel, Status};
 
-use crate::config::{FilterConfig, BRIDGE_PATH_PREFIX, CLUSTER_HEADER, REQUEST_ID_PROPERTY, SERVER_PROPERTY};
+use crate::config::{
+    FilterConfig, UpstreamServer, BRIDGE_PATH_PREFIX, CLUSTER_HEADER, DECISION_PROPERTY, JWT_FAILURE_METADATA, JWT_PAYLOAD_HEADER,
+    METHOD_PROPERTY, PRINCIPAL_PROPERTY, REASON_PROPERTY, REQUEST_ID_PROPERTY, SERVER_PROPERTY, TARGET_PROPERTY,
+};
 use crate::error::McpError;
+use crate::gateway::{error_reply, Audit, BodyAction, Callout, CalloutResponse, Gateway, HeadAction, InitPlan, Now, Reply, RequestHead};
+use crate::ratelimit::{self, Bucket};
 use crate::relay::SseRelay;
-use crate::gateway::{error_reply, BodyAction, Callout, CalloutResponse, Gateway, HeadAction, InitPlan, Now, Reply, RequestHead};
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Info);
@@ -101,11 +105,86 @@ impl Request {
         self.send_http_response(u32::from(r.status), headers, Some(&r.body));
     }
 
+    fn set_text(&self, name: &str, value: &str) {
+        self.set_property(vec![name], Some(value.as_bytes()));
+    }
+
+    /// Records the authorization decision for the audit log.
+    fn record(&self, gw: &Gateway, audit: &Audit, denied_by: Option<&str>) {
+        if !gw.config().audit {
+            return;
+        }
+        if let Some(c) = &self.head.caller {
+            self.set_text(PRINCIPAL_PROPERTY, &c.principal);
+        }
+        self.set_text(METHOD_PROPERTY, &audit.method);
+        if let Some(id) = &audit.id {
+            self.set_text(REQUEST_ID_PROPERTY, id);
+        }
+        if let Some(server) = &audit.server {
+            self.set_text(SERVER_PROPERTY, server);
+        }
+        if let Some(target) = &audit.target {
+            self.set_text(TARGET_PROPERTY, target);
+        }
+        match (denied_by, &audit.verdict) {
+            (Some(reason), _) => {
+                self.set_text(DECISION_PROPERTY, "deny");
+                self.set_text(REASON_PROPERTY, reason);
+            }
+            (None, Some(v)) => {
+                self.set_text(DECISION_PROPERTY, if v.allowed { "allow" } else { "deny" });
+                self.set_text(REASON_PROPERTY, &v.reason);
+            }
+            (None, None) => {}
+        }
+    }
+
+    /// Takes a token from each bucket, in Envoy's shared data: read, decide,
+    /// write back only if nobody wrote in between (compare-and-swap), else
+    /// read again. Returns the first bucket found empty, with when to retry.
+    fn take_tokens<'b>(&self, gw: &Gateway, buckets: &'b [Bucket]) -> Option<(&'b Bucket, u64)> {
+        let now_ms = self.get_current_time().duration_since(UNIX_EPOCH).unwrap_or_default().as_millis() as u64;
+        for bucket in buckets {
+            let Some(limit) = gw.config().rate_limits.get(bucket.limit) else { continue };
+            for _attempt in 0..64 {
+                let (stored, cas) = self.get_shared_data(&bucket.key);
+                let state = stored.as_deref().and_then(ratelimit::State::decode);
+                let (next, outcome) = ratelimit::take(limit, state, now_ms);
+                if let Err(retry_ms) = outcome {
+                    return Some((bucket, retry_ms));
+                }
+                match self.set_shared_data(&bucket.key, Some(&next.encode()), cas) {
+                    Ok(()) => break,
+                    Err(Status::CasMismatch) => continue,
+                    Err(status) => {
+                        // Shared data unusable: let the request through rather
+                        // than refuse everyone.
+                        log::warn!("mcp filter: rate limit {} not enforced: {status:?}", bucket.key);
+                        break;
+                    }
+                }
+            }
+        }
+        None
+    }
+
+    /// The headers a server is sent besides the request's own: its
+    /// credentials from the catalog.
+    fn add_server_headers(&self, server: &UpstreamServer) {
+        for h in &server.headers {
+            self.set_http_request_header(&h.name, Some(&h.value));
+        }
+    }
+
     /// Sends each callout; returns the tokens of those that went out.
-    fn dispatch(&self, callouts: &[Callout], timeout: Duration) -> HashMap<u32, usize> {
+    fn dispatch(&self, gw: &Gateway, callouts: &[Callout], timeout: Duration) -> HashMap<u32, usize> {
         let mut tokens = HashMap::with_capacity(callouts.len());
         for (i, c) in callouts.iter().enumerate() {
-            let headers: Vec<(&str, &str)> = c.headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            let mut headers: Vec<(&str, &str)> = c.headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            if let Some(server) = gw.server(c.server) {
+                headers.extend(server.headers.iter().map(|h| (h.name.as_str(), h.value.as_str())));
+            }
             match self.dispatch_http_call(&c.cluster, headers, Some(&c.body), vec![], timeout) {
                 Ok(token) => {
                     tokens.insert(token, i);
@@ -121,7 +200,16 @@ impl Request {
     }
 
     fn on_complete_body(&mut self, gw: &Gateway, body: &[u8]) -> Action {
-        match gw.on_body(&self.head, body, self.now()) {
+        let decision = gw.decide(&self.head, body, self.now());
+        let buckets = gw.buckets(&self.head, &decision.audit);
+        if let Some((bucket, retry_ms)) = self.take_tokens(gw, &buckets) {
+            let reply = gw.rate_limited(&decision.audit, bucket, retry_ms);
+            self.record(gw, &decision.audit, Some(&format!("rate limit {:?}", gw.config().rate_limits.get(bucket.limit).map_or("", |l| l.name.as_str()))));
+            self.reply(&reply);
+            return Action::Pause;
+        }
+        self.record(gw, &decision.audit, None);
+        match decision.action {
             BodyAction::Reply(r) => {
                 self.reply(&r);
                 Action::Pause
@@ -146,9 +234,14 @@ impl Request {
                     }
                 }
                 // The client's credentials are for the gateway, not for the
-                // servers behind it (MCP forbids token passthrough).
-                self.set_http_request_header("authorization", None);
+                // servers behind it (MCP forbids token passthrough), unless
+                // the catalog says this server takes them.
+                if !server.forward_authorization {
+                    self.set_http_request_header("authorization", None);
+                }
                 self.set_http_request_header("x-api-key", None);
+                self.set_http_request_header(JWT_PAYLOAD_HEADER, None);
+                self.add_server_headers(server);
                 // The gateway's session id means nothing upstream: replace it
                 // with the upstream's own, or drop it.
                 self.set_http_request_header("mcp-session-id", f.upstream_session.as_deref());
@@ -172,13 +265,13 @@ impl Request {
                 Action::Continue
             }
             BodyAction::FanOut(reply, callouts) => {
-                let tokens = self.dispatch(&callouts, Self::timeout(gw));
+                let tokens = self.dispatch(gw, &callouts, Self::timeout(gw));
                 self.state = State::Confirming { reply, tokens };
                 self.advance(gw);
                 Action::Pause
             }
             BodyAction::Initialize(plan) => {
-                let tokens = self.dispatch(&plan.callouts, Self::timeout(gw));
+                let tokens = self.dispatch(gw, &plan.callouts, Self::timeout(gw));
                 let responses = vec![None; plan.callouts.len()];
                 self.state = State::Initializing { plan, tokens, responses };
                 self.advance(gw);
@@ -193,7 +286,7 @@ impl Request {
         match std::mem::replace(&mut self.state, State::Idle) {
             State::Initializing { plan, tokens, responses } if tokens.is_empty() => {
                 let (reply, followups) = gw.initialized(&plan, &responses, self.now());
-                let tokens = self.dispatch(&followups, Self::timeout(gw));
+                let tokens = self.dispatch(gw, &followups, Self::timeout(gw));
                 self.state = State::Confirming { reply, tokens };
                 self.advance(gw);
             }
@@ -233,6 +326,14 @@ impl Context for Request {
     }
 }
 
+/// The message of a local JSON-RPC error answer, for the audit log.
+fn refusal_message(r: &Reply) -> String {
+    serde_json::from_slice::<serde_json::Value>(&r.body)
+        .ok()
+        .and_then(|v| v.pointer("/error/message").and_then(serde_json::Value::as_str).map(str::to_string))
+        .unwrap_or_else(|| format!("HTTP {}", r.status))
+}
+
 /// The token of an `Authorization: Bearer <token>` header.
 fn bearer(value: &str) -> Option<String> {
     let (scheme, token) = value.trim().split_once(' ')?;
@@ -261,10 +362,27 @@ impl HttpContext for Request {
             mcp_method: self.header("mcp-method"),
             mcp_name: self.header("mcp-name"),
             credential: self.header("authorization").and_then(|a| bearer(&a)).or_else(|| self.header("x-api-key")),
+            jwt_payload: self.header(JWT_PAYLOAD_HEADER),
+            jwt_failure: None,
+            origin: self.header("origin"),
+            caller: None,
         };
-        match gw.on_headers(&self.head) {
+        let jwt = gw.config().auth.as_ref().is_some_and(|a| a.jwt.is_some());
+        if jwt && self.head.jwt_payload.is_none() && self.head.credential.is_some() {
+            // Why jwt_authn refused the token, for the client's error.
+            let path = vec!["metadata", "filter_metadata", "envoy.filters.http.jwt_authn", JWT_FAILURE_METADATA, "message"];
+            self.head.jwt_failure = self.get_property(path).map(|b| String::from_utf8_lossy(&b).into_owned());
+        }
+        let mut head = std::mem::take(&mut self.head);
+        let action = gw.on_headers(&mut head);
+        self.head = head;
+        match action {
             HeadAction::PassThrough => Action::Continue,
             HeadAction::Reply(r) => {
+                if matches!(r.status, 401 | 403) {
+                    let reason = refusal_message(&r);
+                    self.record(&gw, &Audit { method: String::new(), ..Default::default() }, Some(&reason));
+                }
                 self.reply(&r);
                 Action::Pause
             }
@@ -279,6 +397,7 @@ impl HttpContext for Request {
                     self.set_http_request_header(":authority", Some(&events.authority));
                     self.set_http_request_header("authorization", None);
                     self.set_http_request_header("x-api-key", None);
+                    self.set_http_request_header(JWT_PAYLOAD_HEADER, None);
                     // A notification stream lives as long as the client keeps it.
                     self.set_http_request_header("x-envoy-upstream-rq-timeout-ms", Some("0"));
                     // The control plane relays the upstreams' streams itself.
@@ -292,7 +411,7 @@ impl HttpContext for Request {
             },
             HeadAction::EndSession => {
                 let (reply, callouts) = gw.end_session(&self.head, self.now());
-                let tokens = self.dispatch(&callouts, Self::timeout(&gw));
+                let tokens = self.dispatch(&gw, &callouts, Self::timeout(&gw));
                 self.state = State::Confirming { reply, tokens };
                 self.advance(&gw);
                 Action::Pause

@@ -17,6 +17,8 @@ pub mod config;
 pub mod error;
 pub mod gateway;
 pub mod jsonrpc;
+pub mod policy;
+pub mod ratelimit;
 pub mod relay;
 pub mod session;
 pub mod sse;

@@ -200,7 +200,11 @@ def pytest_sessionstart(session):
     signal.signal(signal.SIGTERM, interrupt)
 
 
-GATEWAY_SECRETS = {"MCP_GATEWAY_API_KEY": "e2e-api-key-9f3b2c", "JWT_SECRET": "e2e-jwt-secret-71d0aa"}
+GATEWAY_SECRETS = {
+    "MCP_GATEWAY_API_KEY": "e2e-api-key-9f3b2c",
+    "JWT_SECRET": "e2e-jwt-secret-71d0aa-0123456789abcdef",
+    "VAULT_TOKEN": "e2e-vault-token-4c2e19",
+}
 
 
 @pytest.fixture(scope="session")

@@ -14,7 +14,7 @@ fn tool(n: &str) -> Value {
 
 fn run_with(yaml: &str, discovered: BTreeMap<String, Discovered>) -> Result<Compiled, CompileError> {
     let catalog = load(yaml, |_| None).unwrap();
-    compile(&Inputs { catalog: &catalog, discovered: &discovered, wasm: b"\0asm", session: &session(), admin: ("127.0.0.1", 18001), gateway_version: "0.1.0" })
+    compile(&Inputs { catalog: &catalog, discovered: &discovered, wasm: b"\0asm", session: &session(), admin: ("127.0.0.1", 18001), gateway_version: "0.1.0", jwks: None })
 }
 
 fn run(yaml: &str, tools: &[(&str, &[&str])]) -> Result<Compiled, CompileError> {
@@ -34,7 +34,7 @@ fn names_tools_and_routes_them() {
     let names: Vec<_> = f.tools.iter().map(|t| (t.name.as_str(), t.server, t.upstream_name.as_str())).collect();
     assert_eq!(names, vec![("time__now", 0, "now"), ("time__zone", 0, "zone"), ("search", 1, "search")]);
     assert_eq!(f.tools[0].definition, json!({"name": "time__now", "description": "now tool", "inputSchema": {"type": "object"}}));
-    assert_eq!(f.servers[1], UpstreamServer { name: "docs".into(), cluster: "mcp_docs".into(), authority: "docs.example.com:443".into(), path: "/api/mcp".into(), timeout_ms: None, logging: false, stateful: true, protocol_version: None, modern: false, modern_only: false });
+    assert_eq!(f.servers[1], UpstreamServer { name: "docs".into(), cluster: "mcp_docs".into(), authority: "docs.example.com:443".into(), path: "/api/mcp".into(), timeout_ms: None, logging: false, stateful: true, protocol_version: None, modern: false, modern_only: false, headers: vec![], forward_authorization: false });
     assert_eq!(f.version, c.snapshot.version);
 }
 
@@ -141,4 +141,60 @@ fn https_upstreams_verify_the_certificate() {
     let Some(common_tls_context::ValidationContextType::ValidationContext(v)) = tls.common_tls_context.unwrap().validation_context_type else { panic!() };
     assert_eq!(v.match_typed_subject_alt_names[0].matcher.as_ref().unwrap().match_pattern, Some(string_matcher::MatchPattern::Exact("docs.example.com".into())));
     assert!(v.trusted_ca.is_some());
+}
+
+#[test]
+fn security_settings_reach_the_filter_and_envoy() {
+    use envoy_types::pb::envoy::extensions::filters::http::jwt_authn::v3::{jwt_provider, JwtAuthentication};
+    let yaml = r#"
+gateway:
+  auth:
+    jwt: {issuer: "https://idp.example", audiences: [mcp], hs256_secret: "0123456789abcdef0123456789abcdef", groups_claim: roles}
+  authorization:
+    rules: [{name: devs, groups: [dev], allow: {servers: [time]}}]
+  rate_limit_per_minute: 120
+  rate_limits: [{name: slow, per: [principal, tool], tools: ["time__*"], requests_per_minute: 6, burst: 2}]
+  allowed_origins: ["https://app.example"]
+  audit_log: /tmp/audit.log
+servers:
+  - name: time
+    url: http://127.0.0.1:8000/mcp
+    headers: {Authorization: "Bearer upstream-token"}
+    forward_authorization: false
+"#;
+    let c = run(yaml, &[("time", &["now"])]).unwrap();
+    let f = &c.filter_config;
+    assert_eq!(f.servers[0].headers, vec![UpstreamHeader { name: "authorization".into(), value: "Bearer upstream-token".into() }]);
+    assert_eq!(f.authorization.as_ref().map(|a| (a.default_allow, a.rules.len())), Some((false, 1)));
+    assert_eq!(f.rate_limits.iter().map(|l| (l.name.as_str(), l.requests_per_minute, l.burst)).collect::<Vec<_>>(), [("default", 120, 120), ("slow", 6, 2)]);
+    assert_eq!(f.allowed_origins, ["https://app.example"]);
+    assert!(f.audit);
+    assert_eq!(f.auth.as_ref().and_then(|a| a.jwt.as_ref()).map(|j| j.groups_claim.as_str()), Some("roles"));
+    // The secret never reaches the filter's configuration.
+    assert!(!serde_json::to_string(f).unwrap().contains("0123456789abcdef0123456789abcdef"));
+
+    let listeners = &c.snapshot.resources[LISTENER_TYPE];
+    let listener: Listener = decode(&listeners[0].1).unwrap();
+    let Some(filter::ConfigType::TypedConfig(any)) = &listener.filter_chains[0].filters[0].config_type else { panic!() };
+    let hcm: HttpConnectionManager = decode(any).unwrap();
+    let names: Vec<_> = hcm.http_filters.iter().map(|f| f.name.as_str()).collect();
+    assert_eq!(names, ["envoy.filters.http.header_mutation", "envoy.filters.http.jwt_authn", FILTER_NAME, "envoy.filters.http.router"]);
+    let Some(http_filter::ConfigType::TypedConfig(any)) = &hcm.http_filters[1].config_type else { panic!() };
+    let authn: JwtAuthentication = decode(any).unwrap();
+    let provider = &authn.providers["gateway"];
+    assert_eq!((provider.issuer.as_str(), provider.audiences.clone()), ("https://idp.example", vec!["mcp".to_string()]));
+    let Some(jwt_provider::JwksSourceSpecifier::LocalJwks(jwks)) = &provider.jwks_source_specifier else { panic!() };
+    let Some(envoy_types::pb::envoy::config::core::v3::data_source::Specifier::InlineString(text)) = &jwks.specifier else { panic!() };
+    let keys: Value = serde_json::from_str(text).unwrap();
+    assert_eq!(keys["keys"][0]["kty"], "oct");
+    assert_eq!(hcm.access_log.len(), 1);
+
+    // Without any of it, no extra filter and no audit log.
+    let plain = run(TWO, &[]).unwrap();
+    let listener: Listener = decode(&plain.snapshot.resources[LISTENER_TYPE][0].1).unwrap();
+    let Some(filter::ConfigType::TypedConfig(any)) = &listener.filter_chains[0].filters[0].config_type else { panic!() };
+    let hcm: HttpConnectionManager = decode(any).unwrap();
+    assert_eq!(hcm.http_filters.len(), 2);
+    assert!(hcm.access_log.is_empty());
+    assert!(!plain.filter_config.audit);
 }

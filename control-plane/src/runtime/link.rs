@@ -148,6 +148,17 @@ pub fn signal_group(pid: u32, signal: i32) {
     }
 }
 
+/// The server's headers from the catalog (its credentials).
+fn header_map(spec: &Server) -> Result<reqwest::header::HeaderMap, String> {
+    let mut map = reqwest::header::HeaderMap::new();
+    for (name, value) in &spec.headers.0 {
+        let name = reqwest::header::HeaderName::from_bytes(name.as_bytes()).map_err(|_| format!("header name {name:?} is not valid"))?;
+        let value = reqwest::header::HeaderValue::from_str(value).map_err(|_| format!("the value of header {name} is not valid"))?;
+        map.insert(name, value);
+    }
+    Ok(map)
+}
+
 /// Opens a legacy SSE session: GET the stream, wait for its `endpoint`
 /// event, then POST messages there while reading answers from the stream.
 pub async fn connect_sse(spec: &Server, http: &reqwest::Client) -> Result<Link, String> {
@@ -155,6 +166,7 @@ pub async fn connect_sse(spec: &Server, http: &reqwest::Client) -> Result<Link, 
     let response = http
         .get(&spec.url)
         .header("accept", "text/event-stream")
+        .headers(header_map(spec)?)
         .send()
         .await
         .map_err(|e| format!("cannot reach {shown}: {}", if e.is_connect() { "connection refused or unreachable" } else { "request failed" }))?;
@@ -178,12 +190,13 @@ pub async fn connect_sse(spec: &Server, http: &reqwest::Client) -> Result<Link, 
     let (outgoing, mut to_server) = mpsc::channel::<String>(64);
     let (from_server, incoming) = mpsc::channel::<String>(64);
     let name = spec.name.clone();
+    let headers = header_map(spec)?;
     let poster = {
         let http = http.clone();
         let name = name.clone();
         tokio::spawn(async move {
             while let Some(message) = to_server.recv().await {
-                let sent = http.post(post_to.clone()).header("content-type", "application/json").body(message).send().await;
+                let sent = http.post(post_to.clone()).header("content-type", "application/json").headers(headers.clone()).body(message).send().await;
                 match sent {
                     Ok(r) if r.status().is_success() => {}
                     Ok(r) => tracing::warn!(server = %name, status = %r.status(), "legacy SSE server refused a message"),

@@ -14,6 +14,8 @@ fn config() -> FilterConfig {
         protocol_version: (name == "s").then(|| "2025-03-26".to_string()),
         modern: false,
         modern_only: false,
+        headers: vec![],
+        forward_authorization: false,
     };
     let tool = |name: &str, server: usize, upstream: &str| NamedRoute {
         name: name.into(),
@@ -43,6 +45,10 @@ fn config() -> FilterConfig {
         auth: None,
         events: None,
         stateless_era: false,
+        authorization: None,
+        rate_limits: vec![],
+        allowed_origins: vec![],
+        audit: false,
     }
 }
 
@@ -59,6 +65,7 @@ fn post(session: Option<&str>) -> RequestHead {
         mcp_method: None,
         mcp_name: None,
         credential: None,
+        ..Default::default()
     }
 }
 
@@ -92,23 +99,23 @@ fn session(gw: &Gateway, b_error: bool) -> String {
 #[test]
 fn headers_decide_what_is_ours() {
     let gw = Gateway::new(config()).unwrap();
-    assert_eq!(gw.on_headers(&RequestHead { path: "/health".into(), method: "GET".into(), ..Default::default() }), HeadAction::PassThrough);
-    assert_eq!(gw.on_headers(&post(None)), HeadAction::ReadBody);
-    assert_eq!(gw.on_headers(&RequestHead { path: "/mcp?x=1".into(), ..post(None) }), HeadAction::ReadBody);
-    let status = |head: RequestHead| match gw.on_headers(&head) {
+    assert_eq!(gw.on_headers(&mut RequestHead { path: "/health".into(), method: "GET".into(), ..Default::default() }), HeadAction::PassThrough);
+    assert_eq!(gw.on_headers(&mut post(None)), HeadAction::ReadBody);
+    assert_eq!(gw.on_headers(&mut RequestHead { path: "/mcp?x=1".into(), ..post(None) }), HeadAction::ReadBody);
+    let status = |mut head: RequestHead| match gw.on_headers(&mut head) {
         HeadAction::Reply(r) => r.status,
         other => panic!("{other:?}"),
     };
     assert_eq!(status(RequestHead { method: "GET".into(), ..post(None) }), 405);
-    assert_eq!(gw.on_headers(&RequestHead { method: "DELETE".into(), ..post(None) }), HeadAction::EndSession);
+    assert_eq!(gw.on_headers(&mut RequestHead { method: "DELETE".into(), ..post(None) }), HeadAction::EndSession);
     assert_eq!(status(RequestHead { content_type: Some("text/plain".into()), ..post(None) }), 415);
     assert_eq!(status(RequestHead { content_type: None, ..post(None) }), 415);
     assert_eq!(status(RequestHead { accept: Some("text/html".into()), ..post(None) }), 406);
     assert_eq!(status(RequestHead { accept: None, ..post(None) }), 406);
     assert_eq!(status(RequestHead { accept: Some("application/json".into()), ..post(None) }), 406);
     assert_eq!(status(RequestHead { accept: Some("text/event-stream".into()), ..post(None) }), 406);
-    assert_eq!(gw.on_headers(&RequestHead { accept: Some("*/*".into()), content_type: Some("Application/JSON; charset=utf-8".into()), ..post(None) }), HeadAction::ReadBody);
-    assert_eq!(gw.on_headers(&RequestHead { accept: Some("application/*, text/*;q=0.5".into()), ..post(None) }), HeadAction::ReadBody);
+    assert_eq!(gw.on_headers(&mut RequestHead { accept: Some("*/*".into()), content_type: Some("Application/JSON; charset=utf-8".into()), ..post(None) }), HeadAction::ReadBody);
+    assert_eq!(gw.on_headers(&mut RequestHead { accept: Some("application/*, text/*;q=0.5".into()), ..post(None) }), HeadAction::ReadBody);
 }
 
 #[test]
@@ -374,14 +381,14 @@ fn get_streams_go_to_the_events_endpoint() {
     let mut c = config();
     let gw = Gateway::new(c.clone()).unwrap();
     let get = |session: Option<&str>, accept: &str| RequestHead { method: "GET".into(), accept: Some(accept.into()), content_type: None, ..post(session) };
-    match gw.on_headers(&get(None, "text/event-stream")) {
+    match gw.on_headers(&mut get(None, "text/event-stream")) {
         HeadAction::Reply(r) => assert_eq!(r.status, 405, "no events endpoint, no GET"),
         other => panic!("{other:?}"),
     }
-    c.events = Some(UpstreamServer { name: "gateway".into(), cluster: "gateway_admin".into(), authority: "127.0.0.1:1".into(), path: "/mcp-events".into(), timeout_ms: None, logging: false, stateful: false, protocol_version: None, modern: false, modern_only: false });
+    c.events = Some(UpstreamServer { name: "gateway".into(), cluster: "gateway_admin".into(), authority: "127.0.0.1:1".into(), path: "/mcp-events".into(), timeout_ms: None, logging: false, stateful: false, protocol_version: None, modern: false, modern_only: false, headers: vec![], forward_authorization: false });
     let gw = Gateway::new(c).unwrap();
     let token = session(&gw, false);
-    assert_eq!(gw.on_headers(&get(Some(&token), "text/event-stream")), HeadAction::OpenStream);
+    assert_eq!(gw.on_headers(&mut get(Some(&token), "text/event-stream")), HeadAction::OpenStream);
     assert_eq!(gw.open_stream(&get(Some(&token), "text/event-stream"), NOW).unwrap().path, "/mcp-events");
     assert_eq!(gw.open_stream(&get(Some(&token), "application/json"), NOW).unwrap_err().status, 406);
     assert_eq!(gw.open_stream(&get(None, "text/event-stream"), NOW).unwrap_err().status, 400);
@@ -579,13 +586,15 @@ fn api_keys_admit_their_principal_and_nothing_else() {
     let mut c = config();
     c.auth = Some(crate::config::AuthConfig {
         api_keys: vec![crate::config::ApiKey { sha256: hash("k-alice-0123456789"), principal: "alice".into(), groups: vec!["dev".into()] }],
+        jwt: None,
+        protected_resource: None,
     });
     let gw = Gateway::new(c).unwrap();
     let with = |credential: Option<&str>| RequestHead { credential: credential.map(str::to_string), ..post(None) };
-    assert_eq!(gw.on_headers(&with(Some("k-alice-0123456789"))), HeadAction::ReadBody);
-    assert_eq!(gw.authenticate(&with(Some("k-alice-0123456789"))).unwrap().map(|k| k.principal.as_str()), Some("alice"));
+    assert_eq!(gw.on_headers(&mut with(Some("k-alice-0123456789"))), HeadAction::ReadBody);
+    assert_eq!(gw.authenticate(&with(Some("k-alice-0123456789"))).unwrap().map(|k| k.principal), Some("alice".to_string()));
     for bad in [None, Some(""), Some("k-alice-012345678"), Some("nope")] {
-        match gw.on_headers(&with(bad)) {
+        match gw.on_headers(&mut with(bad)) {
             HeadAction::Reply(r) => {
                 assert_eq!((r.status, reply_json(&r)["error"]["code"].as_i64()), (401, Some(-32001)), "{bad:?}");
                 assert!(r.headers.iter().any(|(k, v)| *k == "www-authenticate" && v.starts_with("Bearer")));
@@ -594,8 +603,201 @@ fn api_keys_admit_their_principal_and_nothing_else() {
         }
     }
     // Other paths (the operator's /health) are not the MCP endpoint's business.
-    assert_eq!(gw.on_headers(&RequestHead { path: "/health".into(), ..with(None) }), HeadAction::PassThrough);
+    assert_eq!(gw.on_headers(&mut RequestHead { path: "/health".into(), ..with(None) }), HeadAction::PassThrough);
     let mut broken = config();
-    broken.auth = Some(crate::config::AuthConfig { api_keys: vec![crate::config::ApiKey { sha256: "xyz".into(), principal: "p".into(), groups: vec![] }] });
+    broken.auth = Some(crate::config::AuthConfig { api_keys: vec![crate::config::ApiKey { sha256: "xyz".into(), principal: "p".into(), groups: vec![] }], jwt: None, protected_resource: None });
     assert!(Gateway::new(broken).is_err());
+}
+
+fn with_rules() -> Gateway {
+    use crate::config::{AuthorizationConfig, PolicyRule, Targets};
+    let mut c = config();
+    let globs = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    c.authorization = Some(AuthorizationConfig {
+        default_allow: false,
+        rules: vec![
+            PolicyRule {
+                name: "devs".into(),
+                principals: vec![],
+                groups: globs(&["dev"]),
+                allow: Targets { servers: globs(&["a"]), tools: globs(&["plain"]), resources: globs(&["file:///etc/*"]), ..Default::default() },
+                deny: Targets { prompts: globs(&["*greet"]), ..Default::default() },
+            },
+        ],
+    });
+    Gateway::new(c).unwrap()
+}
+
+fn as_caller(head: RequestHead, principal: &str, groups: &[&str]) -> RequestHead {
+    let caller = Caller { principal: principal.into(), groups: groups.iter().map(|g| g.to_string()).collect(), scopes: vec![] };
+    RequestHead { caller: Some(caller), ..head }
+}
+
+#[test]
+fn lists_show_only_what_the_caller_may_use() {
+    let gw = with_rules();
+    let token = session(&gw, false);
+    let list = |head: &RequestHead, method: &str, field: &str| -> Vec<String> {
+        let body = format!(r#"{{"jsonrpc":"2.0","id":1,"method":"{method}"}}"#);
+        match gw.on_body(head, body.as_bytes(), NOW) {
+            BodyAction::Reply(r) => reply_json(&r)["result"][field]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|t| t.get("name").unwrap().as_str().unwrap().to_string())
+                .collect(),
+            other => panic!("{other:?}"),
+        }
+    };
+    let dev = as_caller(post(Some(&token)), "bob", &["dev"]);
+    assert_eq!(list(&dev, "tools/list", "tools"), ["a__echo", "plain"]);
+    // Server `a` is allowed, but its prompt is denied by name: deny wins.
+    assert!(list(&dev, "prompts/list", "prompts").is_empty());
+    assert_eq!(list(&dev, "resources/list", "resources"), ["one", "motd", "a"]);
+    let stranger = as_caller(post(Some(&token)), "eve", &["guests"]);
+    assert!(list(&stranger, "tools/list", "tools").is_empty());
+    // Asked again, the same answer (now from the cache).
+    assert_eq!(list(&dev, "tools/list", "tools"), ["a__echo", "plain"]);
+}
+
+#[test]
+fn a_denied_call_looks_like_an_unknown_one_and_is_audited() {
+    let gw = with_rules();
+    let token = session(&gw, false);
+    let call = |head: &RequestHead, name: &str| gw.decide(head, format!(r#"{{"jsonrpc":"2.0","id":5,"method":"tools/call","params":{{"name":"{name}"}}}}"#).as_bytes(), NOW);
+    let stranger = as_caller(post(Some(&token)), "eve", &[]);
+    let denied = call(&stranger, "b__echo");
+    let unknown = call(&stranger, "no_such_tool");
+    match (&denied.action, &unknown.action) {
+        (BodyAction::Reply(d), BodyAction::Reply(u)) => {
+            let (d, u) = (reply_json(d), reply_json(u));
+            assert_eq!(d["error"]["code"], u["error"]["code"]);
+            assert_eq!(d["error"]["message"], "Unknown tool: b__echo");
+        }
+        other => panic!("{other:?}"),
+    }
+    let v = denied.audit.verdict.unwrap();
+    assert_eq!((v.allowed, v.reason.as_str()), (false, "no rule allows it"));
+    assert_eq!((denied.audit.server.as_deref(), denied.audit.target.as_deref(), denied.audit.method.as_str()), (Some("b"), Some("b__echo"), "tools/call"));
+    // An unknown tool has no server and no verdict.
+    assert_eq!(unknown.audit.verdict, None);
+
+    let dev = as_caller(post(Some(&token)), "bob", &["dev"]);
+    let allowed = call(&dev, "plain");
+    assert!(matches!(allowed.action, BodyAction::Forward(_)));
+    assert_eq!(allowed.audit.verdict.unwrap().reason, "rule \"devs\" allows it");
+    // Resources: by URI, refused as not found.
+    let read = |uri: &str| gw.decide(&dev, format!(r#"{{"jsonrpc":"2.0","id":6,"method":"resources/read","params":{{"uri":"{uri}"}}}}"#).as_bytes(), NOW);
+    assert!(matches!(read("file:///etc/motd").action, BodyAction::Forward(_)));
+    match read("notes://1/text").action {
+        BodyAction::Reply(r) => assert_eq!(reply_json(&r)["error"]["code"], -32002),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn jwt_callers_scopes_and_the_resource_metadata() {
+    use base64::Engine as _;
+    let mut c = config();
+    c.auth = Some(crate::config::AuthConfig {
+        api_keys: vec![],
+        jwt: Some(crate::config::JwtClaims { principal_claim: "sub".into(), groups_claim: "roles".into(), required_scopes: vec!["mcp".into()] }),
+        protected_resource: Some(crate::config::ProtectedResource {
+            resource: "https://gw.example/mcp".into(),
+            authorization_servers: vec!["https://idp.example".into()],
+            scopes_supported: vec!["mcp".into()],
+        }),
+    });
+    let gw = Gateway::new(c).unwrap();
+    let b64 = |v: Value| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string());
+    let jwt = |payload: Option<Value>| RequestHead {
+        credential: Some("aaa.bbb.ccc".into()),
+        jwt_payload: payload.map(b64),
+        ..post(None)
+    };
+    let mut good = jwt(Some(json!({"sub": "carol", "roles": ["dev", "ops"], "scope": "mcp other"})));
+    assert_eq!(gw.on_headers(&mut good), HeadAction::ReadBody);
+    assert_eq!(good.caller, Some(Caller { principal: "carol".into(), groups: vec!["dev".into(), "ops".into()], scopes: vec!["mcp".into(), "other".into()] }));
+
+    let refused = |head: &mut RequestHead| match gw.on_headers(head) {
+        HeadAction::Reply(r) => (r.status, r.headers.iter().find(|(k, _)| *k == "www-authenticate").map(|h| h.1.clone()).unwrap_or_default(), reply_json(&r)),
+        other => panic!("{other:?}"),
+    };
+    let (status, challenge, body) = refused(&mut jwt(Some(json!({"sub": "carol", "scope": "other"}))));
+    assert_eq!((status, body["error"]["code"].as_i64()), (403, Some(-32003)));
+    assert_eq!(
+        challenge,
+        r#"Bearer realm="mcp-gateway", error="insufficient_scope", scope="mcp", resource_metadata="https://gw.example/.well-known/oauth-protected-resource/mcp""#
+    );
+    let (status, challenge, _) = refused(&mut jwt(None));
+    assert_eq!(status, 401);
+    assert!(challenge.ends_with(r#"resource_metadata="https://gw.example/.well-known/oauth-protected-resource/mcp""#));
+    let (_, _, body) = refused(&mut RequestHead { jwt_failure: Some("Jwt is expired".into()), ..jwt(None) });
+    assert_eq!(body["error"]["message"], "Unauthorized: the bearer token was refused: Jwt is expired");
+    let (status, _, body) = refused(&mut jwt(Some(json!({"roles": ["dev"], "scope": "mcp"}))));
+    assert_eq!(status, 401);
+    assert!(body["error"]["message"].as_str().unwrap().contains("\"sub\""));
+
+    for path in ["/.well-known/oauth-protected-resource", "/.well-known/oauth-protected-resource/mcp"] {
+        match gw.on_headers(&mut RequestHead { method: "GET".into(), path: path.into(), ..Default::default() }) {
+            HeadAction::Reply(r) => {
+                assert_eq!(r.status, 200);
+                let doc = reply_json(&r);
+                assert_eq!(doc["resource"], "https://gw.example/mcp");
+                assert_eq!(doc["authorization_servers"], json!(["https://idp.example"]));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(gw.on_headers(&mut RequestHead { method: "GET".into(), path: "/.well-known/other".into(), ..Default::default() }), HeadAction::PassThrough);
+}
+
+#[test]
+fn origins_must_be_listed() {
+    let mut c = config();
+    c.allowed_origins = vec!["https://app.example".into()];
+    let gw = Gateway::new(c).unwrap();
+    let from = |origin: Option<&str>| RequestHead { origin: origin.map(str::to_string), ..post(None) };
+    assert_eq!(gw.on_headers(&mut from(None)), HeadAction::ReadBody);
+    assert_eq!(gw.on_headers(&mut from(Some("https://app.example"))), HeadAction::ReadBody);
+    match gw.on_headers(&mut from(Some("http://evil.example:4444"))) {
+        HeadAction::Reply(r) => {
+            assert_eq!(r.status, 403);
+            assert!(reply_json(&r)["error"]["message"].as_str().unwrap().contains("gateway.allowed_origins"));
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn over_a_limit_the_answer_says_which_and_when_to_retry() {
+    use crate::config::{LimitKey, RateLimit};
+    let mut c = config();
+    c.rate_limits = vec![RateLimit {
+        name: "per-tool".into(),
+        per: vec![LimitKey::Principal, LimitKey::Tool],
+        principals: vec![],
+        groups: vec![],
+        servers: vec![],
+        tools: vec!["plain".into()],
+        requests_per_minute: 30,
+        burst: 2,
+    }];
+    let gw = Gateway::new(c).unwrap();
+    let token = session(&gw, false);
+    let head = as_caller(post(Some(&token)), "bob", &[]);
+    let d = gw.decide(&head, br#"{"jsonrpc":"2.0","id":"x","method":"tools/call","params":{"name":"plain"}}"#, NOW);
+    let buckets = gw.buckets(&head, &d.audit);
+    assert_eq!(buckets.len(), 1);
+    assert_eq!(buckets[0].key, "mcp-rl/8:per-tool/3:bob/5:plain");
+    let r = gw.rate_limited(&d.audit, &buckets[0], 1_500);
+    assert_eq!(r.status, 429);
+    assert!(r.headers.contains(&("retry-after", "2".to_string())));
+    let body = reply_json(&r);
+    assert_eq!(body["id"], "x");
+    assert_eq!(body["error"]["code"], -32029);
+    assert_eq!(body["error"]["data"], json!({"limit": "per-tool", "requestsPerMinute": 30, "burst": 2, "retryAfterSeconds": 2}));
+    // Another tool is not concerned.
+    let other = gw.decide(&head, br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a__echo"}}"#, NOW);
+    assert!(gw.buckets(&head, &other.audit).is_empty());
 }

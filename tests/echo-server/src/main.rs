@@ -47,7 +47,7 @@ use rmcp::{
     },
     model::{Implementation, ServerCapabilities, ServerConfig},
     schemars,
-    service::{NotificationContext, Peer},
+    service::{NotificationContext, Peer, RequestContext},
     tool, tool_handler, tool_router,
     transport::streamable_http_server::{
         session::local::LocalSessionManager, StreamableHttpServerConfig, StreamableHttpService,
@@ -92,6 +92,14 @@ struct Args {
     /// alone do: `initialize` and requests of older revisions are refused.
     #[arg(long, conflicts_with = "stateful")]
     modern_only: bool,
+    /// Refuse (HTTP 401) every request without `Authorization: Bearer <TOKEN>`,
+    /// as a server holding its own credentials does.
+    #[arg(long, value_name = "TOKEN")]
+    require_bearer: Option<String>,
+    /// Offer `authorization`, which returns the Authorization header the
+    /// request arrived with (to show what a gateway passes on).
+    #[arg(long)]
+    show_auth: bool,
 }
 
 /// Arguments of `echo` and of the generated `tool_N` tools.
@@ -137,10 +145,13 @@ struct EchoServer {
 
 #[tool_router]
 impl EchoServer {
-    fn new(name: Arc<str>, extra_tools: usize, dynamic: bool) -> Self {
+    fn new(name: Arc<str>, extra_tools: usize, dynamic: bool, show_auth: bool) -> Self {
         let mut tool_router = Self::tool_router();
         if !dynamic {
             tool_router.remove_route("grow");
+        }
+        if !show_auth {
+            tool_router.remove_route("authorization");
         }
         for i in 0..extra_tools {
             // Reuse `echo`'s schema and handler so the generated tools behave
@@ -192,6 +203,15 @@ impl EchoServer {
     #[tool(description = "Return the sum of the numbers `a` and `b`")]
     fn add(&self, Parameters(AddArgs { a, b }): Parameters<AddArgs>) -> String {
         sum(&a, &b)
+    }
+
+    #[tool(description = "Return the Authorization header this request arrived with, or \"none\"")]
+    fn authorization(&self, context: RequestContext<RoleServer>) -> String {
+        context
+            .extensions
+            .get::<axum::http::request::Parts>()
+            .and_then(|p| p.headers.get("authorization"))
+            .map_or_else(|| "none".to_string(), |v| String::from_utf8_lossy(v.as_bytes()).into_owned())
     }
 
     #[tool(description = "Return this server's name")]
@@ -256,7 +276,7 @@ async fn main() -> anyhow::Result<()> {
         config.allowed_hosts.extend(args.allowed_hosts);
     }
 
-    let server = EchoServer::new(args.name.into(), args.extra_tools, args.dynamic);
+    let server = EchoServer::new(args.name.into(), args.extra_tools, args.dynamic, args.show_auth);
     let service = StreamableHttpService::new(
         move || Ok(server.clone()),
         Arc::new(LocalSessionManager::default()),
@@ -265,6 +285,20 @@ async fn main() -> anyhow::Result<()> {
     let mut app = axum::Router::new().route_service(&args.path, service);
     if args.modern_only {
         app = app.layer(axum::middleware::from_fn(modern_only));
+    }
+    if let Some(token) = args.require_bearer {
+        let wanted: Arc<str> = format!("Bearer {token}").into();
+        app = app.layer(axum::middleware::from_fn(move |request: axum::extract::Request, next: axum::middleware::Next| {
+            let wanted = Arc::clone(&wanted);
+            async move {
+                use axum::response::IntoResponse as _;
+                let presented = request.headers().get("authorization").map(|v| v.as_bytes().to_vec());
+                if presented.as_deref() != Some(wanted.as_bytes()) {
+                    return (axum::http::StatusCode::UNAUTHORIZED, [("www-authenticate", "Bearer")], "this server needs its bearer token").into_response();
+                }
+                next.run(request).await
+            }
+        }));
     }
 
     let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, args.port))

@@ -1,0 +1,225 @@
+//! Who the caller is, and what it may see and use: authorization rules as a
+//! pure function of the caller and the thing asked for.
+//!
+//! A rule applies to a caller by principal or group; which rules apply is a
+//! [`Applicable`] set, computed once per request. The decision on one
+//! server, tool, prompt or resource is then a function of that set alone, so
+//! lists filtered for one set serve every caller with the same set.
+
+use crate::config::{AuthorizationConfig, PolicyRule, Targets};
+
+/// An authenticated caller.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Caller {
+    pub principal: String,
+    pub groups: Vec<String>,
+    /// OAuth scopes its token carries (JWT only).
+    pub scopes: Vec<String>,
+}
+
+/// What is asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Tool,
+    Prompt,
+    Resource,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Tool => "tool",
+            Kind::Prompt => "prompt",
+            Kind::Resource => "resource",
+        }
+    }
+}
+
+/// The outcome of one authorization check, with the reason the audit log gives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verdict {
+    pub allowed: bool,
+    pub reason: String,
+}
+
+/// Which rules apply to a caller: a bit per rule.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
+pub struct Applicable(Vec<u64>);
+
+impl Applicable {
+    fn set(&mut self, i: usize) {
+        let word = i / 64;
+        if self.0.len() <= word {
+            self.0.resize(word + 1, 0);
+        }
+        if let Some(w) = self.0.get_mut(word) {
+            *w |= 1 << (i % 64);
+        }
+    }
+
+    fn has(&self, i: usize) -> bool {
+        self.0.get(i / 64).is_some_and(|w| w & (1 << (i % 64)) != 0)
+    }
+}
+
+/// `*` matches any run of characters (also none), `?` exactly one; anything
+/// else itself. Linear in the text for the patterns catalogs use, and
+/// never worse than quadratic.
+pub fn glob(pattern: &str, text: &str) -> bool {
+    let (p, t): (Vec<char>, Vec<char>) = (pattern.chars().collect(), text.chars().collect());
+    let (mut pi, mut ti) = (0, 0);
+    // Where the last `*` was, and the text position it has consumed up to.
+    let mut star: Option<(usize, usize)> = None;
+    while ti < t.len() {
+        match p.get(pi) {
+            Some('*') => {
+                star = Some((pi, ti));
+                pi += 1;
+            }
+            Some(c) if *c == '?' || Some(c) == t.get(ti) => {
+                pi += 1;
+                ti += 1;
+            }
+            _ => match star {
+                Some((sp, st)) => {
+                    pi = sp + 1;
+                    ti = st + 1;
+                    star = Some((sp, st + 1));
+                }
+                None => return false,
+            },
+        }
+    }
+    p.get(pi..).is_some_and(|rest| rest.iter().all(|c| *c == '*'))
+}
+
+pub fn any_matches(patterns: &[String], text: &str) -> bool {
+    patterns.iter().any(|p| glob(p, text))
+}
+
+/// Whether a rule (or a limit) naming `principals` and `groups` concerns the
+/// caller. Neither listed: every caller, even an anonymous one.
+pub fn concerns(principals: &[String], groups: &[String], caller: Option<&Caller>) -> bool {
+    if principals.is_empty() && groups.is_empty() {
+        return true;
+    }
+    let Some(c) = caller else { return false };
+    any_matches(principals, &c.principal) || c.groups.iter().any(|g| any_matches(groups, g))
+}
+
+fn speaks_of(targets: &Targets, kind: Kind, server: &str, name: &str) -> bool {
+    let named = match kind {
+        Kind::Tool => &targets.tools,
+        Kind::Prompt => &targets.prompts,
+        Kind::Resource => &targets.resources,
+    };
+    any_matches(&targets.servers, server) || any_matches(named, name)
+}
+
+impl AuthorizationConfig {
+    /// The rules that apply to the caller.
+    pub fn applicable(&self, caller: Option<&Caller>) -> Applicable {
+        let mut set = Applicable::default();
+        for (i, rule) in self.rules.iter().enumerate() {
+            if concerns(&rule.principals, &rule.groups, caller) {
+                set.set(i);
+            }
+        }
+        set
+    }
+
+    /// May a caller to whom `applicable` rules apply use `name` (a tool,
+    /// prompt or resource URI) on `server`? A deny wins over any allow.
+    pub fn decide(&self, applicable: &Applicable, kind: Kind, server: &str, name: &str) -> Verdict {
+        let rules = || self.rules.iter().enumerate().filter(|(i, _)| applicable.has(*i)).map(|(_, r)| r);
+        let found = |pick: fn(&PolicyRule) -> &Targets| rules().find(|r| speaks_of(pick(r), kind, server, name));
+        if let Some(rule) = found(|r| &r.deny) {
+            return Verdict { allowed: false, reason: format!("rule {:?} denies it", rule.name) };
+        }
+        if let Some(rule) = found(|r| &r.allow) {
+            return Verdict { allowed: true, reason: format!("rule {:?} allows it", rule.name) };
+        }
+        let reason = if self.default_allow { "no rule denies it" } else { "no rule allows it" };
+        Verdict { allowed: self.default_allow, reason: reason.into() }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::PolicyRule;
+
+    #[test]
+    fn globs() {
+        assert!(glob("*", ""));
+        assert!(glob("time__*", "time__get_current_time"));
+        assert!(!glob("time__*", "memory__read"));
+        assert!(glob("*__delete_*", "memory__delete_entities"));
+        assert!(glob("a?c", "abc"));
+        assert!(!glob("a?c", "ac"));
+        assert!(glob("file:///docs/*", "file:///docs/a/b.md"));
+        assert!(glob("exact", "exact"));
+        assert!(!glob("exact", "exactly"));
+        assert!(glob("*a*b*c", "xxaxxbxxc"));
+        assert!(!glob("*a*b*c", "xxaxxcxxb"));
+        assert!(glob("ü*", "über"));
+    }
+
+    fn caller(principal: &str, groups: &[&str]) -> Caller {
+        Caller { principal: principal.into(), groups: groups.iter().map(|g| g.to_string()).collect(), scopes: vec![] }
+    }
+
+    fn rules() -> AuthorizationConfig {
+        let t = |servers: &[&str], tools: &[&str]| Targets {
+            servers: servers.iter().map(|s| s.to_string()).collect(),
+            tools: tools.iter().map(|s| s.to_string()).collect(),
+            ..Default::default()
+        };
+        AuthorizationConfig {
+            default_allow: false,
+            rules: vec![
+                PolicyRule { name: "ops".into(), principals: vec![], groups: vec!["ops".into()], allow: t(&["*"], &[]), deny: Targets::default() },
+                PolicyRule {
+                    name: "readers".into(),
+                    principals: vec!["alice".into()],
+                    groups: vec!["read*".into()],
+                    allow: t(&[], &["time__*"]),
+                    deny: t(&[], &["*__set*"]),
+                },
+                PolicyRule { name: "everyone".into(), principals: vec![], groups: vec![], allow: t(&[], &["echo__ping"]), deny: Targets::default() },
+            ],
+        }
+    }
+
+    #[test]
+    fn deny_wins_then_allow_then_default() {
+        let r = rules();
+        let reader = r.applicable(Some(&caller("bob", &["readers"])));
+        assert!(r.decide(&reader, Kind::Tool, "time", "time__now").allowed);
+        let denied = r.decide(&reader, Kind::Tool, "time", "time__set_zone");
+        assert_eq!(denied, Verdict { allowed: false, reason: "rule \"readers\" denies it".into() });
+        assert!(r.decide(&reader, Kind::Tool, "echo", "echo__ping").allowed);
+        assert_eq!(r.decide(&reader, Kind::Tool, "memory", "memory__read").reason, "no rule allows it");
+        // A principal match is enough; an ops member gets every server,
+        // except what a rule that also applies denies.
+        let both = r.applicable(Some(&caller("alice", &["ops"])));
+        assert!(r.decide(&both, Kind::Tool, "memory", "memory__read").allowed);
+        assert!(!r.decide(&both, Kind::Tool, "time", "time__set_zone").allowed);
+        // Prompts are not tools: the tool patterns do not speak of them.
+        assert!(!r.decide(&reader, Kind::Prompt, "time", "time__now").allowed);
+        // Anonymous callers get only the rules for everyone.
+        let anon = r.applicable(None);
+        assert!(r.decide(&anon, Kind::Tool, "echo", "echo__ping").allowed);
+        assert!(!r.decide(&anon, Kind::Tool, "time", "time__now").allowed);
+    }
+
+    #[test]
+    fn many_rules_fit() {
+        let mut r = rules();
+        for i in 0..130 {
+            r.rules.push(PolicyRule { name: format!("r{i}"), principals: vec![format!("p{i}")], groups: vec![], allow: Targets::default(), deny: Targets::default() });
+        }
+        let set = r.applicable(Some(&caller("p129", &[])));
+        assert!(set.has(132) && !set.has(131) && !set.has(0));
+    }
+}

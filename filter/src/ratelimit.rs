@@ -1,0 +1,182 @@
+//! Token buckets, as pure functions of a bucket's stored state and the time.
+//!
+//! The glue keeps each bucket in Envoy's shared data, which every worker
+//! thread of the Envoy sees, and writes it back with compare-and-swap: a
+//! worker that lost the race reads the bucket again and retakes. So the
+//! limit holds across workers exactly, not per worker.
+
+use crate::config::{LimitKey, RateLimit};
+use crate::policy::{any_matches, concerns, Caller};
+
+/// One bucket a request must take a token from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bucket {
+    /// The shared-data key: the limit's name and the values of its `per`.
+    pub key: String,
+    /// Index of the limit in the configuration.
+    pub limit: usize,
+}
+
+/// What a request is, as far as limits care.
+#[derive(Debug, Clone, Copy)]
+pub struct Subject<'a> {
+    pub caller: Option<&'a Caller>,
+    pub server: Option<&'a str>,
+    /// The tool (or prompt, or resource URI) named.
+    pub tool: Option<&'a str>,
+}
+
+/// The buckets of every limit that concerns the request, in configuration order.
+pub fn buckets(limits: &[RateLimit], subject: Subject<'_>) -> Vec<Bucket> {
+    let principal = subject.caller.map_or("anonymous", |c| c.principal.as_str());
+    limits
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| concerns(&l.principals, &l.groups, subject.caller))
+        // A limit on servers or tools concerns only requests that name one.
+        .filter(|(_, l)| l.servers.is_empty() || subject.server.is_some_and(|s| any_matches(&l.servers, s)))
+        .filter(|(_, l)| l.tools.is_empty() || subject.tool.is_some_and(|t| any_matches(&l.tools, t)))
+        .filter(|(_, l)| !l.per.contains(&LimitKey::Server) || subject.server.is_some())
+        .filter(|(_, l)| !l.per.contains(&LimitKey::Tool) || subject.tool.is_some())
+        .map(|(i, l)| {
+            // Parts are length-prefixed, so no value can forge another key.
+            let mut key = format!("mcp-rl/{}:{}", l.name.len(), l.name);
+            for part in &l.per {
+                let value = match part {
+                    LimitKey::Principal => principal,
+                    LimitKey::Server => subject.server.unwrap_or_default(),
+                    LimitKey::Tool => subject.tool.unwrap_or_default(),
+                };
+                key.push_str(&format!("/{}:{value}", value.len()));
+            }
+            Bucket { key, limit: i }
+        })
+        .collect()
+}
+
+/// A bucket's state: tokens in millionths, and when it was last refilled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct State {
+    pub micro_tokens: u64,
+    pub at_ms: u64,
+}
+
+impl State {
+    pub fn encode(self) -> [u8; 16] {
+        let mut out = [0u8; 16];
+        for (slot, byte) in out.iter_mut().zip(self.micro_tokens.to_le_bytes().into_iter().chain(self.at_ms.to_le_bytes())) {
+            *slot = byte;
+        }
+        out
+    }
+
+    pub fn decode(bytes: &[u8]) -> Option<State> {
+        let tokens: [u8; 8] = bytes.get(..8)?.try_into().ok()?;
+        let at: [u8; 8] = bytes.get(8..16)?.try_into().ok()?;
+        Some(State { micro_tokens: u64::from_le_bytes(tokens), at_ms: u64::from_le_bytes(at) })
+    }
+}
+
+const MICRO: u64 = 1_000_000;
+
+/// Takes one token at `now_ms` from a bucket in `state` (`None`: a new,
+/// full bucket). Returns the state to store, and `Err(retry_after_ms)` when
+/// the bucket is empty (the state then only records the refill).
+pub fn take(limit: &RateLimit, state: Option<State>, now_ms: u64) -> (State, Result<(), u64>) {
+    let capacity = u64::from(limit.burst.max(1)) * MICRO;
+    let per_minute = u64::from(limit.requests_per_minute);
+    let State { micro_tokens, at_ms } = state.unwrap_or(State { micro_tokens: capacity, at_ms: now_ms });
+    // A clock that went back refills nothing.
+    let elapsed = now_ms.saturating_sub(at_ms);
+    // Tokens per ms, in millionths: per_minute * MICRO / 60_000.
+    let refill = elapsed.saturating_mul(per_minute).saturating_mul(MICRO) / 60_000;
+    let tokens = micro_tokens.saturating_add(refill).min(capacity);
+    let at = at_ms.max(now_ms);
+    if tokens >= MICRO {
+        return (State { micro_tokens: tokens - MICRO, at_ms: at }, Ok(()));
+    }
+    let retry_ms = if per_minute == 0 { u64::MAX } else { (MICRO - tokens).saturating_mul(60_000).div_ceil(per_minute * MICRO) };
+    (State { micro_tokens: tokens, at_ms: at }, Err(retry_ms))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limit(per_minute: u32, burst: u32) -> RateLimit {
+        RateLimit {
+            name: "l".into(),
+            per: vec![LimitKey::Principal],
+            principals: vec![],
+            groups: vec![],
+            servers: vec![],
+            tools: vec![],
+            requests_per_minute: per_minute,
+            burst,
+        }
+    }
+
+    #[test]
+    fn burst_then_the_rate() {
+        let l = limit(600, 5); // 10 per second
+        let mut state = None;
+        for _ in 0..5 {
+            let (s, r) = take(&l, state, 1_000);
+            assert_eq!(r, Ok(()));
+            state = Some(s);
+        }
+        let (s, r) = take(&l, state, 1_000);
+        assert_eq!(r, Err(100));
+        state = Some(s);
+        // 100 ms later, one token.
+        let (s, r) = take(&l, state, 1_100);
+        assert_eq!(r, Ok(()));
+        let (_, r) = take(&l, Some(s), 1_150);
+        assert_eq!(r, Err(50));
+    }
+
+    #[test]
+    fn over_ten_seconds_the_count_is_the_rate_plus_the_burst() {
+        let l = limit(600, 10);
+        let (mut state, mut allowed) = (None, 0);
+        // A request every ms for 10 s.
+        for now in 0..10_000u64 {
+            let (s, r) = take(&l, state, now);
+            state = Some(s);
+            allowed += u32::from(r.is_ok());
+        }
+        // 10 at once, then 10 per second for the 9.999 s that follow.
+        assert_eq!(allowed, 10 + 99);
+    }
+
+    #[test]
+    fn clock_going_back_and_bad_state() {
+        let l = limit(60, 1);
+        let (s, r) = take(&l, None, 5_000);
+        assert!(r.is_ok());
+        let (s2, r) = take(&l, Some(s), 1_000);
+        assert_eq!(r, Err(1_000));
+        assert_eq!(s2.at_ms, 5_000);
+        assert_eq!(State::decode(&s2.encode()), Some(s2));
+        assert_eq!(State::decode(b"short"), None);
+        let (_, r) = take(&limit(0, 1), Some(s2), 9_000_000);
+        assert_eq!(r, Err(u64::MAX));
+    }
+
+    #[test]
+    fn buckets_by_subject() {
+        let alice = Caller { principal: "alice".into(), groups: vec!["ops".into()], scopes: vec![] };
+        let mut tool_limit = limit(60, 1);
+        tool_limit.name = "slow".into();
+        tool_limit.per = vec![LimitKey::Principal, LimitKey::Tool];
+        tool_limit.tools = vec!["time__*".into()];
+        let limits = vec![limit(600, 10), tool_limit];
+        let call = Subject { caller: Some(&alice), server: Some("time"), tool: Some("time__now") };
+        let got = buckets(&limits, call);
+        assert_eq!(got.iter().map(|b| b.key.as_str()).collect::<Vec<_>>(), ["mcp-rl/1:l/5:alice", "mcp-rl/4:slow/5:alice/9:time__now"]);
+        let list = Subject { caller: Some(&alice), server: None, tool: None };
+        assert_eq!(buckets(&limits, list).len(), 1);
+        let anon = Subject { caller: None, server: None, tool: None };
+        assert_eq!(buckets(&limits, anon)[0].key, "mcp-rl/1:l/9:anonymous");
+    }
+}
