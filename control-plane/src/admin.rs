@@ -5,7 +5,8 @@
 //! issue guards it. `/mcp-events` is where the filter sends clients' GET
 //! streams, after checking their session.
 
-use axum::extract::{Path, State};
+use axum::extract::{Path, Request, State};
+use axum::middleware::{self, Next};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
@@ -22,15 +23,47 @@ pub fn jsonrpc_error(status: StatusCode, id: &serde_json::Value, code: i32, mess
 }
 
 pub fn router(controller: Controller) -> Router {
-    Router::new()
+    // Reached only through the filter, which has checked the client: the
+    // filter proves it with the internal token.
+    let internal = Router::new()
         .route(crate::compile::EVENTS_PATH, get(crate::streams::events))
         .route(&format!("{}{{server}}", mcp_filter::config::BRIDGE_PATH_PREFIX), post(crate::bridge::bridge))
+        .route(&format!("{}{{server}}/mcp", crate::catalog::PIPE_PATH_PREFIX), post(crate::runtime::endpoint))
+        .route_layer(middleware::from_fn_with_state(controller.clone(), internal_only));
+    // What changes state needs an admin key once authentication is on.
+    let operator = Router::new()
+        .route("/servers/{server}/{action}", post(server_action))
+        .route("/admin/reload", post(reload))
+        .route_layer(middleware::from_fn_with_state(controller.clone(), admin_only));
+    Router::new()
         .route("/health", get(health))
         .route("/servers", get(servers))
-        .route("/servers/{server}/{action}", post(server_action))
-        .route(&format!("{}{{server}}/mcp", crate::catalog::PIPE_PATH_PREFIX), post(crate::runtime::endpoint))
-        .route("/admin/reload", post(reload))
+        .merge(internal)
+        .merge(operator)
         .with_state(controller)
+}
+
+async fn internal_only(State(c): State<Controller>, request: Request, next: Next) -> axum::response::Response {
+    if !c.admits_internal(request.headers().get(mcp_filter::config::INTERNAL_HEADER).map(|v| v.as_bytes())) {
+        let message = "this endpoint is internal to the gateway: call the MCP endpoint instead";
+        return jsonrpc_error(StatusCode::FORBIDDEN, &serde_json::Value::Null, -32003, message);
+    }
+    next.run(request).await
+}
+
+async fn admin_only(State(c): State<Controller>, request: Request, next: Next) -> axum::response::Response {
+    let admitted = {
+        let header = |name: &str| request.headers().get(name).and_then(|v| v.to_str().ok());
+        let credential = header("authorization")
+            .and_then(|a| a.split_once(' ').filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer")).map(|(_, t)| t.trim()))
+            .or_else(|| header("x-api-key"));
+        c.admits_admin(credential)
+    };
+    if !admitted {
+        let error = "this admin endpoint needs an API key of a group in gateway.auth.admin_groups (Authorization: Bearer <key>)";
+        return (StatusCode::UNAUTHORIZED, [("www-authenticate", "Bearer")], Json(json!({ "status": "error", "error": error }))).into_response();
+    }
+    next.run(request).await
 }
 
 /// Liveness, plus what an operator checks first: the version served, the

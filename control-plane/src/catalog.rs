@@ -39,6 +39,9 @@ pub struct GatewaySettings {
     pub instructions: Option<String>,
     /// Route timeout for calls to upstreams.
     pub request_timeout_seconds: u64,
+    /// Time a client has to send a whole request, headers and body; a
+    /// slower one (slowloris) gets 408 and its connection is closed.
+    pub request_read_timeout_seconds: u64,
     /// Key that seals session ids: 64 hex characters, usually `${MCP_GATEWAY_SESSION_KEY}`.
     /// Without it the control plane makes a random key at start, and
     /// sessions do not survive a restart of the control plane.
@@ -100,6 +103,26 @@ pub struct AuthSettings {
     /// RFC 9728 metadata: where OAuth clients get a token for this gateway.
     #[serde(default)]
     pub protected_resource: Option<ProtectedResource>,
+    /// API keys in one of these groups may use the admin endpoints that
+    /// change state (start, stop, restart, reload).
+    #[serde(default = "default_admin_groups")]
+    pub admin_groups: Vec<String>,
+}
+
+fn default_admin_groups() -> Vec<String> {
+    vec!["admin".into()]
+}
+
+impl AuthSettings {
+    /// SHA-256 of each API key that may use the admin endpoints.
+    pub fn admin_key_digests(&self) -> Vec<[u8; 32]> {
+        use sha2::Digest as _;
+        self.api_keys
+            .iter()
+            .filter(|k| k.groups.iter().any(|g| self.admin_groups.contains(g)))
+            .map(|k| sha2::Sha256::digest(k.key.as_bytes()).into())
+            .collect()
+    }
 }
 
 /// How Envoy verifies JWTs: issuer, audiences, and one source of keys.
@@ -177,6 +200,7 @@ impl Default for GatewaySettings {
             server_name: "mcp-gateway".into(),
             instructions: None,
             request_timeout_seconds: 60,
+            request_read_timeout_seconds: 30,
             session_key: None,
             session_ttl_seconds: 24 * 3600,
             upstream_ca_file: "/etc/ssl/certs/ca-certificates.crt".into(),
@@ -559,6 +583,9 @@ pub fn validate(c: &Catalog) -> Vec<String> {
     }
     if !(1..=MAX_TIMEOUT_SECONDS).contains(&g.request_timeout_seconds) {
         p.push(format!("gateway.request_timeout_seconds: must be between 1 and {MAX_TIMEOUT_SECONDS}"));
+    }
+    if !(1..=MAX_TIMEOUT_SECONDS).contains(&g.request_read_timeout_seconds) {
+        p.push(format!("gateway.request_read_timeout_seconds: must be between 1 and {MAX_TIMEOUT_SECONDS}"));
     }
     if g.list_page_size == Some(0) {
         p.push("gateway.list_page_size: must be greater than 0 (or left out for one page)".into());

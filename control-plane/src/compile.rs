@@ -29,7 +29,8 @@ use envoy_types::pb::envoy::config::route::v3::{
 };
 use envoy_types::pb::envoy::extensions::filters::http::router::v3::Router;
 use envoy_types::pb::envoy::extensions::filters::http::wasm::v3::Wasm;
-use envoy_types::pb::envoy::config::accesslog::v3::{access_log_filter, AccessLogFilter, HeaderFilter};
+use envoy_types::pb::envoy::config::accesslog::v3::{access_log_filter, comparison_filter, AccessLogFilter, ComparisonFilter, HeaderFilter, StatusCodeFilter};
+use envoy_types::pb::envoy::config::core::v3::RuntimeUInt32;
 use envoy_types::pb::envoy::config::core::v3::{substitution_format_string, SubstitutionFormatString};
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
     http_connection_manager, http_filter, HttpConnectionManager, HttpFilter, LocalReplyConfig, Rds, ResponseMapper,
@@ -44,7 +45,7 @@ use envoy_types::pb::google::protobuf::{Any, BoolValue, Duration as PbDuration, 
 use envoy_types::util::pack_any;
 use mcp_filter::config::{
     ApiKey, AuthConfig, AuthorizationConfig, FilterConfig, JwtClaims, LimitKey, NamedRoute, RateLimit, ServedItem, ServerInfo, SessionConfig,
-    UpstreamHeader, UpstreamServer, CLUSTER_HEADER, REQUEST_ID_PROPERTY, SERVER_PROPERTY,
+    UpstreamHeader, UpstreamServer, CLUSTER_HEADER, INTERNAL_HEADER, REQUEST_ID_PROPERTY, SERVER_PROPERTY,
 };
 use prost::Message;
 use serde_json::Value;
@@ -86,6 +87,9 @@ pub struct Inputs<'a> {
     pub gateway_version: &'a str,
     /// The content of `gateway.auth.jwt.jwks_file`, read by the caller.
     pub jwks: Option<&'a str>,
+    /// The control plane's secret that the filter sends to its internal
+    /// endpoints ([`INTERNAL_HEADER`]).
+    pub internal_token: &'a str,
 }
 
 /// The outcome: what to publish, and the filter configuration inside it.
@@ -141,7 +145,7 @@ pub fn compile(inputs: &Inputs<'_>) -> Result<Compiled, CompileError> {
             // A server the control plane runs or connects to gets its
             // credentials from the control plane, not from Envoy.
             headers: if s.piped() {
-                Vec::new()
+                vec![internal(inputs.internal_token)]
             } else {
                 s.headers.0.iter().map(|(k, v)| UpstreamHeader { name: k.to_ascii_lowercase(), value: v.clone() }).collect()
             },
@@ -194,7 +198,7 @@ pub fn compile(inputs: &Inputs<'_>) -> Result<Compiled, CompileError> {
             protocol_version: None,
             modern: false,
             modern_only: false,
-            headers: Vec::new(),
+            headers: vec![internal(inputs.internal_token)],
             forward_authorization: false,
         }),
         // initialize waits for every upstream: one that does not answer must
@@ -452,6 +456,10 @@ fn filter_extension(config: &FilterConfig, wasm: &[u8]) -> TypedExtensionConfig 
     TypedExtensionConfig { name: FILTER_NAME.into(), typed_config: Some(pack_any(Wasm { config: Some(plugin) })) }
 }
 
+fn internal(token: &str) -> UpstreamHeader {
+    UpstreamHeader { name: INTERNAL_HEADER.into(), value: token.to_string() }
+}
+
 /// The limits the filter enforces: the seeds' per-minute default first.
 fn rate_limits(g: &GatewaySettings) -> Vec<RateLimit> {
     let default = g.rate_limit_per_minute.map(|n| RateLimit {
@@ -510,7 +518,11 @@ fn listener(g: &GatewaySettings, jwks: Option<&str>) -> Listener {
         ])
             .collect(),
         access_log: audited(g).then(|| security::audit_log(&g.audit_log)).into_iter().collect(),
-        local_reply_config: Some(upstream_error_as_jsonrpc()),
+        local_reply_config: Some(upstream_error_as_jsonrpc(g.request_read_timeout_seconds)),
+        // Slow clients (slowloris) hold a connection only so long: the
+        // headers within 10 s, the whole request within the read timeout.
+        request_headers_timeout: Some(PbDuration { seconds: 10.min(g.request_read_timeout_seconds as i64), nanos: 0 }),
+        request_timeout: Some(PbDuration { seconds: g.request_read_timeout_seconds as i64, nanos: 0 }),
         // An edge proxy: the client's address is the peer's, and Envoy drops
         // x-envoy-* headers (timeouts, retries) sent by external clients.
         use_remote_address: Some(BoolValue { value: true }),
@@ -540,7 +552,7 @@ fn listener(g: &GatewaySettings, jwks: Option<&str>) -> Listener {
 /// server, with the client's request id, instead of Envoy's plain text.
 /// Only requests carrying the filter's cluster header match, so the filter
 /// state the format reads is always there.
-fn upstream_error_as_jsonrpc() -> LocalReplyConfig {
+fn upstream_error_as_jsonrpc(read_timeout_seconds: u64) -> LocalReplyConfig {
     let format = format!(
         r#"{{"jsonrpc":"2.0","id":%FILTER_STATE(wasm.{REQUEST_ID_PROPERTY}:PLAIN)%,"error":{{"code":-32603,"message":"Upstream server '%FILTER_STATE(wasm.{SERVER_PROPERTY}:PLAIN)%' did not answer: %RESPONSE_CODE_DETAILS% (HTTP %RESPONSE_CODE%)"}}}}"#
     );
@@ -564,7 +576,33 @@ fn upstream_error_as_jsonrpc() -> LocalReplyConfig {
                 ..Default::default()
             }),
             ..Default::default()
-        }],
+        }, too_slow(read_timeout_seconds)],
+        ..Default::default()
+    }
+}
+
+/// Envoy's 408 for a client too slow to send its request, as JSON-RPC.
+fn too_slow(seconds: u64) -> ResponseMapper {
+    let format = format!(
+        r#"{{"jsonrpc":"2.0","id":null,"error":{{"code":-32600,"message":"Request timeout: the request was not received within {seconds} s (gateway.request_read_timeout_seconds)"}}}}"#
+    );
+    ResponseMapper {
+        filter: Some(AccessLogFilter {
+            filter_specifier: Some(access_log_filter::FilterSpecifier::StatusCodeFilter(StatusCodeFilter {
+                comparison: Some(ComparisonFilter {
+                    op: comparison_filter::Op::Eq as i32,
+                    value: Some(RuntimeUInt32 { default_value: 408, runtime_key: "mcp_gateway.read_timeout_status".into() }),
+                }),
+            })),
+        }),
+        body_format_override: Some(SubstitutionFormatString {
+            content_type: "application/json".into(),
+            format: Some(substitution_format_string::Format::TextFormatSource(DataSource {
+                specifier: Some(envoy_types::pb::envoy::config::core::v3::data_source::Specifier::InlineString(format)),
+                ..Default::default()
+            })),
+            ..Default::default()
+        }),
         ..Default::default()
     }
 }

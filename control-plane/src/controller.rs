@@ -37,6 +37,9 @@ pub struct Settings {
     pub admin_advertise: (String, u16),
     pub rediscover_every: Duration,
     pub gateway_version: String,
+    /// The secret the filter presents to the internal endpoints
+    /// (`mcp_filter::config::INTERNAL_HEADER`); random per process.
+    pub internal_token: String,
 }
 
 /// What the admin API shows.
@@ -128,6 +131,9 @@ struct Inner {
     runtimes: Runtimes,
     /// Their reports of possible changes, taken by `run`.
     runtime_changes: std::sync::Mutex<Option<mpsc::UnboundedReceiver<String>>>,
+    /// Digests of the API keys that may change state through the admin
+    /// API; `None` while the catalog turns authentication off.
+    admin_keys: RwLock<Option<Vec<[u8; 32]>>>,
 }
 
 impl Controller {
@@ -148,6 +154,7 @@ impl Controller {
                 reloading: Mutex::new(()),
                 known: Default::default(),
                 served: RwLock::default(),
+                admin_keys: RwLock::default(),
                 http: reqwest::Client::new(),
                 changed: Default::default(),
                 runtimes,
@@ -201,6 +208,29 @@ impl Controller {
     }
 
     /// The session keys and servers of the configuration being served.
+    /// Whether `credential` (an API key) may change state through the admin
+    /// API: any caller while authentication is off, else an admin key.
+    pub fn admits_admin(&self, credential: Option<&str>) -> bool {
+        use sha2::Digest as _;
+        let Ok(keys) = self.inner.admin_keys.read() else { return false };
+        match (keys.as_ref(), credential) {
+            (None, _) => true,
+            (Some(_), None) => false,
+            (Some(keys), Some(c)) => {
+                let digest: [u8; 32] = sha2::Sha256::digest(c.as_bytes()).into();
+                keys.contains(&digest)
+            }
+        }
+    }
+
+    /// Whether a request to an internal endpoint came through the filter.
+    pub fn admits_internal(&self, token: Option<&[u8]>) -> bool {
+        use sha2::Digest as _;
+        // Compared as digests, so the comparison's timing says nothing of the token.
+        let digest = |b: &[u8]| -> [u8; 32] { sha2::Sha256::digest(b).into() };
+        token.is_some_and(|t| digest(t) == digest(self.inner.settings.internal_token.as_bytes()))
+    }
+
     pub fn served(&self) -> Option<Arc<Served>> {
         self.inner.served.read().ok().and_then(|s| s.clone())
     }
@@ -261,6 +291,9 @@ impl Controller {
             }
             None => None,
         };
+        if let Ok(mut admin) = self.inner.admin_keys.write() {
+            *admin = catalog.gateway.auth.as_ref().map(|a| a.admin_key_digests());
+        }
         // Start what the catalog adds, restart what it changes, stop what it
         // drops, before asking them what they offer.
         self.inner.runtimes.sync(&catalog);
@@ -285,7 +318,7 @@ impl Controller {
             }
             other => other,
         };
-        let (tools, servers) = discover(&catalog, &known, which, &base).await;
+        let (tools, servers) = discover(&catalog, &known, which, &base, &s.internal_token).await;
         if let Ok(mut k) = self.inner.known.lock() {
             *k = catalog
                 .servers
@@ -302,6 +335,7 @@ impl Controller {
             admin: (&s.admin_advertise.0, s.admin_advertise.1),
             gateway_version: &s.gateway_version,
             jwks: jwks.as_deref(),
+            internal_token: &s.internal_token,
         };
         let compiled = compile(&inputs).map_err(|e| format!("{path}: {e}"))?;
         let served = Sealer::new(&session).map(|sealer| Served {
@@ -451,6 +485,7 @@ async fn discover(
     known: &BTreeMap<String, (String, Discovered)>,
     which: Discovery,
     bridge_base: &str,
+    internal_token: &str,
 ) -> (BTreeMap<String, Discovered>, Vec<ServerStatus>) {
     let which = &which;
     let listings = futures::future::join_all(catalog.servers.iter().map(|s| async move {
@@ -458,7 +493,14 @@ async fn discover(
             Some((identity, d)) if which.reuses(&s.name) && *identity == s.identity() => Ok(d.clone()),
             _ => {
                 let url = s.reach_url(bridge_base);
-                discovery::discover(&url, s.display_url(), s.upstream_headers(), Duration::from_secs(s.discovery_timeout_seconds)).await
+                // A piped server is reached through the control plane's own
+                // internal endpoint, which wants the internal token.
+                let headers = if s.piped() {
+                    vec![(mcp_filter::config::INTERNAL_HEADER.to_string(), internal_token.to_string())]
+                } else {
+                    s.upstream_headers()
+                };
+                discovery::discover(&url, s.display_url(), headers, Duration::from_secs(s.discovery_timeout_seconds)).await
             }
         }
     }))
@@ -527,13 +569,13 @@ mod tests {
         let catalog = load("servers:\n  - {name: known, url: 'http://127.0.0.1:9/mcp'}\n  - {name: new, url: 'http://127.0.0.1:9/new'}\n", |_| None).unwrap();
         let offer = Discovered { tools: vec![serde_json::json!({"name": "t"})], ..Default::default() };
         let known = BTreeMap::from([("known".to_string(), ("http://127.0.0.1:9/mcp".to_string(), offer.clone()))]);
-        let (found, status) = discover(&catalog, &known, Discovery::Unreachable, "http://127.0.0.1:9").await;
+        let (found, status) = discover(&catalog, &known, Discovery::Unreachable, "http://127.0.0.1:9", "t").await;
         assert_eq!(found.get("known"), Some(&offer), "reused, not asked again");
         assert_eq!((status[0].state, status[1].state), ("ready", "unreachable"));
-        let (found, _) = discover(&catalog, &known, Discovery::All, "http://127.0.0.1:9").await;
+        let (found, _) = discover(&catalog, &known, Discovery::All, "http://127.0.0.1:9", "t").await;
         assert!(found.is_empty(), "a full reload asks everyone");
         let moved = load("servers:\n  - {name: known, url: 'http://127.0.0.1:9/moved'}\n", |_| None).unwrap();
-        let (found, _) = discover(&moved, &known, Discovery::Unreachable, "http://127.0.0.1:9").await;
+        let (found, _) = discover(&moved, &known, Discovery::Unreachable, "http://127.0.0.1:9", "t").await;
         assert!(found.is_empty(), "a server whose URL changed is asked again");
     }
 

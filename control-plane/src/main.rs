@@ -112,6 +112,7 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         admin_advertise: (host.trim_matches(|c| c == '[' || c == ']').to_string(), port),
         rediscover_every: Duration::from_secs(args.rediscover_seconds.max(1)),
         gateway_version: env!("CARGO_PKG_VERSION").to_string(),
+        internal_token: random_key()?,
     };
     let cache = SnapshotCache::new();
     let controller = Controller::new(settings, cache.clone());

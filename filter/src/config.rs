@@ -30,6 +30,12 @@ pub const REASON_PROPERTY: &str = "mcp_reason";
 /// the server's name, on the [`FilterConfig::events`] endpoint's cluster.
 pub const BRIDGE_PATH_PREFIX: &str = "/mcp-bridge/";
 
+/// The header that proves a request to the control plane's internal
+/// endpoints (GET streams, the era bridge, the runtimes' pipes) comes
+/// through the filter: its value is a secret of the control plane, given to
+/// the filter as a header of [`FilterConfig::events`] and of piped servers.
+pub const INTERNAL_HEADER: &str = "x-mcp-gateway-internal";
+
 /// Everything the filter needs to answer and route MCP requests.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -226,6 +226,8 @@ impl Request {
                         self.set_http_request_header(CLUSTER_HEADER, Some(&cp.cluster));
                         self.set_http_request_header(":path", Some(&format!("{BRIDGE_PATH_PREFIX}{}", server.name)));
                         self.set_http_request_header(":authority", Some(&cp.authority));
+                        // The bridge holds the server's credentials itself.
+                        self.add_server_headers(cp);
                     }
                     _ => {
                         self.set_http_request_header(CLUSTER_HEADER, Some(&server.cluster));
@@ -241,7 +243,9 @@ impl Request {
                 }
                 self.set_http_request_header("x-api-key", None);
                 self.set_http_request_header(JWT_PAYLOAD_HEADER, None);
-                self.add_server_headers(server);
+                if !f.bridge {
+                    self.add_server_headers(server);
+                }
                 // The gateway's session id means nothing upstream: replace it
                 // with the upstream's own, or drop it.
                 self.set_http_request_header("mcp-session-id", f.upstream_session.as_deref());
@@ -398,6 +402,7 @@ impl HttpContext for Request {
                     self.set_http_request_header("authorization", None);
                     self.set_http_request_header("x-api-key", None);
                     self.set_http_request_header(JWT_PAYLOAD_HEADER, None);
+                    self.add_server_headers(events);
                     // A notification stream lives as long as the client keeps it.
                     self.set_http_request_header("x-envoy-upstream-rq-timeout-ms", Some("0"));
                     // The control plane relays the upstreams' streams itself.

@@ -40,6 +40,9 @@ CASES = [
     ("unacceptable Accept", jsonrpc("ping"), {"accept": "text/html"}, True, 406, -32600, "Accept"),
     ("body over the limit", json.dumps({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "echo__echo", "arguments": {"text": "x" * 70000}}}), {}, True, 413, -32600, "too large"),
     ("nesting past the depth limit", deep(100), {}, True, 400, -32600, "nested"),
+    ("control characters in a tool name", jsonrpc("tools/call", {"name": "echo__echo\u0000\r\n\u001b[31m"}), {}, True, 200, -32602, "Unknown tool"),
+    ("a path separator in a tool name", jsonrpc("tools/call", {"name": "../echo__echo"}), {}, True, 200, -32602, "../echo__echo"),
+    ("a huge array of arguments to an unknown tool", jsonrpc("tools/call", {"name": "echo__nope", "arguments": {"x": list(range(9000))}}), {}, True, 200, -32602, "echo__nope"),
     ("Mcp-Name naming another tool", jsonrpc("tools/call", {"name": "everything__get-env"}), {"mcp-name": "echo__echo"}, True, 400, -32020, "Mcp-Name"),
     ("Mcp-Method naming another method", jsonrpc("tools/call", {"name": "echo__echo", "arguments": {"text": "x"}}), {"mcp-method": "tools/list"}, True, 400, -32020, "Mcp-Method"),
 ]
@@ -104,3 +107,37 @@ def test_admin_api_through_the_gateway_port(gateway):
     servers = {s["name"]: s for s in httpx.get(f"{gateway.base}/servers").json()["servers"]}
     assert servers["echo"]["state"] == "ready" and servers["echo"]["tools"] == 4
     assert servers["everything"]["state"] == "ready" and servers["everything"]["tools"] > 5
+
+
+def test_a_slow_client_is_cut_off_and_others_keep_flowing(gateway, session):
+    """Slowloris: a client that sends its body a little at a time holds a
+    connection only for gateway.request_read_timeout_seconds, then gets 408
+    as JSON-RPC; meanwhile the gateway serves others."""
+    import socket
+
+    from conftest import BASE_SERVERS
+
+    gateway.write_catalog_and_wait(BASE_SERVERS(gateway.ports), "a 2 s read timeout", request_read_timeout_seconds=2)
+    try:
+        with socket.create_connection(("127.0.0.1", gateway.ports["listen"]), timeout=30) as sock:
+            body = jsonrpc("ping").encode()
+            head = (
+                f"POST /mcp HTTP/1.1\r\nhost: gw\r\ncontent-type: application/json\r\n"
+                f"accept: application/json, text/event-stream\r\ncontent-length: {len(body) + 50}\r\n\r\n"
+            )
+            sock.sendall(head.encode() + body[:5])
+            # While it dawdles, another client is served.
+            answer = session.request("tools/call", {"name": "echo__echo", "arguments": {"text": "meanwhile"}})
+            assert answer["result"]["content"][0]["text"] == "meanwhile"
+            reply = b""
+            while b"\r\n\r\n" not in reply or not reply.rstrip().endswith(b"}"):
+                chunk = sock.recv(4096)
+                if not chunk:
+                    break
+                reply += chunk
+        status_line, _, rest = reply.partition(b"\r\n")
+        assert b" 408 " in status_line, reply
+        error = json.loads(rest.split(b"\r\n\r\n", 1)[1])["error"]
+        assert error["code"] == -32600 and "request_read_timeout_seconds" in error["message"], error
+    finally:
+        gateway.write_catalog_and_wait(BASE_SERVERS(gateway.ports), "the base catalog back")

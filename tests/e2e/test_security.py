@@ -25,6 +25,7 @@ from conftest import BASE_SERVERS, GATEWAY_SECRETS, HEADERS, RawSession, free_po
 
 ALICE = GATEWAY_SECRETS["MCP_GATEWAY_API_KEY"]  # group dev
 BOB = "e2e-bob-key-0f9a7c31d2"  # group guests
+OPS = "e2e-ops-key-77aa0c1d9e"  # group admin
 ISSUER = "https://idp.e2e.example"
 AUDIENCE = "mcp-gateway-e2e"
 WHOAMI_PER_MINUTE, WHOAMI_BURST = 600, 10
@@ -81,6 +82,7 @@ def secured(gateway):
             "api_keys": [
                 {"key": "${MCP_GATEWAY_API_KEY}", "principal": "alice", "groups": ["dev"]},
                 {"key": BOB, "principal": "bob", "groups": ["guests"]},
+                {"key": OPS, "principal": "ops", "groups": ["admin"]},
             ],
             "jwt": {"issuer": ISSUER, "audiences": [AUDIENCE], "hs256_secret": "${JWT_SECRET}", "required_scopes": ["mcp"]},
             "protected_resource": {"resource": gateway.url, "authorization_servers": [ISSUER], "scopes_supported": ["mcp"]},
@@ -235,6 +237,37 @@ def test_a_rate_limit_holds_across_envoys_workers(gateway, secured):
     assert sample["error"]["code"] == -32029
     assert sample["error"]["data"]["limit"] == "whoami"
     assert int(sample["retry-after"]) >= 1
+
+
+def test_state_changing_admin_endpoints_need_an_admin_key(gateway, secured):
+    reload = f"{gateway.cp_admin}/admin/reload"
+    for headers in ({}, bearer(ALICE), {"x-api-key": BOB}):
+        r = httpx.post(reload, headers=headers, timeout=30)
+        assert r.status_code == 401, (headers, r.text)
+        assert "admin_groups" in r.json()["error"]
+    assert httpx.post(f"{gateway.cp_admin}/servers/relay/restart", timeout=10).status_code == 401
+    r = httpx.post(reload, headers=bearer(OPS), timeout=30)
+    assert r.status_code == 200, r.text
+    # Reading stays open to the operator's monitoring.
+    assert httpx.get(f"{gateway.cp_admin}/servers", timeout=10).status_code == 200
+
+
+def test_the_control_planes_internal_endpoints_take_only_the_filter(gateway, secured):
+    """The era bridge, the runtimes' pipes and the GET streams answer only
+    requests that came through the filter (which checked the client): a
+    caller on the admin port without the filter's token gets 403."""
+    call = jsonrpc("tools/call", {"name": "whoami", "arguments": {}})
+    for path in ("/mcp-bridge/echo", "/upstream/echo/mcp"):
+        r = httpx.post(f"{gateway.cp_admin}{path}", content=call, headers={**HEADERS, **bearer(ALICE)}, timeout=10)
+        assert r.status_code == 403, (path, r.text)
+        assert r.json()["error"]["code"] == -32003
+    r = httpx.get(f"{gateway.cp_admin}/mcp-events", headers={"accept": "text/event-stream"}, timeout=10)
+    assert r.status_code == 403
+    # Through the gateway, the same bridge serves a 2026-07-28 client.
+    modern = {**HEADERS, **bearer(ALICE), "mcp-protocol-version": "2026-07-28", "mcp-method": "tools/call", "mcp-name": "echo__whoami"}
+    meta = {"io.modelcontextprotocol/protocolVersion": "2026-07-28", "io.modelcontextprotocol/clientInfo": {"name": "t", "version": "0"}, "io.modelcontextprotocol/clientCapabilities": {}}
+    r = httpx.post(gateway.url, content=jsonrpc("tools/call", {"name": "echo__whoami", "arguments": {}, "_meta": meta}), headers=modern, timeout=30)
+    assert r.status_code == 200, r.text
 
 
 @pytest.fixture
