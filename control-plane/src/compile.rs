@@ -581,6 +581,18 @@ fn upstream_error_as_jsonrpc(read_timeout_seconds: u64) -> LocalReplyConfig {
     }
 }
 
+/// A local reply's body: `format` (Envoy's substitution format) as JSON.
+fn json_body(format: String) -> SubstitutionFormatString {
+    SubstitutionFormatString {
+        content_type: "application/json".into(),
+        format: Some(substitution_format_string::Format::TextFormatSource(DataSource {
+            specifier: Some(envoy_types::pb::envoy::config::core::v3::data_source::Specifier::InlineString(format)),
+            ..Default::default()
+        })),
+        ..Default::default()
+    }
+}
+
 /// Envoy's 408 for a client too slow to send its request, as JSON-RPC.
 fn too_slow(seconds: u64) -> ResponseMapper {
     let format = format!(
@@ -595,14 +607,7 @@ fn too_slow(seconds: u64) -> ResponseMapper {
                 }),
             })),
         }),
-        body_format_override: Some(SubstitutionFormatString {
-            content_type: "application/json".into(),
-            format: Some(substitution_format_string::Format::TextFormatSource(DataSource {
-                specifier: Some(envoy_types::pb::envoy::config::core::v3::data_source::Specifier::InlineString(format)),
-                ..Default::default()
-            })),
-            ..Default::default()
-        }),
+        body_format_override: Some(json_body(format)),
         ..Default::default()
     }
 }
