@@ -567,14 +567,7 @@ fn upstream_error_as_jsonrpc(read_timeout_seconds: u64) -> LocalReplyConfig {
                     }),
                 })),
             }),
-            body_format_override: Some(SubstitutionFormatString {
-                content_type: "application/json".into(),
-                format: Some(substitution_format_string::Format::TextFormatSource(DataSource {
-                    specifier: Some(envoy_types::pb::envoy::config::core::v3::data_source::Specifier::InlineString(format)),
-                    ..Default::default()
-                })),
-                ..Default::default()
-            }),
+            body_format_override: Some(json_body(format)),
             ..Default::default()
         }, too_slow(read_timeout_seconds)],
         ..Default::default()
