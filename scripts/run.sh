@@ -102,6 +102,27 @@ if [[ $EXAMPLE_SERVERS == 1 ]]; then
     done
 fi
 
+# A development certificate for the example catalog's HTTPS listener
+# (gateway.tls): a throwaway CA in .run/tls, and a certificate for localhost
+# and 127.0.0.1 signed by it. Trust .run/tls/ca.crt in clients
+# (curl --cacert .run/tls/ca.crt). Replacing the files rotates them live.
+dev_certificate() {
+    local dir=.run/tls
+    [[ -f $dir/gateway.crt && -f $dir/gateway.key ]] && return 0
+    command -v openssl >/dev/null || die "openssl is needed for the development certificate (apt-get install openssl)"
+    mkdir -p "$dir"
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 30 \
+        -subj "/CN=mcp-gateway development CA" -keyout "$dir/ca.key" -out "$dir/ca.crt" 2>/dev/null
+    openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=localhost" \
+        -keyout "$dir/gateway.key" -out "$dir/gateway.csr" 2>/dev/null
+    printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n' > "$dir/ext.cnf"
+    openssl x509 -req -in "$dir/gateway.csr" -CA "$dir/ca.crt" -CAkey "$dir/ca.key" -CAcreateserial \
+        -days 30 -extfile "$dir/ext.cnf" -out "$dir/gateway.crt" 2>/dev/null
+    chmod 600 "$dir"/*.key
+    echo "run: made a development certificate in $dir (trust $dir/ca.crt)"
+}
+grep -q '^ *tls:' "$CATALOG" && dev_certificate
+
 # Says loudly whether clients must authenticate.
 "$GATEWAY_BIN" --validate "$CATALOG" | sed 's/^/run: /'
 echo "run: $GATEWAY_BIN --catalog $CATALOG --wasm $WASM"
@@ -113,6 +134,7 @@ echo "run: $ENVOY -c $ENVOY_CONFIG --log-level $ENVOY_LOG_LEVEL"
 envoy_pid=$!
 
 echo "MCP endpoint: http://127.0.0.1:4444/mcp"
+grep -q '^ *tls:' "$CATALOG" && echo "MCP endpoint over TLS: https://localhost:4443/mcp (curl --cacert .run/tls/ca.crt)"
 echo "run: Ctrl-C stops both"
 
 # Wait until either process exits (or a signal arrives: the traps run then).

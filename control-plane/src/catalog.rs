@@ -66,10 +66,33 @@ pub struct GatewaySettings {
     /// Browser origins allowed to call the MCP endpoint (`https://app.example`,
     /// or `*`). Requests carrying any other `Origin` get 403.
     pub allowed_origins: Vec<String>,
+    /// HTTPS for the MCP endpoint: on `gateway.listen`, or on its own
+    /// `tls.listen` next to the plain listener.
+    pub tls: Option<TlsSettings>,
     /// Where Envoy writes the audit log (a JSON line per authorization
     /// decision) when authentication, authorization or rate limits are on:
     /// a file path, `/dev/stdout`, or `off`.
     pub audit_log: String,
+}
+
+/// TLS in Envoy. The files are read by the control plane (relative to the
+/// catalog) and pushed to Envoy over SDS; when they change, Envoy gets the
+/// new ones without a restart or a drain.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSettings {
+    /// A separate HTTPS listener; unset: `gateway.listen` itself speaks TLS.
+    #[serde(default)]
+    pub listen: Option<String>,
+    /// PEM certificate chain, and its private key.
+    pub cert_file: String,
+    pub key_file: String,
+    /// PEM CAs that client certificates are verified against (mTLS).
+    #[serde(default)]
+    pub client_ca_file: Option<String>,
+    /// Refuse the TLS handshake of clients without a valid certificate.
+    #[serde(default)]
+    pub require_client_certificate: bool,
 }
 
 /// Authorization rules, checked in the filter for every call.
@@ -103,6 +126,11 @@ pub struct AuthSettings {
     /// RFC 9728 metadata: where OAuth clients get a token for this gateway.
     #[serde(default)]
     pub protected_resource: Option<ProtectedResource>,
+    /// Clients presenting a certificate verified against
+    /// `gateway.tls.client_ca_file` are callers named by it (its first URI
+    /// SAN, else DNS SAN, else subject), when they send no other credential.
+    #[serde(default)]
+    pub client_certificates: bool,
     /// API keys in one of these groups may use the admin endpoints that
     /// change state (start, stop, restart, reload).
     #[serde(default = "default_admin_groups")]
@@ -211,6 +239,7 @@ impl Default for GatewaySettings {
             rate_limits: Vec::new(),
             allowed_origins: Vec::new(),
             audit_log: "/dev/stdout".into(),
+            tls: None,
         }
     }
 }
@@ -599,8 +628,11 @@ pub fn validate(c: &Catalog) -> Vec<String> {
         }
     }
     if let Some(auth) = &g.auth {
-        if auth.api_keys.is_empty() && auth.jwt.is_none() {
-            p.push("gateway.auth: list api_keys or configure jwt (or leave gateway.auth out to turn authentication off)".into());
+        if auth.api_keys.is_empty() && auth.jwt.is_none() && !auth.client_certificates {
+            p.push("gateway.auth: list api_keys, configure jwt or client_certificates (or leave gateway.auth out to turn authentication off)".into());
+        }
+        if auth.client_certificates && g.tls.as_ref().is_none_or(|t| t.client_ca_file.is_none()) {
+            p.push("gateway.auth.client_certificates: needs gateway.tls.client_ca_file to verify them against".into());
         }
         if let Some(j) = &auth.jwt {
             validate_jwt(j, &mut p);
@@ -641,6 +673,21 @@ pub fn validate(c: &Catalog) -> Vec<String> {
                     p.push(format!("{at} ({}): server {server:?} is not in the catalog", r.name));
                 }
             }
+        }
+    }
+    if let Some(t) = &g.tls {
+        if let Some(listen) = &t.listen {
+            if listen.parse::<SocketAddr>().is_err() {
+                p.push(format!("gateway.tls.listen: {listen:?} is not an address like 127.0.0.1:4443"));
+            } else if listen == &g.listen {
+                p.push("gateway.tls.listen: must differ from gateway.listen (leave it out to serve TLS on gateway.listen)".into());
+            }
+        }
+        if t.cert_file.trim().is_empty() || t.key_file.trim().is_empty() {
+            p.push("gateway.tls: cert_file and key_file must name PEM files".into());
+        }
+        if t.require_client_certificate && t.client_ca_file.is_none() {
+            p.push("gateway.tls.require_client_certificate: needs client_ca_file".into());
         }
     }
     if g.rate_limit_per_minute == Some(0) {

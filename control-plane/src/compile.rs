@@ -53,11 +53,13 @@ use sha2::{Digest, Sha256};
 
 use crate::catalog::{Catalog, DefaultDecision, Endpoint as UrlEndpoint, GatewaySettings, DEFAULT_LIMIT};
 use crate::discovery::Discovered;
-use crate::snapshot::{Snapshot, CLUSTER_TYPE, EXTENSION_CONFIG_TYPE, LISTENER_TYPE, ROUTE_TYPE};
+use crate::snapshot::{Snapshot, CLUSTER_TYPE, EXTENSION_CONFIG_TYPE, LISTENER_TYPE, ROUTE_TYPE, SECRET_TYPE};
 
 /// Name of the wasm filter in the HTTP connection manager and in ECDS.
 pub const FILTER_NAME: &str = "mcp-gateway.filter";
 pub const LISTENER_NAME: &str = "mcp_gateway";
+/// The HTTPS listener, when `gateway.tls.listen` gives it an address of its own.
+pub const TLS_LISTENER_NAME: &str = "mcp_gateway_tls";
 pub const ROUTE_NAME: &str = "mcp_gateway";
 /// The cluster of the control plane's admin API.
 /// Outside the `mcp_` namespace of server clusters, so no server name can
@@ -90,6 +92,17 @@ pub struct Inputs<'a> {
     /// The control plane's secret that the filter sends to its internal
     /// endpoints ([`INTERNAL_HEADER`]).
     pub internal_token: &'a str,
+    /// The content of the `gateway.tls` files, read by the caller.
+    pub tls: Option<TlsMaterial<'a>>,
+}
+
+/// PEM text of the listener's certificate chain and key, and of the CAs
+/// client certificates are checked against.
+#[derive(Clone, Copy)]
+pub struct TlsMaterial<'a> {
+    pub cert: &'a str,
+    pub key: &'a str,
+    pub client_ca: Option<&'a str>,
 }
 
 /// The outcome: what to publish, and the filter configuration inside it.
@@ -109,6 +122,8 @@ pub enum CompileError {
     DuplicateResource { type_url: String, name: String },
     #[error("server {server:?} listed a {kind} without a string name")]
     Unnamed { server: String, kind: &'static str },
+    #[error("gateway.tls is set but its files were not read")]
+    NoTlsMaterial,
 }
 
 pub fn compile(inputs: &Inputs<'_>) -> Result<Compiled, CompileError> {
@@ -222,6 +237,7 @@ pub fn compile(inputs: &Inputs<'_>) -> Result<Compiled, CompileError> {
                 required_scopes: j.required_scopes.clone(),
             }),
             protected_resource: a.protected_resource.clone(),
+            client_certificates: a.client_certificates,
         }),
         authorization: g.authorization.as_ref().map(|a| AuthorizationConfig { default_allow: a.default == DefaultDecision::Allow, rules: a.rules.clone() }),
         rate_limits: rate_limits(g),
@@ -234,6 +250,12 @@ pub fn compile(inputs: &Inputs<'_>) -> Result<Compiled, CompileError> {
     hash.update(serde_json::to_vec(&filter_config).unwrap_or_default());
     hash.update(serde_json::to_vec(catalog).unwrap_or_default());
     hash.update(Sha256::digest(inputs.wasm));
+    // A rotated certificate is a new version, pushed over SDS.
+    if let Some(t) = &inputs.tls {
+        for part in [t.cert, t.key, t.client_ca.unwrap_or_default()] {
+            hash.update(Sha256::digest(part.as_bytes()));
+        }
+    }
     let version: String = hash.finalize().iter().take(8).map(|b| format!("{b:02x}")).collect();
     filter_config.version = version.clone();
 
@@ -245,13 +267,19 @@ pub fn compile(inputs: &Inputs<'_>) -> Result<Compiled, CompileError> {
     if let Some(ep) = &jwks_endpoint {
         clusters.push(security::jwks_cluster(ep, &g.upstream_ca_file));
     }
-    let listener = listener(g, inputs.jwks);
+    if g.tls.is_some() && inputs.tls.is_none() {
+        return Err(CompileError::NoTlsMaterial);
+    }
+    let listeners = listeners(g, inputs.jwks, inputs.tls.is_some());
     let routes = route_table(g.request_timeout_seconds);
 
     let mut resources = BTreeMap::new();
     resources.insert(CLUSTER_TYPE.to_string(), clusters.into_iter().map(|c| (c.name.clone(), pack_any(c))).collect());
     resources.insert(EXTENSION_CONFIG_TYPE.to_string(), vec![(FILTER_NAME.to_string(), pack_any(filter))]);
-    resources.insert(LISTENER_TYPE.to_string(), vec![(LISTENER_NAME.to_string(), pack_any(listener))]);
+    resources.insert(LISTENER_TYPE.to_string(), listeners.into_iter().map(|l| (l.name.clone(), pack_any(l))).collect());
+    if let (Some(material), Some(settings)) = (&inputs.tls, &g.tls) {
+        resources.insert(SECRET_TYPE.to_string(), tls::secrets(material, settings));
+    }
     resources.insert(ROUTE_TYPE.to_string(), vec![(ROUTE_NAME.to_string(), pack_any(routes))]);
     let snapshot = Snapshot { version, resources };
     consistent(&snapshot)?;
@@ -421,7 +449,7 @@ fn admin_cluster(host: &str, port: u16) -> Cluster {
     static_or_dns_cluster(ADMIN_CLUSTER, host, port)
 }
 
-fn ads() -> ConfigSource {
+pub(crate) fn ads() -> ConfigSource {
     ConfigSource {
         resource_api_version: ApiVersion::V3 as i32,
         config_source_specifier: Some(config_source::ConfigSourceSpecifier::Ads(AggregatedConfigSource {})),
@@ -482,11 +510,44 @@ fn audited(g: &GatewaySettings) -> bool {
     deciding && g.audit_log != "off"
 }
 
-fn listener(g: &GatewaySettings, jwks: Option<&str>) -> Listener {
-    let (listen, max_body_bytes) = (g.listen.as_str(), g.max_body_bytes);
+/// The MCP listener, and the TLS one: `gateway.listen` speaks TLS itself
+/// unless `gateway.tls.listen` names a listener of its own.
+fn listeners(g: &GatewaySettings, jwks: Option<&str>, tls: bool) -> Vec<Listener> {
+    let hcm = connection_manager(g, jwks);
+    match (g.tls.as_ref().filter(|_| tls), g.tls.as_ref().and_then(|t| t.listen.as_deref())) {
+        (Some(t), Some(tls_listen)) if tls => vec![
+            listener(LISTENER_NAME, &g.listen, g.max_body_bytes, hcm.clone(), None),
+            listener(TLS_LISTENER_NAME, tls_listen, g.max_body_bytes, hcm, Some(t)),
+        ],
+        (t, _) => vec![listener(LISTENER_NAME, &g.listen, g.max_body_bytes, hcm, t)],
+    }
+}
+
+fn listener(name: &str, listen: &str, max_body_bytes: usize, hcm: HttpConnectionManager, tls: Option<&crate::catalog::TlsSettings>) -> Listener {
     let (host, port) = listen.rsplit_once(':').unwrap_or((listen, "4444"));
     let host = host.trim_start_matches('[').trim_end_matches(']');
-    let hcm = HttpConnectionManager {
+    Listener {
+        name: name.into(),
+        address: Some(socket(host, port.parse().unwrap_or(4444))),
+        // Room for the largest body the filter accepts, so that the filter,
+        // not Envoy's buffer limit, answers an oversized one with JSON-RPC.
+        per_connection_buffer_limit_bytes: Some(UInt32Value {
+            value: u32::try_from(max_body_bytes.saturating_add(64 * 1024)).unwrap_or(u32::MAX),
+        }),
+        filter_chains: vec![FilterChain {
+            filters: vec![Filter {
+                name: "envoy.filters.network.http_connection_manager".into(),
+                config_type: Some(filter::ConfigType::TypedConfig(pack_any(hcm))),
+            }],
+            transport_socket: tls.map(tls::downstream),
+            ..Default::default()
+        }],
+        ..Default::default()
+    }
+}
+
+fn connection_manager(g: &GatewaySettings, jwks: Option<&str>) -> HttpConnectionManager {
+    HttpConnectionManager {
         stat_prefix: "mcp_gateway".into(),
         codec_type: http_connection_manager::CodecType::Auto as i32,
         route_specifier: Some(http_connection_manager::RouteSpecifier::Rds(Rds {
@@ -526,23 +587,6 @@ fn listener(g: &GatewaySettings, jwks: Option<&str>) -> Listener {
         // An edge proxy: the client's address is the peer's, and Envoy drops
         // x-envoy-* headers (timeouts, retries) sent by external clients.
         use_remote_address: Some(BoolValue { value: true }),
-        ..Default::default()
-    };
-    Listener {
-        name: LISTENER_NAME.into(),
-        address: Some(socket(host, port.parse().unwrap_or(4444))),
-        // Room for the largest body the filter accepts, so that the filter,
-        // not Envoy's buffer limit, answers an oversized one with JSON-RPC.
-        per_connection_buffer_limit_bytes: Some(UInt32Value {
-            value: u32::try_from(max_body_bytes.saturating_add(64 * 1024)).unwrap_or(u32::MAX),
-        }),
-        filter_chains: vec![FilterChain {
-            filters: vec![Filter {
-                name: "envoy.filters.network.http_connection_manager".into(),
-                config_type: Some(filter::ConfigType::TypedConfig(pack_any(hcm))),
-            }],
-            ..Default::default()
-        }],
         ..Default::default()
     }
 }
@@ -663,6 +707,7 @@ pub fn decode<M: Message + Default>(any: &Any) -> Option<M> {
 }
 
 mod security;
+mod tls;
 
 #[cfg(test)]
 mod tests;

@@ -19,7 +19,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::{mpsc, Mutex};
 
 use crate::catalog::{self, Catalog};
-use crate::compile::{compile, Inputs};
+use crate::compile::{compile, Inputs, TlsMaterial};
 use crate::discovery::{self, Discovered};
 use crate::snapshot::SnapshotCache;
 use crate::runtime::Runtimes;
@@ -134,6 +134,9 @@ struct Inner {
     /// Digests of the API keys that may change state through the admin
     /// API; `None` while the catalog turns authentication off.
     admin_keys: RwLock<Option<Vec<[u8; 32]>>>,
+    /// The TLS files of the catalog last loaded, and a digest of what they
+    /// held then: when it changes, the certificates are pushed again.
+    tls_files: std::sync::Mutex<(Vec<PathBuf>, Option<[u8; 32]>)>,
 }
 
 impl Controller {
@@ -155,6 +158,7 @@ impl Controller {
                 known: Default::default(),
                 served: RwLock::default(),
                 admin_keys: RwLock::default(),
+                tls_files: std::sync::Mutex::default(),
                 http: reqwest::Client::new(),
                 changed: Default::default(),
                 runtimes,
@@ -291,6 +295,12 @@ impl Controller {
             }
             None => None,
         };
+        let base_dir = s.catalog_path.parent().unwrap_or(std::path::Path::new(".")).to_path_buf();
+        let tls_files = tls_paths(&catalog, &base_dir);
+        let tls = read_all(&tls_files).await.map_err(|e| format!("{path}: gateway.tls: {e}"))?;
+        if let Ok(mut files) = self.inner.tls_files.lock() {
+            *files = (tls_files, Some(digest_of(&tls)));
+        }
         if let Ok(mut admin) = self.inner.admin_keys.write() {
             *admin = catalog.gateway.auth.as_ref().map(|a| a.admin_key_digests());
         }
@@ -336,6 +346,11 @@ impl Controller {
             gateway_version: &s.gateway_version,
             jwks: jwks.as_deref(),
             internal_token: &s.internal_token,
+            tls: match tls.as_slice() {
+                [cert, key] => Some(TlsMaterial { cert, key, client_ca: None }),
+                [cert, key, ca] => Some(TlsMaterial { cert, key, client_ca: Some(ca) }),
+                _ => None,
+            },
         };
         let compiled = compile(&inputs).map_err(|e| format!("{path}: {e}"))?;
         let served = Sealer::new(&session).map(|sealer| Served {
@@ -424,9 +439,16 @@ impl Controller {
         let every = self.inner.settings.rediscover_every;
         let mut retry = Duration::from_secs(1);
         let mut last_full = tokio::time::Instant::now();
+        let mut tls_poll = tokio::time::interval(TLS_POLL);
+        tls_poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut deadline = None;
         loop {
-            let wait = if self.any_unreachable() { retry.min(every) } else { every };
-            retry = if self.any_unreachable() { (retry * 2).min(every) } else { Duration::from_secs(1) };
+            // When to ask the servers again, kept across the TLS polls.
+            let next = *deadline.get_or_insert_with(|| {
+                let wait = if self.any_unreachable() { retry.min(every) } else { every };
+                retry = if self.any_unreachable() { (retry * 2).min(every) } else { Duration::from_secs(1) };
+                tokio::time::Instant::now() + wait
+            });
             tokio::select! {
                 event = rx.recv() => {
                     if event.is_none() {
@@ -438,9 +460,17 @@ impl Controller {
                     tracing::info!(catalog = %path.display(), "catalog changed; reloading");
                     retry = Duration::from_secs(1);
                     last_full = tokio::time::Instant::now();
+                    deadline = None;
                     let _ = self.reload().await;
                 }
-                _ = tokio::time::sleep(wait) => {
+                _ = tls_poll.tick() => {
+                    if self.tls_files_changed().await {
+                        tracing::info!("TLS files changed; pushing the new certificates");
+                        let _ = self.reload_with(Discovery::Unreachable).await;
+                    }
+                }
+                _ = tokio::time::sleep_until(next) => {
+                    deadline = None;
                     // Every period, everyone is asked again (tools change);
                     // in between, only the servers that did not answer.
                     if last_full.elapsed() >= every {
@@ -454,9 +484,55 @@ impl Controller {
         }
     }
 
+    /// Whether the TLS files hold something else than at the last reload.
+    async fn tls_files_changed(&self) -> bool {
+        let Ok((paths, seen)) = self.inner.tls_files.lock().map(|f| f.clone()) else { return false };
+        if paths.is_empty() {
+            return false;
+        }
+        // A file caught mid-rotation (missing, half written) is read again
+        // at the next poll; the reload then reports it if it stays broken.
+        match read_all(&paths).await {
+            Ok(now) => Some(digest_of(&now)) != seen,
+            Err(_) => false,
+        }
+    }
+
     fn any_unreachable(&self) -> bool {
         self.status().servers.iter().any(|s| s.state != "ready")
     }
+}
+
+/// How often the TLS files are checked for a rotation. Polling, not file
+/// events: certificate managers and Kubernetes replace files through
+/// symlink swaps that directory watches see inconsistently.
+const TLS_POLL: Duration = Duration::from_secs(2);
+
+/// The catalog's TLS files, relative to its directory: cert, key, client CAs.
+fn tls_paths(catalog: &Catalog, base_dir: &std::path::Path) -> Vec<PathBuf> {
+    let Some(t) = &catalog.gateway.tls else { return Vec::new() };
+    [Some(&t.cert_file), Some(&t.key_file), t.client_ca_file.as_ref()].into_iter().flatten().map(|f| base_dir.join(f)).collect()
+}
+
+async fn read_all(paths: &[PathBuf]) -> Result<Vec<String>, String> {
+    let mut out = Vec::with_capacity(paths.len());
+    for p in paths {
+        let text = tokio::fs::read_to_string(p).await.map_err(|e| format!("cannot read {}: {e}", p.display()))?;
+        if !text.contains("-----BEGIN ") {
+            return Err(format!("{} is not PEM", p.display()));
+        }
+        out.push(text);
+    }
+    Ok(out)
+}
+
+fn digest_of(parts: &[String]) -> [u8; 32] {
+    use sha2::Digest as _;
+    let mut h = sha2::Sha256::new();
+    for p in parts {
+        h.update(sha2::Sha256::digest(p.as_bytes()));
+    }
+    h.finalize().into()
 }
 
 /// Which servers a reload asks again.

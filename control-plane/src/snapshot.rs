@@ -35,14 +35,18 @@ pub const ROUTE_TYPE: &str = "type.googleapis.com/envoy.config.route.v3.RouteCon
 pub const EXTENSION_CONFIG_TYPE: &str =
     "type.googleapis.com/envoy.config.core.v3.TypedExtensionConfig";
 
+/// Type URL of SDS resources (the listener's certificate and client CAs).
+pub const SECRET_TYPE: &str = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret";
+
 /// The order in which a new snapshot is pushed to a stream.
 ///
 /// Clusters come first because the filter configuration (ECDS) names clusters for its outbound
 /// calls, and a call to a cluster Envoy does not know yet fails. Listeners then reference the
 /// extension configuration and route configurations, which arrive last; a listener warms until
 /// they do.
-pub const PUSH_ORDER: [&str; 4] = [
+pub const PUSH_ORDER: [&str; 5] = [
     CLUSTER_TYPE,
+    SECRET_TYPE,
     EXTENSION_CONFIG_TYPE,
     LISTENER_TYPE,
     ROUTE_TYPE,

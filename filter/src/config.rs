@@ -224,6 +224,10 @@ pub struct AuthConfig {
     /// get a token.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub protected_resource: Option<ProtectedResource>,
+    /// Whether a client certificate Envoy verified names the caller (mTLS),
+    /// when the request carries no other credential.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub client_certificates: bool,
 }
 
 /// The header Envoy's `jwt_authn` filter writes the verified JWT payload to

@@ -56,6 +56,9 @@ pub struct RequestHead {
     pub jwt_failure: Option<String>,
     /// The browser origin the request came from.
     pub origin: Option<String>,
+    /// Who the client certificate Envoy verified names (its first URI SAN,
+    /// else DNS SAN, else subject), on a TLS connection with one.
+    pub peer_certificate: Option<String>,
     /// Who the caller is: set by [`Gateway::on_headers`] once authenticated.
     pub caller: Option<Caller>,
 }
@@ -571,6 +574,9 @@ impl Gateway {
     /// never about keys.
     pub fn authenticate(&self, head: &RequestHead) -> Result<Option<Caller>, McpError> {
         let (Some(table), Some(auth)) = (&self.api_keys, &self.config.auth) else { return Ok(None) };
+        if let (true, None, Some(peer)) = (auth.client_certificates, head.credential.as_deref(), head.peer_certificate.as_deref()) {
+            return Ok(Some(Caller { principal: peer.to_string(), groups: Vec::new(), scopes: Vec::new() }));
+        }
         let presented = head.credential.as_deref().filter(|c| !c.is_empty()).ok_or_else(|| {
             let how = if auth.jwt.is_some() { "a bearer token" } else { "an API key" };
             McpError::Unauthorized(format!("send {how} as Authorization: Bearer <token> (or an API key as X-API-Key: <key>)"))

@@ -70,6 +70,10 @@ impl RootContext for Root {
 enum State {
     /// Not an MCP request, or already answered.
     Idle,
+    /// Refused on its headers; the answer goes once the body is in. An
+    /// answer sent while a client is still uploading makes some HTTP/2
+    /// clients (curl) report a stream error instead of the answer.
+    Refusing(Reply),
     ReadingBody,
     /// Waiting for the upstreams' answers to `initialize`.
     Initializing { plan: InitPlan, tokens: HashMap<u32, usize>, responses: Vec<Option<CalloutResponse>> },
@@ -284,6 +288,16 @@ impl Request {
         }
     }
 
+    /// Sends a refusal decided on the headers, once the body has arrived.
+    fn refuse_at_end(&mut self, now: bool) -> Action {
+        if now {
+            if let State::Refusing(r) = std::mem::replace(&mut self.state, State::Idle) {
+                self.reply(&r);
+            }
+        }
+        Action::Pause
+    }
+
     /// Moves a fan-out on (initialize, DELETE, a notification) once no
     /// callout is outstanding: the next round, or the reply.
     fn advance(&mut self, gw: &Gateway) {
@@ -369,8 +383,17 @@ impl HttpContext for Request {
             jwt_payload: self.header(JWT_PAYLOAD_HEADER),
             jwt_failure: None,
             origin: self.header("origin"),
+            peer_certificate: None,
             caller: None,
         };
+        if gw.config().auth.as_ref().is_some_and(|a| a.client_certificates) {
+            let property = |name: &str| {
+                self.get_property(vec!["connection", name]).map(|b| String::from_utf8_lossy(&b).into_owned()).filter(|v| !v.is_empty())
+            };
+            self.head.peer_certificate = property("uri_san_peer_certificate")
+                .or_else(|| property("dns_san_peer_certificate"))
+                .or_else(|| property("subject_peer_certificate"));
+        }
         let jwt = gw.config().auth.as_ref().is_some_and(|a| a.jwt.is_some());
         if jwt && self.head.jwt_payload.is_none() && self.head.credential.is_some() {
             // Why jwt_authn refused the token, for the client's error.
@@ -387,7 +410,11 @@ impl HttpContext for Request {
                     let reason = refusal_message(&r);
                     self.record(&gw, &Audit { method: String::new(), ..Default::default() }, Some(&reason));
                 }
-                self.reply(&r);
+                if end_of_stream {
+                    self.reply(&r);
+                } else {
+                    self.state = State::Refusing(r);
+                }
                 Action::Pause
             }
             HeadAction::OpenStream => match gw.open_stream(&self.head, self.now()) {
@@ -430,7 +457,12 @@ impl HttpContext for Request {
     }
 
     fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
-        match self.state {
+        match &self.state {
+            State::Refusing(_) => {
+                // Past the body limit, waiting for the rest is not worth it.
+                let too_big = self.gateway.as_ref().is_some_and(|gw| body_size > gw.config().max_body_bytes);
+                return self.refuse_at_end(end_of_stream || too_big);
+            }
             State::ReadingBody => {}
             // This request waits on the filter's own callouts (a DELETE that
             // came with a body, say): hold the body, never let it through.
@@ -451,7 +483,8 @@ impl HttpContext for Request {
 
     /// A body followed by trailers never reports `end_of_stream`: decide here.
     fn on_http_request_trailers(&mut self, _num_trailers: usize) -> Action {
-        match self.state {
+        match &self.state {
+            State::Refusing(_) => return self.refuse_at_end(true),
             State::ReadingBody => {}
             State::Initializing { .. } | State::Confirming { .. } => return Action::Pause,
             State::Idle | State::Forwarded { .. } => return Action::Continue,

@@ -14,7 +14,7 @@ fn tool(n: &str) -> Value {
 
 fn run_with(yaml: &str, discovered: BTreeMap<String, Discovered>) -> Result<Compiled, CompileError> {
     let catalog = load(yaml, |_| None).unwrap();
-    compile(&Inputs { catalog: &catalog, discovered: &discovered, wasm: b"\0asm", session: &session(), admin: ("127.0.0.1", 18001), gateway_version: "0.1.0", jwks: None, internal_token: "t0k" })
+    compile(&Inputs { catalog: &catalog, discovered: &discovered, wasm: b"\0asm", session: &session(), admin: ("127.0.0.1", 18001), gateway_version: "0.1.0", jwks: None, internal_token: "t0k", tls: None })
 }
 
 fn run(yaml: &str, tools: &[(&str, &[&str])]) -> Result<Compiled, CompileError> {

@@ -588,6 +588,7 @@ fn api_keys_admit_their_principal_and_nothing_else() {
         api_keys: vec![crate::config::ApiKey { sha256: hash("k-alice-0123456789"), principal: "alice".into(), groups: vec!["dev".into()] }],
         jwt: None,
         protected_resource: None,
+        client_certificates: false,
     });
     let gw = Gateway::new(c).unwrap();
     let with = |credential: Option<&str>| RequestHead { credential: credential.map(str::to_string), ..post(None) };
@@ -605,7 +606,7 @@ fn api_keys_admit_their_principal_and_nothing_else() {
     // Other paths (the operator's /health) are not the MCP endpoint's business.
     assert_eq!(gw.on_headers(&mut RequestHead { path: "/health".into(), ..with(None) }), HeadAction::PassThrough);
     let mut broken = config();
-    broken.auth = Some(crate::config::AuthConfig { api_keys: vec![crate::config::ApiKey { sha256: "xyz".into(), principal: "p".into(), groups: vec![] }], jwt: None, protected_resource: None });
+    broken.auth = Some(crate::config::AuthConfig { api_keys: vec![crate::config::ApiKey { sha256: "xyz".into(), principal: "p".into(), groups: vec![] }], jwt: None, protected_resource: None, client_certificates: false });
     assert!(Gateway::new(broken).is_err());
 }
 
@@ -707,6 +708,7 @@ fn jwt_callers_scopes_and_the_resource_metadata() {
             authorization_servers: vec!["https://idp.example".into()],
             scopes_supported: vec!["mcp".into()],
         }),
+        client_certificates: true,
     });
     let gw = Gateway::new(c).unwrap();
     let b64 = |v: Value| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string());
@@ -729,6 +731,10 @@ fn jwt_callers_scopes_and_the_resource_metadata() {
         challenge,
         r#"Bearer realm="mcp-gateway", error="insufficient_scope", scope="mcp", resource_metadata="https://gw.example/.well-known/oauth-protected-resource/mcp""#
     );
+    // A verified client certificate names the caller when nothing else does.
+    let mut by_cert = RequestHead { peer_certificate: Some("spiffe://e2e/agent".into()), ..post(None) };
+    assert_eq!(gw.on_headers(&mut by_cert), HeadAction::ReadBody);
+    assert_eq!(by_cert.caller.map(|c| c.principal), Some("spiffe://e2e/agent".to_string()));
     let (status, challenge, _) = refused(&mut jwt(None));
     assert_eq!(status, 401);
     assert!(challenge.ends_with(r#"resource_metadata="https://gw.example/.well-known/oauth-protected-resource/mcp""#));
