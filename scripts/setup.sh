@@ -13,6 +13,7 @@
 #   * the npm MCP test servers (tests/package-lock.json) in tests/node_modules.
 #   * the example catalog's servers: npm (servers/package-lock.json) in
 #     servers/node_modules, PyPI (servers/requirements.txt) in .tools/servers-venv.
+#   * redis-server (Debian), the store of global rate limits in the tests.
 #
 # Idempotent. Each part keeps a stamp in .tools/ holding a hash of its inputs,
 # so a second run only checks and takes about a second. SETUP_FORCE=1 redoes
@@ -261,6 +262,18 @@ setup_python_servers() {
     stamp_write python-servers "$h"
 }
 
+# -------------------------------------------------------------------- redis
+# The shared store of global rate limits; the tests start their own
+# redis-server (no service is needed).
+setup_redis() {
+    if command -v redis-server >/dev/null 2>&1; then
+        say "redis-server: $(command -v redis-server)"
+        return
+    fi
+    apt_install redis-server
+    command -v redis-server >/dev/null 2>&1 || die "redis-server is still not on PATH after apt-get install redis-server"
+}
+
 # --------------------------------------------------------------------- main
 start=$EPOCHREALTIME
 setup_wasm_toolchain
@@ -269,4 +282,5 @@ setup_envoy
 setup_npm tests @modelcontextprotocol/server-everything/dist/index.js
 setup_npm servers @modelcontextprotocol/server-memory/dist/index.js
 setup_python_servers
+setup_redis
 say "done in $(awk -v a="$start" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - a }') s (wasm toolchain: $(cat "$TOOLS/wasm-toolchain"), envoy: $(cat "$TOOLS/envoy-path"))"

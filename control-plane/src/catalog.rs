@@ -63,6 +63,9 @@ pub struct GatewaySettings {
     pub rate_limit_per_minute: Option<u32>,
     /// Token buckets by principal, server and tool (see docs/security.md).
     pub rate_limits: Vec<RateLimit>,
+    /// Where global rate limits (`global: true`) are kept: the control
+    /// plane's rate limit service, backed by Redis, shared by every Envoy.
+    pub global_rate_limits: Option<GlobalRateLimitSettings>,
     /// Browser origins allowed to call the MCP endpoint (`https://app.example`,
     /// or `*`). Requests carrying any other `Origin` get 403.
     pub allowed_origins: Vec<String>,
@@ -73,6 +76,25 @@ pub struct GatewaySettings {
     /// decision) when authentication, authorization or rate limits are on:
     /// a file path, `/dev/stdout`, or `off`.
     pub audit_log: String,
+}
+
+/// The store of global rate limits.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GlobalRateLimitSettings {
+    /// `redis://host:port/db`, usually `${REDIS_URL}`.
+    pub redis_url: String,
+    /// Refuse requests while the service or Redis cannot answer (default:
+    /// let them through, and log it).
+    #[serde(default)]
+    pub failure_mode_deny: bool,
+    /// How long Envoy waits for the service.
+    #[serde(default = "default_rls_timeout_ms")]
+    pub timeout_ms: u64,
+}
+
+fn default_rls_timeout_ms() -> u64 {
+    500
 }
 
 /// TLS in Envoy. The files are read by the control plane (relative to the
@@ -240,6 +262,7 @@ impl Default for GatewaySettings {
             allowed_origins: Vec::new(),
             audit_log: "/dev/stdout".into(),
             tls: None,
+            global_rate_limits: None,
         }
     }
 }
@@ -696,13 +719,25 @@ pub fn validate(c: &Catalog) -> Vec<String> {
     let mut limit_names = BTreeSet::new();
     for (i, l) in g.rate_limits.iter().enumerate() {
         let at = format!("gateway.rate_limits[{i}] ({})", l.name);
-        if l.name.trim().is_empty() || l.name == DEFAULT_LIMIT {
-            p.push(format!("gateway.rate_limits[{i}]: name must be set, and not {DEFAULT_LIMIT:?} (rate_limit_per_minute's)"));
+        let valid = !l.name.is_empty() && l.name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+        if !valid || l.name == DEFAULT_LIMIT {
+            p.push(format!("gateway.rate_limits[{i}]: name must be a-z 0-9 - _ (it names a header), and not {DEFAULT_LIMIT:?} (rate_limit_per_minute's)"));
         } else if !limit_names.insert(l.name.as_str()) {
             p.push(format!("{at}: name is used by another limit"));
         }
+        if l.global && g.global_rate_limits.is_none() {
+            p.push(format!("{at}: global: true needs gateway.global_rate_limits (its Redis)"));
+        }
         if l.requests_per_minute == 0 || l.burst == 0 {
             p.push(format!("{at}: requests_per_minute and burst must be greater than 0"));
+        }
+    }
+    if let Some(gl) = &g.global_rate_limits {
+        if Url::parse(&gl.redis_url).map_or(true, |u| !matches!(u.scheme(), "redis" | "rediss")) {
+            p.push("gateway.global_rate_limits.redis_url: must be a redis:// URL".into());
+        }
+        if !(1..=60_000).contains(&gl.timeout_ms) {
+            p.push("gateway.global_rate_limits.timeout_ms: must be between 1 and 60000".into());
         }
     }
     for o in &g.allowed_origins {

@@ -271,7 +271,10 @@ pub fn compile(inputs: &Inputs<'_>) -> Result<Compiled, CompileError> {
         return Err(CompileError::NoTlsMaterial);
     }
     let listeners = listeners(g, inputs.jwks, inputs.tls.is_some());
-    let routes = route_table(g.request_timeout_seconds);
+    let mut routes = route_table(g.request_timeout_seconds);
+    if let Some(upstream) = routes.virtual_hosts.first_mut().and_then(|v| v.routes.first_mut()) {
+        rls::add_route_limits(upstream, global_limits(g));
+    }
 
     let mut resources = BTreeMap::new();
     resources.insert(CLUSTER_TYPE.to_string(), clusters.into_iter().map(|c| (c.name.clone(), pack_any(c))).collect());
@@ -499,6 +502,7 @@ fn rate_limits(g: &GatewaySettings) -> Vec<RateLimit> {
         tools: Vec::new(),
         requests_per_minute: n,
         burst: n,
+        global: false,
     });
     default.into_iter().chain(g.rate_limits.iter().cloned()).collect()
 }
@@ -546,6 +550,29 @@ fn listener(name: &str, listen: &str, max_body_bytes: usize, hcm: HttpConnection
     }
 }
 
+/// The HTTP filters, in order: JWT verification (if JWTs are accepted), the
+/// MCP filter, Envoy's rate limit filter (if limits are global; after the
+/// MCP filter, which names the buckets), the router.
+fn mcp_filters(g: &GatewaySettings, jwks: Option<&str>) -> Vec<HttpFilter> {
+    let mut filters = g.auth.as_ref().and_then(|a| a.jwt.as_ref()).map(|j| security::jwt_filters(j, jwks)).unwrap_or_default();
+    filters.push(HttpFilter {
+        name: FILTER_NAME.into(),
+        config_type: Some(http_filter::ConfigType::ConfigDiscovery(ExtensionConfigSource {
+            config_source: Some(ads()),
+            type_urls: vec![<Wasm as prost::Name>::type_url()],
+            ..Default::default()
+        })),
+        ..Default::default()
+    });
+    filters.extend(g.global_rate_limits.as_ref().map(rls::ratelimit_filter));
+    filters.push(HttpFilter {
+        name: "envoy.filters.http.router".into(),
+        config_type: Some(http_filter::ConfigType::TypedConfig(pack_any(Router::default()))),
+        ..Default::default()
+    });
+    filters
+}
+
 fn connection_manager(g: &GatewaySettings, jwks: Option<&str>) -> HttpConnectionManager {
     HttpConnectionManager {
         stat_prefix: "mcp_gateway".into(),
@@ -554,32 +581,9 @@ fn connection_manager(g: &GatewaySettings, jwks: Option<&str>) -> HttpConnection
             config_source: Some(ads()),
             route_config_name: ROUTE_NAME.into(),
         })),
-        http_filters: g
-            .auth
-            .as_ref()
-            .and_then(|a| a.jwt.as_ref())
-            .map(|j| security::jwt_filters(j, jwks))
-            .unwrap_or_default()
-            .into_iter()
-            .chain([
-            HttpFilter {
-                name: FILTER_NAME.into(),
-                config_type: Some(http_filter::ConfigType::ConfigDiscovery(ExtensionConfigSource {
-                    config_source: Some(ads()),
-                    type_urls: vec![<Wasm as prost::Name>::type_url()],
-                    ..Default::default()
-                })),
-                ..Default::default()
-            },
-            HttpFilter {
-                name: "envoy.filters.http.router".into(),
-                config_type: Some(http_filter::ConfigType::TypedConfig(pack_any(Router::default()))),
-                ..Default::default()
-            },
-        ])
-            .collect(),
+        http_filters: mcp_filters(g, jwks),
         access_log: audited(g).then(|| security::audit_log(&g.audit_log)).into_iter().collect(),
-        local_reply_config: Some(upstream_error_as_jsonrpc(g.request_read_timeout_seconds)),
+        local_reply_config: Some(upstream_error_as_jsonrpc(g.request_read_timeout_seconds, global_limits(g).next().is_some())),
         // Slow clients (slowloris) hold a connection only so long: the
         // headers within 10 s, the whole request within the read timeout.
         request_headers_timeout: Some(PbDuration { seconds: 10.min(g.request_read_timeout_seconds as i64), nanos: 0 }),
@@ -596,12 +600,11 @@ fn connection_manager(g: &GatewaySettings, jwks: Option<&str>) -> HttpConnection
 /// server, with the client's request id, instead of Envoy's plain text.
 /// Only requests carrying the filter's cluster header match, so the filter
 /// state the format reads is always there.
-fn upstream_error_as_jsonrpc(read_timeout_seconds: u64) -> LocalReplyConfig {
+fn upstream_error_as_jsonrpc(read_timeout_seconds: u64, global_limits: bool) -> LocalReplyConfig {
     let format = format!(
         r#"{{"jsonrpc":"2.0","id":%FILTER_STATE(wasm.{REQUEST_ID_PROPERTY}:PLAIN)%,"error":{{"code":-32603,"message":"Upstream server '%FILTER_STATE(wasm.{SERVER_PROPERTY}:PLAIN)%' did not answer: %RESPONSE_CODE_DETAILS% (HTTP %RESPONSE_CODE%)"}}}}"#
     );
-    LocalReplyConfig {
-        mappers: vec![ResponseMapper {
+    let mut mappers = vec![ResponseMapper {
             filter: Some(AccessLogFilter {
                 filter_specifier: Some(access_log_filter::FilterSpecifier::HeaderFilter(HeaderFilter {
                     header: Some(HeaderMatcher {
@@ -613,9 +616,18 @@ fn upstream_error_as_jsonrpc(read_timeout_seconds: u64) -> LocalReplyConfig {
             }),
             body_format_override: Some(json_body(format)),
             ..Default::default()
-        }, too_slow(read_timeout_seconds)],
-        ..Default::default()
+        }, too_slow(read_timeout_seconds)];
+    // Envoy's ratelimit filter refuses before the upstream mapper would
+    // call its 429 an upstream failure: this one comes first.
+    if global_limits {
+        mappers.insert(0, rls::over_limit_mapper());
     }
+    LocalReplyConfig { mappers, ..Default::default() }
+}
+
+/// Global limits, in catalog order.
+fn global_limits(g: &GatewaySettings) -> impl Iterator<Item = &RateLimit> {
+    g.rate_limits.iter().filter(|l| l.global)
 }
 
 /// A local reply's body: `format` (Envoy's substitution format) as JSON.
@@ -706,7 +718,13 @@ pub fn decode<M: Message + Default>(any: &Any) -> Option<M> {
     M::decode(any.value.as_slice()).ok()
 }
 
+mod rls;
 mod security;
+
+/// The response header carrying a global limit's JSON-RPC error.
+pub fn rls_error_header() -> &'static str {
+    rls::ERROR_HEADER
+}
 mod tls;
 
 #[cfg(test)]

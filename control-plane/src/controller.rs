@@ -131,6 +131,8 @@ struct Inner {
     runtimes: Runtimes,
     /// Their reports of possible changes, taken by `run`.
     runtime_changes: std::sync::Mutex<Option<mpsc::UnboundedReceiver<String>>>,
+    /// The global rate limits of the catalog last loaded.
+    global_limits: RwLock<Arc<crate::rls::GlobalLimits>>,
     /// Digests of the API keys that may change state through the admin
     /// API; `None` while the catalog turns authentication off.
     admin_keys: RwLock<Option<Vec<[u8; 32]>>>,
@@ -158,6 +160,7 @@ impl Controller {
                 known: Default::default(),
                 served: RwLock::default(),
                 admin_keys: RwLock::default(),
+                global_limits: RwLock::default(),
                 tls_files: std::sync::Mutex::default(),
                 http: reqwest::Client::new(),
                 changed: Default::default(),
@@ -225,6 +228,11 @@ impl Controller {
                 keys.contains(&digest)
             }
         }
+    }
+
+    /// The global rate limits the rate limit service enforces.
+    pub fn global_limits(&self) -> Arc<crate::rls::GlobalLimits> {
+        self.inner.global_limits.read().map(|g| Arc::clone(&g)).unwrap_or_default()
     }
 
     /// Whether a request to an internal endpoint came through the filter.
@@ -300,6 +308,13 @@ impl Controller {
         let tls = read_all(&tls_files).await.map_err(|e| format!("{path}: gateway.tls: {e}"))?;
         if let Ok(mut files) = self.inner.tls_files.lock() {
             *files = (tls_files, Some(digest_of(&tls)));
+        }
+        if let Ok(mut global) = self.inner.global_limits.write() {
+            let g = &catalog.gateway;
+            *global = Arc::new(crate::rls::GlobalLimits {
+                redis_url: g.global_rate_limits.as_ref().map(|r| r.redis_url.clone()),
+                limits: g.rate_limits.iter().filter(|l| l.global).map(|l| (l.name.clone(), l.clone())).collect(),
+            });
         }
         if let Ok(mut admin) = self.inner.admin_keys.write() {
             *admin = catalog.gateway.auth.as_ref().map(|a| a.admin_key_digests());

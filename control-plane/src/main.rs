@@ -127,6 +127,8 @@ async fn serve(args: Args) -> anyhow::Result<()> {
     };
     let xds = tonic::transport::Server::builder()
         .add_service(AdsServer::new(cache.clone()).service())
+        // Global rate limits: Envoy's ratelimit filter asks here (cluster `xds`).
+        .add_service(mcp_control_plane::rls::Rls::new(controller.clone()).service())
         .serve_with_shutdown(args.xds_listen, stopping());
     let admin_listener = tokio::net::TcpListener::bind(args.admin_listen)
         .await

@@ -333,7 +333,17 @@ pub struct RateLimit {
     pub requests_per_minute: u32,
     /// The bucket's size: how many requests may come at once.
     pub burst: u32,
+    /// Kept in the control plane's rate limit service (Redis), shared by
+    /// every Envoy, instead of in this Envoy's memory. Applies to requests
+    /// forwarded to servers; the filter names the bucket in
+    /// [`RATE_LIMIT_HEADER_PREFIX`]`<name>` for Envoy's `ratelimit` filter.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub global: bool,
 }
+
+/// The request header that names a global limit's bucket for Envoy's
+/// `ratelimit` filter (the limit's name follows). Only the filter sets it.
+pub const RATE_LIMIT_HEADER_PREFIX: &str = "x-mcp-rate-limit-";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

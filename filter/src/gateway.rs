@@ -632,13 +632,22 @@ impl Gateway {
         lists
     }
 
-    /// The token buckets this request must take from.
-    pub fn buckets(&self, head: &RequestHead, audit: &Audit) -> Vec<Bucket> {
+    /// The token buckets this request must take from in this Envoy, and
+    /// those of global limits, which Envoy's `ratelimit` filter asks the
+    /// control plane about (as headers: name, bucket key).
+    pub fn buckets(&self, head: &RequestHead, audit: &Audit) -> (Vec<Bucket>, Vec<(String, String)>) {
         if self.config.rate_limits.is_empty() {
-            return Vec::new();
+            return (Vec::new(), Vec::new());
         }
         let subject = Subject { caller: head.caller.as_ref(), server: audit.server.as_deref(), tool: audit.target.as_deref() };
-        ratelimit::buckets(&self.config.rate_limits, subject)
+        let (global, local) = ratelimit::buckets(&self.config.rate_limits, subject)
+            .into_iter()
+            .partition::<Vec<_>, _>(|b| self.config.rate_limits.get(b.limit).is_some_and(|l| l.global));
+        let headers = global
+            .into_iter()
+            .filter_map(|b| Some((format!("{}{}", crate::config::RATE_LIMIT_HEADER_PREFIX, self.config.rate_limits.get(b.limit)?.name), b.key)))
+            .collect();
+        (local, headers)
     }
 
     /// The answer to a request a bucket had no token for.
@@ -647,15 +656,9 @@ impl Gateway {
             return error_reply(None, &McpError::Internal("rate limit out of step".into()));
         };
         let retry_after_secs = retry_after_ms.div_ceil(1000).max(1);
-        let e = McpError::RateLimited { limit: limit.name.clone(), per_minute: limit.requests_per_minute, burst: limit.burst, retry_after_secs };
-        let (code, status) = e.code_and_status();
-        let data = serde_json::json!({
-            "limit": limit.name,
-            "requestsPerMinute": limit.requests_per_minute,
-            "burst": limit.burst,
-            "retryAfterSeconds": retry_after_secs,
-        });
-        let mut reply = json_reply(status, jsonrpc::error_body_with_data(audit.id.as_deref(), code, &e.to_string(), &data.to_string()));
+        let error = rate_limit_error(limit, retry_after_secs);
+        let id = audit.id.as_deref().unwrap_or("null");
+        let mut reply = json_reply(429, format!(r#"{{"jsonrpc":"2.0","id":{id},"error":{error}}}"#).into_bytes());
         reply.headers.push(("retry-after", retry_after_secs.to_string()));
         reply
     }
@@ -1262,6 +1265,24 @@ fn json_reply(status: u16, body: Vec<u8>) -> Reply {
 
 fn accepted() -> Reply {
     Reply { status: 202, headers: Vec::new(), body: Vec::new() }
+}
+
+/// The JSON-RPC error object of a request over `limit`: the same whether
+/// this Envoy refused it or the control plane's rate limit service did.
+pub fn rate_limit_error(limit: &crate::config::RateLimit, retry_after_secs: u64) -> String {
+    let e = McpError::RateLimited { limit: limit.name.clone(), per_minute: limit.requests_per_minute, burst: limit.burst, retry_after_secs };
+    let (code, _) = e.code_and_status();
+    serde_json::json!({
+        "code": code,
+        "message": e.to_string(),
+        "data": {
+            "limit": limit.name,
+            "requestsPerMinute": limit.requests_per_minute,
+            "burst": limit.burst,
+            "retryAfterSeconds": retry_after_secs,
+        },
+    })
+    .to_string()
 }
 
 /// The one place a refusal becomes an HTTP answer.

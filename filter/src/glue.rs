@@ -15,7 +15,7 @@ use proxy_wasm::types::{Action, ContextType, LogLevel, Status};
 
 use crate::config::{
     FilterConfig, UpstreamServer, BRIDGE_PATH_PREFIX, CLUSTER_HEADER, DECISION_PROPERTY, JWT_FAILURE_METADATA, JWT_PAYLOAD_HEADER,
-    METHOD_PROPERTY, PRINCIPAL_PROPERTY, REASON_PROPERTY, REQUEST_ID_PROPERTY, SERVER_PROPERTY, TARGET_PROPERTY,
+    METHOD_PROPERTY, PRINCIPAL_PROPERTY, RATE_LIMIT_HEADER_PREFIX, REASON_PROPERTY, REQUEST_ID_PROPERTY, SERVER_PROPERTY, TARGET_PROPERTY,
 };
 use crate::error::McpError;
 use crate::gateway::{error_reply, Audit, BodyAction, Callout, CalloutResponse, Gateway, HeadAction, InitPlan, Now, Reply, RequestHead};
@@ -205,7 +205,7 @@ impl Request {
 
     fn on_complete_body(&mut self, gw: &Gateway, body: &[u8]) -> Action {
         let decision = gw.decide(&self.head, body, self.now());
-        let buckets = gw.buckets(&self.head, &decision.audit);
+        let (buckets, global) = gw.buckets(&self.head, &decision.audit);
         if let Some((bucket, retry_ms)) = self.take_tokens(gw, &buckets) {
             let reply = gw.rate_limited(&decision.audit, bucket, retry_ms);
             self.record(gw, &decision.audit, Some(&format!("rate limit {:?}", gw.config().rate_limits.get(bucket.limit).map_or("", |l| l.name.as_str()))));
@@ -247,6 +247,13 @@ impl Request {
                 }
                 self.set_http_request_header("x-api-key", None);
                 self.set_http_request_header(JWT_PAYLOAD_HEADER, None);
+                // Global limits' buckets, named by the filter alone.
+                for limit in gw.config().rate_limits.iter().filter(|l| l.global) {
+                    self.set_http_request_header(&format!("{RATE_LIMIT_HEADER_PREFIX}{}", limit.name), None);
+                }
+                for (name, key) in &global {
+                    self.set_http_request_header(name, Some(key));
+                }
                 if !f.bridge {
                     self.add_server_headers(server);
                 }
@@ -429,6 +436,9 @@ impl HttpContext for Request {
                     self.set_http_request_header("authorization", None);
                     self.set_http_request_header("x-api-key", None);
                     self.set_http_request_header(JWT_PAYLOAD_HEADER, None);
+                    for limit in gw.config().rate_limits.iter().filter(|l| l.global) {
+                        self.set_http_request_header(&format!("{RATE_LIMIT_HEADER_PREFIX}{}", limit.name), None);
+                    }
                     self.add_server_headers(events);
                     // A notification stream lives as long as the client keeps it.
                     self.set_http_request_header("x-envoy-upstream-rq-timeout-ms", Some("0"));

@@ -269,12 +269,5 @@ pub fn error_body(id: Option<&str>, code: i32, message: &str) -> Vec<u8> {
     format!(r#"{{"jsonrpc":"2.0","id":{id},"error":{{"code":{code},"message":{message}}}}}"#).into_bytes()
 }
 
-/// An error response with `data` (raw JSON).
-pub fn error_body_with_data(id: Option<&str>, code: i32, message: &str, data: &str) -> Vec<u8> {
-    let id = id.unwrap_or("null");
-    let message = json_string(message);
-    format!(r#"{{"jsonrpc":"2.0","id":{id},"error":{{"code":{code},"message":{message},"data":{data}}}}}"#).into_bytes()
-}
-
 #[cfg(test)]
 mod tests;

@@ -113,6 +113,7 @@ mod tests {
             tools: vec![],
             requests_per_minute: per_minute,
             burst,
+            global: false,
         }
     }
 

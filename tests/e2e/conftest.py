@@ -337,3 +337,57 @@ class RawSession:
 
     def tool_names(self) -> set[str]:
         return {t["name"] for t in self.request("tools/list")["result"]["tools"]}
+
+
+@dataclass
+class Saturation:
+    """What `saturate` saw: requests let through and refused (429), over how
+    long, and one refusal's answer (body, plus its Retry-After)."""
+
+    allowed: int
+    refused: int
+    elapsed: float
+    sample: dict | None
+
+    def expected(self, per_minute: int, burst: int) -> float:
+        """What a token bucket lets through over that time."""
+        return burst + per_minute / 60 * self.elapsed
+
+
+def saturate(url: str, headers: dict, body: str, seconds: float, clients: int, new_connections: bool = False) -> Saturation:
+    """`clients` threads, each with its own session, POST `body` as fast as
+    they can for `seconds`. With `new_connections`, every request opens a
+    connection of its own, so the kernel spreads them over every Envoy
+    sharing the port."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def one() -> tuple[int, int, float, float, dict | None]:
+        s = RawSession(url)
+        s.http.headers.update(headers)
+        s.initialize()
+        if new_connections:
+            s.http.headers["connection"] = "close"
+        ok = limited = 0
+        sample = None
+        first = last = time.monotonic()
+        while time.monotonic() - first < seconds:
+            last = time.monotonic()
+            r = s.post(body)
+            if r.status_code == 200:
+                ok += 1
+            elif r.status_code == 429:
+                limited += 1
+                sample = {"retry-after": r.headers.get("retry-after"), **r.json()}
+            else:
+                raise AssertionError(f"HTTP {r.status_code}: {r.text}")
+        return ok, limited, first, last, sample
+
+    with ThreadPoolExecutor(clients) as pool:
+        results = list(pool.map(lambda _: one(), range(clients)))
+    return Saturation(
+        allowed=sum(r[0] for r in results),
+        refused=sum(r[1] for r in results),
+        elapsed=max(r[3] for r in results) - min(r[2] for r in results),
+        sample=next((r[4] for r in results if r[4]), None),
+    )
+

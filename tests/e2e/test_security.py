@@ -10,7 +10,6 @@ import http.server
 import json
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -21,7 +20,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from mcp.client.client import Client
 from mcp.client.streamable_http import streamable_http_client
 
-from conftest import BASE_SERVERS, GATEWAY_SECRETS, HEADERS, RawSession, free_port, jsonrpc, wait_until
+from conftest import BASE_SERVERS, GATEWAY_SECRETS, HEADERS, RawSession, free_port, jsonrpc, saturate, wait_until
 
 ALICE = GATEWAY_SECRETS["MCP_GATEWAY_API_KEY"]  # group dev
 BOB = "e2e-bob-key-0f9a7c31d2"  # group guests
@@ -200,43 +199,17 @@ def test_a_rate_limit_holds_across_envoys_workers(gateway, secured):
     """Four clients on their own connections (Envoy runs two workers) call
     as fast as they can for 10 s; the number let through must be the burst
     plus the rate over the time they called, within 5%."""
-    window = 10.0
-
-    def hammer() -> tuple[int, int, float, float, dict | None]:
-        s = Keyed(gateway.url, bearer(ALICE))
-        s.initialize()
-        ok = limited = 0
-        sample = None
-        first = time.monotonic()
-        last = first
-        body = jsonrpc("tools/call", {"name": "echo__whoami", "arguments": {}}, id=9)
-        while time.monotonic() - first < window:
-            last = time.monotonic()
-            r = s.post(body)
-            if r.status_code == 200:
-                ok += 1
-            elif r.status_code == 429:
-                limited += 1
-                sample = {"retry-after": r.headers.get("retry-after"), **r.json()}
-            else:
-                raise AssertionError(r.text)
-        return ok, limited, first, last, sample
-
     # Wait out anything earlier tests took from the bucket.
     time.sleep(WHOAMI_BURST * 60 / WHOAMI_PER_MINUTE)
-    with ThreadPoolExecutor(4) as pool:
-        results = list(pool.map(lambda _: hammer(), range(4)))
-    allowed = sum(r[0] for r in results)
-    refused = sum(r[1] for r in results)
-    elapsed = max(r[3] for r in results) - min(r[2] for r in results)
-    expected = WHOAMI_BURST + WHOAMI_PER_MINUTE / 60 * elapsed
-    print(f"rate limit: let through {allowed} in {elapsed:.2f} s, expected {expected:.1f}; refused {refused}")
-    assert refused > allowed, "the clients did not push past the limit; the test proves nothing"
-    assert abs(allowed - expected) <= 0.05 * expected, f"let through {allowed}, expected {expected:.1f} (refused {refused})"
-    sample = next(r[4] for r in results if r[4])
-    assert sample["error"]["code"] == -32029
-    assert sample["error"]["data"]["limit"] == "whoami"
-    assert int(sample["retry-after"]) >= 1
+    body = jsonrpc("tools/call", {"name": "echo__whoami", "arguments": {}}, id=9)
+    seen = saturate(gateway.url, bearer(ALICE), body, seconds=10.0, clients=4)
+    expected = seen.expected(WHOAMI_PER_MINUTE, WHOAMI_BURST)
+    print(f"rate limit: let through {seen.allowed} in {seen.elapsed:.2f} s, expected {expected:.1f}; refused {seen.refused}")
+    assert seen.refused > seen.allowed, "the clients did not push past the limit; the test proves nothing"
+    assert abs(seen.allowed - expected) <= 0.05 * expected, f"let through {seen.allowed}, expected {expected:.1f} (refused {seen.refused})"
+    assert seen.sample["id"] == 9 and seen.sample["error"]["code"] == -32029
+    assert seen.sample["error"]["data"]["limit"] == "whoami"
+    assert int(seen.sample["retry-after"]) >= 1
 
 
 def test_state_changing_admin_endpoints_need_an_admin_key(gateway, secured):

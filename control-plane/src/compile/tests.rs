@@ -198,3 +198,33 @@ servers:
     assert!(hcm.access_log.is_empty());
     assert!(!plain.filter_config.audit);
 }
+
+#[test]
+fn global_limits_become_descriptors_on_the_upstream_route() {
+    use envoy_types::pb::envoy::config::route::v3::rate_limit::action::ActionSpecifier;
+    let yaml = r#"
+gateway:
+  global_rate_limits: {redis_url: "redis://127.0.0.1:6379"}
+  rate_limits:
+    - {name: shared, per: [principal], requests_per_minute: 60, burst: 5, global: true}
+    - {name: local-only, requests_per_minute: 60, burst: 5}
+servers:
+  - name: time
+    url: http://127.0.0.1:8000/mcp
+"#;
+    let c = run(yaml, &[("time", &["now"])]).unwrap();
+    let routes: RouteConfiguration = decode(&c.snapshot.resources[ROUTE_TYPE][0].1).unwrap();
+    let upstream = &routes.virtual_hosts[0].routes[0];
+    let Some(route::Action::Route(action)) = &upstream.action else { panic!() };
+    assert_eq!(action.rate_limits.len(), 1, "only the global limit asks the service");
+    let specifiers: Vec<_> = action.rate_limits[0].actions.iter().map(|a| a.action_specifier.clone().unwrap()).collect();
+    assert!(matches!(&specifiers[0], ActionSpecifier::GenericKey(g) if g.descriptor_key == "limit" && g.descriptor_value == "shared"));
+    assert!(matches!(&specifiers[1], ActionSpecifier::RequestHeaders(h) if h.header_name == "x-mcp-rate-limit-shared" && h.descriptor_key == "bucket"));
+    assert_eq!(upstream.request_headers_to_remove, ["x-mcp-rate-limit-shared"]);
+    let listener: Listener = decode(&c.snapshot.resources[LISTENER_TYPE][0].1).unwrap();
+    let Some(filter::ConfigType::TypedConfig(any)) = &listener.filter_chains[0].filters[0].config_type else { panic!() };
+    let hcm: HttpConnectionManager = decode(any).unwrap();
+    let names: Vec<_> = hcm.http_filters.iter().map(|f| f.name.as_str()).collect();
+    assert_eq!(names, [FILTER_NAME, "envoy.filters.http.ratelimit", "envoy.filters.http.router"]);
+    assert_eq!(hcm.local_reply_config.unwrap().mappers.len(), 3, "the over-limit mapper, first");
+}

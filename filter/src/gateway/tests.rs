@@ -788,12 +788,14 @@ fn over_a_limit_the_answer_says_which_and_when_to_retry() {
         tools: vec!["plain".into()],
         requests_per_minute: 30,
         burst: 2,
+        global: false,
     }];
     let gw = Gateway::new(c).unwrap();
     let token = session(&gw, false);
     let head = as_caller(post(Some(&token)), "bob", &[]);
     let d = gw.decide(&head, br#"{"jsonrpc":"2.0","id":"x","method":"tools/call","params":{"name":"plain"}}"#, NOW);
-    let buckets = gw.buckets(&head, &d.audit);
+    let (buckets, global) = gw.buckets(&head, &d.audit);
+    assert!(global.is_empty());
     assert_eq!(buckets.len(), 1);
     assert_eq!(buckets[0].key, "mcp-rl/8:per-tool/3:bob/5:plain");
     let r = gw.rate_limited(&d.audit, &buckets[0], 1_500);
@@ -803,7 +805,13 @@ fn over_a_limit_the_answer_says_which_and_when_to_retry() {
     assert_eq!(body["id"], "x");
     assert_eq!(body["error"]["code"], -32029);
     assert_eq!(body["error"]["data"], json!({"limit": "per-tool", "requestsPerMinute": 30, "burst": 2, "retryAfterSeconds": 2}));
+    // A global limit's bucket goes to Envoy's ratelimit filter as a header.
+    let mut c = config();
+    c.rate_limits = vec![RateLimit { global: true, name: "shared".into(), per: vec![LimitKey::Principal], principals: vec![], groups: vec![], servers: vec![], tools: vec![], requests_per_minute: 60, burst: 1 }];
+    let global_gw = Gateway::new(c).unwrap();
+    let d = global_gw.decide(&head, br#"{"jsonrpc":"2.0","id":"x","method":"tools/call","params":{"name":"plain"}}"#, NOW);
+    assert_eq!(global_gw.buckets(&head, &d.audit), (vec![], vec![("x-mcp-rate-limit-shared".to_string(), "mcp-rl/6:shared/3:bob".to_string())]));
     // Another tool is not concerned.
     let other = gw.decide(&head, br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a__echo"}}"#, NOW);
-    assert!(gw.buckets(&head, &other.audit).is_empty());
+    assert!(gw.buckets(&head, &other.audit).0.is_empty());
 }
