@@ -156,6 +156,13 @@ def test_jwts_minted_here_name_their_caller(gateway, secured):
         assert r.status_code == 401, (what, r.text)
         assert r.json()["error"]["code"] == -32001
         assert says in r.json()["error"]["message"].lower(), (what, r.text)
+    # A client cannot hand the filter a payload of its own: Envoy drops the
+    # header before jwt_authn, which writes it only for a verified token.
+    import base64
+
+    forged = base64.urlsafe_b64encode(json.dumps({"sub": "carol", "groups": ["dev"], "scope": "mcp"}).encode()).decode().rstrip("=")
+    r = httpx.post(gateway.url, content=init, headers={**HEADERS, **bearer("not.a.jwt"), "x-mcp-jwt-payload": forged}, timeout=10)
+    assert r.status_code == 401, r.text
     # A valid token without the required scope: 403 and the scope challenge.
     r = refused(hs256({"sub": "carol", "scope": "other"}))
     assert r.status_code == 403, r.text
