@@ -1,0 +1,130 @@
+//! A whole request through a fixed gateway: headers (`on_headers`), then
+//! the body (`decide`), then the rate-limit buckets, as the glue calls them.
+//!
+//! Input: 8 selector bytes, four NUL-terminated strings (a session id, a
+//! credential, a JWT payload, a header value), then the body. Selectors pick
+//! fixtures (a valid session id, a known API key, a good JWT) that the
+//! fuzzer could not forge, or the free-form strings.
+#![no_main]
+
+use std::collections::BTreeMap;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use libfuzzer_sys::fuzz_target;
+use mcp_filter::gateway::{BodyAction, CalloutResponse, Gateway, HeadAction, Now, RequestHead};
+use mcp_filter::ratelimit;
+use mcp_filter::session::{Sealer, SessionState, UpstreamSession};
+use mcp_filter_fuzz::{pick, stateful_config, stateless_config, Fields, API_KEYS};
+
+const NOW: u64 = 1_000_000;
+
+struct Fixture {
+    gateways: [Gateway; 2],
+    /// Session ids the gateways issued: fresh, with a failed upstream, expired.
+    sessions: Vec<String>,
+    /// A JWT payload with the required scope, and one without.
+    jwts: [String; 2],
+}
+
+// Built once: a gateway's tables are compiled per configuration, not per
+// request. Thread-local because a Gateway is not Sync (nor need it be).
+thread_local! {
+    static FIXTURE: Fixture = fixture();
+}
+
+fn fixture() -> Fixture {
+    let stateful = stateful_config();
+    let sealer = Sealer::new(&stateful.session).expect("fixture session keys");
+    let upstream = |id: Option<&str>, error: Option<&str>| UpstreamSession {
+        id: id.map(str::to_string),
+        version: Some("2025-06-18".into()),
+        error: error.map(str::to_string),
+    };
+    let state = |issued_at, upstreams: &[(&str, UpstreamSession)]| SessionState {
+        issued_at,
+        entropy: 7,
+        version: "2025-06-18".into(),
+        upstreams: upstreams.iter().cloned().map(|(n, u)| (n.to_string(), u)).collect::<BTreeMap<_, _>>(),
+    };
+    let good = [("a", upstream(Some("sid-a"), None)), ("b", upstream(None, None)), ("m", upstream(Some("sid-m"), None))];
+    let sessions = vec![
+        sealer.seal(&state(NOW, &good)),
+        sealer.seal(&state(NOW, &[("a", upstream(None, Some("connect failed"))), ("b", upstream(Some("sid-b"), None))])),
+        sealer.seal(&state(1, &good)),
+    ];
+    let jwt = |v: serde_json::Value| URL_SAFE_NO_PAD.encode(v.to_string());
+    Fixture {
+        gateways: [Gateway::new(stateful).expect("stateful fixture"), Gateway::new(stateless_config()).expect("stateless fixture")],
+        sessions,
+        jwts: [
+            jwt(serde_json::json!({"sub": "carol", "roles": ["dev"], "scope": "mcp other"})),
+            jwt(serde_json::json!({"sub": "dave", "roles": "ops dev", "scp": ["x"]})),
+        ],
+    }
+}
+
+fuzz_target!(|data: &[u8]| FIXTURE.with(|f| run(f, data)));
+
+fn run(f: &Fixture, data: &[u8]) {
+    let mut input = Fields::new(data);
+    let sel: [u8; 8] = std::array::from_fn(|_| input.byte());
+    let (session, credential, jwt, header) = (input.string(), input.string(), input.string(), input.string());
+    let body = input.rest();
+
+    let gw = &f.gateways[usize::from(sel[0] & 1)];
+    let s = |i: usize| f.sessions.get(i).map(String::as_str);
+    let mut head = RequestHead {
+        method: ["POST", "POST", "POST", "GET", "DELETE", "PUT"][usize::from(sel[0] >> 1) % 6].into(),
+        path: pick(sel[0] >> 4, &[Some("/mcp"), Some("/mcp"), Some("/mcp?x=1"), Some("/.well-known/oauth-protected-resource/mcp"), Some("/health")], &header)
+            .unwrap_or_default(),
+        content_type: pick(sel[1] & 3, &[Some("application/json"), Some("application/json; charset=utf-8"), None], &header),
+        accept: pick(sel[1] >> 2 & 3, &[Some("application/json, text/event-stream"), Some("*/*"), None], &header),
+        session_id: pick(sel[2], &[None, s(0), s(0), s(1), s(2)], &session),
+        protocol_version: pick(sel[3], &[None, Some("2025-06-18"), Some("2026-07-28"), Some("2025-11-25"), Some("1999-01-01")], &header),
+        mcp_method: pick(sel[4] & 15, &[None, None, Some("tools/call"), Some("resources/read")], &header),
+        mcp_name: pick(sel[4] >> 4, &[None, None, Some("plain"), Some("=?base64?cGxhaW4=?=")], &header),
+        credential: pick(sel[5], &[Some(API_KEYS[0]), Some(API_KEYS[1]), Some("aaa.bbb.ccc"), None], &credential),
+        jwt_payload: match sel[6] {
+            0 | 1 => Some(f.jwts[usize::from(sel[6])].clone()),
+            2 => None,
+            // Free-form JSON, encoded as Envoy would, so that it reaches the claims.
+            3 => Some(URL_SAFE_NO_PAD.encode(&jwt)),
+            _ => Some(jwt),
+        },
+        jwt_failure: (sel[7] & 1 == 1).then(|| header.clone()),
+        origin: pick(sel[7] >> 1, &[None, Some("https://app.example"), Some("https://app.example/")], &header),
+        caller: None,
+    };
+    let now = Now { unix_secs: NOW, entropy: u64::from(sel[7]) };
+    match gw.on_headers(&mut head) {
+        HeadAction::ReadBody => {}
+        HeadAction::EndSession => return drop(gw.end_session(&head, now)),
+        HeadAction::OpenStream => return drop(gw.open_stream(&head, now)),
+        HeadAction::PassThrough | HeadAction::Reply(_) => return,
+    }
+    if gw.check_size(body.len()).is_some() {
+        return;
+    }
+    let decision = gw.decide(&head, body, now);
+    for bucket in gw.buckets(&head, &decision.audit) {
+        let limit = gw.config().rate_limits.get(bucket.limit).expect("a bucket names a configured limit");
+        let (_, taken) = ratelimit::take(limit, None, NOW * 1000);
+        let _ = gw.rate_limited(&decision.audit, &bucket, taken.err().unwrap_or(u64::MAX));
+    }
+    // An initialize goes on with the upstreams' answers: the body again,
+    // now as what an upstream answered (JSON or SSE).
+    if let BodyAction::Initialize(plan) = decision.action {
+        let answer = |content_type: &str| {
+            Some(CalloutResponse { status: 200, session_id: Some(session.clone()), content_type: Some(content_type.into()), body: body.to_vec() })
+        };
+        let (reply, _) = gw.initialized(&plan, &[answer("application/json"), answer("text/event-stream"), None], now);
+        let Some((_, sid)) = reply.headers.iter().find(|(k, _)| *k == "mcp-session-id") else { return };
+        // The session id it issued opens.
+        let tools = br#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#;
+        let next = RequestHead { session_id: Some(sid.clone()), protocol_version: None, mcp_method: None, mcp_name: None, ..head };
+        if let BodyAction::Reply(r) = gw.decide(&next, tools, now).action {
+            assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+        }
+    }
+}
