@@ -44,6 +44,10 @@ seed decide stateless-call '\x01\x00\x00\x02\x00\x00\x02\x00\x00\x00\x00\x00%s' 
 STREAM='event: message\nid: 1\ndata: {"jsonrpc":"2.0","id":0,"method":"sampling/createMessage","params":{}}\n\n: ping\n\ndata: {"jsonrpc":"2.0","id":1,\r\ndata: "result":{}}\r\n\r\n'
 seed sse whole "\x00$STREAM"
 seed sse cut "\x03\x05\x20\x0d$STREAM"
+# A request whose "method" key is escaped, cut after its event: it was once
+# rewritten only when cut otherwise (see relay::may_have_method).
+ESCAPED='data: {"jsonrpc":"2.0","id":1,"metho\\u0064":"x"}\n\n'
+seed sse escaped-method "\x01\x32${ESCAPED}id: 5\ndata: {}\n\n"
 
 # policy: selector, pattern, text, principal, group, bucket state, time.
 seed policy allow '\x00time__*\x00time__now\x00alice\x00dev\x00\x40\x42\x0f\x00\x00\x00\x00\x00\xe8\x03\x00\x00\x00\x00\x00\x00\x10\x27\x00\x00\x00\x00\x00\x00'

@@ -67,6 +67,19 @@ fn a_split_event_waits_for_its_end() {
 }
 
 #[test]
+fn a_request_with_an_escaped_method_key_is_relayed_however_it_is_cut() {
+    // `"metho\u0064"` is `"method"`. Fed alone, the event was let through
+    // unexamined, but rewritten when a chunk also held an `id:` line.
+    let escaped = "data: {\"jsonrpc\":\"2.0\",\"id\":1,\"metho\\u0064\":\"roots/list\"}\n\n";
+    let expected = "data: {\"jsonrpc\":\"2.0\",\"id\":\"mcpgw:s:1\",\"metho\\u0064\":\"roots/list\"}\n\n";
+    let tagged = "id: 5\ndata: {}\n\n";
+    let mut whole = SseRelay::new("s");
+    assert_eq!(String::from_utf8_lossy(&whole.feed(format!("{escaped}{tagged}").as_bytes(), true)), format!("{expected}id: p~s~5\ndata: {{}}\n\n"));
+    let mut cut = SseRelay::new("s");
+    assert_eq!(String::from_utf8_lossy(&cut.feed(escaped.as_bytes(), false)), expected);
+}
+
+#[test]
 fn a_crlf_split_between_chunks_does_not_end_an_event_early() {
     let mut relay = SseRelay::new("s");
     let a = relay.feed(b"data: {\"jsonrpc\":\"2.0\",\"id\":0,\r", false);
