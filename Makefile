@@ -8,12 +8,15 @@
 #   make test-unit  cargo tests only
 #   make test-wasm-fallback  build the filter with Debian's toolchain and run the client tests on it
 #   make validate   check a catalog: mcp-gateway --validate $(CATALOG)
+#   make fuzz       fuzz the filter core: each cargo-fuzz target for FUZZ_SECONDS
+#   make fuzz-smoke the same, FUZZ_SMOKE_SECONDS per target (CI runs it)
 #   make clean      remove build output (target/); keeps .venv, .tools, node_modules
 #   make distclean  clean, and remove what setup installed into the repo
 #
 # Variables: WASM_TOOLCHAIN=auto|rustup|debian (which Rust builds the wasm
 # filter; see scripts/setup.sh), CATALOG=catalog.yaml, CARGO=cargo,
-# PYTEST_ARGS= (extra pytest arguments).
+# PYTEST_ARGS= (extra pytest arguments), FUZZ_SECONDS=60, FUZZ_SMOKE_SECONDS=15
+# (per target), FUZZ_TARGETS= (some of parse decide sse policy session; default all).
 
 SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
@@ -24,16 +27,21 @@ CATALOG ?= catalog.yaml
 PYTEST_ARGS ?=
 WASM_TOOLCHAIN ?= auto
 export WASM_TOOLCHAIN
+FUZZ_SECONDS ?= 60
+# CI's share: 5 targets x 15 s, plus about 90 s to build cargo-fuzz and the
+# targets on a fresh machine.
+FUZZ_SMOKE_SECONDS ?= 15
+FUZZ_TARGETS ?=
 
 PYTHON := .venv/bin/python
 GATEWAY_RELEASE := target/release/mcp-gateway
 
-.PHONY: all setup build host wasm release run test test-unit test-e2e test-wasm-fallback validate clean distclean help
+.PHONY: all setup build host wasm release run test test-unit test-e2e test-wasm-fallback validate fuzz fuzz-smoke clean distclean help
 
 all: build
 
 help:
-	@sed -n '3,16p' Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '3,19p' Makefile | sed 's/^# \{0,1\}//'
 
 setup:
 	@bash scripts/setup.sh
@@ -76,6 +84,14 @@ test-wasm-fallback: build
 
 validate: release
 	$(GATEWAY_RELEASE) --validate $(CATALOG)
+
+# Fuzzing needs no setup but cargo-fuzz (scripts/fuzz.sh installs it); see
+# docs/design/fuzzing.md.
+fuzz:
+	bash scripts/fuzz.sh $(FUZZ_SECONDS) $(FUZZ_TARGETS)
+
+fuzz-smoke:
+	bash scripts/fuzz.sh $(FUZZ_SMOKE_SECONDS) $(FUZZ_TARGETS)
 
 clean:
 	$(CARGO) clean

