@@ -16,7 +16,7 @@
 #   * redis-server (Debian), the store of global rate limits in the tests.
 #
 # `scripts/setup.sh fuzz` installs only what `make fuzz` needs: cargo-fuzz,
-# built from crates.io into .tools/cargo-fuzz (about 35 s the first time).
+# built from crates.io into .tools/cargo-fuzz (about 40 s the first time).
 # Plain setup does not, so that `make build` and `make test` don't pay for it.
 #
 # Idempotent. Each part keeps a stamp in .tools/ holding a hash of its inputs,
@@ -283,13 +283,15 @@ setup_redis() {
 setup_fuzz() {
     local h bin=$TOOLS/cargo-fuzz/bin/cargo-fuzz
     command -v cargo >/dev/null 2>&1 || die "cargo not found on PATH: install Rust (https://rustup.rs)"
-    h=$(inputs_hash "cargo-fuzz $CARGO_FUZZ_VERSION" "$(rustc --version)")
+    h=$(inputs_hash "cargo-fuzz $CARGO_FUZZ_VERSION debug" "$(rustc --version)")
     if stamp_ok cargo-fuzz "$h" && [[ -x $bin ]]; then
         say "cargo-fuzz $CARGO_FUZZ_VERSION: up to date"
         return
     fi
     say "cargo install cargo-fuzz $CARGO_FUZZ_VERSION (into .tools/cargo-fuzz)"
-    cargo install -q cargo-fuzz --version "=$CARGO_FUZZ_VERSION" --locked --root "$TOOLS/cargo-fuzz" ||
+    # --debug: it only starts cargo and the fuzzer, and an unoptimised
+    # build takes about half the time, which CI pays on every fresh machine.
+    cargo install -q cargo-fuzz --version "=$CARGO_FUZZ_VERSION" --locked --debug --root "$TOOLS/cargo-fuzz" ||
         die "cargo install cargo-fuzz failed (is crates.io reachable?)"
     stamp_write cargo-fuzz "$h"
 }
