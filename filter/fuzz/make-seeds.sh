@@ -26,19 +26,22 @@ for body in INIT CALL LIST READ PROMPT COMPLETE CANCEL ANSWER SETLEVEL; do
     seed parse "${body,,}" '%s' "${!body}"
 done
 
-# decide: 8 selectors, 4 strings, the body. Selectors 00 01 00 00 00 00 02 00:
-# stateful gateway, POST /mcp, a valid session, Alice's API key, no JWT.
-AS_ALICE='\x00\x00\x01\x00\x00\x00\x02\x00\x00\x00\x00\x00'
+# decide: 9 selectors, 4 strings, the body. Selectors 00 00 01 00 00 00 02 00 00:
+# stateful gateway, POST /mcp, a valid session, Alice's API key, no JWT, no
+# client certificate.
+AS_ALICE='\x00\x00\x01\x00\x00\x00\x02\x00\x00\x00\x00\x00\x00'
 for body in CALL LIST READ PROMPT COMPLETE CANCEL ANSWER SETLEVEL; do
     seed decide "${body,,}" "$AS_ALICE%s" "${!body}"
 done
 # No session yet: initialize.
-seed decide init '\x00\x00\x00\x00\x00\x00\x02\x00\x00\x00\x00\x00%s' "$INIT"
+seed decide init '\x00\x00\x00\x00\x00\x00\x02\x00\x00\x00\x00\x00\x00%s' "$INIT"
 # A JWT caller (selector 6 = 0: the good payload; credential: a token).
-seed decide jwt '\x00\x00\x01\x00\x00\x02\x00\x00\x00\x00\x00\x00%s' "$CALL"
+seed decide jwt '\x00\x00\x01\x00\x00\x02\x00\x00\x00\x00\x00\x00\x00%s' "$CALL"
+# A client certificate and no credential (selector 5 = 3: none).
+seed decide mtls '\x00\x00\x01\x00\x00\x03\x02\x00\x01\x00\x00\x00\x00%s' "$CALL"
 # The stateless gateway, as a 2026-07-28 client without a session.
-seed decide stateless '\x01\x00\x00\x02\x00\x00\x02\x00\x00\x00\x00\x00%s' "$DISCOVER"
-seed decide stateless-call '\x01\x00\x00\x02\x00\x00\x02\x00\x00\x00\x00\x00%s' "$CALL"
+seed decide stateless '\x01\x00\x00\x02\x00\x00\x02\x00\x00\x00\x00\x00\x00%s' "$DISCOVER"
+seed decide stateless-call '\x01\x00\x00\x02\x00\x00\x02\x00\x00\x00\x00\x00\x00%s' "$CALL"
 
 # sse: cut count, cut lengths, the stream.
 STREAM='event: message\nid: 1\ndata: {"jsonrpc":"2.0","id":0,"method":"sampling/createMessage","params":{}}\n\n: ping\n\ndata: {"jsonrpc":"2.0","id":1,\r\ndata: "result":{}}\r\n\r\n'

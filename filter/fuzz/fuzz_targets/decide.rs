@@ -1,9 +1,10 @@
 //! A whole request through a fixed gateway: headers (`on_headers`), then
 //! the body (`decide`), then the rate-limit buckets, as the glue calls them.
 //!
-//! Input: 8 selector bytes, four NUL-terminated strings (a session id, a
+//! Input: 9 selector bytes, four NUL-terminated strings (a session id, a
 //! credential, a JWT payload, a header value), then the body. Selectors pick
-//! fixtures (a valid session id, a known API key, a good JWT) that the
+//! fixtures (a valid session id, a known API key, a good JWT, a client
+//! certificate's name) that the
 //! fuzzer could not forge, or the free-form strings.
 #![no_main]
 
@@ -68,7 +69,7 @@ fuzz_target!(|data: &[u8]| FIXTURE.with(|f| run(f, data)));
 
 fn run(f: &Fixture, data: &[u8]) {
     let mut input = Fields::new(data);
-    let sel: [u8; 8] = std::array::from_fn(|_| input.byte());
+    let sel: [u8; 9] = std::array::from_fn(|_| input.byte());
     let (session, credential, jwt, header) = (input.string(), input.string(), input.string(), input.string());
     let body = input.rest();
 
@@ -94,6 +95,7 @@ fn run(f: &Fixture, data: &[u8]) {
         },
         jwt_failure: (sel[7] & 1 == 1).then(|| header.clone()),
         origin: pick(sel[7] >> 1, &[None, Some("https://app.example"), Some("https://app.example/")], &header),
+        peer_certificate: pick(sel[8], &[None, Some("spiffe://example.org/ns/dev/sa/carol"), Some("alice")], &header),
         caller: None,
     };
     let now = Now { unix_secs: NOW, entropy: u64::from(sel[7]) };
@@ -107,7 +109,9 @@ fn run(f: &Fixture, data: &[u8]) {
         return;
     }
     let decision = gw.decide(&head, body, now);
-    for bucket in gw.buckets(&head, &decision.audit) {
+    let (local, global) = gw.buckets(&head, &decision.audit);
+    assert!(global.iter().all(|(name, _)| name.starts_with(mcp_filter::config::RATE_LIMIT_HEADER_PREFIX)), "{global:?}");
+    for bucket in local {
         let limit = gw.config().rate_limits.get(bucket.limit).expect("a bucket names a configured limit");
         let (_, taken) = ratelimit::take(limit, None, NOW * 1000);
         let _ = gw.rate_limited(&decision.audit, &bucket, taken.err().unwrap_or(u64::MAX));

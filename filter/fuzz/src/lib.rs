@@ -132,17 +132,19 @@ pub fn rate_limits() -> Vec<RateLimit> {
         tools: vec![],
         requests_per_minute: 60,
         burst: 5,
+        global: false,
     };
     vec![
         limit("global", vec![]),
-        limit("per-caller", vec![LimitKey::Principal]),
+        RateLimit { global: true, ..limit("per-caller", vec![LimitKey::Principal]) },
         RateLimit { servers: globs(&["a", "b"]), tools: globs(&["*echo"]), ..limit("echo", vec![LimitKey::Principal, LimitKey::Server, LimitKey::Tool]) },
         RateLimit { groups: globs(&["ops"]), requests_per_minute: 1, burst: 1, ..limit("ops", vec![LimitKey::Tool]) },
     ]
 }
 
-/// The handshake-era gateway, with everything switched on: API keys and
-/// JWTs, authorization rules, rate limits, origins, pages of two.
+/// The handshake-era gateway, with everything switched on: API keys, JWTs
+/// and client certificates, authorization rules, local and global rate
+/// limits, origins, pages of two.
 pub fn stateful_config() -> FilterConfig {
     FilterConfig {
         version: "fuzz".into(),
@@ -185,6 +187,7 @@ pub fn stateful_config() -> FilterConfig {
                 authorization_servers: globs(&["https://idp.example"]),
                 scopes_supported: globs(&["mcp"]),
             }),
+            client_certificates: true,
         }),
         authorization: Some(authorization()),
         rate_limits: rate_limits(),
