@@ -795,6 +795,10 @@ pub fn validate(c: &Catalog) -> Vec<String> {
             if !token || reserved.contains(&name.to_ascii_lowercase().as_str()) || name.starts_with(':') {
                 p.push(format!("{at}: headers: {name:?} is not a header the gateway may set"));
             }
+            // Shown by name only: the value is usually a secret.
+            if s.headers.0.get(name).is_some_and(|v| v.chars().any(|c| c.is_control() && c != '\t')) {
+                p.push(format!("{at}: headers: the value of {name:?} holds a control character (a newline?)"));
+            }
         }
         if s.runtime == Runtime::Http && s.start == Start::OnDemand {
             p.push(format!("{at}: start: on-demand is for runtime stdio or sse"));

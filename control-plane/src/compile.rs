@@ -154,7 +154,8 @@ pub fn compile(inputs: &Inputs<'_>) -> Result<Compiled, CompileError> {
             // A server not discovered yet is assumed stateful: it then gets
             // an initialize per client session, which suits either kind.
             stateful: inputs.discovered.get(&s.name).is_none_or(|d| d.stateful),
-            protocol_version: found.protocol_version.clone(),
+            // Sent as a header: an upstream's odd answer must not break it.
+            protocol_version: found.protocol_version.clone().filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')),
             modern: found.stateless_era,
             modern_only: found.modern_only,
             // A server the control plane runs or connects to gets its

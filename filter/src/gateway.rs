@@ -643,9 +643,14 @@ impl Gateway {
         let (global, local) = ratelimit::buckets(&self.config.rate_limits, subject)
             .into_iter()
             .partition::<Vec<_>, _>(|b| self.config.rate_limits.get(b.limit).is_some_and(|l| l.global));
+        // The key holds the principal, which a JWT or a certificate names:
+        // whatever it holds must make a valid header value.
         let headers = global
             .into_iter()
-            .filter_map(|b| Some((format!("{}{}", crate::config::RATE_LIMIT_HEADER_PREFIX, self.config.rate_limits.get(b.limit)?.name), b.key)))
+            .filter_map(|b| {
+                let name = &self.config.rate_limits.get(b.limit)?.name;
+                Some((format!("{}{name}", crate::config::RATE_LIMIT_HEADER_PREFIX), encode_header_value(&b.key)))
+            })
             .collect();
         (local, headers)
     }

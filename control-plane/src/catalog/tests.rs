@@ -100,6 +100,7 @@ fn validation_names_server_and_field() {
         ("gateway: {global_rate_limits: {redis_url: 'http://x'}}", "gateway.global_rate_limits.redis_url"),
         ("servers: [{name: a, url: 'http://a/', headers: {'bad header': x}}]", "server \"a\": headers: \"bad header\""),
         ("servers: [{name: a, url: 'http://a/', headers: {Host: x}}]", "server \"a\": headers: \"Host\""),
+        ("servers: [{name: a, url: 'http://a/', headers: {X-Token: \"a\\nb\"}}]", "server \"a\": headers: the value of \"X-Token\" holds a control character"),
         ("servers: [{name: a, runtime: stdio, command: x, headers: {X-Token: y}}]", "server \"a\": headers and forward_authorization are for runtime http or sse"),
         ("servers: [{name: a, url: '${NOPE}'}]", "NOPE"),
     ];

@@ -811,6 +811,10 @@ fn over_a_limit_the_answer_says_which_and_when_to_retry() {
     let global_gw = Gateway::new(c).unwrap();
     let d = global_gw.decide(&head, br#"{"jsonrpc":"2.0","id":"x","method":"tools/call","params":{"name":"plain"}}"#, NOW);
     assert_eq!(global_gw.buckets(&head, &d.audit), (vec![], vec![("x-mcp-rate-limit-shared".to_string(), "mcp-rl/6:shared/3:bob".to_string())]));
+    // A principal that no header could carry as it is travels encoded.
+    let odd = as_caller(post(Some(&token)), "eve\r\nx-injected: 1", &[]);
+    let (_, headers) = global_gw.buckets(&odd, &d.audit);
+    assert!(headers[0].1.starts_with("=?base64?") && headers[0].1.bytes().all(|b| (0x20..0x7f).contains(&b)), "{headers:?}");
     // Another tool is not concerned.
     let other = gw.decide(&head, br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a__echo"}}"#, NOW);
     assert!(gw.buckets(&head, &other.audit).0.is_empty());
