@@ -294,6 +294,9 @@ impl Lists {
 
 /// How many filtered sets of lists are kept; past it the cache starts over.
 const MAX_FILTERED_LISTS: usize = 256;
+/// How many opened session ids a worker keeps (a few hundred bytes each);
+/// past it the cache starts over.
+const MAX_OPENED_SESSIONS: usize = 4096;
 
 /// A configuration compiled for answering requests.
 pub struct Gateway {
@@ -305,6 +308,8 @@ pub struct Gateway {
     lists: Rc<Lists>,
     /// Lists filtered for each set of applicable rules met so far.
     filtered: RefCell<HashMap<Applicable, Rc<Lists>>>,
+    /// Session ids opened lately, and what they hold.
+    sessions: RefCell<HashMap<String, Rc<SessionState>>>,
     sealer: Sealer,
     /// SHA-256 of each API key -> its index in the configuration; `None`
     /// when authentication is off.
@@ -457,6 +462,7 @@ impl Gateway {
             uris,
             lists,
             filtered: RefCell::new(HashMap::new()),
+            sessions: RefCell::new(HashMap::new()),
             sealer,
             api_keys,
         })
@@ -857,11 +863,12 @@ impl Gateway {
         Ok(BodyAction::Forward(f))
     }
 
-    fn open_session(&self, head: &RequestHead, now: Now) -> Result<SessionState, McpError> {
+    fn open_session(&self, head: &RequestHead, now: Now) -> Result<Rc<SessionState>, McpError> {
         // A 2026-07-28 request carries no session: it needs none, since every
         // upstream is stateless when the gateway serves that revision.
         if self.config.stateless_era && head.protocol_version.as_deref() == Some(STATELESS_VERSION) {
-            return Ok(SessionState { issued_at: now.unix_secs, entropy: 0, version: STATELESS_VERSION.into(), upstreams: Default::default() });
+            let state = SessionState { issued_at: now.unix_secs, entropy: 0, version: STATELESS_VERSION.into(), upstreams: Default::default() };
+            return Ok(Rc::new(state));
         }
         if let Some(v) = head.protocol_version.as_deref() {
             if !SUPPORTED_VERSIONS.contains(&v) {
@@ -872,7 +879,21 @@ impl Gateway {
             }
         }
         let token = head.session_id.as_deref().ok_or(McpError::MissingSession)?;
-        self.sealer.open(token, now.unix_secs).map_err(|e| McpError::SessionNotFound(e.to_string()))
+        // A session id is immutable: once opened, what it holds is kept for
+        // its next requests (decrypting is most of a call's cost), and only
+        // its age is checked again.
+        if let Some(state) = self.sessions.borrow().get(token) {
+            if now.unix_secs.saturating_sub(state.issued_at) <= self.config.session.ttl_seconds {
+                return Ok(Rc::clone(state));
+            }
+        }
+        let state = Rc::new(self.sealer.open(token, now.unix_secs).map_err(|e| McpError::SessionNotFound(e.to_string()))?);
+        let mut cache = self.sessions.borrow_mut();
+        if cache.len() >= MAX_OPENED_SESSIONS {
+            cache.clear();
+        }
+        cache.insert(token.to_string(), Rc::clone(&state));
+        Ok(state)
     }
 
     /// Client notifications that concern the upstreams go to every server of

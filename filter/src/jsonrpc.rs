@@ -259,7 +259,17 @@ pub fn json_string(s: &str) -> String {
 
 /// The bytes of a successful response. `id` and `result` are raw JSON.
 pub fn result_body(id: &str, result: &str) -> Vec<u8> {
-    format!(r#"{{"jsonrpc":"2.0","id":{id},"result":{result}}}"#).into_bytes()
+    // Sized once: a list answer is tens of kilobytes, and `format!` would
+    // copy it again each time its buffer doubled.
+    const HEAD: &[u8] = br#"{"jsonrpc":"2.0","id":"#;
+    const MIDDLE: &[u8] = br#","result":"#;
+    let mut out = Vec::with_capacity(HEAD.len() + id.len() + MIDDLE.len() + result.len() + 1);
+    out.extend_from_slice(HEAD);
+    out.extend_from_slice(id.as_bytes());
+    out.extend_from_slice(MIDDLE);
+    out.extend_from_slice(result.as_bytes());
+    out.push(b'}');
+    out
 }
 
 /// The bytes of an error response; `id` is raw JSON, `None` when unknown.

@@ -1,0 +1,169 @@
+//! What the filter core costs per request, natively: `core_cost WORKLOAD N`
+//! runs the decision of one request N times against a gateway of 10 servers
+//! x 20 tools (with API keys and authorization rules when WORKLOAD ends in
+//! `-auth`). Under `valgrind --tool=callgrind`, the instruction count of a
+//! run with N requests minus that of a run with none, divided by N, is the
+//! core's cost per request: a number that, unlike time, does not move with
+//! the machine's load (`make bench` reports it).
+//!
+//! Workloads: `call` (tools/call), `list` (tools/list), `call-auth`,
+//! `list-auth`, `init` (initialize: the plan and the session id).
+
+use mcp_filter::config::{
+    ApiKey, AuthConfig, AuthorizationConfig, FilterConfig, NamedRoute, PolicyRule, ServerInfo, SessionConfig, SessionKey, Targets, UpstreamServer,
+};
+use mcp_filter::gateway::{BodyAction, CalloutResponse, Gateway, HeadAction, Now, RequestHead};
+
+const SERVERS: usize = 10;
+const TOOLS: usize = 20;
+const KEY: &str = "bench-api-key-0123456789";
+const NOW: Now = Now { unix_secs: 1_000_000, entropy: 42 };
+
+fn config(auth: bool) -> FilterConfig {
+    let servers = (0..SERVERS)
+        .map(|i| UpstreamServer {
+            name: format!("s{i}"),
+            cluster: format!("mcp_s{i}"),
+            authority: format!("127.0.0.1:{}", 9001 + i),
+            path: "/mcp".into(),
+            timeout_ms: None,
+            stateful: false,
+            protocol_version: Some("2025-06-18".into()),
+            logging: false,
+            modern: true,
+            modern_only: false,
+            headers: vec![],
+            forward_authorization: false,
+        })
+        .collect();
+    let tools = (0..SERVERS)
+        .flat_map(|s| (0..TOOLS).map(move |t| (s, t)))
+        .map(|(s, t)| NamedRoute {
+            name: format!("s{s}__tool_{t}"),
+            server: s,
+            upstream_name: format!("tool_{t}"),
+            definition: serde_json::json!({
+                "name": format!("s{s}__tool_{t}"),
+                "description": format!("Echo tool {t} of s{s}"),
+                "inputSchema": { "type": "object", "properties": { "text": { "type": "string" } } },
+            }),
+        })
+        .collect();
+    let digest = {
+        use sha2::Digest as _;
+        sha2::Sha256::digest(KEY.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+    };
+    FilterConfig {
+        version: "bench".into(),
+        mcp_path: "/mcp".into(),
+        max_body_bytes: 1 << 20,
+        server_info: ServerInfo { name: "gw".into(), version: "0".into() },
+        instructions: None,
+        servers,
+        tools,
+        prompts: vec![],
+        resources: vec![],
+        resource_templates: vec![],
+        capabilities: serde_json::json!({ "tools": { "listChanged": true } }),
+        session: SessionConfig { active_key: "k".into(), keys: vec![SessionKey { id: "k".into(), secret_hex: "11".repeat(32) }], ttl_seconds: 86_400 },
+        stateless_era: true,
+        events: None,
+        list_page_size: None,
+        auth: auth.then(|| AuthConfig {
+            api_keys: vec![ApiKey { sha256: digest, principal: "bench".into(), groups: vec!["dev".into()] }],
+            jwt: None,
+            protected_resource: None,
+            client_certificates: false,
+        }),
+        authorization: auth.then(|| AuthorizationConfig {
+            default_allow: false,
+            rules: vec![
+                PolicyRule {
+                    name: "devs".into(),
+                    principals: vec![],
+                    groups: vec!["dev".into()],
+                    allow: Targets { servers: vec!["*".into()], ..Default::default() },
+                    deny: Targets { tools: vec!["*__tool_19".into()], ..Default::default() },
+                },
+            ],
+        }),
+        rate_limits: vec![],
+        allowed_origins: vec![],
+        audit: auth,
+        upstream_timeout_ms: 10_000,
+    }
+}
+
+fn head(auth: bool, session: Option<&str>) -> RequestHead {
+    RequestHead {
+        method: "POST".into(),
+        path: "/mcp".into(),
+        content_type: Some("application/json".into()),
+        accept: Some("application/json, text/event-stream".into()),
+        session_id: session.map(str::to_string),
+        credential: auth.then(|| KEY.to_string()),
+        ..Default::default()
+    }
+}
+
+/// A session id, as a client would hold after `initialize`.
+fn session(gw: &Gateway, auth: bool) -> Option<String> {
+    let mut h = head(auth, None);
+    if gw.on_headers(&mut h) != HeadAction::ReadBody {
+        return None;
+    }
+    let init = br#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{}}}"#;
+    match gw.decide(&h, init, NOW).action {
+        BodyAction::Initialize(plan) => {
+            let answers: Vec<Option<CalloutResponse>> = vec![None; plan.callouts.len()];
+            let (reply, _) = gw.initialized(&plan, &answers, NOW);
+            reply.headers.iter().find(|(k, _)| *k == "mcp-session-id").map(|h| h.1.clone())
+        }
+        BodyAction::Reply(reply) => reply.headers.iter().find(|(k, _)| *k == "mcp-session-id").map(|h| h.1.clone()),
+        _ => None,
+    }
+}
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let workload = args.next().unwrap_or_else(|| "call".into());
+    let n: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(1000);
+    let auth = workload.ends_with("-auth");
+    let gw = match Gateway::new(config(auth)) {
+        Ok(gw) => gw,
+        Err(e) => {
+            eprintln!("core_cost: {e}");
+            std::process::exit(2);
+        }
+    };
+    let sid = session(&gw, auth);
+    let body: &[u8] = match workload.trim_end_matches("-auth") {
+        "call" => br#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"s3__tool_4","arguments":{"text":"hello"}}}"#,
+        "list" => br#"{"jsonrpc":"2.0","id":7,"method":"tools/list"}"#,
+        "init" => br#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{}}}"#,
+        other => {
+            eprintln!("core_cost: unknown workload {other:?} (call, list, init, with -auth)");
+            std::process::exit(2);
+        }
+    };
+    let mut sink = 0usize;
+    let started = std::time::Instant::now();
+    for _ in 0..n {
+        let mut h = head(auth, sid.as_deref());
+        if gw.on_headers(&mut h) != HeadAction::ReadBody {
+            eprintln!("core_cost: headers refused");
+            std::process::exit(1);
+        }
+        let decision = gw.decide(&h, body, NOW);
+        let (local, global) = gw.buckets(&h, &decision.audit);
+        sink += local.len() + global.len();
+        sink += match decision.action {
+            BodyAction::Forward(f) => f.server + f.body.map_or(0, |b| b.len()),
+            BodyAction::Reply(r) => r.body.len(),
+            BodyAction::Initialize(p) => p.callouts.len(),
+            BodyAction::FanOut(r, _) => r.body.len(),
+        };
+    }
+    let per = started.elapsed().as_nanos() / (n.max(1) as u128);
+    println!("{workload}: {n} requests, {per} ns each (native, informative only), checksum {sink}");
+}
