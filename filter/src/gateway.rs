@@ -1191,12 +1191,14 @@ fn check_post_headers(head: &RequestHead) -> Result<(), McpError> {
     // stream their answer as SSE.
     let (mut json, mut sse) = (false, false);
     for part in accept.split(',') {
-        let media = part.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
-        match media.as_str() {
-            "*/*" => (json, sse) = (true, true),
-            "application/json" | "application/*" => json = true,
-            "text/event-stream" | "text/*" => sse = true,
-            _ => {}
+        let media = part.split(';').next().unwrap_or_default().trim();
+        let is = |name: &str| media.eq_ignore_ascii_case(name);
+        if is("*/*") {
+            (json, sse) = (true, true);
+        } else if is("application/json") || is("application/*") {
+            json = true;
+        } else if is("text/event-stream") || is("text/*") {
+            sse = true;
         }
     }
     if !(json && sse) {
