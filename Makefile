@@ -10,13 +10,16 @@
 #   make validate   check a catalog: mcp-gateway --validate $(CATALOG)
 #   make fuzz       fuzz the filter core: each cargo-fuzz target for FUZZ_SECONDS
 #   make fuzz-smoke the same, FUZZ_SMOKE_SECONDS per target (CI runs it)
+#   make bench      the benchmarks (bench/run.py): bench/results/<date>.md and .svg
+#   make bench-smoke the same workloads for a second each, nothing written (CI runs it)
 #   make clean      remove build output (target/); keeps .venv, .tools, node_modules
 #   make distclean  clean, and remove what setup installed into the repo
 #
 # Variables: WASM_TOOLCHAIN=auto|rustup|debian (which Rust builds the wasm
 # filter; see scripts/setup.sh), CATALOG=catalog.yaml, CARGO=cargo,
 # PYTEST_ARGS= (extra pytest arguments), FUZZ_SECONDS=60, FUZZ_SMOKE_SECONDS=15
-# (per target), FUZZ_TARGETS= (some of parse decide sse policy session; default all).
+# (per target), FUZZ_TARGETS= (some of parse decide sse policy session; default all),
+# BENCH_ARGS= (bench/run.py options: --seconds, --repeat).
 
 SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
@@ -36,12 +39,12 @@ FUZZ_TARGETS ?=
 PYTHON := .venv/bin/python
 GATEWAY_RELEASE := target/release/mcp-gateway
 
-.PHONY: all setup build host wasm release run test test-unit test-e2e test-wasm-fallback validate fuzz fuzz-smoke clean distclean help
+.PHONY: all setup build host wasm release run test test-unit test-e2e test-wasm-fallback validate fuzz fuzz-smoke bench bench-smoke clean distclean help
 
 all: build
 
 help:
-	@sed -n '3,19p' Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '3,22p' Makefile | sed 's/^# \{0,1\}//'
 
 setup:
 	@bash scripts/setup.sh
@@ -89,6 +92,18 @@ validate: release
 # docs/design/fuzzing.md.
 fuzz:
 	bash scripts/fuzz.sh $(FUZZ_SECONDS) $(FUZZ_TARGETS)
+
+# The benchmarks need release builds of the control plane and the bench
+# server, and wrk and valgrind (scripts/setup.sh bench installs them).
+bench: build
+	bash scripts/setup.sh bench
+	$(CARGO) build --release -p mcp-control-plane -p mcp-bench-server
+	$(PYTHON) bench/run.py $(BENCH_ARGS)
+
+bench-smoke: build
+	bash scripts/setup.sh bench
+	$(CARGO) build --release -p mcp-control-plane -p mcp-bench-server
+	$(PYTHON) bench/run.py --smoke
 
 fuzz-smoke:
 	bash scripts/fuzz.sh $(FUZZ_SMOKE_SECONDS) $(FUZZ_TARGETS)

@@ -296,9 +296,25 @@ setup_fuzz() {
     stamp_write cargo-fuzz "$h"
 }
 
+# -------------------------------------------------------------------- bench
+# The load generator and the profiler of `make bench` (Debian packages).
+setup_bench() {
+    local missing=()
+    command -v wrk >/dev/null 2>&1 || missing+=(wrk)
+    command -v valgrind >/dev/null 2>&1 || missing+=(valgrind)
+    if ((${#missing[@]})); then
+        apt_install "${missing[@]}"
+    fi
+    say "bench tools: wrk $(command -v wrk), valgrind $(command -v valgrind)"
+}
+
 # --------------------------------------------------------------------- main
 if [[ ${1:-} == fuzz ]]; then
     setup_fuzz
+    exit 0
+fi
+if [[ ${1:-} == bench ]]; then
+    setup_bench
     exit 0
 fi
 start=$EPOCHREALTIME
