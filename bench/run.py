@@ -268,7 +268,7 @@ def workloads(servers: int) -> list[tuple[str, dict, object, int]]:
     ]
 
 
-def measure(envoy: str, seconds: float, repeat: int, fleet: list[int]) -> list[dict]:
+def measure(envoy: str, seconds: float, repeat: int, fleet: list[int], targets: list) -> list[dict]:
     rows = []
     workdir = Path(tempfile.mkdtemp(prefix="mcp-bench-"))
     script = workdir / "bench.lua"
@@ -279,7 +279,7 @@ def measure(envoy: str, seconds: float, repeat: int, fleet: list[int]) -> list[d
             base = free_port()
             if all(_free(base + i) for i in range(servers)):
                 ports = list(range(base, base + servers))
-        for cls in TARGETS:
+        for cls in targets:
             if cls is not Gateway and servers > 1:
                 continue  # a plain proxy or a server alone has no fleet to merge
             procs = Procs(workdir)
@@ -355,15 +355,17 @@ def main() -> int:
     ap.add_argument("--seconds", type=float, default=10)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--smoke", action="store_true", help="seconds, not minutes: one short run of each, results not written")
+    ap.add_argument("--targets", default="", help="some of direct,envoy,gateway (default all); results not written unless all")
     args = ap.parse_args()
     if not shutil.which("wrk"):
         raise SystemExit("bench: wrk is not installed: run `scripts/setup.sh bench` (apt-get install wrk)")
     envoy = (ROOT / ".tools" / "envoy-path").read_text().strip()
     seconds, repeat, fleet = (1, 1, [1, 2]) if args.smoke else (args.seconds, args.repeat, [1, 10, 50])
-    rows = measure(envoy, seconds, repeat, fleet)
+    chosen = [t for t in TARGETS if not args.targets or t.name in args.targets.split(",")]
+    rows = measure(envoy, seconds, repeat, fleet, chosen)
     text = table(rows)
     print(text)
-    if args.smoke:
+    if args.smoke or len(chosen) < len(TARGETS):
         return 0
     cost = subprocess.run(["bash", str(ROOT / "bench" / "core-cost.sh")], capture_output=True, text=True).stdout
     day = datetime.date.today().isoformat()

@@ -59,7 +59,7 @@ impl RootContext for Root {
     }
 
     fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
-        Some(Box::new(Request { context_id, gateway: self.gateway.clone(), head: RequestHead::default(), state: State::Idle }))
+        Some(Box::new(Request { context_id, gateway: self.gateway.clone(), head: RequestHead::default(), state: State::Idle, present: Vec::new() }))
     }
 
     fn get_type(&self) -> Option<ContextType> {
@@ -91,11 +91,25 @@ struct Request {
     gateway: Option<Rc<Gateway>>,
     head: RequestHead,
     state: State,
+    /// The names of the request headers the client sent: a header that is
+    /// not there needs no host call to remove.
+    present: Vec<String>,
 }
 
 impl Request {
-    fn header(&self, name: &str) -> Option<String> {
-        self.get_http_request_header_bytes(name).map(|b| String::from_utf8_lossy(&b).into_owned())
+    /// Removes a request header, if the client sent it.
+    fn drop_header(&self, name: &str) {
+        if self.present.iter().any(|p| p == name) {
+            self.set_http_request_header(name, None);
+        }
+    }
+
+    /// Sets a request header, or removes it (if present) for `None`.
+    fn put_header(&self, name: &str, value: Option<&str>) {
+        match value {
+            Some(v) => self.set_http_request_header(name, Some(v)),
+            None => self.drop_header(name),
+        }
     }
 
     fn now(&self) -> Now {
@@ -243,13 +257,13 @@ impl Request {
                 // servers behind it (MCP forbids token passthrough), unless
                 // the catalog says this server takes them.
                 if !server.forward_authorization {
-                    self.set_http_request_header("authorization", None);
+                    self.drop_header("authorization");
                 }
-                self.set_http_request_header("x-api-key", None);
-                self.set_http_request_header(JWT_PAYLOAD_HEADER, None);
+                self.drop_header("x-api-key");
+                self.drop_header(JWT_PAYLOAD_HEADER);
                 // Global limits' buckets, named by the filter alone.
                 for limit in gw.config().rate_limits.iter().filter(|l| l.global) {
-                    self.set_http_request_header(&format!("{RATE_LIMIT_HEADER_PREFIX}{}", limit.name), None);
+                    self.drop_header(&format!("{RATE_LIMIT_HEADER_PREFIX}{}", limit.name));
                 }
                 for (name, key) in &global {
                     self.set_http_request_header(name, Some(key));
@@ -259,10 +273,10 @@ impl Request {
                 }
                 // The gateway's session id means nothing upstream: replace it
                 // with the upstream's own, or drop it.
-                self.set_http_request_header("mcp-session-id", f.upstream_session.as_deref());
+                self.put_header("mcp-session-id", f.upstream_session.as_deref());
                 // The server's own time limit, or the route's; never the client's.
                 let timeout = server.timeout_ms.map(|ms| ms.to_string());
-                self.set_http_request_header("x-envoy-upstream-rq-timeout-ms", timeout.as_deref());
+                self.put_header("x-envoy-upstream-rq-timeout-ms", timeout.as_deref());
                 if let Some(v) = f.upstream_version.as_deref() {
                     self.set_http_request_header("mcp-protocol-version", Some(v));
                 }
@@ -374,22 +388,28 @@ impl HttpContext for Request {
         // Only the filter may pick an upstream, and only the requests it
         // forwards may carry the header (the local-reply mapper keys on it):
         // whatever a client sent is dropped before anything else.
-        if self.get_http_request_header_bytes(CLUSTER_HEADER).is_some() {
+        // One host call for every header, rather than one per header read.
+        let sent = self.get_http_request_headers_bytes();
+        self.present = sent.iter().map(|(name, _)| name.clone()).collect();
+        let header = |name: &str| {
+            sent.iter().find(|(n, _)| n == name).map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+        };
+        if self.present.iter().any(|n| n == CLUSTER_HEADER) {
             self.set_http_request_header(CLUSTER_HEADER, None);
         }
         self.head = RequestHead {
-            method: self.header(":method").unwrap_or_default(),
-            path: self.header(":path").unwrap_or_default(),
-            content_type: self.header("content-type"),
-            accept: self.header("accept"),
-            session_id: self.header("mcp-session-id"),
-            protocol_version: self.header("mcp-protocol-version"),
-            mcp_method: self.header("mcp-method"),
-            mcp_name: self.header("mcp-name"),
-            credential: self.header("authorization").and_then(|a| bearer(&a)).or_else(|| self.header("x-api-key")),
-            jwt_payload: self.header(JWT_PAYLOAD_HEADER),
+            method: header(":method").unwrap_or_default(),
+            path: header(":path").unwrap_or_default(),
+            content_type: header("content-type"),
+            accept: header("accept"),
+            session_id: header("mcp-session-id"),
+            protocol_version: header("mcp-protocol-version"),
+            mcp_method: header("mcp-method"),
+            mcp_name: header("mcp-name"),
+            credential: header("authorization").and_then(|a| bearer(&a)).or_else(|| header("x-api-key")),
+            jwt_payload: header(JWT_PAYLOAD_HEADER),
             jwt_failure: None,
-            origin: self.header("origin"),
+            origin: header("origin"),
             peer_certificate: None,
             caller: None,
         };
@@ -433,11 +453,11 @@ impl HttpContext for Request {
                     self.set_http_request_header(CLUSTER_HEADER, Some(&events.cluster));
                     self.set_http_request_header(":path", Some(&events.path));
                     self.set_http_request_header(":authority", Some(&events.authority));
-                    self.set_http_request_header("authorization", None);
-                    self.set_http_request_header("x-api-key", None);
-                    self.set_http_request_header(JWT_PAYLOAD_HEADER, None);
+                    self.drop_header("authorization");
+                    self.drop_header("x-api-key");
+                    self.drop_header(JWT_PAYLOAD_HEADER);
                     for limit in gw.config().rate_limits.iter().filter(|l| l.global) {
-                        self.set_http_request_header(&format!("{RATE_LIMIT_HEADER_PREFIX}{}", limit.name), None);
+                        self.drop_header(&format!("{RATE_LIMIT_HEADER_PREFIX}{}", limit.name));
                     }
                     self.add_server_headers(events);
                     // A notification stream lives as long as the client keeps it.
