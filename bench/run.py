@@ -333,6 +333,25 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def targets(rows: list[dict]) -> str:
+    """Issue 6's targets, met or not, from this run's rows."""
+    at = {(r["workload"], r["target"]): r for r in rows}
+    gw, plain = at.get(("tools/call", "gateway")), at.get(("tools/call", "envoy"))
+    lines = ["| target | this run | met? |", "|---|---|---|"]
+    if gw and plain:
+        ratio = gw["rps"] / plain["rps"]
+        lines.append(f"| tools/call >= 90% of plain Envoy's throughput | {ratio:.0%} | {'yes' if ratio >= 0.9 else 'no'} |")
+        added = gw["p99_ms"] - plain["p99_ms"]
+        lines.append(f"| added p99 over plain Envoy <= 0.3 ms at concurrency {CONCURRENCY} | {added:+.2f} ms | {'yes' if added <= 0.3 else 'no'} |")
+        if gw["envoy_rss_mb"] and plain["envoy_rss_mb"]:
+            extra = gw["envoy_rss_mb"] - plain["envoy_rss_mb"]
+            lines.append(f"| Envoy memory with the filter <= plain + 20 MB per worker (1 worker) | {extra:+.0f} MB | {'yes' if extra <= 20 else 'no'} |")
+    for what in ("tools/call >= Envoy's C++ MCP router", "tools/list (10 servers) >= 5x Envoy's C++ MCP router",
+                 ">= 20x ContextForge on tools/call", "1,000-server catalog compiled and pushed in < 1 s"):
+        lines.append(f"| {what} | not measured yet | – |")
+    return "\n".join(lines)
+
+
 def svg(rows: list[dict]) -> str:
     """Requests per second, a bar per (workload, target)."""
     width, bar, gap = 760, 18, 6
@@ -377,6 +396,8 @@ def main() -> int:
         f"One run on one machine ({os.cpu_count()} cores): wrk with 1 thread and {CONCURRENCY} connections, "
         f"{seconds:g} s per run, median of {repeat} runs; every Envoy with one worker.\n\n"
         f"{text}\n\n![requests per second]({day}.svg)\n\n"
+        f"## Targets\n\n{targets(rows)}\n\n"
+        "Why the gap, with the measurements behind it: docs/design/benchmarks.md.\n\n"
         f"## The filter core's cost per request (callgrind)\n\n{cost}\n"
     )
     print(f"bench: wrote {out / (day + '.md')}")
