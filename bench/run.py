@@ -45,6 +45,14 @@ CONCURRENCY = 16
 CALL = {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "tool_0", "arguments": {"text": "hello"}}}
 LIST = {"jsonrpc": "2.0", "id": 1, "method": "tools/list"}
 BIG = {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "big", "arguments": {}}}
+INIT = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "bench", "version": "0"}}}
+MODERN = "2026-07-28"
+# A 2026-07-28 request: no session, the revision and the client in `_meta`.
+MODERN_CALL = {**CALL, "params": {**CALL["params"], "_meta": {
+    "io.modelcontextprotocol/protocolVersion": MODERN,
+    "io.modelcontextprotocol/clientInfo": {"name": "bench", "version": "0"},
+    "io.modelcontextprotocol/clientCapabilities": {},
+}}}
 WRK_SCRIPT = """
 wrk.method = "POST"
 wrk.body = os.getenv("BENCH_BODY")
@@ -153,7 +161,7 @@ class Target:
         raise NotImplementedError
 
     def headers(self, era: str) -> dict[str, str]:
-        return {}
+        return {"mcp-protocol-version": MODERN} if era == "stateless" else {}
 
 
 def bench_server(procs: Procs, ports: list[int], tools: int) -> None:
@@ -247,7 +255,9 @@ class Gateway(Target):
         return f"http://127.0.0.1:{self.listen}/mcp"
 
     def headers(self, era: str) -> dict[str, str]:
-        return {"mcp-session-id": self.session}
+        if era == "stateless":
+            return {"mcp-protocol-version": MODERN}
+        return {} if era == "new session" else {"mcp-session-id": self.session}
 
 
 TARGETS = [Direct, PlainEnvoy, Gateway]
@@ -259,12 +269,15 @@ def named(body: dict, prefix: str) -> dict:
     return {**body, "params": {**body["params"], "name": prefix + body["params"]["name"]}}
 
 
-def workloads(servers: int) -> list[tuple[str, dict, object, int]]:
-    """(name, body, check of the result, servers behind the target)."""
+def workloads(servers: int) -> list[tuple[str, dict, object, str]]:
+    """(name, body, check of the result, era: which headers the target adds)."""
+    echoed = lambda r: r and r["content"][0]["text"] == "hello"
     return [
-        ("tools/call", CALL, lambda r: r and r["content"][0]["text"] == "hello", servers),
-        (f"tools/list ({servers}x20)", LIST, lambda r: r and len(r["tools"]) >= 20 * servers, servers),
-        ("tools/call 1 MB", BIG, lambda r: r and len(r["content"][0]["text"]) == 1 << 20, servers),
+        ("tools/call", CALL, echoed, "handshake"),
+        (f"tools/list ({servers}x20)", LIST, lambda r: r and len(r["tools"]) >= 20 * servers, "handshake"),
+        ("tools/call 1 MB", BIG, lambda r: r and len(r["content"][0]["text"]) == 1 << 20, "handshake"),
+        ("initialize (new session)", INIT, lambda r: r and r.get("protocolVersion"), "new session"),
+        ("tools/call, 2026-07-28", MODERN_CALL, echoed, "stateless"),
     ]
 
 
@@ -286,11 +299,11 @@ def measure(envoy: str, seconds: float, repeat: int, fleet: list[int], targets: 
             try:
                 bench_server(procs, ports, 20)
                 target = cls(procs, ports, envoy)
-                for name, body, want, n in workloads(servers):
+                for name, body, want, era in workloads(servers):
                     if servers > 1 and not name.startswith("tools/list"):
                         continue
                     body = named(body, target.prefix)
-                    headers = target.headers("handshake")
+                    headers = target.headers(era)
                     check(target.url(), body, headers, want)
                     runs = [wrk(target.url(), body, headers, seconds, script) for _ in range(repeat)]
                     rss = rss_mb(target.proc.pid) if hasattr(target, "proc") else None
