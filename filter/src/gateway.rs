@@ -569,7 +569,6 @@ impl Gateway {
             Some(url) => format!("{challenge}, resource_metadata={}", jsonrpc::json_string(&url)),
             None => challenge,
         };
-        reply.headers.retain(|(k, _)| *k != "www-authenticate");
         reply.headers.push(("www-authenticate", challenge));
         reply
     }
@@ -1319,9 +1318,6 @@ pub fn error_reply(id: Option<&str>, e: &McpError) -> Reply {
     let mut reply = json_reply(status, jsonrpc::error_body(id, code, &e.to_string()));
     if matches!(e, McpError::MethodNotAllowed(_)) {
         reply.headers.push(("allow", "POST".to_string()));
-    }
-    if matches!(e, McpError::Unauthorized(_)) {
-        reply.headers.push(("www-authenticate", r#"Bearer realm="mcp-gateway""#.to_string()));
     }
     reply
 }

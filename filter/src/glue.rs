@@ -104,6 +104,22 @@ impl Request {
         }
     }
 
+    /// Removes what a client sends for the gateway alone before a request
+    /// leaves: its credentials (MCP forbids token passthrough, unless the
+    /// catalog says the server takes the client's `Authorization`), the JWT
+    /// payload Envoy added, and global limits' bucket headers, which only the
+    /// filter may name.
+    fn drop_client_headers(&self, gw: &Gateway, keep_authorization: bool) {
+        if !keep_authorization {
+            self.drop_header("authorization");
+        }
+        self.drop_header("x-api-key");
+        self.drop_header(JWT_PAYLOAD_HEADER);
+        for limit in gw.config().rate_limits.iter().filter(|l| l.global) {
+            self.drop_header(&format!("{RATE_LIMIT_HEADER_PREFIX}{}", limit.name));
+        }
+    }
+
     /// Sets a request header, or removes it (if present) for `None`.
     fn put_header(&self, name: &str, value: Option<&str>) {
         match value {
@@ -253,18 +269,7 @@ impl Request {
                         self.set_http_request_header(":authority", Some(&server.authority));
                     }
                 }
-                // The client's credentials are for the gateway, not for the
-                // servers behind it (MCP forbids token passthrough), unless
-                // the catalog says this server takes them.
-                if !server.forward_authorization {
-                    self.drop_header("authorization");
-                }
-                self.drop_header("x-api-key");
-                self.drop_header(JWT_PAYLOAD_HEADER);
-                // Global limits' buckets, named by the filter alone.
-                for limit in gw.config().rate_limits.iter().filter(|l| l.global) {
-                    self.drop_header(&format!("{RATE_LIMIT_HEADER_PREFIX}{}", limit.name));
-                }
+                self.drop_client_headers(gw, server.forward_authorization);
                 for (name, key) in &global {
                     self.set_http_request_header(name, Some(key));
                 }
@@ -453,12 +458,7 @@ impl HttpContext for Request {
                     self.set_http_request_header(CLUSTER_HEADER, Some(&events.cluster));
                     self.set_http_request_header(":path", Some(&events.path));
                     self.set_http_request_header(":authority", Some(&events.authority));
-                    self.drop_header("authorization");
-                    self.drop_header("x-api-key");
-                    self.drop_header(JWT_PAYLOAD_HEADER);
-                    for limit in gw.config().rate_limits.iter().filter(|l| l.global) {
-                        self.drop_header(&format!("{RATE_LIMIT_HEADER_PREFIX}{}", limit.name));
-                    }
+                    self.drop_client_headers(&gw, false);
                     self.add_server_headers(events);
                     // A notification stream lives as long as the client keeps it.
                     self.set_http_request_header("x-envoy-upstream-rq-timeout-ms", Some("0"));
