@@ -1,0 +1,94 @@
+"""What every benchmark target shares: paths, process handling, waiting, the Target interface.
+
+bench/run.py drives the workloads; the targets that need more than a few lines
+(ContextForge, the catalog push) live in modules of their own and import this.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+TARGET = ROOT / "target" / "release"
+ACCEPT = "application/json, text/event-stream"
+MODERN = "2026-07-28"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(what: str, check, timeout: float = 60.0):
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        try:
+            value = check()
+            if value:
+                return value
+        except Exception as e:  # not up yet
+            last = e
+        time.sleep(0.1)
+    raise SystemExit(f"bench: timed out waiting for {what} (last error: {last!r})")
+
+
+class Procs:
+    """Processes started for one target, stopped together."""
+
+    def __init__(self, workdir: Path):
+        self.workdir = workdir
+        self.procs: dict[str, subprocess.Popen] = {}
+
+    def start(self, name: str, argv: list[str], env: dict | None = None) -> subprocess.Popen:
+        log = open(self.workdir / f"{name}.log", "w")
+        p = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env={**os.environ, **(env or {})})
+        self.procs[name] = p
+        return p
+
+    def stop_all(self):
+        for p in self.procs.values():
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(p.pid, signal.SIGTERM)
+        for p in self.procs.values():
+            try:
+                p.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(p.pid, signal.SIGKILL)
+        self.procs.clear()
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+class Target:
+    """Something that can stand where the gateway stands."""
+
+    name = ""
+    prefix = ""  # how it names upstream tools: "b0__" for the server b0's tool
+    proc = None  # the Envoy process whose memory the results report, if any
+    fleet = False  # whether it merges several servers into one (else it runs with one server only)
+    # A peer we compare against rather than our own stack: a workload it cannot
+    # serve correctly is reported as such in the results instead of stopping the run.
+    peer = False
+
+    def url(self) -> str:
+        raise NotImplementedError
+
+    def tool(self, name: str) -> str:
+        """The name a client calls the first server's tool `name` by, through this target."""
+        return self.prefix + name
+
+    def headers(self, era: str) -> dict[str, str]:
+        return {"mcp-protocol-version": MODERN} if era == "stateless" else {}
