@@ -18,6 +18,9 @@
 # `scripts/setup.sh fuzz` installs only what `make fuzz` needs: cargo-fuzz,
 # built from crates.io into .tools/cargo-fuzz (about 40 s the first time).
 # Plain setup does not, so that `make build` and `make test` don't pay for it.
+# `scripts/setup.sh bench` installs what `make bench` needs: wrk and valgrind
+# (Debian), and ContextForge 1.0.7, a peer it measures, in .tools/contextforge
+# (pip, about 35 s and 250 MB the first time).
 #
 # Idempotent. Each part keeps a stamp in .tools/ holding a hash of its inputs,
 # so a second run only checks and takes about a second. SETUP_FORCE=1 redoes
@@ -297,7 +300,36 @@ setup_fuzz() {
 }
 
 # -------------------------------------------------------------------- bench
-# The load generator and the profiler of `make bench` (Debian packages).
+# The load generator and the profiler of `make bench` (Debian packages), and
+# ContextForge, a peer the bench compares against, in a venv of its own
+# (bench/contextforge.py runs it from there).
+CONTEXTFORGE_VERSION=1.0.7
+CONTEXTFORGE_PIN="mcp-contextforge-gateway==${CONTEXTFORGE_VERSION}"
+CONTEXTFORGE_VENV="$TOOLS/contextforge"
+contextforge_version() {  # the installed version, or nothing
+    [[ -x $CONTEXTFORGE_VENV/bin/python && -x $CONTEXTFORGE_VENV/bin/mcpgateway ]] || return 0
+    "$CONTEXTFORGE_VENV/bin/python" -c \
+        'import importlib.metadata as m; print(m.version("mcp-contextforge-gateway"))' 2>/dev/null || true
+}
+setup_contextforge() {
+    local start=$EPOCHREALTIME
+    if [[ $SETUP_FORCE != 1 && "$(contextforge_version)" == "$CONTEXTFORGE_VERSION" ]]; then
+        say "ContextForge ${CONTEXTFORGE_VERSION}: up to date in .tools/contextforge"
+        return
+    fi
+    command -v python3 >/dev/null 2>&1 || apt_install python3 python3-venv
+    # Its wheel wants Python >=3.11,<3.14.
+    python3 -c 'import sys; sys.exit(not ((3, 11) <= sys.version_info[:2] < (3, 14)))' ||
+        die "ContextForge ${CONTEXTFORGE_VERSION} needs Python 3.11 to 3.13; python3 is $(python3 --version 2>&1)"
+    rm -rf "$CONTEXTFORGE_VENV"
+    say "pip install $CONTEXTFORGE_PIN (into .tools/contextforge; about 30 s and 250 MB)"
+    python3 -m venv "$CONTEXTFORGE_VENV" || die "cannot create $CONTEXTFORGE_VENV (install python3-venv)"
+    "$CONTEXTFORGE_VENV/bin/python" -m pip install -q "$CONTEXTFORGE_PIN" ||
+        die "pip install $CONTEXTFORGE_PIN failed (is PyPI reachable?)"
+    [[ "$(contextforge_version)" == "$CONTEXTFORGE_VERSION" ]] ||
+        die "ContextForge ${CONTEXTFORGE_VERSION} still not in .tools/contextforge after pip install"
+    say "ContextForge ${CONTEXTFORGE_VERSION}: installed in .tools/contextforge in $(awk -v a="$start" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.0f", b - a }') s"
+}
 setup_bench() {
     local missing=()
     command -v wrk >/dev/null 2>&1 || missing+=(wrk)
@@ -306,6 +338,7 @@ setup_bench() {
         apt_install "${missing[@]}"
     fi
     say "bench tools: wrk $(command -v wrk), valgrind $(command -v valgrind)"
+    setup_contextforge
 }
 
 # --------------------------------------------------------------------- main
