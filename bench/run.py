@@ -43,6 +43,7 @@ import yaml
 
 from common import ACCEPT, MODERN, ROOT, TARGET, Procs, Target, free_port, rss_mb, wait_for
 from contextforge import ContextForge
+import push as catalog_push
 
 CONCURRENCY = 16
 CALL = {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "tool_0", "arguments": {"text": "hello"}}}
@@ -480,7 +481,12 @@ def main() -> int:
         return 0
     mem = memory(envoy, seconds, [1, 2, 4])
     print(memory_table(mem))
-    push = None
+    push_dir = Path(tempfile.mkdtemp(prefix="mcp-bench-push-"))
+    try:
+        push = catalog_push.measure(envoy, push_dir, 50, 1) if args.smoke else catalog_push.measure(envoy, push_dir, 1000, repeat)
+    finally:
+        shutil.rmtree(push_dir, ignore_errors=True)
+    print(catalog_push.markdown(push))
     if args.smoke:
         return 0
     cost = subprocess.run(["bash", str(ROOT / "bench" / "core-cost.sh")], capture_output=True, text=True).stdout
@@ -494,6 +500,7 @@ def main() -> int:
         f"{seconds:g} s per run, median of {repeat} runs; every Envoy with one worker.\n\n"
         f"{text}\n\n![requests per second]({day}.svg)\n\n"
         f"## Memory\n\nEnvoy's resident memory after a load that reaches every worker.\n\n{memory_table(mem)}\n\n"
+        f"{catalog_push.markdown(push)}\n\n"
         f"## Targets\n\n{targets(rows, mem, push)}\n\n"
         "Why the gap, with the measurements behind it: docs/design/benchmarks.md.\n\n"
         f"## The filter core's cost per request (callgrind)\n\n{cost}\n"

@@ -256,7 +256,7 @@ impl StreamState {
             Verdict::Proceed { acked, respond } => {
                 if let Some(acked) = acked {
                     debug!(node = self.node_id(), type_url, version = acked, "ACK");
-                    self.cache.record_ack(self.node_id(), &type_url, &acked);
+                    self.cache.record_ack(self.node_id(), &type_url, &acked, SystemTime::now());
                 }
                 if respond {
                     match snapshot {

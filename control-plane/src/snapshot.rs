@@ -163,6 +163,7 @@ impl SnapshotCache {
                         requested_names: t.requested_names.clone(),
                         last_sent_version: t.last_sent_version.clone(),
                         last_acked_version: t.last_acked_version.clone(),
+                        last_acked_at: t.last_acked_at,
                         last_nack: t.last_nack.clone(),
                     })
                     .collect(),
@@ -203,10 +204,11 @@ impl SnapshotCache {
         });
     }
 
-    /// Records that `node_id` accepted `version` of `type_url`.
-    pub fn record_ack(&self, node_id: &str, type_url: &str, version: &str) {
+    /// Records that `node_id` accepted `version` of `type_url` at `at`.
+    pub fn record_ack(&self, node_id: &str, type_url: &str, version: &str, at: SystemTime) {
         self.with_type(node_id, type_url, |t| {
             t.last_acked_version = Some(version.to_owned());
+            t.last_acked_at = Some(at);
         });
     }
 
@@ -257,6 +259,7 @@ struct TypeEntry {
     requested_names: Vec<String>,
     last_sent_version: Option<String>,
     last_acked_version: Option<String>,
+    last_acked_at: Option<SystemTime>,
     last_nack: Option<Nack>,
 }
 
@@ -284,6 +287,9 @@ pub struct TypeStatus {
     pub last_sent_version: Option<String>,
     /// The last version the node accepted.
     pub last_acked_version: Option<String>,
+    /// When that acceptance arrived: with the time of a catalog change, how long the change
+    /// took to be running in Envoy.
+    pub last_acked_at: Option<SystemTime>,
     /// The last rejection, kept after later ACKs so an operator can still see what failed.
     pub last_nack: Option<Nack>,
 }
@@ -342,7 +348,8 @@ mod tests {
         cache.stream_opened("n1");
         cache.stream_opened("n1");
         cache.record_sent("n1", CLUSTER_TYPE, "3");
-        cache.record_ack("n1", CLUSTER_TYPE, "3");
+        let acked_at = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(7);
+        cache.record_ack("n1", CLUSTER_TYPE, "3", acked_at);
         let at = SystemTime::UNIX_EPOCH;
         cache.record_request("n1", ROUTE_TYPE, &["r1".into()]);
         cache.record_nack("n1", ROUTE_TYPE, "3", "bad route", at);
@@ -366,6 +373,7 @@ mod tests {
                     requested_names: vec![],
                     last_sent_version: Some("3".into()),
                     last_acked_version: Some("3".into()),
+                    last_acked_at: Some(acked_at),
                     last_nack: None,
                 },
                 TypeStatus {
@@ -373,6 +381,7 @@ mod tests {
                     requested_names: vec!["r1".into()],
                     last_sent_version: None,
                     last_acked_version: None,
+                    last_acked_at: None,
                     last_nack: Some(Nack {
                         version: "3".into(),
                         error: "bad route".into(),

@@ -374,6 +374,7 @@ async fn serves_acks_nacks_pushes_and_ignores_stale() {
     let status = type_status(&cache, "envoy-1", CLUSTER_TYPE);
     assert_eq!(status.last_sent_version.as_deref(), Some("v1"));
     assert_eq!(status.last_acked_version.as_deref(), Some("v1"));
+    assert!(status.last_acked_at.is_some_and(|at| at <= std::time::SystemTime::now()), "the ACK's time is recorded");
     assert_eq!(status.last_nack, None);
     assert!(cache.status()[0].connected);
 
@@ -394,7 +395,7 @@ async fn serves_acks_nacks_pushes_and_ignores_stale() {
     let nack = status.last_nack.expect("NACK recorded");
     assert_eq!(nack.version, "v1");
     assert_eq!(nack.error, "route r1 is bad");
-    assert_eq!(status.last_acked_version, None);
+    assert_eq!((status.last_acked_version, status.last_acked_at), (None, None));
 
     // A new snapshot is pushed to every subscribed type, clusters first.
     cache.set(test_snapshot("v2", &["c1", "c3"], &["r1", "r2"]));
