@@ -7,6 +7,7 @@ bench/run.py drives the workloads; the targets that need more than a few lines
 from __future__ import annotations
 
 import contextlib
+import random
 import os
 import signal
 import socket
@@ -24,6 +25,30 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def port_range(n: int) -> list[int]:
+    """n consecutive free ports on loopback, below the ephemeral range (where
+    the discovery's and other programs' outgoing connections take theirs)."""
+    try:
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768
+    rng = random.Random()
+    for _ in range(100):
+        base = rng.randrange(10000, max(10001, low - n))
+        if all(_free(base + i) for i in range(n)):
+            return list(range(base, base + n))
+    raise SystemExit(f"bench: found no {n} consecutive free ports")
+
+
+def _free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+            return True
+        except OSError:
+            return False
 
 
 def wait_for(what: str, check, timeout: float = 60.0):

@@ -44,7 +44,6 @@ import argparse
 import datetime
 import json
 import os
-import random
 import re
 import shutil
 import socket
@@ -58,7 +57,7 @@ from pathlib import Path
 import httpx
 import yaml
 
-from common import ACCEPT, MODERN, ROOT, TARGET, Procs, free_port, wait_for
+from common import ACCEPT, MODERN, ROOT, TARGET, Procs, free_port, port_range, wait_for
 
 # How often the script asks the control plane and Envoy while it waits.
 POLL = 0.02
@@ -72,30 +71,6 @@ TYPES = {
 }
 NODE = "gateway-1"  # envoy/gateway.yaml's node id
 TOOLS = 20  # per bench server (it lists one more, `big`)
-
-
-def port_range(n: int) -> list[int]:
-    """n consecutive free ports on loopback, below the ephemeral range (where
-    the discovery's and other programs' outgoing connections take theirs)."""
-    try:
-        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        low = 32768
-    rng = random.Random()
-    for _ in range(100):
-        base = rng.randrange(10000, max(10001, low - n))
-        if all(_free(base + i) for i in range(n)):
-            return list(range(base, base + n))
-    raise SystemExit(f"bench: found no {n} consecutive free ports")
-
-
-def _free(port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-            return True
-        except OSError:
-            return False
 
 
 class PushGateway:

@@ -41,7 +41,7 @@ from pathlib import Path
 import httpx
 import yaml
 
-from common import ACCEPT, MODERN, ROOT, TARGET, Procs, Target, free_port, rss_mb, wait_for
+from common import ACCEPT, MODERN, ROOT, TARGET, Procs, Target, free_port, port_range, rss_mb, wait_for
 from contextforge import ContextForge
 import push as catalog_push
 
@@ -297,11 +297,7 @@ def measure(envoy: str, seconds: float, repeat: int, fleet: list[int], targets: 
     script = workdir / "bench.lua"
     script.write_text(WRK_SCRIPT)
     for servers in fleet:
-        ports = []
-        while len(ports) < servers:
-            base = free_port()
-            if all(_free(base + i) for i in range(servers)):
-                ports = list(range(base, base + servers))
+        ports = port_range(servers)
         for cls in targets:
             if not cls.fleet and servers > 1:
                 continue  # a plain proxy or a server alone has no fleet to merge
@@ -375,15 +371,6 @@ def memory_table(rows: list[dict]) -> str:
         extra = r["gateway"] - r["envoy"]
         lines.append(f"| {r['workers']} | {r['envoy']:.0f} | {r['gateway']:.0f} | {extra:+.0f} | {extra / r['workers']:+.1f} |")
     return "\n".join(lines)
-
-
-def _free(port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-            return True
-        except OSError:
-            return False
 
 
 def table(rows: list[dict]) -> str:
