@@ -28,9 +28,9 @@ first pushes after a start are slower), its samples kept apart. For each write:
             on when the new configuration runs on the worker.
 
 and, from the control plane's log (its JSON lines carry timestamps): when it
-saw the change (after its fixed 100 ms settle delay, controller.rs), when it
-published the compiled snapshot (after reading, discovering every server and
-compiling), and when it sent each type. `compile()` alone is timed in process
+saw the change (at once for a rename; 100 ms later for a write in place,
+controller.rs), when it published the compiled snapshot (after reading,
+discovering the new servers and compiling), and when it sent each type. `compile()` alone is timed in process
 by control-plane/examples/compile_cost.rs on the same catalog shape.
 
     .venv/bin/python bench/push.py [--servers 1000] [--repeat 3]
@@ -317,8 +317,9 @@ def markdown(result: dict) -> str:
         lines.append(f"| {what[kind]} | {m['ready_s']:.3f} | **{m['ack_s']:.3f}** | {m['served_s']:.3f} |")
     lines += [
         "",
-        "Where the time goes (medians, seconds): *settle*, until the control plane starts reloading (its fixed 100 ms "
-        "wait after a change of the file); *reload*, reading the catalog, discovering every server again and compiling; "
+        "Where the time goes (medians, seconds): *settle*, until the control plane starts reloading (a rename is taken "
+        "at once; a write in place would wait 100 ms for more writes); *reload*, reading the catalog, discovering the new "
+        "servers and compiling; "
         "*to ADS*, until the clusters are sent; *clusters*, until Envoy ACKs them (it applies them first); "
         "*the rest*, until it ACKs the filter configuration (ECDS), the listener and the routes. Envoy applies the types "
         "one after another on its main thread and writes ACKs when it gets to it, so the last two columns split its work "

@@ -441,7 +441,8 @@ impl Server {
     /// offers (and, when the control plane runs it, restarted).
     pub fn identity(&self) -> String {
         match self.runtime {
-            Runtime::Http => self.url.clone(),
+            // Other credentials may be offered other tools.
+            Runtime::Http => serde_json::to_string(&(&self.url, &self.headers)).unwrap_or_default(),
             Runtime::Sse | Runtime::Stdio => {
                 let launch = (
                     (&self.runtime, &self.url, &self.command, &self.args, &self.env, &self.cwd),

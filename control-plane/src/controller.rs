@@ -428,7 +428,9 @@ impl Controller {
                 }
             });
         }
-        let (tx, mut rx) = mpsc::unbounded_channel::<()>();
+        // Each event says whether the catalog was renamed into place (whole
+        // at once) or written (maybe in several pieces).
+        let (tx, mut rx) = mpsc::unbounded_channel::<bool>();
         let path = std::path::absolute(&self.inner.settings.catalog_path)?;
         let dir = path.parent().map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."));
         let file_name = path.file_name().map(|f| f.to_os_string());
@@ -441,7 +443,7 @@ impl Controller {
                     return;
                 }
                 if event.paths.iter().any(|p| p.file_name().map(|f| f.to_os_string()) == file_name) {
-                    let _ = tx.send(());
+                    let _ = tx.send(matches!(event.kind, notify::EventKind::Modify(notify::event::ModifyKind::Name(_))));
                 }
             }
         })?;
@@ -466,17 +468,21 @@ impl Controller {
             });
             tokio::select! {
                 event = rx.recv() => {
-                    if event.is_none() {
-                        return Ok(());
+                    let Some(renamed) = event else { return Ok(()) };
+                    // A file renamed into place is whole; one written in place
+                    // may come in pieces: let a burst of writes settle, then
+                    // take them as one change.
+                    if !renamed {
+                        tokio::time::sleep(Duration::from_millis(100)).await;
                     }
-                    // Let a burst of writes settle, then take them as one change.
-                    tokio::time::sleep(Duration::from_millis(100)).await;
                     while rx.try_recv().is_ok() {}
                     tracing::info!(catalog = %path.display(), "catalog changed; reloading");
                     retry = Duration::from_secs(1);
-                    last_full = tokio::time::Instant::now();
                     deadline = None;
-                    let _ = self.reload().await;
+                    // Only what the edit adds or changes is asked what it
+                    // offers; the others keep their last answer until the
+                    // period (or `POST /admin/reload`) asks everyone again.
+                    let _ = self.reload_with(Discovery::Unreachable).await;
                 }
                 _ = tls_poll.tick() => {
                     if self.tls_files_changed().await {
@@ -554,7 +560,8 @@ fn digest_of(parts: &[String]) -> [u8; 32] {
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Discovery {
     All,
-    /// Only those without a known answer at their current URL.
+    /// Only those without a known answer for their current identity (URL,
+    /// credentials, launch command).
     Unreachable,
     /// These (which said their lists changed), and those without a known answer.
     Servers(std::collections::BTreeSet<String>),
@@ -659,7 +666,7 @@ mod tests {
         // Nothing listens on port 9: a server asked there is unreachable.
         let catalog = load("servers:\n  - {name: known, url: 'http://127.0.0.1:9/mcp'}\n  - {name: new, url: 'http://127.0.0.1:9/new'}\n", |_| None).unwrap();
         let offer = Discovered { tools: vec![serde_json::json!({"name": "t"})], ..Default::default() };
-        let known = BTreeMap::from([("known".to_string(), ("http://127.0.0.1:9/mcp".to_string(), offer.clone()))]);
+        let known = BTreeMap::from([("known".to_string(), (catalog.servers[0].identity(), offer.clone()))]);
         let (found, status) = discover(&catalog, &known, Discovery::Unreachable, "http://127.0.0.1:9", "t").await;
         assert_eq!(found.get("known"), Some(&offer), "reused, not asked again");
         assert_eq!((status[0].state, status[1].state), ("ready", "unreachable"));
@@ -668,6 +675,9 @@ mod tests {
         let moved = load("servers:\n  - {name: known, url: 'http://127.0.0.1:9/moved'}\n", |_| None).unwrap();
         let (found, _) = discover(&moved, &known, Discovery::Unreachable, "http://127.0.0.1:9", "t").await;
         assert!(found.is_empty(), "a server whose URL changed is asked again");
+        let rekeyed = load("servers:\n  - {name: known, url: 'http://127.0.0.1:9/mcp', headers: {x-api-key: k2}}\n", |_| None).unwrap();
+        let (found, _) = discover(&rekeyed, &known, Discovery::Unreachable, "http://127.0.0.1:9", "t").await;
+        assert!(found.is_empty(), "a server given other credentials is asked again");
     }
 
     #[test]

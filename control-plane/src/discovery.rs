@@ -55,7 +55,11 @@ pub async fn discover(url: &str, shown: String, headers: Vec<(String, String)>, 
     if !url.starts_with("http://") {
         return Err("discovery supports http:// upstreams only so far (no TLS client in the control plane yet)".into());
     }
-    let mut session = Session::new(reqwest::Client::new(), url, shown).with_headers(headers);
+    // One client for every probe: building one per server costs more than
+    // the probe at a thousand servers.
+    static HTTP: std::sync::OnceLock<reqwest::Client> = std::sync::OnceLock::new();
+    let http = HTTP.get_or_init(reqwest::Client::new).clone();
+    let mut session = Session::new(http, url, shown).with_headers(headers);
     let listing = tokio::time::timeout(timeout, session.discover()).await;
     // The session is ended whatever the listing gave, so servers do not
     // keep state for the gateway's probes.

@@ -130,6 +130,11 @@ class Gateway:
             key, _, value = line.partition(": ")
             if key == name:
                 return int(value)
+        # envoy/gateway.yaml defers a cluster's traffic counters to its first
+        # request: a cluster Envoy has that never served counts 0.
+        cluster = name.split(".")[1] if name.startswith("cluster.") else None
+        if cluster and f"cluster.{cluster}.membership_total" in httpx.get(f"{self.envoy_admin}/stats", params={"filter": f"^cluster\\.{cluster}\\.membership_total$"}, timeout=5).text:
+            return 0
         raise AssertionError(f"Envoy has no stat named {name!r}")
 
     def echo_server(self, name: str, port: int, path: str = "/mcp", *flags: str) -> Proc:
