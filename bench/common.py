@@ -117,3 +117,19 @@ class Target:
 
     def headers(self, era: str) -> dict[str, str]:
         return {"mcp-protocol-version": MODERN} if era == "stateless" else {}
+
+
+def gateway_bootstrap(workdir: Path, name: str, envoy_admin: int, xds: int) -> Path:
+    """envoy/gateway.yaml with its ports moved: Envoy's admin address (and the
+    envoy_admin cluster that points at it) and the control plane's xDS port."""
+    import yaml
+
+    boot = yaml.safe_load((ROOT / "envoy" / "gateway.yaml").read_text())
+    boot["admin"]["address"]["socket_address"]["port_value"] = envoy_admin
+    moved = {"xds": xds, "envoy_admin": envoy_admin}
+    for cluster in boot["static_resources"]["clusters"]:
+        if cluster["name"] in moved:
+            cluster["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]["socket_address"]["port_value"] = moved[cluster["name"]]
+    path = workdir / name
+    path.write_text(yaml.safe_dump(boot))
+    return path

@@ -57,7 +57,7 @@ from pathlib import Path
 import httpx
 import yaml
 
-from common import ACCEPT, MODERN, ROOT, TARGET, Procs, free_port, port_range, wait_for
+from common import ACCEPT, MODERN, ROOT, TARGET, Procs, free_port, gateway_bootstrap, port_range, wait_for
 
 # How often the script asks the control plane and Envoy while it waits.
 POLL = 0.02
@@ -93,13 +93,7 @@ class PushGateway:
             "--rediscover-seconds", "3600",
         ], env={"RUST_LOG": "info,mcp_control_plane::ads=debug"})
         self.log = procs.workdir / "push-control-plane.log"
-        boot = yaml.safe_load((ROOT / "envoy" / "gateway.yaml").read_text())
-        boot["admin"]["address"]["socket_address"]["port_value"] = envoy_admin
-        for cluster in boot["static_resources"]["clusters"]:
-            if cluster["name"] == "xds":
-                cluster["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]["socket_address"]["port_value"] = xds
-        path = procs.workdir / "push-envoy.yaml"
-        path.write_text(yaml.safe_dump(boot))
+        path = gateway_bootstrap(procs.workdir, "push-envoy.yaml", envoy_admin, xds)
         self.proc = procs.start("push-envoy", [envoy, "-c", str(path), "--concurrency", "1", "--disable-hot-restart", "--log-level", "warn"])
         self.http = httpx.Client(timeout=10)
         alive = lambda: _alive(self.control_plane, "the control plane") and _alive(self.proc, "Envoy")

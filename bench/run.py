@@ -41,7 +41,7 @@ from pathlib import Path
 import httpx
 import yaml
 
-from common import ACCEPT, MODERN, ROOT, TARGET, Procs, Target, free_port, port_range, rss_mb, wait_for
+from common import ACCEPT, MODERN, ROOT, TARGET, Procs, Target, free_port, gateway_bootstrap, port_range, rss_mb, wait_for
 from contextforge import ContextForge
 import push as catalog_push
 
@@ -243,13 +243,7 @@ class Gateway(Target):
             str(TARGET / "mcp-gateway"), "--catalog", str(catalog_path), "--wasm", str(ROOT / "target" / "mcp_filter.wasm"),
             "--xds-listen", f"127.0.0.1:{xds}", "--admin-listen", f"127.0.0.1:{admin}",
         ], env={"RUST_LOG": "warn"})
-        boot = yaml.safe_load((ROOT / "envoy" / "gateway.yaml").read_text())
-        boot["admin"]["address"]["socket_address"]["port_value"] = envoy_admin
-        for cluster in boot["static_resources"]["clusters"]:
-            if cluster["name"] == "xds":
-                cluster["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]["socket_address"]["port_value"] = xds
-        path = procs.workdir / "gateway-envoy.yaml"
-        path.write_text(yaml.safe_dump(boot))
+        path = gateway_bootstrap(procs.workdir, "gateway-envoy.yaml", envoy_admin, xds)
         self.proc = procs.start("gateway-envoy", [envoy, "-c", str(path), "--concurrency", str(workers), "--disable-hot-restart", "--log-level", "warn"])
         want = len(ports)
         wait_for("the gateway serving every server", lambda: sum(

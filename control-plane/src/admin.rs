@@ -37,7 +37,9 @@ pub fn router(controller: Controller) -> Router {
         .route_layer(middleware::from_fn_with_state(controller.clone(), admin_only));
     Router::new()
         .route("/health", get(health))
+        .route("/ready", get(ready))
         .route("/servers", get(servers))
+        .route("/metrics", get(metrics))
         .merge(internal)
         .merge(operator)
         .with_state(controller)
@@ -78,6 +80,18 @@ async fn health(State(c): State<Controller>) -> impl IntoResponse {
     }))
 }
 
+/// Readiness: 200 when the catalog is valid (the last reload published it),
+/// every connected Envoy runs the version served, and at least one upstream
+/// is up; else 503 with the reasons, so that a load balancer or Kubernetes
+/// sends no traffic to a gateway that cannot serve it.
+async fn ready(State(c): State<Controller>) -> impl IntoResponse {
+    let s = c.status();
+    let served = c.cache().current().map(|s| s.version.clone());
+    let reasons = crate::metrics::not_ready(&s, served.as_deref(), &c.cache().status());
+    let status = if reasons.is_empty() { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (status, Json(json!({ "ready": reasons.is_empty(), "version": served, "reasons": reasons })))
+}
+
 async fn servers(State(c): State<Controller>) -> impl IntoResponse {
     let mut s = c.status();
     for server in &mut s.servers {
@@ -88,6 +102,18 @@ async fn servers(State(c): State<Controller>) -> impl IntoResponse {
 
 /// `POST /servers/{name}/start|stop|restart`, for servers the gateway runs
 /// or connects to.
+/// The control plane's metrics (Prometheus text format). On the gateway's
+/// port, `GET /metrics` gives these after Envoy's and the filter's.
+async fn metrics(State(c): State<Controller>) -> impl IntoResponse {
+    let status = c.status();
+    let restarts: Vec<(String, u32)> =
+        status.servers.iter().filter_map(|s| c.runtimes().status(&s.name).map(|p| (s.name.clone(), p.restarts))).collect();
+    let served = c.cache().current().map(|s| s.version.clone());
+    let nodes = c.cache().status();
+    let text = crate::metrics::render(&crate::metrics::Inputs { status: &status, served: served.as_deref(), nodes: &nodes, restarts: &restarts });
+    ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text)
+}
+
 async fn server_action(State(c): State<Controller>, Path((server, action)): Path<(String, String)>) -> impl IntoResponse {
     if !matches!(action.as_str(), "start" | "stop" | "restart") {
         return (StatusCode::NOT_FOUND, Json(json!({ "status": "error", "error": format!("unknown action {action:?}: start, stop or restart") })));

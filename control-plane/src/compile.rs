@@ -66,7 +66,7 @@ pub const ROUTE_NAME: &str = "mcp_gateway";
 /// collide with it.
 pub const ADMIN_CLUSTER: &str = "gateway_admin";
 /// Paths served by the control plane's admin API through the gateway port.
-pub const ADMIN_PATHS: &[&str] = &["/health", "/servers"];
+pub const ADMIN_PATHS: &[&str] = &["/health", "/ready", "/servers"];
 /// The control plane's endpoint for clients' GET streams (reached only
 /// through the filter, which checks the session first).
 pub const EVENTS_PATH: &str = "/mcp-events";

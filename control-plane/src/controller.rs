@@ -36,6 +36,10 @@ pub struct Settings {
     /// Where Envoy reaches the admin API.
     pub admin_advertise: (String, u16),
     pub rediscover_every: Duration,
+    /// How often HTTP servers are pinged (`None`: never), and after how many
+    /// failures in a row one is rediscovered.
+    pub health_every: Option<Duration>,
+    pub unhealthy_threshold: u32,
     pub gateway_version: String,
     /// The secret the filter presents to the internal endpoints
     /// (`mcp_filter::config::INTERNAL_HEADER`); random per process.
@@ -51,6 +55,9 @@ pub struct Status {
     pub last_error: Option<String>,
     pub last_reload_at: Option<SystemTime>,
     pub servers: Vec<ServerStatus>,
+    /// Reloads so far that published a configuration, and that failed.
+    pub reloads_ok: u64,
+    pub reloads_failed: u64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -125,6 +132,9 @@ struct Inner {
     served: RwLock<Option<Arc<Served>>>,
     /// The client of upstream GET streams (no overall timeout: they are long).
     http: reqwest::Client,
+    /// Tells `run` to retry unreachable servers soon (from 1 s), after a
+    /// reload of its own found one down.
+    retry_soon: tokio::sync::Notify,
     /// Servers that reported a list change, waiting for their rediscovery.
     changed: std::sync::Mutex<std::collections::BTreeSet<String>>,
     /// The servers the control plane runs (stdio) or connects to (sse).
@@ -166,6 +176,7 @@ impl Controller {
                 changed: Default::default(),
                 runtimes,
                 runtime_changes: std::sync::Mutex::new(Some(runtime_changes)),
+                retry_soon: tokio::sync::Notify::new(),
             }),
         }
     }
@@ -208,8 +219,11 @@ impl Controller {
             tokio::spawn(async move {
                 tokio::time::sleep(Duration::from_millis(200)).await;
                 let servers = this.inner.changed.lock().map(|mut p| std::mem::take(&mut *p)).unwrap_or_default();
-                tracing::info!(?servers, "servers reported list changes; discovering them again");
+                tracing::info!(?servers, "discovering these servers again (their lists changed, or they failed health checks)");
                 let _ = this.reload_with(Discovery::Servers(servers)).await;
+                if this.any_unreachable() {
+                    this.inner.retry_soon.notify_one();
+                }
             });
         }
     }
@@ -271,8 +285,12 @@ impl Controller {
                     s.version = Some(version.clone());
                     s.last_error = None;
                     s.servers = servers.clone();
+                    s.reloads_ok += 1;
                 }
-                Err(e) => s.last_error = Some(e.clone()),
+                Err(e) => {
+                    s.last_error = Some(e.clone());
+                    s.reloads_failed += 1;
+                }
             }
         }
         match outcome {
@@ -430,6 +448,9 @@ impl Controller {
         }
         // Each event says whether the catalog was renamed into place (whole
         // at once) or written (maybe in several pieces).
+        if let Some(every) = self.inner.settings.health_every {
+            tokio::spawn(self.clone().check_health(every, self.inner.settings.unhealthy_threshold));
+        }
         let (tx, mut rx) = mpsc::unbounded_channel::<bool>();
         let path = std::path::absolute(&self.inner.settings.catalog_path)?;
         let dir = path.parent().map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."));
@@ -484,6 +505,10 @@ impl Controller {
                     // period (or `POST /admin/reload`) asks everyone again.
                     let _ = self.reload_with(Discovery::Unreachable).await;
                 }
+                _ = self.inner.retry_soon.notified() => {
+                    retry = Duration::from_secs(1);
+                    deadline = None;
+                }
                 _ = tls_poll.tick() => {
                     if self.tls_files_changed().await {
                         tracing::info!("TLS files changed; pushing the new certificates");
@@ -499,6 +524,63 @@ impl Controller {
                         let _ = self.reload().await;
                     } else {
                         let _ = self.reload_with(Discovery::Unreachable).await;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Pings every HTTP server that is up, each in a session the control
+    /// plane keeps with it. One that fails `threshold` checks in a row is
+    /// asked again what it offers; if that fails too, it is marked
+    /// unreachable and its tools, prompts and resources leave the lists
+    /// (clients are told) until a retry finds it again. Servers the control
+    /// plane runs (stdio) or connects to (SSE) are watched by their
+    /// supervisor instead: a ping would keep an on-demand one awake.
+    async fn check_health(self, every: Duration, threshold: u32) {
+        let mut sessions: BTreeMap<String, crate::discovery::Session> = BTreeMap::new();
+        let mut failures: BTreeMap<String, u32> = BTreeMap::new();
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let Some(served) = self.served() else { continue };
+            let status = self.status();
+            let modern_only: BTreeMap<String, bool> =
+                self.inner.known.lock().map(|k| k.iter().map(|(name, (_, d))| (name.clone(), d.modern_only)).collect()).unwrap_or_default();
+            let up: Vec<&crate::streams::Upstream> = status
+                .servers
+                .iter()
+                .filter(|s| s.runtime == crate::catalog::Runtime::Http && s.state == "ready")
+                .filter_map(|s| served.servers.iter().find(|u| u.name == s.name))
+                .collect();
+            // A session belongs to a server at one URL with one set of credentials.
+            sessions.retain(|name, session| up.iter().any(|u| &u.name == name && session.serves(&u.url, &u.headers)));
+            failures.retain(|name, _| up.iter().any(|u| &u.name == name));
+            let checks = up.iter().map(|u| {
+                let mut session = sessions
+                    .remove(&u.name)
+                    .unwrap_or_else(|| crate::discovery::Session::new(self.inner.http.clone(), &u.url, u.shown.clone()).with_headers(u.headers.clone()));
+                let modern = modern_only.get(&u.name).copied().unwrap_or(false);
+                async move {
+                    let outcome = tokio::time::timeout(every.min(Duration::from_secs(10)), session.check(modern)).await;
+                    (u.name.clone(), session, outcome.unwrap_or_else(|_| Err("no answer in time".into())))
+                }
+            });
+            for (name, session, outcome) in futures::future::join_all(checks).await {
+                match outcome {
+                    Ok(()) => {
+                        failures.remove(&name);
+                        sessions.insert(name, session);
+                    }
+                    Err(e) => {
+                        let count = failures.entry(name.clone()).or_insert(0);
+                        *count += 1;
+                        tracing::warn!(server = %name, error = %e, failures = *count, "health check failed");
+                        if *count >= threshold {
+                            failures.remove(&name);
+                            self.upstream_changed(&name);
+                        }
                     }
                 }
             }

@@ -285,6 +285,34 @@ impl Session {
         Ok(payloads.iter().filter_map(|p| serde_json::from_str(p).ok()).collect())
     }
 
+    /// A health check: `ping` in this session, opened first if need be, and
+    /// opened again once if the server lost it (it restarted, say). A server
+    /// of the stateless revision only is asked `server/discover`.
+    pub async fn check(&mut self, modern_only: bool) -> Result<(), String> {
+        if modern_only {
+            self.modern = true;
+            self.id = None;
+            self.version = Some(STATELESS_VERSION.to_string());
+            return self.request("server/discover", json!({})).await.map(|_| ());
+        }
+        let info = || json!({ "name": "mcp-gateway-health", "version": env!("CARGO_PKG_VERSION") });
+        if self.version.is_none() {
+            self.handshake(json!({}), info()).await?;
+        }
+        if self.request("ping", json!({})).await.is_ok() {
+            return Ok(());
+        }
+        self.id = None;
+        self.version = None;
+        self.handshake(json!({}), info()).await?;
+        self.request("ping", json!({})).await.map(|_| ())
+    }
+
+    /// Whether this session is with the server at `url` with `headers`.
+    pub fn serves(&self, url: &str, headers: &[(String, String)]) -> bool {
+        self.url == url && self.headers == headers
+    }
+
     /// Ends the session (DELETE), if the server issued one.
     pub async fn close(&mut self) {
         if let Some(id) = &self.id {

@@ -21,6 +21,7 @@ pub mod catalog;
 pub mod compile;
 pub mod controller;
 pub mod discovery;
+pub mod metrics;
 pub mod rls;
 pub mod runtime;
 pub mod snapshot;

@@ -37,6 +37,14 @@ struct Args {
     /// How often every server's tools are listed again.
     #[arg(long, default_value_t = 30)]
     rediscover_seconds: u64,
+    /// How often each HTTP server is pinged in the control plane's own
+    /// session with it (0: never).
+    #[arg(long, env = "MCP_GATEWAY_HEALTH_CHECK_SECONDS", default_value_t = 10)]
+    health_check_seconds: u64,
+    /// Failed pings in a row after which a server is asked again what it
+    /// offers; if that fails too, its tools leave the lists until it answers.
+    #[arg(long, env = "MCP_GATEWAY_UNHEALTHY_THRESHOLD", default_value_t = 3)]
+    unhealthy_threshold: u32,
 }
 
 fn main() -> ExitCode {
@@ -111,6 +119,8 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         fallback_session_key: random_key()?,
         admin_advertise: (host.trim_matches(|c| c == '[' || c == ']').to_string(), port),
         rediscover_every: Duration::from_secs(args.rediscover_seconds.max(1)),
+        health_every: (args.health_check_seconds > 0).then(|| Duration::from_secs(args.health_check_seconds)),
+        unhealthy_threshold: args.unhealthy_threshold.max(1),
         gateway_version: env!("CARGO_PKG_VERSION").to_string(),
         internal_token: random_key()?,
     };

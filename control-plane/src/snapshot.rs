@@ -165,6 +165,9 @@ impl SnapshotCache {
                         last_acked_version: t.last_acked_version.clone(),
                         last_acked_at: t.last_acked_at,
                         last_nack: t.last_nack.clone(),
+                        sent: t.sent,
+                        acks: t.acks,
+                        nacks: t.nacks,
                     })
                     .collect(),
             })
@@ -201,6 +204,7 @@ impl SnapshotCache {
     pub fn record_sent(&self, node_id: &str, type_url: &str, version: &str) {
         self.with_type(node_id, type_url, |t| {
             t.last_sent_version = Some(version.to_owned());
+            t.sent += 1;
         });
     }
 
@@ -209,6 +213,7 @@ impl SnapshotCache {
         self.with_type(node_id, type_url, |t| {
             t.last_acked_version = Some(version.to_owned());
             t.last_acked_at = Some(at);
+            t.acks += 1;
         });
     }
 
@@ -227,6 +232,7 @@ impl SnapshotCache {
                 error: error.to_owned(),
                 at,
             });
+            t.nacks += 1;
         });
     }
 
@@ -261,6 +267,9 @@ struct TypeEntry {
     last_acked_version: Option<String>,
     last_acked_at: Option<SystemTime>,
     last_nack: Option<Nack>,
+    sent: u64,
+    acks: u64,
+    nacks: u64,
 }
 
 /// xDS status of one Envoy node, for the admin API.
@@ -292,6 +301,10 @@ pub struct TypeStatus {
     pub last_acked_at: Option<SystemTime>,
     /// The last rejection, kept after later ACKs so an operator can still see what failed.
     pub last_nack: Option<Nack>,
+    /// Responses sent, accepted and rejected since the node was first seen.
+    pub sent: u64,
+    pub acks: u64,
+    pub nacks: u64,
 }
 
 /// One rejected response.
@@ -375,6 +388,9 @@ mod tests {
                     last_acked_version: Some("3".into()),
                     last_acked_at: Some(acked_at),
                     last_nack: None,
+                    sent: 1,
+                    acks: 1,
+                    nacks: 0,
                 },
                 TypeStatus {
                     type_url: ROUTE_TYPE.into(),
@@ -387,6 +403,9 @@ mod tests {
                         error: "bad route".into(),
                         at,
                     }),
+                    sent: 0,
+                    acks: 0,
+                    nacks: 1,
                 },
             ]
         );

@@ -24,6 +24,10 @@ pub const METHOD_PROPERTY: &str = "mcp_method";
 pub const TARGET_PROPERTY: &str = "mcp_target";
 pub const DECISION_PROPERTY: &str = "mcp_decision";
 pub const REASON_PROPERTY: &str = "mcp_reason";
+/// Filter state for the access log: the MCP members of an MCP request's line,
+/// as the text of one JSON object (`metrics::log_record`), set once the
+/// answer is known (before Envoy's access loggers run).
+pub const LOG_PROPERTY: &str = "mcp_log";
 
 /// Where the control plane's era bridge takes a 2026-07-28 request for a
 /// server that needs a session or speaks an older revision: this prefix and

@@ -105,6 +105,9 @@ pub enum HeadAction {
     EndSession,
     /// A GET stream: call [`Gateway::open_stream`].
     OpenStream,
+    /// `GET /metrics`: make these calls (Envoy's stats, then the control
+    /// plane's), then answer with [`scrape_reply`].
+    Scrape(Vec<Callout>),
 }
 
 /// What to do once the body is known.
@@ -483,6 +486,9 @@ impl Gateway {
         if let Some(reply) = self.resource_metadata(&head.method, path) {
             return HeadAction::Reply(reply);
         }
+        if path == METRICS_PATH && head.method == "GET" && path != self.config.mcp_path {
+            return HeadAction::Scrape(self.scrape_callouts());
+        }
         if path != self.config.mcp_path {
             return HeadAction::PassThrough;
         }
@@ -503,6 +509,19 @@ impl Gateway {
             Ok(()) => HeadAction::ReadBody,
             Err(e) => HeadAction::Reply(error_reply(None, &e)),
         }
+    }
+
+    /// The calls behind `GET /metrics`: Envoy's own stats from its admin
+    /// address, and the control plane's metrics when there is one.
+    fn scrape_callouts(&self) -> Vec<Callout> {
+        let get = |path: &str, authority: &str| {
+            vec![(":method", "GET".to_string()), (":path", path.to_string()), (":authority", authority.to_string())]
+        };
+        let mut calls = vec![Callout { server: usize::MAX, cluster: ENVOY_ADMIN_CLUSTER.into(), headers: get("/stats/prometheus", "envoy-admin"), body: Vec::new() }];
+        if let Some(cp) = &self.config.events {
+            calls.push(Callout { server: usize::MAX, cluster: cp.cluster.clone(), headers: get(METRICS_PATH, &cp.authority), body: Vec::new() });
+        }
+        calls
     }
 
     /// Browsers send `Origin`; only listed origins may call. This is what
@@ -1284,6 +1303,37 @@ fn bounded(text: &str) -> String {
         Some((cut, _)) => format!("{}…", &text[..cut]),
         None => text.to_string(),
     }
+}
+
+/// Where the gateway's port serves Prometheus metrics.
+pub const METRICS_PATH: &str = "/metrics";
+/// The bootstrap's cluster to Envoy's own admin address (envoy/gateway.yaml).
+pub const ENVOY_ADMIN_CLUSTER: &str = "envoy_admin";
+
+/// The answer to `GET /metrics`, from the answers to [`HeadAction::Scrape`]'s
+/// calls, in their order: Envoy's stats (with the filter's), then the
+/// control plane's. Without Envoy's part the scrape fails (503), so that
+/// Prometheus marks the target down; without the control plane's it carries
+/// `mcp_gateway_control_plane_up 0`, which an alert watches.
+pub fn scrape_reply(answers: &[Option<CalloutResponse>]) -> Reply {
+    let ok = |i: usize| answers.get(i).and_then(Option::as_ref).filter(|a| a.status == 200).map(|a| a.body.as_slice());
+    let text = |status: u16, body: Vec<u8>| Reply { status, headers: vec![("content-type", "text/plain; version=0.0.4; charset=utf-8".to_string())], body };
+    let Some(envoy) = ok(0) else {
+        let why = format!("# Envoy's admin did not answer through the cluster {ENVOY_ADMIN_CLUSTER:?}: the bootstrap (envoy/gateway.yaml) must define it, pointing at the admin address\n");
+        return text(503, why.into_bytes());
+    };
+    let mut body = Vec::with_capacity(envoy.len() + answers.get(1).and_then(Option::as_ref).map_or(256, |a| a.body.len()));
+    body.extend_from_slice(envoy);
+    if !body.ends_with(b"\n") && !body.is_empty() {
+        body.push(b'\n');
+    }
+    match ok(1) {
+        Some(cp) => body.extend_from_slice(cp),
+        None => body.extend_from_slice(
+            b"# HELP mcp_gateway_control_plane_up Whether this Envoy's filter reached the control plane's metrics.\n# TYPE mcp_gateway_control_plane_up gauge\nmcp_gateway_control_plane_up 0\n",
+        ),
+    }
+    text(200, body)
 }
 
 fn json_reply(status: u16, body: Vec<u8>) -> Reply {

@@ -6,19 +6,21 @@
 //! before the request continues: touching a header map after its phase has
 //! passed is a host error that the SDK turns into a panic.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::{Duration, UNIX_EPOCH};
 
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{Action, ContextType, LogLevel, Status};
+use proxy_wasm::types::{Action, ContextType, LogLevel, MetricType, Status};
 
 use crate::config::{
     FilterConfig, UpstreamServer, BRIDGE_PATH_PREFIX, CLUSTER_HEADER, DECISION_PROPERTY, JWT_FAILURE_METADATA, JWT_PAYLOAD_HEADER,
-    METHOD_PROPERTY, PRINCIPAL_PROPERTY, RATE_LIMIT_HEADER_PREFIX, REASON_PROPERTY, REQUEST_ID_PROPERTY, SERVER_PROPERTY, TARGET_PROPERTY,
+    LOG_PROPERTY, METHOD_PROPERTY, PRINCIPAL_PROPERTY, RATE_LIMIT_HEADER_PREFIX, REASON_PROPERTY, REQUEST_ID_PROPERTY, SERVER_PROPERTY, TARGET_PROPERTY,
 };
 use crate::error::McpError;
-use crate::gateway::{error_reply, Audit, BodyAction, Callout, CalloutResponse, Gateway, HeadAction, InitPlan, Now, Reply, RequestHead};
+use crate::gateway::{error_reply, scrape_reply, Audit, BodyAction, Callout, CalloutResponse, Gateway, HeadAction, InitPlan, Now, Reply, RequestHead};
+use crate::metrics::{self, Tally, Update};
 use crate::ratelimit::{self, Bucket};
 use crate::relay::SseRelay;
 
@@ -59,7 +61,16 @@ impl RootContext for Root {
     }
 
     fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
-        Some(Box::new(Request { context_id, gateway: self.gateway.clone(), head: RequestHead::default(), state: State::Idle, present: Vec::new() }))
+        Some(Box::new(Request {
+            context_id,
+            gateway: self.gateway.clone(),
+            head: RequestHead::default(),
+            state: State::Idle,
+            present: Vec::new(),
+            tally: None,
+            started: UNIX_EPOCH,
+            peek: false,
+        }))
     }
 
     fn get_type(&self) -> Option<ContextType> {
@@ -80,6 +91,8 @@ enum State {
     /// Waiting for the upstreams to take `notifications/initialized` (after
     /// `initialize`) or DELETE (ending a session), then sending `reply`.
     Confirming { reply: Reply, tokens: HashMap<u32, usize> },
+    /// `GET /metrics`: waiting for Envoy's stats and the control plane's.
+    Scraping { tokens: HashMap<u32, usize>, responses: Vec<Option<CalloutResponse>> },
     /// Sent upstream; the response must carry the client's session id back.
     /// `server` names the upstream, whose requests inside an SSE answer
     /// (sampling, elicitation, roots) `relay` rewrites on their way out.
@@ -94,6 +107,47 @@ struct Request {
     /// The names of the request headers the client sent: a header that is
     /// not there needs no host call to remove.
     present: Vec<String>,
+    /// What an MCP request adds to the metrics once it ends (`on_log`).
+    tally: Option<Tally>,
+    /// When its headers arrived.
+    started: std::time::SystemTime,
+    /// Its answer is JSON from upstream, not yet looked at for an error.
+    peek: bool,
+}
+
+/// How long `GET /metrics` waits for Envoy's stats and the control plane's:
+/// well inside Prometheus's default scrape timeout (10 s).
+const SCRAPE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How much of a JSON answer is read to find its error code.
+const PEEK_BYTES: usize = 4096;
+
+thread_local! {
+    /// Each stat's id in this VM: Envoy allocates a new id on every
+    /// definition, even of a name it knows, so each is defined once.
+    static METRIC_IDS: RefCell<HashMap<String, u32>> = RefCell::new(HashMap::new());
+}
+
+/// Applies a finished request's updates to Envoy's stats. A stat Envoy
+/// refuses is skipped: metrics never fail a request.
+fn apply(updates: &[Update]) {
+    METRIC_IDS.with(|ids| {
+        let mut ids = ids.borrow_mut();
+        let mut id = |name: &str, kind: MetricType| -> Option<u32> {
+            if let Some(id) = ids.get(name) {
+                return Some(*id);
+            }
+            let id = proxy_wasm::hostcalls::define_metric(kind, name).ok()?;
+            ids.insert(name.to_string(), id);
+            Some(id)
+        };
+        for u in updates {
+            let _ = match u {
+                Update::Count(name) => id(name, MetricType::Counter).map(|i| proxy_wasm::hostcalls::increment_metric(i, 1)),
+                Update::Record(name, value) => id(name, MetricType::Histogram).map(|i| proxy_wasm::hostcalls::record_metric(i, *value)),
+            };
+        }
+    });
 }
 
 impl Request {
@@ -135,8 +189,27 @@ impl Request {
 
     fn reply(&mut self, r: &Reply) {
         self.state = State::Idle;
+        if let Some(t) = &mut self.tally {
+            t.status = r.status;
+            t.code = metrics::error_code(&r.body);
+            t.session_opened = t.method == "initialize" && r.status == 200 && r.headers.iter().any(|(k, _)| *k == "mcp-session-id");
+        }
+        self.publish();
         let headers: Vec<(&str, &str)> = r.headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
         self.send_http_response(u32::from(r.status), headers, Some(&r.body));
+    }
+
+    /// A tally for this request: `base`, with who called and in which revision.
+    fn tally_of(&self, base: Tally) -> Tally {
+        Tally { principal: self.head.caller.as_ref().map(|c| c.principal.clone()), era: self.head.protocol_version.clone(), ..base }
+    }
+
+    /// Hands the access log the request's MCP members, once its answer is
+    /// known: Envoy's access loggers run before `on_log`.
+    fn publish(&self) {
+        if let Some(t) = &self.tally {
+            self.set_property(vec![LOG_PROPERTY], Some(metrics::log_record(t).as_bytes()));
+        }
     }
 
     fn set_text(&self, name: &str, value: &str) {
@@ -235,10 +308,15 @@ impl Request {
 
     fn on_complete_body(&mut self, gw: &Gateway, body: &[u8]) -> Action {
         let decision = gw.decide(&self.head, body, self.now());
+        self.tally = Some(self.tally_of(Tally::from_audit(&decision.audit)));
         let (buckets, global) = gw.buckets(&self.head, &decision.audit);
         if let Some((bucket, retry_ms)) = self.take_tokens(gw, &buckets) {
             let reply = gw.rate_limited(&decision.audit, bucket, retry_ms);
-            self.record(gw, &decision.audit, Some(&format!("rate limit {:?}", gw.config().rate_limits.get(bucket.limit).map_or("", |l| l.name.as_str()))));
+            let limit = gw.config().rate_limits.get(bucket.limit).map_or("", |l| l.name.as_str());
+            if let Some(t) = &mut self.tally {
+                t.rate_limit = Some(limit.to_string());
+            }
+            self.record(gw, &decision.audit, Some(&format!("rate limit {limit:?}")));
             self.reply(&reply);
             return Action::Pause;
         }
@@ -335,6 +413,7 @@ impl Request {
                 self.advance(gw);
             }
             State::Confirming { reply, tokens } if tokens.is_empty() => self.reply(&reply),
+            State::Scraping { tokens, responses } if tokens.is_empty() => self.reply(&scrape_reply(&responses)),
             other => self.state = other,
         }
     }
@@ -354,7 +433,7 @@ impl Context for Request {
             }
         });
         match &mut self.state {
-            State::Initializing { tokens, responses, .. } => {
+            State::Initializing { tokens, responses, .. } | State::Scraping { tokens, responses } => {
                 if let Some(i) = tokens.remove(&token) {
                     if let Some(slot) = responses.get_mut(i) {
                         *slot = response;
@@ -435,8 +514,31 @@ impl HttpContext for Request {
         let mut head = std::mem::take(&mut self.head);
         let action = gw.on_headers(&mut head);
         self.head = head;
+        // Every MCP request is counted when it ends; until its body is
+        // read, by the method its Mcp-Method header names, if any.
+        let method = match &action {
+            HeadAction::PassThrough | HeadAction::Scrape(_) => None,
+            HeadAction::OpenStream => Some("GET"),
+            HeadAction::EndSession => Some("DELETE"),
+            HeadAction::Reply(_) | HeadAction::ReadBody => Some(metrics::method_label(self.head.mcp_method.as_deref().unwrap_or_default())),
+        };
+        if let Some(method) = method {
+            self.started = self.get_current_time();
+            let auth_failure = match &action {
+                HeadAction::Reply(r) if r.status == 401 => Some(if self.head.credential.is_none() { "missing" } else { "invalid" }),
+                _ => None,
+            };
+            self.tally = Some(self.tally_of(Tally { method, auth_failure, ..Tally::default() }));
+        }
         match action {
             HeadAction::PassThrough => Action::Continue,
+            HeadAction::Scrape(callouts) => {
+                let responses = vec![None; callouts.len()];
+                let tokens = self.dispatch(&gw, &callouts, SCRAPE_TIMEOUT);
+                self.state = State::Scraping { tokens, responses };
+                self.advance(&gw);
+                Action::Pause
+            }
             HeadAction::Reply(r) => {
                 if matches!(r.status, 401 | 403) {
                     let reason = refusal_message(&r);
@@ -496,7 +598,7 @@ impl HttpContext for Request {
             State::ReadingBody => {}
             // This request waits on the filter's own callouts (a DELETE that
             // came with a body, say): hold the body, never let it through.
-            State::Initializing { .. } | State::Confirming { .. } => return Action::Pause,
+            State::Initializing { .. } | State::Confirming { .. } | State::Scraping { .. } => return Action::Pause,
             State::Idle | State::Forwarded { .. } => return Action::Continue,
         }
         let Some(gw) = self.gateway.clone() else { return Action::Continue };
@@ -516,7 +618,7 @@ impl HttpContext for Request {
         match &self.state {
             State::Refusing(_) => return self.refuse_at_end(true),
             State::ReadingBody => {}
-            State::Initializing { .. } | State::Confirming { .. } => return Action::Pause,
+            State::Initializing { .. } | State::Confirming { .. } | State::Scraping { .. } => return Action::Pause,
             State::Idle | State::Forwarded { .. } => return Action::Continue,
         }
         let Some(gw) = self.gateway.clone() else { return Action::Continue };
@@ -531,7 +633,19 @@ impl HttpContext for Request {
         // The upstream's session id must not reach the client, which would
         // adopt it in place of the gateway's.
         self.set_http_response_header("mcp-session-id", client_session.as_deref());
-        let is_sse = self.get_http_response_header("content-type").is_some_and(|c| c.trim_start().starts_with("text/event-stream"));
+        // One host call for the status and the content type.
+        let answer = self.get_http_response_headers_bytes();
+        let header = |name: &str| answer.iter().find(|(n, _)| n == name).map(|(_, v)| String::from_utf8_lossy(v).into_owned());
+        let content_type = header("content-type").unwrap_or_default();
+        let is_sse = content_type.trim_start().starts_with("text/event-stream");
+        if let Some(t) = &mut self.tally {
+            t.status = header(":status").and_then(|s| s.parse().ok()).unwrap_or(0);
+            // A JSON answer's first bytes say whether it is an error.
+            self.peek = !end_of_stream && content_type.trim_start().starts_with("application/json");
+        }
+        if !self.peek {
+            self.publish();
+        }
         if let (true, false, Some(name)) = (is_sse, end_of_stream, server) {
             // Rewritten events change the stream's length.
             self.set_http_response_header("content-length", None);
@@ -543,6 +657,14 @@ impl HttpContext for Request {
     }
 
     fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        if self.peek && (body_size > 0 || end_of_stream) {
+            self.peek = false;
+            let first = self.get_http_response_body(0, body_size.min(PEEK_BYTES)).unwrap_or_default();
+            if let Some(t) = &mut self.tally {
+                t.code = metrics::error_code(&first);
+            }
+            self.publish();
+        }
         let State::Forwarded { relay, .. } = &mut self.state else { return Action::Continue };
         let Some(mut active) = relay.take() else { return Action::Continue };
         let chunk = self.get_http_response_body(0, body_size).unwrap_or_default();
@@ -554,5 +676,12 @@ impl HttpContext for Request {
             *relay = Some(active);
         }
         Action::Continue
+    }
+
+    /// The request is over (answered, or reset): count it.
+    fn on_log(&mut self) {
+        let Some(t) = self.tally.take() else { return };
+        let took = self.get_current_time().duration_since(self.started).unwrap_or_default();
+        apply(&metrics::updates(&t, u64::try_from(took.as_millis()).unwrap_or(u64::MAX)));
     }
 }

@@ -3,7 +3,8 @@
 //! Everything that decides lives in plain Rust modules that compile natively
 //! and are tested with `cargo test`: [`jsonrpc`] parses messages, [`gateway`]
 //! decides what to do with a request, [`session`] seals session ids,
-//! [`error`] maps refusals to JSON-RPC codes. The proxy-wasm glue (`glue`) is
+//! [`error`] maps refusals to JSON-RPC codes, [`metrics`] names what a
+//! finished request adds to the stats. The proxy-wasm glue (`glue`) is
 //! compiled only for wasm32; it gathers headers, body and time from Envoy,
 //! calls the core, and applies the decision. It is the only code that makes
 //! host calls. [`config`] is the configuration schema the control plane
@@ -17,6 +18,7 @@ pub mod config;
 pub mod error;
 pub mod gateway;
 pub mod jsonrpc;
+pub mod metrics;
 pub mod policy;
 pub mod ratelimit;
 pub mod relay;

@@ -185,10 +185,12 @@ def envoy_bootstrap(workdir: Path, ports: dict[str, int]) -> Path:
     """envoy/gateway.yaml with the test's ports: the real file, moved."""
     boot = yaml.safe_load((ROOT / "envoy" / "gateway.yaml").read_text())
     boot["admin"]["address"]["socket_address"]["port_value"] = ports["envoy_admin"]
+    # The xDS cluster, and the one the filter reads Envoy's stats through.
+    moved = {"xds": ports["xds"], "envoy_admin": ports["envoy_admin"]}
     for cluster in boot["static_resources"]["clusters"]:
-        if cluster["name"] == "xds":
+        if cluster["name"] in moved:
             endpoint = cluster["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]
-            endpoint["address"]["socket_address"]["port_value"] = ports["xds"]
+            endpoint["address"]["socket_address"]["port_value"] = moved[cluster["name"]]
     path = workdir / "envoy.yaml"
     path.write_text(yaml.safe_dump(boot))
     return path
@@ -249,6 +251,10 @@ def gateway():
                 "--xds-listen", f"127.0.0.1:{ports['xds']}",
                 "--admin-listen", f"127.0.0.1:{ports['admin']}",
                 "--rediscover-seconds", "3600",
+                # Health checks often enough for test_health.py to see a
+                # server go and come back in seconds.
+                "--health-check-seconds", "2",
+                "--unhealthy-threshold", "2",
             ],
             # Secrets of the gateway's own, as operators set them: no server
             # the gateway runs may see them (test_runtimes.py checks).

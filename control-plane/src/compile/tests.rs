@@ -66,7 +66,7 @@ fn builds_envoy_resources() {
     assert_eq!(listener.address, Some(socket("127.0.0.1", 4444)));
     let routes: RouteConfiguration = decode(&c.snapshot.resources_of(ROUTE_TYPE)[0].1).unwrap();
     let route_names: Vec<_> = routes.virtual_hosts[0].routes.iter().map(|r| r.name.as_str()).collect();
-    assert_eq!(route_names, vec!["mcp_upstream", "admin_health", "admin_servers"]);
+    assert_eq!(route_names, vec!["mcp_upstream", "admin_health", "admin_ready", "admin_servers"]);
 }
 
 #[test]

@@ -819,3 +819,33 @@ fn over_a_limit_the_answer_says_which_and_when_to_retry() {
     let other = gw.decide(&head, br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a__echo"}}"#, NOW);
     assert!(gw.buckets(&head, &other.audit).0.is_empty());
 }
+
+#[test]
+fn metrics_are_scraped_from_envoy_and_the_control_plane() {
+    let mut c = config();
+    let scrape = |gw: &Gateway| match gw.on_headers(&mut RequestHead { method: "GET".into(), path: "/metrics".into(), ..Default::default() }) {
+        HeadAction::Scrape(calls) => calls.iter().map(|c| (c.cluster.clone(), c.headers.clone())).collect::<Vec<_>>(),
+        other => panic!("{other:?}"),
+    };
+    let admin = |path: &str, authority: &str| vec![(":method", "GET".to_string()), (":path", path.to_string()), (":authority", authority.to_string())];
+    assert_eq!(scrape(&Gateway::new(c.clone()).unwrap()), vec![(ENVOY_ADMIN_CLUSTER.to_string(), admin("/stats/prometheus", "envoy-admin"))]);
+    c.events = Some(UpstreamServer { name: "gateway".into(), cluster: "gateway_admin".into(), authority: "127.0.0.1:1".into(), path: "/mcp-events".into(), timeout_ms: None, logging: false, stateful: false, protocol_version: None, modern: false, modern_only: false, headers: vec![], forward_authorization: false });
+    let gw = Gateway::new(c).unwrap();
+    assert_eq!(scrape(&gw)[1], ("gateway_admin".to_string(), admin("/metrics", "127.0.0.1:1")));
+    // Only GET of exactly /metrics; a POST there is not the gateway's.
+    assert_eq!(gw.on_headers(&mut RequestHead { method: "POST".into(), path: "/metrics".into(), ..Default::default() }), HeadAction::PassThrough);
+    assert_eq!(gw.on_headers(&mut RequestHead { method: "GET".into(), path: "/metricsx".into(), ..Default::default() }), HeadAction::PassThrough);
+
+    let answer = |status: u16, body: &str| Some(CalloutResponse { status, body: body.as_bytes().to_vec(), ..Default::default() });
+    let both = scrape_reply(&[answer(200, "envoy_a 1"), answer(200, "mcp_gateway_control_plane_up 1\n")]);
+    assert_eq!((both.status, String::from_utf8(both.body).unwrap()), (200, "envoy_a 1\nmcp_gateway_control_plane_up 1\n".to_string()));
+    for cp in [None, answer(503, "down")] {
+        let r = scrape_reply(&[answer(200, "envoy_a 1\n"), cp]);
+        let text = String::from_utf8(r.body).unwrap();
+        assert_eq!(r.status, 200);
+        assert!(text.starts_with("envoy_a 1\n") && text.ends_with("\nmcp_gateway_control_plane_up 0\n"), "{text}");
+    }
+    let r = scrape_reply(&[None, answer(200, "mcp_gateway_control_plane_up 1\n")]);
+    assert_eq!(r.status, 503, "without Envoy's stats the scrape fails");
+    assert!(String::from_utf8(r.body).unwrap().contains("envoy_admin"));
+}

@@ -1,0 +1,253 @@
+//! What a finished request adds to the gateway's metrics: pure, so that the
+//! names and labels are unit-tested natively; the glue only defines the
+//! stats (once per name) and increments them.
+//!
+//! Every name is an Envoy stat under `wasmcustom.`; labels are encoded in it
+//! as `.label=.=value;.;` and taken out again by the `stats_tags` of
+//! `envoy/gateway.yaml`, so a value may hold dots (tool names do). Label
+//! values come only from the configuration or from fixed lists: nothing a
+//! client sends can add a series. See docs/design/observability.md.
+
+use crate::gateway::Audit;
+
+/// How a request ended, as the `outcome` label says it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Ok,
+    /// A JSON-RPC error, or an upstream that failed.
+    Error,
+    Unauthenticated,
+    /// Refused by the authorization rules.
+    Denied,
+    RateLimited,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Ok => "ok",
+            Outcome::Error => "error",
+            Outcome::Unauthenticated => "unauthenticated",
+            Outcome::Denied => "denied",
+            Outcome::RateLimited => "rate_limited",
+        }
+    }
+}
+
+/// One MCP request, as its metrics see it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Tally {
+    /// The JSON-RPC method, bounded by [`method_label`].
+    pub method: &'static str,
+    /// A server of the configuration, or empty.
+    pub server: String,
+    /// The tool (or prompt) of the configuration it named, or empty.
+    pub tool: String,
+    /// The JSON-RPC error code of its answer, when it was an error.
+    pub code: Option<i64>,
+    /// Its answer's HTTP status, once known.
+    pub status: u16,
+    /// Why its credentials were refused: `missing` or `invalid`.
+    pub auth_failure: Option<&'static str>,
+    pub denied: bool,
+    /// The rate limit that refused it (its name in the catalog).
+    pub rate_limit: Option<String>,
+    /// Whether its answer opened a gateway session (`initialize`).
+    pub session_opened: bool,
+    /// For the access log, not the metrics: the request's JSON-RPC id (raw
+    /// JSON), the caller's principal, the protocol revision it spoke.
+    pub id: Option<String>,
+    pub principal: Option<String>,
+    pub era: Option<String>,
+}
+
+/// The methods a label may name; anything else is `other`.
+const METHODS: &[&str] = &[
+    "initialize",
+    "ping",
+    "server/discover",
+    "tools/list",
+    "tools/call",
+    "prompts/list",
+    "prompts/get",
+    "resources/list",
+    "resources/templates/list",
+    "resources/read",
+    "resources/subscribe",
+    "resources/unsubscribe",
+    "completion/complete",
+    "logging/setLevel",
+    "tasks/get",
+    "tasks/list",
+    "tasks/result",
+    "tasks/cancel",
+    "notifications/initialized",
+    "notifications/cancelled",
+    "notifications/progress",
+    "notifications/roots/list_changed",
+    "DELETE",
+    "GET",
+];
+
+/// `method` if the gateway knows it, else `other`; `unknown` when the
+/// request was refused before its method was read.
+pub fn method_label(method: &str) -> &'static str {
+    if method.is_empty() {
+        return "unknown";
+    }
+    METHODS.iter().find(|m| **m == method).copied().unwrap_or("other")
+}
+
+impl Tally {
+    /// A request whose body was decided on: its method, and the server and
+    /// tool only when the configuration has them (the core names a tool in
+    /// the audit only once it found its route).
+    pub fn from_audit(audit: &Audit) -> Tally {
+        let method = method_label(&audit.method);
+        let named = matches!(method, "tools/call" | "prompts/get");
+        Tally {
+            method,
+            server: audit.server.clone().unwrap_or_default(),
+            tool: if named { audit.target.clone().unwrap_or_default() } else { String::new() },
+            denied: audit.verdict.as_ref().is_some_and(|v| !v.allowed),
+            id: audit.id.clone(),
+            ..Tally::default()
+        }
+    }
+
+    pub fn outcome(&self) -> Outcome {
+        if self.auth_failure.is_some() || self.status == 401 {
+            Outcome::Unauthenticated
+        } else if self.rate_limit.is_some() || self.status == 429 {
+            Outcome::RateLimited
+        } else if self.denied || self.status == 403 {
+            Outcome::Denied
+        } else if self.code.is_some() || self.status >= 400 || self.status == 0 {
+            // 0: it ended with no answer (a reset).
+            Outcome::Error
+        } else {
+            Outcome::Ok
+        }
+    }
+}
+
+/// A stat to update.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Update {
+    /// Add one to this counter.
+    Count(String),
+    /// Record this value in this histogram.
+    Record(String, u64),
+}
+
+fn label(out: &mut String, name: &str, value: &str) {
+    out.push('.');
+    out.push_str(name);
+    out.push_str("=.=");
+    // `;` would end the value early; nothing else is special.
+    out.extend(value.chars().map(|c| if c == ';' { '_' } else { c }));
+    out.push_str(";.;");
+}
+
+fn name(metric: &str, labels: &[(&str, &str)]) -> String {
+    let mut out = String::with_capacity(64);
+    out.push_str(metric);
+    for (k, v) in labels {
+        label(&mut out, k, v);
+    }
+    out
+}
+
+/// What the request adds to the metrics, given how long it took.
+pub fn updates(t: &Tally, duration_ms: u64) -> Vec<Update> {
+    let outcome = t.outcome();
+    let mut out = vec![
+        Update::Count(name("mcp_requests_total", &[("method", t.method), ("server", &t.server), ("tool", &t.tool), ("outcome", outcome.as_str())])),
+        Update::Record(name("mcp_request_duration_milliseconds", &[("method", t.method), ("server", &t.server)]), duration_ms),
+    ];
+    if let Some(code) = t.code {
+        out.push(Update::Count(name("mcp_jsonrpc_errors_total", &[("method", t.method), ("code", &code.to_string())])));
+    }
+    match outcome {
+        Outcome::Unauthenticated => {
+            out.push(Update::Count(name("mcp_auth_failures_total", &[("reason", t.auth_failure.unwrap_or("invalid"))])));
+        }
+        Outcome::Denied => out.push(Update::Count(name("mcp_authorization_denials_total", &[("server", &t.server), ("tool", &t.tool)]))),
+        Outcome::RateLimited => {
+            out.push(Update::Count(name("mcp_rate_limited_total", &[("limit", t.rate_limit.as_deref().unwrap_or(""))])));
+        }
+        Outcome::Ok | Outcome::Error => {}
+    }
+    if t.session_opened {
+        out.push(Update::Count("mcp_sessions_opened_total".to_string()));
+    }
+    out
+}
+
+/// The MCP members of the request's access-log line (filter state
+/// `wasm.mcp_log`, embedded raw by the access log's format): a JSON object.
+pub fn log_record(t: &Tally) -> String {
+    let text = |v: &str| serde_json::to_string(v).unwrap_or_else(|_| "null".into());
+    let optional = |v: Option<&str>| v.map_or_else(|| "null".to_string(), text);
+    // The id was parsed from the body as JSON; anything else is not written raw.
+    let id = t.id.as_deref().filter(|id| serde_json::from_str::<serde::de::IgnoredAny>(id).is_ok()).unwrap_or("null");
+    format!(
+        r#"{{"method":{},"server":{},"tool":{},"id":{id},"code":{},"outcome":"{}","principal":{},"era":{}}}"#,
+        text(t.method),
+        optional(Some(t.server.as_str()).filter(|s| !s.is_empty())),
+        optional(Some(t.tool.as_str()).filter(|s| !s.is_empty())),
+        t.code.map_or_else(|| "null".to_string(), |c| c.to_string()),
+        t.outcome().as_str(),
+        optional(t.principal.as_deref()),
+        optional(t.era.as_deref()),
+    )
+}
+
+/// The `error.code` of a JSON-RPC answer, from its first bytes (an answer
+/// may be cut anywhere): the top-level members are read in order and
+/// skipped, up to `error` (its code) or `result` (none).
+pub fn error_code(prefix: &[u8]) -> Option<i64> {
+    use serde::de::{DeserializeSeed, Deserializer, Error as _, IgnoredAny, MapAccess, Visitor};
+    /// Walks an object's members in order up to `want`, whose value `take`
+    /// reads; `stop` ends the walk with nothing. What follows is never read
+    /// (it may not be there), so the walk always ends in an error.
+    struct Walk<'a> {
+        found: &'a mut Option<i64>,
+        /// Inside `error`, looking for `code`; else at the top, for `error`.
+        inner: bool,
+    }
+    impl<'de> DeserializeSeed<'de> for Walk<'_> {
+        type Value = ();
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+            d.deserialize_map(self)
+        }
+    }
+    impl<'de> Visitor<'de> for Walk<'_> {
+        type Value = ();
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a JSON object")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+            while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+                match (self.inner, key.as_ref()) {
+                    (true, "code") => {
+                        *self.found = Some(map.next_value::<i64>()?);
+                        break;
+                    }
+                    (false, "error") => return map.next_value_seed(Walk { found: self.found, inner: true }),
+                    (false, "result") => break,
+                    _ => {
+                        map.next_value::<IgnoredAny>()?;
+                    }
+                }
+            }
+            Err(A::Error::custom("seen enough"))
+        }
+    }
+    let mut found = None;
+    let _ = serde_json::Deserializer::from_slice(prefix).deserialize_map(Walk { found: &mut found, inner: false });
+    found
+}
+
+#[cfg(test)]
+mod tests;
