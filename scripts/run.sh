@@ -7,6 +7,7 @@
 # Expects `make build` to have run (target/release/mcp-gateway,
 # target/mcp_filter.wasm, .tools/envoy-path). Overridable:
 #   CATALOG=catalog.yaml  ENVOY_CONFIG=envoy/gateway.yaml  ENVOY_LOG_LEVEL=warn
+#   ENVOY_WORKERS=N     Envoy's worker threads (default: one per core)
 #   GATEWAY_BIN=target/release/mcp-gateway  WASM=target/mcp_filter.wasm
 #   EXAMPLE_SERVERS=1   also start the example catalog's HTTP upstream: the
 #                       repo's rmcp echo server on :8101 (loopback, clean
@@ -19,10 +20,12 @@ cd "$ROOT"
 CATALOG=${CATALOG:-catalog.yaml}
 ENVOY_CONFIG=${ENVOY_CONFIG:-envoy/gateway.yaml}
 ENVOY_LOG_LEVEL=${ENVOY_LOG_LEVEL:-warn}
+ENVOY_WORKERS=${ENVOY_WORKERS:-$(nproc)}
 GATEWAY_BIN=${GATEWAY_BIN:-target/release/mcp-gateway}
 WASM=${WASM:-target/mcp_filter.wasm}
 
 die() { echo "run: $*" >&2; exit 1; }
+[[ $ENVOY_WORKERS =~ ^[1-9][0-9]*$ ]] || die "ENVOY_WORKERS must be a positive number (got '$ENVOY_WORKERS')"
 [[ -x $GATEWAY_BIN ]] || die "$GATEWAY_BIN not found: run 'make build' (or 'make run')"
 [[ -f $WASM ]] || die "$WASM not found: run 'make wasm'"
 [[ -f $CATALOG ]] || die "catalog $CATALOG not found (set CATALOG=...)"
@@ -129,8 +132,8 @@ echo "run: $GATEWAY_BIN --catalog $CATALOG --wasm $WASM"
 "$GATEWAY_BIN" --catalog "$CATALOG" --wasm "$WASM" &
 gw_pid=$!
 
-echo "run: $ENVOY -c $ENVOY_CONFIG --log-level $ENVOY_LOG_LEVEL"
-"$ENVOY" -c "$ENVOY_CONFIG" --log-level "$ENVOY_LOG_LEVEL" --drain-time-s "$DRAIN_SECONDS" --drain-strategy immediate &
+echo "run: $ENVOY -c $ENVOY_CONFIG --concurrency $ENVOY_WORKERS --log-level $ENVOY_LOG_LEVEL"
+"$ENVOY" -c "$ENVOY_CONFIG" --concurrency "$ENVOY_WORKERS" --log-level "$ENVOY_LOG_LEVEL" --drain-time-s "$DRAIN_SECONDS" --drain-strategy immediate &
 envoy_pid=$!
 
 echo "MCP endpoint: http://127.0.0.1:4444/mcp"

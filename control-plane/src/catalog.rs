@@ -37,8 +37,19 @@ pub struct GatewaySettings {
     pub server_name: String,
     /// Returned as `instructions` from `initialize`.
     pub instructions: Option<String>,
-    /// Route timeout for calls to upstreams.
+    /// How long a call to an upstream may go without a byte of its answer:
+    /// the wait for the answer to start, then each silence between the
+    /// events of a streamed (SSE) answer, which may last as long as events
+    /// keep coming. A server's own `request_timeout_seconds` is instead a
+    /// limit on the whole call.
     pub request_timeout_seconds: u64,
+    /// The seeds' connection pool limit: connections, and requests in flight
+    /// and waiting, that Envoy allows to each server (a server's own
+    /// `max_connections` overrides it). Past it, calls get a JSON-RPC
+    /// overload error at once instead of queueing.
+    pub max_connections_per_server: u32,
+    /// How long an idle connection (a client's, or to a server) is kept open.
+    pub idle_timeout_seconds: u64,
     /// Time a client has to send a whole request, headers and body; a
     /// slower one (slowloris) gets 408 and its connection is closed.
     pub request_read_timeout_seconds: u64,
@@ -250,6 +261,8 @@ impl Default for GatewaySettings {
             server_name: "mcp-gateway".into(),
             instructions: None,
             request_timeout_seconds: 60,
+            max_connections_per_server: 1024,
+            idle_timeout_seconds: 600,
             request_read_timeout_seconds: 30,
             session_key: None,
             session_ttl_seconds: 24 * 3600,
@@ -306,9 +319,14 @@ pub struct Server {
     /// Time allowed to list its tools.
     #[serde(default = "default_discovery_timeout")]
     pub discovery_timeout_seconds: u64,
-    /// Time allowed for one request to it (default: gateway.request_timeout_seconds).
+    /// Time allowed for one whole request to it, streamed answers included
+    /// (default: gateway.request_timeout_seconds, as a limit on silence).
     #[serde(default)]
     pub request_timeout_seconds: Option<u64>,
+    /// `http`: connections and requests in flight Envoy allows to it
+    /// (default: gateway.max_connections_per_server).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_connections: Option<u32>,
     /// `http` and `sse`: headers sent with every request to it, usually its
     /// credentials (`Authorization: Bearer ${TOKEN}`).
     #[serde(default, skip_serializing_if = "Headers::is_empty")]
@@ -637,6 +655,12 @@ pub fn validate(c: &Catalog) -> Vec<String> {
     if !(1..=MAX_TIMEOUT_SECONDS).contains(&g.request_timeout_seconds) {
         p.push(format!("gateway.request_timeout_seconds: must be between 1 and {MAX_TIMEOUT_SECONDS}"));
     }
+    if g.max_connections_per_server == 0 {
+        p.push("gateway.max_connections_per_server: must be at least 1".into());
+    }
+    if !(1..=MAX_TIMEOUT_SECONDS).contains(&g.idle_timeout_seconds) {
+        p.push(format!("gateway.idle_timeout_seconds: must be between 1 and {MAX_TIMEOUT_SECONDS}"));
+    }
     if !(1..=MAX_TIMEOUT_SECONDS).contains(&g.request_read_timeout_seconds) {
         p.push(format!("gateway.request_read_timeout_seconds: must be between 1 and {MAX_TIMEOUT_SECONDS}"));
     }
@@ -811,6 +835,13 @@ pub fn validate(c: &Catalog) -> Vec<String> {
             if !(1..=MAX_TIMEOUT_SECONDS).contains(&t) {
                 p.push(format!("{at}: request_timeout_seconds must be between 1 and {MAX_TIMEOUT_SECONDS}"));
             }
+        }
+        match (s.max_connections, s.runtime) {
+            (Some(0), _) => p.push(format!("{at}: max_connections must be at least 1")),
+            (Some(_), Runtime::Stdio | Runtime::Sse) => {
+                p.push(format!("{at}: max_connections applies to http servers (the control plane holds one connection to a stdio or sse server)"))
+            }
+            _ => {}
         }
         if !(1..=MAX_TIMEOUT_SECONDS).contains(&s.discovery_timeout_seconds) {
             p.push(format!("{at}: discovery_timeout_seconds must be between 1 and {MAX_TIMEOUT_SECONDS}"));

@@ -17,7 +17,9 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::time::Duration;
 
-use envoy_types::pb::envoy::config::cluster::v3::{cluster, Cluster};
+use envoy_types::pb::envoy::config::cluster::v3::{circuit_breakers, cluster, CircuitBreakers, Cluster};
+use envoy_types::pb::envoy::config::core::v3::HttpProtocolOptions as HttpProtocolOptionsCommon;
+use envoy_types::pb::envoy::extensions::upstreams::http::v3::{http_protocol_options, HttpProtocolOptions};
 use envoy_types::pb::envoy::config::core::v3::{
     address, config_source, socket_address, Address, AggregatedConfigSource, ApiVersion, AsyncDataSource, ConfigSource, DataSource,
     ExtensionConfigSource, SocketAddress, TransportSocket, TypedExtensionConfig,
@@ -29,7 +31,9 @@ use envoy_types::pb::envoy::config::route::v3::{
 };
 use envoy_types::pb::envoy::extensions::filters::http::router::v3::Router;
 use envoy_types::pb::envoy::extensions::filters::http::wasm::v3::Wasm;
-use envoy_types::pb::envoy::config::accesslog::v3::{access_log_filter, comparison_filter, AccessLogFilter, ComparisonFilter, HeaderFilter, StatusCodeFilter};
+use envoy_types::pb::envoy::config::accesslog::v3::{
+    access_log_filter, comparison_filter, AccessLogFilter, ComparisonFilter, HeaderFilter, ResponseFlagFilter, StatusCodeFilter,
+};
 use envoy_types::pb::envoy::config::core::v3::RuntimeUInt32;
 use envoy_types::pb::envoy::config::core::v3::{substitution_format_string, SubstitutionFormatString};
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
@@ -140,7 +144,11 @@ pub fn compile(inputs: &Inputs<'_>) -> Result<Compiled, CompileError> {
         let bridge_base = format!("http://{}:{}", inputs.admin.0, inputs.admin.1);
         let ep = s.reach_endpoint(&bridge_base).map_err(|message| CompileError::Server { server: s.name.clone(), message })?;
         let cluster = cluster_name(&s.name);
-        clusters.push(upstream_cluster(&cluster, &ep, &g.upstream_ca_file));
+        let mut upstream = upstream_cluster(&cluster, &ep, &g.upstream_ca_file);
+        if !s.piped() {
+            limit_connections(&mut upstream, s.max_connections.unwrap_or(g.max_connections_per_server), g.idle_timeout_seconds);
+        }
+        clusters.push(upstream);
         let index = servers.len();
         let found = inputs.discovered.get(&s.name).unwrap_or(&none);
         let logging = found.capabilities.get("logging").is_some_and(|c| !c.is_null());
@@ -415,6 +423,36 @@ fn static_or_dns_cluster(name: &str, host: &str, port: u16) -> Cluster {
     }
 }
 
+/// The seeds' connection tuning on a server's cluster: at most `max`
+/// connections, requests in flight and requests waiting for a connection
+/// (Envoy's circuit breakers; the excess is refused at once, flag `UO`,
+/// which `overloaded` turns into a JSON-RPC error), and idle connections
+/// closed after `idle_seconds`.
+fn limit_connections(c: &mut Cluster, max: u32, idle_seconds: u64) {
+    let max = Some(UInt32Value { value: max });
+    c.circuit_breakers = Some(CircuitBreakers {
+        thresholds: vec![circuit_breakers::Thresholds {
+            max_connections: max.clone(),
+            max_requests: max.clone(),
+            // At least 1, or even the first request of a new connection fails.
+            max_pending_requests: max,
+            ..Default::default()
+        }],
+        ..Default::default()
+    });
+    let options = HttpProtocolOptions {
+        common_http_protocol_options: Some(HttpProtocolOptionsCommon {
+            idle_timeout: Some(duration(Duration::from_secs(idle_seconds))),
+            ..Default::default()
+        }),
+        upstream_protocol_options: Some(http_protocol_options::UpstreamProtocolOptions::ExplicitHttpConfig(http_protocol_options::ExplicitHttpConfig {
+            protocol_config: Some(http_protocol_options::explicit_http_config::ProtocolConfig::HttpProtocolOptions(Default::default())),
+        })),
+        ..Default::default()
+    };
+    c.typed_extension_protocol_options.insert("envoy.extensions.upstreams.http.v3.HttpProtocolOptions".into(), pack_any(options));
+}
+
 pub(crate) fn upstream_cluster(name: &str, ep: &UrlEndpoint, ca_file: &str) -> Cluster {
     let mut c = static_or_dns_cluster(name, &ep.host, ep.port);
     if ep.tls {
@@ -589,6 +627,10 @@ fn connection_manager(g: &GatewaySettings, jwks: Option<&str>) -> HttpConnection
         // headers within 10 s, the whole request within the read timeout.
         request_headers_timeout: Some(PbDuration { seconds: 10.min(g.request_read_timeout_seconds as i64), nanos: 0 }),
         request_timeout: Some(PbDuration { seconds: g.request_read_timeout_seconds as i64, nanos: 0 }),
+        common_http_protocol_options: Some(HttpProtocolOptionsCommon {
+            idle_timeout: Some(duration(Duration::from_secs(g.idle_timeout_seconds))),
+            ..Default::default()
+        }),
         // An edge proxy: the client's address is the peer's, and Envoy drops
         // x-envoy-* headers (timeouts, retries) sent by external clients.
         use_remote_address: Some(BoolValue { value: true }),
@@ -618,6 +660,9 @@ fn upstream_error_as_jsonrpc(read_timeout_seconds: u64, global_limits: bool) -> 
             body_format_override: Some(json_body(format)),
             ..Default::default()
         }, too_slow(read_timeout_seconds)];
+    // A server's connections and requests at their limit: before the
+    // generic mapper, which would call it a failure to answer.
+    mappers.insert(0, overloaded());
     // Envoy's ratelimit filter refuses before the upstream mapper would
     // call its 429 an upstream failure: this one comes first.
     if global_limits {
@@ -639,6 +684,21 @@ fn json_body(format: String) -> SubstitutionFormatString {
             specifier: Some(envoy_types::pb::envoy::config::core::v3::data_source::Specifier::InlineString(format)),
             ..Default::default()
         })),
+        ..Default::default()
+    }
+}
+
+/// Envoy's refusal of a call past a server's connection limit (flag `UO`),
+/// as a JSON-RPC error that says what to do.
+fn overloaded() -> ResponseMapper {
+    let format = format!(
+        r#"{{"jsonrpc":"2.0","id":%FILTER_STATE(wasm.{REQUEST_ID_PROPERTY}:PLAIN)%,"error":{{"code":-32000,"message":"Server '%FILTER_STATE(wasm.{SERVER_PROPERTY}:PLAIN)%' is overloaded: it has as many calls in flight and waiting as the gateway allows (max_connections_per_server); retry later"}}}}"#
+    );
+    ResponseMapper {
+        filter: Some(AccessLogFilter {
+            filter_specifier: Some(access_log_filter::FilterSpecifier::ResponseFlagFilter(ResponseFlagFilter { flags: vec!["UO".into()] })),
+        }),
+        body_format_override: Some(json_body(format)),
         ..Default::default()
     }
 }
@@ -681,10 +741,16 @@ fn route_table(timeout_seconds: u64) -> RouteConfiguration {
             }],
             ..Default::default()
         }),
-        action: to_cluster(
-            route_action::ClusterSpecifier::ClusterHeader(CLUSTER_HEADER.into()),
-            Some(duration(Duration::from_secs(timeout_seconds))),
-        ),
+        // No limit on the whole answer (a streamed one lasts as long as its
+        // events keep coming), but one on each silence; a server's own
+        // limit, when the catalog sets one, comes with the request (the
+        // filter's `x-envoy-upstream-rq-timeout-ms`).
+        action: Some(route::Action::Route(RouteAction {
+            cluster_specifier: Some(route_action::ClusterSpecifier::ClusterHeader(CLUSTER_HEADER.into())),
+            timeout: Some(duration(Duration::ZERO)),
+            idle_timeout: Some(duration(Duration::from_secs(timeout_seconds))),
+            ..Default::default()
+        })),
         ..Default::default()
     }];
     // Reading only: what changes state (start, stop, restart, reload) is

@@ -226,5 +226,49 @@ servers:
     let hcm: HttpConnectionManager = decode(any).unwrap();
     let names: Vec<_> = hcm.http_filters.iter().map(|f| f.name.as_str()).collect();
     assert_eq!(names, [FILTER_NAME, "envoy.filters.http.ratelimit", "envoy.filters.http.router"]);
-    assert_eq!(hcm.local_reply_config.unwrap().mappers.len(), 3, "the over-limit mapper, first");
+    let mappers = hcm.local_reply_config.unwrap().mappers;
+    assert_eq!(mappers.len(), 4, "over-limit, overloaded, upstream failure, too slow");
+    assert_eq!(mappers[0], rls::over_limit_mapper(), "the over-limit mapper first");
+    assert_eq!(mappers[1], overloaded());
+}
+
+#[test]
+fn connections_are_limited_per_server_and_streams_by_silence() {
+    let yaml = "gateway:\n  max_connections_per_server: 50\n  idle_timeout_seconds: 600\n  request_timeout_seconds: 45\nservers:\n  - {name: a, url: 'http://127.0.0.1:1/mcp'}\n  - {name: b, url: 'http://127.0.0.1:2/mcp', max_connections: 2}\n  - {name: c, runtime: stdio, command: x}\n";
+    let c = run(yaml, &[]).unwrap();
+    let clusters: Vec<Cluster> = c.snapshot.resources[CLUSTER_TYPE].iter().map(|(_, any)| decode(any).unwrap()).collect();
+    let limits = |name: &str| {
+        let cluster = clusters.iter().find(|c| c.name == name).unwrap();
+        cluster.circuit_breakers.as_ref().map(|b| {
+            let t = &b.thresholds[0];
+            (t.max_connections.clone().unwrap().value, t.max_requests.clone().unwrap().value, t.max_pending_requests.clone().unwrap().value)
+        })
+    };
+    assert_eq!(limits("mcp_a"), Some((50, 50, 50)));
+    assert_eq!(limits("mcp_b"), Some((2, 2, 2)), "a server's own limit wins");
+    assert_eq!(limits("mcp_c"), None, "a stdio server is one connection of the control plane's");
+    let a = clusters.iter().find(|c| c.name == "mcp_a").unwrap();
+    let options: HttpProtocolOptions = decode(&a.typed_extension_protocol_options["envoy.extensions.upstreams.http.v3.HttpProtocolOptions"]).unwrap();
+    assert_eq!(options.common_http_protocol_options.unwrap().idle_timeout.unwrap().seconds, 600);
+
+    let routes: RouteConfiguration = decode(&c.snapshot.resources[ROUTE_TYPE][0].1).unwrap();
+    let Some(route::Action::Route(upstream)) = &routes.virtual_hosts[0].routes[0].action else { panic!() };
+    assert_eq!((upstream.timeout.clone().unwrap().seconds, upstream.idle_timeout.clone().unwrap().seconds), (0, 45), "silence is limited, not the stream");
+
+    let listener: Listener = decode(&c.snapshot.resources[LISTENER_TYPE][0].1).unwrap();
+    let Some(filter::ConfigType::TypedConfig(any)) = &listener.filter_chains[0].filters[0].config_type else { panic!() };
+    let hcm: HttpConnectionManager = decode(any).unwrap();
+    assert_eq!(hcm.common_http_protocol_options.unwrap().idle_timeout.unwrap().seconds, 600);
+    let mappers = hcm.local_reply_config.unwrap().mappers;
+    let Some(access_log_filter::FilterSpecifier::ResponseFlagFilter(flags)) = &mappers[0].filter.as_ref().unwrap().filter_specifier else { panic!() };
+    assert_eq!(flags.flags, ["UO"]);
+
+    for (bad, problem) in [
+        ("gateway: {max_connections_per_server: 0}\nservers: []\n", "gateway.max_connections_per_server: must be at least 1"),
+        ("servers:\n  - {name: a, url: 'http://h/mcp', max_connections: 0}\n", "max_connections must be at least 1"),
+        ("servers:\n  - {name: a, runtime: stdio, command: x, max_connections: 3}\n", "max_connections applies to http servers"),
+    ] {
+        let e = load(bad, |_| None).unwrap_err().to_string();
+        assert!(e.contains(problem), "{e}");
+    }
 }
