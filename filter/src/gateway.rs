@@ -105,9 +105,19 @@ pub enum HeadAction {
     EndSession,
     /// A GET stream: call [`Gateway::open_stream`].
     OpenStream,
-    /// `GET /metrics`: make these calls (Envoy's stats, then the control
-    /// plane's), then answer with [`scrape_reply`].
-    Scrape(Vec<Callout>),
+    /// `GET /metrics` or `GET /stats`: make these calls (Envoy's stats,
+    /// then the control plane's), then answer with [`scrape_reply`].
+    Scrape(Page, Vec<Callout>),
+}
+
+/// The operator's pages the filter assembles from Envoy's stats and the
+/// control plane's answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Page {
+    /// `/metrics`: Prometheus text.
+    Metrics,
+    /// `/stats`: the seeds' JSON summary per server.
+    Stats,
 }
 
 /// What to do once the body is known.
@@ -486,8 +496,12 @@ impl Gateway {
         if let Some(reply) = self.resource_metadata(&head.method, path) {
             return HeadAction::Reply(reply);
         }
-        if path == METRICS_PATH && head.method == "GET" && path != self.config.mcp_path {
-            return HeadAction::Scrape(self.scrape_callouts());
+        if head.method == "GET" && path != self.config.mcp_path {
+            match path {
+                METRICS_PATH => return HeadAction::Scrape(Page::Metrics, self.scrape_callouts(Page::Metrics)),
+                STATS_PATH => return HeadAction::Scrape(Page::Stats, self.scrape_callouts(Page::Stats)),
+                _ => {}
+            }
         }
         if path != self.config.mcp_path {
             return HeadAction::PassThrough;
@@ -513,13 +527,17 @@ impl Gateway {
 
     /// The calls behind `GET /metrics`: Envoy's own stats from its admin
     /// address, and the control plane's metrics when there is one.
-    fn scrape_callouts(&self) -> Vec<Callout> {
+    fn scrape_callouts(&self, page: Page) -> Vec<Callout> {
         let get = |path: &str, authority: &str| {
             vec![(":method", "GET".to_string()), (":path", path.to_string()), (":authority", authority.to_string())]
         };
-        let mut calls = vec![Callout { server: usize::MAX, cluster: ENVOY_ADMIN_CLUSTER.into(), headers: get("/stats/prometheus", "envoy-admin"), body: Vec::new() }];
+        let (envoy, control_plane) = match page {
+            Page::Metrics => ("/stats/prometheus", METRICS_PATH),
+            Page::Stats => (crate::metrics::SUMMARY_STATS_PATH, "/servers"),
+        };
+        let mut calls = vec![Callout { server: usize::MAX, cluster: ENVOY_ADMIN_CLUSTER.into(), headers: get(envoy, "envoy-admin"), body: Vec::new() }];
         if let Some(cp) = &self.config.events {
-            calls.push(Callout { server: usize::MAX, cluster: cp.cluster.clone(), headers: get(METRICS_PATH, &cp.authority), body: Vec::new() });
+            calls.push(Callout { server: usize::MAX, cluster: cp.cluster.clone(), headers: get(control_plane, &cp.authority), body: Vec::new() });
         }
         calls
     }
@@ -1307,6 +1325,8 @@ fn bounded(text: &str) -> String {
 
 /// Where the gateway's port serves Prometheus metrics.
 pub const METRICS_PATH: &str = "/metrics";
+/// Where it serves the seeds' JSON summary.
+pub const STATS_PATH: &str = "/stats";
 /// The bootstrap's cluster to Envoy's own admin address (envoy/gateway.yaml).
 pub const ENVOY_ADMIN_CLUSTER: &str = "envoy_admin";
 
@@ -1315,8 +1335,14 @@ pub const ENVOY_ADMIN_CLUSTER: &str = "envoy_admin";
 /// control plane's. Without Envoy's part the scrape fails (503), so that
 /// Prometheus marks the target down; without the control plane's it carries
 /// `mcp_gateway_control_plane_up 0`, which an alert watches.
-pub fn scrape_reply(answers: &[Option<CalloutResponse>]) -> Reply {
+pub fn scrape_reply(page: Page, answers: &[Option<CalloutResponse>]) -> Reply {
     let ok = |i: usize| answers.get(i).and_then(Option::as_ref).filter(|a| a.status == 200).map(|a| a.body.as_slice());
+    if page == Page::Stats {
+        return match ok(0).and_then(|envoy| crate::metrics::stats_summary(envoy, ok(1))) {
+            Some(summary) => json_reply(200, summary.into_bytes()),
+            None => error_reply(None, &McpError::Internal(format!("Envoy's stats could not be read through the cluster {ENVOY_ADMIN_CLUSTER:?}"))),
+        };
+    }
     let text = |status: u16, body: Vec<u8>| Reply { status, headers: vec![("content-type", "text/plain; version=0.0.4; charset=utf-8".to_string())], body };
     let Some(envoy) = ok(0) else {
         let why = format!("# Envoy's admin did not answer through the cluster {ENVOY_ADMIN_CLUSTER:?}: the bootstrap (envoy/gateway.yaml) must define it, pointing at the admin address\n");

@@ -19,7 +19,7 @@ use crate::config::{
     LOG_PROPERTY, METHOD_PROPERTY, PRINCIPAL_PROPERTY, RATE_LIMIT_HEADER_PREFIX, REASON_PROPERTY, REQUEST_ID_PROPERTY, SERVER_PROPERTY, TARGET_PROPERTY,
 };
 use crate::error::McpError;
-use crate::gateway::{error_reply, scrape_reply, Audit, BodyAction, Callout, CalloutResponse, Gateway, HeadAction, InitPlan, Now, Reply, RequestHead};
+use crate::gateway::{error_reply, scrape_reply, Page, Audit, BodyAction, Callout, CalloutResponse, Gateway, HeadAction, InitPlan, Now, Reply, RequestHead};
 use crate::metrics::{self, Tally, Update};
 use crate::ratelimit::{self, Bucket};
 use crate::relay::SseRelay;
@@ -91,8 +91,8 @@ enum State {
     /// Waiting for the upstreams to take `notifications/initialized` (after
     /// `initialize`) or DELETE (ending a session), then sending `reply`.
     Confirming { reply: Reply, tokens: HashMap<u32, usize> },
-    /// `GET /metrics`: waiting for Envoy's stats and the control plane's.
-    Scraping { tokens: HashMap<u32, usize>, responses: Vec<Option<CalloutResponse>> },
+    /// `GET /metrics` or `/stats`: waiting for Envoy's stats and the control plane's.
+    Scraping { page: Page, tokens: HashMap<u32, usize>, responses: Vec<Option<CalloutResponse>> },
     /// Sent upstream; the response must carry the client's session id back.
     /// `server` names the upstream, whose requests inside an SSE answer
     /// (sampling, elicitation, roots) `relay` rewrites on their way out.
@@ -413,7 +413,7 @@ impl Request {
                 self.advance(gw);
             }
             State::Confirming { reply, tokens } if tokens.is_empty() => self.reply(&reply),
-            State::Scraping { tokens, responses } if tokens.is_empty() => self.reply(&scrape_reply(&responses)),
+            State::Scraping { page, tokens, responses } if tokens.is_empty() => self.reply(&scrape_reply(page, &responses)),
             other => self.state = other,
         }
     }
@@ -433,7 +433,7 @@ impl Context for Request {
             }
         });
         match &mut self.state {
-            State::Initializing { tokens, responses, .. } | State::Scraping { tokens, responses } => {
+            State::Initializing { tokens, responses, .. } | State::Scraping { tokens, responses, .. } => {
                 if let Some(i) = tokens.remove(&token) {
                     if let Some(slot) = responses.get_mut(i) {
                         *slot = response;
@@ -517,7 +517,7 @@ impl HttpContext for Request {
         // Every MCP request is counted when it ends; until its body is
         // read, by the method its Mcp-Method header names, if any.
         let method = match &action {
-            HeadAction::PassThrough | HeadAction::Scrape(_) => None,
+            HeadAction::PassThrough | HeadAction::Scrape(..) => None,
             HeadAction::OpenStream => Some("GET"),
             HeadAction::EndSession => Some("DELETE"),
             HeadAction::Reply(_) | HeadAction::ReadBody => Some(metrics::method_label(self.head.mcp_method.as_deref().unwrap_or_default())),
@@ -532,10 +532,10 @@ impl HttpContext for Request {
         }
         match action {
             HeadAction::PassThrough => Action::Continue,
-            HeadAction::Scrape(callouts) => {
+            HeadAction::Scrape(page, callouts) => {
                 let responses = vec![None; callouts.len()];
                 let tokens = self.dispatch(&gw, &callouts, SCRAPE_TIMEOUT);
-                self.state = State::Scraping { tokens, responses };
+                self.state = State::Scraping { page, tokens, responses };
                 self.advance(&gw);
                 Action::Pause
             }

@@ -249,5 +249,82 @@ pub fn error_code(prefix: &[u8]) -> Option<i64> {
     found
 }
 
+/// The value of `label` in one of the filter's stat names, as
+/// [`updates`] encodes it.
+pub fn label_of<'a>(stat: &'a str, label: &str) -> Option<&'a str> {
+    let marker = format!(".{label}=.=");
+    let start = stat.find(&marker)? + marker.len();
+    let len = stat.get(start..)?.find(";.;")?;
+    stat.get(start..start + len)
+}
+
+/// Where Envoy's admin gives the filter's request counters and latency
+/// histograms as JSON (the `/stats` summary reads it).
+pub const SUMMARY_STATS_PATH: &str = "/stats?format=json&usedonly&filter=%5Ewasmcustom%5C.mcp_(requests_total%7Crequest_duration_milliseconds)%5C.";
+
+/// The seeds' `GET /stats`: per server, its state and tools (from the
+/// control plane's `/servers`, when it answered) and this Envoy's requests,
+/// errors and `tools/call` latency percentiles (from Envoy's JSON stats).
+/// `None` if Envoy's stats are not JSON of the expected shape.
+pub fn stats_summary(envoy: &[u8], servers: Option<&[u8]>) -> Option<String> {
+    use serde_json::{json, Map, Value};
+    let stats: Value = serde_json::from_slice(envoy).ok()?;
+    let entries = stats.get("stats")?.as_array()?;
+    let mut per_server: Map<String, Value> = Map::new();
+    let blank = || json!({ "state": null, "tools": null, "requests": 0, "errors": 0, "latency_ms": null });
+    // Sets a member of a server's entry (always an object: `blank`).
+    let set = |entry: &mut Value, key: &str, value: Value| {
+        if let Some(o) = entry.as_object_mut() {
+            o.insert(key.to_string(), value);
+        }
+    };
+    let (mut requests, mut errors) = (0u64, 0u64);
+    for e in entries {
+        let (Some(name), Some(value)) = (e.get("name").and_then(Value::as_str), e.get("value").and_then(Value::as_u64)) else { continue };
+        if !name.starts_with("wasmcustom.mcp_requests_total.") {
+            continue;
+        }
+        let failed = label_of(name, "outcome") != Some("ok");
+        requests += value;
+        errors += if failed { value } else { 0 };
+        if let Some(server) = label_of(name, "server").filter(|s| !s.is_empty()) {
+            let entry = per_server.entry(server.to_string()).or_insert_with(blank);
+            for (key, add) in [("requests", value), ("errors", if failed { value } else { 0 })] {
+                let sum = entry.get(key).and_then(Value::as_u64).unwrap_or(0) + add;
+                set(entry, key, json!(sum));
+            }
+        }
+    }
+    // Quantiles come in the order Envoy lists as supported (0, 25, 50, ...).
+    let histograms = entries.iter().find_map(|e| e.get("histograms"));
+    let supported: Vec<f64> =
+        histograms.and_then(|h| h.get("supported_quantiles")).and_then(Value::as_array).map(|q| q.iter().filter_map(Value::as_f64).collect()).unwrap_or_default();
+    let at = |values: &[Value], q: f64| supported.iter().position(|s| (s - q).abs() < 1e-9).and_then(|i| values.get(i)).and_then(|v| v.get("cumulative")).cloned();
+    for h in histograms.and_then(|h| h.get("computed_quantiles")).and_then(Value::as_array).into_iter().flatten() {
+        let (Some(name), Some(values)) = (h.get("name").and_then(Value::as_str), h.get("values").and_then(Value::as_array)) else { continue };
+        let Some(server) = label_of(name, "server").filter(|s| !s.is_empty()) else { continue };
+        if label_of(name, "method") != Some("tools/call") {
+            continue;
+        }
+        let entry = per_server.entry(server.to_string()).or_insert_with(blank);
+        set(entry, "latency_ms", json!({ "p50": at(values, 50.0), "p95": at(values, 95.0), "p99": at(values, 99.0) }));
+    }
+    let listed: Option<Value> = servers.and_then(|b| serde_json::from_slice(b).ok());
+    for s in listed.as_ref().and_then(|l| l.get("servers")).and_then(Value::as_array).into_iter().flatten() {
+        let Some(name) = s.get("name").and_then(Value::as_str) else { continue };
+        let entry = per_server.entry(name.to_string()).or_insert_with(blank);
+        set(entry, "state", s.get("state").cloned().unwrap_or(Value::Null));
+        set(entry, "tools", s.get("tools").cloned().unwrap_or(Value::Null));
+    }
+    let summary = json!({
+        "version": listed.as_ref().and_then(|l| l.get("version")).cloned().unwrap_or(Value::Null),
+        "control_plane": if listed.is_some() { "up" } else { "unreachable" },
+        "requests": requests,
+        "errors": errors,
+        "servers": per_server,
+    });
+    Some(summary.to_string())
+}
+
 #[cfg(test)]
 mod tests;

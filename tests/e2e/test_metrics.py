@@ -146,3 +146,27 @@ def test_refusals_are_counted_by_reason(gateway, guarded):
     assert delta(before, after, "mcp_requests_total", **{**CALL, "outcome": "rate_limited"}) == 1
     assert delta(before, after, "mcp_requests_total", **CALL) == 2
     assert delta(before, after, "mcp_jsonrpc_errors_total", method="tools/call", code="-32029") == 1
+
+
+def test_the_seeds_stats_summary_counts_per_server(gateway):
+    """GET /stats: the seeds' JSON, per server: state and tools from the
+    control plane, requests, errors and tools/call latency from this Envoy."""
+    def stats() -> dict:
+        r = httpx.get(f"{gateway.base}/stats", timeout=10)
+        assert r.status_code == 200, r.text[:300]
+        return r.json()
+
+    before = stats()
+    assert calls(gateway, 3) == ["1", "2", "3"]
+    after = stats()
+    echo = after["servers"]["echo"]
+    assert echo["requests"] - before["servers"].get("echo", {}).get("requests", 0) == 3
+    assert echo["errors"] == before["servers"].get("echo", {}).get("errors", 0)
+    assert after["requests"] - before["requests"] >= 5, "3 calls, the unknown tool, initialize and its notification"
+    assert after["errors"] - before["errors"] == 1, "the unknown tool"
+    listed = {s["name"]: s for s in gateway.admin("/servers")["servers"]}
+    assert (echo["state"], echo["tools"]) == ("ready", listed["echo"]["tools"])
+    assert after["version"] == gateway.admin("/health")["version"] and after["control_plane"] == "up"
+    wait_until("echo's latency after a stats flush", lambda: stats()["servers"]["echo"]["latency_ms"] is not None, timeout=30)
+    latency = stats()["servers"]["echo"]["latency_ms"]
+    assert 0 <= latency["p50"] <= latency["p95"] <= latency["p99"], latency

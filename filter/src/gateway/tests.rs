@@ -824,7 +824,7 @@ fn over_a_limit_the_answer_says_which_and_when_to_retry() {
 fn metrics_are_scraped_from_envoy_and_the_control_plane() {
     let mut c = config();
     let scrape = |gw: &Gateway| match gw.on_headers(&mut RequestHead { method: "GET".into(), path: "/metrics".into(), ..Default::default() }) {
-        HeadAction::Scrape(calls) => calls.iter().map(|c| (c.cluster.clone(), c.headers.clone())).collect::<Vec<_>>(),
+        HeadAction::Scrape(Page::Metrics, calls) => calls.iter().map(|c| (c.cluster.clone(), c.headers.clone())).collect::<Vec<_>>(),
         other => panic!("{other:?}"),
     };
     let admin = |path: &str, authority: &str| vec![(":method", "GET".to_string()), (":path", path.to_string()), (":authority", authority.to_string())];
@@ -837,15 +837,27 @@ fn metrics_are_scraped_from_envoy_and_the_control_plane() {
     assert_eq!(gw.on_headers(&mut RequestHead { method: "GET".into(), path: "/metricsx".into(), ..Default::default() }), HeadAction::PassThrough);
 
     let answer = |status: u16, body: &str| Some(CalloutResponse { status, body: body.as_bytes().to_vec(), ..Default::default() });
-    let both = scrape_reply(&[answer(200, "envoy_a 1"), answer(200, "mcp_gateway_control_plane_up 1\n")]);
+    let both = scrape_reply(Page::Metrics, &[answer(200, "envoy_a 1"), answer(200, "mcp_gateway_control_plane_up 1\n")]);
     assert_eq!((both.status, String::from_utf8(both.body).unwrap()), (200, "envoy_a 1\nmcp_gateway_control_plane_up 1\n".to_string()));
     for cp in [None, answer(503, "down")] {
-        let r = scrape_reply(&[answer(200, "envoy_a 1\n"), cp]);
+        let r = scrape_reply(Page::Metrics, &[answer(200, "envoy_a 1\n"), cp]);
         let text = String::from_utf8(r.body).unwrap();
         assert_eq!(r.status, 200);
         assert!(text.starts_with("envoy_a 1\n") && text.ends_with("\nmcp_gateway_control_plane_up 0\n"), "{text}");
     }
-    let r = scrape_reply(&[None, answer(200, "mcp_gateway_control_plane_up 1\n")]);
+    let r = scrape_reply(Page::Metrics, &[None, answer(200, "mcp_gateway_control_plane_up 1\n")]);
     assert_eq!(r.status, 503, "without Envoy's stats the scrape fails");
     assert!(String::from_utf8(r.body).unwrap().contains("envoy_admin"));
+}
+
+#[test]
+fn the_stats_page_reads_envoys_json_stats_and_the_servers() {
+    let mut c = config();
+    c.events = Some(UpstreamServer { name: "gateway".into(), cluster: "gateway_admin".into(), authority: "127.0.0.1:1".into(), path: "/mcp-events".into(), timeout_ms: None, logging: false, stateful: false, protocol_version: None, modern: false, modern_only: false, headers: vec![], forward_authorization: false });
+    let gw = Gateway::new(c).unwrap();
+    let HeadAction::Scrape(Page::Stats, calls) = gw.on_headers(&mut RequestHead { method: "GET".into(), path: "/stats".into(), ..Default::default() }) else { panic!() };
+    let paths: Vec<&str> = calls.iter().map(|c| c.headers[1].1.as_str()).collect();
+    assert_eq!(paths, [crate::metrics::SUMMARY_STATS_PATH, "/servers"]);
+    let r = scrape_reply(Page::Stats, &[Some(CalloutResponse { status: 200, body: b"not json".to_vec(), ..Default::default() }), None]);
+    assert_eq!((r.status, reply_json(&r)["error"]["code"].as_i64()), (500, Some(-32603)));
 }

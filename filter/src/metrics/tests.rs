@@ -92,3 +92,46 @@ fn the_access_log_record_is_one_json_object() {
     let v: serde_json::Value = serde_json::from_str(&log_record(&refused)).unwrap();
     assert_eq!(v, serde_json::json!({"method": "unknown", "server": null, "tool": null, "id": null, "code": -32001, "outcome": "unauthenticated", "principal": null, "era": null}));
 }
+
+#[test]
+fn labels_are_read_back_from_stat_names() {
+    let name = "wasmcustom.mcp_requests_total.method=.=tools/call;.;.server=.=echo;.;.tool=.=get.sum;.;.outcome=.=ok;.;";
+    assert_eq!(label_of(name, "tool"), Some("get.sum"));
+    assert_eq!(label_of(name, "server"), Some("echo"));
+    assert_eq!(label_of(name, "code"), None);
+    assert_eq!(label_of("wasmcustom.mcp_x.server=.=cut", "server"), None);
+}
+
+#[test]
+fn the_stats_summary_joins_envoys_counts_and_the_servers_states() {
+    // Envoy's /stats?format=json, as Envoy 1.40 prints it (abridged).
+    let q = |v: f64| format!(r#"{{"cumulative":{v},"interval":{v}}}"#);
+    let values = |vs: [f64; 10]| vs.iter().map(|v| q(*v)).collect::<Vec<_>>().join(",");
+    let envoy = format!(
+        r#"{{"stats":[
+        {{"name":"wasmcustom.mcp_requests_total.method=.=initialize;.;.server=.=;.;.tool=.=;.;.outcome=.=ok;.;","value":2}},
+        {{"name":"wasmcustom.mcp_requests_total.method=.=tools/call;.;.server=.=echo;.;.tool=.=echo__add;.;.outcome=.=ok;.;","value":3}},
+        {{"name":"wasmcustom.mcp_requests_total.method=.=tools/call;.;.server=.=echo;.;.tool=.=echo__add;.;.outcome=.=error;.;","value":1}},
+        {{"name":"wasmcustom.mcp_requests_total.method=.=tools/call;.;.server=.=;.;.tool=.=;.;.outcome=.=error;.;","value":4}},
+        {{"histograms":{{"supported_quantiles":[0,25,50,75,90,95,99,99.5,99.9,100],"computed_quantiles":[
+          {{"name":"wasmcustom.mcp_request_duration_milliseconds.method=.=tools/call;.;.server=.=echo;.;","values":[{}]}},
+          {{"name":"wasmcustom.mcp_request_duration_milliseconds.method=.=tools/list;.;.server=.=echo;.;","values":[{}]}}]}}}}]}}"#,
+        values([0.5, 1.5, 2.5, 3.5, 4.5, 5.5, 9.5, 9.7, 9.9, 10.5]),
+        values([7.0; 10]),
+    );
+    let servers = br#"{"version":"v7","last_error":null,"servers":[{"name":"echo","state":"ready","tools":3},{"name":"idle","state":"unreachable","tools":0}]}"#;
+    let got: serde_json::Value = serde_json::from_str(&stats_summary(envoy.as_bytes(), Some(servers)).unwrap()).unwrap();
+    assert_eq!(
+        got,
+        serde_json::json!({
+            "version": "v7", "control_plane": "up", "requests": 10, "errors": 5,
+            "servers": {
+                "echo": {"state": "ready", "tools": 3, "requests": 4, "errors": 1, "latency_ms": {"p50": 2.5, "p95": 5.5, "p99": 9.5}},
+                "idle": {"state": "unreachable", "tools": 0, "requests": 0, "errors": 0, "latency_ms": null},
+            }
+        })
+    );
+    let alone: serde_json::Value = serde_json::from_str(&stats_summary(envoy.as_bytes(), None).unwrap()).unwrap();
+    assert_eq!((alone["control_plane"].as_str(), alone["servers"]["echo"]["state"].is_null()), (Some("unreachable"), true));
+    assert_eq!(stats_summary(b"<html>", Some(servers)), None);
+}
