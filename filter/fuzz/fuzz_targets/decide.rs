@@ -13,7 +13,8 @@ use std::collections::BTreeMap;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use libfuzzer_sys::fuzz_target;
-use mcp_filter::gateway::{BodyAction, CalloutResponse, Gateway, HeadAction, Now, RequestHead};
+use mcp_filter::gateway::{scrape_reply, BodyAction, CalloutResponse, Gateway, HeadAction, Now, RequestHead};
+use mcp_filter::metrics::{self, Tally};
 use mcp_filter::ratelimit;
 use mcp_filter::session::{Sealer, SessionState, UpstreamSession};
 use mcp_filter_fuzz::{pick, stateful_config, stateless_config, Fields, API_KEYS};
@@ -77,7 +78,7 @@ fn run(f: &Fixture, data: &[u8]) {
     let s = |i: usize| f.sessions.get(i).map(String::as_str);
     let mut head = RequestHead {
         method: ["POST", "POST", "POST", "GET", "DELETE", "PUT"][usize::from(sel[0] >> 1) % 6].into(),
-        path: pick(sel[0] >> 4, &[Some("/mcp"), Some("/mcp"), Some("/mcp?x=1"), Some("/.well-known/oauth-protected-resource/mcp"), Some("/health")], &header)
+        path: pick(sel[0] >> 4, &[Some("/mcp"), Some("/mcp"), Some("/mcp?x=1"), Some("/.well-known/oauth-protected-resource/mcp"), Some("/health"), Some("/stats")], &header)
             .unwrap_or_default(),
         content_type: pick(sel[1] & 3, &[Some("application/json"), Some("application/json; charset=utf-8"), None], &header),
         accept: pick(sel[1] >> 2 & 3, &[Some("application/json, text/event-stream"), Some("*/*"), None], &header),
@@ -104,11 +105,24 @@ fn run(f: &Fixture, data: &[u8]) {
         HeadAction::EndSession => return drop(gw.end_session(&head, now)),
         HeadAction::OpenStream => return drop(gw.open_stream(&head, now)),
         HeadAction::PassThrough | HeadAction::Reply(_) => return,
+        // The operator's pages, assembled from whatever Envoy and the
+        // control plane answered: here, the body.
+        HeadAction::Scrape(page, calls) => {
+            let answers: Vec<_> = calls.iter().map(|_| Some(CalloutResponse { status: 200, body: body.to_vec(), ..Default::default() })).collect();
+            return drop(scrape_reply(page, &answers));
+        }
     }
     if gw.check_size(body.len()).is_some() {
         return;
     }
     let decision = gw.decide(&head, body, now);
+    // What the request adds to the metrics, and its access-log record,
+    // which must stay one JSON object whatever the request held.
+    let _ = metrics::error_code(body);
+    let tally = Tally { principal: Some(header.clone()), era: Some(header.clone()), ..Tally::from_audit(&decision.audit) };
+    let _ = metrics::updates(&tally, 0);
+    let record = metrics::log_record(&tally);
+    assert!(serde_json::from_str::<serde_json::Value>(&record).is_ok_and(|v| v.is_object()), "{record}");
     let (local, global) = gw.buckets(&head, &decision.audit);
     assert!(global.iter().all(|(name, _)| name.starts_with(mcp_filter::config::RATE_LIMIT_HEADER_PREFIX)), "{global:?}");
     for bucket in local {
