@@ -43,8 +43,8 @@ pub struct GatewaySettings {
     /// keep coming. A server's own `request_timeout_seconds` is instead a
     /// limit on the whole call.
     pub request_timeout_seconds: u64,
-    /// The seeds' connection pool limit: connections, and requests in flight
-    /// and waiting, that Envoy allows to each server (a server's own
+    /// The seeds' connection pool limit: calls in flight Envoy allows to
+    /// each server, each holding one connection (a server's own
     /// `max_connections` overrides it). Past it, calls get a JSON-RPC
     /// overload error at once instead of queueing.
     pub max_connections_per_server: u32,
@@ -323,8 +323,8 @@ pub struct Server {
     /// (default: gateway.request_timeout_seconds, as a limit on silence).
     #[serde(default)]
     pub request_timeout_seconds: Option<u64>,
-    /// `http`: connections and requests in flight Envoy allows to it
-    /// (default: gateway.max_connections_per_server).
+    /// `http`: calls in flight Envoy allows to it (default:
+    /// gateway.max_connections_per_server).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_connections: Option<u32>,
     /// `http` and `sse`: headers sent with every request to it, usually its

@@ -423,16 +423,19 @@ fn static_or_dns_cluster(name: &str, host: &str, port: u16) -> Cluster {
     }
 }
 
-/// The seeds' connection tuning on a server's cluster: at most `max`
-/// connections, requests in flight and requests waiting for a connection
-/// (Envoy's circuit breakers; the excess is refused at once, flag `UO`,
-/// which `overloaded` turns into a JSON-RPC error), and idle connections
-/// closed after `idle_seconds`.
+/// The seeds' connection tuning on a server's cluster: at most `max` calls
+/// in flight (Envoy's `max_requests` circuit breaker: the next call is
+/// refused at once, flag `UO`, which `overloaded` turns into a JSON-RPC
+/// error; `max_pending_requests` bounds calls waiting for a new connection
+/// to open), and idle connections closed after `idle_seconds`. Connections themselves are not capped at `max`: each
+/// Envoy worker has its own pool, and idle connections held by one worker
+/// would keep another from opening any (its calls would wait for the idle
+/// timeout). On HTTP/1.1 a call in flight holds one connection, so calls
+/// bound connections anyway.
 fn limit_connections(c: &mut Cluster, max: u32, idle_seconds: u64) {
     let max = Some(UInt32Value { value: max });
     c.circuit_breakers = Some(CircuitBreakers {
         thresholds: vec![circuit_breakers::Thresholds {
-            max_connections: max.clone(),
             max_requests: max.clone(),
             // At least 1, or even the first request of a new connection fails.
             max_pending_requests: max,
@@ -692,7 +695,7 @@ fn json_body(format: String) -> SubstitutionFormatString {
 /// as a JSON-RPC error that says what to do.
 fn overloaded() -> ResponseMapper {
     let format = format!(
-        r#"{{"jsonrpc":"2.0","id":%FILTER_STATE(wasm.{REQUEST_ID_PROPERTY}:PLAIN)%,"error":{{"code":-32000,"message":"Server '%FILTER_STATE(wasm.{SERVER_PROPERTY}:PLAIN)%' is overloaded: it has as many calls in flight and waiting as the gateway allows (max_connections_per_server); retry later"}}}}"#
+        r#"{{"jsonrpc":"2.0","id":%FILTER_STATE(wasm.{REQUEST_ID_PROPERTY}:PLAIN)%,"error":{{"code":-32000,"message":"Server '%FILTER_STATE(wasm.{SERVER_PROPERTY}:PLAIN)%' is overloaded: it has as many calls in flight as the gateway allows (max_connections_per_server); retry later"}}}}"#
     );
     ResponseMapper {
         filter: Some(AccessLogFilter {
