@@ -230,11 +230,16 @@ class McpRouter(Target):
 class Gateway(Target):
     name = "gateway"
     fleet = True
+    # Envoy's access log (a JSON line per request) is on by default in the
+    # product; here it is off unless BENCH_ACCESS_LOG names a file, so that
+    # a run does not write gigabytes: its cost is measured apart
+    # (docs/design/benchmarks.md).
+    access_log = os.environ.get("BENCH_ACCESS_LOG", "off")
 
     def __init__(self, procs: Procs, ports: list[int], envoy: str, workers: int = 1):
         self.listen, xds, admin, envoy_admin = free_port(), free_port(), free_port(), free_port()
         catalog = {
-            "gateway": {"listen": f"127.0.0.1:{self.listen}"},
+            "gateway": {"listen": f"127.0.0.1:{self.listen}", "access_log": self.access_log},
             "servers": [{"name": f"b{i}", "url": f"http://127.0.0.1:{p}/mcp"} for i, p in enumerate(ports)],
         }
         catalog_path = procs.workdir / "catalog.yaml"

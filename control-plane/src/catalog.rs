@@ -87,6 +87,10 @@ pub struct GatewaySettings {
     /// decision) when authentication, authorization or rate limits are on:
     /// a file path, `/dev/stdout`, or `off`.
     pub audit_log: String,
+    /// Where Envoy writes the access log (a JSON line per HTTP request, with
+    /// the MCP method, server, tool, id, error code, principal of MCP ones):
+    /// a file path, `/dev/stdout`, or `off`.
+    pub access_log: String,
 }
 
 /// The store of global rate limits.
@@ -274,6 +278,7 @@ impl Default for GatewaySettings {
             rate_limits: Vec::new(),
             allowed_origins: Vec::new(),
             audit_log: "/dev/stdout".into(),
+            access_log: "/dev/stdout".into(),
             tls: None,
             global_rate_limits: None,
         }

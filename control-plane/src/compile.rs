@@ -624,7 +624,11 @@ fn connection_manager(g: &GatewaySettings, jwks: Option<&str>) -> HttpConnection
             route_config_name: ROUTE_NAME.into(),
         })),
         http_filters: mcp_filters(g, jwks),
-        access_log: audited(g).then(|| security::audit_log(&g.audit_log)).into_iter().collect(),
+        access_log: audited(g)
+            .then(|| security::audit_log(&g.audit_log))
+            .into_iter()
+            .chain(if g.access_log == "off" { Vec::new() } else { access_log::access_logs(&g.access_log, &g.mcp_path) })
+            .collect(),
         local_reply_config: Some(upstream_error_as_jsonrpc(g.request_read_timeout_seconds, global_limits(g).next().is_some())),
         // Slow clients (slowloris) hold a connection only so long: the
         // headers within 10 s, the whole request within the read timeout.
@@ -788,6 +792,7 @@ pub fn decode<M: Message + Default>(any: &Any) -> Option<M> {
     M::decode(any.value.as_slice()).ok()
 }
 
+mod access_log;
 mod rls;
 mod security;
 

@@ -70,6 +70,7 @@ impl RootContext for Root {
             tally: None,
             started: UNIX_EPOCH,
             peek: false,
+            request_id: None,
         }))
     }
 
@@ -113,6 +114,8 @@ struct Request {
     started: std::time::SystemTime,
     /// Its answer is JSON from upstream, not yet looked at for an error.
     peek: bool,
+    /// Envoy's `x-request-id`, for the access log.
+    request_id: Option<String>,
 }
 
 /// How long `GET /metrics` waits for Envoy's stats and the control plane's:
@@ -201,7 +204,13 @@ impl Request {
 
     /// A tally for this request: `base`, with who called and in which revision.
     fn tally_of(&self, base: Tally) -> Tally {
-        Tally { principal: self.head.caller.as_ref().map(|c| c.principal.clone()), era: self.head.protocol_version.clone(), ..base }
+        Tally {
+            principal: self.head.caller.as_ref().map(|c| c.principal.clone()),
+            era: self.head.protocol_version.clone(),
+            request_id: self.request_id.clone(),
+            http_method: Some(self.head.method.clone()),
+            ..base
+        }
     }
 
     /// Hands the access log the request's MCP members, once its answer is
@@ -481,6 +490,7 @@ impl HttpContext for Request {
         if self.present.iter().any(|n| n == CLUSTER_HEADER) {
             self.set_http_request_header(CLUSTER_HEADER, None);
         }
+        self.request_id = header("x-request-id");
         self.head = RequestHead {
             method: header(":method").unwrap_or_default(),
             path: header(":path").unwrap_or_default(),

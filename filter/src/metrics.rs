@@ -59,6 +59,9 @@ pub struct Tally {
     pub id: Option<String>,
     pub principal: Option<String>,
     pub era: Option<String>,
+    /// Envoy's `x-request-id`, and the HTTP method.
+    pub request_id: Option<String>,
+    pub http_method: Option<String>,
 }
 
 /// The methods a label may name; anything else is `other`.
@@ -192,7 +195,7 @@ pub fn log_record(t: &Tally) -> String {
     // The id was parsed from the body as JSON; anything else is not written raw.
     let id = t.id.as_deref().filter(|id| serde_json::from_str::<serde::de::IgnoredAny>(id).is_ok()).unwrap_or("null");
     format!(
-        r#"{{"method":{},"server":{},"tool":{},"id":{id},"code":{},"outcome":"{}","principal":{},"era":{}}}"#,
+        r#"{{"method":{},"server":{},"tool":{},"id":{id},"code":{},"outcome":"{}","principal":{},"era":{},"request_id":{},"http_method":{}}}"#,
         text(t.method),
         optional(Some(t.server.as_str()).filter(|s| !s.is_empty())),
         optional(Some(t.tool.as_str()).filter(|s| !s.is_empty())),
@@ -200,6 +203,8 @@ pub fn log_record(t: &Tally) -> String {
         t.outcome().as_str(),
         optional(t.principal.as_deref()),
         optional(t.era.as_deref()),
+        optional(t.request_id.as_deref()),
+        optional(t.http_method.as_deref()),
     )
 }
 

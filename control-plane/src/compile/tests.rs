@@ -187,16 +187,22 @@ servers:
     let Some(envoy_types::pb::envoy::config::core::v3::data_source::Specifier::InlineString(text)) = &jwks.specifier else { panic!() };
     let keys: Value = serde_json::from_str(text).unwrap();
     assert_eq!(keys["keys"][0]["kty"], "oct");
-    assert_eq!(hcm.access_log.len(), 1);
+    let loggers: Vec<&str> = hcm.access_log.iter().map(|l| l.name.as_str()).collect();
+    assert_eq!(loggers, ["mcp_audit", "mcp_access", "http_access"]);
 
-    // Without any of it, no extra filter and no audit log.
+    // Without any of it, no extra filter and no audit log; the access log stays.
     let plain = run(TWO, &[]).unwrap();
     let listener: Listener = decode(&plain.snapshot.resources[LISTENER_TYPE][0].1).unwrap();
     let Some(filter::ConfigType::TypedConfig(any)) = &listener.filter_chains[0].filters[0].config_type else { panic!() };
     let hcm: HttpConnectionManager = decode(any).unwrap();
     assert_eq!(hcm.http_filters.len(), 2);
-    assert!(hcm.access_log.is_empty());
+    let loggers: Vec<&str> = hcm.access_log.iter().map(|l| l.name.as_str()).collect();
+    assert_eq!(loggers, ["mcp_access", "http_access"]);
     assert!(!plain.filter_config.audit);
+    let quiet = run(&format!("gateway:\n  access_log: \"off\"\n{TWO}"), &[]);
+    let listener: Listener = decode(&quiet.unwrap().snapshot.resources[LISTENER_TYPE][0].1).unwrap();
+    let Some(filter::ConfigType::TypedConfig(any)) = &listener.filter_chains[0].filters[0].config_type else { panic!() };
+    assert!(decode::<HttpConnectionManager>(any).unwrap().access_log.is_empty(), "access_log: off");
 }
 
 #[test]

@@ -86,11 +86,11 @@ fn the_access_log_record_is_one_json_object() {
     let v: serde_json::Value = serde_json::from_str(&log_record(&t)).unwrap();
     assert_eq!(
         v,
-        serde_json::json!({"method": "tools/call", "server": "echo", "tool": "echo.v2", "id": 1, "code": null, "outcome": "ok", "principal": "al\"ice", "era": "2025-11-25"})
+        serde_json::json!({"method": "tools/call", "server": "echo", "tool": "echo.v2", "id": 1, "code": null, "outcome": "ok", "principal": "al\"ice", "era": "2025-11-25", "request_id": null, "http_method": null})
     );
-    let refused = Tally { method: "unknown", status: 401, code: Some(-32001), id: Some("not json".into()), ..Tally::default() };
+    let refused = Tally { method: "unknown", status: 401, code: Some(-32001), id: Some("not json".into()), request_id: Some("r-1".into()), http_method: Some("G\"ET".into()), ..Tally::default() };
     let v: serde_json::Value = serde_json::from_str(&log_record(&refused)).unwrap();
-    assert_eq!(v, serde_json::json!({"method": "unknown", "server": null, "tool": null, "id": null, "code": -32001, "outcome": "unauthenticated", "principal": null, "era": null}));
+    assert_eq!(v, serde_json::json!({"method": "unknown", "server": null, "tool": null, "id": null, "code": -32001, "outcome": "unauthenticated", "principal": null, "era": null, "request_id": "r-1", "http_method": "G\"ET"}));
 }
 
 #[test]
