@@ -91,6 +91,9 @@ pub struct GatewaySettings {
     /// the MCP method, server, tool, id, error code, principal of MCP ones):
     /// a file path, `/dev/stdout`, or `off`.
     pub access_log: String,
+    /// The control plane's log level: `error`, `warn`, `info`, `debug` or
+    /// `trace` (`RUST_LOG`, when set, wins).
+    pub log_level: String,
 }
 
 /// The store of global rate limits.
@@ -279,6 +282,7 @@ impl Default for GatewaySettings {
             allowed_origins: Vec::new(),
             audit_log: "/dev/stdout".into(),
             access_log: "/dev/stdout".into(),
+            log_level: "info".into(),
             tls: None,
             global_rate_limits: None,
         }
@@ -659,6 +663,9 @@ pub fn validate(c: &Catalog) -> Vec<String> {
     }
     if !(1..=MAX_TIMEOUT_SECONDS).contains(&g.request_timeout_seconds) {
         p.push(format!("gateway.request_timeout_seconds: must be between 1 and {MAX_TIMEOUT_SECONDS}"));
+    }
+    if !["error", "warn", "info", "debug", "trace"].contains(&g.log_level.as_str()) {
+        p.push(format!("gateway.log_level: {:?} is not one of error, warn, info, debug, trace", g.log_level));
     }
     if g.max_connections_per_server == 0 {
         p.push("gateway.max_connections_per_server: must be at least 1".into());

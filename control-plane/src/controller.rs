@@ -44,7 +44,13 @@ pub struct Settings {
     /// The secret the filter presents to the internal endpoints
     /// (`mcp_filter::config::INTERNAL_HEADER`); random per process.
     pub internal_token: String,
+    /// Applies the catalog's `gateway.log_level` (absent when `RUST_LOG`
+    /// decides).
+    pub set_log_level: Option<SetLogLevel>,
 }
+
+/// Sets the control plane's log level (`info`, `debug`, ...).
+pub type SetLogLevel = Arc<dyn Fn(&str) + Send + Sync>;
 
 /// What the admin API shows.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -307,6 +313,9 @@ impl Controller {
         let path = s.catalog_path.display();
         let text = tokio::fs::read_to_string(&s.catalog_path).await.map_err(|e| format!("cannot read catalog {path}: {e}"))?;
         let catalog = catalog::load(&text, |name| std::env::var(name).ok()).map_err(|e| format!("{path}: {e}"))?;
+        if let Some(set) = &s.set_log_level {
+            set(catalog.gateway.log_level.as_str());
+        }
         // A JWKS file is read with the catalog (relative to it), and sent to
         // Envoy inline: Envoy may not share the control plane's disk.
         let jwks = match catalog.gateway.auth.as_ref().and_then(|a| a.jwt.as_ref()).and_then(|j| j.jwks_file.as_deref()) {

@@ -52,7 +52,7 @@ fn main() -> ExitCode {
     if let Some(file) = &args.validate {
         return validate(file);
     }
-    init_logging();
+    let set_log_level = init_logging();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(r) => r,
         Err(e) => {
@@ -60,7 +60,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(serve(args)) {
+    match runtime.block_on(serve(args, set_log_level)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = format!("{e:#}"), "control plane stopped");
@@ -102,12 +102,24 @@ fn validate(file: &PathBuf) -> ExitCode {
     }
 }
 
-fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt().json().with_env_filter(filter).with_current_span(false).init();
+/// JSON lines on stderr. `RUST_LOG`, when set, decides the level for good;
+/// otherwise the catalog's `gateway.log_level` does (`info` until it is
+/// read), and the returned function applies it at each reload.
+fn init_logging() -> Option<mcp_control_plane::controller::SetLogLevel> {
+    use tracing_subscriber::prelude::*;
+    use tracing_subscriber::{fmt, reload, EnvFilter};
+    let fixed = std::env::var_os("RUST_LOG").is_some();
+    let initial = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let (filter, handle) = reload::Layer::new(initial);
+    tracing_subscriber::registry().with(filter).with(fmt::layer().json().with_current_span(false)).init();
+    (!fixed).then(|| {
+        std::sync::Arc::new(move |level: &str| {
+            let _ = handle.modify(|f| *f = EnvFilter::new(level));
+        }) as mcp_control_plane::controller::SetLogLevel
+    })
 }
 
-async fn serve(args: Args) -> anyhow::Result<()> {
+async fn serve(args: Args, set_log_level: Option<mcp_control_plane::controller::SetLogLevel>) -> anyhow::Result<()> {
     let wasm = std::fs::read(&args.wasm)
         .with_context(|| format!("cannot read the filter module {} (build it with `make wasm`)", args.wasm.display()))?;
     let advertise = args.admin_advertise.clone().unwrap_or_else(|| args.admin_listen.to_string());
@@ -123,6 +135,7 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         unhealthy_threshold: args.unhealthy_threshold.max(1),
         gateway_version: env!("CARGO_PKG_VERSION").to_string(),
         internal_token: random_key()?,
+        set_log_level,
     };
     let cache = SnapshotCache::new();
     let controller = Controller::new(settings, cache.clone());

@@ -226,6 +226,9 @@ def gateway():
     require(EVERYTHING, "run `make setup` (npm ci --prefix tests)")
     node = shutil.which("node") or pytest.fail("node is not on PATH: install Node.js 20 or newer", pytrace=False)
 
+    # The catalog's gateway.log_level decides the control plane's level
+    # (test_access_log.py checks it); RUST_LOG would override it.
+    os.environ.pop("RUST_LOG", None)
     workdir = Path(tempfile.mkdtemp(prefix="mcp-gateway-e2e-"))
     ports = {k: free_port() for k in ("listen", "xds", "admin", "envoy_admin", "echo", "everything", "third")}
     gw = Gateway(

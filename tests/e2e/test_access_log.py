@@ -74,3 +74,23 @@ def test_every_request_has_a_json_line_with_its_mcp_fields(gateway, logged):
     # (httpx sends the quote percent-encoded; the backslash as it is.)
     other = next(l for l in every if l.get("path", "").startswith('/he%22al'))
     assert "mcp" not in other and other["path"] == '/he%22al\\th' and other["method"] == "GET"
+
+
+def test_the_control_plane_log_level_comes_from_the_catalog(gateway):
+    """JSON lines on the control plane's stderr, at the catalog's level."""
+    log = gateway.procs["control-plane"].log
+    debug_lines = lambda: sum('"level":"DEBUG"' in line for line in log.read_text().splitlines())  # noqa: E731
+    base = BASE_SERVERS(gateway.ports)
+    before = debug_lines()
+    try:
+        gateway.write_catalog_and_wait(base, "the control plane at debug", log_level="debug")
+        wait_until("debug lines", lambda: debug_lines() > before, timeout=30)
+    finally:
+        gateway.write_catalog_and_wait(base, "the base catalog back")
+    settled = debug_lines()
+    gateway.write_catalog_and_wait(base, "an info-level reload", instructions="a change, so that it publishes")
+    assert debug_lines() == settled, "back at info, no debug line"
+    for line in log.read_text().splitlines():
+        if line.startswith("{"):
+            json.loads(line)
+    gateway.write_catalog_and_wait(base, "the base catalog again")

@@ -127,3 +127,11 @@ fn urls_are_shown_without_secrets() {
     let c = load("servers:\n  - name: a\n    url: 'https://user:pw@h.example:8443/mcp?api_key=${KEY}'\n", env).unwrap();
     assert_eq!(c.servers[0].display_url(), "https://h.example:8443/mcp");
 }
+
+#[test]
+fn the_log_level_is_a_known_one() {
+    assert_eq!(load("gateway: {log_level: debug}\nservers: []\n", |_| None).unwrap().gateway.log_level, "debug");
+    assert_eq!(load("servers: []\n", |_| None).unwrap().gateway.log_level, "info");
+    let e = load("gateway: {log_level: loud}\nservers: []\n", |_| None).unwrap_err().to_string();
+    assert!(e.contains("gateway.log_level: \"loud\" is not one of error, warn, info, debug, trace"), "{e}");
+}
