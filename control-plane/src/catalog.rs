@@ -94,6 +94,31 @@ pub struct GatewaySettings {
     /// The control plane's log level: `error`, `warn`, `info`, `debug` or
     /// `trace` (`RUST_LOG`, when set, wins).
     pub log_level: String,
+    /// OpenTelemetry traces from Envoy, exported over OTLP/HTTP. Unset: none.
+    pub tracing: Option<TracingSettings>,
+}
+
+/// Where and how Envoy exports spans.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TracingSettings {
+    /// The collector's OTLP/HTTP base URL, `http://collector:4318` (spans are
+    /// posted to `/v1/traces`).
+    pub otlp_endpoint: String,
+    /// `service.name` of the spans.
+    #[serde(default = "default_service_name")]
+    pub service_name: String,
+    /// Share of requests traced when the client sent no sampling decision.
+    #[serde(default = "default_sampling_percent")]
+    pub sampling_percent: f64,
+}
+
+fn default_service_name() -> String {
+    "mcp-gateway".into()
+}
+
+fn default_sampling_percent() -> f64 {
+    100.0
 }
 
 /// The store of global rate limits.
@@ -283,6 +308,7 @@ impl Default for GatewaySettings {
             audit_log: "/dev/stdout".into(),
             access_log: "/dev/stdout".into(),
             log_level: "info".into(),
+            tracing: None,
             tls: None,
             global_rate_limits: None,
         }
@@ -666,6 +692,17 @@ pub fn validate(c: &Catalog) -> Vec<String> {
     }
     if !["error", "warn", "info", "debug", "trace"].contains(&g.log_level.as_str()) {
         p.push(format!("gateway.log_level: {:?} is not one of error, warn, info, debug, trace", g.log_level));
+    }
+    if let Some(t) = &g.tracing {
+        if let Err(e) = parse_endpoint(&t.otlp_endpoint) {
+            p.push(format!("gateway.tracing.otlp_endpoint: {e}"));
+        }
+        if !(0.0..=100.0).contains(&t.sampling_percent) {
+            p.push("gateway.tracing.sampling_percent: must be between 0 and 100".into());
+        }
+        if t.service_name.is_empty() {
+            p.push("gateway.tracing.service_name: must not be empty".into());
+        }
     }
     if g.max_connections_per_server == 0 {
         p.push("gateway.max_connections_per_server: must be at least 1".into());

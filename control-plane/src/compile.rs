@@ -39,6 +39,7 @@ use envoy_types::pb::envoy::config::core::v3::{substitution_format_string, Subst
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
     http_connection_manager, http_filter, HttpConnectionManager, HttpFilter, LocalReplyConfig, Rds, ResponseMapper,
 };
+use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::http_connection_manager::Tracing as HcmTracing;
 use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::subject_alt_name_matcher::SanType;
 use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{
     common_tls_context, CertificateValidationContext, CommonTlsContext, SubjectAltNameMatcher, UpstreamTlsContext,
@@ -252,6 +253,7 @@ pub fn compile(inputs: &Inputs<'_>) -> Result<Compiled, CompileError> {
         rate_limits: rate_limits(g),
         allowed_origins: g.allowed_origins.clone(),
         audit: audited(g),
+        trace: g.tracing.is_some(),
     };
     // The version names the content, so an unchanged catalog publishes the
     // same version and Envoy is not disturbed.
@@ -279,7 +281,16 @@ pub fn compile(inputs: &Inputs<'_>) -> Result<Compiled, CompileError> {
     if g.tls.is_some() && inputs.tls.is_none() {
         return Err(CompileError::NoTlsMaterial);
     }
-    let listeners = listeners(g, inputs.jwks, inputs.tls.is_some());
+    let traced = match &g.tracing {
+        Some(t) => {
+            let ep = crate::catalog::parse_endpoint(&t.otlp_endpoint)
+                .map_err(|message| CompileError::Server { server: "gateway.tracing.otlp_endpoint".into(), message })?;
+            clusters.push(tracing::collector_cluster(&ep, &g.upstream_ca_file));
+            Some(tracing::config(t, &ep))
+        }
+        None => None,
+    };
+    let listeners = listeners(g, inputs.jwks, inputs.tls.is_some(), traced);
     let mut routes = route_table(g.request_timeout_seconds);
     if let Some(upstream) = routes.virtual_hosts.first_mut().and_then(|v| v.routes.first_mut()) {
         rls::add_route_limits(upstream, global_limits(g));
@@ -436,7 +447,7 @@ fn limit_connections(c: &mut Cluster, max: u32, idle_seconds: u64) {
     let max = Some(UInt32Value { value: max });
     c.circuit_breakers = Some(CircuitBreakers {
         thresholds: vec![circuit_breakers::Thresholds {
-            max_requests: max.clone(),
+            max_requests: max,
             // At least 1, or even the first request of a new connection fails.
             max_pending_requests: max,
             ..Default::default()
@@ -558,8 +569,8 @@ fn audited(g: &GatewaySettings) -> bool {
 
 /// The MCP listener, and the TLS one: `gateway.listen` speaks TLS itself
 /// unless `gateway.tls.listen` names a listener of its own.
-fn listeners(g: &GatewaySettings, jwks: Option<&str>, tls: bool) -> Vec<Listener> {
-    let hcm = connection_manager(g, jwks);
+fn listeners(g: &GatewaySettings, jwks: Option<&str>, tls: bool, traced: Option<HcmTracing>) -> Vec<Listener> {
+    let hcm = HttpConnectionManager { tracing: traced, ..connection_manager(g, jwks) };
     match (g.tls.as_ref().filter(|_| tls), g.tls.as_ref().and_then(|t| t.listen.as_deref())) {
         (Some(t), Some(tls_listen)) if tls => vec![
             listener(LISTENER_NAME, &g.listen, g.max_body_bytes, hcm.clone(), None),
@@ -795,6 +806,7 @@ pub fn decode<M: Message + Default>(any: &Any) -> Option<M> {
 mod access_log;
 mod rls;
 mod security;
+mod tracing;
 
 /// The response header carrying a global limit's JSON-RPC error.
 pub fn rls_error_header() -> &'static str {

@@ -90,6 +90,7 @@ fn config(auth: bool) -> FilterConfig {
         rate_limits: vec![],
         allowed_origins: vec![],
         audit: auth,
+        trace: false,
         upstream_timeout_ms: 10_000,
     }
 }

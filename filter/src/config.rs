@@ -28,6 +28,11 @@ pub const REASON_PROPERTY: &str = "mcp_reason";
 /// as the text of one JSON object (`metrics::log_record`), set once the
 /// answer is known (before Envoy's access loggers run).
 pub const LOG_PROPERTY: &str = "mcp_log";
+/// Filter state naming the request's trace span (`metrics::span_name`):
+/// `tools/call add`, `tools/list`, or `GET /health` for what is not MCP.
+pub const SPAN_PROPERTY: &str = "mcp_span";
+/// Filter state for the span: the `traceparent` of a request's `params._meta`.
+pub const META_TRACEPARENT_PROPERTY: &str = "mcp_meta_traceparent";
 
 /// Where the control plane's era bridge takes a 2026-07-28 request for a
 /// server that needs a session or speaks an older revision: this prefix and
@@ -112,6 +117,10 @@ pub struct FilterConfig {
     /// (filter state the access log reads).
     #[serde(default)]
     pub audit: bool,
+    /// Whether requests are traced: the method, server and tool are then
+    /// set as filter state for the span's name and tags.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub trace: bool,
     /// Timeout of the filter's own calls to upstreams (the `initialize` fan-out).
     #[serde(default = "default_upstream_timeout_ms")]
     pub upstream_timeout_ms: u64,

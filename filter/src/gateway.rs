@@ -76,6 +76,8 @@ pub struct Audit {
     pub target: Option<String>,
     /// The authorization decision, when one was taken.
     pub verdict: Option<Verdict>,
+    /// The `traceparent` the client put in `params._meta`, when tracing.
+    pub traceparent: Option<String>,
 }
 
 /// A decision on a complete body, and what it decided about whom.
@@ -789,6 +791,9 @@ impl Gateway {
         };
         audit.method = method.to_string();
         audit.id = Some(id.to_string());
+        if self.config.trace {
+            audit.traceparent = jsonrpc::meta_traceparent(params);
+        }
         if let Some(h) = head.mcp_method.as_deref() {
             if h != method {
                 let e = McpError::HeaderMismatch(format!("Mcp-Method {h:?} but the body's method is {method:?}"));

@@ -16,7 +16,7 @@ use proxy_wasm::types::{Action, ContextType, LogLevel, MetricType, Status};
 
 use crate::config::{
     FilterConfig, UpstreamServer, BRIDGE_PATH_PREFIX, CLUSTER_HEADER, DECISION_PROPERTY, JWT_FAILURE_METADATA, JWT_PAYLOAD_HEADER,
-    LOG_PROPERTY, METHOD_PROPERTY, PRINCIPAL_PROPERTY, RATE_LIMIT_HEADER_PREFIX, REASON_PROPERTY, REQUEST_ID_PROPERTY, SERVER_PROPERTY, TARGET_PROPERTY,
+    LOG_PROPERTY, META_TRACEPARENT_PROPERTY, METHOD_PROPERTY, PRINCIPAL_PROPERTY, RATE_LIMIT_HEADER_PREFIX, REASON_PROPERTY, REQUEST_ID_PROPERTY, SERVER_PROPERTY, SPAN_PROPERTY, TARGET_PROPERTY,
 };
 use crate::error::McpError;
 use crate::gateway::{error_reply, scrape_reply, Page, Audit, BodyAction, Callout, CalloutResponse, Gateway, HeadAction, InitPlan, Now, Reply, RequestHead};
@@ -227,7 +227,7 @@ impl Request {
 
     /// Records the authorization decision for the audit log.
     fn record(&self, gw: &Gateway, audit: &Audit, denied_by: Option<&str>) {
-        if !gw.config().audit {
+        if !gw.config().audit && !gw.config().trace {
             return;
         }
         if let Some(c) = &self.head.caller {
@@ -242,6 +242,12 @@ impl Request {
         }
         if let Some(target) = &audit.target {
             self.set_text(TARGET_PROPERTY, target);
+        }
+        if gw.config().trace && !audit.method.is_empty() {
+            self.set_text(SPAN_PROPERTY, &metrics::span_name(&audit.method, audit.target.as_deref()));
+        }
+        if let Some(t) = &audit.traceparent {
+            self.set_text(META_TRACEPARENT_PROPERTY, t);
         }
         match (denied_by, &audit.verdict) {
             (Some(reason), _) => {
@@ -520,6 +526,9 @@ impl HttpContext for Request {
             // Why jwt_authn refused the token, for the client's error.
             let path = vec!["metadata", "filter_metadata", "envoy.filters.http.jwt_authn", JWT_FAILURE_METADATA, "message"];
             self.head.jwt_failure = self.get_property(path).map(|b| String::from_utf8_lossy(&b).into_owned());
+        }
+        if gw.config().trace {
+            self.set_text(SPAN_PROPERTY, &metrics::http_span_name(&self.head.method, &self.head.path));
         }
         let mut head = std::mem::take(&mut self.head);
         let action = gw.on_headers(&mut head);

@@ -170,6 +170,28 @@ pub fn tool_name<'a>(body: &'a [u8], params: Option<&'a RawValue>) -> Result<(Co
     string_token(body, named.name, "params.name")
 }
 
+/// A W3C `traceparent` a client put in `params._meta` (the MCP way to pass
+/// a trace context), if it is well formed: `00-<32 hex>-<16 hex>-<2 hex>`.
+/// Anything else, or none, is `None`; it never fails the request.
+pub fn meta_traceparent(params: Option<&RawValue>) -> Option<String> {
+    #[derive(Deserialize)]
+    struct WithMeta<'a> {
+        #[serde(borrow, rename = "_meta")]
+        meta: Option<Meta<'a>>,
+    }
+    #[derive(Deserialize)]
+    struct Meta<'a> {
+        #[serde(borrow)]
+        traceparent: Option<Cow<'a, str>>,
+    }
+    let p: WithMeta<'_> = serde_json::from_str(params?.get()).ok()?;
+    let t = p.meta?.traceparent?;
+    let hex = |s: &str| s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+    let lengths: Vec<usize> = t.split('-').map(|part| if hex(part) { part.len() } else { 0 }).collect();
+    let well_formed = lengths == [2, 32, 16, 2];
+    well_formed.then(|| t.into_owned())
+}
+
 /// `params.uri` of a resource request.
 pub fn resource_uri<'a>(params: Option<&'a RawValue>) -> Result<Cow<'a, str>, McpError> {
     #[derive(Deserialize)]

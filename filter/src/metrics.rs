@@ -208,6 +208,23 @@ pub fn log_record(t: &Tally) -> String {
     )
 }
 
+/// The name of an MCP request's trace span, after OpenTelemetry's MCP
+/// conventions: the method, then what it acts on if anything
+/// (`tools/call add`, `resources/read file:///a`, `tools/list`).
+pub fn span_name(method: &str, target: Option<&str>) -> String {
+    match target.filter(|t| !t.is_empty()) {
+        Some(t) => format!("{method} {t}"),
+        None => method.to_string(),
+    }
+}
+
+/// The span name of a request before (or without) an MCP method: the HTTP
+/// method and the path, without its query (which may carry secrets).
+pub fn http_span_name(method: &str, path: &str) -> String {
+    let path = path.split(['?', '#']).next().unwrap_or_default();
+    format!("{method} {path}")
+}
+
 /// The `error.code` of a JSON-RPC answer, from its first bytes (an answer
 /// may be cut anywhere): the top-level members are read in order and
 /// skipped, up to `error` (its code) or `result` (none).

@@ -279,3 +279,38 @@ fn connections_are_limited_per_server_and_streams_by_silence() {
         assert!(e.contains(problem), "{e}");
     }
 }
+
+#[test]
+fn tracing_exports_spans_named_by_the_filter_to_the_collector() {
+    use envoy_types::pb::envoy::config::trace::v3::{tracing, OpenTelemetryConfig};
+    let yaml = format!("gateway:\n  tracing: {{otlp_endpoint: 'http://otel:4318', sampling_percent: 25}}\n{TWO}");
+    let c = run(&yaml, &[]).unwrap();
+    assert!(c.filter_config.trace, "the filter names the span");
+    let clusters: Vec<Cluster> = c.snapshot.resources[CLUSTER_TYPE].iter().map(|(_, any)| decode(any).unwrap()).collect();
+    assert!(clusters.iter().any(|c| c.name == super::tracing::COLLECTOR_CLUSTER), "the collector has a cluster");
+    let listener: Listener = decode(&c.snapshot.resources[LISTENER_TYPE][0].1).unwrap();
+    let Some(filter::ConfigType::TypedConfig(any)) = &listener.filter_chains[0].filters[0].config_type else { panic!() };
+    let t = decode::<HttpConnectionManager>(any).unwrap().tracing.expect("a listener with tracing");
+    assert_eq!(t.random_sampling.unwrap().value, 25.0);
+    assert_eq!(t.operation, "%FILTER_STATE(wasm.mcp_span:PLAIN)%");
+    let tags: Vec<&str> = t.custom_tags.iter().map(|t| t.tag.as_str()).collect();
+    assert_eq!(tags, ["mcp.method", "mcp.server", "mcp.tool", "mcp.meta_traceparent"]);
+    let Some(tracing::http::ConfigType::TypedConfig(any)) = &t.provider.unwrap().config_type else { panic!() };
+    let otel: OpenTelemetryConfig = decode(any).unwrap();
+    let uri = otel.http_service.unwrap().http_uri.unwrap();
+    assert_eq!((uri.uri.as_str(), otel.service_name.as_str()), ("http://otel:4318/v1/traces", "mcp-gateway"));
+
+    let plain = run(TWO, &[]).unwrap();
+    assert!(!plain.filter_config.trace);
+    let listener: Listener = decode(&plain.snapshot.resources[LISTENER_TYPE][0].1).unwrap();
+    let Some(filter::ConfigType::TypedConfig(any)) = &listener.filter_chains[0].filters[0].config_type else { panic!() };
+    assert!(decode::<HttpConnectionManager>(any).unwrap().tracing.is_none());
+
+    for (bad, problem) in [
+        ("gateway:\n  tracing: {otlp_endpoint: 'otel:4318'}\nservers: []\n", "gateway.tracing.otlp_endpoint"),
+        ("gateway:\n  tracing: {otlp_endpoint: 'http://otel:4318', sampling_percent: 101}\nservers: []\n", "between 0 and 100"),
+    ] {
+        let e = load(bad, |_| None).unwrap_err().to_string();
+        assert!(e.contains(problem), "{e}");
+    }
+}

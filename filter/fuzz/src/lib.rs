@@ -193,6 +193,7 @@ pub fn stateful_config() -> FilterConfig {
         rate_limits: rate_limits(),
         allowed_origins: globs(&["https://app.example"]),
         audit: true,
+        trace: true,
         upstream_timeout_ms: 1000,
     }
 }

@@ -49,6 +49,7 @@ fn config() -> FilterConfig {
         rate_limits: vec![],
         allowed_origins: vec![],
         audit: false,
+        trace: false,
     }
 }
 

@@ -162,3 +162,22 @@ fn errors_echo_a_readable_id() {
     assert_eq!(readable_id(b"{bad"), None);
     assert_eq!(readable_id(b"[1]"), None);
 }
+
+#[test]
+fn a_traceparent_in_meta_is_read_only_when_well_formed() {
+    let params = |json: &str| serde_json::from_str::<Box<RawValue>>(json).unwrap();
+    let good = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let p = params(&format!(r#"{{"name":"add","_meta":{{"traceparent":"{good}","progressToken":1}}}}"#));
+    assert_eq!(meta_traceparent(Some(&p)).as_deref(), Some(good));
+    for bad in [
+        r#"{"name":"add"}"#,
+        r#"{"_meta":null}"#,
+        r#"{"_meta":{"traceparent":7}}"#,
+        r#"{"_meta":{"traceparent":"00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01"}}"#,
+        r#"{"_meta":{"traceparent":"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01\n"}}"#,
+        r#"[1,2]"#,
+    ] {
+        assert_eq!(meta_traceparent(Some(&params(bad))), None, "{bad}");
+    }
+    assert_eq!(meta_traceparent(None), None);
+}

@@ -32,6 +32,7 @@ fn call(tool: &str, allowed: bool) -> Audit {
         server: Some("echo".into()),
         target: Some(tool.into()),
         verdict: Some(Verdict { allowed, reason: String::new() }),
+        traceparent: None,
     }
 }
 
@@ -134,4 +135,13 @@ fn the_stats_summary_joins_envoys_counts_and_the_servers_states() {
     let alone: serde_json::Value = serde_json::from_str(&stats_summary(envoy.as_bytes(), None).unwrap()).unwrap();
     assert_eq!((alone["control_plane"].as_str(), alone["servers"]["echo"]["state"].is_null()), (Some("unreachable"), true));
     assert_eq!(stats_summary(b"<html>", Some(servers)), None);
+}
+
+#[test]
+fn span_names_follow_the_mcp_conventions_and_drop_queries() {
+    assert_eq!(span_name("tools/call", Some("echo__add")), "tools/call echo__add");
+    assert_eq!(span_name("tools/list", None), "tools/list");
+    assert_eq!(span_name("tools/list", Some("")), "tools/list");
+    assert_eq!(http_span_name("GET", "/health?token=secret"), "GET /health");
+    assert_eq!(http_span_name("POST", "/mcp"), "POST /mcp");
 }
