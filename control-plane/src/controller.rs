@@ -465,14 +465,20 @@ impl Controller {
         let dir = path.parent().map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."));
         let file_name = path.file_name().map(|f| f.to_os_string());
         // Editors often replace the file rather than write it, so watch the
-        // directory and pick out events that touch the catalog's name.
+        // directory and pick out events that touch the catalog's name, or
+        // Kubernetes' `..data`: a mounted ConfigMap's files are symlinks
+        // through it, and an update swaps it, never touching the file's name.
         let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
             if let Ok(event) = event {
                 // Reading the catalog is an event too; only changes count.
                 if matches!(event.kind, notify::EventKind::Access(_)) {
                     return;
                 }
-                if event.paths.iter().any(|p| p.file_name().map(|f| f.to_os_string()) == file_name) {
+                let ours = |p: &PathBuf| {
+                    let name = p.file_name().map(|f| f.to_os_string());
+                    name == file_name || name.as_deref() == Some(std::ffi::OsStr::new(CONFIGMAP_DATA))
+                };
+                if event.paths.iter().any(ours) {
                     let _ = tx.send(matches!(event.kind, notify::EventKind::Modify(notify::event::ModifyKind::Name(_))));
                 }
             }
@@ -614,6 +620,9 @@ impl Controller {
         self.status().servers.iter().any(|s| s.state != "ready")
     }
 }
+
+/// The directory entry Kubernetes swaps to update a mounted ConfigMap.
+const CONFIGMAP_DATA: &str = "..data";
 
 /// How often the TLS files are checked for a rotation. Polling, not file
 /// events: certificate managers and Kubernetes replace files through

@@ -1,11 +1,13 @@
 """Catalog edits reach the running Envoy: no restart, sessions survive, and
 a bad edit keeps the last good configuration."""
 
+import os
+import subprocess
 import time
 
 import httpx
 
-from conftest import BASE_SERVERS, RawSession, wait_until
+from conftest import BASE_SERVERS, TARGET, RawSession, free_port, wait_until
 
 
 def new_session_tools(gateway) -> set[str]:
@@ -82,3 +84,31 @@ def test_a_server_that_starts_late_appears_and_one_that_dies_is_reported(gateway
         gateway.stop("late")
         gateway.write_catalog(base)
         wait_until("the base catalog back", lambda: gateway.servers_ready({"echo", "everything"}) and not any(n.startswith("late__") for n in new_session_tools(gateway)), timeout=30)
+
+
+def test_a_kubernetes_configmap_update_is_picked_up(tmp_path):
+    """A mounted ConfigMap is `catalog.yaml -> ..data/catalog.yaml` with
+    `..data -> ..<timestamp>`; the kubelet updates it by swapping `..data`
+    (rename of a new symlink over it), never touching `catalog.yaml`."""
+    def generation(name: str, body_limit: int) -> None:
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "catalog.yaml").write_text(f"gateway:\n  max_body_bytes: {body_limit}\nservers: []\n")
+
+    generation("..2026_12_02_v1", 65536)
+    os.symlink("..2026_12_02_v1", tmp_path / "..data")
+    os.symlink("..data/catalog.yaml", tmp_path / "catalog.yaml")
+    admin = free_port()
+    argv = [str(TARGET / "mcp-gateway"), "--catalog", str(tmp_path / "catalog.yaml"), "--wasm", str(TARGET.parent / "mcp_filter.wasm"),
+            "--xds-listen", f"127.0.0.1:{free_port()}", "--admin-listen", f"127.0.0.1:{admin}"]
+    with (tmp_path / "cp.log").open("wb") as log:
+        proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        health = lambda: httpx.get(f"http://127.0.0.1:{admin}/health", timeout=2).json()
+        first = wait_until("the control plane's first version", lambda: health().get("version"))
+        generation("..2026_12_02_v2", 131072)
+        os.symlink("..2026_12_02_v2", tmp_path / "..data_tmp")
+        os.rename(tmp_path / "..data_tmp", tmp_path / "..data")
+        wait_until("the swapped ConfigMap applied", lambda: health()["version"] != first, timeout=30)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
