@@ -4,10 +4,11 @@
 #   make build      setup, host binaries (cargo build --workspace), wasm filter
 #   make wasm       only the wasm filter -> target/mcp_filter.wasm
 #   make run        build, then run mcp-gateway + Envoy on http://127.0.0.1:4444/mcp
-#   make test       build, cargo tests, then the end-to-end tests (pytest tests/e2e)
+#   make test       build, cargo tests, validate-deploy, then the end-to-end tests (pytest tests/e2e)
 #   make test-unit  cargo tests only
 #   make test-wasm-fallback  build the filter with Debian's toolchain and run the client tests on it
 #   make validate   check a catalog: mcp-gateway --validate $(CATALOG)
+#   make validate-deploy  check docker-compose.yml, the Dockerfile and deploy/ (no Docker or cluster needed)
 #   make fuzz       fuzz the filter core: each cargo-fuzz target for FUZZ_SECONDS
 #   make fuzz-smoke the same, FUZZ_SMOKE_SECONDS per target (CI runs it)
 #   make bench      the benchmarks (bench/run.py): bench/results/<date>.md and .svg
@@ -39,12 +40,12 @@ FUZZ_TARGETS ?=
 PYTHON := .venv/bin/python
 GATEWAY_RELEASE := target/release/mcp-gateway
 
-.PHONY: all setup build host wasm release run test test-unit test-e2e test-wasm-fallback validate fuzz fuzz-smoke bench bench-smoke clean distclean help
+.PHONY: all setup build host wasm release run test test-unit test-e2e test-wasm-fallback validate validate-deploy fuzz fuzz-smoke bench bench-smoke clean distclean help
 
 all: build
 
 help:
-	@sed -n '3,22p' Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '3,23p' Makefile | sed 's/^# \{0,1\}//'
 
 setup:
 	@bash scripts/setup.sh
@@ -67,6 +68,7 @@ run: build release
 
 test: build
 	$(CARGO) test --workspace
+	$(MAKE) --no-print-directory validate-deploy
 	$(MAKE) --no-print-directory test-e2e
 
 test-unit:
@@ -87,6 +89,13 @@ test-wasm-fallback: build
 
 validate: release
 	$(GATEWAY_RELEASE) --validate $(CATALOG)
+
+# The deployment files (docker-compose.yml, Dockerfile, deploy/) checked
+# without Docker or a cluster: schemas, promtool, hadolint, Envoy's
+# --mode validate, and their consistency (scripts/validate-deploy.sh).
+validate-deploy: host
+	bash scripts/setup.sh deploy
+	bash scripts/validate-deploy.sh
 
 # Fuzzing needs no setup but cargo-fuzz (scripts/fuzz.sh installs it); see
 # docs/design/fuzzing.md.

@@ -14,6 +14,8 @@
 #   * the example catalog's servers: npm (servers/package-lock.json) in
 #     servers/node_modules, PyPI (servers/requirements.txt) in .tools/servers-venv.
 #   * redis-server (Debian), the store of global rate limits in the tests.
+#   * prometheus and promtool, unpacked from Debian's package into
+#     .tools/prometheus: the monitoring test runs deploy/'s alerts in it.
 #
 # `scripts/setup.sh fuzz` installs only what `make fuzz` needs: cargo-fuzz,
 # built from crates.io into .tools/cargo-fuzz (about 40 s the first time).
@@ -21,6 +23,8 @@
 # `scripts/setup.sh bench` installs what `make bench` needs: wrk and valgrind
 # (Debian), and ContextForge 1.0.7, a peer it measures, in .tools/contextforge
 # (pip, about 35 s and 250 MB the first time).
+# `scripts/setup.sh deploy` installs the validators of the deployment files
+# (tests/deploy/requirements.txt) in .tools/deploy-venv, and promtool.
 #
 # Idempotent. Each part keeps a stamp in .tools/ holding a hash of its inputs,
 # so a second run only checks and takes about a second. SETUP_FORCE=1 redoes
@@ -282,6 +286,59 @@ setup_redis() {
     command -v redis-server >/dev/null 2>&1 || die "redis-server is still not on PATH after apt-get install redis-server"
 }
 
+# --------------------------------------------------------------- prometheus
+# Prometheus and promtool from Debian's package, unpacked into
+# .tools/prometheus (not installed: no service is wanted). The monitoring
+# test runs the deploy/ alert rules and dashboard queries in it, and
+# scripts/validate-deploy.sh checks the rules with promtool.
+PROMETHEUS_DIR="$TOOLS/prometheus"
+setup_prometheus() {
+    local version deb
+    if [[ -x $PROMETHEUS_DIR/usr/bin/prometheus && -x $PROMETHEUS_DIR/usr/bin/promtool ]]; then
+        say "prometheus: $("$PROMETHEUS_DIR/usr/bin/promtool" --version 2>&1 | head -1)"
+        return
+    fi
+    command -v apt-get >/dev/null 2>&1 || die "apt-get not found: put Prometheus 2.x's prometheus and promtool in $PROMETHEUS_DIR/usr/bin"
+    version=$(apt-cache policy prometheus 2>/dev/null | awk '/Candidate:/ {print $2}')
+    if [[ -z $version || $version == "(none)" ]]; then
+        apt_update_once
+        version=$(apt-cache policy prometheus 2>/dev/null | awk '/Candidate:/ {print $2}')
+    fi
+    [[ -n $version && $version != "(none)" ]] || die "Debian's prometheus package is not available from apt"
+    say "apt-get download prometheus ($version), unpacked into .tools/prometheus"
+    rm -rf "$PROMETHEUS_DIR" && mkdir -p "$PROMETHEUS_DIR/deb"
+    (cd "$PROMETHEUS_DIR/deb" && apt-get download -q prometheus 2>&1 | grep -v '^W: Download is performed unsandboxed' || true)
+    deb=$(ls "$PROMETHEUS_DIR"/deb/prometheus_*.deb 2>/dev/null | head -1)
+    [[ -n $deb ]] || die "apt-get download prometheus failed (is the Debian mirror reachable?)"
+    dpkg-deb -x "$deb" "$PROMETHEUS_DIR" || die "cannot unpack $deb"
+    rm -rf "$PROMETHEUS_DIR/deb"
+    [[ -x $PROMETHEUS_DIR/usr/bin/promtool ]] || die "$deb has no usr/bin/promtool"
+}
+
+# ------------------------------------------------------- deployment validators
+# The tools scripts/validate-deploy.sh checks deploy/, the Dockerfile and
+# docker-compose.yml with, from PyPI (tests/deploy/requirements.txt), in a
+# virtualenv of their own.
+DEPLOY_VENV="$TOOLS/deploy-venv"
+setup_deploy_validators() {
+    local h
+    setup_prometheus
+    if ! [[ -x $DEPLOY_VENV/bin/python ]]; then
+        setup_venv
+        rm -f "$TOOLS/stamp-deploy"
+        python3 -m venv "$DEPLOY_VENV" || die "cannot create $DEPLOY_VENV"
+    fi
+    h=$(inputs_hash "$ROOT/tests/deploy/requirements.txt")
+    if stamp_ok deploy "$h"; then
+        say "deployment validators: up to date"
+        return
+    fi
+    say "pip install -r tests/deploy/requirements.txt (into .tools/deploy-venv)"
+    "$DEPLOY_VENV/bin/python" -m pip install -q -r tests/deploy/requirements.txt ||
+        die "pip install -r tests/deploy/requirements.txt failed (is PyPI reachable?)"
+    stamp_write deploy "$h"
+}
+
 # --------------------------------------------------------------- cargo-fuzz
 setup_fuzz() {
     local h bin=$TOOLS/cargo-fuzz/bin/cargo-fuzz
@@ -350,6 +407,10 @@ if [[ ${1:-} == bench ]]; then
     setup_bench
     exit 0
 fi
+if [[ ${1:-} == deploy ]]; then
+    setup_deploy_validators
+    exit 0
+fi
 start=$EPOCHREALTIME
 setup_wasm_toolchain
 setup_python_deps
@@ -358,4 +419,5 @@ setup_npm tests @modelcontextprotocol/server-everything/dist/index.js
 setup_npm servers @modelcontextprotocol/server-memory/dist/index.js
 setup_python_servers
 setup_redis
+setup_prometheus
 say "done in $(awk -v a="$start" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - a }') s (wasm toolchain: $(cat "$TOOLS/wasm-toolchain"), envoy: $(cat "$TOOLS/envoy-path"))"

@@ -1,0 +1,126 @@
+"""The shipped monitoring works on a real gateway: a real Prometheus (Debian's
+2.x, unpacked by `make setup` into .tools/prometheus) scrapes GET /metrics,
+loads deploy/prometheus/alerts.yml and runs every query of the Grafana
+dashboard (deploy/grafana/dashboards/mcp-gateway.json). Every query must be
+valid, those of the traffic driven here must return it, every alert rule
+must evaluate, and a server that is down must make its alert pending."""
+
+import json
+import subprocess
+import time
+
+import httpx
+import pytest
+import yaml
+
+from conftest import BASE_SERVERS, ROOT, RawSession, free_port, require, wait_until
+
+PROMETHEUS = ROOT / ".tools" / "prometheus" / "usr" / "bin" / "prometheus"
+DASHBOARD = ROOT / "deploy" / "grafana" / "dashboards" / "mcp-gateway.json"
+ALERTS = ROOT / "deploy" / "prometheus" / "alerts.yml"
+
+# Panels that show something only after events this test does not cause.
+QUIET_PANELS = {
+    "Failing tool calls by tool (top 10)",
+    "Authentication failures",
+    "Authorization denials",
+    "Rate-limited requests",
+    "Server restarts (1h)",
+    "Calls refused as overloaded",
+}
+
+
+class Prometheus:
+    def __init__(self, workdir, target: str):
+        self.port = free_port()
+        config = workdir / "prometheus.yml"
+        config.write_text(yaml.safe_dump({
+            "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+            "rule_files": [str(ALERTS)],
+            "scrape_configs": [{"job_name": "mcp-gateway", "static_configs": [{"targets": [target]}]}],
+        }))
+        self.log = (workdir / "prometheus.log").open("wb")
+        self.proc = subprocess.Popen(
+            [str(PROMETHEUS), f"--config.file={config}", f"--storage.tsdb.path={workdir / 'tsdb'}",
+             f"--web.listen-address=127.0.0.1:{self.port}"],
+            stdout=self.log, stderr=subprocess.STDOUT,
+        )
+        self.url = f"http://127.0.0.1:{self.port}"
+        wait_until("Prometheus ready", lambda: httpx.get(f"{self.url}/-/ready", timeout=2).status_code == 200, timeout=30)
+
+    def query(self, expr: str) -> dict:
+        return httpx.get(f"{self.url}/api/v1/query", params={"query": expr}, timeout=10).json()
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait(timeout=10)
+        self.log.close()
+
+
+@pytest.fixture
+def prometheus(gateway, tmp_path):
+    require(PROMETHEUS, "run `make setup` (unpacks Debian's prometheus into .tools/prometheus)")
+    p = Prometheus(tmp_path, gateway.base.removeprefix("http://"))
+    yield p
+    p.stop()
+
+
+def grafana_expr(expr: str) -> str:
+    """A panel's query as Grafana sends it with "All" gateways selected."""
+    return expr.replace("$__rate_interval", "1m").replace("$instance", ".*")
+
+
+def panels() -> list[tuple[str, str]]:
+    dash = json.loads(DASHBOARD.read_text())
+    return [(p["title"], t["expr"]) for p in dash["panels"] if p["type"] != "row" for t in p["targets"]]
+
+
+def test_the_dashboard_and_alerts_work_on_real_metrics(gateway, prometheus):
+    s = RawSession(gateway.url)
+    s.initialize()
+    for i in range(5):
+        assert s.request("tools/call", {"name": "echo__add", "arguments": {"a": i, "b": 1}})["result"]
+    s.request("tools/list")
+    # An unknown tool: a JSON-RPC error the gateway answers itself.
+    assert s.request("tools/call", {"name": "echo__nope", "arguments": {}})["error"]["code"] == -32602
+    # Two scrapes after the traffic, and a stats flush for the histograms (5 s).
+    def scraped():
+        r = prometheus.query('sum(mcp_requests_total{method="tools/call", tool="echo__add"})')["data"]["result"]
+        return r and float(r[0]["value"][1]) >= 5
+    wait_until("the calls in Prometheus", scraped, timeout=30)
+    wait_until("the latency histogram in Prometheus", lambda: prometheus.query('mcp_request_duration_milliseconds_count{method="tools/call"}')["data"]["result"], timeout=30)
+    time.sleep(3)  # a few more scrapes, so that rate() has points on both sides
+
+    empty = []
+    for title, expr in panels():
+        answer = prometheus.query(grafana_expr(expr))
+        assert answer["status"] == "success", f"panel {title!r}: {answer.get('error')}\n{expr}"
+        if not answer["data"]["result"] and title not in QUIET_PANELS:
+            empty.append(title)
+    assert not empty, f"panels without data after traffic: {empty}"
+    top = prometheus.query(grafana_expr(next(e for t, e in panels() if t == "Tool calls by tool (top 10)")))["data"]["result"]
+    assert any(r["metric"].get("tool") == "echo__add" for r in top)
+
+    # Every rule evaluates without error, and nothing fires on a healthy gateway.
+    def evaluated():
+        rules = [r for g in httpx.get(f"{prometheus.url}/api/v1/rules", timeout=5).json()["data"]["groups"] for r in g["rules"]]
+        return rules if all(r.get("lastEvaluation", "").startswith("20") and not r["lastEvaluation"].startswith("0001") for r in rules) else None
+    rules = wait_until("every alert rule evaluated", evaluated, timeout=30)
+    assert len(rules) == len([r for g in yaml.safe_load(ALERTS.read_text())["groups"] for r in g["rules"]])
+    assert all(r["health"] == "ok" for r in rules), [(r["name"], r.get("lastError")) for r in rules if r["health"] != "ok"]
+    assert [r["name"] for r in rules if r["state"] != "inactive"] == []
+
+
+def test_a_server_down_makes_its_alert_pending(gateway, prometheus):
+    base = BASE_SERVERS(gateway.ports)
+    ghost = {"name": "ghost", "url": f"http://127.0.0.1:{free_port()}/mcp"}
+    gateway.write_catalog_and_wait(base + [ghost], "a catalog with a server nobody runs")
+    try:
+        def pending():
+            alerts = httpx.get(f"{prometheus.url}/api/v1/alerts", timeout=5).json()["data"]["alerts"]
+            return [a for a in alerts if a["labels"]["alertname"] == "MCPGatewayUpstreamDown"]
+        (alert,) = wait_until("MCPGatewayUpstreamDown pending", pending, timeout=60)
+        assert alert["labels"]["server"] == "ghost" and alert["state"] == "pending"
+        assert alert["annotations"]["summary"] == "MCP server ghost is down"
+    finally:
+        gateway.write_catalog_and_wait(base, "the base catalog back")
