@@ -691,6 +691,13 @@ impl HttpContext for Request {
         if out != chunk {
             self.set_http_response_body(0, body_size, &out);
         }
+        // A streamed answer's JSON-RPC error counts as one, once it is seen.
+        if let (Some(code), Some(t)) = (active.error_code(), &mut self.tally) {
+            if t.code.is_none() {
+                t.code = Some(code);
+                self.publish();
+            }
+        }
         if let State::Forwarded { relay, .. } = &mut self.state {
             *relay = Some(active);
         }

@@ -56,21 +56,49 @@ pub fn inbound(body: &[u8], raw_id: &str) -> Option<(String, Vec<u8>)> {
 pub struct SseRelay {
     server: String,
     events: SseEvents,
+    /// The code of the first JSON-RPC error the stream carried, for the
+    /// metrics (an error is the call's answer: a stream ends with it).
+    error: Option<i64>,
 }
 
 impl SseRelay {
     pub fn new(server: &str) -> Self {
-        SseRelay { server: server.to_string(), events: SseEvents::tagging_ids(call_tag(server)) }
+        SseRelay { server: server.to_string(), events: SseEvents::tagging_ids(call_tag(server)), error: None }
     }
 
     /// The bytes to send on now that `chunk` arrived (see [`SseEvents::feed`]).
     pub fn feed(&mut self, chunk: &[u8], end: bool) -> Vec<u8> {
         let server = &self.server;
-        self.events.feed(chunk, end, |message| match outbound(server, message) {
+        let out = self.events.feed(chunk, end, |message| match outbound(server, message) {
             Some(new) => Verdict::Replace(new),
             None => Verdict::Keep,
-        })
+        });
+        if self.error.is_none() {
+            self.error = first_error(&out);
+        }
+        out
     }
+
+    /// The code of the stream's JSON-RPC error, once one went by.
+    pub fn error_code(&self) -> Option<i64> {
+        self.error
+    }
+}
+
+/// How much of a `data:` line is read for an error code: the top-level
+/// members before `error` are `jsonrpc` and `id`, a few dozen bytes.
+const ERROR_PREFIX: usize = 512;
+
+/// The code of the first JSON-RPC error among `events`' messages, read from
+/// the start of each `data:` line only: answers pass here unparsed (a tool's
+/// result may be megabytes), and [`crate::metrics::error_code`] needs no more
+/// than a message's first bytes.
+fn first_error(events: &[u8]) -> Option<i64> {
+    Lines::new(events).find_map(|line| {
+        let value = line.content.strip_prefix(b"data:")?;
+        let value = value.strip_prefix(b" ").unwrap_or(value);
+        crate::metrics::error_code(value.get(..ERROR_PREFIX.min(value.len()))?)
+    })
 }
 
 /// What becomes of one message in a stream.

@@ -14,7 +14,7 @@ import pytest
 from mcp.client.client import Client
 from prometheus_client.parser import text_string_to_metric_families
 
-from conftest import BASE_SERVERS, GATEWAY_SECRETS, HEADERS, jsonrpc, wait_until
+from conftest import BASE_SERVERS, GATEWAY_SECRETS, HEADERS, RawSession, jsonrpc, parse_answer, wait_until
 
 
 def scrape(gateway) -> dict[tuple[str, tuple], float]:
@@ -170,3 +170,22 @@ def test_the_seeds_stats_summary_counts_per_server(gateway):
     wait_until("echo's latency after a stats flush", lambda: stats()["servers"]["echo"]["latency_ms"] is not None, timeout=30)
     latency = stats()["servers"]["echo"]["latency_ms"]
     assert 0 <= latency["p50"] <= latency["p95"] <= latency["p99"], latency
+
+
+def test_an_upstream_error_in_a_streamed_answer_counts_as_an_error(gateway):
+    """server-everything answers as SSE streams; reading a resource its
+    template matches but whose id it refuses is a JSON-RPC error inside the
+    stream, which the gateway passes on and counts by its code."""
+    s = RawSession(gateway.url)
+    s.initialize()
+    templates = s.request("resources/templates/list")["result"]["resourceTemplates"]
+    template = next(t["uriTemplate"] for t in templates if "dynamic/text" in t["uriTemplate"])
+    uri = template.replace("{resourceId}", "0")
+    before = scrape(gateway)
+    r = s.post(jsonrpc("resources/read", {"uri": uri}, id=41))
+    assert r.headers["content-type"].startswith("text/event-stream"), r.headers
+    answer = parse_answer(r)
+    code = answer["error"]["code"]
+    after = scrape(gateway)
+    assert delta(before, after, "mcp_requests_total", method="resources/read", server="everything", tool="", outcome="error") == 1
+    assert delta(before, after, "mcp_jsonrpc_errors_total", method="resources/read", code=str(code)) == 1

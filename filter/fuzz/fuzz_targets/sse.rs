@@ -23,6 +23,8 @@ fuzz_target!(|data: &[u8]| {
     let mut whole = SseRelay::new("srv");
     let mut cut = SseRelay::new("srv");
     assert_eq!(feed(&chunks, |c, end| cut.feed(c, end)), whole.feed(stream, true), "{chunks:?}");
+    // And the metrics read the same answer from it.
+    assert_eq!(cut.error_code(), whole.error_code(), "{chunks:?}");
 
     let mut judging = SseEvents::judging_all();
     let mut n = 0u32;

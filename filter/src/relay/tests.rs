@@ -117,3 +117,27 @@ fn last_event_ids_say_what_to_resume() {
         assert_eq!(resumption(bad), None, "{bad}");
     }
 }
+
+#[test]
+fn a_streamed_answer_says_whether_it_is_an_error() {
+    let progress = "event: message\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/progress\",\"params\":{\"progress\":1}}\n\n";
+    let error = "event: message\ndata: {\"jsonrpc\":\"2.0\",\"id\":3,\"error\":{\"code\":-32602,\"message\":\"bad\"}}\n\n";
+    let result = "event: message\ndata: {\"jsonrpc\":\"2.0\",\"id\":3,\"result\":{}}\n\n";
+    let mut relay = SseRelay::new("s");
+    relay.feed(progress.as_bytes(), false);
+    assert_eq!(relay.error_code(), None, "no answer yet");
+    // Cut anywhere: the answer counts once its event is whole.
+    let (a, b) = error.split_at(30);
+    relay.feed(a.as_bytes(), false);
+    assert_eq!(relay.error_code(), None);
+    relay.feed(b.as_bytes(), true);
+    assert_eq!(relay.error_code(), Some(-32602));
+
+    let mut ok = SseRelay::new("s");
+    ok.feed(format!("{progress}{result}").as_bytes(), true);
+    assert_eq!(ok.error_code(), None);
+    // A result holding an error object is not an error.
+    let mut nested = SseRelay::new("s");
+    nested.feed(b"data: {\"jsonrpc\":\"2.0\",\"id\":3,\"result\":{\"error\":{\"code\":1}}}\n\n", true);
+    assert_eq!(nested.error_code(), None);
+}
