@@ -345,8 +345,11 @@ pub struct Server {
     /// (`on-demand`) and stopped after `idle_timeout_seconds` without calls.
     #[serde(default)]
     pub start: Start,
-    #[serde(default = "default_idle_timeout")]
-    pub idle_timeout_seconds: u64,
+    /// How long the server may sit idle: an on-demand process is stopped
+    /// after it (default 300 s); an `http` server's idle connections are
+    /// closed after it (default `gateway.idle_timeout_seconds`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idle_timeout_seconds: Option<u64>,
     /// Whether its tools are renamed `<server><separator><tool>`. Turn it off
     /// only when its tool names collide with no other server's.
     #[serde(default = "default_true")]
@@ -434,9 +437,6 @@ fn scalar_values<'de, D: serde::Deserializer<'de>>(d: D) -> Result<BTreeMap<Stri
         .collect()
 }
 
-fn default_idle_timeout() -> u64 {
-    300
-}
 fn default_true() -> bool {
     true
 }
@@ -464,7 +464,15 @@ impl Endpoint {
     }
 }
 
+/// How long an on-demand process may sit idle by default.
+const DEFAULT_PROCESS_IDLE_SECONDS: u64 = 300;
+
 impl Server {
+    /// How long an on-demand process may go without calls before it is stopped.
+    pub fn process_idle_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.idle_timeout_seconds.unwrap_or(DEFAULT_PROCESS_IDLE_SECONDS))
+    }
+
     /// The headers Envoy and the control plane send it over HTTP. None for
     /// servers the control plane runs or connects to itself (reached
     /// through its pipe; an SSE link sends them on its own connection).
@@ -877,7 +885,7 @@ pub fn validate(c: &Catalog) -> Vec<String> {
         if s.runtime == Runtime::Http && s.start == Start::OnDemand {
             p.push(format!("{at}: start: on-demand is for runtime stdio or sse"));
         }
-        if !(1..=MAX_TIMEOUT_SECONDS).contains(&s.idle_timeout_seconds) {
+        if s.idle_timeout_seconds.is_some_and(|t| !(1..=MAX_TIMEOUT_SECONDS).contains(&t)) {
             p.push(format!("{at}: idle_timeout_seconds must be between 1 and {MAX_TIMEOUT_SECONDS}"));
         }
         if let Some(t) = s.request_timeout_seconds {

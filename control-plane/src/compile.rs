@@ -147,7 +147,7 @@ pub fn compile(inputs: &Inputs<'_>) -> Result<Compiled, CompileError> {
         let cluster = cluster_name(&s.name);
         let mut upstream = upstream_cluster(&cluster, &ep, &g.upstream_ca_file);
         if !s.piped() {
-            limit_connections(&mut upstream, s.max_connections.unwrap_or(g.max_connections_per_server), g.idle_timeout_seconds);
+            limit_connections(&mut upstream, s.max_connections.unwrap_or(g.max_connections_per_server), s.idle_timeout_seconds.unwrap_or(g.idle_timeout_seconds));
         }
         clusters.push(upstream);
         let index = servers.len();

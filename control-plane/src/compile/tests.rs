@@ -240,7 +240,7 @@ servers:
 
 #[test]
 fn connections_are_limited_per_server_and_streams_by_silence() {
-    let yaml = "gateway:\n  max_connections_per_server: 50\n  idle_timeout_seconds: 600\n  request_timeout_seconds: 45\nservers:\n  - {name: a, url: 'http://127.0.0.1:1/mcp'}\n  - {name: b, url: 'http://127.0.0.1:2/mcp', max_connections: 2}\n  - {name: c, runtime: stdio, command: x}\n";
+    let yaml = "gateway:\n  max_connections_per_server: 50\n  idle_timeout_seconds: 600\n  request_timeout_seconds: 45\nservers:\n  - {name: a, url: 'http://127.0.0.1:1/mcp'}\n  - {name: b, url: 'http://127.0.0.1:2/mcp', max_connections: 2, idle_timeout_seconds: 30}\n  - {name: c, runtime: stdio, command: x}\n";
     let c = run(yaml, &[]).unwrap();
     let clusters: Vec<Cluster> = c.snapshot.resources[CLUSTER_TYPE].iter().map(|(_, any)| decode(any).unwrap()).collect();
     let limits = |name: &str| {
@@ -257,6 +257,9 @@ fn connections_are_limited_per_server_and_streams_by_silence() {
     let a = clusters.iter().find(|c| c.name == "mcp_a").unwrap();
     let options: HttpProtocolOptions = decode(&a.typed_extension_protocol_options["envoy.extensions.upstreams.http.v3.HttpProtocolOptions"]).unwrap();
     assert_eq!(options.common_http_protocol_options.unwrap().idle_timeout.unwrap().seconds, 600);
+    let b = clusters.iter().find(|c| c.name == "mcp_b").unwrap();
+    let options: HttpProtocolOptions = decode(&b.typed_extension_protocol_options["envoy.extensions.upstreams.http.v3.HttpProtocolOptions"]).unwrap();
+    assert_eq!(options.common_http_protocol_options.unwrap().idle_timeout.unwrap().seconds, 30, "a server's own idle timeout wins");
 
     let routes: RouteConfiguration = decode(&c.snapshot.resources[ROUTE_TYPE][0].1).unwrap();
     let Some(route::Action::Route(upstream)) = &routes.virtual_hosts[0].routes[0].action else { panic!() };

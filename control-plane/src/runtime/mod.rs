@@ -403,7 +403,7 @@ impl Supervisor {
                 },
                 _ = tick.tick(), if self.sup.on_demand => {
                     let idle = self.sup.last_used.lock().map(|t| t.elapsed()).unwrap_or_default();
-                    if idle > Duration::from_secs(self.spec.idle_timeout_seconds) && pipe.in_flight() == 0 {
+                    if idle > self.spec.process_idle_timeout() && pipe.in_flight() == 0 {
                         break Outcome::Idle;
                     }
                 }
