@@ -61,6 +61,8 @@ fn builds_envoy_resources() {
     let json: StringValue = decode(plugin.configuration.as_ref().unwrap()).unwrap();
     let parsed: FilterConfig = serde_json::from_str(&json.value).unwrap();
     assert_eq!(parsed, c.filter_config, "the filter reads back exactly what was compiled");
+    assert_eq!(json.value, serde_json::to_string(&c.filter_config).unwrap(), "the version put into the serialised text, as serde would write it");
+    assert!(!c.filter_config.version.is_empty());
 
     let listener: Listener = decode(&c.snapshot.resources_of(LISTENER_TYPE)[0].1).unwrap();
     assert_eq!(listener.address, Some(socket("127.0.0.1", 4444)));
@@ -77,6 +79,12 @@ fn collisions_are_errors_naming_both_servers() {
         CompileError::Collision { kind: "tool", name: "x".into(), first: "a".into(), second: "b".into() }
     );
     assert!(run(yaml, &[("a", &["x"]), ("b", &["y"])]).is_ok());
+}
+
+#[test]
+fn version_put_into_serialised_configuration() {
+    assert_eq!(with_version(r#"{"version":"","a":1}"#, "0f").as_deref(), Some(r#"{"version":"0f","a":1}"#));
+    assert_eq!(with_version(r#"{"a":1,"version":""}"#, "0f"), None, "not first: serialised again instead");
 }
 
 #[test]
@@ -248,7 +256,7 @@ fn connections_are_limited_per_server_and_streams_by_silence() {
         cluster.circuit_breakers.as_ref().map(|b| {
             let t = &b.thresholds[0];
             assert_eq!(t.max_connections, None, "connections follow calls; a cap would let one worker's idle ones starve another");
-            (t.max_requests.clone().unwrap().value, t.max_pending_requests.clone().unwrap().value)
+            (t.max_requests.unwrap().value, t.max_pending_requests.unwrap().value)
         })
     };
     assert_eq!(limits("mcp_a"), Some((50, 50)));
@@ -263,7 +271,7 @@ fn connections_are_limited_per_server_and_streams_by_silence() {
 
     let routes: RouteConfiguration = decode(&c.snapshot.resources[ROUTE_TYPE][0].1).unwrap();
     let Some(route::Action::Route(upstream)) = &routes.virtual_hosts[0].routes[0].action else { panic!() };
-    assert_eq!((upstream.timeout.clone().unwrap().seconds, upstream.idle_timeout.clone().unwrap().seconds), (0, 45), "silence is limited, not the stream");
+    assert_eq!((upstream.timeout.unwrap().seconds, upstream.idle_timeout.unwrap().seconds), (0, 45), "silence is limited, not the stream");
 
     let listener: Listener = decode(&c.snapshot.resources[LISTENER_TYPE][0].1).unwrap();
     let Some(filter::ConfigType::TypedConfig(any)) = &listener.filter_chains[0].filters[0].config_type else { panic!() };
