@@ -15,7 +15,9 @@ ACK (bench/push.py).
 Every target is first checked to answer correct JSON-RPC; during the load,
 non-2xx answers and socket errors are counted. The load generator is wrk
 (Debian). Envoy runs one worker for every Envoy target, and wrk one thread,
-so that on a 2-core machine they do not fight over cores differently.
+so that on a 2-core machine they do not fight over cores differently. All
+targets run at once and take turns, repetition by repetition, so that the
+host's drift over the minutes of a run falls on each of them alike.
 
     .venv/bin/python bench/run.py [--seconds 10] [--repeat 3] [--smoke]
 
@@ -291,47 +293,68 @@ def workloads(servers: int) -> list[tuple[str, dict, object, str]]:
 
 
 def measure(envoy: str, seconds: float, repeat: int, fleet: list[int], targets: list, only: str = "") -> list[dict]:
+    """Every target runs at once, on one bench server, and the repetitions of a
+    workload take turns (target A, B, C, then A, B, C again...): the shared
+    host's speed drifts over minutes, and a target measured wholly before
+    another would carry that drift into their ratio. Idle targets cost next to
+    nothing. Rows come out grouped by target, workloads in order."""
     rows = []
     workdir = Path(tempfile.mkdtemp(prefix="mcp-bench-"))
     script = workdir / "bench.lua"
     script.write_text(WRK_SCRIPT)
     for servers in fleet:
         ports = port_range(servers)
-        for cls in targets:
-            if not cls.fleet and servers > 1:
-                continue  # a plain proxy or a server alone has no fleet to merge
-            procs = Procs(workdir)
-            try:
-                bench_server(procs, ports, 20)
-                target = cls(procs, ports, envoy)
-                for name, body, want, era in workloads(servers):
-                    if servers > 1 and not name.startswith("tools/list") or only not in name:
-                        continue
-                    body = named(body, target)
+        classes = [cls for cls in targets if cls.fleet or servers == 1]  # a plain proxy or a server alone has no fleet to merge
+        upstream = Procs(workdir / f"upstream-{servers}")
+        each = {cls: Procs(workdir / f"{cls.name}-{servers}") for cls in classes}
+        try:
+            upstream.workdir.mkdir()
+            bench_server(upstream, ports, 20)
+            started = []
+            for cls in classes:
+                each[cls].workdir.mkdir()
+                started.append(cls(each[cls], ports, envoy))
+            found: dict[tuple[str, str], list] = {}
+            for name, body, want, era in workloads(servers):
+                if servers > 1 and not name.startswith("tools/list") or only not in name:
+                    continue
+                ready = []
+                for target in started:
+                    sent = named(body, target)
                     headers = target.headers(era)
                     try:
-                        check(target.url(), body, headers, want)
+                        check(target.url(), sent, headers, want)
                     except Wrong as e:
                         if not target.peer:
                             raise SystemExit(f"bench: {e}")
                         # A peer that cannot serve a workload is a result, not a reason to stop.
-                        rows.append({"target": target.name, "workload": name, "rps": 0.0, "p50_ms": None,
-                                     "p99_ms": None, "errors": None, "envoy_rss_mb": None, "fails": str(e)})
+                        found[(target.name, name)] = [{"target": target.name, "workload": name, "rps": 0.0, "p50_ms": None,
+                                                       "p99_ms": None, "errors": None, "envoy_rss_mb": None, "fails": str(e)}]
                         print(f"bench: {target.name:8} {name:22} fails: {e}", flush=True)
                         continue
-                    runs = [wrk(target.url(), body, headers, seconds, script) for _ in range(repeat)]
+                    ready.append((target, sent, headers))
+                runs = {target.name: [] for target, _, _ in ready}
+                for _ in range(repeat):
+                    for target, sent, headers in ready:
+                        runs[target.name].append(wrk(target.url(), sent, headers, seconds, script))
+                for target, _, _ in ready:
+                    done = runs[target.name]
                     pid = target.proc.pid if target.proc else getattr(target, "rss_pid", None)
-                    rss = rss_mb(pid) if pid else None
-                    rows.append({
+                    row = {
                         "target": target.name, "workload": name,
-                        "rps": statistics.median(r.rps for r in runs),
-                        "p50_ms": statistics.median(r.p50_ms for r in runs),
-                        "p99_ms": statistics.median(r.p99_ms for r in runs),
-                        "errors": sum(r.errors for r in runs),
-                        "envoy_rss_mb": rss,
-                    })
-                    print(f"bench: {target.name:8} {name:22} {rows[-1]['rps']:10.0f} req/s  p50 {rows[-1]['p50_ms']:.3f} ms  p99 {rows[-1]['p99_ms']:.3f} ms  errors {rows[-1]['errors']}", flush=True)
-            finally:
+                        "rps": statistics.median(r.rps for r in done),
+                        "p50_ms": statistics.median(r.p50_ms for r in done),
+                        "p99_ms": statistics.median(r.p99_ms for r in done),
+                        "errors": sum(r.errors for r in done),
+                        "envoy_rss_mb": rss_mb(pid) if pid else None,
+                    }
+                    found[(target.name, name)] = [row]
+                    print(f"bench: {target.name:8} {name:22} {row['rps']:10.0f} req/s  p50 {row['p50_ms']:.3f} ms  p99 {row['p99_ms']:.3f} ms  errors {row['errors']}", flush=True)
+            for target in started:
+                for name, *_ in workloads(servers):
+                    rows.extend(found.get((target.name, name), []))
+        finally:
+            for procs in [*each.values(), upstream]:
                 procs.stop_all()
     shutil.rmtree(workdir, ignore_errors=True)
     return rows
@@ -483,7 +506,7 @@ def main() -> int:
     (out / f"{day}.md").write_text(
         f"# Benchmarks, {day}\n\n"
         f"One run on one machine ({os.cpu_count()} cores): wrk with 1 thread and {CONCURRENCY} connections, "
-        f"{seconds:g} s per run, median of {repeat} runs; every Envoy with one worker.\n\n"
+        f"{seconds:g} s per run, median of {repeat} runs taken in turns across the targets; every Envoy with one worker.\n\n"
         f"{text}\n\n![requests per second]({day}.svg)\n\n"
         f"## Memory\n\nEnvoy's resident memory after a load that reaches every worker.\n\n{memory_table(mem)}\n\n"
         f"{catalog_push.markdown(push)}\n\n"
