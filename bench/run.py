@@ -314,7 +314,7 @@ def measure(envoy: str, seconds: float, repeat: int, fleet: list[int], targets: 
             for cls in classes:
                 each[cls].workdir.mkdir()
                 started.append(cls(each[cls], ports, envoy))
-            found: dict[tuple[str, str], list] = {}
+            found: dict[tuple[str, str], dict] = {}
             for name, body, want, era in workloads(servers):
                 if servers > 1 and not name.startswith("tools/list") or only not in name:
                     continue
@@ -328,8 +328,8 @@ def measure(envoy: str, seconds: float, repeat: int, fleet: list[int], targets: 
                         if not target.peer:
                             raise SystemExit(f"bench: {e}")
                         # A peer that cannot serve a workload is a result, not a reason to stop.
-                        found[(target.name, name)] = [{"target": target.name, "workload": name, "rps": 0.0, "p50_ms": None,
-                                                       "p99_ms": None, "errors": None, "envoy_rss_mb": None, "fails": str(e)}]
+                        found[(target.name, name)] = {"target": target.name, "workload": name, "rps": 0.0, "p50_ms": None,
+                                                      "p99_ms": None, "errors": None, "envoy_rss_mb": None, "fails": str(e)}
                         print(f"bench: {target.name:8} {name:22} fails: {e}", flush=True)
                         continue
                     ready.append((target, sent, headers))
@@ -348,11 +348,9 @@ def measure(envoy: str, seconds: float, repeat: int, fleet: list[int], targets: 
                         "errors": sum(r.errors for r in done),
                         "envoy_rss_mb": rss_mb(pid) if pid else None,
                     }
-                    found[(target.name, name)] = [row]
+                    found[(target.name, name)] = row
                     print(f"bench: {target.name:8} {name:22} {row['rps']:10.0f} req/s  p50 {row['p50_ms']:.3f} ms  p99 {row['p99_ms']:.3f} ms  errors {row['errors']}", flush=True)
-            for target in started:
-                for name, *_ in workloads(servers):
-                    rows.extend(found.get((target.name, name), []))
+            rows.extend(found[(t.name, name)] for t in started for name, *_ in workloads(servers) if (t.name, name) in found)
         finally:
             for procs in [*each.values(), upstream]:
                 procs.stop_all()
