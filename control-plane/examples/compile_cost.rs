@@ -69,6 +69,7 @@ fn main() {
             jwks: None,
             internal_token: "token",
             tls: None,
+            previous: None,
         };
         let start = Instant::now();
         let compiled = compile(&inputs).expect("the generated catalog compiles");

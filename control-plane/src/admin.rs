@@ -76,6 +76,7 @@ async fn health(State(c): State<Controller>) -> impl IntoResponse {
         "status": "ok",
         "version": s.version,
         "last_error": s.last_error,
+        "log_level": s.log_level,
         "envoys": c.cache().status(),
     }))
 }

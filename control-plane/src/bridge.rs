@@ -65,12 +65,24 @@ pub async fn bridge(State(c): State<Controller>, Path(name): Path<String>, body:
     let Some(server) = c.served().and_then(|s| s.servers.iter().find(|u| u.name == name).cloned()) else {
         return refuse(StatusCode::NOT_FOUND, &id, format!("server {name:?} is not in the catalog"));
     };
-    let mut session = Session::new(c.http(), &server.url, server.shown.clone()).with_headers(server.headers.clone());
-    if let Err(e) = session.handshake(upstream_capabilities(&request), client_info(&request)).await {
-        session.close().await;
-        return refuse(StatusCode::BAD_GATEWAY, &id, format!("server {name:?}: {e}"));
+    // The client's request: it counts as use of an on-demand server.
+    let mut session = Session::for_upstream(c.http(), &server).for_client();
+    let init = match session.handshake(upstream_capabilities(&request), client_info(&request)).await {
+        Ok(init) => init,
+        Err(e) => {
+            session.close().await;
+            return refuse(StatusCode::BAD_GATEWAY, &id, format!("server {name:?}: {e}"));
+        }
+    };
+    let (downgraded, log_level) = handshake_era(request);
+    // The revision asks for log messages per request; a session asks once.
+    let logs = log_level.is_some() && init.pointer("/capabilities/logging").is_some_and(|l| !l.is_null());
+    if let (true, Some(level)) = (logs, &log_level) {
+        if let Err(e) = session.call("logging/setLevel", json!({ "level": level })).await {
+            tracing::debug!(server = %name, error = %e, "the bridge could not set the log level");
+        }
     }
-    let answer = match session.send_raw(body.to_vec()).await {
+    let answer = match session.send_raw(downgraded.to_string().into_bytes()).await {
         Ok(a) => a,
         Err(e) => {
             session.close().await;
@@ -87,13 +99,13 @@ pub async fn bridge(State(c): State<Controller>, Path(name): Path<String>, body:
         let mut events = SseEvents::judging_all();
         let stream = answer.bytes_stream().map(move |chunk| {
             let Ok(chunk) = chunk else { return Bytes::new() };
-            Bytes::from(events.feed(&chunk, false, |message| modernize(message, &closer)))
+            Bytes::from(events.feed(&chunk, false, |message| modernize(message, &closer, logs)))
         });
         Body::from_stream(stream.map(Ok::<_, Infallible>))
     } else {
         let whole = answer.bytes().await.unwrap_or_default();
         let text = String::from_utf8_lossy(&whole);
-        let out = match modernize(&text, &closer) {
+        let out = match modernize(&text, &closer, logs) {
             Verdict::Replace(new) => Bytes::from(new),
             Verdict::Keep | Verdict::Drop => whole,
         };
@@ -106,13 +118,46 @@ pub async fn bridge(State(c): State<Controller>, Path(name): Path<String>, body:
     response
 }
 
+/// The keys of a 2026-07-28 request's `_meta` that make its envelope: a
+/// handshake-era session has them from `initialize` (or `logging/setLevel`),
+/// and a server of that era may refuse a request that carries them.
+const ENVELOPE: [&str; 4] = [
+    "io.modelcontextprotocol/protocolVersion",
+    "io.modelcontextprotocol/clientInfo",
+    "io.modelcontextprotocol/clientCapabilities",
+    "io.modelcontextprotocol/logLevel",
+];
+
+/// The request as a handshake-era session carries it: without the
+/// envelope's keys (others, such as `progressToken`, stay), and the log
+/// level the client asked for, if any.
+fn handshake_era(mut request: Value) -> (Value, Option<String>) {
+    let mut log_level = None;
+    if let Some(params) = request.get_mut("params").and_then(Value::as_object_mut) {
+        if let Some(meta) = params.get_mut("_meta").and_then(Value::as_object_mut) {
+            log_level = meta.get(ENVELOPE[3]).and_then(Value::as_str).map(str::to_string);
+            for key in ENVELOPE {
+                meta.remove(key);
+            }
+            if meta.is_empty() {
+                params.remove("_meta");
+            }
+        }
+    }
+    (request, log_level)
+}
+
 /// One message of the upstream's answer, as a 2026-07-28 client must get
 /// it: a result says it is complete (`resultType`, which that revision
-/// requires); a request for the client is answered here and dropped.
-fn modernize(message: &str, closer: &Closer) -> Verdict {
+/// requires); a request for the client is answered here and dropped; log
+/// messages pass only when the client asked for them (`logs`).
+fn modernize(message: &str, closer: &Closer, logs: bool) -> Verdict {
     let Ok(mut m) = serde_json::from_str::<Value>(message) else { return Verdict::Keep };
     if let (Some(id), Some(method)) = (m.get("id"), m.get("method").and_then(Value::as_str)) {
         closer.decline(id.clone(), method.to_string());
+        return Verdict::Drop;
+    }
+    if !logs && m.get("method").and_then(Value::as_str) == Some("notifications/message") {
         return Verdict::Drop;
     }
     match m.get_mut("result").and_then(Value::as_object_mut) {
@@ -171,15 +216,41 @@ mod tests {
     }
 
     #[test]
+    fn the_envelope_stays_out_of_a_handshake_era_session() {
+        let request = json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": {"name": "t", "_meta": {
+            "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+            "io.modelcontextprotocol/clientInfo": {"name": "py", "version": "2"},
+            "io.modelcontextprotocol/clientCapabilities": {},
+            "io.modelcontextprotocol/logLevel": "debug",
+            "progressToken": 7,
+        }}});
+        let (down, level) = handshake_era(request);
+        assert_eq!(down, json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": {"name": "t", "_meta": {"progressToken": 7}}}));
+        assert_eq!(level.as_deref(), Some("debug"));
+        let bare = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {"_meta": {"io.modelcontextprotocol/protocolVersion": "2026-07-28"}}});
+        assert_eq!(handshake_era(bare), (json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {}}), None));
+        let no_params = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"});
+        assert_eq!(handshake_era(no_params.clone()), (no_params, None));
+    }
+
+    #[test]
+    fn log_messages_pass_only_when_asked_for() {
+        let none = Closer(None);
+        let log = r#"{"jsonrpc":"2.0","method":"notifications/message","params":{"level":"info","data":"x"}}"#;
+        assert_eq!(modernize(log, &none, false), Verdict::Drop);
+        assert_eq!(modernize(log, &none, true), Verdict::Keep);
+    }
+
+    #[test]
     fn results_say_they_are_complete() {
         let none = Closer(None);
         assert_eq!(
-            modernize(r#"{"jsonrpc":"2.0","id":1,"result":{"content":[]}}"#, &none),
+            modernize(r#"{"jsonrpc":"2.0","id":1,"result":{"content":[]}}"#, &none, true),
             Verdict::Replace(r#"{"id":1,"jsonrpc":"2.0","result":{"content":[],"resultType":"complete"}}"#.into())
         );
-        assert_eq!(modernize(r#"{"jsonrpc":"2.0","id":1,"result":{"resultType":"complete"}}"#, &none), Verdict::Keep);
-        assert_eq!(modernize(r#"{"jsonrpc":"2.0","id":1,"error":{"code":1,"message":"x"}}"#, &none), Verdict::Keep);
-        assert_eq!(modernize(r#"{"jsonrpc":"2.0","method":"notifications/progress"}"#, &none), Verdict::Keep);
-        assert_eq!(modernize(r#"{"jsonrpc":"2.0","id":7,"method":"sampling/createMessage"}"#, &none), Verdict::Drop);
+        assert_eq!(modernize(r#"{"jsonrpc":"2.0","id":1,"result":{"resultType":"complete"}}"#, &none, true), Verdict::Keep);
+        assert_eq!(modernize(r#"{"jsonrpc":"2.0","id":1,"error":{"code":1,"message":"x"}}"#, &none, true), Verdict::Keep);
+        assert_eq!(modernize(r#"{"jsonrpc":"2.0","method":"notifications/progress"}"#, &none, true), Verdict::Keep);
+        assert_eq!(modernize(r#"{"jsonrpc":"2.0","id":7,"method":"sampling/createMessage"}"#, &none, true), Verdict::Drop);
     }
 }

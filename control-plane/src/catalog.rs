@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use url::Url;
 
 /// The whole catalog.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Catalog {
     #[serde(default)]
@@ -471,16 +471,6 @@ impl Server {
     /// How long an on-demand process may go without calls before it is stopped.
     pub fn process_idle_timeout(&self) -> std::time::Duration {
         std::time::Duration::from_secs(self.idle_timeout_seconds.unwrap_or(DEFAULT_PROCESS_IDLE_SECONDS))
-    }
-
-    /// The headers Envoy and the control plane send it over HTTP. None for
-    /// servers the control plane runs or connects to itself (reached
-    /// through its pipe; an SSE link sends them on its own connection).
-    pub fn upstream_headers(&self) -> Vec<(String, String)> {
-        if self.piped() {
-            return Vec::new();
-        }
-        self.headers.0.iter().map(|(k, v)| (k.to_ascii_lowercase(), v.clone())).collect()
     }
 
     /// Whether the control plane stands between Envoy and it.

@@ -99,6 +99,9 @@ pub struct Inputs<'a> {
     pub internal_token: &'a str,
     /// The content of the `gateway.tls` files, read by the caller.
     pub tls: Option<TlsMaterial<'a>>,
+    /// The filter configuration running now, if any: a name two servers
+    /// expose stays with the one that had it ([`Dropped`]).
+    pub previous: Option<&'a FilterConfig>,
 }
 
 /// PEM text of the listener's certificate chain and key, and of the CAs
@@ -110,23 +113,40 @@ pub struct TlsMaterial<'a> {
     pub client_ca: Option<&'a str>,
 }
 
-/// The outcome: what to publish, and the filter configuration inside it.
+/// The outcome: what to publish, the filter configuration inside it, and
+/// what of the servers' offers was left out.
 #[derive(Debug)]
 pub struct Compiled {
     pub snapshot: Snapshot,
     pub filter_config: FilterConfig,
+    pub dropped: Vec<Dropped>,
+}
+
+/// A tool or prompt of one server that the gateway does not serve, because
+/// clients could not tell it from another (its exposed name is taken) or
+/// could not call it (it has no name). One server's offer never stops the
+/// catalog from compiling: the item leaves the lists, the rest is served,
+/// and `/servers`, the log and a metric say so.
+///
+/// Of two servers exposing one name, the one that had it in the running
+/// configuration keeps it (so that an upstream renaming a tool onto another's
+/// name takes nothing from anyone); when neither had it, the one earlier in
+/// the catalog does.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Dropped {
+    pub server: String,
+    pub kind: &'static str,
+    /// The exposed name (with its prefix); empty for an unnamed item.
+    pub name: String,
+    pub reason: String,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum CompileError {
-    #[error("{kind} name {name:?} is exposed by both server {first:?} and server {second:?}; set prefix: true on one of them")]
-    Collision { kind: &'static str, name: String, first: String, second: String },
     #[error("server {server:?}: {message}")]
     Server { server: String, message: String },
     #[error("two {type_url} resources are both named {name:?}")]
     DuplicateResource { type_url: String, name: String },
-    #[error("server {server:?} listed a {kind} without a string name")]
-    Unnamed { server: String, kind: &'static str },
     #[error("gateway.tls is set but its files were not read")]
     NoTlsMaterial,
 }
@@ -136,8 +156,8 @@ pub fn compile(inputs: &Inputs<'_>) -> Result<Compiled, CompileError> {
     let g = &catalog.gateway;
     let mut servers = Vec::with_capacity(catalog.servers.len());
     let mut clusters = Vec::with_capacity(catalog.servers.len() + 1);
-    let mut tools = Names::new("tool");
-    let mut prompts = Names::new("prompt");
+    let mut tools = Names::new("tool", inputs.previous.map(|p| holders(p, &p.tools)).unwrap_or_default());
+    let mut prompts = Names::new("prompt", inputs.previous.map(|p| holders(p, &p.prompts)).unwrap_or_default());
     let (mut resources, mut resource_templates) = (Vec::new(), Vec::new());
     let none = Discovered::default();
     let mut offered: Vec<&Discovered> = Vec::new();
@@ -177,8 +197,8 @@ pub fn compile(inputs: &Inputs<'_>) -> Result<Compiled, CompileError> {
             forward_authorization: s.forward_authorization && !s.piped(),
         });
         let prefix = s.prefix.then(|| format!("{}{}", s.name, g.tool_separator));
-        tools.add(index, &s.name, prefix.as_deref(), &found.tools)?;
-        prompts.add(index, &s.name, prefix.as_deref(), &found.prompts)?;
+        tools.add(index, &s.name, prefix.as_deref(), &found.tools);
+        prompts.add(index, &s.name, prefix.as_deref(), &found.prompts);
         resources.extend(found.resources.iter().map(|d| ServedItem { server: index, definition: d.clone() }));
         resource_templates.extend(found.resource_templates.iter().map(|d| ServedItem { server: index, definition: d.clone() }));
         if inputs.discovered.contains_key(&s.name) {
@@ -186,6 +206,7 @@ pub fn compile(inputs: &Inputs<'_>) -> Result<Compiled, CompileError> {
         }
     }
     clusters.push(admin_cluster(inputs.admin.0, inputs.admin.1));
+    let dropped: Vec<Dropped> = tools.dropped.drain(..).chain(prompts.dropped.drain(..)).collect();
     let instructions = merged_instructions(g.instructions.as_deref(), catalog.servers.iter().filter_map(|s| {
         let text = inputs.discovered.get(&s.name)?.instructions.as_deref()?;
         let heading = if s.prefix {
@@ -310,7 +331,7 @@ pub fn compile(inputs: &Inputs<'_>) -> Result<Compiled, CompileError> {
     resources.insert(ROUTE_TYPE.to_string(), vec![(ROUTE_NAME.to_string(), pack_any(routes))]);
     let snapshot = Snapshot { version, resources };
     consistent(&snapshot)?;
-    Ok(Compiled { snapshot, filter_config })
+    Ok(Compiled { snapshot, filter_config, dropped })
 }
 
 /// What Envoy would reject whole must never be published: resource names
@@ -327,34 +348,62 @@ fn consistent(snapshot: &Snapshot) -> Result<(), CompileError> {
     Ok(())
 }
 
-/// Exposed names of one kind (tools or prompts), checked for collisions.
+/// Exposed names of one kind (tools or prompts): each name routes to one
+/// server; what cannot be served is [`Dropped`].
 struct Names {
     kind: &'static str,
     routes: Vec<NamedRoute>,
-    owner: BTreeMap<String, String>,
+    /// Exposed name -> (index in `routes`, its server's name).
+    taken: BTreeMap<String, (usize, String)>,
+    /// Who held each name in the running configuration.
+    holders: BTreeMap<String, String>,
+    dropped: Vec<Dropped>,
+}
+
+/// Exposed name -> server name, in a compiled configuration.
+fn holders(config: &FilterConfig, routes: &[NamedRoute]) -> BTreeMap<String, String> {
+    routes.iter().filter_map(|r| Some((r.name.clone(), config.servers.get(r.server)?.name.clone()))).collect()
 }
 
 impl Names {
-    fn new(kind: &'static str) -> Self {
-        Names { kind, routes: Vec::new(), owner: BTreeMap::new() }
+    fn new(kind: &'static str, holders: BTreeMap<String, String>) -> Self {
+        Names { kind, routes: Vec::new(), taken: BTreeMap::new(), holders, dropped: Vec::new() }
     }
 
     /// Adds one server's items, renamed `<prefix><name>` (or kept, without a prefix).
-    fn add(&mut self, server: usize, server_name: &str, prefix: Option<&str>, items: &[Value]) -> Result<(), CompileError> {
+    fn add(&mut self, server: usize, server_name: &str, prefix: Option<&str>, items: &[Value]) {
+        let kind = self.kind;
         for item in items {
-            let unnamed = || CompileError::Unnamed { server: server_name.to_string(), kind: self.kind };
-            let upstream_name = item.get("name").and_then(Value::as_str).ok_or_else(unnamed)?;
+            let Some(upstream_name) = item.get("name").and_then(Value::as_str) else {
+                let reason = format!("it listed a {kind} without a string name");
+                self.dropped.push(Dropped { server: server_name.to_string(), kind, name: String::new(), reason });
+                continue;
+            };
             let name = format!("{}{upstream_name}", prefix.unwrap_or_default());
-            if let Some(first) = self.owner.insert(name.clone(), server_name.to_string()) {
-                return Err(CompileError::Collision { kind: self.kind, name, first, second: server_name.to_string() });
-            }
             let mut definition = item.clone();
             if let Some(obj) = definition.as_object_mut() {
                 obj.insert("name".into(), Value::String(name.clone()));
             }
-            self.routes.push(NamedRoute { name, server, upstream_name: upstream_name.to_string(), definition });
+            let route = NamedRoute { name: name.clone(), server, upstream_name: upstream_name.to_string(), definition };
+            let Some((at, holder)) = self.taken.get(&name).cloned() else {
+                self.taken.insert(name, (self.routes.len(), server_name.to_string()));
+                self.routes.push(route);
+                continue;
+            };
+            let (loser, reason) = if holder == server_name {
+                (server_name.to_string(), format!("it listed {kind} {upstream_name:?} twice"))
+            } else if self.holders.get(&name).map(String::as_str) == Some(server_name) {
+                // The newcomer in catalog order held it before: it keeps it.
+                if let Some(slot) = self.routes.get_mut(at) {
+                    *slot = route;
+                }
+                self.taken.insert(name.clone(), (at, server_name.to_string()));
+                (holder, format!("{kind} name {name:?} is also exposed by server {server_name:?}, which had it first; set prefix: true on one of them"))
+            } else {
+                (server_name.to_string(), format!("{kind} name {name:?} is also exposed by server {holder:?}, which had it first; set prefix: true on one of them"))
+            };
+            self.dropped.push(Dropped { server: loser, kind, name, reason });
         }
-        Ok(())
     }
 }
 

@@ -23,7 +23,8 @@ use crate::compile::{compile, Inputs, TlsMaterial};
 use crate::discovery::{self, Discovered};
 use crate::snapshot::SnapshotCache;
 use crate::runtime::Runtimes;
-use crate::streams::{Served, Upstream};
+use crate::streams::Served;
+use crate::upstream::Upstream;
 use mcp_filter::session::Sealer;
 
 /// What the controller is started with.
@@ -64,6 +65,8 @@ pub struct Status {
     /// Reloads so far that published a configuration, and that failed.
     pub reloads_ok: u64,
     pub reloads_failed: u64,
+    /// The log level the catalog set (`None` while `RUST_LOG` decides).
+    pub log_level: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -78,6 +81,10 @@ pub struct ServerStatus {
     pub prompts: usize,
     pub resources: usize,
     pub last_error: Option<String>,
+    /// Its tools and prompts the gateway leaves out, and why (a name another
+    /// server has, no name).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub dropped: Vec<crate::compile::Dropped>,
     /// For servers the control plane runs or connects to: how that goes now.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub process: Option<crate::runtime::ProcessStatus>,
@@ -155,6 +162,22 @@ struct Inner {
     /// The TLS files of the catalog last loaded, and a digest of what they
     /// held then: when it changes, the certificates are pushed again.
     tls_files: std::sync::Mutex<(Vec<PathBuf>, Option<[u8; 32]>)>,
+    /// The last catalog that compiled, and its filter configuration.
+    last_good: RwLock<Option<LastGood>>,
+}
+
+/// The configuration running: what a failed reload goes back to.
+struct LastGood {
+    catalog: Arc<Catalog>,
+    filter_config: Arc<mcp_filter::config::FilterConfig>,
+}
+
+/// A catalog read and checked, with the files it names.
+struct Loaded {
+    catalog: Catalog,
+    jwks: Option<String>,
+    tls_files: Vec<PathBuf>,
+    tls: Vec<String>,
 }
 
 impl Controller {
@@ -178,6 +201,7 @@ impl Controller {
                 admin_keys: RwLock::default(),
                 global_limits: RwLock::default(),
                 tls_files: std::sync::Mutex::default(),
+                last_good: RwLock::default(),
                 http: reqwest::Client::new(),
                 changed: Default::default(),
                 runtimes,
@@ -308,47 +332,21 @@ impl Controller {
         }
     }
 
+    /// One reload, in three steps, so that a catalog that fails leaves
+    /// everything as it was: read and check what the catalog names (no state
+    /// is touched); start and stop the servers it runs, ask the servers what
+    /// they offer and compile (on failure the processes go back to the last
+    /// good catalog); then, and only then, apply it all.
     async fn try_reload(&self, which: Discovery) -> Result<(String, Vec<ServerStatus>), String> {
         let s = &self.inner.settings;
         let path = s.catalog_path.display();
-        let text = tokio::fs::read_to_string(&s.catalog_path).await.map_err(|e| format!("cannot read catalog {path}: {e}"))?;
-        let catalog = catalog::load(&text, |name| std::env::var(name).ok()).map_err(|e| format!("{path}: {e}"))?;
-        if let Some(set) = &s.set_log_level {
-            set(catalog.gateway.log_level.as_str());
-        }
-        // A JWKS file is read with the catalog (relative to it), and sent to
-        // Envoy inline: Envoy may not share the control plane's disk.
-        let jwks = match catalog.gateway.auth.as_ref().and_then(|a| a.jwt.as_ref()).and_then(|j| j.jwks_file.as_deref()) {
-            Some(file) => {
-                let full = s.catalog_path.parent().unwrap_or(std::path::Path::new(".")).join(file);
-                let text = tokio::fs::read_to_string(&full).await.map_err(|e| format!("{path}: gateway.auth.jwt.jwks_file {}: {e}", full.display()))?;
-                serde_json::from_str::<serde_json::Value>(&text)
-                    .ok()
-                    .filter(|v| v.get("keys").is_some_and(serde_json::Value::is_array))
-                    .ok_or_else(|| format!("{path}: gateway.auth.jwt.jwks_file {} is not a JWKS (a JSON object with \"keys\")", full.display()))?;
-                Some(text)
-            }
-            None => None,
-        };
-        let base_dir = s.catalog_path.parent().unwrap_or(std::path::Path::new(".")).to_path_buf();
-        let tls_files = tls_paths(&catalog, &base_dir);
-        let tls = read_all(&tls_files).await.map_err(|e| format!("{path}: gateway.tls: {e}"))?;
-        if let Ok(mut files) = self.inner.tls_files.lock() {
-            *files = (tls_files, Some(digest_of(&tls)));
-        }
-        if let Ok(mut global) = self.inner.global_limits.write() {
-            let g = &catalog.gateway;
-            *global = Arc::new(crate::rls::GlobalLimits {
-                redis_url: g.global_rate_limits.as_ref().map(|r| r.redis_url.clone()),
-                limits: g.rate_limits.iter().filter(|l| l.global).map(|l| (l.name.clone(), l.clone())).collect(),
-            });
-        }
-        if let Ok(mut admin) = self.inner.admin_keys.write() {
-            *admin = catalog.gateway.auth.as_ref().map(|a| a.admin_key_digests());
-        }
+        let loaded = self.read_catalog().await?;
+        let catalog = &loaded.catalog;
+        let session = session_config(catalog, &s.fallback_session_key);
+        let sealer = Sealer::new(&session).map_err(|e| format!("{path}: gateway.session_key: {e}"))?;
         // Start what the catalog adds, restart what it changes, stop what it
         // drops, before asking them what they offer.
-        self.inner.runtimes.sync(&catalog);
+        self.inner.runtimes.sync(catalog);
         let known = self.inner.known.lock().map(|k| k.clone()).unwrap_or_default();
         let base = self.bridge_base();
         // An on-demand server that is not running keeps what it offered last
@@ -370,7 +368,41 @@ impl Controller {
             }
             other => other,
         };
-        let (tools, servers) = discover(&catalog, &known, which, &base, &s.internal_token).await;
+        let (tools, mut servers) = discover(catalog, &known, which, &base, &s.internal_token).await;
+        let previous = self.inner.last_good.read().ok().and_then(|g| g.as_ref().map(|g| Arc::clone(&g.filter_config)));
+        let inputs = Inputs {
+            catalog,
+            discovered: &tools,
+            wasm: &s.wasm,
+            session: &session,
+            admin: (&s.admin_advertise.0, s.admin_advertise.1),
+            gateway_version: &s.gateway_version,
+            jwks: loaded.jwks.as_deref(),
+            internal_token: &s.internal_token,
+            tls: match loaded.tls.as_slice() {
+                [cert, key] => Some(TlsMaterial { cert, key, client_ca: None }),
+                [cert, key, ca] => Some(TlsMaterial { cert, key, client_ca: Some(ca) }),
+                _ => None,
+            },
+            previous: previous.as_deref(),
+        };
+        let compiled = match compile(&inputs) {
+            Ok(c) => c,
+            Err(e) => {
+                // The processes go back to what the running configuration names.
+                let good = self.inner.last_good.read().ok().and_then(|g| g.as_ref().map(|g| Arc::clone(&g.catalog)));
+                self.inner.runtimes.sync(good.as_deref().unwrap_or(&Catalog::default()));
+                return Err(format!("{path}: {e}"));
+            }
+        };
+        for d in &compiled.dropped {
+            tracing::warn!(server = %d.server, kind = d.kind, name = %d.name, reason = %d.reason, "left out of the lists");
+        }
+        for status in &mut servers {
+            status.dropped = compiled.dropped.iter().filter(|d| d.server == status.name).cloned().collect();
+        }
+
+        // Everything checked: apply it.
         if let Ok(mut k) = self.inner.known.lock() {
             *k = catalog
                 .servers
@@ -378,43 +410,23 @@ impl Controller {
                 .filter_map(|s| tools.get(&s.name).map(|d| (s.name.clone(), (s.identity(), d.clone()))))
                 .collect();
         }
-        let session = session_config(&catalog, &s.fallback_session_key);
-        let inputs = Inputs {
-            catalog: &catalog,
-            discovered: &tools,
-            wasm: &s.wasm,
-            session: &session,
-            admin: (&s.admin_advertise.0, s.admin_advertise.1),
-            gateway_version: &s.gateway_version,
-            jwks: jwks.as_deref(),
-            internal_token: &s.internal_token,
-            tls: match tls.as_slice() {
-                [cert, key] => Some(TlsMaterial { cert, key, client_ca: None }),
-                [cert, key, ca] => Some(TlsMaterial { cert, key, client_ca: Some(ca) }),
-                _ => None,
-            },
-        };
-        let compiled = compile(&inputs).map_err(|e| format!("{path}: {e}"))?;
-        let served = Sealer::new(&session).map(|sealer| Served {
-            sealer,
-            servers: catalog.servers.iter().map(|s| Upstream { name: s.name.clone(), url: s.reach_url(&base), shown: s.display_url(), headers: s.upstream_headers() }).collect(),
-        });
-        if let (Ok(served), Ok(mut slot)) = (served, self.inner.served.write()) {
-            *slot = Some(Arc::new(served));
+        self.apply_settings(&loaded);
+        if let Ok(mut slot) = self.inner.served.write() {
+            let servers = catalog.servers.iter().map(|server| Upstream::of(server, &base, &s.internal_token)).collect();
+            *slot = Some(Arc::new(Served { sealer, servers }));
         }
         let version = compiled.snapshot.version.clone();
+        let lists = Lists::of(&compiled.filter_config);
+        let tool_count = compiled.filter_config.tools.len();
+        if let Ok(mut good) = self.inner.last_good.write() {
+            *good = Some(LastGood { catalog: Arc::new(loaded.catalog.clone()), filter_config: Arc::new(compiled.filter_config) });
+        }
         let current = self.inner.cache.current().map(|c| c.version.clone());
         if current.as_deref() != Some(version.as_str()) {
-            tracing::info!(
-                version = %version,
-                servers = catalog.servers.len(),
-                tools = compiled.filter_config.tools.len(),
-                "publishing configuration"
-            );
+            tracing::info!(version = %version, servers = loaded.catalog.servers.len(), tools = tool_count, "publishing configuration");
             self.inner.cache.set(compiled.snapshot);
             // Tell clients only once the Envoys run the new configuration,
             // so that a client re-listing on the notification sees it.
-            let lists = Lists::of(&compiled.filter_config);
             let this = self.clone();
             let published = version.clone();
             tokio::spawn(async move {
@@ -427,6 +439,58 @@ impl Controller {
             });
         }
         Ok((version, servers))
+    }
+
+    /// Reads the catalog and the files it names, and checks them. Touches
+    /// no state: a failure here changes nothing.
+    async fn read_catalog(&self) -> Result<Loaded, String> {
+        let s = &self.inner.settings;
+        let path = s.catalog_path.display();
+        let text = tokio::fs::read_to_string(&s.catalog_path).await.map_err(|e| format!("cannot read catalog {path}: {e}"))?;
+        let catalog = catalog::load(&text, |name| std::env::var(name).ok()).map_err(|e| format!("{path}: {e}"))?;
+        let base_dir = s.catalog_path.parent().unwrap_or(std::path::Path::new(".")).to_path_buf();
+        // A JWKS file is read with the catalog (relative to it), and sent to
+        // Envoy inline: Envoy may not share the control plane's disk.
+        let jwks = match catalog.gateway.auth.as_ref().and_then(|a| a.jwt.as_ref()).and_then(|j| j.jwks_file.as_deref()) {
+            Some(file) => {
+                let full = base_dir.join(file);
+                let text = tokio::fs::read_to_string(&full).await.map_err(|e| format!("{path}: gateway.auth.jwt.jwks_file {}: {e}", full.display()))?;
+                serde_json::from_str::<serde_json::Value>(&text)
+                    .ok()
+                    .filter(|v| v.get("keys").is_some_and(serde_json::Value::is_array))
+                    .ok_or_else(|| format!("{path}: gateway.auth.jwt.jwks_file {} is not a JWKS (a JSON object with \"keys\")", full.display()))?;
+                Some(text)
+            }
+            None => None,
+        };
+        let tls_files = tls_paths(&catalog, &base_dir);
+        let tls = read_all(&tls_files).await.map_err(|e| format!("{path}: gateway.tls: {e}"))?;
+        Ok(Loaded { catalog, jwks, tls_files, tls })
+    }
+
+    /// Applies what the control plane itself takes from a catalog that has
+    /// compiled: its log level, the TLS files it watches, the global limits
+    /// it enforces, the keys its admin API admits.
+    fn apply_settings(&self, loaded: &Loaded) {
+        let g = &loaded.catalog.gateway;
+        if let Some(set) = &self.inner.settings.set_log_level {
+            set(g.log_level.as_str());
+            if let Ok(mut s) = self.inner.status.write() {
+                s.log_level = Some(g.log_level.clone());
+            }
+        }
+        if let Ok(mut files) = self.inner.tls_files.lock() {
+            *files = (loaded.tls_files.clone(), Some(digest_of(&loaded.tls)));
+        }
+        if let Ok(mut global) = self.inner.global_limits.write() {
+            *global = Arc::new(crate::rls::GlobalLimits {
+                redis_url: g.global_rate_limits.as_ref().map(|r| r.redis_url.clone()),
+                limits: g.rate_limits.iter().filter(|l| l.global).map(|l| (l.name.clone(), l.clone())).collect(),
+            });
+        }
+        if let Ok(mut admin) = self.inner.admin_keys.write() {
+            *admin = g.auth.as_ref().map(|a| a.admin_key_digests());
+        }
     }
 
     /// Waits until every connected Envoy has acknowledged `version` of the
@@ -563,7 +627,7 @@ impl Controller {
             let status = self.status();
             let modern_only: BTreeMap<String, bool> =
                 self.inner.known.lock().map(|k| k.iter().map(|(name, (_, d))| (name.clone(), d.modern_only)).collect()).unwrap_or_default();
-            let up: Vec<&crate::streams::Upstream> = status
+            let up: Vec<&Upstream> = status
                 .servers
                 .iter()
                 .filter(|s| s.runtime == crate::catalog::Runtime::Http && s.state == "ready")
@@ -575,7 +639,7 @@ impl Controller {
             let checks = up.iter().map(|u| {
                 let mut session = sessions
                     .remove(&u.name)
-                    .unwrap_or_else(|| crate::discovery::Session::new(self.inner.http.clone(), &u.url, u.shown.clone()).with_headers(u.headers.clone()));
+                    .unwrap_or_else(|| crate::discovery::Session::for_upstream(self.inner.http.clone(), u));
                 let modern = modern_only.get(&u.name).copied().unwrap_or(false);
                 async move {
                     let outcome = tokio::time::timeout(every.min(Duration::from_secs(10)), session.check(modern)).await;
@@ -690,15 +754,7 @@ async fn discover(
         match known.get(&s.name) {
             Some((identity, d)) if which.reuses(&s.name) && *identity == s.identity() => Ok(d.clone()),
             _ => {
-                let url = s.reach_url(bridge_base);
-                // A piped server is reached through the control plane's own
-                // internal endpoint, which wants the internal token.
-                let headers = if s.piped() {
-                    vec![(mcp_filter::config::INTERNAL_HEADER.to_string(), internal_token.to_string())]
-                } else {
-                    s.upstream_headers()
-                };
-                discovery::discover(&url, s.display_url(), headers, Duration::from_secs(s.discovery_timeout_seconds)).await
+                discovery::discover(&Upstream::of(s, bridge_base, internal_token), Duration::from_secs(s.discovery_timeout_seconds)).await
             }
         }
     }))
@@ -718,6 +774,7 @@ async fn discover(
                     prompts: list.prompts.len(),
                     resources: list.resources.len(),
                     last_error: None,
+                    dropped: Vec::new(),
                 };
                 tools.insert(server.name.clone(), list);
                 status
@@ -734,6 +791,7 @@ async fn discover(
                     prompts: 0,
                     resources: 0,
                     last_error: Some(e),
+                    dropped: Vec::new(),
                 }
             }
         };

@@ -15,6 +15,8 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
+use crate::upstream::Upstream;
+
 /// The handshake-era revision discovery asks for.
 const DISCOVERY_VERSION: &str = "2025-11-25";
 /// The stateless revision, probed with `server/discover`.
@@ -50,16 +52,15 @@ pub struct Discovered {
 
 /// Discovers what the server at `url` offers. Errors are sentences fit for
 /// `/servers` and logs.
-/// `shown` is the URL as it may appear in errors (without secrets).
-pub async fn discover(url: &str, shown: String, headers: Vec<(String, String)>, timeout: Duration) -> Result<Discovered, String> {
-    if !url.starts_with("http://") {
+pub async fn discover(upstream: &Upstream, timeout: Duration) -> Result<Discovered, String> {
+    if !upstream.url.starts_with("http://") {
         return Err("discovery supports http:// upstreams only so far (no TLS client in the control plane yet)".into());
     }
     // One client for every probe: building one per server costs more than
     // the probe at a thousand servers.
     static HTTP: std::sync::OnceLock<reqwest::Client> = std::sync::OnceLock::new();
     let http = HTTP.get_or_init(reqwest::Client::new).clone();
-    let mut session = Session::new(http, url, shown).with_headers(headers);
+    let mut session = Session::for_upstream(http, upstream);
     let listing = tokio::time::timeout(timeout, session.discover()).await;
     // The session is ended whatever the listing gave, so servers do not
     // keep state for the gateway's probes.
@@ -81,6 +82,9 @@ pub struct Session {
     modern: bool,
     /// The server's own headers from the catalog (its credentials).
     headers: Vec<(String, String)>,
+    /// Whether the requests are a client's (the era bridge), not the
+    /// gateway's own probes: only a client's keep an on-demand server awake.
+    for_client: bool,
 }
 
 /// Marks discovery's own requests, so that the control plane's runtimes do
@@ -99,7 +103,19 @@ fn modern_meta() -> Value {
 impl Session {
     /// `shown` is the URL as it may appear in errors (without secrets).
     pub fn new(http: reqwest::Client, url: &str, shown: String) -> Self {
-        Session { http, url: url.to_string(), shown, id: None, version: None, next_id: 0, modern: false, headers: Vec::new() }
+        Session { http, url: url.to_string(), shown, id: None, version: None, next_id: 0, modern: false, headers: Vec::new(), for_client: false }
+    }
+
+    /// A session with `upstream`, sending its headers with every request.
+    pub fn for_upstream(http: reqwest::Client, upstream: &Upstream) -> Self {
+        Session::new(http, &upstream.url, upstream.shown.clone()).with_headers(upstream.headers.clone())
+    }
+
+    /// Marks the session's requests as a client's, which count as use of an
+    /// on-demand server (discovery's and health checks' do not).
+    pub fn for_client(mut self) -> Self {
+        self.for_client = true;
+        self
     }
 
     /// Sends `headers` (the server's credentials) with every request.
@@ -132,8 +148,10 @@ impl Session {
             .post(&self.url)
             .header("content-type", "application/json")
             .header("accept", "application/json, text/event-stream")
-            .header(DISCOVERY_HEADER, "1")
             .body(body);
+        if !self.for_client {
+            req = req.header(DISCOVERY_HEADER, "1");
+        }
         for (name, value) in &self.headers {
             req = req.header(name, value);
         }
@@ -238,6 +256,11 @@ impl Session {
             }
         }
         Err(format!("{method} has more than {MAX_PAGES} pages"))
+    }
+
+    /// Sends a request in the session and returns its `result`.
+    pub async fn call(&mut self, method: &str, params: Value) -> Result<Value, String> {
+        self.request(method, params).await
     }
 
     /// Sends a request and returns its `result`.

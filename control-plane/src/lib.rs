@@ -12,7 +12,8 @@
 //! - [`bridge`] serves 2026-07-28 requests for servers that need a
 //!   session or an older revision;
 //! - [`streams`] holds clients' GET streams: the gateway's notifications
-//!   merged with the upstreams' own streams.
+//!   merged with the upstreams' own streams;
+//! - [`upstream`] is how the control plane itself reaches a server.
 
 pub mod ads;
 pub mod admin;
@@ -26,3 +27,4 @@ pub mod rls;
 pub mod runtime;
 pub mod snapshot;
 pub mod streams;
+pub mod upstream;

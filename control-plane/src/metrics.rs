@@ -114,6 +114,10 @@ pub fn render(i: &Inputs) -> String {
     for server in &s.servers {
         o.sample("mcp_gateway_server_tools", &[("server", &server.name)], server.tools);
     }
+    o.family("mcp_gateway_server_dropped_items", "gauge", "Tools and prompts of the server left out of the lists (a name another server has, or none); /servers says which and why.");
+    for server in &s.servers {
+        o.sample("mcp_gateway_server_dropped_items", &[("server", &server.name)], server.dropped.len());
+    }
     o.family("mcp_gateway_server_restarts_total", "counter", "Times a server the control plane runs (stdio) or connects to (SSE) died and was restarted.");
     for (name, restarts) in i.restarts {
         o.sample("mcp_gateway_server_restarts_total", &[("server", name)], restarts);

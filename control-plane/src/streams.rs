@@ -34,18 +34,9 @@ use mcp_filter::relay::{self, outbound, Resumption, SseEvents, Verdict};
 use mcp_filter::session::Sealer;
 
 use crate::controller::{Controller, Lists};
+use crate::upstream::Upstream;
 
 type Events = Pin<Box<dyn Stream<Item = Bytes> + Send>>;
-
-/// Where the control plane reaches a server, and what it may show of it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Upstream {
-    pub name: String,
-    pub url: String,
-    pub shown: String,
-    /// Its credentials from the catalog.
-    pub headers: Vec<(String, String)>,
-}
 
 /// What the GET streams need of the configuration being served.
 pub struct Served {

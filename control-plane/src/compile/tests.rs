@@ -14,7 +14,7 @@ fn tool(n: &str) -> Value {
 
 fn run_with(yaml: &str, discovered: BTreeMap<String, Discovered>) -> Result<Compiled, CompileError> {
     let catalog = load(yaml, |_| None).unwrap();
-    compile(&Inputs { catalog: &catalog, discovered: &discovered, wasm: b"\0asm", session: &session(), admin: ("127.0.0.1", 18001), gateway_version: "0.1.0", jwks: None, internal_token: "t0k", tls: None })
+    compile(&Inputs { catalog: &catalog, discovered: &discovered, wasm: b"\0asm", session: &session(), admin: ("127.0.0.1", 18001), gateway_version: "0.1.0", jwks: None, internal_token: "t0k", tls: None, previous: None })
 }
 
 fn run(yaml: &str, tools: &[(&str, &[&str])]) -> Result<Compiled, CompileError> {
@@ -72,13 +72,56 @@ fn builds_envoy_resources() {
 }
 
 #[test]
-fn collisions_are_errors_naming_both_servers() {
+fn a_collision_drops_the_newcomers_item_and_compiles_the_rest() {
     let yaml = "servers:\n  - {name: a, url: 'http://127.0.0.1:1/', prefix: false}\n  - {name: b, url: 'http://127.0.0.1:2/', prefix: false}\n";
-    assert_eq!(
-        run(yaml, &[("a", &["x"]), ("b", &["x"])]).unwrap_err(),
-        CompileError::Collision { kind: "tool", name: "x".into(), first: "a".into(), second: "b".into() }
-    );
-    assert!(run(yaml, &[("a", &["x"]), ("b", &["y"])]).is_ok());
+    let first = run(yaml, &[("a", &["x", "y"]), ("b", &["x", "z"])]).unwrap();
+    let served: Vec<(&str, usize)> = first.filter_config.tools.iter().map(|t| (t.name.as_str(), t.server)).collect();
+    assert_eq!(served, vec![("x", 0), ("y", 0), ("z", 1)], "the earlier server in the catalog keeps the name");
+    assert_eq!(first.dropped.len(), 1);
+    assert_eq!((first.dropped[0].server.as_str(), first.dropped[0].kind, first.dropped[0].name.as_str()), ("b", "tool", "x"));
+    assert!(first.dropped[0].reason.contains("server \"a\", which had it first"), "{}", first.dropped[0].reason);
+    assert!(run(yaml, &[("a", &["x"]), ("b", &["y"])]).unwrap().dropped.is_empty());
+}
+
+#[test]
+fn the_server_that_had_a_name_keeps_it_when_another_takes_it_up() {
+    // b had `x`; then a (earlier in the catalog) renames a tool of its to `x`.
+    let yaml = "servers:\n  - {name: a, url: 'http://127.0.0.1:1/', prefix: false}\n  - {name: b, url: 'http://127.0.0.1:2/', prefix: false}\n";
+    let before = run(yaml, &[("a", &["w"]), ("b", &["x"])]).unwrap();
+    let catalog = load(yaml, |_| None).unwrap();
+    let discovered: BTreeMap<String, Discovered> = [("a", ["x"]), ("b", ["x"])]
+        .iter()
+        .map(|(s, names)| (s.to_string(), Discovered { tools: names.iter().map(|n| tool(n)).collect(), stateful: true, ..Default::default() }))
+        .collect();
+    let after = compile(&Inputs {
+        catalog: &catalog,
+        discovered: &discovered,
+        wasm: b"\0asm",
+        session: &session(),
+        admin: ("127.0.0.1", 18001),
+        gateway_version: "0.1.0",
+        jwks: None,
+        internal_token: "t0k",
+        tls: None,
+        previous: Some(&before.filter_config),
+    })
+    .unwrap();
+    let served: Vec<(&str, usize)> = after.filter_config.tools.iter().map(|t| (t.name.as_str(), t.server)).collect();
+    assert_eq!(served, vec![("x", 1)], "b keeps x; a's rename is what is left out");
+    assert_eq!(after.dropped.iter().map(|d| d.server.as_str()).collect::<Vec<_>>(), vec!["a"]);
+}
+
+#[test]
+fn an_unnamed_or_repeated_item_is_dropped_not_fatal() {
+    let yaml = "servers:\n  - {name: a, url: 'http://127.0.0.1:1/'}\n";
+    let discovered = BTreeMap::from([(
+        "a".to_string(),
+        Discovered { tools: vec![serde_json::json!({"title": "no name"}), tool("t"), tool("t")], ..Default::default() },
+    )]);
+    let c = run_with(yaml, discovered).unwrap();
+    assert_eq!(c.filter_config.tools.iter().map(|t| t.name.as_str()).collect::<Vec<_>>(), vec!["a__t"]);
+    let reasons: Vec<&str> = c.dropped.iter().map(|d| d.reason.as_str()).collect();
+    assert_eq!(reasons, vec!["it listed a tool without a string name", "it listed tool \"t\" twice"]);
 }
 
 #[test]

@@ -5,7 +5,7 @@ use crate::snapshot::{Nack, TypeStatus};
 use std::time::Duration;
 
 fn server(name: &str, state: &'static str, tools: usize) -> ServerStatus {
-    ServerStatus { name: name.into(), runtime: Runtime::Http, url: String::new(), state, tools, prompts: 0, resources: 0, last_error: None, process: None }
+    ServerStatus { name: name.into(), runtime: Runtime::Http, url: String::new(), state, tools, prompts: 0, resources: 0, last_error: None, dropped: Vec::new(), process: None }
 }
 
 fn typed(type_url: &str, acked: Option<&str>, sent: u64, acks: u64, nacks: u64) -> TypeStatus {
@@ -32,9 +32,16 @@ fn a_scrape_shows_the_catalog_the_envoys_and_the_servers() {
         version: Some("v2".into()),
         last_error: None,
         last_reload_at: Some(UNIX_EPOCH + Duration::from_millis(1_500)),
-        servers: vec![server("echo", "ready", 3), server("we\"ird", "unreachable", 0)],
+        servers: vec![
+            ServerStatus {
+                dropped: vec![crate::compile::Dropped { server: "echo".into(), kind: "tool", name: "x".into(), reason: "taken".into() }],
+                ..server("echo", "ready", 3)
+            },
+            server("we\"ird", "unreachable", 0),
+        ],
         reloads_ok: 4,
         reloads_failed: 1,
+        log_level: Some("info".into()),
     };
     let nodes = vec![
         NodeStatus { node_id: "gw-1".into(), connected: true, streams: 1, types: vec![typed(CLUSTER_TYPE, Some("v2"), 3, 3, 0), typed(ROUTE_TYPE, Some("v1"), 3, 2, 1)] },
@@ -66,12 +73,14 @@ fn a_scrape_shows_the_catalog_the_envoys_and_the_servers() {
             "mcp_gateway_upstream_up{server=\"we\\\"ird\"} 0",
             "mcp_gateway_server_tools{server=\"echo\"} 3",
             "mcp_gateway_server_tools{server=\"we\\\"ird\"} 0",
+            "mcp_gateway_server_dropped_items{server=\"echo\"} 1",
+            "mcp_gateway_server_dropped_items{server=\"we\\\"ird\"} 0",
             "mcp_gateway_server_restarts_total{server=\"files\"} 2",
         ]
     );
     // Every family is introduced once, before its samples.
     let types: Vec<&str> = text.lines().filter(|l| l.starts_with("# TYPE ")).collect();
-    assert_eq!(types.len(), 13);
+    assert_eq!(types.len(), 14);
     assert!(types.contains(&"# TYPE mcp_gateway_xds_nacks_total counter"));
 }
 
