@@ -66,7 +66,8 @@ release: setup
 run: build release
 	bash scripts/run.sh
 
-test: build
+# release: the README's quick start runs `make run` (tests/e2e/test_quickstart.py).
+test: build release
 	$(CARGO) test --workspace
 	$(MAKE) --no-print-directory validate-deploy
 	$(MAKE) --no-print-directory test-e2e

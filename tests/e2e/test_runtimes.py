@@ -18,6 +18,7 @@ import pytest
 from mcp.client.client import Client
 from mcp.shared.exceptions import MCPError
 
+import modes
 from conftest import BASE_SERVERS, EVERYTHING, GATEWAY_SECRETS, ROOT, TARGET, free_port, wait_until
 
 TIME = ROOT / ".tools" / "servers-venv" / "bin" / "mcp-server-time"
@@ -87,6 +88,31 @@ def test_stdio_and_legacy_sse_servers_serve_through_the_gateway(gateway, runtime
         p = status[name]["process"]
         assert status[name]["runtime"] == "stdio" and p["state"] == "running" and p["pid"] > 0, status[name]
     assert status["legacy"]["runtime"] == "sse" and status["legacy"]["process"]["state"] == "running"
+
+
+def test_every_runtime_answers_in_every_client_mode(gateway, runtimes):
+    """stdio, legacy SSE and HTTP servers, each called from every client mode
+    (modes.py): 2026-07-28 clients reach the piped ones through the era
+    bridge, which must reach the control plane's own pipe as the filter does."""
+    calls = {
+        "time": ("time__get_current_time", {"timezone": "Asia/Tokyo"}),
+        "memory": ("memory__read_graph", {}),
+        "evstdio": ("evstdio__get-sum", {"a": 1, "b": 2}),
+        "legacy": ("legacy__get-sum", {"a": 2, "b": 2}),
+        "echo": ("echo__add", {"a": 1, "b": 1}),
+        "everything": ("everything__get-sum", {"a": 3, "b": 3}),
+    }
+    expect = {
+        "time": '"timezone": "Asia/Tokyo"',
+        "memory": '"entities"',
+        "evstdio": "The sum of 1 and 2 is 3.",
+        "legacy": "The sum of 2 and 2 is 4.",
+        "echo": "2",
+        "everything": "The sum of 3 and 3 is 6.",
+    }
+    assert set(calls) == {s["name"] for s in runtimes}, "a server of the fixture without a call"
+    bad = modes.failures(modes.probe(gateway.url, calls), expect)
+    assert not bad, "servers that did not answer:\n" + "\n".join(bad)
 
 
 def test_no_gateway_secret_reaches_a_stdio_server(gateway, runtimes):

@@ -1,0 +1,107 @@
+"""What a new user types, as the README tells it: `make run` with the example
+catalog and its servers, then the README's own quick-start snippet (read out
+of README.md, not copied), then one tool of every server of that catalog in
+every client mode a user can end up in (modes.py).
+
+This runs `make run` itself, on the ports the README names (4444, 4443, the
+control plane's 18000 and 18001, Envoy's admin 9901, the echo server's 8101):
+a `make run` of your own on this machine must be stopped first.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import tempfile
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+
+from conftest import ROOT, wait_until
+import modes
+
+README = ROOT / "README.md"
+CATALOG = ROOT / "catalog.yaml"
+ENDPOINT = "http://127.0.0.1:4444/mcp"
+PORTS = (4444, 4443, 18000, 18001, 9901, 8101)
+
+# One tool per server of the example catalog, and a text its answer holds.
+# A server added to catalog.yaml without a line here fails the probe test.
+CALLS = {
+    "time": ("time__get_current_time", {"timezone": "Europe/Paris"}, '"timezone": "Europe/Paris"'),
+    "memory": ("memory__read_graph", {}, '"entities"'),
+    "everything": ("everything__get-sum", {"a": 2, "b": 3}, "The sum of 2 and 3 is 5."),
+    "echo": ("echo__add", {"a": 40, "b": 2}, "42"),
+}
+
+
+def readme_snippet() -> str:
+    """The README's quick-start client: the shell block that runs the
+    Python SDK against the gateway."""
+    blocks = re.findall(r"```sh\n(.*?)```", README.read_text(), flags=re.S)
+    found = [b for b in blocks if "from mcp.client.client import Client" in b]
+    assert len(found) == 1, f"README.md should hold one quick-start block with the Python SDK, found {len(found)}"
+    return found[0]
+
+
+def in_use(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+@pytest.fixture(scope="module")
+def make_run():
+    busy = [p for p in PORTS if in_use(p)]
+    if busy:
+        pytest.fail(f"ports {busy} are in use (a `make run` of yours?): this test runs `make run` on the README's ports; stop it first", pytrace=False)
+    names = {s["name"] for s in yaml.safe_load(CATALOG.read_text())["servers"]}
+    workdir = Path(tempfile.mkdtemp(prefix="mcp-gateway-quickstart-"))
+    log = workdir / "make-run.log"
+    # The memory server's file, so that the test does not touch the user's.
+    env = {**os.environ, "MCP_MEMORY_FILE": str(workdir / "memory.jsonl")}
+    env.pop("RUST_LOG", None)
+    run = subprocess.Popen(["make", "--no-print-directory", "run"], cwd=ROOT, stdout=log.open("wb"), stderr=subprocess.STDOUT, env=env, start_new_session=True)
+
+    def ready():
+        if run.poll() is not None:
+            pytest.fail(f"`make run` exited ({run.returncode}):\n{log.read_text()[-4000:]}", pytrace=False)
+        servers = httpx.get("http://127.0.0.1:4444/servers", timeout=2).json()["servers"]
+        return {s["name"] for s in servers if s["state"] == "ready"} == names
+
+    try:
+        # The build is done by `make test` before; `make run` finds it done.
+        wait_until("`make run` serving every server of catalog.yaml", ready, timeout=300)
+        yield log
+    finally:
+        # Ctrl-C, as the user stops it.
+        os.killpg(run.pid, signal.SIGINT)
+        try:
+            run.wait(timeout=40)
+        except subprocess.TimeoutExpired:
+            os.killpg(run.pid, signal.SIGKILL)
+            run.wait()
+        left = [p for p in PORTS if in_use(p)]
+        assert not left, f"`make run` left ports {left} open after Ctrl-C"
+
+
+def test_the_readme_quick_start_snippet_works_against_make_run(make_run):
+    snippet = readme_snippet()
+    assert ENDPOINT in snippet, "the snippet calls the endpoint `make run` prints"
+    done = subprocess.run(["bash", "-euo", "pipefail", "-c", snippet], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, f"the README's snippet failed:\n{done.stdout}\n{done.stderr[-4000:]}"
+    lines = done.stdout.splitlines()
+    assert "time__get_current_time" in lines[0], done.stdout
+    assert "Europe/Paris" in done.stdout and "is_error=True" not in done.stdout, done.stdout
+
+
+def test_every_server_of_the_example_catalog_answers_in_every_client_mode(make_run):
+    names = {s["name"] for s in yaml.safe_load(CATALOG.read_text())["servers"]}
+    assert set(CALLS) == names, f"modes.py must call a tool of every server of catalog.yaml: add {names - set(CALLS)}"
+    found = modes.probe(ENDPOINT, {server: (tool, args) for server, (tool, args, _) in CALLS.items()})
+    bad = modes.failures(found, {server: expect for server, (_, _, expect) in CALLS.items()})
+    assert not bad, "servers that did not answer:\n" + "\n".join(bad)
