@@ -112,3 +112,108 @@ def test_a_kubernetes_configmap_update_is_picked_up(tmp_path):
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def test_a_failed_reload_changes_nothing(gateway):
+    """An edit that fails (here: TLS files that are not there) while it also
+    changes the log level, the admin keys, the rate limits and which stdio
+    servers run must leave every one of them, and Envoy, as they were."""
+    from test_runtimes import TIME, MEMORY
+
+    base = BASE_SERVERS(gateway.ports)
+    old_key, new_key = "reload-admin-key-0ld-0123456789", "reload-admin-key-new-0123456789"
+    # An argument of its own, so that pgrep finds this process and no other.
+    time_server = {"name": "time", "runtime": "stdio", "command": str(TIME), "args": ["--local-timezone", "Etc/GMT-3"]}
+    memory_server = {"name": "memory", "runtime": "stdio", "command": "node", "args": [str(MEMORY)], "env": {"MEMORY_FILE_PATH": str(gateway.workdir / "reload-memory.jsonl")}}
+    good = {"log_level": "info", "auth": {"api_keys": [{"key": old_key, "principal": "ops", "groups": ["admin"]}]}, "rate_limit_per_minute": 100000}
+    bad = {
+        "log_level": "debug",
+        "auth": {"api_keys": [{"key": new_key, "principal": "ops", "groups": ["admin"]}]},
+        "rate_limit_per_minute": 1,
+        "tls": {"listen": f"127.0.0.1:{free_port()}", "cert_file": "missing/tls.crt", "key_file": "missing/tls.key"},
+    }
+
+    def as_caller(key):
+        s = RawSession(gateway.url)
+        s.http.headers["authorization"] = f"Bearer {key}"
+        return s
+
+    def process(name):
+        return next((s.get("process") for s in gateway.admin("/servers")["servers"] if s["name"] == name), None)
+
+    try:
+        gateway.write_catalog_and_wait(base + [time_server], "the good catalog with auth and a stdio server", **good)
+        wait_until("the stdio server running", lambda: (p := process("time")) and p["state"] == "running" and p["pid"])
+        before = gateway.admin("/health")
+        pid = process("time")["pid"]
+
+        gateway.write_catalog(base + [memory_server], **bad)
+        status = wait_until("the failed reload reported", lambda: (s := gateway.admin("/servers"))["last_error"] and s, timeout=30)
+        assert "gateway.tls" in status["last_error"] and "missing/tls.crt" in status["last_error"], status["last_error"]
+        after = gateway.admin("/health")
+        assert after["version"] == before["version"]
+        assert after["log_level"] == "info", "the log level of the failed edit was applied"
+        assert all(t["last_acked_version"] == before["version"] for e in after["envoys"] if e["connected"] for t in e["types"])
+        # Processes: the removed one still runs, the added one never started.
+        assert {s["name"] for s in status["servers"]} == {"echo", "everything", "time"}
+        assert process("time")["pid"] == pid and process("time")["state"] == "running"
+        assert subprocess.run(["pgrep", "-f", str(MEMORY)], capture_output=True).returncode == 1, "the added stdio server was started"
+        # Keys: the admin API admits the old key (the reload it asks for fails
+        # again), not the new one; the MCP endpoint likewise.
+        assert httpx.post(f"{gateway.cp_admin}/admin/reload", headers={"authorization": f"Bearer {new_key}"}, timeout=30).status_code == 401
+        assert httpx.post(f"{gateway.cp_admin}/admin/reload", headers={"authorization": f"Bearer {old_key}"}, timeout=30).status_code == 422
+        assert as_caller(new_key).post('{"jsonrpc":"2.0","id":1,"method":"ping"}', session=False).status_code == 401
+        # Limits: one request a minute would refuse the second.
+        caller = as_caller(old_key)
+        caller.initialize()
+        assert [caller.post('{"jsonrpc":"2.0","id":2,"method":"tools/list"}').status_code for _ in range(3)] == [200, 200, 200]
+    finally:
+        gateway.write_catalog(base)
+        wait_until("the base catalog back", lambda: gateway.servers_ready({"echo", "everything"}) and not gateway.admin("/servers")["last_error"], timeout=30)
+        wait_until("the stdio server stopped", lambda: subprocess.run(["pgrep", "-f", "Etc/GMT-3"], capture_output=True).returncode == 1, timeout=30)
+
+
+def test_an_upstream_renaming_a_tool_onto_another_name_loses_only_that_tool(gateway):
+    """A server (prefix: false) that starts offering a name another server
+    already has: that one tool is left out (reported in /servers, the log and
+    a metric), the server that had the name keeps it, and later edits still
+    apply."""
+    base = BASE_SERVERS(gateway.ports)
+    port = gateway.ports["third"]
+    grower = {"name": "grower", "url": f"http://127.0.0.1:{port}/mcp", "prefix": False}
+    try:
+        gateway.echo_server("grower", port, "/mcp", "--dynamic")
+        gateway.write_catalog_and_wait(base + [grower], "a catalog with an unprefixed server")
+        wait_until("grower discovered", lambda: gateway.servers_ready({"echo", "everything", "grower"}), timeout=30)
+        assert {"grow", "echo__whoami"} <= new_session_tools(gateway)
+
+        s = RawSession(gateway.url)
+        s.initialize()
+        grown = s.request("tools/call", {"name": "grow", "arguments": {"name": "echo__whoami"}})
+        assert "result" in grown, grown
+        reload = httpx.post(f"{gateway.cp_admin}/admin/reload", timeout=30)
+        assert reload.status_code == 200, reload.text
+
+        status = {x["name"]: x for x in gateway.admin("/servers")["servers"]}
+        assert status["grower"]["state"] == "ready" and gateway.admin("/servers")["last_error"] is None
+        dropped = status["grower"]["dropped"]
+        assert [(d["kind"], d["name"]) for d in dropped] == [("tool", "echo__whoami")], dropped
+        assert 'server "echo", which had it first' in dropped[0]["reason"]
+        assert "dropped" not in status["echo"]
+        metrics = httpx.get(f"{gateway.cp_admin}/metrics", timeout=5).text
+        assert 'mcp_gateway_server_dropped_items{server="grower"} 1' in metrics
+        log = gateway.procs["control-plane"].log.read_text()
+        assert "left out of the lists" in log and "echo__whoami" in log
+
+        fresh = RawSession(gateway.url)
+        fresh.initialize()
+        assert fresh.request("tools/call", {"name": "echo__whoami"})["result"]["content"][0]["text"] == "echo", "the name stays with its first server"
+        assert fresh.request("tools/call", {"name": "grow", "arguments": {"name": "later"}})["result"]
+
+        # The catalog is not frozen: the next edit applies.
+        gateway.write_catalog_and_wait(base + [grower | {"request_timeout_seconds": 7}], "an edit after the collision")
+        assert gateway.admin("/servers")["last_error"] is None
+    finally:
+        gateway.write_catalog(base)
+        wait_until("the base catalog back", lambda: gateway.servers_ready({"echo", "everything"}), timeout=30)
+        gateway.stop("grower")
