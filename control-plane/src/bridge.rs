@@ -74,6 +74,7 @@ pub async fn bridge(State(c): State<Controller>, Path(name): Path<String>, body:
             return refuse(StatusCode::BAD_GATEWAY, &id, format!("server {name:?}: {e}"));
         }
     };
+    let method = request.get("method").and_then(Value::as_str).unwrap_or_default().to_string();
     let (downgraded, log_level) = handshake_era(request);
     // The revision asks for log messages per request; a session asks once.
     let logs = log_level.is_some() && init.pointer("/capabilities/logging").is_some_and(|l| !l.is_null());
@@ -99,13 +100,13 @@ pub async fn bridge(State(c): State<Controller>, Path(name): Path<String>, body:
         let mut events = SseEvents::judging_all();
         let stream = answer.bytes_stream().map(move |chunk| {
             let Ok(chunk) = chunk else { return Bytes::new() };
-            Bytes::from(events.feed(&chunk, false, |message| modernize(message, &closer, logs)))
+            Bytes::from(events.feed(&chunk, false, |message| modernize(message, &method, &closer, logs)))
         });
         Body::from_stream(stream.map(Ok::<_, Infallible>))
     } else {
         let whole = answer.bytes().await.unwrap_or_default();
         let text = String::from_utf8_lossy(&whole);
-        let out = match modernize(&text, &closer, logs) {
+        let out = match modernize(&text, &method, &closer, logs) {
             Verdict::Replace(new) => Bytes::from(new),
             Verdict::Keep | Verdict::Drop => whole,
         };
@@ -147,11 +148,16 @@ fn handshake_era(mut request: Value) -> (Value, Option<String>) {
     (request, log_level)
 }
 
-/// One message of the upstream's answer, as a 2026-07-28 client must get
-/// it: a result says it is complete (`resultType`, which that revision
-/// requires); a request for the client is answered here and dropped; log
-/// messages pass only when the client asked for them (`logs`).
-fn modernize(message: &str, closer: &Closer, logs: bool) -> Verdict {
+/// Results that 2026-07-28 requires to say how long they may be cached.
+const CACHEABLE: [&str; 6] = ["resources/read", "tools/list", "prompts/list", "resources/list", "resources/templates/list", "server/discover"];
+
+/// One message of the upstream's answer to `method`, as a 2026-07-28 client
+/// must get it: a result says it is complete (`resultType`, which that
+/// revision requires) and, for what may be cached, that it may not be
+/// (`ttlMs: 0`, `cacheScope: private`: the server said nothing of it); a
+/// request for the client is answered here and dropped; log messages pass
+/// only when the client asked for them (`logs`).
+fn modernize(message: &str, method: &str, closer: &Closer, logs: bool) -> Verdict {
     let Ok(mut m) = serde_json::from_str::<Value>(message) else { return Verdict::Keep };
     if let (Some(id), Some(method)) = (m.get("id"), m.get("method").and_then(Value::as_str)) {
         closer.decline(id.clone(), method.to_string());
@@ -160,13 +166,19 @@ fn modernize(message: &str, closer: &Closer, logs: bool) -> Verdict {
     if !logs && m.get("method").and_then(Value::as_str) == Some("notifications/message") {
         return Verdict::Drop;
     }
-    match m.get_mut("result").and_then(Value::as_object_mut) {
-        Some(result) if !result.contains_key("resultType") => {
-            result.insert("resultType".into(), "complete".into());
-            Verdict::Replace(m.to_string())
-        }
-        _ => Verdict::Keep,
+    let Some(result) = m.get_mut("result").and_then(Value::as_object_mut) else { return Verdict::Keep };
+    let mut missing: Vec<(&str, Value)> = vec![("resultType", "complete".into())];
+    if CACHEABLE.contains(&method) {
+        missing.extend([("ttlMs", 0.into()), ("cacheScope", "private".into())]);
     }
+    missing.retain(|(key, _)| !result.contains_key(*key));
+    if missing.is_empty() {
+        return Verdict::Keep;
+    }
+    for (key, value) in missing {
+        result.insert(key.into(), value);
+    }
+    Verdict::Replace(m.to_string())
 }
 
 /// Holds the upstream session of one bridged request and ends it on drop.
@@ -237,20 +249,25 @@ mod tests {
     fn log_messages_pass_only_when_asked_for() {
         let none = Closer(None);
         let log = r#"{"jsonrpc":"2.0","method":"notifications/message","params":{"level":"info","data":"x"}}"#;
-        assert_eq!(modernize(log, &none, false), Verdict::Drop);
-        assert_eq!(modernize(log, &none, true), Verdict::Keep);
+        assert_eq!(modernize(log, "tools/call", &none, false), Verdict::Drop);
+        assert_eq!(modernize(log, "tools/call", &none, true), Verdict::Keep);
     }
 
     #[test]
     fn results_say_they_are_complete() {
         let none = Closer(None);
         assert_eq!(
-            modernize(r#"{"jsonrpc":"2.0","id":1,"result":{"content":[]}}"#, &none, true),
+            modernize(r#"{"jsonrpc":"2.0","id":1,"result":{"content":[]}}"#, "tools/call", &none, true),
             Verdict::Replace(r#"{"id":1,"jsonrpc":"2.0","result":{"content":[],"resultType":"complete"}}"#.into())
         );
-        assert_eq!(modernize(r#"{"jsonrpc":"2.0","id":1,"result":{"resultType":"complete"}}"#, &none, true), Verdict::Keep);
-        assert_eq!(modernize(r#"{"jsonrpc":"2.0","id":1,"error":{"code":1,"message":"x"}}"#, &none, true), Verdict::Keep);
-        assert_eq!(modernize(r#"{"jsonrpc":"2.0","method":"notifications/progress"}"#, &none, true), Verdict::Keep);
-        assert_eq!(modernize(r#"{"jsonrpc":"2.0","id":7,"method":"sampling/createMessage"}"#, &none, true), Verdict::Drop);
+        assert_eq!(modernize(r#"{"jsonrpc":"2.0","id":1,"result":{"resultType":"complete"}}"#, "tools/call", &none, true), Verdict::Keep);
+        assert_eq!(modernize(r#"{"jsonrpc":"2.0","id":1,"error":{"code":1,"message":"x"}}"#, "tools/call", &none, true), Verdict::Keep);
+        assert_eq!(modernize(r#"{"jsonrpc":"2.0","method":"notifications/progress"}"#, "tools/call", &none, true), Verdict::Keep);
+        assert_eq!(modernize(r#"{"jsonrpc":"2.0","id":7,"method":"sampling/createMessage"}"#, "tools/call", &none, true), Verdict::Drop);
+        assert_eq!(
+            modernize(r#"{"jsonrpc":"2.0","id":1,"result":{"contents":[]}}"#, "resources/read", &none, true),
+            Verdict::Replace(r#"{"id":1,"jsonrpc":"2.0","result":{"cacheScope":"private","contents":[],"resultType":"complete","ttlMs":0}}"#.into()),
+            "a read may be cached: the result says for how long"
+        );
     }
 }

@@ -273,6 +273,7 @@ pub fn compile(inputs: &Inputs<'_>) -> Result<Compiled, CompileError> {
         authorization: g.authorization.as_ref().map(|a| AuthorizationConfig { default_allow: a.default == DefaultDecision::Allow, rules: a.rules.clone() }),
         rate_limits: rate_limits(g),
         allowed_origins: g.allowed_origins.clone(),
+        loopback_only: listens_on_loopback_only(g),
         audit: audited(g),
         trace: g.tracing.is_some(),
     };
@@ -624,6 +625,12 @@ fn rate_limits(g: &GatewaySettings) -> Vec<RateLimit> {
 fn audited(g: &GatewaySettings) -> bool {
     let deciding = g.auth.is_some() || g.authorization.is_some() || g.rate_limit_per_minute.is_some() || !g.rate_limits.is_empty();
     deciding && g.audit_log != "off"
+}
+
+/// Whether every listener is on a loopback address (validated addresses).
+fn listens_on_loopback_only(g: &GatewaySettings) -> bool {
+    let loopback = |a: &str| a.parse::<std::net::SocketAddr>().is_ok_and(|a| a.ip().is_loopback());
+    loopback(&g.listen) && g.tls.as_ref().and_then(|t| t.listen.as_deref()).is_none_or(loopback)
 }
 
 /// The MCP listener, and the TLS one: `gateway.listen` speaks TLS itself

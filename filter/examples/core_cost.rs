@@ -89,6 +89,7 @@ fn config(auth: bool) -> FilterConfig {
         }),
         rate_limits: vec![],
         allowed_origins: vec![],
+        loopback_only: false,
         audit: auth,
         trace: false,
         upstream_timeout_ms: 10_000,

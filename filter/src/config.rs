@@ -113,6 +113,12 @@ pub struct FilterConfig {
     /// (non-browser clients) are not concerned.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub allowed_origins: Vec<String>,
+    /// Whether every listener of the gateway is on a loopback address: a
+    /// request must then name a loopback host (`localhost`, `127.0.0.1`,
+    /// `[::1]`), else 421. Against DNS rebinding, which `allowed_origins`
+    /// alone cannot stop for clients that send no `Origin`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub loopback_only: bool,
     /// Whether each authorization decision is recorded for the audit log
     /// (filter state the access log reads).
     #[serde(default)]

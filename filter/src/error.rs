@@ -40,6 +40,8 @@ pub enum McpError {
     Unauthorized(String),
     #[error("Forbidden: {0}")]
     Forbidden(String),
+    #[error("Misdirected request: Host {0:?} is not this machine's, and the gateway listens on loopback only (DNS rebinding defence); call it as localhost or 127.0.0.1")]
+    MisdirectedHost(String),
     #[error("Insufficient scope: this endpoint needs a token with scope {0:?}")]
     InsufficientScope(String),
     #[error("Rate limit exceeded: limit {limit:?} allows {per_minute} requests per minute (burst {burst}); retry after {retry_after_secs} s")]
@@ -71,6 +73,7 @@ impl McpError {
             McpError::UpstreamUnavailable { .. } => (-32603, 200),
             McpError::Unauthorized(_) => (-32001, 401),
             McpError::Forbidden(_) | McpError::InsufficientScope(_) => (-32003, 403),
+            McpError::MisdirectedHost(_) => (-32600, 421),
             McpError::RateLimited { .. } => (-32029, 429),
             McpError::Internal(_) => (-32603, 500),
         }

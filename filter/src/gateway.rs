@@ -20,7 +20,9 @@ use crate::policy::{Applicable, Caller, Kind, Verdict};
 use crate::ratelimit::{self, Bucket, Subject};
 use crate::error::McpError;
 use crate::jsonrpc::{self, Message};
+use crate::origin::{authority_host, is_loopback_name, same_origin};
 use crate::relay;
+use crate::revocation::Slot;
 use crate::session::{Sealer, SessionError, SessionState, UpstreamSession};
 use crate::sse;
 
@@ -56,6 +58,11 @@ pub struct RequestHead {
     pub jwt_failure: Option<String>,
     /// The browser origin the request came from.
     pub origin: Option<String>,
+    /// The host the request names (`:authority`, the `Host` header).
+    pub host: Option<String>,
+    /// Whether its session was ended by a DELETE (`revocation.rs`): the
+    /// glue looks it up in Envoy's shared data.
+    pub session_ended: bool,
     /// Who the client certificate Envoy verified names (its first URI SAN,
     /// else DNS SAN, else subject), on a TLS connection with one.
     pub peer_certificate: Option<String>,
@@ -494,6 +501,9 @@ impl Gateway {
     /// Decides on the request headers alone, and records who the caller is
     /// in `head.caller`.
     pub fn on_headers(&self, head: &mut RequestHead) -> HeadAction {
+        if let Err(e) = self.check_host(head) {
+            return HeadAction::Reply(error_reply(None, &e));
+        }
         let path = head.path.split('?').next().unwrap_or_default();
         if let Some(reply) = self.resource_metadata(&head.method, path) {
             return HeadAction::Reply(reply);
@@ -544,13 +554,29 @@ impl Gateway {
         calls
     }
 
-    /// Browsers send `Origin`; only listed origins may call. This is what
-    /// keeps a web page that rebinds its DNS name to the gateway's address
-    /// from calling tools with the browser as its proxy.
+    /// A gateway that listens on loopback only is for this machine's
+    /// clients, which name it `localhost` or by a loopback address. A request
+    /// naming another host came through a name that resolves to loopback
+    /// without being it: a web page that rebound its DNS name to the
+    /// gateway's address, using the browser as its proxy (DNS rebinding).
+    fn check_host(&self, head: &RequestHead) -> Result<(), McpError> {
+        let Some(host) = head.host.as_deref().filter(|h| !h.is_empty()) else { return Ok(()) };
+        if !self.config.loopback_only || is_loopback_name(authority_host(host)) {
+            return Ok(());
+        }
+        Err(McpError::MisdirectedHost(bounded(host).to_string()))
+    }
+
+    /// Browsers send `Origin`; the gateway's own origin (the one the request
+    /// names as its host) and the listed ones may call. This is what keeps a
+    /// web page from calling tools with the browser as its proxy.
     fn check_origin(&self, head: &RequestHead) -> Result<(), McpError> {
         let Some(origin) = head.origin.as_deref() else { return Ok(()) };
         let allowed = &self.config.allowed_origins;
         if allowed.iter().any(|a| a == "*" || a.eq_ignore_ascii_case(origin.trim_end_matches('/'))) {
+            return Ok(());
+        }
+        if head.host.as_deref().is_some_and(|host| same_origin(origin, host)) {
             return Ok(());
         }
         Err(McpError::Forbidden(format!(
@@ -731,14 +757,15 @@ impl Gateway {
     /// end its upstream sessions have come back (or failed; the client's
     /// session ends either way).
     ///
-    /// The id itself stays cryptographically valid until it expires (nothing
-    /// is stored), but the upstream sessions it carries are gone, so their
-    /// servers answer a replayed id with 404 and the client starts afresh.
-    pub fn end_session(&self, head: &RequestHead, now: Now) -> (Reply, Vec<Callout>) {
+    /// The id itself would open until it expires (nothing is stored with
+    /// it), so the session is also returned as ended until then, for the glue
+    /// to record (`revocation.rs`): its later requests get 404.
+    pub fn end_session(&self, head: &RequestHead, now: Now) -> (Reply, Vec<Callout>, Option<(Slot, u64)>) {
         let state = match self.open_session(head, now) {
             Ok(s) => s,
-            Err(e) => return (error_reply(None, &e), Vec::new()),
+            Err(e) => return (error_reply(None, &e), Vec::new(), None),
         };
+        let ended = head.session_id.as_deref().and_then(Slot::of).map(|slot| (slot, state.issued_at.saturating_add(self.config.session.ttl_seconds)));
         let callouts = self
             .config
             .servers
@@ -755,7 +782,7 @@ impl Gateway {
                 Some(c)
             })
             .collect();
-        (Reply { status: 204, headers: Vec::new(), body: Vec::new() }, callouts)
+        (Reply { status: 204, headers: Vec::new(), body: Vec::new() }, callouts, ended)
     }
 
     /// Refuses a body that has grown past the limit, before it is all read.
@@ -920,6 +947,9 @@ impl Gateway {
             }
         }
         let token = head.session_id.as_deref().ok_or(McpError::MissingSession)?;
+        if head.session_ended {
+            return Err(McpError::SessionNotFound("it was ended by a DELETE".into()));
+        }
         // A session id is immutable: once opened, what it holds is kept for
         // its next requests (decrypting is most of a call's cost), and only
         // its age is checked again.
@@ -1032,7 +1062,10 @@ impl Gateway {
         let upstream_server = self.server(server).ok_or_else(|| McpError::Internal("route to a missing server".into()))?;
         let mut forward =
             Forward { request_id: id.to_string(), server, upstream_session: None, upstream_version: None, body, mcp_name: None, bridge: false, mcp_method: None };
-        if session.version == STATELESS_VERSION && (upstream_server.stateful || !upstream_server.modern) {
+        // A server that speaks 2026-07-28 takes such requests as they are,
+        // whether or not it also keeps sessions for handshake-era clients;
+        // only one that does not speak it needs the bridge.
+        if session.version == STATELESS_VERSION && !upstream_server.modern {
             if self.config.events.is_none() {
                 return Err(McpError::UpstreamUnavailable {
                     server: upstream_server.name.clone(),

@@ -23,6 +23,7 @@ use crate::gateway::{error_reply, scrape_reply, Page, Audit, BodyAction, Callout
 use crate::metrics::{self, Tally, Update};
 use crate::ratelimit::{self, Bucket};
 use crate::relay::SseRelay;
+use crate::revocation::Slot;
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Info);
@@ -291,6 +292,24 @@ impl Request {
         None
     }
 
+    /// Records a session as ended until `until`, in Envoy's shared data
+    /// (`revocation.rs`), with compare-and-swap as for rate limits.
+    fn record_ended(&self, slot: &Slot, until: u64) {
+        let now = self.now().unix_secs;
+        for _attempt in 0..64 {
+            let (stored, cas) = self.get_shared_data(&slot.key);
+            let next = slot.with_ended(stored.as_deref(), until, now);
+            match self.set_shared_data(&slot.key, Some(&next), cas) {
+                Ok(()) => return,
+                Err(Status::CasMismatch) => continue,
+                Err(status) => {
+                    log::warn!("mcp filter: an ended session could not be recorded ({status:?}); its id opens until it expires");
+                    return;
+                }
+            }
+        }
+    }
+
     /// The headers a server is sent besides the request's own: its
     /// credentials from the catalog.
     fn add_server_headers(&self, server: &UpstreamServer) {
@@ -510,9 +529,15 @@ impl HttpContext for Request {
             jwt_payload: header(JWT_PAYLOAD_HEADER),
             jwt_failure: None,
             origin: header("origin"),
+            host: header(":authority"),
+            session_ended: false,
             peer_certificate: None,
             caller: None,
         };
+        if let Some(slot) = self.head.session_id.as_deref().and_then(Slot::of) {
+            let now = self.now().unix_secs;
+            self.head.session_ended = self.get_shared_data(&slot.key).0.is_some_and(|stored| slot.ended(&stored, now));
+        }
         if gw.config().auth.as_ref().is_some_and(|a| a.client_certificates) {
             let property = |name: &str| {
                 self.get_property(vec!["connection", name]).map(|b| String::from_utf8_lossy(&b).into_owned()).filter(|v| !v.is_empty())
@@ -593,7 +618,10 @@ impl HttpContext for Request {
                 }
             },
             HeadAction::EndSession => {
-                let (reply, callouts) = gw.end_session(&self.head, self.now());
+                let (reply, callouts, ended) = gw.end_session(&self.head, self.now());
+                if let Some((slot, until)) = ended {
+                    self.record_ended(&slot, until);
+                }
                 let tokens = self.dispatch(&gw, &callouts, Self::timeout(&gw));
                 self.state = State::Confirming { reply, tokens };
                 self.advance(&gw);

@@ -19,9 +19,11 @@ pub mod error;
 pub mod gateway;
 pub mod jsonrpc;
 pub mod metrics;
+pub mod origin;
 pub mod policy;
 pub mod ratelimit;
 pub mod relay;
+pub mod revocation;
 pub mod session;
 pub mod sse;
 

@@ -97,6 +97,8 @@ fn run(f: &Fixture, data: &[u8]) {
         jwt_failure: (sel[7] & 1 == 1).then(|| header.clone()),
         origin: pick(sel[7] >> 1, &[None, Some("https://app.example"), Some("https://app.example/")], &header),
         peer_certificate: pick(sel[8], &[None, Some("spiffe://example.org/ns/dev/sa/carol"), Some("alice")], &header),
+        host: pick(sel[8] >> 2, &[Some("localhost:4444"), Some("127.0.0.1:4444"), None, Some("[::1]:4444")], &header),
+        session_ended: sel[8] & 0x40 != 0,
         caller: None,
     };
     let now = Now { unix_secs: NOW, entropy: u64::from(sel[7]) };

@@ -192,6 +192,7 @@ pub fn stateful_config() -> FilterConfig {
         authorization: Some(authorization()),
         rate_limits: rate_limits(),
         allowed_origins: globs(&["https://app.example"]),
+        loopback_only: true,
         audit: true,
         trace: true,
         upstream_timeout_ms: 1000,

@@ -48,6 +48,7 @@ fn config() -> FilterConfig {
         authorization: None,
         rate_limits: vec![],
         allowed_origins: vec![],
+        loopback_only: false,
         audit: false,
         trace: false,
     }
@@ -278,8 +279,11 @@ fn ending_a_session_ends_its_upstream_sessions() {
     let gw = Gateway::new(config()).unwrap();
     let token = session(&gw, false);
     let delete = RequestHead { method: "DELETE".into(), content_type: None, ..post(Some(&token)) };
-    let (reply, callouts) = gw.end_session(&delete, NOW);
+    let (reply, callouts, ended) = gw.end_session(&delete, NOW);
     assert_eq!(reply.status, 204);
+    // Recorded as ended until the id would expire (issued at NOW, TTL 60 s).
+    let (slot, until) = ended.unwrap();
+    assert_eq!((slot, until), (crate::revocation::Slot::of(&token).unwrap(), NOW.unix_secs + 60));
     // Only `a` issued a session id; `b` is stateless and has nothing to end.
     assert_eq!(callouts.len(), 1);
     let c = &callouts[0];
@@ -288,10 +292,47 @@ fn ending_a_session_ends_its_upstream_sessions() {
     assert!(c.headers.contains(&("mcp-session-id", "sid-a".into())));
     assert!(c.body.is_empty());
 
-    let (reply, callouts) = gw.end_session(&RequestHead { session_id: None, ..delete.clone() }, NOW);
-    assert_eq!((reply.status, callouts.len()), (400, 0));
-    let (reply, callouts) = gw.end_session(&RequestHead { session_id: Some("k.forged".into()), ..delete }, NOW);
-    assert_eq!((reply.status, callouts.len()), (404, 0));
+    let (reply, callouts, ended) = gw.end_session(&RequestHead { session_id: None, ..delete.clone() }, NOW);
+    assert_eq!((reply.status, callouts.len(), ended), (400, 0, None));
+    let (reply, callouts, ended) = gw.end_session(&RequestHead { session_id: Some("k.forged".into()), ..delete.clone() }, NOW);
+    assert_eq!((reply.status, callouts.len(), ended), (404, 0, None));
+
+    // Once recorded, the session's requests get 404, as an unknown one's.
+    let after = RequestHead { session_ended: true, ..post(Some(&token)) };
+    let body = br#"{"jsonrpc":"2.0","id":2,"method":"tools/list"}"#;
+    match gw.on_body(&after, body, NOW) {
+        BodyAction::Reply(r) => {
+            assert_eq!(r.status, 404);
+            assert!(String::from_utf8_lossy(&r.body).contains("ended by a DELETE"));
+        }
+        other => panic!("expected 404, got {other:?}"),
+    }
+    let (reply, callouts, _) = gw.end_session(&RequestHead { session_ended: true, ..delete }, NOW);
+    assert_eq!((reply.status, callouts.len()), (404, 0), "a second DELETE finds nothing to end");
+}
+
+#[test]
+fn a_loopback_gateway_answers_only_to_loopback_names_and_its_own_origin() {
+    let gw = Gateway::new(FilterConfig { loopback_only: true, ..config() }).unwrap();
+    let head = |host: Option<&str>, origin: Option<&str>| RequestHead { host: host.map(str::to_string), origin: origin.map(str::to_string), ..post(None) };
+    let status = |mut h: RequestHead| match gw.on_headers(&mut h) {
+        HeadAction::Reply(r) => r.status,
+        _ => 0,
+    };
+    // The conformance suite's dns-rebinding-protection scenario, both ways.
+    assert_eq!(status(head(Some("localhost:4444"), Some("http://localhost:4444"))), 0, "the gateway's own origin passes");
+    assert_eq!(status(head(Some("evil.example.com"), Some("http://evil.example.com"))), 421);
+    assert_eq!(status(head(Some("evil.example.com:4444"), None)), 421, "no Origin: the Host alone gives the rebinding away");
+    assert_eq!(status(head(Some("127.0.0.1:4444"), None)), 0);
+    assert_eq!(status(head(Some("[::1]:4444"), None)), 0);
+    assert_eq!(status(head(Some("localhost:4444"), Some("http://localhost:3000"))), 403, "another local origin is another origin");
+    assert_eq!(status(head(None, None)), 0);
+    // Not on loopback only: any Host (a load balancer's name); origins as before.
+    let open = Gateway::new(config()).unwrap();
+    let mut h = head(Some("gw.example.com"), Some("https://gw.example.com"));
+    assert_eq!(open.on_headers(&mut h), HeadAction::ReadBody);
+    let mut h = head(Some("gw.example.com"), Some("https://other.example"));
+    assert!(matches!(open.on_headers(&mut h), HeadAction::Reply(r) if r.status == 403));
 }
 
 /// Where a request went: (server, the body sent if it changed), or the error code.
