@@ -76,18 +76,28 @@ def panels() -> list[tuple[str, str]]:
 
 
 def test_the_dashboard_and_alerts_work_on_real_metrics(gateway, prometheus):
+    # Earlier tests called tools too: the calls here must show as a rate,
+    # so Prometheus sees the series before them and again after.
+    calls = 'sum(mcp_requests_total{method="tools/call", tool="echo__add"})'
+
+    def counted():
+        r = prometheus.query(calls)["data"]["result"]
+        return float(r[0]["value"][1]) if r else 0.0
+
     s = RawSession(gateway.url)
     s.initialize()
-    for i in range(5):
+    # The series exists (earlier tests may not have made it) and Prometheus
+    # has it, before the calls whose rate the panels must show.
+    assert s.request("tools/call", {"name": "echo__add", "arguments": {"a": 0, "b": 0}})["result"]
+    wait_until("the first call in Prometheus", lambda: counted() >= 1, timeout=30)
+    before = counted()
+    for i in range(20):
         assert s.request("tools/call", {"name": "echo__add", "arguments": {"a": i, "b": 1}})["result"]
     s.request("tools/list")
     # An unknown tool: a JSON-RPC error the gateway answers itself.
     assert s.request("tools/call", {"name": "echo__nope", "arguments": {}})["error"]["code"] == -32602
     # Two scrapes after the traffic, and a stats flush for the histograms (5 s).
-    def scraped():
-        r = prometheus.query('sum(mcp_requests_total{method="tools/call", tool="echo__add"})')["data"]["result"]
-        return r and float(r[0]["value"][1]) >= 5
-    wait_until("the calls in Prometheus", scraped, timeout=30)
+    wait_until("the calls in Prometheus", lambda: counted() >= before + 20, timeout=30)
     wait_until("the latency histogram in Prometheus", lambda: prometheus.query('mcp_request_duration_milliseconds_count{method="tools/call"}')["data"]["result"], timeout=30)
     time.sleep(3)  # a few more scrapes, so that rate() has points on both sides
 
@@ -99,7 +109,7 @@ def test_the_dashboard_and_alerts_work_on_real_metrics(gateway, prometheus):
             empty.append(title)
     assert not empty, f"panels without data after traffic: {empty}"
     top = prometheus.query(grafana_expr(next(e for t, e in panels() if t == "Tool calls by tool (top 10)")))["data"]["result"]
-    assert any(r["metric"].get("tool") == "echo__add" for r in top)
+    assert any(r["metric"].get("tool") == "echo__add" for r in top), top
 
     # Every rule evaluates without error, and nothing fires on a healthy gateway.
     def evaluated():

@@ -202,6 +202,24 @@ def test_only_listed_origins_may_call(gateway, secured):
     assert ok.status_code == 200, ok.text
 
 
+def test_a_loopback_gateway_refuses_foreign_host_names(gateway, secured):
+    """DNS rebinding: a page whose name resolves to the gateway's loopback
+    address sends its own name as Host, with or without an Origin. The
+    gateway listens on 127.0.0.1, so only loopback names may be used, on the
+    MCP endpoint and the operator's pages alike; its own origin passes."""
+    init = jsonrpc("initialize", {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "0"}})
+    port = gateway.ports["listen"]
+    for host, origin in (("evil.example.com", None), (f"evil.example.com:{port}", f"http://evil.example.com:{port}"), ("10.1.2.3", None)):
+        headers = {**HEADERS, "host": host, **({"origin": origin} if origin else {})}
+        r = httpx.post(gateway.url, content=init, headers=headers, timeout=10)
+        assert r.status_code == 421, (host, r.status_code, r.text)
+        assert r.json()["error"]["code"] == -32600 and "DNS rebinding" in r.json()["error"]["message"]
+        assert httpx.get(f"{gateway.base}/servers", headers={"host": host}, timeout=10).status_code == 421
+    for host in (f"localhost:{port}", f"127.0.0.1:{port}"):
+        r = httpx.post(gateway.url, content=init, headers={**HEADERS, **bearer(ALICE), "host": host, "origin": f"http://{host}"}, timeout=10)
+        assert r.status_code == 200, (host, r.text)
+
+
 def test_a_rate_limit_holds_across_envoys_workers(gateway, secured):
     """Four clients on their own connections (Envoy runs two workers) call
     as fast as they can for 10 s; the number let through must be the burst

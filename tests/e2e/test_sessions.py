@@ -20,11 +20,25 @@ def test_delete_ends_the_upstream_sessions(gateway):
     assert (r.status_code, r.text) == (204, "")
     assert closed_upstream_sessions(gateway) == closed_before + 1, "server-everything saw its session end"
 
-    # The id cannot be used again: the upstream session it carried is gone.
-    # server-everything answers an unknown session with 400 (the spec says
-    # 404); the gateway relays the upstream's answer as it is.
-    r = s.post('{"jsonrpc":"2.0","id":9,"method":"tools/call","params":{"name":"everything__echo","arguments":{"message":"x"}}}')
-    assert r.status_code in (400, 404), r.text
+    # The id cannot be used again: every request naming it gets 404, as an
+    # ended session's must, whether the gateway would answer it itself
+    # (tools/list), route it (tools/call) or hand it to the control plane
+    # (the GET stream); and nothing reaches a server.
+    upstream = lambda: sum(gateway.envoy_stat(f"cluster.{c}.upstream_rq_total") for c in ("mcp_echo", "mcp_everything", "gateway_admin"))  # noqa: E731
+    before = upstream()
+    for body in ('{"jsonrpc":"2.0","id":9,"method":"tools/list"}',
+                 '{"jsonrpc":"2.0","id":9,"method":"tools/call","params":{"name":"everything__echo","arguments":{"message":"x"}}}'):
+        r = s.post(body)
+        assert r.status_code == 404 and r.json()["error"]["code"] == -32001, r.text
+        assert "ended by a DELETE" in r.json()["error"]["message"]
+    stream = httpx.get(gateway.url, headers={"mcp-session-id": s.session_id, "accept": "text/event-stream"}, timeout=10)
+    assert stream.status_code == 404, stream.text
+    assert httpx.delete(gateway.url, headers={"mcp-session-id": s.session_id}).status_code == 404
+    assert upstream() == before
+    # Another session is not concerned.
+    other = RawSession(gateway.url)
+    other.initialize()
+    assert other.request("tools/call", {"name": "echo__echo", "arguments": {"text": "still here"}})["result"]["content"][0]["text"] == "still here"
 
 
 def test_delete_needs_a_valid_session(gateway):
