@@ -4,7 +4,10 @@ upstream is up; the control plane pings each HTTP server in its own session
 (every 2 s in these tests, 2 failures in a row), and a server that stops
 answering leaves tools/list until it is back."""
 
+import time
+
 import httpx
+import pytest
 
 from conftest import BASE_SERVERS, RawSession, wait_until
 
@@ -47,20 +50,31 @@ def test_a_broken_catalog_makes_the_gateway_unready_until_fixed(gateway):
     wait_until("readiness back", lambda: ready(gateway).status_code == 200, timeout=30)
 
 
-def test_a_server_that_stops_answering_leaves_the_lists_until_it_is_back(gateway):
+@pytest.mark.parametrize("era", ["handshake", "2026-07-28 only"])
+def test_a_server_that_stops_answering_leaves_the_lists_until_it_is_back(gateway, era):
+    """In both eras: a server of the 2026-07-28 revision only is checked
+    with server/discover instead of ping in a session."""
     base = BASE_SERVERS(gateway.ports)
     third = {"name": "third", "url": f"http://127.0.0.1:{gateway.ports['third']}/mcp"}
-    gateway.echo_server("third", gateway.ports["third"])
+    flags = ["--modern-only"] if era == "2026-07-28 only" else []
+    gateway.echo_server("third", gateway.ports["third"], "/mcp", *flags)
+    log = gateway.procs["control-plane"].log
     try:
         gateway.write_catalog_and_wait(base + [third], "a catalog with a third server")
         wait_until("third's tools listed", lambda: "third__add" in tools(gateway), timeout=30)
         assert upstream_up(gateway, "third") == "1"
+        # While it answers, its checks pass: three check periods (2 s each
+        # here) without a failure.
+        seen = len(log.read_text())
+        time.sleep(6)
+        failed = [line for line in log.read_text()[seen:].splitlines() if "health check failed" in line and '"third"' in line]
+        assert not failed, f"health checks of a server that answers failed: {failed[:2]}"
         gateway.stop("third")
         wait_until("third's tools gone", lambda: "third__add" not in tools(gateway), timeout=60)
         assert upstream_up(gateway, "third") == "0"
         assert {"echo__add", "everything__echo"} <= tools(gateway), "the other servers stay"
         assert ready(gateway).status_code == 200, "other servers are up: still ready"
-        gateway.echo_server("third", gateway.ports["third"])
+        gateway.echo_server("third", gateway.ports["third"], "/mcp", *flags)
         wait_until("third's tools back", lambda: "third__add" in tools(gateway), timeout=60)
         assert upstream_up(gateway, "third") == "1"
     finally:
