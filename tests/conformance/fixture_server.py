@@ -887,6 +887,28 @@ def security_settings(protect: bool, extra_hosts: list[str]) -> TransportSecurit
     return TransportSecuritySettings(enable_dns_rebinding_protection=True, allowed_hosts=hosts, allowed_origins=origins)
 
 
+def handshake_only(app):
+    """The app as a server of the handshake era alone answers: a request
+    naming a 2026-07-28 revision in its MCP-Protocol-Version header gets 400
+    (unsupported version), so clients and gateways fall back to initialize."""
+
+    async def wrapped(scope, receive, send):
+        if scope["type"] == "http":
+            version = dict(scope.get("headers") or []).get(b"mcp-protocol-version", b"").decode("latin-1")
+            if version in MODERN_PROTOCOL_VERSIONS:
+                body = json.dumps({
+                    "jsonrpc": "2.0",
+                    "id": None,
+                    "error": {"code": -32600, "message": f"Bad Request: unsupported protocol version {version}"},
+                }).encode()
+                await send({"type": "http.response.start", "status": 400, "headers": [(b"content-type", b"application/json")]})
+                await send({"type": "http.response.body", "body": body})
+                return
+        await app(scope, receive, send)
+
+    return wrapped
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
@@ -903,6 +925,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--allowed-host", action="append", default=[], help="extra accepted Host/Origin name (repeatable)")
     parser.add_argument("--no-dns-rebinding-protection", action="store_true", help="accept any Host/Origin")
     parser.add_argument("--no-event-store", action="store_true", help="disable resumability (no SSE ids/priming events)")
+    parser.add_argument(
+        "--handshake-only",
+        action="store_true",
+        help="serve the handshake era only, as servers built before 2026-07-28 do: requests of that revision get 400",
+    )
     parser.add_argument("--log-level", default="warning", choices=("debug", "info", "warning", "error"))
     args = parser.parse_args(argv)
 
@@ -917,6 +944,9 @@ def main(argv: list[str] | None = None) -> int:
         host=args.host,
         session_idle_timeout=600.0,
     )
+
+    if args.handshake_only:
+        app = handshake_only(app)
 
     import uvicorn
 

@@ -51,17 +51,34 @@ def run_suite(url: str, *extra: str) -> tuple[dict[str, bool], str]:
 
 
 @pytest.fixture(scope="module")
-def fixture_url(gateway):
-    port = free_port()
-    gateway.start("conformance-fixture", [str(PYTHON), str(HERE / "fixture_server.py"), "--host", "127.0.0.1", "--port", str(port)])
-    wait_until("the conformance fixture", lambda: socket.create_connection(("127.0.0.1", port), timeout=1).close() or True)
-    url = f"http://127.0.0.1:{port}/mcp"
-    gateway.write_catalog_and_wait([{"name": "conformance", "url": url, "prefix": False}], "the gateway with the conformance fixture alone")
-    wait_until("the fixture discovered", lambda: gateway.servers_ready({"conformance"}), timeout=30)
-    yield url
+def fixtures(gateway):
+    """Two fixture servers: one of both eras, one of the handshake era only
+    (as servers built before 2026-07-28 are)."""
+    urls = {}
+    for kind, flags in (("both eras", []), ("handshake only", ["--handshake-only"])):
+        port = free_port()
+        gateway.start(f"conformance-fixture ({kind})", [str(PYTHON), str(HERE / "fixture_server.py"), "--host", "127.0.0.1", "--port", str(port), *flags])
+        wait_until(f"the conformance fixture ({kind})", lambda: socket.create_connection(("127.0.0.1", port), timeout=1).close() or True)
+        urls[kind] = f"http://127.0.0.1:{port}/mcp"
+    yield urls
     gateway.write_catalog(BASE_SERVERS(gateway.ports))
     wait_until("the base catalog back", lambda: gateway.servers_ready({"echo", "everything"}), timeout=30)
-    gateway.stop("conformance-fixture")
+    for kind in urls:
+        gateway.stop(f"conformance-fixture ({kind})")
+
+
+def behind_the_gateway(gateway, url: str) -> None:
+    """The gateway with this fixture as its one server, without a prefix."""
+    if gateway.admin("/servers")["servers"] and gateway.admin("/servers")["servers"][0]["url"] == url:
+        return
+    gateway.write_catalog_and_wait([{"name": "conformance", "url": url, "prefix": False}], f"the gateway with the fixture at {url} alone")
+    wait_until("the fixture discovered", lambda: gateway.servers_ready({"conformance"}), timeout=30)
+
+
+@pytest.fixture
+def fixture_url(gateway, fixtures):
+    behind_the_gateway(gateway, fixtures["both eras"])
+    return fixtures["both eras"]
 
 
 @pytest.mark.parametrize("era", ["2025-11-25", "2026-07-28"])
@@ -75,6 +92,25 @@ def test_the_conformance_suite_passes_through_the_gateway_as_it_passes_directly(
     lost = sorted(name for name, ok in direct.items() if ok and not through.get(name, False))
     assert not lost, f"scenarios that pass directly but fail through the gateway ({through_total}): {lost}"
     assert set(through) == set(direct), "the same scenarios ran"
+
+
+def test_a_2026_client_passes_the_suite_through_the_era_bridge(gateway, fixtures):
+    """A 2026-07-28 client (the suite with --spec-version 2026-07-28) and a
+    server of the handshake era only: every request goes through the control
+    plane's era bridge (an upstream session per request). Every scenario the
+    suite passes against the fixture of both eras directly must pass so."""
+    behind_the_gateway(gateway, fixtures["handshake only"])
+    status = gateway.admin("/servers")["servers"][0]
+    assert status["state"] == "ready", status
+    extra = ("--spec-version", "2026-07-28")
+    direct, direct_total = run_suite(fixtures["both eras"], *extra)
+    bridged_before = gateway.envoy_stat("cluster.gateway_admin.upstream_rq_total")
+    through, through_total = run_suite(gateway.url, *extra)
+    bridged = gateway.envoy_stat("cluster.gateway_admin.upstream_rq_total") - bridged_before
+    SUMMARIES.append(f"conformance suite, active, 2026-07-28 client, handshake-era server: directly (both eras): {direct_total}; through the bridge: {through_total}")
+    assert bridged > 10, f"only {bridged} requests went through the bridge: the path under test was not taken"
+    lost = sorted(name for name, ok in direct.items() if ok and not through.get(name, False))
+    assert not lost, f"scenarios that pass directly but fail through the era bridge ({through_total}): {lost}"
 
 
 @pytest.mark.parametrize("get_opens", ["before the call", "during the call"])
