@@ -105,3 +105,21 @@ def test_every_server_of_the_example_catalog_answers_in_every_client_mode(make_r
     found = modes.probe(ENDPOINT, {server: (tool, args) for server, (tool, args, _) in CALLS.items()})
     bad = modes.failures(found, {server: expect for server, (_, _, expect) in CALLS.items()})
     assert not bad, "servers that did not answer:\n" + "\n".join(bad)
+
+
+def test_the_tls_endpoint_the_readme_names_answers_with_the_development_certificate(make_run):
+    """README: "served over TLS on https://localhost:4443/mcp with a
+    development certificate that make run makes in .run/tls"; curl with
+    --cacert, as it says."""
+    readme = README.read_text()
+    assert "https://localhost:4443/mcp" in readme and "--cacert .run/tls/ca.crt" in readme
+    init = '{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"curl","version":"0"}}}'
+    done = subprocess.run(
+        ["curl", "-sS", "--cacert", ".run/tls/ca.crt", "-H", "content-type: application/json", "-H", "accept: application/json, text/event-stream",
+         "-d", init, "-w", "\n%{http_code} %{http_version}", "https://localhost:4443/mcp"],
+        cwd=ROOT, capture_output=True, text=True, timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    body, _, status = done.stdout.rpartition("\n")
+    assert status.split()[0] == "200", done.stdout
+    assert '"serverInfo"' in body and "mcp-gateway" in body
