@@ -11,7 +11,9 @@ RUN cargo build --locked --release -p mcp-control-plane -p mcp-echo-server \
  && cargo build --locked -p mcp-filter --target wasm32-unknown-unknown --profile wasm-release
 
 FROM node:22-bookworm-slim
-RUN apt-get update && apt-get install -y --no-install-recommends python3 python3-venv \
+# ca-certificates: the system's CAs, which the control plane trusts for
+# https:// servers without a tls.ca_file of their own (the slim image has none).
+RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates python3 python3-venv \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --system --uid 10001 --home-dir /nonexistent gateway
 WORKDIR /srv/mcp-gateway

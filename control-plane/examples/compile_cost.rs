@@ -69,6 +69,7 @@ fn main() {
             jwks: None,
             internal_token: "token",
             tls: None,
+            upstream_tls: &Default::default(),
             previous: None,
         };
         let start = Instant::now();

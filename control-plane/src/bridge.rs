@@ -66,7 +66,7 @@ pub async fn bridge(State(c): State<Controller>, Path(name): Path<String>, body:
         return refuse(StatusCode::NOT_FOUND, &id, format!("server {name:?} is not in the catalog"));
     };
     // The client's request: it counts as use of an on-demand server.
-    let mut session = Session::for_upstream(c.http(), &server).for_client();
+    let mut session = Session::for_upstream(&server).for_client();
     let init = match session.handshake(upstream_capabilities(&request), client_info(&request)).await {
         Ok(init) => init,
         Err(e) => {

@@ -373,6 +373,44 @@ pub struct Server {
     /// Off by default: MCP forbids passing a client's token through.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub forward_authorization: bool,
+    /// `https://` servers: the CAs its certificate must chain to, and the
+    /// certificate the gateway presents to it (mTLS).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<UpstreamTlsSettings>,
+}
+
+/// How the gateway verifies an `https://` server, and what it shows one that
+/// asks for a client certificate. Paths are relative to the catalog's
+/// directory; the control plane reads the files with the catalog, checks
+/// them every few seconds for a rotation, and sends their contents to Envoy
+/// (which may not share its disk). Envoy and the control plane verify the
+/// same way: these CAs (else the system's), the URL's host in the
+/// certificate's names, and SNI for a host name.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamTlsSettings {
+    /// PEM CA certificates its certificate must chain to, instead of the
+    /// system's: a private CA.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<String>,
+    /// PEM certificate chain presented to a server that requires one, and
+    /// its private key. Both or neither.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_cert_file: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_key_file: Option<String>,
+}
+
+impl UpstreamTlsSettings {
+    /// Its fields, each with its name: the CAs, the client certificate, its key.
+    pub fn fields(&self) -> [(&'static str, Option<&str>); 3] {
+        [("ca_file", self.ca_file.as_deref()), ("client_cert_file", self.client_cert_file.as_deref()), ("client_key_file", self.client_key_file.as_deref())]
+    }
+
+    /// The files it names, each with the field that names it.
+    pub fn files(&self) -> impl Iterator<Item = (&'static str, &str)> {
+        self.fields().into_iter().filter_map(|(field, f)| Some((field, f?)))
+    }
 }
 
 /// Headers sent to a server. The values are secrets: `Debug` shows names only.
@@ -492,11 +530,13 @@ impl Server {
     /// offers (and, when the control plane runs it, restarted).
     pub fn identity(&self) -> String {
         match self.runtime {
-            // Other credentials may be offered other tools.
-            Runtime::Http => serde_json::to_string(&(&self.url, &self.headers)).unwrap_or_default(),
+            // Other credentials may be offered other tools; another client
+            // certificate is another credential. (What the TLS files hold
+            // counts too, but this reads no file: see `upstream::Reach`.)
+            Runtime::Http => serde_json::to_string(&(&self.url, &self.headers, &self.tls)).unwrap_or_default(),
             Runtime::Sse | Runtime::Stdio => {
                 let launch = (
-                    (&self.runtime, &self.url, &self.command, &self.args, &self.env, &self.cwd),
+                    (&self.runtime, &self.url, &self.command, &self.args, &self.env, &self.cwd, &self.tls),
                     (&self.start, self.idle_timeout_seconds, self.discovery_timeout_seconds),
                 );
                 serde_json::to_string(&launch).unwrap_or_default()
@@ -661,6 +701,25 @@ fn validate_jwt(j: &JwtSettings, p: &mut Vec<String>) {
     if let Some(uri) = &j.jwks_uri {
         if parse_endpoint(uri).is_err() {
             p.push(format!("gateway.auth.jwt.jwks_uri: {uri:?} is not an http(s) URL"));
+        }
+    }
+}
+
+fn validate_upstream_tls(s: &Server, t: &UpstreamTlsSettings, at: &str, p: &mut Vec<String>) {
+    if s.runtime == Runtime::Stdio {
+        p.push(format!("{at}: tls is for servers reached at an https:// url (runtime http or sse)"));
+    } else if s.endpoint().is_ok_and(|ep| !ep.tls) {
+        p.push(format!("{at}: tls applies to https:// urls only, and this url is http://"));
+    }
+    if t.files().next().is_none() {
+        p.push(format!("{at}: tls: name ca_file, or client_cert_file and client_key_file (or leave tls out)"));
+    }
+    if t.client_cert_file.is_some() != t.client_key_file.is_some() {
+        p.push(format!("{at}: tls: set both client_cert_file and client_key_file, or neither"));
+    }
+    for (field, file) in t.files() {
+        if file.trim().is_empty() {
+            p.push(format!("{at}: tls.{field} must name a PEM file"));
         }
     }
 }
@@ -860,6 +919,9 @@ pub fn validate(c: &Catalog) -> Vec<String> {
         }
         if s.runtime == Runtime::Stdio && (!s.headers.is_empty() || s.forward_authorization) {
             p.push(format!("{at}: headers and forward_authorization are for runtime http or sse"));
+        }
+        if let Some(t) = &s.tls {
+            validate_upstream_tls(s, t, &at, &mut p);
         }
         for name in s.headers.0.keys() {
             let token = !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));

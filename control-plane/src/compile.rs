@@ -22,7 +22,7 @@ use envoy_types::pb::envoy::config::core::v3::HttpProtocolOptions as HttpProtoco
 use envoy_types::pb::envoy::extensions::upstreams::http::v3::{http_protocol_options, HttpProtocolOptions};
 use envoy_types::pb::envoy::config::core::v3::{
     address, config_source, socket_address, Address, AggregatedConfigSource, ApiVersion, AsyncDataSource, ConfigSource, DataSource,
-    ExtensionConfigSource, SocketAddress, TransportSocket, TypedExtensionConfig,
+    ExtensionConfigSource, SocketAddress, TypedExtensionConfig,
 };
 use envoy_types::pb::envoy::config::endpoint::v3::{lb_endpoint, ClusterLoadAssignment, Endpoint, LbEndpoint, LocalityLbEndpoints};
 use envoy_types::pb::envoy::config::listener::v3::{filter, Filter, FilterChain, Listener};
@@ -40,10 +40,6 @@ use envoy_types::pb::envoy::extensions::filters::network::http_connection_manage
     http_connection_manager, http_filter, HttpConnectionManager, HttpFilter, LocalReplyConfig, Rds, ResponseMapper,
 };
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::http_connection_manager::Tracing as HcmTracing;
-use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::subject_alt_name_matcher::SanType;
-use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{
-    common_tls_context, CertificateValidationContext, CommonTlsContext, SubjectAltNameMatcher, UpstreamTlsContext,
-};
 use envoy_types::pb::envoy::r#type::matcher::v3::{string_matcher, StringMatcher};
 use envoy_types::pb::envoy::extensions::wasm::v3::{plugin_config, PluginConfig, VmConfig};
 use envoy_types::pb::google::protobuf::{Any, BoolValue, Duration as PbDuration, StringValue, UInt32Value};
@@ -58,6 +54,7 @@ use sha2::{Digest, Sha256};
 
 use crate::catalog::{Catalog, DefaultDecision, Endpoint as UrlEndpoint, GatewaySettings, DEFAULT_LIMIT};
 use crate::discovery::Discovered;
+use crate::upstream::UpstreamTls;
 use crate::snapshot::{Snapshot, CLUSTER_TYPE, EXTENSION_CONFIG_TYPE, LISTENER_TYPE, ROUTE_TYPE, SECRET_TYPE};
 
 /// Name of the wasm filter in the HTTP connection manager and in ECDS.
@@ -99,6 +96,9 @@ pub struct Inputs<'a> {
     pub internal_token: &'a str,
     /// The content of the `gateway.tls` files, read by the caller.
     pub tls: Option<TlsMaterial<'a>>,
+    /// The content of each server's `tls` files, by server name, read by
+    /// the caller.
+    pub upstream_tls: &'a BTreeMap<String, UpstreamTls>,
     /// The filter configuration running now, if any: a name two servers
     /// expose stays with the one that had it ([`Dropped`]).
     pub previous: Option<&'a FilterConfig>,
@@ -165,7 +165,11 @@ pub fn compile(inputs: &Inputs<'_>) -> Result<Compiled, CompileError> {
         let bridge_base = format!("http://{}:{}", inputs.admin.0, inputs.admin.1);
         let ep = s.reach_endpoint(&bridge_base).map_err(|message| CompileError::Server { server: s.name.clone(), message })?;
         let cluster = cluster_name(&s.name);
-        let mut upstream = upstream_cluster(&cluster, &ep, &g.upstream_ca_file);
+        // A server the control plane stands in front of is reached over
+        // plain HTTP on the control plane's address: its TLS is the
+        // control plane's business.
+        let own_tls = inputs.upstream_tls.get(&s.name).filter(|_| !s.piped()).map(|t| (s.name.as_str(), t));
+        let mut upstream = upstream_cluster(&cluster, &ep, &g.upstream_ca_file, own_tls);
         if !s.piped() {
             limit_connections(&mut upstream, s.max_connections.unwrap_or(g.max_connections_per_server), s.idle_timeout_seconds.unwrap_or(g.idle_timeout_seconds));
         }
@@ -290,6 +294,10 @@ pub fn compile(inputs: &Inputs<'_>) -> Result<Compiled, CompileError> {
             hash.update(Sha256::digest(part.as_bytes()));
         }
     }
+    for (server, files) in inputs.upstream_tls {
+        hash.update(Sha256::digest(server.as_bytes()));
+        hash.update(files.digest().as_bytes());
+    }
     let version: String = hash.finalize().iter().take(8).map(|b| format!("{b:02x}")).collect();
     filter_config.version = version.clone();
     // Serialising a large configuration costs tens of milliseconds at a
@@ -326,8 +334,17 @@ pub fn compile(inputs: &Inputs<'_>) -> Result<Compiled, CompileError> {
     resources.insert(CLUSTER_TYPE.to_string(), clusters.into_iter().map(|c| (c.name.clone(), pack_any(c))).collect());
     resources.insert(EXTENSION_CONFIG_TYPE.to_string(), vec![(FILTER_NAME.to_string(), pack_any(filter))]);
     resources.insert(LISTENER_TYPE.to_string(), listeners.into_iter().map(|l| (l.name.clone(), pack_any(l))).collect());
-    if let (Some(material), Some(settings)) = (&inputs.tls, &g.tls) {
-        resources.insert(SECRET_TYPE.to_string(), tls::secrets(material, settings));
+    let mut secrets = match (&inputs.tls, &g.tls) {
+        (Some(material), Some(settings)) => tls::secrets(material, settings),
+        _ => Vec::new(),
+    };
+    for s in catalog.servers.iter().filter(|s| !s.piped()) {
+        if let Some(files) = inputs.upstream_tls.get(&s.name) {
+            secrets.extend(tls::upstream_secrets(&s.name, files));
+        }
+    }
+    if !secrets.is_empty() {
+        resources.insert(SECRET_TYPE.to_string(), secrets);
     }
     resources.insert(ROUTE_TYPE.to_string(), vec![(ROUTE_NAME.to_string(), pack_any(routes))]);
     let snapshot = Snapshot { version, resources };
@@ -521,36 +538,13 @@ fn limit_connections(c: &mut Cluster, max: u32, idle_seconds: u64) {
     c.typed_extension_protocol_options.insert("envoy.extensions.upstreams.http.v3.HttpProtocolOptions".into(), pack_any(options));
 }
 
-pub(crate) fn upstream_cluster(name: &str, ep: &UrlEndpoint, ca_file: &str) -> Cluster {
+/// A cluster for `ep`; over TLS for `https://`, verified against `ca_file`
+/// on Envoy's disk, or against the server's own `tls` files (`own`: its
+/// name and what they hold), sent over SDS.
+pub(crate) fn upstream_cluster(name: &str, ep: &UrlEndpoint, ca_file: &str, own: Option<(&str, &UpstreamTls)>) -> Cluster {
     let mut c = static_or_dns_cluster(name, &ep.host, ep.port);
     if ep.tls {
-        // Verify the upstream's certificate: the system's CAs, and a SAN
-        // matching the host of its URL.
-        let san = SubjectAltNameMatcher {
-            san_type: if ep.host.parse::<IpAddr>().is_ok() { SanType::IpAddress } else { SanType::Dns } as i32,
-            matcher: Some(StringMatcher { match_pattern: Some(string_matcher::MatchPattern::Exact(ep.host.clone())), ..Default::default() }),
-            ..Default::default()
-        };
-        let validation = CertificateValidationContext {
-            trusted_ca: Some(DataSource {
-                specifier: Some(envoy_types::pb::envoy::config::core::v3::data_source::Specifier::Filename(ca_file.to_string())),
-                ..Default::default()
-            }),
-            match_typed_subject_alt_names: vec![san],
-            ..Default::default()
-        };
-        let tls = UpstreamTlsContext {
-            sni: ep.host.clone(),
-            common_tls_context: Some(CommonTlsContext {
-                validation_context_type: Some(common_tls_context::ValidationContextType::ValidationContext(validation)),
-                ..Default::default()
-            }),
-            ..Default::default()
-        };
-        c.transport_socket = Some(TransportSocket {
-            name: "envoy.transport_sockets.tls".into(),
-            config_type: Some(envoy_types::pb::envoy::config::core::v3::transport_socket::ConfigType::TypedConfig(pack_any(tls))),
-        });
+        c.transport_socket = Some(tls::upstream(ep, ca_file, own));
     }
     c
 }

@@ -24,7 +24,7 @@ use crate::discovery::{self, Discovered};
 use crate::snapshot::SnapshotCache;
 use crate::runtime::Runtimes;
 use crate::streams::Served;
-use crate::upstream::Upstream;
+use crate::upstream::{self, Clients, Reach, Upstream};
 use mcp_filter::session::Sealer;
 
 /// What the controller is started with.
@@ -143,8 +143,9 @@ struct Inner {
     /// The session keys and servers of the configuration last published,
     /// for the clients' GET streams.
     served: RwLock<Option<Arc<Served>>>,
-    /// The client of upstream GET streams (no overall timeout: they are long).
-    http: reqwest::Client,
+    /// The HTTP clients of upstreams, one per TLS setting. None has an
+    /// overall timeout: GET streams and streamed answers last long.
+    clients: Clients,
     /// Tells `run` to retry unreachable servers soon (from 1 s), after a
     /// reload of its own found one down.
     retry_soon: tokio::sync::Notify,
@@ -159,8 +160,9 @@ struct Inner {
     /// Digests of the API keys that may change state through the admin
     /// API; `None` while the catalog turns authentication off.
     admin_keys: RwLock<Option<Vec<[u8; 32]>>>,
-    /// The TLS files of the catalog last loaded, and a digest of what they
-    /// held then: when it changes, the certificates are pushed again.
+    /// The TLS files of the catalog last loaded (the listener's and the
+    /// servers'), and a digest of what they held then: when it changes, the
+    /// certificates are pushed again and the servers concerned asked again.
     tls_files: std::sync::Mutex<(Vec<PathBuf>, Option<[u8; 32]>)>,
     /// The last catalog that compiled, and its filter configuration.
     last_good: RwLock<Option<LastGood>>,
@@ -169,6 +171,7 @@ struct Inner {
 /// The configuration running: what a failed reload goes back to.
 struct LastGood {
     catalog: Arc<Catalog>,
+    reach: Arc<Reach>,
     filter_config: Arc<mcp_filter::config::FilterConfig>,
 }
 
@@ -176,8 +179,14 @@ struct LastGood {
 struct Loaded {
     catalog: Catalog,
     jwks: Option<String>,
-    tls_files: Vec<PathBuf>,
+    /// The listener's certificate, key and client CAs, as they are named.
     tls: Vec<String>,
+    /// Every TLS file (the listener's, then the servers'), and a digest of
+    /// what they hold.
+    tls_files: Vec<PathBuf>,
+    tls_digest: [u8; 32],
+    /// The servers' clients, made for their TLS files.
+    reach: Reach,
 }
 
 impl Controller {
@@ -202,7 +211,7 @@ impl Controller {
                 global_limits: RwLock::default(),
                 tls_files: std::sync::Mutex::default(),
                 last_good: RwLock::default(),
-                http: reqwest::Client::new(),
+                clients: Clients::default(),
                 changed: Default::default(),
                 runtimes,
                 runtime_changes: std::sync::Mutex::new(Some(runtime_changes)),
@@ -291,10 +300,6 @@ impl Controller {
         self.inner.served.read().ok().and_then(|s| s.clone())
     }
 
-    pub fn http(&self) -> reqwest::Client {
-        self.inner.http.clone()
-    }
-
     pub fn status(&self) -> Status {
         self.inner.status.read().map(|s| s.clone()).unwrap_or_default()
     }
@@ -344,11 +349,11 @@ impl Controller {
         let catalog = &loaded.catalog;
         let session = session_config(catalog, &s.fallback_session_key);
         let sealer = Sealer::new(&session).map_err(|e| format!("{path}: gateway.session_key: {e}"))?;
+        let reach = &loaded.reach;
         // Start what the catalog adds, restart what it changes, stop what it
         // drops, before asking them what they offer.
-        self.inner.runtimes.sync(catalog);
+        self.inner.runtimes.sync(catalog, reach);
         let known = self.inner.known.lock().map(|k| k.clone()).unwrap_or_default();
-        let base = self.bridge_base();
         // An on-demand server that is not running keeps what it offered last
         // time: asking again would start it.
         let asleep: Vec<String> = catalog
@@ -368,7 +373,7 @@ impl Controller {
             }
             other => other,
         };
-        let (tools, mut servers) = discover(catalog, &known, which, &base, &s.internal_token).await;
+        let (tools, mut servers) = discover(catalog, &known, which, reach).await;
         let previous = self.inner.last_good.read().ok().and_then(|g| g.as_ref().map(|g| Arc::clone(&g.filter_config)));
         let inputs = Inputs {
             catalog,
@@ -384,14 +389,18 @@ impl Controller {
                 [cert, key, ca] => Some(TlsMaterial { cert, key, client_ca: Some(ca) }),
                 _ => None,
             },
+            upstream_tls: &reach.files,
             previous: previous.as_deref(),
         };
         let compiled = match compile(&inputs) {
             Ok(c) => c,
             Err(e) => {
                 // The processes go back to what the running configuration names.
-                let good = self.inner.last_good.read().ok().and_then(|g| g.as_ref().map(|g| Arc::clone(&g.catalog)));
-                self.inner.runtimes.sync(good.as_deref().unwrap_or(&Catalog::default()));
+                let good = self.inner.last_good.read().ok().and_then(|g| g.as_ref().map(|g| (Arc::clone(&g.catalog), Arc::clone(&g.reach))));
+                match good {
+                    Some((catalog, reach)) => self.inner.runtimes.sync(&catalog, &reach),
+                    None => self.inner.runtimes.sync(&Catalog::default(), reach),
+                }
                 return Err(format!("{path}: {e}"));
             }
         };
@@ -407,19 +416,23 @@ impl Controller {
             *k = catalog
                 .servers
                 .iter()
-                .filter_map(|s| tools.get(&s.name).map(|d| (s.name.clone(), (s.identity(), d.clone()))))
+                .filter_map(|s| tools.get(&s.name).map(|d| (s.name.clone(), (reach.identity(s), d.clone()))))
                 .collect();
         }
         self.apply_settings(&loaded);
         if let Ok(mut slot) = self.inner.served.write() {
-            let servers = catalog.servers.iter().map(|server| Upstream::of(server, &base, &s.internal_token)).collect();
+            let servers = catalog.servers.iter().map(|server| Upstream::of(server, reach)).collect();
             *slot = Some(Arc::new(Served { sealer, servers }));
         }
         let version = compiled.snapshot.version.clone();
         let lists = Lists::of(&compiled.filter_config);
         let tool_count = compiled.filter_config.tools.len();
         if let Ok(mut good) = self.inner.last_good.write() {
-            *good = Some(LastGood { catalog: Arc::new(loaded.catalog.clone()), filter_config: Arc::new(compiled.filter_config) });
+            *good = Some(LastGood {
+                catalog: Arc::new(loaded.catalog.clone()),
+                reach: Arc::new(loaded.reach.clone()),
+                filter_config: Arc::new(compiled.filter_config),
+            });
         }
         let current = self.inner.cache.current().map(|c| c.version.clone());
         if current.as_deref() != Some(version.as_str()) {
@@ -463,9 +476,29 @@ impl Controller {
             }
             None => None,
         };
-        let tls_files = tls_paths(&catalog, &base_dir);
+        let mut tls_files = tls_paths(&catalog, &base_dir);
         let tls = read_all(&tls_files).await.map_err(|e| format!("{path}: gateway.tls: {e}"))?;
-        Ok(Loaded { catalog, jwks, tls_files, tls })
+        // Each server's TLS files, relative to the catalog, read now so that
+        // a missing or bad one fails the reload (the last good configuration
+        // stays) rather than the server's connections later.
+        let mut contents = tls.clone();
+        let mut files = BTreeMap::new();
+        for server in &catalog.servers {
+            let Some(settings) = &server.tls else { continue };
+            let mut texts: [Option<String>; 3] = Default::default();
+            for (slot, (field, file)) in texts.iter_mut().zip(settings.fields()) {
+                let Some(file) = file else { continue };
+                let full = base_dir.join(file);
+                let text = read_pem(&full).await.map_err(|e| format!("{path}: server {:?}: tls.{field}: {e}", server.name))?;
+                tls_files.push(full);
+                contents.push(text.clone());
+                *slot = Some(text);
+            }
+            let [ca, client_cert, client_key] = texts;
+            files.insert(server.name.clone(), upstream::UpstreamTls { ca, client_cert, client_key });
+        }
+        let reach = self.inner.clients.reach(&catalog, &self.bridge_base(), &s.internal_token, files).map_err(|e| format!("{path}: {e}"))?;
+        Ok(Loaded { catalog, jwks, tls, tls_files, tls_digest: digest_of(&contents), reach })
     }
 
     /// Applies what the control plane itself takes from a catalog that has
@@ -480,8 +513,9 @@ impl Controller {
             }
         }
         if let Ok(mut files) = self.inner.tls_files.lock() {
-            *files = (loaded.tls_files.clone(), Some(digest_of(&loaded.tls)));
+            *files = (loaded.tls_files.clone(), Some(loaded.tls_digest));
         }
+        self.inner.clients.keep_only(&[&loaded.reach]);
         if let Ok(mut global) = self.inner.global_limits.write() {
             *global = Arc::new(crate::rls::GlobalLimits {
                 redis_url: g.global_rate_limits.as_ref().map(|r| r.redis_url.clone()),
@@ -633,13 +667,14 @@ impl Controller {
                 .filter(|s| s.runtime == crate::catalog::Runtime::Http && s.state == "ready")
                 .filter_map(|s| served.servers.iter().find(|u| u.name == s.name))
                 .collect();
-            // A session belongs to a server at one URL with one set of credentials.
-            sessions.retain(|name, session| up.iter().any(|u| &u.name == name && session.serves(&u.url, &u.headers)));
+            // A session belongs to a server at one URL with one set of
+            // credentials and one TLS setting.
+            sessions.retain(|name, session| up.iter().any(|u| &u.name == name && session.serves(u)));
             failures.retain(|name, _| up.iter().any(|u| &u.name == name));
             let checks = up.iter().map(|u| {
                 let mut session = sessions
                     .remove(&u.name)
-                    .unwrap_or_else(|| crate::discovery::Session::for_upstream(self.inner.http.clone(), u));
+                    .unwrap_or_else(|| crate::discovery::Session::for_upstream(u));
                 let modern = modern_only.get(&u.name).copied().unwrap_or(false);
                 async move {
                     let outcome = tokio::time::timeout(every.min(Duration::from_secs(10)), session.check(modern)).await;
@@ -702,13 +737,17 @@ fn tls_paths(catalog: &Catalog, base_dir: &std::path::Path) -> Vec<PathBuf> {
 async fn read_all(paths: &[PathBuf]) -> Result<Vec<String>, String> {
     let mut out = Vec::with_capacity(paths.len());
     for p in paths {
-        let text = tokio::fs::read_to_string(p).await.map_err(|e| format!("cannot read {}: {e}", p.display()))?;
-        if !text.contains("-----BEGIN ") {
-            return Err(format!("{} is not PEM", p.display()));
-        }
-        out.push(text);
+        out.push(read_pem(p).await?);
     }
     Ok(out)
+}
+
+async fn read_pem(path: &std::path::Path) -> Result<String, String> {
+    let text = tokio::fs::read_to_string(path).await.map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    if !text.contains("-----BEGIN ") {
+        return Err(format!("{} is not PEM", path.display()));
+    }
+    Ok(text)
 }
 
 fn digest_of(parts: &[String]) -> [u8; 32] {
@@ -746,16 +785,13 @@ async fn discover(
     catalog: &Catalog,
     known: &BTreeMap<String, (String, Discovered)>,
     which: Discovery,
-    bridge_base: &str,
-    internal_token: &str,
+    reach: &Reach,
 ) -> (BTreeMap<String, Discovered>, Vec<ServerStatus>) {
     let which = &which;
     let listings = futures::future::join_all(catalog.servers.iter().map(|s| async move {
         match known.get(&s.name) {
-            Some((identity, d)) if which.reuses(&s.name) && *identity == s.identity() => Ok(d.clone()),
-            _ => {
-                discovery::discover(&Upstream::of(s, bridge_base, internal_token), Duration::from_secs(s.discovery_timeout_seconds)).await
-            }
+            Some((identity, d)) if which.reuses(&s.name) && *identity == reach.identity(s) => Ok(d.clone()),
+            _ => discovery::discover(&Upstream::of(s, reach), Duration::from_secs(s.discovery_timeout_seconds)).await,
         }
     }))
     .await;
@@ -822,19 +858,21 @@ mod tests {
     #[tokio::test]
     async fn retries_ask_only_the_servers_that_did_not_answer() {
         // Nothing listens on port 9: a server asked there is unreachable.
+        let clients = crate::upstream::Clients::default();
+        let reach = |c: &crate::catalog::Catalog| clients.reach(c, "http://127.0.0.1:9", "t", BTreeMap::new()).unwrap();
         let catalog = load("servers:\n  - {name: known, url: 'http://127.0.0.1:9/mcp'}\n  - {name: new, url: 'http://127.0.0.1:9/new'}\n", |_| None).unwrap();
         let offer = Discovered { tools: vec![serde_json::json!({"name": "t"})], ..Default::default() };
         let known = BTreeMap::from([("known".to_string(), (catalog.servers[0].identity(), offer.clone()))]);
-        let (found, status) = discover(&catalog, &known, Discovery::Unreachable, "http://127.0.0.1:9", "t").await;
+        let (found, status) = discover(&catalog, &known, Discovery::Unreachable, &reach(&catalog)).await;
         assert_eq!(found.get("known"), Some(&offer), "reused, not asked again");
         assert_eq!((status[0].state, status[1].state), ("ready", "unreachable"));
-        let (found, _) = discover(&catalog, &known, Discovery::All, "http://127.0.0.1:9", "t").await;
+        let (found, _) = discover(&catalog, &known, Discovery::All, &reach(&catalog)).await;
         assert!(found.is_empty(), "a full reload asks everyone");
         let moved = load("servers:\n  - {name: known, url: 'http://127.0.0.1:9/moved'}\n", |_| None).unwrap();
-        let (found, _) = discover(&moved, &known, Discovery::Unreachable, "http://127.0.0.1:9", "t").await;
+        let (found, _) = discover(&moved, &known, Discovery::Unreachable, &reach(&moved)).await;
         assert!(found.is_empty(), "a server whose URL changed is asked again");
         let rekeyed = load("servers:\n  - {name: known, url: 'http://127.0.0.1:9/mcp', headers: {x-api-key: k2}}\n", |_| None).unwrap();
-        let (found, _) = discover(&rekeyed, &known, Discovery::Unreachable, "http://127.0.0.1:9", "t").await;
+        let (found, _) = discover(&rekeyed, &known, Discovery::Unreachable, &reach(&rekeyed)).await;
         assert!(found.is_empty(), "a server given other credentials is asked again");
     }
 

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::upstream::Upstream;
+use crate::upstream::{Http, Upstream};
 
 /// The handshake-era revision discovery asks for.
 const DISCOVERY_VERSION: &str = "2025-11-25";
@@ -53,14 +53,7 @@ pub struct Discovered {
 /// Discovers what the server at `url` offers. Errors are sentences fit for
 /// `/servers` and logs.
 pub async fn discover(upstream: &Upstream, timeout: Duration) -> Result<Discovered, String> {
-    if !upstream.url.starts_with("http://") {
-        return Err("discovery supports http:// upstreams only so far (no TLS client in the control plane yet)".into());
-    }
-    // One client for every probe: building one per server costs more than
-    // the probe at a thousand servers.
-    static HTTP: std::sync::OnceLock<reqwest::Client> = std::sync::OnceLock::new();
-    let http = HTTP.get_or_init(reqwest::Client::new).clone();
-    let mut session = Session::for_upstream(http, upstream);
+    let mut session = Session::for_upstream(upstream);
     let listing = tokio::time::timeout(timeout, session.discover()).await;
     // The session is ended whatever the listing gave, so servers do not
     // keep state for the gateway's probes.
@@ -72,7 +65,9 @@ pub async fn discover(upstream: &Upstream, timeout: Duration) -> Result<Discover
 /// (`bridge.rs`) hold it.
 #[derive(Clone)]
 pub struct Session {
-    http: reqwest::Client,
+    /// The client of the server's TLS setting, shared with every other
+    /// server of that setting.
+    http: Http,
     url: String,
     shown: String,
     id: Option<String>,
@@ -101,26 +96,25 @@ fn modern_meta() -> Value {
 }
 
 impl Session {
-    /// `shown` is the URL as it may appear in errors (without secrets).
-    pub fn new(http: reqwest::Client, url: &str, shown: String) -> Self {
-        Session { http, url: url.to_string(), shown, id: None, version: None, next_id: 0, modern: false, headers: Vec::new(), for_client: false }
-    }
-
     /// A session with `upstream`, sending its headers with every request.
-    pub fn for_upstream(http: reqwest::Client, upstream: &Upstream) -> Self {
-        Session::new(http, &upstream.url, upstream.shown.clone()).with_headers(upstream.headers.clone())
+    pub fn for_upstream(upstream: &Upstream) -> Self {
+        Session {
+            http: upstream.http.clone(),
+            url: upstream.url.clone(),
+            shown: upstream.shown.clone(),
+            id: None,
+            version: None,
+            next_id: 0,
+            modern: false,
+            headers: upstream.headers.clone(),
+            for_client: false,
+        }
     }
 
     /// Marks the session's requests as a client's, which count as use of an
     /// on-demand server (discovery's and health checks' do not).
     pub fn for_client(mut self) -> Self {
         self.for_client = true;
-        self
-    }
-
-    /// Sends `headers` (the server's credentials) with every request.
-    pub fn with_headers(mut self, headers: Vec<(String, String)>) -> Self {
-        self.headers = headers;
         self
     }
 
@@ -145,6 +139,7 @@ impl Session {
     async fn send(&self, body: Vec<u8>, method: Option<&str>) -> Result<reqwest::Response, String> {
         let mut req = self
             .http
+            .client
             .post(&self.url)
             .header("content-type", "application/json")
             .header("accept", "application/json, text/event-stream")
@@ -165,8 +160,7 @@ impl Session {
         if let Some(method) = method {
             req = req.header("mcp-method", method);
         }
-        // reqwest's error text names the URL; only the shown form may appear.
-        req.send().await.map_err(|e| format!("cannot reach {}: {}", self.shown, connect_reason(&e)))
+        req.send().await.map_err(|e| self.http.failure(&e, &self.shown))
     }
 
     /// POSTs one message in the session, answer unread.
@@ -331,28 +325,17 @@ impl Session {
         self.request("ping", json!({})).await.map(|_| ())
     }
 
-    /// Whether this session is with the server at `url` with `headers`.
-    pub fn serves(&self, url: &str, headers: &[(String, String)]) -> bool {
-        self.url == url && self.headers == headers
+    /// Whether this session is with `upstream` as it is reached now (its
+    /// URL, credentials and TLS setting).
+    pub fn serves(&self, upstream: &Upstream) -> bool {
+        self.url == upstream.url && self.headers == upstream.headers && self.http == upstream.http
     }
 
     /// Ends the session (DELETE), if the server issued one.
     pub async fn close(&mut self) {
         if let Some(id) = &self.id {
-            let _ = self.http.delete(&self.url).header("mcp-session-id", id).send().await;
+            let _ = self.http.client.delete(&self.url).header("mcp-session-id", id).send().await;
         }
     }
 }
 
-/// Why a request failed, without the URL reqwest puts in its message.
-fn connect_reason(e: &reqwest::Error) -> &'static str {
-    if e.is_connect() {
-        "connection refused or unreachable"
-    } else if e.is_timeout() {
-        "timed out"
-    } else if e.is_request() {
-        "request failed"
-    } else {
-        "transport error"
-    }
-}

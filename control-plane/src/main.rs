@@ -53,6 +53,10 @@ fn main() -> ExitCode {
         return validate(file);
     }
     let set_log_level = init_logging();
+    // reqwest is built without a TLS provider of its own: `upstream.rs`
+    // gives each client its rustls configuration. This default serves any
+    // client made otherwise, which would panic without one.
+    let _ = mcp_control_plane::upstream::tls::provider().as_ref().clone().install_default();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(r) => r,
         Err(e) => {

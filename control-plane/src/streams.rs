@@ -208,7 +208,7 @@ fn upstream_events(c: Controller, u: UpstreamStream, from: Resume) -> impl Strea
                 if failures > 0 {
                     tokio::time::sleep(Duration::from_millis(250 << failures.min(5))).await;
                 }
-                match connect(&c.http(), &u, last_event_id.take()).await {
+                match connect(&u, last_event_id.take()).await {
                     Ok(Some(chunks)) => open = Some((chunks, SseEvents::tagging_ids(from.tag.clone()))),
                     Ok(None) => return None,
                     Err(e) => {
@@ -223,8 +223,8 @@ fn upstream_events(c: Controller, u: UpstreamStream, from: Resume) -> impl Strea
 
 /// Opens the GET stream; `None` when the server answers that it has none
 /// for this session, which is not worth retrying.
-async fn connect(http: &reqwest::Client, u: &UpstreamStream, last_event_id: Option<String>) -> Result<Option<Chunks>, String> {
-    let mut request = http.get(&u.server.url).header("accept", "text/event-stream").header("mcp-session-id", &u.session_id);
+async fn connect(u: &UpstreamStream, last_event_id: Option<String>) -> Result<Option<Chunks>, String> {
+    let mut request = u.server.http.client.get(&u.server.url).header("accept", "text/event-stream").header("mcp-session-id", &u.session_id);
     if let Some(id) = last_event_id {
         request = request.header("last-event-id", id);
     }
@@ -234,7 +234,7 @@ async fn connect(http: &reqwest::Client, u: &UpstreamStream, last_event_id: Opti
     if let Some(v) = &u.version {
         request = request.header("mcp-protocol-version", v);
     }
-    let response = request.send().await.map_err(|e| e.to_string())?;
+    let response = request.send().await.map_err(|e| u.server.http.failure(&e, &u.server.shown))?;
     let status = response.status();
     if matches!(status.as_u16(), 400 | 404 | 405) {
         tracing::debug!(server = %u.server.name, %status, "the upstream offers no GET stream for this session");
@@ -256,7 +256,8 @@ mod tests {
     fn a_session_opens_the_streams_of_its_stateful_upstreams() {
         let cfg = SessionConfig { active_key: "k".into(), keys: vec![SessionKey { id: "k".into(), secret_hex: "22".repeat(32) }], ttl_seconds: 60 };
         let sealer = Sealer::new(&cfg).unwrap();
-        let server = |name: &str| Upstream { name: name.into(), url: format!("http://{name}/mcp"), shown: name.into(), headers: vec![] };
+        let http = crate::upstream::Clients::default().get(None).unwrap();
+        let server = |name: &str| Upstream { name: name.into(), url: format!("http://{name}/mcp"), shown: name.into(), headers: vec![], http: http.clone() };
         let mut state = SessionState { issued_at: 100, entropy: 1, version: "2025-11-25".into(), upstreams: Default::default() };
         state.upstreams.insert("a".into(), UpstreamSession { id: Some("sa".into()), version: Some("2025-06-18".into()), error: None });
         state.upstreams.insert("b".into(), UpstreamSession { id: None, version: None, error: Some("down".into()) });

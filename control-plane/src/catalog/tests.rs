@@ -103,6 +103,13 @@ fn validation_names_server_and_field() {
         ("servers: [{name: a, url: 'http://a/', headers: {X-Token: \"a\\nb\"}}]", "server \"a\": headers: the value of \"X-Token\" holds a control character"),
         ("servers: [{name: a, runtime: stdio, command: x, headers: {X-Token: y}}]", "server \"a\": headers and forward_authorization are for runtime http or sse"),
         ("servers: [{name: a, url: '${NOPE}'}]", "NOPE"),
+        ("servers: [{name: a, url: 'http://a/', tls: {ca_file: ca.pem}}]", "server \"a\": tls applies to https:// urls only"),
+        ("servers: [{name: a, runtime: stdio, command: x, tls: {ca_file: ca.pem}}]", "server \"a\": tls is for servers reached at an https:// url"),
+        ("servers: [{name: a, url: 'https://a/', tls: {client_cert_file: c.pem}}]", "server \"a\": tls: set both client_cert_file and client_key_file"),
+        ("servers: [{name: a, url: 'https://a/', tls: {client_key_file: k.pem}}]", "server \"a\": tls: set both client_cert_file and client_key_file"),
+        ("servers: [{name: a, url: 'https://a/', tls: {}}]", "server \"a\": tls: name ca_file, or client_cert_file and client_key_file"),
+        ("servers: [{name: a, url: 'https://a/', tls: {ca_file: ' '}}]", "server \"a\": tls.ca_file must name a PEM file"),
+        ("servers: [{name: a, url: 'https://a/', tls: {cafile: ca.pem}}]", "unknown field `cafile`"),
     ];
     for (text, want) in cases {
         let p = problems(text);
@@ -111,6 +118,15 @@ fn validation_names_server_and_field() {
     assert!(problems("servers: [{name: ok-1_a, url: 'http://[::1]:9/mcp'}]").is_empty());
     assert!(problems("servers: [{name: t, runtime: stdio, command: uvx, args: [mcp-server-time], env: {TZ: UTC}, start: on-demand}]").is_empty());
     assert!(problems("servers: [{name: l, runtime: sse, url: 'http://127.0.0.1:9/sse'}]").is_empty());
+    assert!(problems("servers: [{name: p, url: 'https://10.0.0.1/mcp', tls: {ca_file: ca.pem, client_cert_file: c.pem, client_key_file: k.pem}}]").is_empty());
+    assert!(problems("servers: [{name: l, runtime: sse, url: 'https://h/sse', tls: {client_cert_file: c.pem, client_key_file: k.pem}}]").is_empty());
+}
+
+#[test]
+fn other_tls_files_make_another_server() {
+    let server = |tls: &str| load(&format!("servers:\n  - {{name: a, url: 'https://a/mcp'{tls}}}\n"), env).unwrap().servers[0].identity();
+    assert_ne!(server(""), server(", tls: {ca_file: ca.pem}"));
+    assert_ne!(server(", tls: {ca_file: ca.pem}"), server(", tls: {ca_file: other.pem}"));
 }
 
 #[test]

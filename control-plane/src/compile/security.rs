@@ -111,7 +111,7 @@ pub fn jwt_filters(jwt: &JwtSettings, jwks_text: Option<&str>) -> Vec<HttpFilter
 
 /// The cluster that reaches a remote JWKS.
 pub fn jwks_cluster(ep: &Endpoint, ca_file: &str) -> Cluster {
-    super::upstream_cluster(JWKS_CLUSTER, ep, ca_file)
+    super::upstream_cluster(JWKS_CLUSTER, ep, ca_file, None)
 }
 
 fn inline(text: String) -> DataSource {

@@ -1,5 +1,8 @@
 use super::*;
 use crate::catalog::load;
+use envoy_types::pb::envoy::config::core::v3::data_source;
+use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::subject_alt_name_matcher::SanType;
+use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{common_tls_context, secret, CertificateValidationContext, Secret, UpstreamTlsContext};
 use crate::discovery::Discovered;
 use mcp_filter::config::SessionKey;
 use serde_json::json;
@@ -13,8 +16,12 @@ fn tool(n: &str) -> Value {
 }
 
 fn run_with(yaml: &str, discovered: BTreeMap<String, Discovered>) -> Result<Compiled, CompileError> {
+    run_tls(yaml, discovered, &BTreeMap::new())
+}
+
+fn run_tls(yaml: &str, discovered: BTreeMap<String, Discovered>, upstream_tls: &BTreeMap<String, UpstreamTls>) -> Result<Compiled, CompileError> {
     let catalog = load(yaml, |_| None).unwrap();
-    compile(&Inputs { catalog: &catalog, discovered: &discovered, wasm: b"\0asm", session: &session(), admin: ("127.0.0.1", 18001), gateway_version: "0.1.0", jwks: None, internal_token: "t0k", tls: None, previous: None })
+    compile(&Inputs { catalog: &catalog, discovered: &discovered, wasm: b"\0asm", session: &session(), admin: ("127.0.0.1", 18001), gateway_version: "0.1.0", jwks: None, internal_token: "t0k", tls: None, upstream_tls, previous: None })
 }
 
 fn run(yaml: &str, tools: &[(&str, &[&str])]) -> Result<Compiled, CompileError> {
@@ -103,6 +110,7 @@ fn the_server_that_had_a_name_keeps_it_when_another_takes_it_up() {
         jwks: None,
         internal_token: "t0k",
         tls: None,
+        upstream_tls: &BTreeMap::new(),
         previous: Some(&before.filter_config),
     })
     .unwrap();
@@ -182,16 +190,65 @@ fn no_server_name_can_take_the_admin_cluster() {
     assert_eq!(names, vec!["mcp_gateway_admin", "mcp_admin", ADMIN_CLUSTER]);
 }
 
+/// The TLS context of a cluster, if it speaks TLS.
+fn upstream_tls_of(c: &Compiled, cluster: &str) -> Option<UpstreamTlsContext> {
+    let (_, any) = c.snapshot.resources_of(CLUSTER_TYPE).iter().find(|(n, _)| n == cluster)?;
+    let socket = decode::<Cluster>(any)?.transport_socket?;
+    let Some(envoy_types::pb::envoy::config::core::v3::transport_socket::ConfigType::TypedConfig(any)) = socket.config_type else { return None };
+    decode(&any)
+}
+
+fn san_of(v: &CertificateValidationContext) -> (i32, Option<string_matcher::MatchPattern>) {
+    let m = &v.match_typed_subject_alt_names[0];
+    (m.san_type, m.matcher.as_ref().and_then(|m| m.match_pattern.clone()))
+}
+
+fn secret_of(c: &Compiled, name: &str) -> Option<secret::Type> {
+    let (_, any) = c.snapshot.resources_of(SECRET_TYPE).iter().find(|(n, _)| n == name)?;
+    decode::<Secret>(any)?.r#type
+}
+
 #[test]
 fn https_upstreams_verify_the_certificate() {
     let c = run(TWO, &[]).unwrap();
-    let docs: Cluster = decode(&c.snapshot.resources_of(CLUSTER_TYPE)[1].1).unwrap();
-    let socket = docs.transport_socket.unwrap();
-    let Some(envoy_types::pb::envoy::config::core::v3::transport_socket::ConfigType::TypedConfig(any)) = socket.config_type else { panic!() };
-    let tls: UpstreamTlsContext = decode(&any).unwrap();
+    let tls = upstream_tls_of(&c, "mcp_docs").unwrap();
+    assert_eq!(tls.sni, "docs.example.com");
     let Some(common_tls_context::ValidationContextType::ValidationContext(v)) = tls.common_tls_context.unwrap().validation_context_type else { panic!() };
-    assert_eq!(v.match_typed_subject_alt_names[0].matcher.as_ref().unwrap().match_pattern, Some(string_matcher::MatchPattern::Exact("docs.example.com".into())));
-    assert!(v.trusted_ca.is_some());
+    assert_eq!(san_of(&v), (SanType::Dns as i32, Some(string_matcher::MatchPattern::Exact("docs.example.com".into()))));
+    let by_file = Some(DataSource { specifier: Some(data_source::Specifier::Filename("/etc/ssl/certs/ca-certificates.crt".into())), ..Default::default() });
+    assert_eq!(v.trusted_ca, by_file, "without a CA of its own: the system's, on Envoy's disk");
+    assert!(c.snapshot.resources_of(SECRET_TYPE).is_empty());
+}
+
+#[test]
+fn a_servers_own_ca_and_client_certificate_reach_envoy_inline() {
+    let yaml = "servers:\n  - {name: private, url: 'https://127.0.0.1:8443/mcp', tls: {ca_file: ca.crt, client_cert_file: c.crt, client_key_file: c.key}}\n  - {name: ca-only, url: 'https://mcp.internal/mcp', tls: {ca_file: ca.crt}}\n  - {name: legacy, runtime: sse, url: 'https://old.internal/sse', tls: {ca_file: ca.crt}}\n";
+    let files = |cert: Option<&str>| UpstreamTls { ca: Some("CA PEM".into()), client_cert: cert.map(Into::into), client_key: cert.map(|_| "KEY PEM".into()) };
+    let upstream_tls = BTreeMap::from([("private".to_string(), files(Some("CERT PEM"))), ("ca-only".to_string(), files(None)), ("legacy".to_string(), files(None))]);
+    let c = run_tls(yaml, BTreeMap::new(), &upstream_tls).unwrap();
+
+    let tls = upstream_tls_of(&c, "mcp_private").unwrap();
+    assert_eq!(tls.sni, "", "no SNI for an IP address (RFC 6066)");
+    let common = tls.common_tls_context.unwrap();
+    let Some(common_tls_context::ValidationContextType::CombinedValidationContext(v)) = common.validation_context_type else { panic!() };
+    assert_eq!(san_of(v.default_validation_context.as_ref().unwrap()), (SanType::IpAddress as i32, Some(string_matcher::MatchPattern::Exact("127.0.0.1".into()))));
+    assert_eq!(v.validation_context_sds_secret_config.unwrap().name, "mcp_private/ca");
+    assert_eq!(common.tls_certificate_sds_secret_configs.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(), vec!["mcp_private/client_cert"]);
+    let inline = |text: &str| Some(DataSource { specifier: Some(data_source::Specifier::InlineString(text.into())), ..Default::default() });
+    let Some(secret::Type::ValidationContext(ca)) = secret_of(&c, "mcp_private/ca") else { panic!() };
+    assert_eq!(ca.trusted_ca, inline("CA PEM"), "the CA's content, not its path: Envoy may not share the control plane's disk");
+    let Some(secret::Type::TlsCertificate(pair)) = secret_of(&c, "mcp_private/client_cert") else { panic!() };
+    assert_eq!((pair.certificate_chain, pair.private_key), (inline("CERT PEM"), inline("KEY PEM")));
+
+    let tls = upstream_tls_of(&c, "mcp_ca-only").unwrap();
+    assert_eq!(tls.sni, "mcp.internal");
+    assert!(tls.common_tls_context.unwrap().tls_certificate_sds_secret_configs.is_empty());
+    assert!(secret_of(&c, "mcp_ca-only/client_cert").is_none());
+    // Envoy reaches an SSE server through the control plane, which holds its TLS.
+    assert!(upstream_tls_of(&c, "mcp_legacy").is_none() && secret_of(&c, "mcp_legacy/ca").is_none());
+
+    let rotated = BTreeMap::from([("private".to_string(), files(Some("NEW CERT PEM"))), ("ca-only".to_string(), files(None)), ("legacy".to_string(), files(None))]);
+    assert_ne!(run_tls(yaml, BTreeMap::new(), &rotated).unwrap().snapshot.version, c.snapshot.version, "a rotated file is a new version");
 }
 
 #[test]

@@ -27,7 +27,7 @@ pub const COLLECTOR_CLUSTER: &str = "otel_collector";
 
 /// The collector's cluster.
 pub fn collector_cluster(ep: &Endpoint, ca_file: &str) -> Cluster {
-    super::upstream_cluster(COLLECTOR_CLUSTER, ep, ca_file)
+    super::upstream_cluster(COLLECTOR_CLUSTER, ep, ca_file, None)
 }
 
 /// The connection manager's tracing, exporting to `ep` (OTLP/HTTP).

@@ -12,6 +12,7 @@ use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader};
 use tokio::sync::mpsc;
 
 use crate::catalog::Server;
+use crate::upstream::Http;
 
 pub struct Link {
     /// One JSON-RPC message per item.
@@ -161,15 +162,17 @@ fn header_map(spec: &Server) -> Result<reqwest::header::HeaderMap, String> {
 
 /// Opens a legacy SSE session: GET the stream, wait for its `endpoint`
 /// event, then POST messages there while reading answers from the stream.
-pub async fn connect_sse(spec: &Server, http: &reqwest::Client) -> Result<Link, String> {
+/// `http` is the client of the server's TLS setting ([`crate::upstream::Reach::own`]).
+pub async fn connect_sse(spec: &Server, http: &Http) -> Result<Link, String> {
     let shown = spec.display_url();
     let response = http
+        .client
         .get(&spec.url)
         .header("accept", "text/event-stream")
         .headers(header_map(spec)?)
         .send()
         .await
-        .map_err(|e| format!("cannot reach {shown}: {}", if e.is_connect() { "connection refused or unreachable" } else { "request failed" }))?;
+        .map_err(|e| http.failure(&e, &shown))?;
     if !response.status().is_success() {
         return Err(format!("{shown} answered HTTP {}", response.status()));
     }
@@ -192,7 +195,7 @@ pub async fn connect_sse(spec: &Server, http: &reqwest::Client) -> Result<Link, 
     let name = spec.name.clone();
     let headers = header_map(spec)?;
     let poster = {
-        let http = http.clone();
+        let http = http.client.clone();
         let name = name.clone();
         tokio::spawn(async move {
             while let Some(message) = to_server.recv().await {

@@ -32,6 +32,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::catalog::{Catalog, Runtime, Server, Start};
 use crate::controller::Controller;
+use crate::upstream::{Http, Reach};
 use link::Link;
 use pipe::{Pipe, Unrouted};
 
@@ -111,7 +112,6 @@ pub struct Runtimes {
     /// Set by [`Runtimes::shutdown`]: nothing starts after it.
     closed: std::sync::atomic::AtomicBool,
     base_dir: PathBuf,
-    http: reqwest::Client,
     /// Names of servers whose offer may have changed (restarted, failed,
     /// or said `list_changed`): the controller discovers them again.
     changed: mpsc::UnboundedSender<String>,
@@ -121,19 +121,20 @@ impl Runtimes {
     /// `base_dir`: where relative commands and working directories are
     /// taken from (the catalog's directory).
     pub fn new(base_dir: PathBuf, changed: mpsc::UnboundedSender<String>) -> Self {
-        Runtimes { servers: Mutex::default(), closed: Default::default(), base_dir, http: reqwest::Client::new(), changed }
+        Runtimes { servers: Mutex::default(), closed: Default::default(), base_dir, changed }
     }
 
     /// Makes the running set match the catalog: starts new servers, restarts
-    /// changed ones, stops removed ones.
-    pub fn sync(&self, catalog: &Catalog) {
+    /// changed ones (their TLS files too), stops removed ones. `reach` was
+    /// made with the catalog: it holds the client of each SSE server.
+    pub fn sync(&self, catalog: &Catalog, reach: &Reach) {
         let Ok(mut servers) = self.servers.lock() else { return };
         if self.closed.load(std::sync::atomic::Ordering::SeqCst) {
             return;
         }
         let wanted: HashMap<&str, &Server> = catalog.servers.iter().filter(|s| s.piped()).map(|s| (s.name.as_str(), s)).collect();
         servers.retain(|name, sup| {
-            let keep = wanted.get(name.as_str()).is_some_and(|s| s.identity() == sup.identity);
+            let keep = wanted.get(name.as_str()).is_some_and(|s| reach.identity(s) == sup.identity);
             if !keep {
                 let (ack, _) = oneshot::channel();
                 let _ = sup.commands.send(Command::Shutdown(ack));
@@ -146,7 +147,7 @@ impl Runtimes {
             }
             let (commands, rx) = mpsc::unbounded_channel();
             let sup = Arc::new(Supervised {
-                identity: spec.identity(),
+                identity: reach.identity(spec),
                 on_demand: spec.start == Start::OnDemand,
                 wait: Duration::from_secs(spec.discovery_timeout_seconds),
                 live: Mutex::new(Live {
@@ -161,7 +162,7 @@ impl Runtimes {
                 commands,
             });
             servers.insert(name.to_string(), Arc::clone(&sup));
-            let supervisor = Supervisor { sup, spec: spec.clone(), base_dir: self.base_dir.clone(), http: self.http.clone(), changed: self.changed.clone() };
+            let supervisor = Supervisor { sup, spec: spec.clone(), base_dir: self.base_dir.clone(), http: reach.own(name), changed: self.changed.clone() };
             tokio::spawn(supervisor.run(rx));
         }
     }
@@ -250,7 +251,8 @@ struct Supervisor {
     sup: Arc<Supervised>,
     spec: Server,
     base_dir: PathBuf,
-    http: reqwest::Client,
+    /// The client of its TLS setting, for an SSE server.
+    http: Http,
     changed: mpsc::UnboundedSender<String>,
 }
 

@@ -29,9 +29,13 @@
 //! (per-request `_meta`, no `initialize`) statelessly; the mode only changes
 //! how the `initialize`-era versions are served.
 //!
-//! The server prints `listening on http://127.0.0.1:PORT/PATH` on stdout once the
-//! socket is bound, and exits cleanly on SIGTERM or ctrl-c. It never binds
-//! anything but loopback: it is a test fixture, not a service.
+//! `--tls-cert FILE --tls-key FILE` serves HTTPS instead (rustls), and
+//! `--tls-client-ca FILE` then requires a client certificate signed by one of
+//! those CAs (mTLS): the gateway's tests of `https://` upstreams use them.
+//!
+//! The server prints `listening on http://127.0.0.1:PORT/PATH` (or `https://`)
+//! on stdout once the socket is bound, and exits cleanly on SIGTERM or ctrl-c.
+//! It never binds anything but loopback: it is a test fixture, not a service.
 
 use std::{
     net::Ipv4Addr,
@@ -100,6 +104,16 @@ struct Args {
     /// request arrived with (to show what a gateway passes on).
     #[arg(long)]
     show_auth: bool,
+    /// Serve HTTPS with this PEM certificate chain (and `--tls-key`).
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<std::path::PathBuf>,
+    /// The PEM private key of `--tls-cert`.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<std::path::PathBuf>,
+    /// Require a client certificate signed by one of these PEM CAs (mTLS):
+    /// a client without one fails the handshake.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_client_ca: Option<std::path::PathBuf>,
 }
 
 /// Arguments of `echo` and of the generated `tool_N` tools.
@@ -305,23 +319,117 @@ async fn main() -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding 127.0.0.1:{}", args.port))?;
     let addr = listener.local_addr()?;
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(tls::config(cert, key, args.tls_client_ca.as_deref())?),
+        _ => None,
+    };
     {
         use std::io::Write as _;
         let mut out = std::io::stdout().lock();
-        writeln!(out, "listening on http://{addr}{}", args.path)?;
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        writeln!(out, "listening on {scheme}://{addr}{}", args.path)?;
         out.flush()?;
     }
 
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            shutdown_signal().await;
-            // Ends open SSE streams and sessions so graceful shutdown does not
-            // wait for clients that never hang up.
-            shutdown.cancel();
-        })
-        .await
-        .context("serving HTTP")?;
+    let stop = async move {
+        shutdown_signal().await;
+        // Ends open SSE streams and sessions so graceful shutdown does not
+        // wait for clients that never hang up.
+        shutdown.cancel();
+    };
+    match tls {
+        Some(config) => axum::serve(tls::Listener::new(listener, config), app).with_graceful_shutdown(stop).await,
+        None => axum::serve(listener, app).with_graceful_shutdown(stop).await,
+    }
+    .context("serving HTTP")?;
     Ok(())
+}
+
+/// HTTPS: rustls in front of the same axum app.
+mod tls {
+    use std::{net::SocketAddr, path::Path, sync::Arc, time::Duration};
+
+    use anyhow::Context as _;
+    use rustls::pki_types::{pem::PemObject as _, CertificateDer, PrivateKeyDer};
+    use tokio::{net::TcpStream, sync::mpsc};
+    use tokio_rustls::{server::TlsStream, TlsAcceptor};
+
+    /// The server's configuration: its certificate and, with `client_ca`,
+    /// client certificates required and verified against it.
+    pub fn config(cert: &Path, key: &Path, client_ca: Option<&Path>) -> anyhow::Result<Arc<rustls::ServerConfig>> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let chain = CertificateDer::pem_file_iter(cert)
+            .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+            .with_context(|| format!("reading {}", cert.display()))?;
+        let key = PrivateKeyDer::from_pem_file(key).with_context(|| format!("reading {}", key.display()))?;
+        let builder = rustls::ServerConfig::builder_with_provider(Arc::clone(&provider)).with_safe_default_protocol_versions()?;
+        let builder = match client_ca {
+            Some(ca) => {
+                let mut roots = rustls::RootCertStore::empty();
+                for c in CertificateDer::pem_file_iter(ca).with_context(|| format!("reading {}", ca.display()))? {
+                    roots.add(c?)?;
+                }
+                let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider).build()?;
+                builder.with_client_cert_verifier(verifier)
+            }
+            None => builder.with_no_client_auth(),
+        };
+        let mut config = builder.with_single_cert(chain, key)?;
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Ok(Arc::new(config))
+    }
+
+    /// Connections that completed their handshake. Handshakes run on their
+    /// own tasks, so a client that stalls or fails one (a refused client
+    /// certificate) holds up no other.
+    pub struct Listener {
+        ready: mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)>,
+        local: SocketAddr,
+    }
+
+    impl Listener {
+        pub fn new(tcp: tokio::net::TcpListener, config: Arc<rustls::ServerConfig>) -> Self {
+            let local = tcp.local_addr().unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)));
+            let (tx, ready) = mpsc::channel(64);
+            let acceptor = TlsAcceptor::from(config);
+            tokio::spawn(async move {
+                loop {
+                    let Ok((stream, peer)) = tcp.accept().await else {
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    };
+                    let (acceptor, tx) = (acceptor.clone(), tx.clone());
+                    tokio::spawn(async move {
+                        match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream)).await {
+                            Ok(Ok(tls)) => {
+                                let _ = tx.send((tls, peer)).await;
+                            }
+                            Ok(Err(e)) => eprintln!("TLS handshake with {peer} failed: {e}"),
+                            Err(_) => eprintln!("TLS handshake with {peer} timed out"),
+                        }
+                    });
+                }
+            });
+            Listener { ready, local }
+        }
+    }
+
+    impl axum::serve::Listener for Listener {
+        type Io = TlsStream<TcpStream>;
+        type Addr = SocketAddr;
+
+        async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+            match self.ready.recv().await {
+                Some(connection) => connection,
+                // The accepting task never ends, so neither does this.
+                None => std::future::pending().await,
+            }
+        }
+
+        fn local_addr(&self) -> std::io::Result<Self::Addr> {
+            Ok(self.local)
+        }
+    }
 }
 
 /// Refuses what a server of the 2026-07-28 revision alone does not speak:
