@@ -80,6 +80,8 @@ enum Command {
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    // See Cargo.toml: without it, building the reqwest client panics.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     match run(Args::parse()).await {
         Ok(code) => code,
         Err(error) => {
