@@ -334,7 +334,17 @@ impl Session {
     /// Ends the session (DELETE), if the server issued one.
     pub async fn close(&mut self) {
         if let Some(id) = &self.id {
-            let _ = self.http.client.delete(&self.url).header("mcp-session-id", id).send().await;
+            // With the server's credentials, as every request of the session:
+            // a server that wants a token would refuse the DELETE and keep
+            // the session.
+            let mut req = self.http.client.delete(&self.url).header("mcp-session-id", id);
+            for (name, value) in &self.headers {
+                req = req.header(name, value);
+            }
+            if let Some(v) = &self.version {
+                req = req.header("mcp-protocol-version", v);
+            }
+            let _ = req.send().await;
         }
     }
 }
