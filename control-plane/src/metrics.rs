@@ -102,7 +102,7 @@ pub fn render(i: &Inputs) -> String {
     }
     o.family("mcp_gateway_envoy_acked_current", "gauge", "1 if the connected Envoy accepted the version served for every type it asked for.");
     for n in i.nodes.iter().filter(|n| n.connected) {
-        let current = i.served.is_some_and(|v| !n.types.is_empty() && n.types.iter().all(|t| t.last_acked_version.as_deref() == Some(v)));
+        let current = i.served.is_some() && !n.types.is_empty() && n.types.iter().all(|t| t.current);
         o.sample("mcp_gateway_envoy_acked_current", &[("node", &n.node_id)], u8::from(current));
     }
 
@@ -142,7 +142,7 @@ pub fn not_ready(status: &Status, served: Option<&str>, nodes: &[NodeStatus]) ->
     }
     for n in connected {
         let behind: Vec<&str> =
-            n.types.iter().filter(|t| t.last_acked_version.as_deref() != Some(version)).map(|t| type_label(&t.type_url)).collect();
+            n.types.iter().filter(|t| !t.current).map(|t| type_label(&t.type_url)).collect();
         if n.types.is_empty() || !behind.is_empty() {
             reasons.push(format!("Envoy {} has not accepted version {version} ({})", n.node_id, if behind.is_empty() { "nothing asked yet".into() } else { behind.join(", ") }));
         }

@@ -148,6 +148,12 @@ impl SnapshotCache {
 
     /// What every Envoy node seen so far was sent, accepted and rejected, sorted by node id.
     pub fn status(&self) -> Vec<NodeStatus> {
+        let snapshot = self.current();
+        let current = |type_url: &str, t: &TypeEntry| {
+            let Some(snapshot) = &snapshot else { return false };
+            let wanted = |name: &String| t.requested_names.is_empty() || t.requested_names.contains(name) || type_url == CLUSTER_TYPE || type_url == LISTENER_TYPE;
+            t.last_acked_version.as_deref() == Some(snapshot.version.as_str()) || !snapshot.resources_of(type_url).iter().any(|(name, _)| wanted(name))
+        };
         let registry = self.registry();
         let mut nodes: Vec<NodeStatus> = registry
             .iter()
@@ -168,6 +174,7 @@ impl SnapshotCache {
                         sent: t.sent,
                         acks: t.acks,
                         nacks: t.nacks,
+                        current: current(type_url, t),
                     })
                     .collect(),
             })
@@ -305,6 +312,12 @@ pub struct TypeStatus {
     pub sent: u64,
     pub acks: u64,
     pub nacks: u64,
+    /// Whether the node runs all of this type that the current snapshot holds
+    /// for it: it accepted that version, or the version holds nothing it asked
+    /// for. The latter is a type it stopped using, such as the certificates of
+    /// servers removed from the catalog: Envoy drops those subscriptions
+    /// without a request, and ignores (does not acknowledge) later responses.
+    pub current: bool,
 }
 
 /// One rejected response.
@@ -391,6 +404,7 @@ mod tests {
                     sent: 1,
                     acks: 1,
                     nacks: 0,
+                    current: false,
                 },
                 TypeStatus {
                     type_url: ROUTE_TYPE.into(),
@@ -406,8 +420,33 @@ mod tests {
                     sent: 0,
                     acks: 0,
                     nacks: 1,
+                    current: false,
                 },
             ]
         );
+    }
+
+    #[test]
+    fn a_type_is_current_once_acked_or_when_the_snapshot_holds_nothing_asked_for() {
+        let cache = SnapshotCache::new();
+        let any = || envoy_types::pb::google::protobuf::Any::default();
+        let mut resources = BTreeMap::new();
+        resources.insert(CLUSTER_TYPE.to_string(), vec![("c".to_string(), any())]);
+        resources.insert(SECRET_TYPE.to_string(), vec![("mcp_a/ca".to_string(), any())]);
+        cache.set(Snapshot { version: "2".into(), resources });
+        cache.stream_opened("n");
+        cache.record_sent("n", CLUSTER_TYPE, "2");
+        cache.record_ack("n", CLUSTER_TYPE, "2", SystemTime::UNIX_EPOCH);
+        cache.record_request("n", SECRET_TYPE, &["mcp_a/ca".into()]);
+        let current = |cache: &SnapshotCache| cache.status()[0].types.iter().map(|t| t.current).collect::<Vec<_>>();
+        assert_eq!(current(&cache), vec![true, false], "the secret it asks for is not running yet");
+        // The server whose certificate that was leaves the catalog: Envoy
+        // still names it (it says nothing when it stops), but nothing of it is
+        // served any more.
+        let mut resources = BTreeMap::new();
+        resources.insert(CLUSTER_TYPE.to_string(), vec![("c".to_string(), any())]);
+        cache.set(Snapshot { version: "3".into(), resources });
+        cache.record_ack("n", CLUSTER_TYPE, "3", SystemTime::UNIX_EPOCH);
+        assert_eq!(current(&cache), vec![true, true]);
     }
 }

@@ -151,7 +151,7 @@ class Gateway:
         def applied():
             h = self.admin("/health")
             live = [e for e in h["envoys"] if e["connected"]]
-            return h["version"] != old and live and all(t["last_acked_version"] == h["version"] for e in live for t in e["types"])
+            return h["version"] != old and live and all(t["current"] for e in live for t in e["types"])
 
         wait_until(what, applied, timeout=30)
 

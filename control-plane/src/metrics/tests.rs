@@ -19,6 +19,7 @@ fn typed(type_url: &str, acked: Option<&str>, sent: u64, acks: u64, nacks: u64) 
         sent,
         acks,
         nacks,
+        current: acked == Some("v2"),
     }
 }
 
