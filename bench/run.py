@@ -238,20 +238,22 @@ class Gateway(Target):
     # (docs/design/benchmarks.md).
     access_log = os.environ.get("BENCH_ACCESS_LOG", "off")
 
+    wasm = ROOT / "target" / "mcp_filter.wasm"
+
     def __init__(self, procs: Procs, ports: list[int], envoy: str, workers: int = 1):
         self.listen, xds, admin, envoy_admin = free_port(), free_port(), free_port(), free_port()
         catalog = {
             "gateway": {"listen": f"127.0.0.1:{self.listen}", "access_log": self.access_log},
             "servers": [{"name": f"b{i}", "url": f"http://127.0.0.1:{p}/mcp"} for i, p in enumerate(ports)],
         }
-        catalog_path = procs.workdir / "catalog.yaml"
+        catalog_path = procs.workdir / f"{self.name}-catalog.yaml"
         catalog_path.write_text(yaml.safe_dump(catalog))
-        procs.start("control-plane", [
-            str(TARGET / "mcp-gateway"), "--catalog", str(catalog_path), "--wasm", str(ROOT / "target" / "mcp_filter.wasm"),
+        procs.start(f"{self.name}-control-plane", [
+            str(TARGET / "mcp-gateway"), "--catalog", str(catalog_path), "--wasm", str(self.wasm),
             "--xds-listen", f"127.0.0.1:{xds}", "--admin-listen", f"127.0.0.1:{admin}",
         ], env={"RUST_LOG": "warn"})
-        path = gateway_bootstrap(procs.workdir, "gateway-envoy.yaml", envoy_admin, xds)
-        self.proc = procs.start("gateway-envoy", [envoy, "-c", str(path), "--concurrency", str(workers), "--disable-hot-restart", "--log-level", "warn"])
+        path = gateway_bootstrap(procs.workdir, f"{self.name}-envoy.yaml", envoy_admin, xds)
+        self.proc = procs.start(f"{self.name}-envoy", [envoy, "-c", str(path), "--concurrency", str(workers), "--disable-hot-restart", "--log-level", "warn"])
         want = len(ports)
         wait_for("the gateway serving every server", lambda: sum(
             s["state"] == "ready" for s in httpx.get(f"http://127.0.0.1:{admin}/servers", timeout=2).json()["servers"]) == want)
@@ -271,7 +273,16 @@ class Gateway(Target):
         return {} if era == "new session" else {"mcp-session-id": self.session}
 
 
+class GatewayB(Gateway):
+    """The gateway with another build of the filter (BENCH_WASM_B), to
+    compare two builds in one run: `--targets gateway,gateway-b`."""
+
+    name = "gateway-b"
+    wasm = Path(os.environ.get("BENCH_WASM_B", ROOT / "target" / "mcp_filter.wasm"))
+
+
 TARGETS = [Direct, PlainEnvoy, McpRouter, Gateway, ContextForge]
+OPTIONAL_TARGETS = [GatewayB]
 
 
 def named(body: dict, target: Target) -> dict:
@@ -469,7 +480,7 @@ def main() -> int:
     ap.add_argument("--seconds", type=float, default=10)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--smoke", action="store_true", help="seconds, not minutes: one short run of each, results not written")
-    ap.add_argument("--targets", default="", help="some of direct,envoy,gateway (default all); results not written unless all")
+    ap.add_argument("--targets", default="", help="some of direct,envoy,mcp_router,gateway,contextforge (default all), or gateway-b: the gateway with the filter BENCH_WASM_B names; results not written unless all")
     ap.add_argument("--fleet", default="", help="the server counts to run, e.g. 1,10 (default 1,10,50); results not written unless the default")
     ap.add_argument("--only", default="", help="run only workloads whose name contains this; results not written")
     args = ap.parse_args()
@@ -479,7 +490,7 @@ def main() -> int:
     seconds, repeat, fleet = (1, 1, [1, 2]) if args.smoke else (args.seconds, args.repeat, [1, 10, 50])
     if args.fleet:
         fleet = [int(n) for n in args.fleet.split(",")]
-    chosen = [t for t in TARGETS if not args.targets or t.name in args.targets.split(",")]
+    chosen = [t for t in TARGETS + OPTIONAL_TARGETS if t in TARGETS and not args.targets or t.name in args.targets.split(",")]
     rows = measure(envoy, seconds, repeat, fleet, chosen, args.only)
     text = table(rows)
     print(text)
