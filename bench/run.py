@@ -7,6 +7,8 @@ Targets (see docs/design/benchmarks.md for why these):
   mcp_router    Envoy 1.40's own C++ MCP router, same binary: what an Envoy user would pick instead
   gateway       this gateway: Envoy + the wasm filter + the control plane
   contextforge  IBM ContextForge 1.0.7 (PyPI) federating the same servers (bench/contextforge.py)
+  gateway-b     only when named in --targets: the gateway with the filter BENCH_WASM_B names, to
+                compare two builds of the filter in one run
 
 Besides the load: Envoy's memory with and without the filter at 1, 2 and 4
 workers, and the time a 1,000-server catalog takes from file write to Envoy's
