@@ -51,7 +51,11 @@ fn main() {
         .collect();
     let wasm_path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/mcp_filter.wasm");
     let wasm = std::fs::read(&wasm_path).unwrap_or_else(|_| vec![0; 660 * 1024]);
-    let session = SessionConfig { active_key: "k".into(), keys: vec![SessionKey { id: "k".into(), secret_hex: "11".repeat(32) }], ttl_seconds: 86_400 };
+    let session = SessionConfig {
+        active_key: "k".into(),
+        keys: vec![SessionKey { id: "k".into(), secret_hex: "11".repeat(32) }],
+        ttl_seconds: 86_400,
+    };
 
     let (mut load_times, mut compile_times) = (Vec::new(), Vec::new());
     let mut last = None;

@@ -6,8 +6,8 @@
 //! streams, after checking their session.
 
 use axum::extract::{Path, Request, State};
-use axum::middleware::{self, Next};
 use axum::http::StatusCode;
+use axum::middleware::{self, Next};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -63,7 +63,8 @@ async fn admin_only(State(c): State<Controller>, request: Request, next: Next) -
     };
     if !admitted {
         let error = "this admin endpoint needs an API key of a group in gateway.auth.admin_groups (Authorization: Bearer <key>)";
-        return (StatusCode::UNAUTHORIZED, [("www-authenticate", "Bearer")], Json(json!({ "status": "error", "error": error }))).into_response();
+        return (StatusCode::UNAUTHORIZED, [("www-authenticate", "Bearer")], Json(json!({ "status": "error", "error": error })))
+            .into_response();
     }
     next.run(request).await
 }
@@ -111,13 +112,17 @@ async fn metrics(State(c): State<Controller>) -> impl IntoResponse {
         status.servers.iter().filter_map(|s| c.runtimes().status(&s.name).map(|p| (s.name.clone(), p.restarts))).collect();
     let served = c.cache().current().map(|s| s.version.clone());
     let nodes = c.cache().status();
-    let text = crate::metrics::render(&crate::metrics::Inputs { status: &status, served: served.as_deref(), nodes: &nodes, restarts: &restarts });
+    let text =
+        crate::metrics::render(&crate::metrics::Inputs { status: &status, served: served.as_deref(), nodes: &nodes, restarts: &restarts });
     ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text)
 }
 
 async fn server_action(State(c): State<Controller>, Path((server, action)): Path<(String, String)>) -> impl IntoResponse {
     if !matches!(action.as_str(), "start" | "stop" | "restart") {
-        return (StatusCode::NOT_FOUND, Json(json!({ "status": "error", "error": format!("unknown action {action:?}: start, stop or restart") })));
+        return (
+            StatusCode::NOT_FOUND,
+            Json(json!({ "status": "error", "error": format!("unknown action {action:?}: start, stop or restart") })),
+        );
     }
     match c.runtimes().command(&server, &action) {
         Ok(()) => (StatusCode::ACCEPTED, Json(json!({ "status": "ok", "server": server, "action": action }))),

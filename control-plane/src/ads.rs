@@ -27,9 +27,7 @@ use std::time::SystemTime;
 use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_server::{
     AggregatedDiscoveryService, AggregatedDiscoveryServiceServer,
 };
-use envoy_types::pb::envoy::service::discovery::v3::{
-    DeltaDiscoveryRequest, DeltaDiscoveryResponse, DiscoveryRequest, DiscoveryResponse,
-};
+use envoy_types::pb::envoy::service::discovery::v3::{DeltaDiscoveryRequest, DeltaDiscoveryResponse, DiscoveryRequest, DiscoveryResponse};
 use futures::StreamExt;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -68,10 +66,7 @@ pub type DeltaResponseStream = futures::stream::Empty<Result<DeltaDiscoveryRespo
 impl AdsServer {
     /// A server for the snapshots published to `cache`.
     pub fn new(cache: SnapshotCache) -> Self {
-        Self {
-            cache,
-            next_stream: Arc::new(AtomicU64::new(1)),
-        }
+        Self { cache, next_stream: Arc::new(AtomicU64::new(1)) }
     }
 
     /// The tonic service, with message size limits raised to [`MAX_MESSAGE_BYTES`].
@@ -171,51 +166,26 @@ struct StreamState {
 }
 
 impl StreamState {
-    fn new(
-        cache: SnapshotCache,
-        id: u64,
-        tx: mpsc::Sender<Result<DiscoveryResponse, Status>>,
-    ) -> Self {
-        Self {
-            cache,
-            id,
-            tx,
-            node: None,
-            next_nonce: 1,
-            types: HashMap::new(),
-        }
+    fn new(cache: SnapshotCache, id: u64, tx: mpsc::Sender<Result<DiscoveryResponse, Status>>) -> Self {
+        Self { cache, id, tx, node: None, next_nonce: 1, types: HashMap::new() }
     }
 
     fn node_id(&self) -> &str {
-        self.node
-            .as_ref()
-            .map_or(UNKNOWN_NODE, |r| r.node_id.as_str())
+        self.node.as_ref().map_or(UNKNOWN_NODE, |r| r.node_id.as_str())
     }
 
-    async fn on_request(
-        &mut self,
-        request: DiscoveryRequest,
-        snapshot: Option<&Snapshot>,
-    ) -> Result<(), StreamClosed> {
+    async fn on_request(&mut self, request: DiscoveryRequest, snapshot: Option<&Snapshot>) -> Result<(), StreamClosed> {
         if self.node.is_none() {
             // Envoy may send `node` only on the first request of a stream
             // (`set_node_on_first_message_only`), so the stream keeps it.
-            let node_id = request
-                .node
-                .as_ref()
-                .map(|n| n.id.clone())
-                .filter(|id| !id.is_empty())
-                .unwrap_or_else(|| UNKNOWN_NODE.to_owned());
+            let node_id =
+                request.node.as_ref().map(|n| n.id.clone()).filter(|id| !id.is_empty()).unwrap_or_else(|| UNKNOWN_NODE.to_owned());
             info!(stream = self.id, node = %node_id, "Envoy connected over ADS");
             self.node = Some(Registration::new(self.cache.clone(), node_id));
         }
         if request.type_url.is_empty() {
             // On an aggregated stream the type URL is the only way to tell types apart.
-            warn!(
-                stream = self.id,
-                node = self.node_id(),
-                "ignoring ADS request without type_url"
-            );
+            warn!(stream = self.id, node = self.node_id(), "ignoring ADS request without type_url");
             return Ok(());
         }
         let type_url = request.type_url.clone();
@@ -245,13 +215,7 @@ impl StreamState {
                     error = message,
                     "Envoy rejected configuration (NACK)"
                 );
-                self.cache.record_nack(
-                    self.node_id(),
-                    &type_url,
-                    &rejected,
-                    &message,
-                    SystemTime::now(),
-                );
+                self.cache.record_nack(self.node_id(), &type_url, &rejected, &message, SystemTime::now());
             }
             Verdict::Proceed { acked, respond } => {
                 if let Some(acked) = acked {
@@ -264,10 +228,7 @@ impl StreamState {
                             self.send(snapshot, &type_url).await?;
                         }
                         // Without a snapshot the subscription waits for the first one.
-                        Some(_) => debug!(
-                            node = self.node_id(),
-                            type_url, "not answering a type this control plane does not serve"
-                        ),
+                        Some(_) => debug!(node = self.node_id(), type_url, "not answering a type this control plane does not serve"),
                         None => {}
                     }
                 }
@@ -279,19 +240,11 @@ impl StreamState {
     /// Pushes a new snapshot to every subscribed type that has not got its version yet,
     /// clusters first.
     async fn push_all(&mut self, snapshot: &Snapshot) -> Result<(), StreamClosed> {
-        let mut others: Vec<String> = self
-            .types
-            .keys()
-            .filter(|t| !PUSH_ORDER.contains(&t.as_str()))
-            .cloned()
-            .collect();
+        let mut others: Vec<String> = self.types.keys().filter(|t| !PUSH_ORDER.contains(&t.as_str())).cloned().collect();
         others.sort();
         let order = PUSH_ORDER.iter().map(|t| (*t).to_owned()).chain(others);
         for type_url in order {
-            let due = self
-                .types
-                .get(&type_url)
-                .is_some_and(|t| t.sent_version.as_deref() != Some(snapshot.version.as_str()));
+            let due = self.types.get(&type_url).is_some_and(|t| t.sent_version.as_deref() != Some(snapshot.version.as_str()));
             if due && snapshot.serves(&type_url) {
                 self.send(snapshot, &type_url).await?;
             }
@@ -315,8 +268,7 @@ impl StreamState {
             nonce = response.nonce,
             "sending"
         );
-        self.cache
-            .record_sent(self.node_id(), type_url, &snapshot.version);
+        self.cache.record_sent(self.node_id(), type_url, &snapshot.version);
         self.tx.send(Ok(response)).await.map_err(|_| StreamClosed)
     }
 }
@@ -363,20 +315,13 @@ enum Verdict {
     /// The client rejected version `rejected`.
     Nack { rejected: String, message: String },
     /// A current request; `acked` is the version it accepts, if it is an ACK.
-    Proceed {
-        acked: Option<String>,
-        respond: bool,
-    },
+    Proceed { acked: Option<String>, respond: bool },
 }
 
 impl TypeState {
     /// Applies a request for this type and decides what to do. `snapshot_version` is the
     /// version of the current snapshot, if there is one.
-    fn on_request(
-        &mut self,
-        request: &DiscoveryRequest,
-        snapshot_version: Option<&str>,
-    ) -> Verdict {
+    fn on_request(&mut self, request: &DiscoveryRequest, snapshot_version: Option<&str>) -> Verdict {
         // A request without a nonce starts (or restarts) a subscription, and so does any
         // request before we ever answered this type on this stream: a nonce from an earlier
         // stream or another control plane instance means nothing here.
@@ -386,19 +331,12 @@ impl TypeState {
         }
         self.names = request.resource_names.iter().cloned().collect();
         if let Some(error) = request.error_detail.as_ref().filter(|_| !fresh) {
-            return Verdict::Nack {
-                rejected: self.sent_version.clone().unwrap_or_default(),
-                message: error.message.clone(),
-            };
+            return Verdict::Nack { rejected: self.sent_version.clone().unwrap_or_default(), message: error.message.clone() };
         }
-        let acked = (!fresh && self.sent_version.as_deref() == Some(request.version_info.as_str()))
-            .then(|| request.version_info.clone());
+        let acked = (!fresh && self.sent_version.as_deref() == Some(request.version_info.as_str())).then(|| request.version_info.clone());
         let outdated = snapshot_version.is_some_and(|v| self.sent_version.as_deref() != Some(v));
         let names_changed = !is_wildcard_type(&request.type_url) && self.names != self.sent_names;
-        Verdict::Proceed {
-            acked,
-            respond: fresh || outdated || names_changed,
-        }
+        Verdict::Proceed { acked, respond: fresh || outdated || names_changed }
     }
 }
 
@@ -411,12 +349,7 @@ fn is_wildcard_type(type_url: &str) -> bool {
 /// The response for one type: all its resources, or for other types than clusters and
 /// listeners only those named, when names were requested. Requested names that the snapshot
 /// does not have are left out; Envoy keeps waiting for them.
-fn build_response(
-    snapshot: &Snapshot,
-    type_url: &str,
-    names: &BTreeSet<String>,
-    nonce: String,
-) -> DiscoveryResponse {
+fn build_response(snapshot: &Snapshot, type_url: &str, names: &BTreeSet<String>, nonce: String) -> DiscoveryResponse {
     let filter = !is_wildcard_type(type_url) && !names.is_empty();
     let resources = snapshot
         .resources_of(type_url)
@@ -424,13 +357,7 @@ fn build_response(
         .filter(|(name, _)| !filter || names.contains(name))
         .map(|(_, resource)| resource.clone())
         .collect();
-    DiscoveryResponse {
-        version_info: snapshot.version.clone(),
-        resources,
-        type_url: type_url.to_owned(),
-        nonce,
-        ..Default::default()
-    }
+    DiscoveryResponse { version_info: snapshot.version.clone(), resources, type_url: type_url.to_owned(), nonce, ..Default::default() }
 }
 
 #[cfg(test)]

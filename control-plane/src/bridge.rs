@@ -149,7 +149,8 @@ fn handshake_era(mut request: Value) -> (Value, Option<String>) {
 }
 
 /// Results that 2026-07-28 requires to say how long they may be cached.
-const CACHEABLE: [&str; 6] = ["resources/read", "tools/list", "prompts/list", "resources/list", "resources/templates/list", "server/discover"];
+const CACHEABLE: [&str; 6] =
+    ["resources/read", "tools/list", "prompts/list", "resources/list", "resources/templates/list", "server/discover"];
 
 /// One message of the upstream's answer to `method`, as a 2026-07-28 client
 /// must get it: a result says it is complete (`resultType`, which that
@@ -237,7 +238,10 @@ mod tests {
             "progressToken": 7,
         }}});
         let (down, level) = handshake_era(request);
-        assert_eq!(down, json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": {"name": "t", "_meta": {"progressToken": 7}}}));
+        assert_eq!(
+            down,
+            json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": {"name": "t", "_meta": {"progressToken": 7}}})
+        );
         assert_eq!(level.as_deref(), Some("debug"));
         let bare = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {"_meta": {"io.modelcontextprotocol/protocolVersion": "2026-07-28"}}});
         assert_eq!(handshake_era(bare), (json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {}}), None));
@@ -266,7 +270,9 @@ mod tests {
         assert_eq!(modernize(r#"{"jsonrpc":"2.0","id":7,"method":"sampling/createMessage"}"#, "tools/call", &none, true), Verdict::Drop);
         assert_eq!(
             modernize(r#"{"jsonrpc":"2.0","id":1,"result":{"contents":[]}}"#, "resources/read", &none, true),
-            Verdict::Replace(r#"{"id":1,"jsonrpc":"2.0","result":{"cacheScope":"private","contents":[],"resultType":"complete","ttlMs":0}}"#.into()),
+            Verdict::Replace(
+                r#"{"id":1,"jsonrpc":"2.0","result":{"cacheScope":"private","contents":[],"resultType":"complete","ttlMs":0}}"#.into()
+            ),
             "a read may be cached: the result says for how long"
         );
     }

@@ -404,7 +404,11 @@ pub struct UpstreamTlsSettings {
 impl UpstreamTlsSettings {
     /// Its fields, each with its name: the CAs, the client certificate, its key.
     pub fn fields(&self) -> [(&'static str, Option<&str>); 3] {
-        [("ca_file", self.ca_file.as_deref()), ("client_cert_file", self.client_cert_file.as_deref()), ("client_key_file", self.client_key_file.as_deref())]
+        [
+            ("ca_file", self.ca_file.as_deref()),
+            ("client_cert_file", self.client_cert_file.as_deref()),
+            ("client_key_file", self.client_key_file.as_deref()),
+        ]
     }
 
     /// The files it names, each with the field that names it.
@@ -783,7 +787,10 @@ pub fn validate(c: &Catalog) -> Vec<String> {
     }
     if let Some(auth) = &g.auth {
         if auth.api_keys.is_empty() && auth.jwt.is_none() && !auth.client_certificates {
-            p.push("gateway.auth: list api_keys, configure jwt or client_certificates (or leave gateway.auth out to turn authentication off)".into());
+            p.push(
+                "gateway.auth: list api_keys, configure jwt or client_certificates (or leave gateway.auth out to turn authentication off)"
+                    .into(),
+            );
         }
         if auth.client_certificates && g.tls.as_ref().is_none_or(|t| t.client_ca_file.is_none()) {
             p.push("gateway.auth.client_certificates: needs gateway.tls.client_ca_file to verify them against".into());
@@ -793,7 +800,10 @@ pub fn validate(c: &Catalog) -> Vec<String> {
         }
         if let Some(pr) = &auth.protected_resource {
             if Url::parse(&pr.resource).map_or(true, |u| !matches!(u.scheme(), "http" | "https")) {
-                p.push(format!("gateway.auth.protected_resource.resource: {:?} must be the http(s) URL clients use for the MCP endpoint", pr.resource));
+                p.push(format!(
+                    "gateway.auth.protected_resource.resource: {:?} must be the http(s) URL clients use for the MCP endpoint",
+                    pr.resource
+                ));
             }
             if pr.authorization_servers.is_empty() {
                 p.push("gateway.auth.protected_resource.authorization_servers: name at least one issuer URL".into());
@@ -874,7 +884,9 @@ pub fn validate(c: &Catalog) -> Vec<String> {
     for o in &g.allowed_origins {
         let valid = o == "*" || Url::parse(o).is_ok_and(|u| u.path() == "/" && !o.ends_with('/') && u.query().is_none());
         if !valid {
-            p.push(format!("gateway.allowed_origins: {o:?} must be an origin like https://app.example (scheme, host, optional port), or *"));
+            p.push(format!(
+                "gateway.allowed_origins: {o:?} must be an origin like https://app.example (scheme, host, optional port), or *"
+            ));
         }
     }
     let mut names = BTreeSet::new();
@@ -925,7 +937,16 @@ pub fn validate(c: &Catalog) -> Vec<String> {
         }
         for name in s.headers.0.keys() {
             let token = !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
-            let reserved = ["host", "content-length", "content-type", "accept", "mcp-session-id", "mcp-protocol-version", "transfer-encoding", "connection"];
+            let reserved = [
+                "host",
+                "content-length",
+                "content-type",
+                "accept",
+                "mcp-session-id",
+                "mcp-protocol-version",
+                "transfer-encoding",
+                "connection",
+            ];
             if !token || reserved.contains(&name.to_ascii_lowercase().as_str()) || name.starts_with(':') {
                 p.push(format!("{at}: headers: {name:?} is not a header the gateway may set"));
             }
@@ -947,9 +968,9 @@ pub fn validate(c: &Catalog) -> Vec<String> {
         }
         match (s.max_connections, s.runtime) {
             (Some(0), _) => p.push(format!("{at}: max_connections must be at least 1")),
-            (Some(_), Runtime::Stdio | Runtime::Sse) => {
-                p.push(format!("{at}: max_connections applies to http servers (the control plane holds one connection to a stdio or sse server)"))
-            }
+            (Some(_), Runtime::Stdio | Runtime::Sse) => p.push(format!(
+                "{at}: max_connections applies to http servers (the control plane holds one connection to a stdio or sse server)"
+            )),
             _ => {}
         }
         if !(1..=MAX_TIMEOUT_SECONDS).contains(&s.discovery_timeout_seconds) {

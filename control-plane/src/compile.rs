@@ -17,13 +17,17 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::time::Duration;
 
+use envoy_types::pb::envoy::config::accesslog::v3::{
+    access_log_filter, comparison_filter, AccessLogFilter, ComparisonFilter, HeaderFilter, ResponseFlagFilter, StatusCodeFilter,
+};
 use envoy_types::pb::envoy::config::cluster::v3::{circuit_breakers, cluster, CircuitBreakers, Cluster};
 use envoy_types::pb::envoy::config::core::v3::HttpProtocolOptions as HttpProtocolOptionsCommon;
-use envoy_types::pb::envoy::extensions::upstreams::http::v3::{http_protocol_options, HttpProtocolOptions};
+use envoy_types::pb::envoy::config::core::v3::RuntimeUInt32;
 use envoy_types::pb::envoy::config::core::v3::{
     address, config_source, socket_address, Address, AggregatedConfigSource, ApiVersion, AsyncDataSource, ConfigSource, DataSource,
     ExtensionConfigSource, SocketAddress, TypedExtensionConfig,
 };
+use envoy_types::pb::envoy::config::core::v3::{substitution_format_string, SubstitutionFormatString};
 use envoy_types::pb::envoy::config::endpoint::v3::{lb_endpoint, ClusterLoadAssignment, Endpoint, LbEndpoint, LocalityLbEndpoints};
 use envoy_types::pb::envoy::config::listener::v3::{filter, Filter, FilterChain, Listener};
 use envoy_types::pb::envoy::config::route::v3::{
@@ -31,22 +35,18 @@ use envoy_types::pb::envoy::config::route::v3::{
 };
 use envoy_types::pb::envoy::extensions::filters::http::router::v3::Router;
 use envoy_types::pb::envoy::extensions::filters::http::wasm::v3::Wasm;
-use envoy_types::pb::envoy::config::accesslog::v3::{
-    access_log_filter, comparison_filter, AccessLogFilter, ComparisonFilter, HeaderFilter, ResponseFlagFilter, StatusCodeFilter,
-};
-use envoy_types::pb::envoy::config::core::v3::RuntimeUInt32;
-use envoy_types::pb::envoy::config::core::v3::{substitution_format_string, SubstitutionFormatString};
+use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::http_connection_manager::Tracing as HcmTracing;
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
     http_connection_manager, http_filter, HttpConnectionManager, HttpFilter, LocalReplyConfig, Rds, ResponseMapper,
 };
-use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::http_connection_manager::Tracing as HcmTracing;
-use envoy_types::pb::envoy::r#type::matcher::v3::{string_matcher, StringMatcher};
+use envoy_types::pb::envoy::extensions::upstreams::http::v3::{http_protocol_options, HttpProtocolOptions};
 use envoy_types::pb::envoy::extensions::wasm::v3::{plugin_config, PluginConfig, VmConfig};
+use envoy_types::pb::envoy::r#type::matcher::v3::{string_matcher, StringMatcher};
 use envoy_types::pb::google::protobuf::{Any, BoolValue, Duration as PbDuration, StringValue, UInt32Value};
 use envoy_types::util::pack_any;
 use mcp_filter::config::{
-    ApiKey, AuthConfig, AuthorizationConfig, FilterConfig, JwtClaims, LimitKey, NamedRoute, RateLimit, ServedItem, ServerInfo, SessionConfig,
-    UpstreamHeader, UpstreamServer, CLUSTER_HEADER, INTERNAL_HEADER, REQUEST_ID_PROPERTY, SERVER_PROPERTY,
+    ApiKey, AuthConfig, AuthorizationConfig, FilterConfig, JwtClaims, LimitKey, NamedRoute, RateLimit, ServedItem, ServerInfo,
+    SessionConfig, UpstreamHeader, UpstreamServer, CLUSTER_HEADER, INTERNAL_HEADER, REQUEST_ID_PROPERTY, SERVER_PROPERTY,
 };
 use prost::Message;
 use serde_json::Value;
@@ -54,8 +54,8 @@ use sha2::{Digest, Sha256};
 
 use crate::catalog::{Catalog, DefaultDecision, Endpoint as UrlEndpoint, GatewaySettings, DEFAULT_LIMIT};
 use crate::discovery::Discovered;
-use crate::upstream::UpstreamTls;
 use crate::snapshot::{Snapshot, CLUSTER_TYPE, EXTENSION_CONFIG_TYPE, LISTENER_TYPE, ROUTE_TYPE, SECRET_TYPE};
+use crate::upstream::UpstreamTls;
 
 /// Name of the wasm filter in the HTTP connection manager and in ECDS.
 pub const FILTER_NAME: &str = "mcp-gateway.filter";
@@ -171,7 +171,11 @@ pub fn compile(inputs: &Inputs<'_>) -> Result<Compiled, CompileError> {
         let own_tls = inputs.upstream_tls.get(&s.name).filter(|_| !s.piped()).map(|t| (s.name.as_str(), t));
         let mut upstream = upstream_cluster(&cluster, &ep, &g.upstream_ca_file, own_tls);
         if !s.piped() {
-            limit_connections(&mut upstream, s.max_connections.unwrap_or(g.max_connections_per_server), s.idle_timeout_seconds.unwrap_or(g.idle_timeout_seconds));
+            limit_connections(
+                &mut upstream,
+                s.max_connections.unwrap_or(g.max_connections_per_server),
+                s.idle_timeout_seconds.unwrap_or(g.idle_timeout_seconds),
+            );
         }
         clusters.push(upstream);
         let index = servers.len();
@@ -188,7 +192,10 @@ pub fn compile(inputs: &Inputs<'_>) -> Result<Compiled, CompileError> {
             // an initialize per client session, which suits either kind.
             stateful: inputs.discovered.get(&s.name).is_none_or(|d| d.stateful),
             // Sent as a header: an upstream's odd answer must not break it.
-            protocol_version: found.protocol_version.clone().filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')),
+            protocol_version: found
+                .protocol_version
+                .clone()
+                .filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')),
             modern: found.stateless_era,
             modern_only: found.modern_only,
             // A server the control plane runs or connects to gets its
@@ -211,15 +218,18 @@ pub fn compile(inputs: &Inputs<'_>) -> Result<Compiled, CompileError> {
     }
     clusters.push(admin_cluster(inputs.admin.0, inputs.admin.1));
     let dropped: Vec<Dropped> = tools.dropped.drain(..).chain(prompts.dropped.drain(..)).collect();
-    let instructions = merged_instructions(g.instructions.as_deref(), catalog.servers.iter().filter_map(|s| {
-        let text = inputs.discovered.get(&s.name)?.instructions.as_deref()?;
-        let heading = if s.prefix {
-            format!("## Server {} (its tools and prompts are named {}{}<name>)", s.name, s.name, g.tool_separator)
-        } else {
-            format!("## Server {}", s.name)
-        };
-        Some((heading, text))
-    }));
+    let instructions = merged_instructions(
+        g.instructions.as_deref(),
+        catalog.servers.iter().filter_map(|s| {
+            let text = inputs.discovered.get(&s.name)?.instructions.as_deref()?;
+            let heading = if s.prefix {
+                format!("## Server {} (its tools and prompts are named {}{}<name>)", s.name, s.name, g.tool_separator)
+            } else {
+                format!("## Server {}", s.name)
+            };
+            Some((heading, text))
+        }),
+    );
 
     let mut filter_config = FilterConfig {
         version: String::new(),
@@ -274,7 +284,10 @@ pub fn compile(inputs: &Inputs<'_>) -> Result<Compiled, CompileError> {
             protected_resource: a.protected_resource.clone(),
             client_certificates: a.client_certificates,
         }),
-        authorization: g.authorization.as_ref().map(|a| AuthorizationConfig { default_allow: a.default == DefaultDecision::Allow, rules: a.rules.clone() }),
+        authorization: g
+            .authorization
+            .as_ref()
+            .map(|a| AuthorizationConfig { default_allow: a.default == DefaultDecision::Allow, rules: a.rules.clone() }),
         rate_limits: rate_limits(g),
         allowed_origins: g.allowed_origins.clone(),
         loopback_only: listens_on_loopback_only(g),
@@ -306,7 +319,10 @@ pub fn compile(inputs: &Inputs<'_>) -> Result<Compiled, CompileError> {
     let json = with_version(&unversioned, &version).unwrap_or_else(|| serde_json::to_string(&filter_config).unwrap_or_default());
     let filter = filter_extension(json, inputs.wasm);
     let jwks_endpoint = match g.auth.as_ref().and_then(|a| a.jwt.as_ref()).and_then(|j| j.jwks_uri.as_deref()) {
-        Some(uri) => Some(crate::catalog::parse_endpoint(uri).map_err(|message| CompileError::Server { server: "gateway.auth.jwt.jwks_uri".into(), message })?),
+        Some(uri) => Some(
+            crate::catalog::parse_endpoint(uri)
+                .map_err(|message| CompileError::Server { server: "gateway.auth.jwt.jwks_uri".into(), message })?,
+        ),
         None => None,
     };
     if let Some(ep) = &jwks_endpoint {
@@ -418,7 +434,12 @@ impl Names {
                 self.taken.insert(name.clone(), (at, server_name.to_string()));
                 (holder, format!("{kind} name {name:?} is also exposed by server {server_name:?}, which had it first; set prefix: true on one of them"))
             } else {
-                (server_name.to_string(), format!("{kind} name {name:?} is also exposed by server {holder:?}, which had it first; set prefix: true on one of them"))
+                (
+                    server_name.to_string(),
+                    format!(
+                        "{kind} name {name:?} is also exposed by server {holder:?}, which had it first; set prefix: true on one of them"
+                    ),
+                )
             };
             self.dropped.push(Dropped { server: loser, kind, name, reason });
         }
@@ -530,9 +551,11 @@ fn limit_connections(c: &mut Cluster, max: u32, idle_seconds: u64) {
             idle_timeout: Some(duration(Duration::from_secs(idle_seconds))),
             ..Default::default()
         }),
-        upstream_protocol_options: Some(http_protocol_options::UpstreamProtocolOptions::ExplicitHttpConfig(http_protocol_options::ExplicitHttpConfig {
-            protocol_config: Some(http_protocol_options::explicit_http_config::ProtocolConfig::HttpProtocolOptions(Default::default())),
-        })),
+        upstream_protocol_options: Some(http_protocol_options::UpstreamProtocolOptions::ExplicitHttpConfig(
+            http_protocol_options::ExplicitHttpConfig {
+                protocol_config: Some(http_protocol_options::explicit_http_config::ProtocolConfig::HttpProtocolOptions(Default::default())),
+            },
+        )),
         ..Default::default()
     };
     c.typed_extension_protocol_options.insert("envoy.extensions.upstreams.http.v3.HttpProtocolOptions".into(), pack_any(options));
@@ -640,7 +663,13 @@ fn listeners(g: &GatewaySettings, jwks: Option<&str>, tls: bool, traced: Option<
     }
 }
 
-fn listener(name: &str, listen: &str, max_body_bytes: usize, hcm: HttpConnectionManager, tls: Option<&crate::catalog::TlsSettings>) -> Listener {
+fn listener(
+    name: &str,
+    listen: &str,
+    max_body_bytes: usize,
+    hcm: HttpConnectionManager,
+    tls: Option<&crate::catalog::TlsSettings>,
+) -> Listener {
     let (host, port) = listen.rsplit_once(':').unwrap_or((listen, "4444"));
     let host = host.trim_start_matches('[').trim_end_matches(']');
     Listener {
@@ -725,7 +754,8 @@ fn upstream_error_as_jsonrpc(read_timeout_seconds: u64, global_limits: bool) -> 
     let format = format!(
         r#"{{"jsonrpc":"2.0","id":%FILTER_STATE(wasm.{REQUEST_ID_PROPERTY}:PLAIN)%,"error":{{"code":-32603,"message":"Upstream server '%FILTER_STATE(wasm.{SERVER_PROPERTY}:PLAIN)%' did not answer: %RESPONSE_CODE_DETAILS% (HTTP %RESPONSE_CODE%)"}}}}"#
     );
-    let mut mappers = vec![ResponseMapper {
+    let mut mappers = vec![
+        ResponseMapper {
             filter: Some(AccessLogFilter {
                 filter_specifier: Some(access_log_filter::FilterSpecifier::HeaderFilter(HeaderFilter {
                     header: Some(HeaderMatcher {
@@ -737,7 +767,9 @@ fn upstream_error_as_jsonrpc(read_timeout_seconds: u64, global_limits: bool) -> 
             }),
             body_format_override: Some(json_body(format)),
             ..Default::default()
-        }, too_slow(read_timeout_seconds)];
+        },
+        too_slow(read_timeout_seconds),
+    ];
     // A server's connections and requests at their limit: before the
     // generic mapper, which would call it a failure to answer.
     mappers.insert(0, overloaded());
@@ -836,9 +868,10 @@ fn route_table(timeout_seconds: u64) -> RouteConfiguration {
     // principal guards it.
     let get_only = HeaderMatcher {
         name: ":method".into(),
-        header_match_specifier: Some(header_matcher::HeaderMatchSpecifier::StringMatch(
-            StringMatcher { match_pattern: Some(string_matcher::MatchPattern::Exact("GET".into())), ..Default::default() },
-        )),
+        header_match_specifier: Some(header_matcher::HeaderMatchSpecifier::StringMatch(StringMatcher {
+            match_pattern: Some(string_matcher::MatchPattern::Exact("GET".into())),
+            ..Default::default()
+        })),
         ..Default::default()
     };
     routes.extend(ADMIN_PATHS.iter().map(|p| Route {

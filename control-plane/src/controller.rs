@@ -21,8 +21,8 @@ use tokio::sync::{mpsc, Mutex};
 use crate::catalog::{self, Catalog};
 use crate::compile::{compile, Inputs, TlsMaterial};
 use crate::discovery::{self, Discovered};
-use crate::snapshot::SnapshotCache;
 use crate::runtime::Runtimes;
+use crate::snapshot::SnapshotCache;
 use crate::streams::Served;
 use crate::upstream::{self, Clients, Reach, Upstream};
 use mcp_filter::session::Sealer;
@@ -396,7 +396,8 @@ impl Controller {
             Ok(c) => c,
             Err(e) => {
                 // The processes go back to what the running configuration names.
-                let good = self.inner.last_good.read().ok().and_then(|g| g.as_ref().map(|g| (Arc::clone(&g.catalog), Arc::clone(&g.reach))));
+                let good =
+                    self.inner.last_good.read().ok().and_then(|g| g.as_ref().map(|g| (Arc::clone(&g.catalog), Arc::clone(&g.reach))));
                 match good {
                     Some((catalog, reach)) => self.inner.runtimes.sync(&catalog, &reach),
                     None => self.inner.runtimes.sync(&Catalog::default(), reach),
@@ -467,11 +468,15 @@ impl Controller {
         let jwks = match catalog.gateway.auth.as_ref().and_then(|a| a.jwt.as_ref()).and_then(|j| j.jwks_file.as_deref()) {
             Some(file) => {
                 let full = base_dir.join(file);
-                let text = tokio::fs::read_to_string(&full).await.map_err(|e| format!("{path}: gateway.auth.jwt.jwks_file {}: {e}", full.display()))?;
+                let text = tokio::fs::read_to_string(&full)
+                    .await
+                    .map_err(|e| format!("{path}: gateway.auth.jwt.jwks_file {}: {e}", full.display()))?;
                 serde_json::from_str::<serde_json::Value>(&text)
                     .ok()
                     .filter(|v| v.get("keys").is_some_and(serde_json::Value::is_array))
-                    .ok_or_else(|| format!("{path}: gateway.auth.jwt.jwks_file {} is not a JWKS (a JSON object with \"keys\")", full.display()))?;
+                    .ok_or_else(|| {
+                        format!("{path}: gateway.auth.jwt.jwks_file {} is not a JWKS (a JSON object with \"keys\")", full.display())
+                    })?;
                 Some(text)
             }
             None => None,
@@ -497,7 +502,8 @@ impl Controller {
             let [ca, client_cert, client_key] = texts;
             files.insert(server.name.clone(), upstream::UpstreamTls { ca, client_cert, client_key });
         }
-        let reach = self.inner.clients.reach(&catalog, &self.bridge_base(), &s.internal_token, files).map_err(|e| format!("{path}: {e}"))?;
+        let reach =
+            self.inner.clients.reach(&catalog, &self.bridge_base(), &s.internal_token, files).map_err(|e| format!("{path}: {e}"))?;
         Ok(Loaded { catalog, jwks, tls, tls_files, tls_digest: digest_of(&contents), reach })
     }
 
@@ -533,7 +539,9 @@ impl Controller {
         let deadline = tokio::time::Instant::now() + limit;
         while tokio::time::Instant::now() < deadline {
             let all = self.inner.cache.status().iter().filter(|n| n.connected).all(|n| {
-                n.types.iter().any(|t| t.type_url == crate::snapshot::EXTENSION_CONFIG_TYPE && t.last_acked_version.as_deref() == Some(version))
+                n.types
+                    .iter()
+                    .any(|t| t.type_url == crate::snapshot::EXTENSION_CONFIG_TYPE && t.last_acked_version.as_deref() == Some(version))
             });
             if all {
                 return;
@@ -672,9 +680,7 @@ impl Controller {
             sessions.retain(|name, session| up.iter().any(|u| &u.name == name && session.serves(u)));
             failures.retain(|name, _| up.iter().any(|u| &u.name == name));
             let checks = up.iter().map(|u| {
-                let mut session = sessions
-                    .remove(&u.name)
-                    .unwrap_or_else(|| crate::discovery::Session::for_upstream(u));
+                let mut session = sessions.remove(&u.name).unwrap_or_else(|| crate::discovery::Session::for_upstream(u));
                 let modern = modern_only.get(&u.name).copied().unwrap_or(false);
                 async move {
                     let outcome = tokio::time::timeout(every.min(Duration::from_secs(10)), session.check(modern)).await;
@@ -860,7 +866,9 @@ mod tests {
         // Nothing listens on port 9: a server asked there is unreachable.
         let clients = crate::upstream::Clients::default();
         let reach = |c: &crate::catalog::Catalog| clients.reach(c, "http://127.0.0.1:9", "t", BTreeMap::new()).unwrap();
-        let catalog = load("servers:\n  - {name: known, url: 'http://127.0.0.1:9/mcp'}\n  - {name: new, url: 'http://127.0.0.1:9/new'}\n", |_| None).unwrap();
+        let catalog =
+            load("servers:\n  - {name: known, url: 'http://127.0.0.1:9/mcp'}\n  - {name: new, url: 'http://127.0.0.1:9/new'}\n", |_| None)
+                .unwrap();
         let offer = Discovered { tools: vec![serde_json::json!({"name": "t"})], ..Default::default() };
         let known = BTreeMap::from([("known".to_string(), (catalog.servers[0].identity(), offer.clone()))]);
         let (found, status) = discover(&catalog, &known, Discovery::Unreachable, &reach(&catalog)).await;

@@ -265,10 +265,8 @@ impl Session {
         self.next_id += 1;
         let id = self.next_id;
         let body = self.post(json!({ "jsonrpc": "2.0", "id": id, "method": method, "params": params })).await?;
-        let message = body
-            .into_iter()
-            .find(|m| m.get("id").and_then(Value::as_u64) == Some(id))
-            .ok_or("the answer held no JSON-RPC response")?;
+        let message =
+            body.into_iter().find(|m| m.get("id").and_then(Value::as_u64) == Some(id)).ok_or("the answer held no JSON-RPC response")?;
         if let Some(err) = message.get("error") {
             let code = err.get("code").and_then(Value::as_i64).unwrap_or(0);
             let text = err.get("message").and_then(Value::as_str).unwrap_or("");
@@ -285,11 +283,7 @@ impl Session {
         if let Some(id) = resp.headers().get("mcp-session-id").and_then(|v| v.to_str().ok()) {
             self.id = Some(id.to_string());
         }
-        let is_sse = resp
-            .headers()
-            .get("content-type")
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|c| c.starts_with("text/event-stream"));
+        let is_sse = resp.headers().get("content-type").and_then(|v| v.to_str().ok()).is_some_and(|c| c.starts_with("text/event-stream"));
         let text = resp.text().await.map_err(|e| format!("reading the answer: {e}"))?;
         if status == reqwest::StatusCode::ACCEPTED {
             return Ok(Vec::new());
@@ -348,4 +342,3 @@ impl Session {
         }
     }
 }
-

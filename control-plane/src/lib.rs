@@ -15,8 +15,8 @@
 //!   merged with the upstreams' own streams;
 //! - [`upstream`] is how the control plane itself reaches a server.
 
-pub mod ads;
 pub mod admin;
+pub mod ads;
 pub mod bridge;
 pub mod catalog;
 pub mod compile;

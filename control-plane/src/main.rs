@@ -157,9 +157,8 @@ async fn serve(args: Args, set_log_level: Option<mcp_control_plane::controller::
         // Global rate limits: Envoy's ratelimit filter asks here (cluster `xds`).
         .add_service(mcp_control_plane::rls::Rls::new(controller.clone()).service())
         .serve_with_shutdown(args.xds_listen, stopping());
-    let admin_listener = tokio::net::TcpListener::bind(args.admin_listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", args.admin_listen))?;
+    let admin_listener =
+        tokio::net::TcpListener::bind(args.admin_listen).await.with_context(|| format!("cannot listen on {}", args.admin_listen))?;
     let admin = axum::serve(admin_listener, admin::router(controller.clone())).with_graceful_shutdown(stopping());
     tracing::info!(xds = %args.xds_listen, admin = %args.admin_listen, catalog = %args.catalog.display(), "control plane started");
     let mut watcher = tokio::spawn(controller.clone().run());
@@ -194,9 +193,7 @@ const DRAIN: Duration = Duration::from_secs(10);
 fn random_key() -> anyhow::Result<String> {
     use std::io::Read as _;
     let mut key = [0u8; 32];
-    std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut key))
-        .context("cannot read /dev/urandom for a session key")?;
+    std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut key)).context("cannot read /dev/urandom for a session key")?;
     Ok(key.iter().map(|b| format!("{b:02x}")).collect())
 }
 

@@ -73,7 +73,11 @@ pub fn render(i: &Inputs) -> String {
     o.family("mcp_gateway_catalog_reloads_total", "counter", "Catalog reloads, by result.");
     o.sample("mcp_gateway_catalog_reloads_total", &[("result", "ok")], s.reloads_ok);
     o.sample("mcp_gateway_catalog_reloads_total", &[("result", "error")], s.reloads_failed);
-    o.family("mcp_gateway_catalog_last_reload_success", "gauge", "1 if the last reload published a configuration, 0 if it failed (the previous one stays).");
+    o.family(
+        "mcp_gateway_catalog_last_reload_success",
+        "gauge",
+        "1 if the last reload published a configuration, 0 if it failed (the previous one stays).",
+    );
     o.sample("mcp_gateway_catalog_last_reload_success", &[], u8::from(s.last_error.is_none()));
     o.family("mcp_gateway_catalog_last_reload_timestamp_seconds", "gauge", "When the last reload ran, in seconds since the epoch.");
     if let Some(t) = s.last_reload_at {
@@ -100,7 +104,11 @@ pub fn render(i: &Inputs) -> String {
             o.sample("mcp_gateway_xds_nacks_total", &[("node", &n.node_id), ("type", type_label(&t.type_url))], t.nacks);
         }
     }
-    o.family("mcp_gateway_envoy_acked_current", "gauge", "1 if the connected Envoy accepted the version served for every type it asked for.");
+    o.family(
+        "mcp_gateway_envoy_acked_current",
+        "gauge",
+        "1 if the connected Envoy accepted the version served for every type it asked for.",
+    );
     for n in i.nodes.iter().filter(|n| n.connected) {
         let current = i.served.is_some() && !n.types.is_empty() && n.types.iter().all(|t| t.current);
         o.sample("mcp_gateway_envoy_acked_current", &[("node", &n.node_id)], u8::from(current));
@@ -114,11 +122,19 @@ pub fn render(i: &Inputs) -> String {
     for server in &s.servers {
         o.sample("mcp_gateway_server_tools", &[("server", &server.name)], server.tools);
     }
-    o.family("mcp_gateway_server_dropped_items", "gauge", "Tools and prompts of the server left out of the lists (a name another server has, or none); /servers says which and why.");
+    o.family(
+        "mcp_gateway_server_dropped_items",
+        "gauge",
+        "Tools and prompts of the server left out of the lists (a name another server has, or none); /servers says which and why.",
+    );
     for server in &s.servers {
         o.sample("mcp_gateway_server_dropped_items", &[("server", &server.name)], server.dropped.len());
     }
-    o.family("mcp_gateway_server_restarts_total", "counter", "Times a server the control plane runs (stdio) or connects to (SSE) died and was restarted.");
+    o.family(
+        "mcp_gateway_server_restarts_total",
+        "counter",
+        "Times a server the control plane runs (stdio) or connects to (SSE) died and was restarted.",
+    );
     for (name, restarts) in i.restarts {
         o.sample("mcp_gateway_server_restarts_total", &[("server", name)], restarts);
     }
@@ -141,10 +157,13 @@ pub fn not_ready(status: &Status, served: Option<&str>, nodes: &[NodeStatus]) ->
         reasons.push("no Envoy is connected to the control plane".into());
     }
     for n in connected {
-        let behind: Vec<&str> =
-            n.types.iter().filter(|t| !t.current).map(|t| type_label(&t.type_url)).collect();
+        let behind: Vec<&str> = n.types.iter().filter(|t| !t.current).map(|t| type_label(&t.type_url)).collect();
         if n.types.is_empty() || !behind.is_empty() {
-            reasons.push(format!("Envoy {} has not accepted version {version} ({})", n.node_id, if behind.is_empty() { "nothing asked yet".into() } else { behind.join(", ") }));
+            reasons.push(format!(
+                "Envoy {} has not accepted version {version} ({})",
+                n.node_id,
+                if behind.is_empty() { "nothing asked yet".into() } else { behind.join(", ") }
+            ));
         }
     }
     if !status.servers.iter().any(|s| s.state == "ready") {

@@ -85,7 +85,13 @@ impl Rls {
     }
 
     /// Takes from one bucket: `Ok(None)` when taken, `Ok(Some(retry_ms))` when empty.
-    async fn take(&self, conn: &mut redis::aio::ConnectionManager, limit: &RateLimit, bucket: &str, hits: u32) -> Result<Option<u64>, String> {
+    async fn take(
+        &self,
+        conn: &mut redis::aio::ConnectionManager,
+        limit: &RateLimit,
+        bucket: &str,
+        hits: u32,
+    ) -> Result<Option<u64>, String> {
         let (taken, retry): (i64, i64) = self
             .script
             .key(bucket)

@@ -32,8 +32,7 @@ pub const LISTENER_TYPE: &str = "type.googleapis.com/envoy.config.listener.v3.Li
 /// Type URL of RDS resources.
 pub const ROUTE_TYPE: &str = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration";
 /// Type URL of ECDS resources (the wasm filter's configuration is pushed this way).
-pub const EXTENSION_CONFIG_TYPE: &str =
-    "type.googleapis.com/envoy.config.core.v3.TypedExtensionConfig";
+pub const EXTENSION_CONFIG_TYPE: &str = "type.googleapis.com/envoy.config.core.v3.TypedExtensionConfig";
 
 /// Type URL of SDS resources (the listener's certificate and client CAs).
 pub const SECRET_TYPE: &str = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret";
@@ -44,13 +43,7 @@ pub const SECRET_TYPE: &str = "type.googleapis.com/envoy.extensions.transport_so
 /// calls, and a call to a cluster Envoy does not know yet fails. Listeners then reference the
 /// extension configuration and route configurations, which arrive last; a listener warms until
 /// they do.
-pub const PUSH_ORDER: [&str; 5] = [
-    CLUSTER_TYPE,
-    SECRET_TYPE,
-    EXTENSION_CONFIG_TYPE,
-    LISTENER_TYPE,
-    ROUTE_TYPE,
-];
+pub const PUSH_ORDER: [&str; 5] = [CLUSTER_TYPE, SECRET_TYPE, EXTENSION_CONFIG_TYPE, LISTENER_TYPE, ROUTE_TYPE];
 
 /// A complete set of resources that Envoy should run, under one version.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -67,19 +60,12 @@ pub struct Snapshot {
 impl Snapshot {
     /// An empty snapshot with the given version.
     pub fn new(version: impl Into<String>) -> Self {
-        Self {
-            version: version.into(),
-            resources: BTreeMap::new(),
-        }
+        Self { version: version.into(), resources: BTreeMap::new() }
     }
 
     /// Builder-style: sets the resources of one type, replacing any set before.
     #[must_use]
-    pub fn with_resources(
-        mut self,
-        type_url: impl Into<String>,
-        resources: Vec<(String, Any)>,
-    ) -> Self {
+    pub fn with_resources(mut self, type_url: impl Into<String>, resources: Vec<(String, Any)>) -> Self {
         self.resources.insert(type_url.into(), resources);
         self
     }
@@ -122,12 +108,7 @@ impl SnapshotCache {
     /// A cache with no snapshot yet.
     pub fn new() -> Self {
         let (current, _) = watch::channel(None);
-        Self {
-            inner: Arc::new(CacheInner {
-                current,
-                registry: Mutex::new(HashMap::new()),
-            }),
-        }
+        Self { inner: Arc::new(CacheInner { current, registry: Mutex::new(HashMap::new()) }) }
     }
 
     /// Publishes a new snapshot and wakes every subscriber.
@@ -151,8 +132,11 @@ impl SnapshotCache {
         let snapshot = self.current();
         let current = |type_url: &str, t: &TypeEntry| {
             let Some(snapshot) = &snapshot else { return false };
-            let wanted = |name: &String| t.requested_names.is_empty() || t.requested_names.contains(name) || type_url == CLUSTER_TYPE || type_url == LISTENER_TYPE;
-            t.last_acked_version.as_deref() == Some(snapshot.version.as_str()) || !snapshot.resources_of(type_url).iter().any(|(name, _)| wanted(name))
+            let wanted = |name: &String| {
+                t.requested_names.is_empty() || t.requested_names.contains(name) || type_url == CLUSTER_TYPE || type_url == LISTENER_TYPE
+            };
+            t.last_acked_version.as_deref() == Some(snapshot.version.as_str())
+                || !snapshot.resources_of(type_url).iter().any(|(name, _)| wanted(name))
         };
         let registry = self.registry();
         let mut nodes: Vec<NodeStatus> = registry
@@ -185,10 +169,7 @@ impl SnapshotCache {
 
     /// Records that a stream for `node_id` opened. Pair with [`Self::stream_closed`].
     pub fn stream_opened(&self, node_id: &str) {
-        self.registry()
-            .entry(node_id.to_owned())
-            .or_default()
-            .streams += 1;
+        self.registry().entry(node_id.to_owned()).or_default().streams += 1;
     }
 
     /// Records that a stream for `node_id` ended.
@@ -225,20 +206,9 @@ impl SnapshotCache {
     }
 
     /// Records that `node_id` rejected `version` of `type_url` with `error`.
-    pub fn record_nack(
-        &self,
-        node_id: &str,
-        type_url: &str,
-        version: &str,
-        error: &str,
-        at: SystemTime,
-    ) {
+    pub fn record_nack(&self, node_id: &str, type_url: &str, version: &str, error: &str, at: SystemTime) {
         self.with_type(node_id, type_url, |t| {
-            t.last_nack = Some(Nack {
-                version: version.to_owned(),
-                error: error.to_owned(),
-                at,
-            });
+            t.last_nack = Some(Nack { version: version.to_owned(), error: error.to_owned(), at });
             t.nacks += 1;
         });
     }
@@ -252,10 +222,7 @@ impl SnapshotCache {
     fn registry(&self) -> MutexGuard<'_, HashMap<String, NodeEntry>> {
         // The registry holds plain status values that every writer leaves consistent, so a
         // panic elsewhere while the lock was held does not make it wrong: keep serving it.
-        self.inner
-            .registry
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.inner.registry.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 
@@ -412,11 +379,7 @@ mod tests {
                     last_sent_version: None,
                     last_acked_version: None,
                     last_acked_at: None,
-                    last_nack: Some(Nack {
-                        version: "3".into(),
-                        error: "bad route".into(),
-                        at,
-                    }),
+                    last_nack: Some(Nack { version: "3".into(), error: "bad route".into(), at }),
                     sent: 0,
                     acks: 0,
                     nacks: 1,

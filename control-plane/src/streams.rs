@@ -118,7 +118,8 @@ fn gateway_events(rx: tokio::sync::watch::Receiver<Lists>) -> impl Stream<Item =
             let methods = seen.changes(&now);
             seen = now;
             if !methods.is_empty() {
-                let events: String = methods.iter().map(|m| format!("event: message\ndata: {{\"jsonrpc\":\"2.0\",\"method\":\"{m}\"}}\n\n")).collect();
+                let events: String =
+                    methods.iter().map(|m| format!("event: message\ndata: {{\"jsonrpc\":\"2.0\",\"method\":\"{m}\"}}\n\n")).collect();
                 return Some((Bytes::from(events), (rx, seen)));
             }
         }
@@ -159,7 +160,8 @@ fn judge(c: &Controller, server: &str, message: &str) -> Verdict {
     }
 }
 
-const LIST_CHANGES: [&str; 3] = ["notifications/tools/list_changed", "notifications/prompts/list_changed", "notifications/resources/list_changed"];
+const LIST_CHANGES: [&str; 3] =
+    ["notifications/tools/list_changed", "notifications/prompts/list_changed", "notifications/resources/list_changed"];
 
 /// Where an upstream stream starts, and how its events are tagged.
 #[derive(Clone)]
@@ -254,10 +256,20 @@ mod tests {
 
     #[test]
     fn a_session_opens_the_streams_of_its_stateful_upstreams() {
-        let cfg = SessionConfig { active_key: "k".into(), keys: vec![SessionKey { id: "k".into(), secret_hex: "22".repeat(32) }], ttl_seconds: 60 };
+        let cfg = SessionConfig {
+            active_key: "k".into(),
+            keys: vec![SessionKey { id: "k".into(), secret_hex: "22".repeat(32) }],
+            ttl_seconds: 60,
+        };
         let sealer = Sealer::new(&cfg).unwrap();
         let http = crate::upstream::Clients::default().get(None).unwrap();
-        let server = |name: &str| Upstream { name: name.into(), url: format!("http://{name}/mcp"), shown: name.into(), headers: vec![], http: http.clone() };
+        let server = |name: &str| Upstream {
+            name: name.into(),
+            url: format!("http://{name}/mcp"),
+            shown: name.into(),
+            headers: vec![],
+            http: http.clone(),
+        };
         let mut state = SessionState { issued_at: 100, entropy: 1, version: "2025-11-25".into(), upstreams: Default::default() };
         state.upstreams.insert("a".into(), UpstreamSession { id: Some("sa".into()), version: Some("2025-06-18".into()), error: None });
         state.upstreams.insert("b".into(), UpstreamSession { id: None, version: None, error: Some("down".into()) });

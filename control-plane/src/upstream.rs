@@ -104,7 +104,8 @@ impl Clients {
             return Ok(http);
         }
         let config = tls::client_config(tls)?;
-        let client = reqwest::Client::builder().tls_backend_preconfigured(config).build().map_err(|e| format!("cannot make an HTTP client: {e}"))?;
+        let client =
+            reqwest::Client::builder().tls_backend_preconfigured(config).build().map_err(|e| format!("cannot make an HTTP client: {e}"))?;
         let http = Http { setting: setting.clone(), holds: tls::Setting::of(tls), client };
         if let Ok(mut made) = self.made.lock() {
             made.insert(setting, http.clone());
@@ -116,7 +117,13 @@ impl Clients {
     /// address and token for the servers it runs, and a client for each
     /// server's `tls` files, whose contents `files` holds by server name.
     /// Errors name the server and the file at fault.
-    pub fn reach(&self, catalog: &Catalog, bridge_base: &str, internal_token: &str, files: BTreeMap<String, UpstreamTls>) -> Result<Reach, String> {
+    pub fn reach(
+        &self,
+        catalog: &Catalog,
+        bridge_base: &str,
+        internal_token: &str,
+        files: BTreeMap<String, UpstreamTls>,
+    ) -> Result<Reach, String> {
         let plain = self.get(None)?;
         let mut own = BTreeMap::new();
         for s in &catalog.servers {

@@ -10,7 +10,8 @@
 //! `list-auth`, `init` (initialize: the plan and the session id).
 
 use mcp_filter::config::{
-    ApiKey, AuthConfig, AuthorizationConfig, FilterConfig, NamedRoute, PolicyRule, ServerInfo, SessionConfig, SessionKey, Targets, UpstreamServer,
+    ApiKey, AuthConfig, AuthorizationConfig, FilterConfig, NamedRoute, PolicyRule, ServerInfo, SessionConfig, SessionKey, Targets,
+    UpstreamServer,
 };
 use mcp_filter::gateway::{BodyAction, CalloutResponse, Gateway, HeadAction, Now, RequestHead};
 
@@ -65,7 +66,11 @@ fn config(auth: bool) -> FilterConfig {
         resources: vec![],
         resource_templates: vec![],
         capabilities: serde_json::json!({ "tools": { "listChanged": true } }),
-        session: SessionConfig { active_key: "k".into(), keys: vec![SessionKey { id: "k".into(), secret_hex: "11".repeat(32) }], ttl_seconds: 86_400 },
+        session: SessionConfig {
+            active_key: "k".into(),
+            keys: vec![SessionKey { id: "k".into(), secret_hex: "11".repeat(32) }],
+            ttl_seconds: 86_400,
+        },
         stateless_era: true,
         events: None,
         list_page_size: None,
@@ -77,15 +82,13 @@ fn config(auth: bool) -> FilterConfig {
         }),
         authorization: auth.then(|| AuthorizationConfig {
             default_allow: false,
-            rules: vec![
-                PolicyRule {
-                    name: "devs".into(),
-                    principals: vec![],
-                    groups: vec!["dev".into()],
-                    allow: Targets { servers: vec!["*".into()], ..Default::default() },
-                    deny: Targets { tools: vec!["*__tool_19".into()], ..Default::default() },
-                },
-            ],
+            rules: vec![PolicyRule {
+                name: "devs".into(),
+                principals: vec![],
+                groups: vec!["dev".into()],
+                allow: Targets { servers: vec!["*".into()], ..Default::default() },
+                deny: Targets { tools: vec!["*__tool_19".into()], ..Default::default() },
+            }],
         }),
         rate_limits: vec![],
         allowed_origins: vec![],

@@ -44,7 +44,9 @@ pub enum McpError {
     MisdirectedHost(String),
     #[error("Insufficient scope: this endpoint needs a token with scope {0:?}")]
     InsufficientScope(String),
-    #[error("Rate limit exceeded: limit {limit:?} allows {per_minute} requests per minute (burst {burst}); retry after {retry_after_secs} s")]
+    #[error(
+        "Rate limit exceeded: limit {limit:?} allows {per_minute} requests per minute (burst {burst}); retry after {retry_after_secs} s"
+    )]
     RateLimited { limit: String, per_minute: u32, burst: u32, retry_after_secs: u64 },
     #[error("Internal error: {0}")]
     Internal(String),

@@ -16,11 +16,11 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use crate::config::{FilterConfig, NamedRoute, ServedItem, UpstreamServer};
-use crate::policy::{Applicable, Caller, Kind, Verdict};
-use crate::ratelimit::{self, Bucket, Subject};
 use crate::error::McpError;
 use crate::jsonrpc::{self, Message};
 use crate::origin::{authority_host, is_loopback_name, same_origin};
+use crate::policy::{Applicable, Caller, Kind, Verdict};
+use crate::ratelimit::{self, Bucket, Subject};
 use crate::relay;
 use crate::revocation::Slot;
 use crate::session::{Sealer, SessionError, SessionState, UpstreamSession};
@@ -442,9 +442,7 @@ fn named_table(items: &[NamedRoute], servers: usize) -> Result<HashMap<String, R
 
 /// Each definition as JSON text with its key (the value of `key_field`).
 fn list_items<'a>(definitions: impl Iterator<Item = &'a serde_json::Value>, key_field: &str) -> Vec<(String, String)> {
-    definitions
-        .map(|d| (d.to_string(), d.get(key_field).and_then(serde_json::Value::as_str).unwrap_or_default().to_string()))
-        .collect()
+    definitions.map(|d| (d.to_string(), d.get(key_field).and_then(serde_json::Value::as_str).unwrap_or_default().to_string())).collect()
 }
 
 fn check_servers(items: &[ServedItem], servers: usize, what: &str) -> Result<(), ConfigError> {
@@ -547,9 +545,15 @@ impl Gateway {
             Page::Metrics => ("/stats/prometheus", METRICS_PATH),
             Page::Stats => (crate::metrics::SUMMARY_STATS_PATH, "/servers"),
         };
-        let mut calls = vec![Callout { server: usize::MAX, cluster: ENVOY_ADMIN_CLUSTER.into(), headers: get(envoy, "envoy-admin"), body: Vec::new() }];
+        let mut calls =
+            vec![Callout { server: usize::MAX, cluster: ENVOY_ADMIN_CLUSTER.into(), headers: get(envoy, "envoy-admin"), body: Vec::new() }];
         if let Some(cp) = &self.config.events {
-            calls.push(Callout { server: usize::MAX, cluster: cp.cluster.clone(), headers: get(control_plane, &cp.authority), body: Vec::new() });
+            calls.push(Callout {
+                server: usize::MAX,
+                cluster: cp.cluster.clone(),
+                headers: get(control_plane, &cp.authority),
+                body: Vec::new(),
+            });
         }
         calls
     }
@@ -627,7 +631,9 @@ impl Gateway {
         let mut reply = error_reply(id, e);
         let challenge = match e {
             McpError::Unauthorized(_) => r#"Bearer realm="mcp-gateway""#.to_string(),
-            McpError::InsufficientScope(scope) => format!(r#"Bearer realm="mcp-gateway", error="insufficient_scope", scope={}"#, jsonrpc::json_string(scope)),
+            McpError::InsufficientScope(scope) => {
+                format!(r#"Bearer realm="mcp-gateway", error="insufficient_scope", scope={}"#, jsonrpc::json_string(scope))
+            }
             _ => return reply,
         };
         let challenge = match self.resource_metadata_url() {
@@ -765,7 +771,11 @@ impl Gateway {
             Ok(s) => s,
             Err(e) => return (error_reply(None, &e), Vec::new(), None),
         };
-        let ended = head.session_id.as_deref().and_then(Slot::of).map(|slot| (slot, state.issued_at.saturating_add(self.config.session.ttl_seconds)));
+        let ended = head
+            .session_id
+            .as_deref()
+            .and_then(Slot::of)
+            .map(|slot| (slot, state.issued_at.saturating_add(self.config.session.ttl_seconds)));
         let callouts = self
             .config
             .servers
@@ -840,7 +850,9 @@ impl Gateway {
         let result = match method.as_ref() {
             "initialize" => return self.initialize(id, params, now),
             "ping" => Ok(BodyAction::Reply(json_reply(200, jsonrpc::result_body(id, "{}")))),
-            "server/discover" if self.config.stateless_era => Ok(BodyAction::Reply(json_reply(200, jsonrpc::result_body(id, &self.discover_result())))),
+            "server/discover" if self.config.stateless_era => {
+                Ok(BodyAction::Reply(json_reply(200, jsonrpc::result_body(id, &self.discover_result()))))
+            }
             "tools/list" | "prompts/list" | "resources/list" | "resources/templates/list" => {
                 let lists = self.lists_for(caller);
                 let answer = match method.as_ref() {
@@ -935,7 +947,8 @@ impl Gateway {
         // A 2026-07-28 request carries no session: it needs none, since every
         // upstream is stateless when the gateway serves that revision.
         if self.config.stateless_era && head.protocol_version.as_deref() == Some(STATELESS_VERSION) {
-            let state = SessionState { issued_at: now.unix_secs, entropy: 0, version: STATELESS_VERSION.into(), upstreams: Default::default() };
+            let state =
+                SessionState { issued_at: now.unix_secs, entropy: 0, version: STATELESS_VERSION.into(), upstreams: Default::default() };
             return Ok(Rc::new(state));
         }
         if let Some(v) = head.protocol_version.as_deref() {
@@ -1048,9 +1061,11 @@ impl Gateway {
             cursor: Option<String>,
         }
         let cursor = match params {
-            Some(p) => serde_json::from_str::<ListParams>(p.get())
-                .map_err(|e| McpError::InvalidParams(format!("params.cursor must be a string: {e}")))?
-                .cursor,
+            Some(p) => {
+                serde_json::from_str::<ListParams>(p.get())
+                    .map_err(|e| McpError::InvalidParams(format!("params.cursor must be a string: {e}")))?
+                    .cursor
+            }
             None => None,
         };
         let result = answer.answer(cursor.as_deref(), session.version == STATELESS_VERSION)?;
@@ -1060,8 +1075,16 @@ impl Gateway {
     /// Sends the request to `server`, in the client's session with it.
     fn forward(&self, id: &str, server: usize, session: &SessionState, body: Option<Vec<u8>>) -> Result<BodyAction, McpError> {
         let upstream_server = self.server(server).ok_or_else(|| McpError::Internal("route to a missing server".into()))?;
-        let mut forward =
-            Forward { request_id: id.to_string(), server, upstream_session: None, upstream_version: None, body, mcp_name: None, bridge: false, mcp_method: None };
+        let mut forward = Forward {
+            request_id: id.to_string(),
+            server,
+            upstream_session: None,
+            upstream_version: None,
+            body,
+            mcp_name: None,
+            bridge: false,
+            mcp_method: None,
+        };
         // A server that speaks 2026-07-28 takes such requests as they are,
         // whether or not it also keeps sessions for handshake-era clients;
         // only one that does not speak it needs the bridge.
@@ -1149,7 +1172,8 @@ impl Gateway {
     }
 
     fn initialize_reply(&self, id: &str, version: &str, upstreams: &[(usize, UpstreamSession)], now: Now) -> (Reply, Vec<Callout>) {
-        let mut state = SessionState { issued_at: now.unix_secs, entropy: now.entropy, version: version.to_string(), upstreams: Default::default() };
+        let mut state =
+            SessionState { issued_at: now.unix_secs, entropy: now.entropy, version: version.to_string(), upstreams: Default::default() };
         let mut followups = Vec::new();
         for (index, session) in upstreams {
             let Some(server) = self.server(*index) else { continue };
@@ -1378,10 +1402,17 @@ pub fn scrape_reply(page: Page, answers: &[Option<CalloutResponse>]) -> Reply {
     if page == Page::Stats {
         return match ok(0).and_then(|envoy| crate::metrics::stats_summary(envoy, ok(1))) {
             Some(summary) => json_reply(200, summary.into_bytes()),
-            None => error_reply(None, &McpError::Internal(format!("Envoy's stats could not be read through the cluster {ENVOY_ADMIN_CLUSTER:?}"))),
+            None => error_reply(
+                None,
+                &McpError::Internal(format!("Envoy's stats could not be read through the cluster {ENVOY_ADMIN_CLUSTER:?}")),
+            ),
         };
     }
-    let text = |status: u16, body: Vec<u8>| Reply { status, headers: vec![("content-type", "text/plain; version=0.0.4; charset=utf-8".to_string())], body };
+    let text = |status: u16, body: Vec<u8>| Reply {
+        status,
+        headers: vec![("content-type", "text/plain; version=0.0.4; charset=utf-8".to_string())],
+        body,
+    };
     let Some(envoy) = ok(0) else {
         let why = format!("# Envoy's admin did not answer through the cluster {ENVOY_ADMIN_CLUSTER:?}: the bootstrap (envoy/gateway.yaml) must define it, pointing at the admin address\n");
         return text(503, why.into_bytes());
@@ -1411,7 +1442,8 @@ fn accepted() -> Reply {
 /// The JSON-RPC error object of a request over `limit`: the same whether
 /// this Envoy refused it or the control plane's rate limit service did.
 pub fn rate_limit_error(limit: &crate::config::RateLimit, retry_after_secs: u64) -> String {
-    let e = McpError::RateLimited { limit: limit.name.clone(), per_minute: limit.requests_per_minute, burst: limit.burst, retry_after_secs };
+    let e =
+        McpError::RateLimited { limit: limit.name.clone(), per_minute: limit.requests_per_minute, burst: limit.burst, retry_after_secs };
     let (code, _) = e.code_and_status();
     serde_json::json!({
         "code": code,

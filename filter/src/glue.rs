@@ -16,10 +16,13 @@ use proxy_wasm::types::{Action, ContextType, LogLevel, MetricType, Status};
 
 use crate::config::{
     FilterConfig, UpstreamServer, BRIDGE_PATH_PREFIX, CLUSTER_HEADER, DECISION_PROPERTY, JWT_FAILURE_METADATA, JWT_PAYLOAD_HEADER,
-    LOG_PROPERTY, META_TRACEPARENT_PROPERTY, METHOD_PROPERTY, PRINCIPAL_PROPERTY, RATE_LIMIT_HEADER_PREFIX, REASON_PROPERTY, REQUEST_ID_PROPERTY, SERVER_PROPERTY, SPAN_PROPERTY, TARGET_PROPERTY,
+    LOG_PROPERTY, META_TRACEPARENT_PROPERTY, METHOD_PROPERTY, PRINCIPAL_PROPERTY, RATE_LIMIT_HEADER_PREFIX, REASON_PROPERTY,
+    REQUEST_ID_PROPERTY, SERVER_PROPERTY, SPAN_PROPERTY, TARGET_PROPERTY,
 };
 use crate::error::McpError;
-use crate::gateway::{error_reply, scrape_reply, Page, Audit, BodyAction, Callout, CalloutResponse, Gateway, HeadAction, InitPlan, Now, Reply, RequestHead};
+use crate::gateway::{
+    error_reply, scrape_reply, Audit, BodyAction, Callout, CalloutResponse, Gateway, HeadAction, InitPlan, Now, Page, Reply, RequestHead,
+};
 use crate::metrics::{self, Tally, Update};
 use crate::ratelimit::{self, Bucket};
 use crate::relay::SseRelay;
@@ -89,16 +92,31 @@ enum State {
     Refusing(Reply),
     ReadingBody,
     /// Waiting for the upstreams' answers to `initialize`.
-    Initializing { plan: InitPlan, tokens: HashMap<u32, usize>, responses: Vec<Option<CalloutResponse>> },
+    Initializing {
+        plan: InitPlan,
+        tokens: HashMap<u32, usize>,
+        responses: Vec<Option<CalloutResponse>>,
+    },
     /// Waiting for the upstreams to take `notifications/initialized` (after
     /// `initialize`) or DELETE (ending a session), then sending `reply`.
-    Confirming { reply: Reply, tokens: HashMap<u32, usize> },
+    Confirming {
+        reply: Reply,
+        tokens: HashMap<u32, usize>,
+    },
     /// `GET /metrics` or `/stats`: waiting for Envoy's stats and the control plane's.
-    Scraping { page: Page, tokens: HashMap<u32, usize>, responses: Vec<Option<CalloutResponse>> },
+    Scraping {
+        page: Page,
+        tokens: HashMap<u32, usize>,
+        responses: Vec<Option<CalloutResponse>>,
+    },
     /// Sent upstream; the response must carry the client's session id back.
     /// `server` names the upstream, whose requests inside an SSE answer
     /// (sampling, elicitation, roots) `relay` rewrites on their way out.
-    Forwarded { client_session: Option<String>, server: Option<String>, relay: Option<SseRelay> },
+    Forwarded {
+        client_session: Option<String>,
+        server: Option<String>,
+        relay: Option<SseRelay>,
+    },
 }
 
 struct Request {
@@ -407,7 +425,8 @@ impl Request {
                     self.set_http_request_body(0, body.len(), &new_body);
                     self.set_http_request_header("content-length", Some(&new_body.len().to_string()));
                 }
-                self.state = State::Forwarded { client_session: self.head.session_id.take(), server: Some(server.name.clone()), relay: None };
+                self.state =
+                    State::Forwarded { client_session: self.head.session_id.take(), server: Some(server.name.clone()), relay: None };
                 Action::Continue
             }
             BodyAction::FanOut(reply, callouts) => {
@@ -509,9 +528,7 @@ impl HttpContext for Request {
         // One host call for every header, rather than one per header read.
         let sent = self.get_http_request_headers_bytes();
         self.present = sent.iter().map(|(name, _)| name.clone()).collect();
-        let header = |name: &str| {
-            sent.iter().find(|(n, _)| n == name).map(|(_, v)| String::from_utf8_lossy(v).into_owned())
-        };
+        let header = |name: &str| sent.iter().find(|(n, _)| n == name).map(|(_, v)| String::from_utf8_lossy(v).into_owned());
         if self.present.iter().any(|n| n == CLUSTER_HEADER) {
             self.set_http_request_header(CLUSTER_HEADER, None);
         }

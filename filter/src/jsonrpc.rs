@@ -18,11 +18,7 @@ use crate::error::McpError;
 #[derive(Debug)]
 pub enum Message<'a> {
     /// A request: carries an id (raw JSON: a string or a number).
-    Request {
-        id: &'a RawValue,
-        method: Cow<'a, str>,
-        params: Option<&'a RawValue>,
-    },
+    Request { id: &'a RawValue, method: Cow<'a, str>, params: Option<&'a RawValue> },
     /// A notification: no id, no answer expected.
     Notification { method: Cow<'a, str> },
     /// A response to a request a server sent (sampling, elicitation,
@@ -60,11 +56,7 @@ where
 pub fn parse(body: &[u8]) -> Result<Message<'_>, McpError> {
     match body.iter().find(|b| !b.is_ascii_whitespace()) {
         None => return Err(McpError::Parse("empty request body".into())),
-        Some(b'[') => {
-            return Err(McpError::InvalidRequest(
-                "JSON-RPC batches are not supported: send one message per POST".into(),
-            ))
-        }
+        Some(b'[') => return Err(McpError::InvalidRequest("JSON-RPC batches are not supported: send one message per POST".into())),
         Some(b'{') => {
             if nesting_exceeds(body, MAX_DEPTH) {
                 return Err(McpError::InvalidRequest(format!("JSON nested deeper than {MAX_DEPTH} levels")));
@@ -88,9 +80,7 @@ pub fn parse(body: &[u8]) -> Result<Message<'_>, McpError> {
     match (env.method, env.id) {
         (Some(method), Some(Some(id))) => {
             if !is_valid_id(id) {
-                return Err(McpError::InvalidRequest(
-                    "the request id must be a string or an integer".into(),
-                ));
+                return Err(McpError::InvalidRequest("the request id must be a string or an integer".into()));
             }
             Ok(Message::Request { id, method, params: env.params })
         }
@@ -230,8 +220,8 @@ pub fn completion_ref<'a>(body: &'a [u8], params: Option<&'a RawValue>) -> Resul
         uri: Option<Cow<'a, str>>,
     }
     let params = params.ok_or_else(|| McpError::InvalidParams("missing params".into()))?;
-    let with: WithRef<'_> = serde_json::from_str(params.get())
-        .map_err(|e| McpError::InvalidParams(format!("params must be an object with a \"ref\": {e}")))?;
+    let with: WithRef<'_> =
+        serde_json::from_str(params.get()).map_err(|e| McpError::InvalidParams(format!("params must be an object with a \"ref\": {e}")))?;
     let r: Ref<'_> = serde_json::from_str(with.reference.get())
         .map_err(|e| McpError::InvalidParams(format!("params.ref must be an object with a \"type\": {e}")))?;
     match (r.kind.as_ref(), r.name, r.uri) {
@@ -249,8 +239,7 @@ pub fn completion_ref<'a>(body: &'a [u8], params: Option<&'a RawValue>) -> Resul
 /// Decodes a raw JSON string token and finds it in `body`.
 fn string_token<'a>(body: &'a [u8], raw: &'a RawValue, what: &str) -> Result<(Cow<'a, str>, Range<usize>), McpError> {
     let token = raw.get();
-    let value: Cow<'_, str> =
-        serde_json::from_str(token).map_err(|_| McpError::InvalidParams(format!("{what} must be a string")))?;
+    let value: Cow<'_, str> = serde_json::from_str(token).map_err(|_| McpError::InvalidParams(format!("{what} must be a string")))?;
     let span = span_in(body, token).ok_or_else(|| McpError::Internal(format!("{what} outside the body")))?;
     Ok((value, span))
 }

@@ -165,7 +165,10 @@ fn name(metric: &str, labels: &[(&str, &str)]) -> String {
 pub fn updates(t: &Tally, duration_ms: u64) -> Vec<Update> {
     let outcome = t.outcome();
     let mut out = vec![
-        Update::Count(name("mcp_requests_total", &[("method", t.method), ("server", &t.server), ("tool", &t.tool), ("outcome", outcome.as_str())])),
+        Update::Count(name(
+            "mcp_requests_total",
+            &[("method", t.method), ("server", &t.server), ("tool", &t.tool), ("outcome", outcome.as_str())],
+        )),
         Update::Record(name("mcp_request_duration_milliseconds", &[("method", t.method), ("server", &t.server)]), duration_ms),
     ];
     if let Some(code) = t.code {
@@ -282,7 +285,8 @@ pub fn label_of<'a>(stat: &'a str, label: &str) -> Option<&'a str> {
 
 /// Where Envoy's admin gives the filter's request counters and latency
 /// histograms as JSON (the `/stats` summary reads it).
-pub const SUMMARY_STATS_PATH: &str = "/stats?format=json&usedonly&filter=%5Ewasmcustom%5C.mcp_(requests_total%7Crequest_duration_milliseconds)%5C.";
+pub const SUMMARY_STATS_PATH: &str =
+    "/stats?format=json&usedonly&filter=%5Ewasmcustom%5C.mcp_(requests_total%7Crequest_duration_milliseconds)%5C.";
 
 /// The seeds' `GET /stats`: per server, its state and tools (from the
 /// control plane's `/servers`, when it answered) and this Envoy's requests,
@@ -319,11 +323,18 @@ pub fn stats_summary(envoy: &[u8], servers: Option<&[u8]>) -> Option<String> {
     }
     // Quantiles come in the order Envoy lists as supported (0, 25, 50, ...).
     let histograms = entries.iter().find_map(|e| e.get("histograms"));
-    let supported: Vec<f64> =
-        histograms.and_then(|h| h.get("supported_quantiles")).and_then(Value::as_array).map(|q| q.iter().filter_map(Value::as_f64).collect()).unwrap_or_default();
-    let at = |values: &[Value], q: f64| supported.iter().position(|s| (s - q).abs() < 1e-9).and_then(|i| values.get(i)).and_then(|v| v.get("cumulative")).cloned();
+    let supported: Vec<f64> = histograms
+        .and_then(|h| h.get("supported_quantiles"))
+        .and_then(Value::as_array)
+        .map(|q| q.iter().filter_map(Value::as_f64).collect())
+        .unwrap_or_default();
+    let at = |values: &[Value], q: f64| {
+        supported.iter().position(|s| (s - q).abs() < 1e-9).and_then(|i| values.get(i)).and_then(|v| v.get("cumulative")).cloned()
+    };
     for h in histograms.and_then(|h| h.get("computed_quantiles")).and_then(Value::as_array).into_iter().flatten() {
-        let (Some(name), Some(values)) = (h.get("name").and_then(Value::as_str), h.get("values").and_then(Value::as_array)) else { continue };
+        let (Some(name), Some(values)) = (h.get("name").and_then(Value::as_str), h.get("values").and_then(Value::as_array)) else {
+            continue;
+        };
         let Some(server) = label_of(name, "server").filter(|s| !s.is_empty()) else { continue };
         if label_of(name, "method") != Some("tools/call") {
             continue;

@@ -12,7 +12,9 @@ pub fn authority_host(authority: &str) -> &str {
 /// subdomains (RFC 6761), 127.0.0.0/8, `::1`.
 pub fn is_loopback_name(host: &str) -> bool {
     let host = host.trim_end_matches('.');
-    if host.eq_ignore_ascii_case("localhost") || host.len() > 10 && host.get(host.len() - 10..).is_some_and(|t| t.eq_ignore_ascii_case(".localhost")) {
+    if host.eq_ignore_ascii_case("localhost")
+        || host.len() > 10 && host.get(host.len() - 10..).is_some_and(|t| t.eq_ignore_ascii_case(".localhost"))
+    {
         return true;
     }
     match host.parse::<std::net::IpAddr>() {

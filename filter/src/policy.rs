@@ -178,7 +178,13 @@ mod tests {
         AuthorizationConfig {
             default_allow: false,
             rules: vec![
-                PolicyRule { name: "ops".into(), principals: vec![], groups: vec!["ops".into()], allow: t(&["*"], &[]), deny: Targets::default() },
+                PolicyRule {
+                    name: "ops".into(),
+                    principals: vec![],
+                    groups: vec!["ops".into()],
+                    allow: t(&["*"], &[]),
+                    deny: Targets::default(),
+                },
                 PolicyRule {
                     name: "readers".into(),
                     principals: vec!["alice".into()],
@@ -186,7 +192,13 @@ mod tests {
                     allow: t(&[], &["time__*"]),
                     deny: t(&[], &["*__set*"]),
                 },
-                PolicyRule { name: "everyone".into(), principals: vec![], groups: vec![], allow: t(&[], &["echo__ping"]), deny: Targets::default() },
+                PolicyRule {
+                    name: "everyone".into(),
+                    principals: vec![],
+                    groups: vec![],
+                    allow: t(&[], &["echo__ping"]),
+                    deny: Targets::default(),
+                },
             ],
         }
     }
@@ -217,7 +229,13 @@ mod tests {
     fn many_rules_fit() {
         let mut r = rules();
         for i in 0..130 {
-            r.rules.push(PolicyRule { name: format!("r{i}"), principals: vec![format!("p{i}")], groups: vec![], allow: Targets::default(), deny: Targets::default() });
+            r.rules.push(PolicyRule {
+                name: format!("r{i}"),
+                principals: vec![format!("p{i}")],
+                groups: vec![],
+                allow: Targets::default(),
+                deny: Targets::default(),
+            });
         }
         let set = r.applicable(Some(&caller("p129", &[])));
         assert!(set.has(132) && !set.has(131) && !set.has(0));

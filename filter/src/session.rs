@@ -88,10 +88,8 @@ impl Sealer {
             }
             keys.push((k.id.clone(), XChaCha20Poly1305::new((&secret).into())));
         }
-        let active = keys
-            .iter()
-            .position(|(id, _)| *id == cfg.active_key)
-            .ok_or_else(|| SessionError::NoActiveKey(cfg.active_key.clone()))?;
+        let active =
+            keys.iter().position(|(id, _)| *id == cfg.active_key).ok_or_else(|| SessionError::NoActiveKey(cfg.active_key.clone()))?;
         Ok(Sealer { active, keys, nonce_key, ttl_seconds: cfg.ttl_seconds })
     }
 

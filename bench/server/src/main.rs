@@ -144,7 +144,10 @@ async fn mcp(State(c): State<Arc<Canned>>, body: Bytes) -> Response {
             json(id, &result.to_string())
         }
         other => {
-            let body = format!(r#"{{"jsonrpc":"2.0","id":{id},"error":{{"code":-32601,"message":"Method not found: {}"}}}}"#, other.escape_default());
+            let body = format!(
+                r#"{{"jsonrpc":"2.0","id":{id},"error":{{"code":-32601,"message":"Method not found: {}"}}}}"#,
+                other.escape_default()
+            );
             ([("content-type", "application/json")], body).into_response()
         }
     }

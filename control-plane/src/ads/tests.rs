@@ -42,19 +42,12 @@ fn req(type_url: &str, version: &str, nonce: &str, names: &[&str]) -> DiscoveryR
 }
 
 fn nack(mut request: DiscoveryRequest, message: &str) -> DiscoveryRequest {
-    request.error_detail = Some(RpcStatus {
-        code: 3,
-        message: message.into(),
-        details: vec![],
-    });
+    request.error_detail = Some(RpcStatus { code: 3, message: message.into(), details: vec![] });
     request
 }
 
 fn proceed(acked: Option<&str>, respond: bool) -> Verdict {
-    Verdict::Proceed {
-        acked: acked.map(str::to_owned),
-        respond,
-    }
+    Verdict::Proceed { acked: acked.map(str::to_owned), respond }
 }
 
 /// Runs requests through one type's state. Each step gives the request, the current snapshot
@@ -77,30 +70,14 @@ fn check(steps: &[(DiscoveryRequest, Option<&str>, Verdict)]) {
 fn decision_initial_ack_and_push() {
     check(&[
         // Empty initial request: answered.
-        (
-            req(CLUSTER_TYPE, "", "", &[]),
-            Some("1"),
-            proceed(None, true),
-        ),
+        (req(CLUSTER_TYPE, "", "", &[]), Some("1"), proceed(None, true)),
         // ACK of what was sent: recorded, not answered.
-        (
-            req(CLUSTER_TYPE, "1", "n0", &[]),
-            Some("1"),
-            proceed(Some("1"), false),
-        ),
+        (req(CLUSTER_TYPE, "1", "n0", &[]), Some("1"), proceed(Some("1"), false)),
         // Same ACK again once a newer snapshot exists (the push raced it): answered.
-        (
-            req(CLUSTER_TYPE, "1", "n0", &[]),
-            Some("2"),
-            proceed(Some("1"), true),
-        ),
+        (req(CLUSTER_TYPE, "1", "n0", &[]), Some("2"), proceed(Some("1"), true)),
         // An ACK to the older nonce now is stale.
         (req(CLUSTER_TYPE, "1", "n0", &[]), Some("2"), Verdict::Stale),
-        (
-            req(CLUSTER_TYPE, "2", "n2", &[]),
-            Some("2"),
-            proceed(Some("2"), false),
-        ),
+        (req(CLUSTER_TYPE, "2", "n2", &[]), Some("2"), proceed(Some("2"), false)),
     ]);
 }
 
@@ -108,11 +85,7 @@ fn decision_initial_ack_and_push() {
 fn decision_initial_request_with_version_is_answered() {
     // Envoy reconnecting sends the version it runs; the first request is answered anyway,
     // and its nonce (from another stream) means nothing here.
-    check(&[(
-        req(ROUTE_TYPE, "7", "other-stream-3", &["r"]),
-        Some("7"),
-        proceed(None, true),
-    )]);
+    check(&[(req(ROUTE_TYPE, "7", "other-stream-3", &["r"]), Some("7"), proceed(None, true))]);
 }
 
 #[test]
@@ -127,84 +100,37 @@ fn decision_without_snapshot_waits() {
 #[test]
 fn decision_nack_is_not_answered() {
     check(&[
-        (
-            req(ROUTE_TYPE, "", "", &["r"]),
-            Some("1"),
-            proceed(None, true),
-        ),
-        (
-            nack(req(ROUTE_TYPE, "", "n0", &["r"]), "bad"),
-            Some("1"),
-            Verdict::Nack {
-                rejected: "1".into(),
-                message: "bad".into(),
-            },
-        ),
+        (req(ROUTE_TYPE, "", "", &["r"]), Some("1"), proceed(None, true)),
+        (nack(req(ROUTE_TYPE, "", "n0", &["r"]), "bad"), Some("1"), Verdict::Nack { rejected: "1".into(), message: "bad".into() }),
         // Envoy's next request after a NACK carries no error_detail but still the old
         // version: not an ACK, and nothing new to send.
-        (
-            req(ROUTE_TYPE, "", "n0", &["r"]),
-            Some("1"),
-            proceed(None, false),
-        ),
+        (req(ROUTE_TYPE, "", "n0", &["r"]), Some("1"), proceed(None, false)),
         // A new snapshot is sent.
-        (
-            req(ROUTE_TYPE, "", "n0", &["r"]),
-            Some("2"),
-            proceed(None, true),
-        ),
+        (req(ROUTE_TYPE, "", "n0", &["r"]), Some("2"), proceed(None, true)),
     ]);
 }
 
 #[test]
 fn decision_names_change() {
     check(&[
-        (
-            req(ROUTE_TYPE, "", "", &["a"]),
-            Some("1"),
-            proceed(None, true),
-        ),
+        (req(ROUTE_TYPE, "", "", &["a"]), Some("1"), proceed(None, true)),
         // Same set in another order: nothing new.
-        (
-            req(ROUTE_TYPE, "1", "n0", &["a"]),
-            Some("1"),
-            proceed(Some("1"), false),
-        ),
+        (req(ROUTE_TYPE, "1", "n0", &["a"]), Some("1"), proceed(Some("1"), false)),
         // A new name: answered although the version is current.
-        (
-            req(ROUTE_TYPE, "1", "n0", &["b", "a"]),
-            Some("1"),
-            proceed(Some("1"), true),
-        ),
-        (
-            req(ROUTE_TYPE, "1", "n2", &["a", "b"]),
-            Some("1"),
-            proceed(Some("1"), false),
-        ),
+        (req(ROUTE_TYPE, "1", "n0", &["b", "a"]), Some("1"), proceed(Some("1"), true)),
+        (req(ROUTE_TYPE, "1", "n2", &["a", "b"]), Some("1"), proceed(Some("1"), false)),
     ]);
     // Clusters are whole whatever the names, so names never trigger a response.
     check(&[
-        (
-            req(CLUSTER_TYPE, "", "", &[]),
-            Some("1"),
-            proceed(None, true),
-        ),
-        (
-            req(CLUSTER_TYPE, "1", "n0", &["x"]),
-            Some("1"),
-            proceed(Some("1"), false),
-        ),
+        (req(CLUSTER_TYPE, "", "", &[]), Some("1"), proceed(None, true)),
+        (req(CLUSTER_TYPE, "1", "n0", &["x"]), Some("1"), proceed(Some("1"), false)),
     ]);
 }
 
 #[test]
 fn response_filters_by_name_except_clusters_and_listeners() {
     let snapshot = test_snapshot("1", &["c1", "c2"], &["r1", "r2"]);
-    let names = |list: &[&str]| {
-        list.iter()
-            .map(|n| (*n).to_owned())
-            .collect::<BTreeSet<_>>()
-    };
+    let names = |list: &[&str]| list.iter().map(|n| (*n).to_owned()).collect::<BTreeSet<_>>();
     let check = |type_url: &str, asked: &[&str], expected: &[&str]| {
         let response = build_response(&snapshot, type_url, &names(asked), "n".into());
         assert_eq!(response.type_url, type_url);
@@ -224,18 +150,12 @@ fn response_filters_by_name_except_clusters_and_listeners() {
 // Over loopback.
 
 fn cluster(name: &str) -> (String, Any) {
-    let c = Cluster {
-        name: name.into(),
-        ..Default::default()
-    };
+    let c = Cluster { name: name.into(), ..Default::default() };
     (name.into(), pack_any(c))
 }
 
 fn route(name: &str) -> (String, Any) {
-    let r = RouteConfiguration {
-        name: name.into(),
-        ..Default::default()
-    };
+    let r = RouteConfiguration { name: name.into(), ..Default::default() };
     (name.into(), pack_any(r))
 }
 
@@ -266,9 +186,8 @@ fn resource_names(response: &DiscoveryResponse) -> Vec<String> {
 async fn serve(cache: SnapshotCache) -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let server = tonic::transport::Server::builder()
-        .add_service(AdsServer::new(cache).service())
-        .serve_with_incoming(TcpIncoming::from(listener));
+    let server =
+        tonic::transport::Server::builder().add_service(AdsServer::new(cache).service()).serve_with_incoming(TcpIncoming::from(listener));
     tokio::spawn(async move { server.await.unwrap() });
     addr
 }
@@ -291,24 +210,12 @@ struct FakeEnvoy {
 impl FakeEnvoy {
     async fn connect(addr: SocketAddr, node: &str) -> Self {
         let (requests, rx) = mpsc::channel(16);
-        let responses = client(addr)
-            .await
-            .stream_aggregated_resources(ReceiverStream::new(rx))
-            .await
-            .unwrap()
-            .into_inner();
-        Self {
-            node: node.into(),
-            requests,
-            responses,
-        }
+        let responses = client(addr).await.stream_aggregated_resources(ReceiverStream::new(rx)).await.unwrap().into_inner();
+        Self { node: node.into(), requests, responses }
     }
 
     async fn send(&self, mut request: DiscoveryRequest) {
-        request.node = Some(Node {
-            id: self.node.clone(),
-            ..Default::default()
-        });
+        request.node = Some(Node { id: self.node.clone(), ..Default::default() });
         self.requests.send(request).await.unwrap();
     }
 
@@ -325,24 +232,14 @@ impl FakeEnvoy {
     async fn barrier(&mut self) {
         self.send(req(LISTENER_TYPE, "", "", &[])).await;
         let response = self.recv().await;
-        assert_eq!(
-            response.type_url, LISTENER_TYPE,
-            "an earlier request was answered: {response:?}"
-        );
+        assert_eq!(response.type_url, LISTENER_TYPE, "an earlier request was answered: {response:?}");
     }
 }
 
 fn type_status(cache: &SnapshotCache, node: &str, type_url: &str) -> TypeStatus {
     let status = cache.status();
-    let node = status
-        .iter()
-        .find(|n| n.node_id == node)
-        .unwrap_or_else(|| panic!("node {node} not in {status:?}"));
-    node.types
-        .iter()
-        .find(|t| t.type_url == type_url)
-        .cloned()
-        .unwrap_or_else(|| panic!("type {type_url} not in {node:?}"))
+    let node = status.iter().find(|n| n.node_id == node).unwrap_or_else(|| panic!("node {node} not in {status:?}"));
+    node.types.iter().find(|t| t.type_url == type_url).cloned().unwrap_or_else(|| panic!("type {type_url} not in {node:?}"))
 }
 
 #[tokio::test]
@@ -367,9 +264,7 @@ async fn serves_acks_nacks_pushes_and_ignores_stale() {
     assert_ne!(routes.nonce, clusters.nonce);
 
     // ACK clusters: recorded, and not answered.
-    envoy
-        .send(req(CLUSTER_TYPE, "v1", &clusters.nonce, &[]))
-        .await;
+    envoy.send(req(CLUSTER_TYPE, "v1", &clusters.nonce, &[])).await;
     envoy.barrier().await;
     let status = type_status(&cache, "envoy-1", CLUSTER_TYPE);
     assert_eq!(status.last_sent_version.as_deref(), Some("v1"));
@@ -379,17 +274,10 @@ async fn serves_acks_nacks_pushes_and_ignores_stale() {
     assert!(cache.status()[0].connected);
 
     // NACK routes: recorded, and the rejected version is not sent again.
-    envoy
-        .send(nack(
-            req(ROUTE_TYPE, "", &routes.nonce, &["r1"]),
-            "route r1 is bad",
-        ))
-        .await;
+    envoy.send(nack(req(ROUTE_TYPE, "", &routes.nonce, &["r1"]), "route r1 is bad")).await;
     envoy.barrier().await;
     // Envoy follows a NACK with the same request without error_detail; still no resend.
-    envoy
-        .send(req(ROUTE_TYPE, "", &routes.nonce, &["r1"]))
-        .await;
+    envoy.send(req(ROUTE_TYPE, "", &routes.nonce, &["r1"])).await;
     envoy.barrier().await;
     let status = type_status(&cache, "envoy-1", ROUTE_TYPE);
     let nack = status.last_nack.expect("NACK recorded");
@@ -399,8 +287,7 @@ async fn serves_acks_nacks_pushes_and_ignores_stale() {
 
     // A new snapshot is pushed to every subscribed type, clusters first.
     cache.set(test_snapshot("v2", &["c1", "c3"], &["r1", "r2"]));
-    let pushed: Vec<DiscoveryResponse> =
-        vec![envoy.recv().await, envoy.recv().await, envoy.recv().await];
+    let pushed: Vec<DiscoveryResponse> = vec![envoy.recv().await, envoy.recv().await, envoy.recv().await];
     let order: Vec<&str> = pushed.iter().map(|r| r.type_url.as_str()).collect();
     assert_eq!(order, [CLUSTER_TYPE, LISTENER_TYPE, ROUTE_TYPE]);
     assert!(pushed.iter().all(|r| r.version_info == "v2"));
@@ -410,16 +297,12 @@ async fn serves_acks_nacks_pushes_and_ignores_stale() {
 
     // A request with the nonce of the v1 routes is stale. It asks for a new name, which would
     // be answered if it were current.
-    envoy
-        .send(req(ROUTE_TYPE, "", &routes.nonce, &["r1", "r2"]))
-        .await;
+    envoy.send(req(ROUTE_TYPE, "", &routes.nonce, &["r1", "r2"])).await;
     envoy.barrier().await;
 
     // The same request with the current nonce (an ACK of v2 that adds a name) is answered
     // with the new set.
-    envoy
-        .send(req(ROUTE_TYPE, "v2", &routes_v2.nonce, &["r1", "r2"]))
-        .await;
+    envoy.send(req(ROUTE_TYPE, "v2", &routes_v2.nonce, &["r1", "r2"])).await;
     let routes_both = envoy.recv().await;
     assert_eq!(routes_both.type_url, ROUTE_TYPE);
     assert_eq!(routes_both.version_info, "v2");
@@ -439,18 +322,12 @@ async fn waits_for_the_first_snapshot() {
     // Subscribed in the reverse of the push order, so the order seen below is the server's.
     envoy.send(req(ROUTE_TYPE, "", "", &["r1"])).await;
     envoy.send(req(LISTENER_TYPE, "", "", &[])).await;
-    envoy
-        .send(req(EXTENSION_CONFIG_TYPE, "", "", &["missing"]))
-        .await;
+    envoy.send(req(EXTENSION_CONFIG_TYPE, "", "", &["missing"])).await;
     envoy.send(req(CLUSTER_TYPE, "", "", &[])).await;
     // Wait until all four requests were handled before the snapshot exists; otherwise the
     // answers below would not prove that nothing is sent without a snapshot.
-    wait_until(|| {
-        cache.status().first().is_some_and(|n| {
-            n.types.len() == 4 && n.types.iter().all(|t| t.last_sent_version.is_none())
-        })
-    })
-    .await;
+    wait_until(|| cache.status().first().is_some_and(|n| n.types.len() == 4 && n.types.iter().all(|t| t.last_sent_version.is_none())))
+        .await;
 
     cache.set(test_snapshot("v1", &["c1"], &["r1", "r2"]));
     let mut pushed = Vec::new();
@@ -458,15 +335,7 @@ async fn waits_for_the_first_snapshot() {
         pushed.push(envoy.recv().await);
     }
     let order: Vec<&str> = pushed.iter().map(|r| r.type_url.as_str()).collect();
-    assert_eq!(
-        order,
-        [
-            CLUSTER_TYPE,
-            EXTENSION_CONFIG_TYPE,
-            LISTENER_TYPE,
-            ROUTE_TYPE
-        ]
-    );
+    assert_eq!(order, [CLUSTER_TYPE, EXTENSION_CONFIG_TYPE, LISTENER_TYPE, ROUTE_TYPE]);
     assert!(pushed.iter().all(|r| r.version_info == "v1"));
     assert_eq!(resource_names(&pushed[0]), ["c1"]);
     // Types the snapshot has none of are answered with an empty set.
@@ -498,11 +367,7 @@ async fn delta_is_unimplemented() {
         .await
         .expect_err("delta must be refused");
     assert_eq!(status.code(), Code::Unimplemented);
-    assert!(
-        status.message().contains("DELTA_GRPC"),
-        "{}",
-        status.message()
-    );
+    assert!(status.message().contains("DELTA_GRPC"), "{}", status.message());
 }
 
 #[tokio::test]

@@ -18,7 +18,10 @@ fn loads_and_interpolates() {
     assert_eq!(c.gateway.listen, "127.0.0.1:4444");
     assert_eq!(c.gateway.session_key.as_deref(), Some("ab".repeat(32).as_str()));
     assert_eq!(c.servers[0].endpoint().unwrap(), Endpoint { tls: false, host: "10.0.0.1".into(), port: 8000, path: "/mcp".into() });
-    assert_eq!(c.servers[1].endpoint().unwrap(), Endpoint { tls: true, host: "docs.example.com".into(), port: 443, path: "/mcp?x=1".into() });
+    assert_eq!(
+        c.servers[1].endpoint().unwrap(),
+        Endpoint { tls: true, host: "docs.example.com".into(), port: 443, path: "/mcp?x=1".into() }
+    );
     assert!(!c.servers[1].prefix);
 }
 
@@ -116,10 +119,15 @@ fn validation_names_server_and_field() {
         assert!(p.iter().any(|m| m.contains(want)), "{text}: wanted {want:?} in {p:?}");
     }
     assert!(problems("servers: [{name: ok-1_a, url: 'http://[::1]:9/mcp'}]").is_empty());
-    assert!(problems("servers: [{name: t, runtime: stdio, command: uvx, args: [mcp-server-time], env: {TZ: UTC}, start: on-demand}]").is_empty());
+    assert!(problems("servers: [{name: t, runtime: stdio, command: uvx, args: [mcp-server-time], env: {TZ: UTC}, start: on-demand}]")
+        .is_empty());
     assert!(problems("servers: [{name: l, runtime: sse, url: 'http://127.0.0.1:9/sse'}]").is_empty());
-    assert!(problems("servers: [{name: p, url: 'https://10.0.0.1/mcp', tls: {ca_file: ca.pem, client_cert_file: c.pem, client_key_file: k.pem}}]").is_empty());
-    assert!(problems("servers: [{name: l, runtime: sse, url: 'https://h/sse', tls: {client_cert_file: c.pem, client_key_file: k.pem}}]").is_empty());
+    assert!(problems(
+        "servers: [{name: p, url: 'https://10.0.0.1/mcp', tls: {ca_file: ca.pem, client_cert_file: c.pem, client_key_file: k.pem}}]"
+    )
+    .is_empty());
+    assert!(problems("servers: [{name: l, runtime: sse, url: 'https://h/sse', tls: {client_cert_file: c.pem, client_key_file: k.pem}}]")
+        .is_empty());
 }
 
 #[test]
@@ -131,11 +139,18 @@ fn other_tls_files_make_another_server() {
 
 #[test]
 fn servers_the_control_plane_runs_are_reached_through_it() {
-    let c = load("servers:\n  - {name: t, runtime: stdio, command: uvx, args: ['--token=${KEY}']}\n  - {name: h, url: 'http://h:1/mcp'}\n", env).unwrap();
+    let c = load(
+        "servers:\n  - {name: t, runtime: stdio, command: uvx, args: ['--token=${KEY}']}\n  - {name: h, url: 'http://h:1/mcp'}\n",
+        env,
+    )
+    .unwrap();
     assert_eq!(c.servers[0].reach_url("http://127.0.0.1:18001"), "http://127.0.0.1:18001/upstream/t/mcp");
     assert_eq!(c.servers[1].reach_url("http://127.0.0.1:18001"), "http://h:1/mcp");
     assert_eq!(c.servers[0].display_url(), "stdio: uvx", "arguments may hold secrets");
-    assert_ne!(c.servers[0].identity(), load("servers:\n  - {name: t, runtime: stdio, command: uvx}\n", env).unwrap().servers[0].identity());
+    assert_ne!(
+        c.servers[0].identity(),
+        load("servers:\n  - {name: t, runtime: stdio, command: uvx}\n", env).unwrap().servers[0].identity()
+    );
 }
 
 #[test]

@@ -12,8 +12,12 @@
 //! path without the query string: queries may hold secrets). Nothing else
 //! of the request (headers, arguments) is written.
 
-use envoy_types::pb::envoy::config::accesslog::v3::{access_log, access_log_filter, extension_filter, AccessLog, AccessLogFilter, ExtensionFilter};
-use envoy_types::pb::envoy::config::core::v3::{data_source, substitution_format_string, DataSource, SubstitutionFormatString, TypedExtensionConfig};
+use envoy_types::pb::envoy::config::accesslog::v3::{
+    access_log, access_log_filter, extension_filter, AccessLog, AccessLogFilter, ExtensionFilter,
+};
+use envoy_types::pb::envoy::config::core::v3::{
+    data_source, substitution_format_string, DataSource, SubstitutionFormatString, TypedExtensionConfig,
+};
 use envoy_types::pb::envoy::extensions::access_loggers::file::v3::{file_access_log, FileAccessLog};
 use envoy_types::pb::envoy::extensions::access_loggers::filters::cel::v3::ExpressionFilter;
 use envoy_types::pb::envoy::extensions::formatter::req_without_query::v3::ReqWithoutQuery;
@@ -62,7 +66,10 @@ pub fn access_logs(path: &str, mcp_path: &str) -> Vec<AccessLog> {
     fields.push(("request_id".into(), text("%REQ(X-REQUEST-ID)%")));
     let other = SubstitutionFormatString {
         format: Some(substitution_format_string::Format::JsonFormat(Struct { fields: fields.into_iter().collect() })),
-        formatters: vec![TypedExtensionConfig { name: "envoy.formatter.req_without_query".into(), typed_config: Some(pack_any(ReqWithoutQuery {})) }],
+        formatters: vec![TypedExtensionConfig {
+            name: "envoy.formatter.req_without_query".into(),
+            typed_config: Some(pack_any(ReqWithoutQuery {})),
+        }],
         ..Default::default()
     };
     vec![logger("mcp_access", path, mcp, has_record.clone()), logger("http_access", path, other, format!("!({has_record})"))]

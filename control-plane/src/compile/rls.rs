@@ -59,8 +59,10 @@ pub fn ratelimit_filter(settings: &GlobalRateLimitSettings) -> HttpFilter {
 pub fn add_route_limits<'a>(route: &mut Route, limits: impl Iterator<Item = &'a RateLimit>) {
     for limit in limits {
         let header = format!("{RATE_LIMIT_HEADER_PREFIX}{}", limit.name);
-        let generic = rate_limit::action::GenericKey { descriptor_value: limit.name.clone(), descriptor_key: "limit".into(), ..Default::default() };
-        let bucket = rate_limit::action::RequestHeaders { header_name: header.clone(), descriptor_key: "bucket".into(), skip_if_absent: false };
+        let generic =
+            rate_limit::action::GenericKey { descriptor_value: limit.name.clone(), descriptor_key: "limit".into(), ..Default::default() };
+        let bucket =
+            rate_limit::action::RequestHeaders { header_name: header.clone(), descriptor_key: "bucket".into(), skip_if_absent: false };
         let Some(route::Action::Route(action)) = &mut route.action else { return };
         action.rate_limits.push(RouteRateLimit {
             actions: vec![

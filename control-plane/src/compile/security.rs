@@ -5,7 +5,10 @@
 use envoy_types::pb::envoy::config::accesslog::v3::{access_log, access_log_filter, AccessLog, AccessLogFilter, ExtensionFilter};
 use envoy_types::pb::envoy::config::cluster::v3::Cluster;
 use envoy_types::pb::envoy::config::common::mutation_rules::v3::{header_mutation, HeaderMutation};
-use envoy_types::pb::envoy::config::core::v3::{data_source, http_uri, substitution_format_string, DataSource, HttpUri, SubstitutionFormatString};
+use envoy_types::pb::envoy::config::core::v3::{
+    data_source, http_uri, substitution_format_string, DataSource, HttpUri, SubstitutionFormatString,
+};
+use envoy_types::pb::envoy::config::route::v3::{route_match, RouteMatch};
 use envoy_types::pb::envoy::extensions::access_loggers::file::v3::{file_access_log, FileAccessLog};
 use envoy_types::pb::envoy::extensions::access_loggers::filters::cel::v3::ExpressionFilter;
 use envoy_types::pb::envoy::extensions::filters::http::header_mutation::v3::{HeaderMutation as HeaderMutationFilter, Mutations};
@@ -13,7 +16,6 @@ use envoy_types::pb::envoy::extensions::filters::http::jwt_authn::v3::{
     jwt_provider, jwt_requirement, requirement_rule, JwtAuthentication, JwtHeader, JwtProvider, JwtRequirement, JwtRequirementOrList,
     RemoteJwks, RequirementRule,
 };
-use envoy_types::pb::envoy::config::route::v3::{route_match, RouteMatch};
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{http_filter, HttpFilter};
 use envoy_types::pb::google::protobuf::{value, Duration as PbDuration, Empty, Struct, Value as PbValue};
 use envoy_types::util::pack_any;
@@ -134,9 +136,8 @@ pub fn audit_log(path: &str) -> AccessLog {
         ("status", "%RESPONSE_CODE%".to_string()),
         ("client", "%DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT%".to_string()),
     ];
-    let json = Struct {
-        fields: fields.into_iter().map(|(k, v)| (k.to_string(), PbValue { kind: Some(value::Kind::StringValue(v)) })).collect(),
-    };
+    let json =
+        Struct { fields: fields.into_iter().map(|(k, v)| (k.to_string(), PbValue { kind: Some(value::Kind::StringValue(v)) })).collect() };
     let file = FileAccessLog {
         path: path.to_string(),
         access_log_format: Some(file_access_log::AccessLogFormat::LogFormat(SubstitutionFormatString {
@@ -150,7 +151,9 @@ pub fn audit_log(path: &str) -> AccessLog {
         filter: Some(AccessLogFilter {
             filter_specifier: Some(access_log_filter::FilterSpecifier::ExtensionFilter(ExtensionFilter {
                 name: "envoy.access_loggers.extension_filters.cel".into(),
-                config_type: Some(envoy_types::pb::envoy::config::accesslog::v3::extension_filter::ConfigType::TypedConfig(pack_any(only_decisions))),
+                config_type: Some(envoy_types::pb::envoy::config::accesslog::v3::extension_filter::ConfigType::TypedConfig(pack_any(
+                    only_decisions,
+                ))),
             })),
         }),
         config_type: Some(access_log::ConfigType::TypedConfig(pack_any(file))),

@@ -1,9 +1,11 @@
 use super::*;
 use crate::catalog::load;
+use crate::discovery::Discovered;
 use envoy_types::pb::envoy::config::core::v3::data_source;
 use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::subject_alt_name_matcher::SanType;
-use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{common_tls_context, secret, CertificateValidationContext, Secret, UpstreamTlsContext};
-use crate::discovery::Discovered;
+use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{
+    common_tls_context, secret, CertificateValidationContext, Secret, UpstreamTlsContext,
+};
 use mcp_filter::config::SessionKey;
 use serde_json::json;
 
@@ -19,15 +21,33 @@ fn run_with(yaml: &str, discovered: BTreeMap<String, Discovered>) -> Result<Comp
     run_tls(yaml, discovered, &BTreeMap::new())
 }
 
-fn run_tls(yaml: &str, discovered: BTreeMap<String, Discovered>, upstream_tls: &BTreeMap<String, UpstreamTls>) -> Result<Compiled, CompileError> {
+fn run_tls(
+    yaml: &str,
+    discovered: BTreeMap<String, Discovered>,
+    upstream_tls: &BTreeMap<String, UpstreamTls>,
+) -> Result<Compiled, CompileError> {
     let catalog = load(yaml, |_| None).unwrap();
-    compile(&Inputs { catalog: &catalog, discovered: &discovered, wasm: b"\0asm", session: &session(), admin: ("127.0.0.1", 18001), gateway_version: "0.1.0", jwks: None, internal_token: "t0k", tls: None, upstream_tls, previous: None })
+    compile(&Inputs {
+        catalog: &catalog,
+        discovered: &discovered,
+        wasm: b"\0asm",
+        session: &session(),
+        admin: ("127.0.0.1", 18001),
+        gateway_version: "0.1.0",
+        jwks: None,
+        internal_token: "t0k",
+        tls: None,
+        upstream_tls,
+        previous: None,
+    })
 }
 
 fn run(yaml: &str, tools: &[(&str, &[&str])]) -> Result<Compiled, CompileError> {
     let discovered = tools
         .iter()
-        .map(|(s, names)| (s.to_string(), Discovered { tools: names.iter().map(|n| tool(n)).collect(), stateful: true, ..Default::default() }))
+        .map(|(s, names)| {
+            (s.to_string(), Discovered { tools: names.iter().map(|n| tool(n)).collect(), stateful: true, ..Default::default() })
+        })
         .collect();
     run_with(yaml, discovered)
 }
@@ -41,7 +61,23 @@ fn names_tools_and_routes_them() {
     let names: Vec<_> = f.tools.iter().map(|t| (t.name.as_str(), t.server, t.upstream_name.as_str())).collect();
     assert_eq!(names, vec![("time__now", 0, "now"), ("time__zone", 0, "zone"), ("search", 1, "search")]);
     assert_eq!(f.tools[0].definition, json!({"name": "time__now", "description": "now tool", "inputSchema": {"type": "object"}}));
-    assert_eq!(f.servers[1], UpstreamServer { name: "docs".into(), cluster: "mcp_docs".into(), authority: "docs.example.com:443".into(), path: "/api/mcp".into(), timeout_ms: None, logging: false, stateful: true, protocol_version: None, modern: false, modern_only: false, headers: vec![], forward_authorization: false });
+    assert_eq!(
+        f.servers[1],
+        UpstreamServer {
+            name: "docs".into(),
+            cluster: "mcp_docs".into(),
+            authority: "docs.example.com:443".into(),
+            path: "/api/mcp".into(),
+            timeout_ms: None,
+            logging: false,
+            stateful: true,
+            protocol_version: None,
+            modern: false,
+            modern_only: false,
+            headers: vec![],
+            forward_authorization: false
+        }
+    );
     assert_eq!(f.version, c.snapshot.version);
 }
 
@@ -68,7 +104,11 @@ fn builds_envoy_resources() {
     let json: StringValue = decode(plugin.configuration.as_ref().unwrap()).unwrap();
     let parsed: FilterConfig = serde_json::from_str(&json.value).unwrap();
     assert_eq!(parsed, c.filter_config, "the filter reads back exactly what was compiled");
-    assert_eq!(json.value, serde_json::to_string(&c.filter_config).unwrap(), "the version put into the serialised text, as serde would write it");
+    assert_eq!(
+        json.value,
+        serde_json::to_string(&c.filter_config).unwrap(),
+        "the version put into the serialised text, as serde would write it"
+    );
     assert!(!c.filter_config.version.is_empty());
 
     let listener: Listener = decode(&c.snapshot.resources_of(LISTENER_TYPE)[0].1).unwrap();
@@ -80,7 +120,8 @@ fn builds_envoy_resources() {
 
 #[test]
 fn a_collision_drops_the_newcomers_item_and_compiles_the_rest() {
-    let yaml = "servers:\n  - {name: a, url: 'http://127.0.0.1:1/', prefix: false}\n  - {name: b, url: 'http://127.0.0.1:2/', prefix: false}\n";
+    let yaml =
+        "servers:\n  - {name: a, url: 'http://127.0.0.1:1/', prefix: false}\n  - {name: b, url: 'http://127.0.0.1:2/', prefix: false}\n";
     let first = run(yaml, &[("a", &["x", "y"]), ("b", &["x", "z"])]).unwrap();
     let served: Vec<(&str, usize)> = first.filter_config.tools.iter().map(|t| (t.name.as_str(), t.server)).collect();
     assert_eq!(served, vec![("x", 0), ("y", 0), ("z", 1)], "the earlier server in the catalog keeps the name");
@@ -93,12 +134,15 @@ fn a_collision_drops_the_newcomers_item_and_compiles_the_rest() {
 #[test]
 fn the_server_that_had_a_name_keeps_it_when_another_takes_it_up() {
     // b had `x`; then a (earlier in the catalog) renames a tool of its to `x`.
-    let yaml = "servers:\n  - {name: a, url: 'http://127.0.0.1:1/', prefix: false}\n  - {name: b, url: 'http://127.0.0.1:2/', prefix: false}\n";
+    let yaml =
+        "servers:\n  - {name: a, url: 'http://127.0.0.1:1/', prefix: false}\n  - {name: b, url: 'http://127.0.0.1:2/', prefix: false}\n";
     let before = run(yaml, &[("a", &["w"]), ("b", &["x"])]).unwrap();
     let catalog = load(yaml, |_| None).unwrap();
     let discovered: BTreeMap<String, Discovered> = [("a", ["x"]), ("b", ["x"])]
         .iter()
-        .map(|(s, names)| (s.to_string(), Discovered { tools: names.iter().map(|n| tool(n)).collect(), stateful: true, ..Default::default() }))
+        .map(|(s, names)| {
+            (s.to_string(), Discovered { tools: names.iter().map(|n| tool(n)).collect(), stateful: true, ..Default::default() })
+        })
         .collect();
     let after = compile(&Inputs {
         catalog: &catalog,
@@ -194,7 +238,9 @@ fn no_server_name_can_take_the_admin_cluster() {
 fn upstream_tls_of(c: &Compiled, cluster: &str) -> Option<UpstreamTlsContext> {
     let (_, any) = c.snapshot.resources_of(CLUSTER_TYPE).iter().find(|(n, _)| n == cluster)?;
     let socket = decode::<Cluster>(any)?.transport_socket?;
-    let Some(envoy_types::pb::envoy::config::core::v3::transport_socket::ConfigType::TypedConfig(any)) = socket.config_type else { return None };
+    let Some(envoy_types::pb::envoy::config::core::v3::transport_socket::ConfigType::TypedConfig(any)) = socket.config_type else {
+        return None;
+    };
     decode(&any)
 }
 
@@ -213,9 +259,15 @@ fn https_upstreams_verify_the_certificate() {
     let c = run(TWO, &[]).unwrap();
     let tls = upstream_tls_of(&c, "mcp_docs").unwrap();
     assert_eq!(tls.sni, "docs.example.com");
-    let Some(common_tls_context::ValidationContextType::ValidationContext(v)) = tls.common_tls_context.unwrap().validation_context_type else { panic!() };
+    let Some(common_tls_context::ValidationContextType::ValidationContext(v)) = tls.common_tls_context.unwrap().validation_context_type
+    else {
+        panic!()
+    };
     assert_eq!(san_of(&v), (SanType::Dns as i32, Some(string_matcher::MatchPattern::Exact("docs.example.com".into()))));
-    let by_file = Some(DataSource { specifier: Some(data_source::Specifier::Filename("/etc/ssl/certs/ca-certificates.crt".into())), ..Default::default() });
+    let by_file = Some(DataSource {
+        specifier: Some(data_source::Specifier::Filename("/etc/ssl/certs/ca-certificates.crt".into())),
+        ..Default::default()
+    });
     assert_eq!(v.trusted_ca, by_file, "without a CA of its own: the system's, on Envoy's disk");
     assert!(c.snapshot.resources_of(SECRET_TYPE).is_empty());
 }
@@ -223,17 +275,31 @@ fn https_upstreams_verify_the_certificate() {
 #[test]
 fn a_servers_own_ca_and_client_certificate_reach_envoy_inline() {
     let yaml = "servers:\n  - {name: private, url: 'https://127.0.0.1:8443/mcp', tls: {ca_file: ca.crt, client_cert_file: c.crt, client_key_file: c.key}}\n  - {name: ca-only, url: 'https://mcp.internal/mcp', tls: {ca_file: ca.crt}}\n  - {name: legacy, runtime: sse, url: 'https://old.internal/sse', tls: {ca_file: ca.crt}}\n";
-    let files = |cert: Option<&str>| UpstreamTls { ca: Some("CA PEM".into()), client_cert: cert.map(Into::into), client_key: cert.map(|_| "KEY PEM".into()) };
-    let upstream_tls = BTreeMap::from([("private".to_string(), files(Some("CERT PEM"))), ("ca-only".to_string(), files(None)), ("legacy".to_string(), files(None))]);
+    let files = |cert: Option<&str>| UpstreamTls {
+        ca: Some("CA PEM".into()),
+        client_cert: cert.map(Into::into),
+        client_key: cert.map(|_| "KEY PEM".into()),
+    };
+    let upstream_tls = BTreeMap::from([
+        ("private".to_string(), files(Some("CERT PEM"))),
+        ("ca-only".to_string(), files(None)),
+        ("legacy".to_string(), files(None)),
+    ]);
     let c = run_tls(yaml, BTreeMap::new(), &upstream_tls).unwrap();
 
     let tls = upstream_tls_of(&c, "mcp_private").unwrap();
     assert_eq!(tls.sni, "", "no SNI for an IP address (RFC 6066)");
     let common = tls.common_tls_context.unwrap();
     let Some(common_tls_context::ValidationContextType::CombinedValidationContext(v)) = common.validation_context_type else { panic!() };
-    assert_eq!(san_of(v.default_validation_context.as_ref().unwrap()), (SanType::IpAddress as i32, Some(string_matcher::MatchPattern::Exact("127.0.0.1".into()))));
+    assert_eq!(
+        san_of(v.default_validation_context.as_ref().unwrap()),
+        (SanType::IpAddress as i32, Some(string_matcher::MatchPattern::Exact("127.0.0.1".into())))
+    );
     assert_eq!(v.validation_context_sds_secret_config.unwrap().name, "mcp_private/ca");
-    assert_eq!(common.tls_certificate_sds_secret_configs.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(), vec!["mcp_private/client_cert"]);
+    assert_eq!(
+        common.tls_certificate_sds_secret_configs.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(),
+        vec!["mcp_private/client_cert"]
+    );
     let inline = |text: &str| Some(DataSource { specifier: Some(data_source::Specifier::InlineString(text.into())), ..Default::default() });
     let Some(secret::Type::ValidationContext(ca)) = secret_of(&c, "mcp_private/ca") else { panic!() };
     assert_eq!(ca.trusted_ca, inline("CA PEM"), "the CA's content, not its path: Envoy may not share the control plane's disk");
@@ -247,7 +313,11 @@ fn a_servers_own_ca_and_client_certificate_reach_envoy_inline() {
     // Envoy reaches an SSE server through the control plane, which holds its TLS.
     assert!(upstream_tls_of(&c, "mcp_legacy").is_none() && secret_of(&c, "mcp_legacy/ca").is_none());
 
-    let rotated = BTreeMap::from([("private".to_string(), files(Some("NEW CERT PEM"))), ("ca-only".to_string(), files(None)), ("legacy".to_string(), files(None))]);
+    let rotated = BTreeMap::from([
+        ("private".to_string(), files(Some("NEW CERT PEM"))),
+        ("ca-only".to_string(), files(None)),
+        ("legacy".to_string(), files(None)),
+    ]);
     assert_ne!(run_tls(yaml, BTreeMap::new(), &rotated).unwrap().snapshot.version, c.snapshot.version, "a rotated file is a new version");
 }
 
@@ -274,7 +344,10 @@ servers:
     let f = &c.filter_config;
     assert_eq!(f.servers[0].headers, vec![UpstreamHeader { name: "authorization".into(), value: "Bearer upstream-token".into() }]);
     assert_eq!(f.authorization.as_ref().map(|a| (a.default_allow, a.rules.len())), Some((false, 1)));
-    assert_eq!(f.rate_limits.iter().map(|l| (l.name.as_str(), l.requests_per_minute, l.burst)).collect::<Vec<_>>(), [("default", 120, 120), ("slow", 6, 2)]);
+    assert_eq!(
+        f.rate_limits.iter().map(|l| (l.name.as_str(), l.requests_per_minute, l.burst)).collect::<Vec<_>>(),
+        [("default", 120, 120), ("slow", 6, 2)]
+    );
     assert_eq!(f.allowed_origins, ["https://app.example"]);
     assert!(f.audit);
     assert_eq!(f.auth.as_ref().and_then(|a| a.jwt.as_ref()).map(|j| j.groups_claim.as_str()), Some("roles"));
@@ -333,7 +406,9 @@ servers:
     assert_eq!(action.rate_limits.len(), 1, "only the global limit asks the service");
     let specifiers: Vec<_> = action.rate_limits[0].actions.iter().map(|a| a.action_specifier.clone().unwrap()).collect();
     assert!(matches!(&specifiers[0], ActionSpecifier::GenericKey(g) if g.descriptor_key == "limit" && g.descriptor_value == "shared"));
-    assert!(matches!(&specifiers[1], ActionSpecifier::RequestHeaders(h) if h.header_name == "x-mcp-rate-limit-shared" && h.descriptor_key == "bucket"));
+    assert!(
+        matches!(&specifiers[1], ActionSpecifier::RequestHeaders(h) if h.header_name == "x-mcp-rate-limit-shared" && h.descriptor_key == "bucket")
+    );
     assert_eq!(upstream.request_headers_to_remove, ["x-mcp-rate-limit-shared"]);
     let listener: Listener = decode(&c.snapshot.resources[LISTENER_TYPE][0].1).unwrap();
     let Some(filter::ConfigType::TypedConfig(any)) = &listener.filter_chains[0].filters[0].config_type else { panic!() };
@@ -363,10 +438,12 @@ fn connections_are_limited_per_server_and_streams_by_silence() {
     assert_eq!(limits("mcp_b"), Some((2, 2)), "a server's own limit wins");
     assert_eq!(limits("mcp_c"), None, "a stdio server is one connection of the control plane's");
     let a = clusters.iter().find(|c| c.name == "mcp_a").unwrap();
-    let options: HttpProtocolOptions = decode(&a.typed_extension_protocol_options["envoy.extensions.upstreams.http.v3.HttpProtocolOptions"]).unwrap();
+    let options: HttpProtocolOptions =
+        decode(&a.typed_extension_protocol_options["envoy.extensions.upstreams.http.v3.HttpProtocolOptions"]).unwrap();
     assert_eq!(options.common_http_protocol_options.unwrap().idle_timeout.unwrap().seconds, 600);
     let b = clusters.iter().find(|c| c.name == "mcp_b").unwrap();
-    let options: HttpProtocolOptions = decode(&b.typed_extension_protocol_options["envoy.extensions.upstreams.http.v3.HttpProtocolOptions"]).unwrap();
+    let options: HttpProtocolOptions =
+        decode(&b.typed_extension_protocol_options["envoy.extensions.upstreams.http.v3.HttpProtocolOptions"]).unwrap();
     assert_eq!(options.common_http_protocol_options.unwrap().idle_timeout.unwrap().seconds, 30, "a server's own idle timeout wins");
 
     let routes: RouteConfiguration = decode(&c.snapshot.resources[ROUTE_TYPE][0].1).unwrap();
@@ -378,7 +455,9 @@ fn connections_are_limited_per_server_and_streams_by_silence() {
     let hcm: HttpConnectionManager = decode(any).unwrap();
     assert_eq!(hcm.common_http_protocol_options.unwrap().idle_timeout.unwrap().seconds, 600);
     let mappers = hcm.local_reply_config.unwrap().mappers;
-    let Some(access_log_filter::FilterSpecifier::ResponseFlagFilter(flags)) = &mappers[0].filter.as_ref().unwrap().filter_specifier else { panic!() };
+    let Some(access_log_filter::FilterSpecifier::ResponseFlagFilter(flags)) = &mappers[0].filter.as_ref().unwrap().filter_specifier else {
+        panic!()
+    };
     assert_eq!(flags.flags, ["UO"]);
 
     for (bad, problem) in [

@@ -70,7 +70,10 @@ pub fn downstream(settings: &TlsSettings) -> TransportSocket {
         require_client_certificate: Some(BoolValue { value: settings.require_client_certificate }),
         ..Default::default()
     };
-    TransportSocket { name: "envoy.transport_sockets.tls".into(), config_type: Some(transport_socket::ConfigType::TypedConfig(pack_any(context))) }
+    TransportSocket {
+        name: "envoy.transport_sockets.tls".into(),
+        config_type: Some(transport_socket::ConfigType::TypedConfig(pack_any(context))),
+    }
 }
 
 /// The SDS name of a server's CAs. A `/` is in no server name, so no two
@@ -119,11 +122,16 @@ pub fn upstream(ep: &Endpoint, ca_file: &str, own: Option<(&str, &UpstreamTls)>)
     let own_ca = own.filter(|(_, files)| files.ca.is_some()).map(|(server, _)| server);
     let validation = match own_ca {
         // The CAs by SDS, the name to match in the cluster: Envoy combines them.
-        Some(server) => common_tls_context::ValidationContextType::CombinedValidationContext(common_tls_context::CombinedCertificateValidationContext {
-            default_validation_context: Some(CertificateValidationContext { match_typed_subject_alt_names: vec![san], ..Default::default() }),
-            validation_context_sds_secret_config: Some(by_name(&upstream_ca_secret(server))),
-            ..Default::default()
-        }),
+        Some(server) => {
+            common_tls_context::ValidationContextType::CombinedValidationContext(common_tls_context::CombinedCertificateValidationContext {
+                default_validation_context: Some(CertificateValidationContext {
+                    match_typed_subject_alt_names: vec![san],
+                    ..Default::default()
+                }),
+                validation_context_sds_secret_config: Some(by_name(&upstream_ca_secret(server))),
+                ..Default::default()
+            })
+        }
         None => common_tls_context::ValidationContextType::ValidationContext(CertificateValidationContext {
             trusted_ca: Some(DataSource { specifier: Some(data_source::Specifier::Filename(ca_file.to_string())), ..Default::default() }),
             match_typed_subject_alt_names: vec![san],
@@ -140,5 +148,8 @@ pub fn upstream(ep: &Endpoint, ca_file: &str, own: Option<(&str, &UpstreamTls)>)
         }),
         ..Default::default()
     };
-    TransportSocket { name: "envoy.transport_sockets.tls".into(), config_type: Some(transport_socket::ConfigType::TypedConfig(pack_any(context))) }
+    TransportSocket {
+        name: "envoy.transport_sockets.tls".into(),
+        config_type: Some(transport_socket::ConfigType::TypedConfig(pack_any(context))),
+    }
 }

@@ -48,9 +48,17 @@ pub fn config(t: &TracingSettings, ep: &Endpoint) -> Tracing {
     };
     Tracing {
         random_sampling: Some(Percent { value: t.sampling_percent }),
-        custom_tags: vec![tag("mcp.method", METHOD_PROPERTY), tag("mcp.server", SERVER_PROPERTY), tag("mcp.tool", TARGET_PROPERTY), tag("mcp.meta_traceparent", META_TRACEPARENT_PROPERTY)],
+        custom_tags: vec![
+            tag("mcp.method", METHOD_PROPERTY),
+            tag("mcp.server", SERVER_PROPERTY),
+            tag("mcp.tool", TARGET_PROPERTY),
+            tag("mcp.meta_traceparent", META_TRACEPARENT_PROPERTY),
+        ],
         operation: state(SPAN_PROPERTY),
-        provider: Some(tracing::Http { name: "envoy.tracers.opentelemetry".into(), config_type: Some(tracing::http::ConfigType::TypedConfig(pack_any(otel))) }),
+        provider: Some(tracing::Http {
+            name: "envoy.tracers.opentelemetry".into(),
+            config_type: Some(tracing::http::ConfigType::TypedConfig(pack_any(otel))),
+        }),
         ..Default::default()
     }
 }

@@ -5,7 +5,18 @@ use crate::snapshot::{Nack, TypeStatus};
 use std::time::Duration;
 
 fn server(name: &str, state: &'static str, tools: usize) -> ServerStatus {
-    ServerStatus { name: name.into(), runtime: Runtime::Http, url: String::new(), state, tools, prompts: 0, resources: 0, last_error: None, dropped: Vec::new(), process: None }
+    ServerStatus {
+        name: name.into(),
+        runtime: Runtime::Http,
+        url: String::new(),
+        state,
+        tools,
+        prompts: 0,
+        resources: 0,
+        last_error: None,
+        dropped: Vec::new(),
+        process: None,
+    }
 }
 
 fn typed(type_url: &str, acked: Option<&str>, sent: u64, acks: u64, nacks: u64) -> TypeStatus {
@@ -45,7 +56,12 @@ fn a_scrape_shows_the_catalog_the_envoys_and_the_servers() {
         log_level: Some("info".into()),
     };
     let nodes = vec![
-        NodeStatus { node_id: "gw-1".into(), connected: true, streams: 1, types: vec![typed(CLUSTER_TYPE, Some("v2"), 3, 3, 0), typed(ROUTE_TYPE, Some("v1"), 3, 2, 1)] },
+        NodeStatus {
+            node_id: "gw-1".into(),
+            connected: true,
+            streams: 1,
+            types: vec![typed(CLUSTER_TYPE, Some("v2"), 3, 3, 0), typed(ROUTE_TYPE, Some("v1"), 3, 2, 1)],
+        },
         NodeStatus { node_id: "gw-2".into(), connected: false, streams: 0, types: vec![typed(EXTENSION_CONFIG_TYPE, Some("v2"), 1, 1, 0)] },
     ];
     let text = render(&Inputs { status: &status, served: Some("v2"), nodes: &nodes, restarts: &[("files".into(), 2)] });
@@ -98,12 +114,16 @@ fn a_failed_reload_and_no_configuration_yet() {
 #[test]
 fn readiness_names_what_is_missing() {
     let good = Status { version: Some("v2".into()), servers: vec![server("echo", "ready", 1)], reloads_ok: 1, ..Status::default() };
-    let acked = vec![NodeStatus { node_id: "gw-1".into(), connected: true, streams: 1, types: vec![typed(CLUSTER_TYPE, Some("v2"), 1, 1, 0)] }];
+    let acked =
+        vec![NodeStatus { node_id: "gw-1".into(), connected: true, streams: 1, types: vec![typed(CLUSTER_TYPE, Some("v2"), 1, 1, 0)] }];
     assert_eq!(not_ready(&good, Some("v2"), &acked), Vec::<String>::new());
     // A disconnected Envoy does not hold readiness back; none connected does.
     let gone = vec![NodeStatus { connected: false, ..acked[0].clone() }];
     assert_eq!(not_ready(&good, Some("v2"), &gone), vec!["no Envoy is connected to the control plane"]);
-    let behind = vec![NodeStatus { types: vec![typed(CLUSTER_TYPE, Some("v2"), 2, 2, 0), typed(ROUTE_TYPE, Some("v1"), 2, 1, 1)], ..acked[0].clone() }];
+    let behind = vec![NodeStatus {
+        types: vec![typed(CLUSTER_TYPE, Some("v2"), 2, 2, 0), typed(ROUTE_TYPE, Some("v1"), 2, 1, 1)],
+        ..acked[0].clone()
+    }];
     assert_eq!(not_ready(&good, Some("v2"), &behind), vec!["Envoy gw-1 has not accepted version v2 (routes)"]);
     let broken = Status { last_error: Some("catalog.yaml: bad".into()), ..good.clone() };
     assert_eq!(not_ready(&broken, Some("v2"), &acked), vec!["the catalog does not load: catalog.yaml: bad"]);

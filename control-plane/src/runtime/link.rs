@@ -199,7 +199,13 @@ pub async fn connect_sse(spec: &Server, http: &Http) -> Result<Link, String> {
         let name = name.clone();
         tokio::spawn(async move {
             while let Some(message) = to_server.recv().await {
-                let sent = http.post(post_to.clone()).header("content-type", "application/json").headers(headers.clone()).body(message).send().await;
+                let sent = http
+                    .post(post_to.clone())
+                    .header("content-type", "application/json")
+                    .headers(headers.clone())
+                    .body(message)
+                    .send()
+                    .await;
                 match sent {
                     Ok(r) if r.status().is_success() => {}
                     Ok(r) => tracing::warn!(server = %name, status = %r.status(), "legacy SSE server refused a message"),

@@ -162,7 +162,13 @@ impl Runtimes {
                 commands,
             });
             servers.insert(name.to_string(), Arc::clone(&sup));
-            let supervisor = Supervisor { sup, spec: spec.clone(), base_dir: self.base_dir.clone(), http: reach.own(name), changed: self.changed.clone() };
+            let supervisor = Supervisor {
+                sup,
+                spec: spec.clone(),
+                base_dir: self.base_dir.clone(),
+                http: reach.own(name),
+                changed: self.changed.clone(),
+            };
             tokio::spawn(supervisor.run(rx));
         }
     }
@@ -518,7 +524,14 @@ pub async fn endpoint(State(c): State<Controller>, Path(name): Path<String>, hea
             let body = json!({ "jsonrpc": "2.0", "id": id, "result": *init });
             return (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response();
         }
-        "ping" => return (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], json!({"jsonrpc": "2.0", "id": id, "result": {}}).to_string()).into_response(),
+        "ping" => {
+            return (
+                StatusCode::OK,
+                [(header::CONTENT_TYPE, "application/json")],
+                json!({"jsonrpc": "2.0", "id": id, "result": {}}).to_string(),
+            )
+                .into_response()
+        }
         _ => {}
     }
     let mut call = match pipe.call(message).await {
@@ -546,5 +559,6 @@ pub async fn endpoint(State(c): State<Controller>, Path(name): Path<String>, hea
         let event = Bytes::from(format!("event: message\ndata: {message}\n\n"));
         Some((Ok::<_, Infallible>(event), (None, call, last)))
     });
-    (StatusCode::OK, [(header::CONTENT_TYPE, "text/event-stream"), (header::CACHE_CONTROL, "no-cache")], Body::from_stream(events)).into_response()
+    (StatusCode::OK, [(header::CONTENT_TYPE, "text/event-stream"), (header::CACHE_CONTROL, "no-cache")], Body::from_stream(events))
+        .into_response()
 }

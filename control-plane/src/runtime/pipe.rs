@@ -126,7 +126,9 @@ impl Pipe {
                 let _ = w.tx.send(message);
                 None
             }
-            (Some(method), None) if method.ends_with("/list_changed") && method != "notifications/roots/list_changed" => Some(Unrouted::ListChanged),
+            (Some(method), None) if method.ends_with("/list_changed") && method != "notifications/roots/list_changed" => {
+                Some(Unrouted::ListChanged)
+            }
             (Some(_), None) => Some(Unrouted::Notification(message)),
             (None, None) => Some(Unrouted::Stray),
         }
@@ -158,13 +160,21 @@ mod tests {
     async fn colliding_client_ids_each_get_their_answer() {
         let (tx, mut wire) = mpsc::channel(8);
         let pipe = Arc::new(Pipe::new("s", tx));
-        let mut a = pipe.call(json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"_meta": {"progressToken": "p"}}})).await.unwrap();
+        let mut a = pipe
+            .call(json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"_meta": {"progressToken": "p"}}}))
+            .await
+            .unwrap();
         let mut b = pipe.call(json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call"})).await.unwrap();
         let sent_a: Value = serde_json::from_str(&wire.recv().await.unwrap()).unwrap();
         let sent_b: Value = serde_json::from_str(&wire.recv().await.unwrap()).unwrap();
         assert_ne!(sent_a["id"], sent_b["id"]);
         assert_eq!(sent_a["params"]["_meta"]["progressToken"], sent_a["id"]);
-        assert_eq!(pipe.dispatch(json!({"jsonrpc": "2.0", "method": "notifications/progress", "params": {"progressToken": sent_a["id"], "progress": 1}})), None);
+        assert_eq!(
+            pipe.dispatch(
+                json!({"jsonrpc": "2.0", "method": "notifications/progress", "params": {"progressToken": sent_a["id"], "progress": 1}})
+            ),
+            None
+        );
         assert_eq!(pipe.dispatch(json!({"jsonrpc": "2.0", "id": sent_b["id"], "result": {"b": true}})), None);
         assert_eq!(pipe.dispatch(json!({"jsonrpc": "2.0", "id": sent_a["id"], "result": {"a": true}})), None);
         assert_eq!(a.messages.recv().await.unwrap()["params"]["progressToken"], "p");
@@ -177,10 +187,18 @@ mod tests {
     async fn the_server_is_answered_and_heard() {
         let (tx, _wire) = mpsc::channel(8);
         let pipe = Pipe::new("s", tx);
-        assert_eq!(pipe.dispatch(json!({"jsonrpc": "2.0", "id": 5, "method": "ping"})), Some(Unrouted::Answer(json!({"jsonrpc": "2.0", "id": 5, "result": {}}))));
-        assert!(matches!(pipe.dispatch(json!({"jsonrpc": "2.0", "id": 6, "method": "roots/list"})), Some(Unrouted::Answer(a)) if a["error"]["code"] == -32601));
+        assert_eq!(
+            pipe.dispatch(json!({"jsonrpc": "2.0", "id": 5, "method": "ping"})),
+            Some(Unrouted::Answer(json!({"jsonrpc": "2.0", "id": 5, "result": {}})))
+        );
+        assert!(
+            matches!(pipe.dispatch(json!({"jsonrpc": "2.0", "id": 6, "method": "roots/list"})), Some(Unrouted::Answer(a)) if a["error"]["code"] == -32601)
+        );
         assert_eq!(pipe.dispatch(json!({"jsonrpc": "2.0", "method": "notifications/tools/list_changed"})), Some(Unrouted::ListChanged));
-        assert!(matches!(pipe.dispatch(json!({"jsonrpc": "2.0", "method": "notifications/message", "params": {}})), Some(Unrouted::Notification(_))));
+        assert!(matches!(
+            pipe.dispatch(json!({"jsonrpc": "2.0", "method": "notifications/message", "params": {}})),
+            Some(Unrouted::Notification(_))
+        ));
     }
 
     #[tokio::test]

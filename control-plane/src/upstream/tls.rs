@@ -28,7 +28,10 @@ pub struct UpstreamTls {
 impl std::fmt::Debug for UpstreamTls {
     // The key must never reach a log line through a Debug print.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("UpstreamTls").field("ca", &self.ca.is_some()).field("client_cert", &self.client_cert.is_some()).finish_non_exhaustive()
+        f.debug_struct("UpstreamTls")
+            .field("ca", &self.ca.is_some())
+            .field("client_cert", &self.client_cert.is_some())
+            .finish_non_exhaustive()
     }
 }
 
@@ -94,7 +97,8 @@ pub fn client_config(tls: Option<&UpstreamTls>) -> Result<rustls::ClientConfig, 
         .with_root_certificates(roots);
     let mut config = match tls.map(|t| (&t.client_cert, &t.client_key)) {
         Some((Some(cert), Some(key))) => {
-            let key = PrivateKeyDer::from_pem_slice(key.as_bytes()).map_err(|_| "tls.client_key_file holds no PEM private key".to_string())?;
+            let key =
+                PrivateKeyDer::from_pem_slice(key.as_bytes()).map_err(|_| "tls.client_key_file holds no PEM private key".to_string())?;
             builder
                 .with_client_auth_cert(certificates(cert, "client_cert_file")?, key)
                 .map_err(|e| format!("tls.client_key_file does not go with tls.client_cert_file ({e})"))?
@@ -190,11 +194,16 @@ fn explain_rustls(error: &rustls::Error, shown: &str, setting: Setting) -> Strin
             }
             CertificateError::NotValidForNameContext { presented, .. } => {
                 let names: Vec<&str> = presented.iter().map(|n| plain_name(n)).collect();
-                format!("{cert} does not match host {host} (it is for {}): use a URL with one of those names, or a certificate for {host}", names.join(", "))
+                format!(
+                    "{cert} does not match host {host} (it is for {}): use a URL with one of those names, or a certificate for {host}",
+                    names.join(", ")
+                )
             }
             CertificateError::NotValidForName => format!("{cert} does not match host {host}"),
             CertificateError::Expired | CertificateError::ExpiredContext { .. } => format!("{cert} has expired"),
-            CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. } => format!("{cert} is not valid yet (is the clock right?)"),
+            CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. } => {
+                format!("{cert} is not valid yet (is the clock right?)")
+            }
             CertificateError::Revoked => format!("{cert} is revoked"),
             CertificateError::InvalidPurpose | CertificateError::InvalidPurposeContext { .. } => {
                 format!("{cert} is not one for a server (its extended key usage)")
@@ -276,7 +285,11 @@ mod tests {
         let mtls = Setting { own_ca: true, client_cert: true };
         let cert = |e| rustls::Error::InvalidCertificate(e);
         check(cert(CertificateError::UnknownIssuer), none, "TLS: the certificate of https://127.0.0.1:8443/mcp is not trusted (unknown issuer): set servers[].tls.ca_file to the CA that signed it");
-        check(cert(CertificateError::UnknownIssuer), ca, "TLS: the certificate of https://127.0.0.1:8443/mcp is not trusted (unknown issuer): no CA of servers[].tls.ca_file signed it");
+        check(
+            cert(CertificateError::UnknownIssuer),
+            ca,
+            "TLS: the certificate of https://127.0.0.1:8443/mcp is not trusted (unknown issuer): no CA of servers[].tls.ca_file signed it",
+        );
         check(
             cert(CertificateError::NotValidForNameContext { expected: rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap(), presented: vec!["DnsName(\"localhost\")".into(), "IpAddress(::1)".into()] }),
             ca,
@@ -288,15 +301,30 @@ mod tests {
             ca,
             "TLS: https://127.0.0.1:8443/mcp requires a client certificate (CertificateRequired alert): set servers[].tls.client_cert_file and client_key_file",
         );
-        check(rustls::Error::AlertReceived(AlertDescription::UnknownCA), mtls, "TLS: https://127.0.0.1:8443/mcp refused the client certificate of servers[].tls.client_cert_file (UnknownCA alert)");
-        check(rustls::Error::AlertReceived(AlertDescription::HandshakeFailure), none, "TLS: https://127.0.0.1:8443/mcp refused the handshake (HandshakeFailure alert): does it require a client certificate?");
-        check(rustls::Error::InvalidMessage(rustls::InvalidMessage::InvalidContentType), none, "TLS: https://127.0.0.1:8443/mcp did not answer in TLS (is it an http:// server?)");
+        check(
+            rustls::Error::AlertReceived(AlertDescription::UnknownCA),
+            mtls,
+            "TLS: https://127.0.0.1:8443/mcp refused the client certificate of servers[].tls.client_cert_file (UnknownCA alert)",
+        );
+        check(
+            rustls::Error::AlertReceived(AlertDescription::HandshakeFailure),
+            none,
+            "TLS: https://127.0.0.1:8443/mcp refused the handshake (HandshakeFailure alert): does it require a client certificate?",
+        );
+        check(
+            rustls::Error::InvalidMessage(rustls::InvalidMessage::InvalidContentType),
+            none,
+            "TLS: https://127.0.0.1:8443/mcp did not answer in TLS (is it an http:// server?)",
+        );
     }
 
     #[test]
     fn a_silent_close_may_be_a_refused_client_certificate() {
         // As rustls words it (`ConnectionCommon::read_tls`).
-        let eof = Wrapper(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "peer closed connection without sending TLS close_notify: https://docs.rs/rustls"));
+        let eof = Wrapper(std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            "peer closed connection without sending TLS close_notify: https://docs.rs/rustls",
+        ));
         let shown = "https://h/sse";
         let closed = failure(&eof).unwrap();
         assert_eq!(closed, Failure::ClosedSilently);
@@ -304,7 +332,8 @@ mod tests {
             explain(&closed, shown, Setting::default()),
             "TLS: https://h/sse closed the connection without a word after the handshake; a server that requires a client certificate may do so: set servers[].tls.client_cert_file and client_key_file"
         );
-        assert!(explain(&closed, shown, Setting { own_ca: false, client_cert: true }).ends_with("did it refuse the client certificate of servers[].tls.client_cert_file?"));
+        assert!(explain(&closed, shown, Setting { own_ca: false, client_cert: true })
+            .ends_with("did it refuse the client certificate of servers[].tls.client_cert_file?"));
     }
 
     #[test]
@@ -316,10 +345,14 @@ mod tests {
     #[test]
     fn settings_are_checked_when_made() {
         let config = |ca: Option<&str>, cert: Option<&str>, key: Option<&str>| {
-            client_config(Some(&UpstreamTls { ca: ca.map(Into::into), client_cert: cert.map(Into::into), client_key: key.map(Into::into) })).map(|_| ())
+            client_config(Some(&UpstreamTls { ca: ca.map(Into::into), client_cert: cert.map(Into::into), client_key: key.map(Into::into) }))
+                .map(|_| ())
         };
         assert_eq!(config(Some("not pem"), None, None), Err("tls.ca_file holds no PEM certificate".into()));
-        assert_eq!(config(None, Some("-----BEGIN CERTIFICATE-----\nAA==\n-----END CERTIFICATE-----\n"), Some("nothing")), Err("tls.client_key_file holds no PEM private key".into()));
+        assert_eq!(
+            config(None, Some("-----BEGIN CERTIFICATE-----\nAA==\n-----END CERTIFICATE-----\n"), Some("nothing")),
+            Err("tls.client_key_file holds no PEM private key".into())
+        );
         assert!(client_config(None).is_ok(), "the system's CAs, whatever their number");
     }
 

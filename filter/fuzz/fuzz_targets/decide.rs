@@ -78,8 +78,19 @@ fn run(f: &Fixture, data: &[u8]) {
     let s = |i: usize| f.sessions.get(i).map(String::as_str);
     let mut head = RequestHead {
         method: ["POST", "POST", "POST", "GET", "DELETE", "PUT"][usize::from(sel[0] >> 1) % 6].into(),
-        path: pick(sel[0] >> 4, &[Some("/mcp"), Some("/mcp"), Some("/mcp?x=1"), Some("/.well-known/oauth-protected-resource/mcp"), Some("/health"), Some("/stats")], &header)
-            .unwrap_or_default(),
+        path: pick(
+            sel[0] >> 4,
+            &[
+                Some("/mcp"),
+                Some("/mcp"),
+                Some("/mcp?x=1"),
+                Some("/.well-known/oauth-protected-resource/mcp"),
+                Some("/health"),
+                Some("/stats"),
+            ],
+            &header,
+        )
+        .unwrap_or_default(),
         content_type: pick(sel[1] & 3, &[Some("application/json"), Some("application/json; charset=utf-8"), None], &header),
         accept: pick(sel[1] >> 2 & 3, &[Some("application/json, text/event-stream"), Some("*/*"), None], &header),
         session_id: pick(sel[2], &[None, s(0), s(0), s(1), s(2)], &session),
@@ -110,7 +121,8 @@ fn run(f: &Fixture, data: &[u8]) {
         // The operator's pages, assembled from whatever Envoy and the
         // control plane answered: here, the body.
         HeadAction::Scrape(page, calls) => {
-            let answers: Vec<_> = calls.iter().map(|_| Some(CalloutResponse { status: 200, body: body.to_vec(), ..Default::default() })).collect();
+            let answers: Vec<_> =
+                calls.iter().map(|_| Some(CalloutResponse { status: 200, body: body.to_vec(), ..Default::default() })).collect();
             return drop(scrape_reply(page, &answers));
         }
     }
@@ -136,7 +148,12 @@ fn run(f: &Fixture, data: &[u8]) {
     // now as what an upstream answered (JSON or SSE).
     if let BodyAction::Initialize(plan) = decision.action {
         let answer = |content_type: &str| {
-            Some(CalloutResponse { status: 200, session_id: Some(session.clone()), content_type: Some(content_type.into()), body: body.to_vec() })
+            Some(CalloutResponse {
+                status: 200,
+                session_id: Some(session.clone()),
+                content_type: Some(content_type.into()),
+                body: body.to_vec(),
+            })
         };
         let (reply, _) = gw.initialized(&plan, &[answer("application/json"), answer("text/event-stream"), None], now);
         let Some((_, sid)) = reply.headers.iter().find(|(k, _)| *k == "mcp-session-id") else { return };

@@ -27,7 +27,12 @@ fuzz_target!(|data: &[u8]| {
     // The fixture's rules and one more with the fuzzed pattern on every kind.
     let mut authz = authorization();
     authz.default_allow = sel & 1 == 1;
-    let targets = Targets { servers: vec![pattern.clone()], tools: vec![pattern.clone()], prompts: vec![pattern.clone()], resources: vec![pattern.clone()] };
+    let targets = Targets {
+        servers: vec![pattern.clone()],
+        tools: vec![pattern.clone()],
+        prompts: vec![pattern.clone()],
+        resources: vec![pattern.clone()],
+    };
     let (allow, deny) = if sel & 2 == 0 { (targets, Targets::default()) } else { (Targets::default(), targets) };
     authz.rules.push(PolicyRule { name: "fuzzed".into(), principals: vec![principal.clone()], groups: vec![group.clone()], allow, deny });
     let caller = Caller { principal, groups: vec![group], scopes: vec![] };

@@ -84,7 +84,12 @@ fn server(name: &str, stateful: bool, modern: bool, modern_only: bool) -> Upstre
 }
 
 fn route(name: &str, server: usize, upstream: &str) -> NamedRoute {
-    NamedRoute { name: name.into(), server, upstream_name: upstream.into(), definition: json!({ "name": name, "inputSchema": { "type": "object" } }) }
+    NamedRoute {
+        name: name.into(),
+        server,
+        upstream_name: upstream.into(),
+        definition: json!({ "name": name, "inputSchema": { "type": "object" } }),
+    }
 }
 
 fn globs(v: &[&str]) -> Vec<String> {
@@ -100,7 +105,12 @@ pub fn authorization() -> AuthorizationConfig {
                 name: "devs".into(),
                 principals: vec![],
                 groups: globs(&["dev*"]),
-                allow: Targets { servers: globs(&["a"]), tools: globs(&["plain", "s__*"]), resources: globs(&["file:///etc/*"]), ..Default::default() },
+                allow: Targets {
+                    servers: globs(&["a"]),
+                    tools: globs(&["plain", "s__*"]),
+                    resources: globs(&["file:///etc/*"]),
+                    ..Default::default()
+                },
                 deny: Targets { prompts: globs(&["*greet"]), ..Default::default() },
             },
             PolicyRule {
@@ -137,7 +147,11 @@ pub fn rate_limits() -> Vec<RateLimit> {
     vec![
         limit("global", vec![]),
         RateLimit { global: true, ..limit("per-caller", vec![LimitKey::Principal]) },
-        RateLimit { servers: globs(&["a", "b"]), tools: globs(&["*echo"]), ..limit("echo", vec![LimitKey::Principal, LimitKey::Server, LimitKey::Tool]) },
+        RateLimit {
+            servers: globs(&["a", "b"]),
+            tools: globs(&["*echo"]),
+            ..limit("echo", vec![LimitKey::Principal, LimitKey::Server, LimitKey::Tool])
+        },
         RateLimit { groups: globs(&["ops"]), requests_per_minute: 1, burst: 1, ..limit("ops", vec![LimitKey::Tool]) },
     ]
 }
@@ -152,7 +166,12 @@ pub fn stateful_config() -> FilterConfig {
         max_body_bytes: 4096,
         server_info: ServerInfo { name: "gw".into(), version: "0.1".into() },
         instructions: Some("fuzzing".into()),
-        servers: vec![server("a", true, false, false), server("b", true, false, false), server("s", false, false, false), server("m", true, true, true)],
+        servers: vec![
+            server("a", true, false, false),
+            server("b", true, false, false),
+            server("s", false, false, false),
+            server("m", true, true, true),
+        ],
         tools: vec![
             route("a__echo", 0, "echo"),
             route("b__echo", 1, "echo"),
@@ -170,7 +189,10 @@ pub fn stateful_config() -> FilterConfig {
         capabilities: json!({"tools": {}, "prompts": {}, "resources": {"subscribe": true}, "logging": {}}),
         session: SessionConfig {
             active_key: SESSION_KEY_ID.into(),
-            keys: vec![SessionKey { id: SESSION_KEY_ID.into(), secret_hex: hex(&SESSION_SECRET) }, SessionKey { id: "old".into(), secret_hex: "22".repeat(32) }],
+            keys: vec![
+                SessionKey { id: SESSION_KEY_ID.into(), secret_hex: hex(&SESSION_SECRET) },
+                SessionKey { id: "old".into(), secret_hex: "22".repeat(32) },
+            ],
             ttl_seconds: 3600,
         },
         stateless_era: false,
@@ -204,7 +226,12 @@ pub fn stateful_config() -> FilterConfig {
 pub fn stateless_config() -> FilterConfig {
     let mut c = stateful_config();
     c.stateless_era = true;
-    c.servers = vec![server("a", false, true, false), server("b", true, false, false), server("s", false, false, false), server("m", false, true, true)];
+    c.servers = vec![
+        server("a", false, true, false),
+        server("b", true, false, false),
+        server("s", false, false, false),
+        server("m", false, true, true),
+    ];
     c.events = Some(UpstreamServer { path: "/mcp-events".into(), ..server("gateway", false, false, false) });
     c.auth = None;
     c.authorization = None;

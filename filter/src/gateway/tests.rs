@@ -39,7 +39,11 @@ fn config() -> FilterConfig {
         ],
         resource_templates: vec![ServedItem { server: 1, definition: json!({"uriTemplate": "notes://{id}/text", "name": "note"}) }],
         capabilities: json!({"tools": {}, "prompts": {}, "resources": {"subscribe": true}}),
-        session: SessionConfig { active_key: "k".into(), keys: vec![SessionKey { id: "k".into(), secret_hex: "11".repeat(32) }], ttl_seconds: 60 },
+        session: SessionConfig {
+            active_key: "k".into(),
+            keys: vec![SessionKey { id: "k".into(), secret_hex: "11".repeat(32) }],
+            ttl_seconds: 60,
+        },
         upstream_timeout_ms: 1000,
         list_page_size: None,
         auth: None,
@@ -77,7 +81,11 @@ fn reply_json(r: &Reply) -> Value {
 
 /// A session as the gateway would issue it after `a` and `b` answered.
 fn session(gw: &Gateway, b_error: bool) -> String {
-    let plan = match gw.on_body(&post(None), br#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18"}}"#, NOW) {
+    let plan = match gw.on_body(
+        &post(None),
+        br#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18"}}"#,
+        NOW,
+    ) {
         BodyAction::Initialize(p) => p,
         other => panic!("{other:?}"),
     };
@@ -101,7 +109,10 @@ fn session(gw: &Gateway, b_error: bool) -> String {
 #[test]
 fn headers_decide_what_is_ours() {
     let gw = Gateway::new(config()).unwrap();
-    assert_eq!(gw.on_headers(&mut RequestHead { path: "/health".into(), method: "GET".into(), ..Default::default() }), HeadAction::PassThrough);
+    assert_eq!(
+        gw.on_headers(&mut RequestHead { path: "/health".into(), method: "GET".into(), ..Default::default() }),
+        HeadAction::PassThrough
+    );
     assert_eq!(gw.on_headers(&mut post(None)), HeadAction::ReadBody);
     assert_eq!(gw.on_headers(&mut RequestHead { path: "/mcp?x=1".into(), ..post(None) }), HeadAction::ReadBody);
     let status = |mut head: RequestHead| match gw.on_headers(&mut head) {
@@ -116,14 +127,25 @@ fn headers_decide_what_is_ours() {
     assert_eq!(status(RequestHead { accept: None, ..post(None) }), 406);
     assert_eq!(status(RequestHead { accept: Some("application/json".into()), ..post(None) }), 406);
     assert_eq!(status(RequestHead { accept: Some("text/event-stream".into()), ..post(None) }), 406);
-    assert_eq!(gw.on_headers(&mut RequestHead { accept: Some("*/*".into()), content_type: Some("Application/JSON; charset=utf-8".into()), ..post(None) }), HeadAction::ReadBody);
+    assert_eq!(
+        gw.on_headers(&mut RequestHead {
+            accept: Some("*/*".into()),
+            content_type: Some("Application/JSON; charset=utf-8".into()),
+            ..post(None)
+        }),
+        HeadAction::ReadBody
+    );
     assert_eq!(gw.on_headers(&mut RequestHead { accept: Some("application/*, text/*;q=0.5".into()), ..post(None) }), HeadAction::ReadBody);
 }
 
 #[test]
 fn initialize_opens_upstream_sessions_and_seals_them() {
     let gw = Gateway::new(config()).unwrap();
-    let plan = match gw.on_body(&post(None), br#"{"jsonrpc":"2.0","id":"x","method":"initialize","params":{"protocolVersion":"1999-01-01"}}"#, NOW) {
+    let plan = match gw.on_body(
+        &post(None),
+        br#"{"jsonrpc":"2.0","id":"x","method":"initialize","params":{"protocolVersion":"1999-01-01"}}"#,
+        NOW,
+    ) {
         BodyAction::Initialize(p) => p,
         other => panic!("{other:?}"),
     };
@@ -141,7 +163,11 @@ fn initialize_opens_upstream_sessions_and_seals_them() {
     let caps = br#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{"sampling":{},"roots":{"listChanged":true}}}}"#;
     let BodyAction::Initialize(plan) = gw.on_body(&post(None), caps, NOW) else { panic!("no plan") };
     let sent: Value = serde_json::from_slice(&plan.callouts[0].body).unwrap();
-    assert_eq!(sent["params"]["capabilities"], json!({"sampling": {}, "roots": {"listChanged": true}}), "the client's capabilities reach the upstreams");
+    assert_eq!(
+        sent["params"]["capabilities"],
+        json!({"sampling": {}, "roots": {"listChanged": true}}),
+        "the client's capabilities reach the upstreams"
+    );
     assert_eq!(sent["params"]["protocolVersion"], "2025-11-25");
 
     let token = session(&gw, false);
@@ -186,7 +212,10 @@ fn answers_to_relayed_requests_reach_the_server_that_asked() {
     }
     let error = br#"{"jsonrpc":"2.0","id":"mcpgw:s:4","error":{"code":-1,"message":"declined"}}"#;
     match gw.on_body(&post(Some(&token)), error, NOW) {
-        BodyAction::Forward(f) => assert_eq!((f.server, f.body.as_deref()), (2, Some(&br#"{"jsonrpc":"2.0","id":4,"error":{"code":-1,"message":"declined"}}"#[..]))),
+        BodyAction::Forward(f) => assert_eq!(
+            (f.server, f.body.as_deref()),
+            (2, Some(&br#"{"jsonrpc":"2.0","id":4,"error":{"code":-1,"message":"declined"}}"#[..]))
+        ),
         other => panic!("{other:?}"),
     }
 }
@@ -236,7 +265,10 @@ fn refusals_carry_the_right_code() {
     let bad_version = RequestHead { protocol_version: Some("2030-01-01".into()), ..post(s) };
     assert_eq!(check(&gw, s, Some(bad_version), r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#), (400, -32600));
     let expired = Now { unix_secs: NOW.unix_secs + 61, ..NOW };
-    assert!(matches!(gw.on_body(&post(s), br#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#, expired), BodyAction::Reply(Reply { status: 404, .. })));
+    assert!(matches!(
+        gw.on_body(&post(s), br#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#, expired),
+        BodyAction::Reply(Reply { status: 404, .. })
+    ));
 }
 
 #[test]
@@ -314,7 +346,11 @@ fn ending_a_session_ends_its_upstream_sessions() {
 #[test]
 fn a_loopback_gateway_answers_only_to_loopback_names_and_its_own_origin() {
     let gw = Gateway::new(FilterConfig { loopback_only: true, ..config() }).unwrap();
-    let head = |host: Option<&str>, origin: Option<&str>| RequestHead { host: host.map(str::to_string), origin: origin.map(str::to_string), ..post(None) };
+    let head = |host: Option<&str>, origin: Option<&str>| RequestHead {
+        host: host.map(str::to_string),
+        origin: origin.map(str::to_string),
+        ..post(None)
+    };
     let status = |mut h: RequestHead| match gw.on_headers(&mut h) {
         HeadAction::Reply(r) => r.status,
         _ => 0,
@@ -360,16 +396,34 @@ fn routes_prompts_resources_and_completions() {
     assert_eq!(routed(&gw, t, "resources/read", json!({"uri": "file:///elsewhere"})), Err(-32002));
     assert_eq!(routed(&gw, t, "resources/read", json!({"uri": "https://example.com/"})), Err(-32002));
     assert_eq!(routed(&gw, t, "resources/read", json!({})), Err(-32602));
-    let (server, body) = routed(&gw, t, "completion/complete", json!({"ref": {"type": "ref/prompt", "name": "a__greet"}, "argument": {"name": "who", "value": "m"}})).unwrap();
+    let (server, body) = routed(
+        &gw,
+        t,
+        "completion/complete",
+        json!({"ref": {"type": "ref/prompt", "name": "a__greet"}, "argument": {"name": "who", "value": "m"}}),
+    )
+    .unwrap();
     assert_eq!((server, body.unwrap()["params"]["ref"]["name"].clone()), (0, json!("greet")));
-    assert_eq!(routed(&gw, t, "completion/complete", json!({"ref": {"type": "ref/resource", "uri": "notes://{id}/text"}, "argument": {"name": "id", "value": "4"}})), Ok((1, None)));
+    assert_eq!(
+        routed(
+            &gw,
+            t,
+            "completion/complete",
+            json!({"ref": {"type": "ref/resource", "uri": "notes://{id}/text"}, "argument": {"name": "id", "value": "4"}})
+        ),
+        Ok((1, None))
+    );
 }
 
 #[test]
 fn lists_and_capabilities_come_from_the_configuration() {
     let gw = Gateway::new(config()).unwrap();
     let token = session(&gw, false);
-    let list = |method: &str| match gw.on_body(&post(Some(&token)), json!({"jsonrpc": "2.0", "id": 1, "method": method}).to_string().as_bytes(), NOW) {
+    let list = |method: &str| match gw.on_body(
+        &post(Some(&token)),
+        json!({"jsonrpc": "2.0", "id": 1, "method": method}).to_string().as_bytes(),
+        NOW,
+    ) {
         BodyAction::Reply(r) => reply_json(&r)["result"].clone(),
         other => panic!("{other:?}"),
     };
@@ -406,7 +460,12 @@ fn fans_out_log_levels_and_notifications() {
 #[test]
 fn upstream_answers_are_bounded_before_they_enter_a_session() {
     let answer = |session_id: Option<String>, body: String| {
-        upstream_session(Some(&CalloutResponse { status: 200, session_id, content_type: Some("application/json".into()), body: body.into_bytes() }))
+        upstream_session(Some(&CalloutResponse {
+            status: 200,
+            session_id,
+            content_type: Some("application/json".into()),
+            body: body.into_bytes(),
+        }))
     };
     let ok = answer(Some("s".into()), r#"{"jsonrpc":"2.0","id":0,"result":{"protocolVersion":"2025-06-18"}}"#.into());
     assert_eq!((ok.id.as_deref(), ok.error), (Some("s"), None));
@@ -422,12 +481,30 @@ fn upstream_answers_are_bounded_before_they_enter_a_session() {
 fn get_streams_go_to_the_events_endpoint() {
     let mut c = config();
     let gw = Gateway::new(c.clone()).unwrap();
-    let get = |session: Option<&str>, accept: &str| RequestHead { method: "GET".into(), accept: Some(accept.into()), content_type: None, ..post(session) };
+    let get = |session: Option<&str>, accept: &str| RequestHead {
+        method: "GET".into(),
+        accept: Some(accept.into()),
+        content_type: None,
+        ..post(session)
+    };
     match gw.on_headers(&mut get(None, "text/event-stream")) {
         HeadAction::Reply(r) => assert_eq!(r.status, 405, "no events endpoint, no GET"),
         other => panic!("{other:?}"),
     }
-    c.events = Some(UpstreamServer { name: "gateway".into(), cluster: "gateway_admin".into(), authority: "127.0.0.1:1".into(), path: "/mcp-events".into(), timeout_ms: None, logging: false, stateful: false, protocol_version: None, modern: false, modern_only: false, headers: vec![], forward_authorization: false });
+    c.events = Some(UpstreamServer {
+        name: "gateway".into(),
+        cluster: "gateway_admin".into(),
+        authority: "127.0.0.1:1".into(),
+        path: "/mcp-events".into(),
+        timeout_ms: None,
+        logging: false,
+        stateful: false,
+        protocol_version: None,
+        modern: false,
+        modern_only: false,
+        headers: vec![],
+        forward_authorization: false,
+    });
     let gw = Gateway::new(c).unwrap();
     let token = session(&gw, false);
     assert_eq!(gw.on_headers(&mut get(Some(&token), "text/event-stream")), HeadAction::OpenStream);
@@ -442,7 +519,11 @@ fn mcp_method_and_name_headers_must_match_the_body() {
     let gw = Gateway::new(config()).unwrap();
     let token = session(&gw, false);
     let call = br#"{"jsonrpc":"2.0","id":8,"method":"tools/call","params":{"name":"a__echo","arguments":{}}}"#;
-    let with = |method: Option<&str>, name: Option<&str>| RequestHead { mcp_method: method.map(Into::into), mcp_name: name.map(Into::into), ..post(Some(&token)) };
+    let with = |method: Option<&str>, name: Option<&str>| RequestHead {
+        mcp_method: method.map(Into::into),
+        mcp_name: name.map(Into::into),
+        ..post(Some(&token))
+    };
     let code = |head: RequestHead| match gw.on_body(&head, call, NOW) {
         BodyAction::Reply(r) => (r.status, reply_json(&r)["error"]["code"].as_i64().unwrap(), reply_json(&r)["id"].clone()),
         other => panic!("{other:?}"),
@@ -541,7 +622,10 @@ fn the_stateless_revision_is_served_as_is_or_through_the_era_bridge() {
     match gw.on_body(&modern(None), br#"{"jsonrpc":"2.0","id":3,"method":"tools/list"}"#, NOW) {
         BodyAction::Reply(r) => {
             let result = &reply_json(&r)["result"];
-            assert_eq!((result["ttlMs"].clone(), result["cacheScope"].clone(), result["resultType"].clone()), (json!(0), json!("private"), json!("complete")));
+            assert_eq!(
+                (result["ttlMs"].clone(), result["cacheScope"].clone(), result["resultType"].clone()),
+                (json!(0), json!("private"), json!("complete"))
+            );
             assert_eq!(result["tools"].as_array().unwrap().len(), 4);
         }
         other => panic!("{other:?}"),
@@ -570,7 +654,10 @@ fn all_pages(gw: &Gateway, token: &str, method: &str, field: &str, key: &str) ->
 fn lists_page_across_servers_with_cursors() {
     let gw = Gateway::new(FilterConfig { list_page_size: Some(3), ..config() }).unwrap();
     let token = session(&gw, false);
-    assert_eq!(all_pages(&gw, &token, "tools/list", "tools", "name"), (vec!["a__echo".into(), "b__echo".into(), "plain".into(), "s__ping".into()], 2));
+    assert_eq!(
+        all_pages(&gw, &token, "tools/list", "tools", "name"),
+        (vec!["a__echo".into(), "b__echo".into(), "plain".into(), "s__ping".into()], 2)
+    );
     assert_eq!(all_pages(&gw, &token, "resources/list", "resources", "uri").1, 1);
     let one = Gateway::new(FilterConfig { list_page_size: Some(1), ..config() }).unwrap();
     let (uris, pages) = all_pages(&one, &session(&one, false), "resources/list", "resources", "uri");
@@ -580,7 +667,9 @@ fn lists_page_across_servers_with_cursors() {
 
     // A cursor from an older configuration resumes at the item it named.
     let first = |gw: &Gateway, token: &str| {
-        let BodyAction::Reply(r) = gw.on_body(&post(Some(token)), br#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#, NOW) else { panic!() };
+        let BodyAction::Reply(r) = gw.on_body(&post(Some(token)), br#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#, NOW) else {
+            panic!()
+        };
         reply_json(&r)["result"]["nextCursor"].as_str().unwrap().to_string()
     };
     let cursor = first(&gw, &token);
@@ -607,7 +696,8 @@ fn handshake_requests_are_translated_for_a_server_of_the_stateless_revision_only
     c.tools.push(NamedRoute { name: "s__add".into(), server: 2, upstream_name: "add".into(), definition: json!({"name": "s__add"}) });
     let gw = Gateway::new(c).unwrap();
     let token = session(&gw, false);
-    let body = br#"{"jsonrpc":"2.0","id":4,"method":"tools/call","params":{"name":"s__add","arguments":{"a":1},"_meta":{"progressToken":7}}}"#;
+    let body =
+        br#"{"jsonrpc":"2.0","id":4,"method":"tools/call","params":{"name":"s__add","arguments":{"a":1},"_meta":{"progressToken":7}}}"#;
     let BodyAction::Forward(f) = gw.on_body(&post(Some(&token)), body, NOW) else { panic!("not forwarded") };
     assert_eq!((f.server, f.upstream_session.as_deref(), f.upstream_version.as_deref()), (2, None, Some(STATELESS_VERSION)));
     assert_eq!((f.mcp_method.as_deref(), f.mcp_name.as_deref()), (Some("tools/call"), Some("add")));
@@ -617,7 +707,11 @@ fn handshake_requests_are_translated_for_a_server_of_the_stateless_revision_only
     assert_eq!(sent["params"]["_meta"]["io.modelcontextprotocol/protocolVersion"], STATELESS_VERSION);
     assert_eq!(sent["params"]["_meta"]["io.modelcontextprotocol/clientInfo"]["name"], "gw");
     // No session notifications for it.
-    let BodyAction::FanOut(_, callouts) = gw.on_body(&post(Some(&token)), br#"{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":1}}"#, NOW) else { panic!() };
+    let BodyAction::FanOut(_, callouts) =
+        gw.on_body(&post(Some(&token)), br#"{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":1}}"#, NOW)
+    else {
+        panic!()
+    };
     assert!(callouts.iter().all(|c| c.server != 2));
 }
 
@@ -648,7 +742,12 @@ fn api_keys_admit_their_principal_and_nothing_else() {
     // Other paths (the operator's /health) are not the MCP endpoint's business.
     assert_eq!(gw.on_headers(&mut RequestHead { path: "/health".into(), ..with(None) }), HeadAction::PassThrough);
     let mut broken = config();
-    broken.auth = Some(crate::config::AuthConfig { api_keys: vec![crate::config::ApiKey { sha256: "xyz".into(), principal: "p".into(), groups: vec![] }], jwt: None, protected_resource: None, client_certificates: false });
+    broken.auth = Some(crate::config::AuthConfig {
+        api_keys: vec![crate::config::ApiKey { sha256: "xyz".into(), principal: "p".into(), groups: vec![] }],
+        jwt: None,
+        protected_resource: None,
+        client_certificates: false,
+    });
     assert!(Gateway::new(broken).is_err());
 }
 
@@ -658,15 +757,13 @@ fn with_rules() -> Gateway {
     let globs = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
     c.authorization = Some(AuthorizationConfig {
         default_allow: false,
-        rules: vec![
-            PolicyRule {
-                name: "devs".into(),
-                principals: vec![],
-                groups: globs(&["dev"]),
-                allow: Targets { servers: globs(&["a"]), tools: globs(&["plain"]), resources: globs(&["file:///etc/*"]), ..Default::default() },
-                deny: Targets { prompts: globs(&["*greet"]), ..Default::default() },
-            },
-        ],
+        rules: vec![PolicyRule {
+            name: "devs".into(),
+            principals: vec![],
+            groups: globs(&["dev"]),
+            allow: Targets { servers: globs(&["a"]), tools: globs(&["plain"]), resources: globs(&["file:///etc/*"]), ..Default::default() },
+            deny: Targets { prompts: globs(&["*greet"]), ..Default::default() },
+        }],
     });
     Gateway::new(c).unwrap()
 }
@@ -707,7 +804,9 @@ fn lists_show_only_what_the_caller_may_use() {
 fn a_denied_call_looks_like_an_unknown_one_and_is_audited() {
     let gw = with_rules();
     let token = session(&gw, false);
-    let call = |head: &RequestHead, name: &str| gw.decide(head, format!(r#"{{"jsonrpc":"2.0","id":5,"method":"tools/call","params":{{"name":"{name}"}}}}"#).as_bytes(), NOW);
+    let call = |head: &RequestHead, name: &str| {
+        gw.decide(head, format!(r#"{{"jsonrpc":"2.0","id":5,"method":"tools/call","params":{{"name":"{name}"}}}}"#).as_bytes(), NOW)
+    };
     let stranger = as_caller(post(Some(&token)), "eve", &[]);
     let denied = call(&stranger, "b__echo");
     let unknown = call(&stranger, "no_such_tool");
@@ -721,7 +820,10 @@ fn a_denied_call_looks_like_an_unknown_one_and_is_audited() {
     }
     let v = denied.audit.verdict.unwrap();
     assert_eq!((v.allowed, v.reason.as_str()), (false, "no rule allows it"));
-    assert_eq!((denied.audit.server.as_deref(), denied.audit.target.as_deref(), denied.audit.method.as_str()), (Some("b"), Some("b__echo"), "tools/call"));
+    assert_eq!(
+        (denied.audit.server.as_deref(), denied.audit.target.as_deref(), denied.audit.method.as_str()),
+        (Some("b"), Some("b__echo"), "tools/call")
+    );
     // An unknown tool has no server and no verdict.
     assert_eq!(unknown.audit.verdict, None);
 
@@ -730,7 +832,9 @@ fn a_denied_call_looks_like_an_unknown_one_and_is_audited() {
     assert!(matches!(allowed.action, BodyAction::Forward(_)));
     assert_eq!(allowed.audit.verdict.unwrap().reason, "rule \"devs\" allows it");
     // Resources: by URI, refused as not found.
-    let read = |uri: &str| gw.decide(&dev, format!(r#"{{"jsonrpc":"2.0","id":6,"method":"resources/read","params":{{"uri":"{uri}"}}}}"#).as_bytes(), NOW);
+    let read = |uri: &str| {
+        gw.decide(&dev, format!(r#"{{"jsonrpc":"2.0","id":6,"method":"resources/read","params":{{"uri":"{uri}"}}}}"#).as_bytes(), NOW)
+    };
     assert!(matches!(read("file:///etc/motd").action, BodyAction::Forward(_)));
     match read("notes://1/text").action {
         BodyAction::Reply(r) => assert_eq!(reply_json(&r)["error"]["code"], -32002),
@@ -744,7 +848,11 @@ fn jwt_callers_scopes_and_the_resource_metadata() {
     let mut c = config();
     c.auth = Some(crate::config::AuthConfig {
         api_keys: vec![],
-        jwt: Some(crate::config::JwtClaims { principal_claim: "sub".into(), groups_claim: "roles".into(), required_scopes: vec!["mcp".into()] }),
+        jwt: Some(crate::config::JwtClaims {
+            principal_claim: "sub".into(),
+            groups_claim: "roles".into(),
+            required_scopes: vec!["mcp".into()],
+        }),
         protected_resource: Some(crate::config::ProtectedResource {
             resource: "https://gw.example/mcp".into(),
             authorization_servers: vec!["https://idp.example".into()],
@@ -754,17 +862,18 @@ fn jwt_callers_scopes_and_the_resource_metadata() {
     });
     let gw = Gateway::new(c).unwrap();
     let b64 = |v: Value| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string());
-    let jwt = |payload: Option<Value>| RequestHead {
-        credential: Some("aaa.bbb.ccc".into()),
-        jwt_payload: payload.map(b64),
-        ..post(None)
-    };
+    let jwt = |payload: Option<Value>| RequestHead { credential: Some("aaa.bbb.ccc".into()), jwt_payload: payload.map(b64), ..post(None) };
     let mut good = jwt(Some(json!({"sub": "carol", "roles": ["dev", "ops"], "scope": "mcp other"})));
     assert_eq!(gw.on_headers(&mut good), HeadAction::ReadBody);
-    assert_eq!(good.caller, Some(Caller { principal: "carol".into(), groups: vec!["dev".into(), "ops".into()], scopes: vec!["mcp".into(), "other".into()] }));
+    assert_eq!(
+        good.caller,
+        Some(Caller { principal: "carol".into(), groups: vec!["dev".into(), "ops".into()], scopes: vec!["mcp".into(), "other".into()] })
+    );
 
     let refused = |head: &mut RequestHead| match gw.on_headers(head) {
-        HeadAction::Reply(r) => (r.status, r.headers.iter().find(|(k, _)| *k == "www-authenticate").map(|h| h.1.clone()).unwrap_or_default(), reply_json(&r)),
+        HeadAction::Reply(r) => {
+            (r.status, r.headers.iter().find(|(k, _)| *k == "www-authenticate").map(|h| h.1.clone()).unwrap_or_default(), reply_json(&r))
+        }
         other => panic!("{other:?}"),
     };
     let (status, challenge, body) = refused(&mut jwt(Some(json!({"sub": "carol", "scope": "other"}))));
@@ -797,7 +906,10 @@ fn jwt_callers_scopes_and_the_resource_metadata() {
             other => panic!("{other:?}"),
         }
     }
-    assert_eq!(gw.on_headers(&mut RequestHead { method: "GET".into(), path: "/.well-known/other".into(), ..Default::default() }), HeadAction::PassThrough);
+    assert_eq!(
+        gw.on_headers(&mut RequestHead { method: "GET".into(), path: "/.well-known/other".into(), ..Default::default() }),
+        HeadAction::PassThrough
+    );
 }
 
 #[test]
@@ -849,10 +961,23 @@ fn over_a_limit_the_answer_says_which_and_when_to_retry() {
     assert_eq!(body["error"]["data"], json!({"limit": "per-tool", "requestsPerMinute": 30, "burst": 2, "retryAfterSeconds": 2}));
     // A global limit's bucket goes to Envoy's ratelimit filter as a header.
     let mut c = config();
-    c.rate_limits = vec![RateLimit { global: true, name: "shared".into(), per: vec![LimitKey::Principal], principals: vec![], groups: vec![], servers: vec![], tools: vec![], requests_per_minute: 60, burst: 1 }];
+    c.rate_limits = vec![RateLimit {
+        global: true,
+        name: "shared".into(),
+        per: vec![LimitKey::Principal],
+        principals: vec![],
+        groups: vec![],
+        servers: vec![],
+        tools: vec![],
+        requests_per_minute: 60,
+        burst: 1,
+    }];
     let global_gw = Gateway::new(c).unwrap();
     let d = global_gw.decide(&head, br#"{"jsonrpc":"2.0","id":"x","method":"tools/call","params":{"name":"plain"}}"#, NOW);
-    assert_eq!(global_gw.buckets(&head, &d.audit), (vec![], vec![("x-mcp-rate-limit-shared".to_string(), "mcp-rl/6:shared/3:bob".to_string())]));
+    assert_eq!(
+        global_gw.buckets(&head, &d.audit),
+        (vec![], vec![("x-mcp-rate-limit-shared".to_string(), "mcp-rl/6:shared/3:bob".to_string())])
+    );
     // A principal that no header could carry as it is travels encoded.
     let odd = as_caller(post(Some(&token)), "eve\r\nx-injected: 1", &[]);
     let (_, headers) = global_gw.buckets(&odd, &d.audit);
@@ -865,18 +990,43 @@ fn over_a_limit_the_answer_says_which_and_when_to_retry() {
 #[test]
 fn metrics_are_scraped_from_envoy_and_the_control_plane() {
     let mut c = config();
-    let scrape = |gw: &Gateway| match gw.on_headers(&mut RequestHead { method: "GET".into(), path: "/metrics".into(), ..Default::default() }) {
-        HeadAction::Scrape(Page::Metrics, calls) => calls.iter().map(|c| (c.cluster.clone(), c.headers.clone())).collect::<Vec<_>>(),
-        other => panic!("{other:?}"),
+    let scrape =
+        |gw: &Gateway| match gw.on_headers(&mut RequestHead { method: "GET".into(), path: "/metrics".into(), ..Default::default() }) {
+            HeadAction::Scrape(Page::Metrics, calls) => calls.iter().map(|c| (c.cluster.clone(), c.headers.clone())).collect::<Vec<_>>(),
+            other => panic!("{other:?}"),
+        };
+    let admin = |path: &str, authority: &str| {
+        vec![(":method", "GET".to_string()), (":path", path.to_string()), (":authority", authority.to_string())]
     };
-    let admin = |path: &str, authority: &str| vec![(":method", "GET".to_string()), (":path", path.to_string()), (":authority", authority.to_string())];
-    assert_eq!(scrape(&Gateway::new(c.clone()).unwrap()), vec![(ENVOY_ADMIN_CLUSTER.to_string(), admin("/stats/prometheus", "envoy-admin"))]);
-    c.events = Some(UpstreamServer { name: "gateway".into(), cluster: "gateway_admin".into(), authority: "127.0.0.1:1".into(), path: "/mcp-events".into(), timeout_ms: None, logging: false, stateful: false, protocol_version: None, modern: false, modern_only: false, headers: vec![], forward_authorization: false });
+    assert_eq!(
+        scrape(&Gateway::new(c.clone()).unwrap()),
+        vec![(ENVOY_ADMIN_CLUSTER.to_string(), admin("/stats/prometheus", "envoy-admin"))]
+    );
+    c.events = Some(UpstreamServer {
+        name: "gateway".into(),
+        cluster: "gateway_admin".into(),
+        authority: "127.0.0.1:1".into(),
+        path: "/mcp-events".into(),
+        timeout_ms: None,
+        logging: false,
+        stateful: false,
+        protocol_version: None,
+        modern: false,
+        modern_only: false,
+        headers: vec![],
+        forward_authorization: false,
+    });
     let gw = Gateway::new(c).unwrap();
     assert_eq!(scrape(&gw)[1], ("gateway_admin".to_string(), admin("/metrics", "127.0.0.1:1")));
     // Only GET of exactly /metrics; a POST there is not the gateway's.
-    assert_eq!(gw.on_headers(&mut RequestHead { method: "POST".into(), path: "/metrics".into(), ..Default::default() }), HeadAction::PassThrough);
-    assert_eq!(gw.on_headers(&mut RequestHead { method: "GET".into(), path: "/metricsx".into(), ..Default::default() }), HeadAction::PassThrough);
+    assert_eq!(
+        gw.on_headers(&mut RequestHead { method: "POST".into(), path: "/metrics".into(), ..Default::default() }),
+        HeadAction::PassThrough
+    );
+    assert_eq!(
+        gw.on_headers(&mut RequestHead { method: "GET".into(), path: "/metricsx".into(), ..Default::default() }),
+        HeadAction::PassThrough
+    );
 
     let answer = |status: u16, body: &str| Some(CalloutResponse { status, body: body.as_bytes().to_vec(), ..Default::default() });
     let both = scrape_reply(Page::Metrics, &[answer(200, "envoy_a 1"), answer(200, "mcp_gateway_control_plane_up 1\n")]);
@@ -895,9 +1045,26 @@ fn metrics_are_scraped_from_envoy_and_the_control_plane() {
 #[test]
 fn the_stats_page_reads_envoys_json_stats_and_the_servers() {
     let mut c = config();
-    c.events = Some(UpstreamServer { name: "gateway".into(), cluster: "gateway_admin".into(), authority: "127.0.0.1:1".into(), path: "/mcp-events".into(), timeout_ms: None, logging: false, stateful: false, protocol_version: None, modern: false, modern_only: false, headers: vec![], forward_authorization: false });
+    c.events = Some(UpstreamServer {
+        name: "gateway".into(),
+        cluster: "gateway_admin".into(),
+        authority: "127.0.0.1:1".into(),
+        path: "/mcp-events".into(),
+        timeout_ms: None,
+        logging: false,
+        stateful: false,
+        protocol_version: None,
+        modern: false,
+        modern_only: false,
+        headers: vec![],
+        forward_authorization: false,
+    });
     let gw = Gateway::new(c).unwrap();
-    let HeadAction::Scrape(Page::Stats, calls) = gw.on_headers(&mut RequestHead { method: "GET".into(), path: "/stats".into(), ..Default::default() }) else { panic!() };
+    let HeadAction::Scrape(Page::Stats, calls) =
+        gw.on_headers(&mut RequestHead { method: "GET".into(), path: "/stats".into(), ..Default::default() })
+    else {
+        panic!()
+    };
     let paths: Vec<&str> = calls.iter().map(|c| c.headers[1].1.as_str()).collect();
     assert_eq!(paths, [crate::metrics::SUMMARY_STATS_PATH, "/servers"]);
     let r = scrape_reply(Page::Stats, &[Some(CalloutResponse { status: 200, body: b"not json".to_vec(), ..Default::default() }), None]);

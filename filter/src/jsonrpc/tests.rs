@@ -25,7 +25,6 @@ fn classifies_messages() {
         ("", "error -32700"),
         ("   ", "error -32700"),
         ("{", "error -32700"),
-        
         ("nonsense", "error -32700"),
         ("42", "error -32600"),
         (r#""str""#, "error -32600"),
@@ -50,7 +49,8 @@ fn classifies_messages() {
 fn deep_nesting_is_an_error_not_a_crash() {
     let body = format!(r#"{{"jsonrpc":"2.0","id":1,"method":"x","params":{}{}}}"#, "[".repeat(100_000), "]".repeat(100_000));
     assert_eq!(kind(&body), "error -32600");
-    let nested = |n: usize| format!(r#"{{"jsonrpc":"2.0","id":1,"method":"x","params":{{"a":"[[[{{","b":{}{}}}}}"#, "[".repeat(n), "]".repeat(n));
+    let nested =
+        |n: usize| format!(r#"{{"jsonrpc":"2.0","id":1,"method":"x","params":{{"a":"[[[{{","b":{}{}}}}}"#, "[".repeat(n), "]".repeat(n));
     assert_eq!(kind(&nested(MAX_DEPTH - 2)).split(' ').next(), Some("request"));
     assert_eq!(kind(&nested(MAX_DEPTH - 1)), "error -32600");
 }
@@ -58,9 +58,9 @@ fn deep_nesting_is_an_error_not_a_crash() {
 fn name_of(body: &str) -> Result<(String, String), i32> {
     let b = body.as_bytes();
     match parse(b) {
-        Ok(Message::Request { params, .. }) => tool_name(b, params)
-            .map(|(n, span)| (n.into_owned(), body[span].to_string()))
-            .map_err(|e| e.code_and_status().0),
+        Ok(Message::Request { params, .. }) => {
+            tool_name(b, params).map(|(n, span)| (n.into_owned(), body[span].to_string())).map_err(|e| e.code_and_status().0)
+        }
         other => panic!("not a request: {other:?}"),
     }
 }
@@ -147,7 +147,10 @@ fn reads_uris_and_completion_refs() {
             other => panic!("{other:?}"),
         }
     };
-    assert_eq!(reference(r#"{"ref":{"type":"ref/prompt","name":"a__p"},"argument":{"name":"x","value":"y"}}"#), Ok(r#"prompt a__p "a__p""#.into()));
+    assert_eq!(
+        reference(r#"{"ref":{"type":"ref/prompt","name":"a__p"},"argument":{"name":"x","value":"y"}}"#),
+        Ok(r#"prompt a__p "a__p""#.into())
+    );
     assert_eq!(reference(r#"{"ref":{"type":"ref/resource","uri":"demo://{id}"}}"#), Ok("resource demo://{id}".into()));
     assert_eq!(reference(r#"{"ref":{"type":"ref/tool","name":"x"}}"#), Err(-32602));
     assert_eq!(reference(r#"{"ref":{"type":"ref/prompt"}}"#), Err(-32602));

@@ -50,7 +50,12 @@ fn a_call_counts_once_with_its_labels_and_its_time() {
 
 #[test]
 fn only_calls_and_prompts_name_a_tool() {
-    let read = Audit { method: "resources/read".into(), server: Some("files".into()), target: Some("file:///etc/passwd".into()), ..Audit::default() };
+    let read = Audit {
+        method: "resources/read".into(),
+        server: Some("files".into()),
+        target: Some("file:///etc/passwd".into()),
+        ..Audit::default()
+    };
     let t = Tally::from_audit(&read);
     assert_eq!((t.method, t.server.as_str(), t.tool.as_str()), ("resources/read", "files", ""));
 }
@@ -78,20 +83,39 @@ fn refusals_are_counted_by_kind() {
     let failed = Tally { status: 503, ..Tally::from_audit(&call("echo", true)) };
     assert_eq!(failed.outcome(), Outcome::Error);
     let opened = Tally { method: "initialize", status: 200, session_opened: true, ..Tally::default() };
-    assert_eq!(counters(&opened), vec!["mcp_requests_total.method=.=initialize;.;.server=.=;.;.tool=.=;.;.outcome=.=ok;.;", "mcp_sessions_opened_total"]);
+    assert_eq!(
+        counters(&opened),
+        vec!["mcp_requests_total.method=.=initialize;.;.server=.=;.;.tool=.=;.;.outcome=.=ok;.;", "mcp_sessions_opened_total"]
+    );
 }
 
 #[test]
 fn the_access_log_record_is_one_json_object() {
-    let t = Tally { status: 200, principal: Some("al\"ice".into()), era: Some("2025-11-25".into()), ..Tally::from_audit(&call("echo.v2", true)) };
+    let t = Tally {
+        status: 200,
+        principal: Some("al\"ice".into()),
+        era: Some("2025-11-25".into()),
+        ..Tally::from_audit(&call("echo.v2", true))
+    };
     let v: serde_json::Value = serde_json::from_str(&log_record(&t)).unwrap();
     assert_eq!(
         v,
         serde_json::json!({"method": "tools/call", "server": "echo", "tool": "echo.v2", "id": 1, "code": null, "outcome": "ok", "principal": "al\"ice", "era": "2025-11-25", "request_id": null, "http_method": null})
     );
-    let refused = Tally { method: "unknown", status: 401, code: Some(-32001), id: Some("not json".into()), request_id: Some("r-1".into()), http_method: Some("G\"ET".into()), ..Tally::default() };
+    let refused = Tally {
+        method: "unknown",
+        status: 401,
+        code: Some(-32001),
+        id: Some("not json".into()),
+        request_id: Some("r-1".into()),
+        http_method: Some("G\"ET".into()),
+        ..Tally::default()
+    };
     let v: serde_json::Value = serde_json::from_str(&log_record(&refused)).unwrap();
-    assert_eq!(v, serde_json::json!({"method": "unknown", "server": null, "tool": null, "id": null, "code": -32001, "outcome": "unauthenticated", "principal": null, "era": null, "request_id": "r-1", "http_method": "G\"ET"}));
+    assert_eq!(
+        v,
+        serde_json::json!({"method": "unknown", "server": null, "tool": null, "id": null, "code": -32001, "outcome": "unauthenticated", "principal": null, "era": null, "request_id": "r-1", "http_method": "G\"ET"})
+    );
 }
 
 #[test]

@@ -10,7 +10,17 @@ fn ids_round_trip_through_the_client() {
 
 #[test]
 fn foreign_ids_are_not_relayed_ids() {
-    for raw in ["1", r#""1""#, r#""mcpgw:""#, r#""mcpgw::1""#, r#""mcpgw:x:""#, r#""mcpgw:x:1.5""#, r#""mcpgw:x:{}""#, r#""mcpgw:x: 1""#, r#""mcpgw:x:null""#] {
+    for raw in [
+        "1",
+        r#""1""#,
+        r#""mcpgw:""#,
+        r#""mcpgw::1""#,
+        r#""mcpgw:x:""#,
+        r#""mcpgw:x:1.5""#,
+        r#""mcpgw:x:{}""#,
+        r#""mcpgw:x: 1""#,
+        r#""mcpgw:x:null""#,
+    ] {
         assert_eq!(upstream_id(raw), None, "{raw}");
     }
 }
@@ -74,7 +84,10 @@ fn a_request_with_an_escaped_method_key_is_relayed_however_it_is_cut() {
     let expected = "data: {\"jsonrpc\":\"2.0\",\"id\":\"mcpgw:s:1\",\"metho\\u0064\":\"roots/list\"}\n\n";
     let tagged = "id: 5\ndata: {}\n\n";
     let mut whole = SseRelay::new("s");
-    assert_eq!(String::from_utf8_lossy(&whole.feed(format!("{escaped}{tagged}").as_bytes(), true)), format!("{expected}id: p~s~5\ndata: {{}}\n\n"));
+    assert_eq!(
+        String::from_utf8_lossy(&whole.feed(format!("{escaped}{tagged}").as_bytes(), true)),
+        format!("{expected}id: p~s~5\ndata: {{}}\n\n")
+    );
     let mut cut = SseRelay::new("s");
     assert_eq!(String::from_utf8_lossy(&cut.feed(escaped.as_bytes(), false)), expected);
 }
@@ -103,7 +116,11 @@ fn judged_messages_can_be_dropped() {
     let mut seen = Vec::new();
     let out = events.feed(stream.as_bytes(), false, |m| {
         seen.push(m.to_string());
-        if m.contains("roots/list") { Verdict::Drop } else { Verdict::Keep }
+        if m.contains("roots/list") {
+            Verdict::Drop
+        } else {
+            Verdict::Keep
+        }
     });
     assert_eq!(seen.len(), 2);
     assert_eq!(String::from_utf8_lossy(&out), "data: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/message\"}\n\n");

@@ -53,9 +53,7 @@ use rmcp::{
     schemars,
     service::{NotificationContext, Peer, RequestContext},
     tool, tool_handler, tool_router,
-    transport::streamable_http_server::{
-        session::local::LocalSessionManager, StreamableHttpServerConfig, StreamableHttpService,
-    },
+    transport::streamable_http_server::{session::local::LocalSessionManager, StreamableHttpServerConfig, StreamableHttpService},
     RoleServer, ServerHandler,
 };
 use tokio_util::sync::CancellationToken;
@@ -175,11 +173,7 @@ impl EchoServer {
             attr.description = Some(format!("Generated tool {i}: returns `text` unchanged").into());
             tool_router.add_route(ToolRoute::new(attr, Self::echo));
         }
-        Self {
-            name,
-            tool_router: Arc::new(RwLock::new(Arc::new(tool_router))),
-            peers: dynamic.then(Default::default),
-        }
+        Self { name, tool_router: Arc::new(RwLock::new(Arc::new(tool_router))), peers: dynamic.then(Default::default) }
     }
 
     /// The tools as they are now.
@@ -251,9 +245,8 @@ impl ServerHandler for EchoServer {
     }
 
     fn get_info(&self) -> ServerConfig {
-        ServerConfig::new(ServerCapabilities::builder().enable_tools().build()).with_server_info(
-            Implementation::new(self.name.to_string(), env!("CARGO_PKG_VERSION")),
-        )
+        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
+            .with_server_info(Implementation::new(self.name.to_string(), env!("CARGO_PKG_VERSION")))
     }
 }
 
@@ -291,11 +284,7 @@ async fn main() -> anyhow::Result<()> {
     }
 
     let server = EchoServer::new(args.name.into(), args.extra_tools, args.dynamic, args.show_auth);
-    let service = StreamableHttpService::new(
-        move || Ok(server.clone()),
-        Arc::new(LocalSessionManager::default()),
-        config,
-    );
+    let service = StreamableHttpService::new(move || Ok(server.clone()), Arc::new(LocalSessionManager::default()), config);
     let mut app = axum::Router::new().route_service(&args.path, service);
     if args.modern_only {
         app = app.layer(axum::middleware::from_fn(modern_only));
@@ -308,7 +297,8 @@ async fn main() -> anyhow::Result<()> {
                 use axum::response::IntoResponse as _;
                 let presented = request.headers().get("authorization").map(|v| v.as_bytes().to_vec());
                 if presented.as_deref() != Some(wanted.as_bytes()) {
-                    return (axum::http::StatusCode::UNAUTHORIZED, [("www-authenticate", "Bearer")], "this server needs its bearer token").into_response();
+                    return (axum::http::StatusCode::UNAUTHORIZED, [("www-authenticate", "Bearer")], "this server needs its bearer token")
+                        .into_response();
                 }
                 next.run(request).await
             }

@@ -26,23 +26,15 @@ use std::{collections::HashMap, process::ExitCode};
 use anyhow::{bail, Context as _};
 use clap::{Parser, Subcommand};
 use rmcp::{
-    model::{
-        CallToolRequestParams, ClientCapabilities, ClientConfig, Implementation, JsonObject,
-        ProtocolVersion,
-    },
+    model::{CallToolRequestParams, ClientCapabilities, ClientConfig, Implementation, JsonObject, ProtocolVersion},
     service::{ClientInitializeError, RunningService, ServiceError},
-    transport::{
-        streamable_http_client::StreamableHttpClientTransportConfig, StreamableHttpClientTransport,
-    },
+    transport::{streamable_http_client::StreamableHttpClientTransportConfig, StreamableHttpClientTransport},
     RoleClient, ServiceExt,
 };
 
 /// Command-line arguments.
 #[derive(Debug, Parser)]
-#[command(
-    version,
-    about = "Talk to an MCP server over Streamable HTTP and print JSON"
-)]
+#[command(version, about = "Talk to an MCP server over Streamable HTTP and print JSON")]
 struct Args {
     /// The MCP endpoint, e.g. http://127.0.0.1:8101/mcp.
     #[arg(long)]
@@ -104,21 +96,15 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let action = match args.command {
         Command::Info => Action::Info,
         Command::List => Action::List,
-        Command::Call { name, arguments } => Action::Call {
-            name,
-            arguments: parse_arguments(&arguments)?,
-        },
+        Command::Call { name, arguments } => Action::Call { name, arguments: parse_arguments(&arguments)? },
     };
     let headers = parse_headers(&args.headers)?;
 
     let transport = StreamableHttpClientTransport::from_config(
         StreamableHttpClientTransportConfig::with_uri(args.url.as_str()).custom_headers(headers),
     );
-    let client_config = ClientConfig::new(
-        ClientCapabilities::default(),
-        Implementation::new("mcp-probe", env!("CARGO_PKG_VERSION")),
-    )
-    .with_protocol_version(args.protocol_version);
+    let client_config = ClientConfig::new(ClientCapabilities::default(), Implementation::new("mcp-probe", env!("CARGO_PKG_VERSION")))
+        .with_protocol_version(args.protocol_version);
     let client = client_config
         .serve(transport)
         .await
@@ -136,32 +122,20 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
 }
 
 /// Runs one command on an initialized session and returns what to print.
-async fn execute(
-    client: &RunningService<RoleClient, ClientConfig>,
-    action: Action,
-) -> anyhow::Result<(serde_json::Value, ExitCode)> {
+async fn execute(client: &RunningService<RoleClient, ClientConfig>, action: Action) -> anyhow::Result<(serde_json::Value, ExitCode)> {
     match action {
         Action::Info => {
-            let info = client
-                .peer_info()
-                .context("the session has no initialize result")?;
+            let info = client.peer_info().context("the session has no initialize result")?;
             Ok((serde_json::to_value(&*info)?, ExitCode::SUCCESS))
         }
         Action::List => {
-            let tools = client
-                .list_all_tools()
-                .await
-                .map_err(describe_service_error)
-                .context("listing tools")?;
+            let tools = client.list_all_tools().await.map_err(describe_service_error).context("listing tools")?;
             Ok((serde_json::json!({ "tools": tools }), ExitCode::SUCCESS))
         }
         Action::Call { name, arguments } => {
             let params = CallToolRequestParams::new(name.clone()).with_arguments(arguments);
-            let result = client
-                .call_tool(params)
-                .await
-                .map_err(describe_service_error)
-                .with_context(|| format!("calling tool {name:?}"))?;
+            let result =
+                client.call_tool(params).await.map_err(describe_service_error).with_context(|| format!("calling tool {name:?}"))?;
             let code = if result.is_error == Some(true) {
                 eprintln!("mcp-probe: tool {name:?} returned isError: true");
                 ExitCode::from(2)
@@ -189,19 +163,13 @@ fn parse_protocol_version(text: &str) -> Result<ProtocolVersion, serde_json::Err
 }
 
 /// Parses `--header 'Name: value'` options into the map rmcp's transport takes.
-fn parse_headers(
-    headers: &[String],
-) -> anyhow::Result<HashMap<http::HeaderName, http::HeaderValue>> {
+fn parse_headers(headers: &[String]) -> anyhow::Result<HashMap<http::HeaderName, http::HeaderValue>> {
     headers
         .iter()
         .map(|header| {
-            let (name, value) = header
-                .split_once(':')
-                .with_context(|| format!("--header {header:?} is not 'Name: value'"))?;
-            let name = http::HeaderName::try_from(name.trim())
-                .with_context(|| format!("--header {header:?} has an invalid name"))?;
-            let value = http::HeaderValue::try_from(value.trim())
-                .with_context(|| format!("--header {header:?} has an invalid value"))?;
+            let (name, value) = header.split_once(':').with_context(|| format!("--header {header:?} is not 'Name: value'"))?;
+            let name = http::HeaderName::try_from(name.trim()).with_context(|| format!("--header {header:?} has an invalid name"))?;
+            let value = http::HeaderValue::try_from(value.trim()).with_context(|| format!("--header {header:?} has an invalid value"))?;
             Ok((name, value))
         })
         .collect()
@@ -224,10 +192,7 @@ fn describe_initialize_error(error: ClientInitializeError) -> anyhow::Error {
 }
 
 fn json_rpc_error(error: &rmcp::ErrorData) -> anyhow::Error {
-    let mut text = format!(
-        "server returned JSON-RPC error {}: {}",
-        error.code.0, error.message
-    );
+    let mut text = format!("server returned JSON-RPC error {}: {}", error.code.0, error.message);
     if let Some(data) = &error.data {
         text.push_str(&format!(" (data: {data})"));
     }
@@ -251,10 +216,7 @@ mod tests {
     #[test]
     fn headers() {
         check_header("X-Api-Key: s3cret", Some(("x-api-key", "s3cret")));
-        check_header(
-            "authorization:Bearer a:b",
-            Some(("authorization", "Bearer a:b")),
-        );
+        check_header("authorization:Bearer a:b", Some(("authorization", "Bearer a:b")));
         check_header("X-Empty:", Some(("x-empty", "")));
         check_header("no colon", None);
         check_header("bad name: v", None);
