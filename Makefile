@@ -6,6 +6,7 @@
 #   make run        build, then run mcp-gateway + Envoy on http://127.0.0.1:4444/mcp
 #   make test       build, cargo tests, validate-deploy, then the end-to-end tests (pytest tests/e2e)
 #   make test-unit  cargo tests only
+#   make lint       rustfmt and clippy (-D warnings) on every crate, the wasm glue included
 #   make test-wasm-fallback  build the filter with Debian's toolchain and run the client tests on it
 #   make validate   check a catalog: mcp-gateway --validate $(CATALOG)
 #   make validate-deploy  check docker-compose.yml, the Dockerfile and deploy/ (no Docker or cluster needed)
@@ -40,12 +41,12 @@ FUZZ_TARGETS ?=
 PYTHON := .venv/bin/python
 GATEWAY_RELEASE := target/release/mcp-gateway
 
-.PHONY: all setup build host wasm release run test test-unit test-e2e test-wasm-fallback validate validate-deploy fuzz fuzz-smoke bench bench-smoke clean distclean help
+.PHONY: all setup build host wasm release run test test-unit lint test-e2e test-wasm-fallback validate validate-deploy fuzz fuzz-smoke bench bench-smoke clean distclean help
 
 all: build
 
 help:
-	@sed -n '3,23p' Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '3,24p' Makefile | sed 's/^# \{0,1\}//'
 
 setup:
 	@bash scripts/setup.sh
@@ -68,12 +69,24 @@ run: build release
 
 # release: the README's quick start runs `make run` (tests/e2e/test_quickstart.py).
 test: build release
+	$(MAKE) --no-print-directory lint
 	$(CARGO) test --workspace
 	$(MAKE) --no-print-directory validate-deploy
 	$(MAKE) --no-print-directory test-e2e
 
 test-unit:
 	$(CARGO) test --workspace
+
+# The filter's no-panic lints (filter/src/lib.rs) hold only where clippy runs:
+# natively for the core, for wasm32 for the glue, and on the fuzz crate.
+lint:
+	$(CARGO) fmt --all --check
+	cd filter/fuzz && $(CARGO) fmt --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	@rustup target list --installed 2>/dev/null | grep -qx wasm32-unknown-unknown || \
+		{ echo "lint: the wasm32-unknown-unknown target is missing: run 'make setup' (rustup target add wasm32-unknown-unknown)"; exit 1; }
+	$(CARGO) clippy -p mcp-filter --target wasm32-unknown-unknown -- -D warnings
+	cd filter/fuzz && $(CARGO) clippy --bins -- -D warnings
 
 # The e2e tests need `make build` first (`make test` does it).
 test-e2e:

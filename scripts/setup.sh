@@ -168,6 +168,11 @@ setup_wasm_toolchain() {
     # the cargo on PATH.
     command -v cargo >/dev/null 2>&1 ||
         die "cargo not found on PATH: install Rust (https://rustup.rs, or Debian's cargo-web) for the host build"
+    # make lint (run by make test): rustfmt and clippy.
+    if ! { cargo fmt --version && cargo clippy --version; } >/dev/null 2>&1; then
+        command -v rustup >/dev/null 2>&1 && timeout "$RUSTUP_TARGET_TIMEOUT" rustup component add rustfmt clippy ||
+            die "cargo fmt and cargo clippy are needed by make lint: rustup component add rustfmt clippy"
+    fi
 }
 
 # -------------------------------------------------------------- python venv
