@@ -1,0 +1,112 @@
+#!/usr/bin/env python3
+"""The module graph of each crate, and its circles.
+
+A module of a crate is a top-level file or folder of its src/ (`gateway.rs`
+and `gateway/`, `runtime/mod.rs`, ...): one node. An edge A -> B is any
+`crate::B` path written in A's files (a `use`, or a path in code), tests
+excluded (`tests.rs`, `tests/`, `#[cfg(test)] mod tests { ... }` blocks at
+the end of a file). Prints each crate's edges with --print; exits 1 naming
+every circle found (strongly connected components of more than one module),
+so that `make lint` keeps the graph a tree-like order.
+
+    scripts/module-graph.py [--print] [CRATE_SRC ...]   (default: filter/src control-plane/src)
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PATH = re.compile(r"\bcrate::(\w+)")
+# `use crate::{a, b::c}`: the modules named in a braced group.
+GROUP = re.compile(r"\bcrate::\{([^}]*)\}", re.S)
+
+
+def module_of(src: Path, file: Path) -> str | None:
+    rel = file.relative_to(src)
+    top = rel.parts[0]
+    if top in ("lib.rs", "main.rs"):
+        return None
+    return top.removesuffix(".rs")
+
+
+def strip_tests(text: str) -> str:
+    """Drops a trailing `#[cfg(test)] mod tests { ... }` block."""
+    m = re.search(r"#\[cfg\(test\)\]\s*mod tests\s*\{", text)
+    return text[: m.start()] if m else text
+
+
+def graph(src: Path) -> dict[str, set[str]]:
+    modules = {p.name.removesuffix(".rs") for p in src.iterdir() if p.name not in ("lib.rs", "main.rs") and (p.suffix == ".rs" or p.is_dir())}
+    edges: dict[str, set[str]] = {m: set() for m in modules}
+    for file in src.rglob("*.rs"):
+        if file.name == "tests.rs" or "tests" in file.relative_to(src).parts[:-1]:
+            continue
+        here = module_of(src, file)
+        if here is None:
+            continue
+        text = strip_tests(file.read_text())
+        named = set(PATH.findall(text))
+        for group in GROUP.findall(text):
+            named |= {part.strip().split("::")[0] for part in group.split(",") if part.strip()}
+        edges[here] |= {n for n in named if n in modules and n != here}
+    return edges
+
+
+def circles(edges: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components of more than one module (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on: set[str] = set()
+    out: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on.add(v)
+        for w in sorted(edges[v]):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                on.discard(w)
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                out.append(sorted(component))
+
+    for v in sorted(edges):
+        if v not in index:
+            visit(v)
+    return out
+
+
+def main(argv: list[str]) -> int:
+    show = "--print" in argv
+    crates = [a for a in argv if not a.startswith("--")] or ["filter/src", "control-plane/src"]
+    bad = 0
+    for crate in crates:
+        edges = graph(ROOT / crate)
+        if show:
+            for m in sorted(edges):
+                print(f"{crate}: {m} -> {', '.join(sorted(edges[m])) or '-'}")
+        for c in circles(edges):
+            bad += 1
+            print(f"module-graph: {crate}: these modules import each other in a circle: {', '.join(c)}")
+    if bad:
+        return 1
+    print(f"module-graph: no circle in {', '.join(crates)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
