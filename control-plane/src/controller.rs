@@ -1,31 +1,41 @@
-//! The controller: read the catalog, discover tools, compile, publish.
+//! The controller: read the catalog, discover, compile, publish.
 //!
-//! It runs on start, when the catalog file changes, on `POST /admin/reload`
-//! and every `rediscover_every` (so that a server that was down comes back
-//! and one that went down drops out). The last good configuration wins: a
-//! catalog that fails to load or compile is reported in the log and in the
-//! admin API, and the running configuration stays. The controller knows
-//! nothing of gRPC: it only sets the snapshot cache.
+//! A reload has three stages. **Read** ([`Controller::read_catalog`]): the
+//! catalog and every file it names, checked; no state is touched. **Build**
+//! ([`Controller::build`]): ask the servers what they offer and compile; still
+//! no state is touched. **Swap** ([`Controller::swap`]): one [`Published`]
+//! value replaces the last, with the snapshot Envoy is served, and only then
+//! do the processes the control plane runs follow the published catalog. A
+//! catalog that fails at any stage changes nothing (the last good
+//! configuration wins), and is reported in the log and the admin API.
+//!
+//! Reloads run on start, when the catalog file changes, on `POST
+//! /admin/reload`, every `rediscover_every`, sooner while a server is not
+//! ready, and when a server's offer may have changed ([`Changes`]):
+//! `watch.rs`. The health checks of HTTP servers are `health.rs`. The
+//! controller knows nothing of gRPC or HTTP handlers: it sets the snapshot
+//! cache and the published value, which they read.
 
-use std::collections::BTreeMap;
+mod health;
+mod watch;
+
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime};
 
 use mcp_filter::config::{SessionConfig, SessionKey};
-use notify::Watcher;
-use serde::Serialize;
+use mcp_filter::session::Sealer;
 use sha2::{Digest, Sha256};
 use tokio::sync::{mpsc, Mutex};
 
-use crate::catalog::{self, Catalog};
-use crate::compile::{compile, Inputs, TlsMaterial};
+use crate::catalog::{self, Catalog, Start};
+use crate::compile::{compile, Compiled, Inputs, TlsMaterial};
 use crate::discovery::{self, Discovered};
 use crate::runtime::Runtimes;
 use crate::snapshot::SnapshotCache;
-use crate::streams::Served;
+use crate::state::{Changes, Current, GlobalLimits, Internal, Lists, Published, Reloads, Served, ServerState, ServerStatus, Status};
 use crate::upstream::{self, Clients, Reach, Upstream};
-use mcp_filter::session::Sealer;
 
 /// What the controller is started with.
 pub struct Settings {
@@ -53,126 +63,34 @@ pub struct Settings {
 /// Sets the control plane's log level (`info`, `debug`, ...).
 pub type SetLogLevel = Arc<dyn Fn(&str) + Send + Sync>;
 
-/// What the admin API shows.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct Status {
-    /// The version Envoy is being served.
-    pub version: Option<String>,
-    /// Why the last reload failed; `None` after a good one.
-    pub last_error: Option<String>,
-    pub last_reload_at: Option<SystemTime>,
-    pub servers: Vec<ServerStatus>,
-    /// Reloads so far that published a configuration, and that failed.
-    pub reloads_ok: u64,
-    pub reloads_failed: u64,
-    /// The log level the catalog set (`None` while `RUST_LOG` decides).
-    pub log_level: Option<String>,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct ServerStatus {
-    pub name: String,
-    /// `http`, `sse` or `stdio`.
-    pub runtime: crate::catalog::Runtime,
-    pub url: String,
-    /// `ready` when its tools were listed on the last discovery, else `unreachable`.
-    pub state: &'static str,
-    pub tools: usize,
-    pub prompts: usize,
-    pub resources: usize,
-    pub last_error: Option<String>,
-    /// Its tools and prompts the gateway leaves out, and why (a name another
-    /// server has, no name).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub dropped: Vec<crate::compile::Dropped>,
-    /// For servers the control plane runs or connects to: how that goes now.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub process: Option<crate::runtime::ProcessStatus>,
-}
-
 #[derive(Clone)]
 pub struct Controller {
     inner: Arc<Inner>,
 }
 
-/// Digests of what clients can list, per kind. A change of one is what the
-/// gateway notifies clients of.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Lists {
-    pub tools: [u8; 32],
-    pub prompts: [u8; 32],
-    pub resources: [u8; 32],
-}
-
-impl Lists {
-    fn of(config: &mcp_filter::config::FilterConfig) -> Self {
-        let digest = |v: serde_json::Result<Vec<u8>>| Sha256::digest(v.unwrap_or_default()).into();
-        Lists {
-            tools: digest(serde_json::to_vec(&config.tools)),
-            prompts: digest(serde_json::to_vec(&config.prompts)),
-            resources: digest(serde_json::to_vec(&(&config.resources, &config.resource_templates))),
-        }
-    }
-
-    /// The notification methods for what differs between `self` and `newer`.
-    pub fn changes(&self, newer: &Lists) -> Vec<&'static str> {
-        let mut out = Vec::new();
-        if self.tools != newer.tools {
-            out.push("notifications/tools/list_changed");
-        }
-        if self.prompts != newer.prompts {
-            out.push("notifications/prompts/list_changed");
-        }
-        if self.resources != newer.resources {
-            out.push("notifications/resources/list_changed");
-        }
-        out
-    }
-}
-
 struct Inner {
     settings: Settings,
-    lists: tokio::sync::watch::Sender<Lists>,
     cache: SnapshotCache,
-    status: RwLock<Status>,
+    /// The configuration served, swapped whole by each good reload.
+    published: tokio::sync::watch::Sender<Option<Arc<Published>>>,
+    reloads: RwLock<Reloads>,
     /// One reload at a time, so that publications stay in order.
     reloading: Mutex<()>,
-    /// What each server listed last time it answered, by name: (url, offer).
-    /// A retry of the unreachable servers reuses it for the others.
-    known: std::sync::Mutex<BTreeMap<String, (String, Discovered)>>,
-    /// The session keys and servers of the configuration last published,
-    /// for the clients' GET streams.
-    served: RwLock<Option<Arc<Served>>>,
+    /// What clients can list, as last acknowledged by the Envoys.
+    lists: tokio::sync::watch::Sender<Lists>,
     /// The HTTP clients of upstreams, one per TLS setting. None has an
     /// overall timeout: GET streams and streamed answers last long.
     clients: Clients,
-    /// Tells `run` to retry unreachable servers soon (from 1 s), after a
-    /// reload of its own found one down.
-    retry_soon: tokio::sync::Notify,
-    /// Servers that reported a list change, waiting for their rediscovery.
-    changed: std::sync::Mutex<std::collections::BTreeSet<String>>,
     /// The servers the control plane runs (stdio) or connects to (sse).
-    runtimes: Runtimes,
-    /// Their reports of possible changes, taken by `run`.
-    runtime_changes: std::sync::Mutex<Option<mpsc::UnboundedReceiver<String>>>,
-    /// The global rate limits of the catalog last loaded.
-    global_limits: RwLock<Arc<crate::rls::GlobalLimits>>,
-    /// Digests of the API keys that may change state through the admin
-    /// API; `None` while the catalog turns authentication off.
-    admin_keys: RwLock<Option<Vec<[u8; 32]>>>,
-    /// The TLS files of the catalog last loaded (the listener's and the
-    /// servers'), and a digest of what they held then: when it changes, the
-    /// certificates are pushed again and the servers concerned asked again.
-    tls_files: std::sync::Mutex<(Vec<PathBuf>, Option<[u8; 32]>)>,
-    /// The last catalog that compiled, and its filter configuration.
-    last_good: RwLock<Option<LastGood>>,
-}
-
-/// The configuration running: what a failed reload goes back to.
-struct LastGood {
-    catalog: Arc<Catalog>,
-    reach: Arc<Reach>,
-    filter_config: Arc<mcp_filter::config::FilterConfig>,
+    runtimes: Arc<Runtimes>,
+    /// Servers whose offer may have changed, by name, from anywhere; taken
+    /// by `run`.
+    changes: Changes,
+    changed: std::sync::Mutex<Option<mpsc::UnboundedReceiver<String>>>,
+    /// Tells `run` to retry servers that are not ready soon (from 1 s), after
+    /// a reload of its own found one so.
+    retry_soon: tokio::sync::Notify,
+    internal: Internal,
 }
 
 /// A catalog read and checked, with the files it names.
@@ -187,35 +105,45 @@ struct Loaded {
     tls_digest: [u8; 32],
     /// The servers' clients, made for their TLS files.
     reach: Reach,
+    sealer: Sealer,
+}
+
+/// What a build made of a loaded catalog, ready to be swapped in.
+struct Built {
+    loaded: Loaded,
+    offers: BTreeMap<String, (String, Discovered)>,
+    servers: Vec<ServerStatus>,
+    compiled: Compiled,
+    /// Servers the control plane runs that the catalog adds or changes: they
+    /// start once published, and are asked what they offer then.
+    pending: BTreeSet<String>,
 }
 
 impl Controller {
     pub fn new(settings: Settings, cache: SnapshotCache) -> Self {
         let (lists, _) = tokio::sync::watch::channel(Lists::default());
-        let (changes, runtime_changes) = mpsc::unbounded_channel();
+        let (published, _) = tokio::sync::watch::channel(None);
+        let (changes, changed) = mpsc::unbounded_channel();
         let catalog_dir = std::path::absolute(&settings.catalog_path)
             .ok()
             .and_then(|p| p.parent().map(PathBuf::from))
             .unwrap_or_else(|| PathBuf::from("."));
-        let runtimes = Runtimes::new(catalog_dir, changes);
+        let runtimes = Arc::new(Runtimes::new(catalog_dir, changes.clone()));
+        let internal = Internal::new(&settings.internal_token);
         Controller {
             inner: Arc::new(Inner {
                 settings,
-                lists,
                 cache,
-                status: RwLock::default(),
+                published,
+                reloads: RwLock::default(),
                 reloading: Mutex::new(()),
-                known: Default::default(),
-                served: RwLock::default(),
-                admin_keys: RwLock::default(),
-                global_limits: RwLock::default(),
-                tls_files: std::sync::Mutex::default(),
-                last_good: RwLock::default(),
+                lists,
                 clients: Clients::default(),
-                changed: Default::default(),
                 runtimes,
-                runtime_changes: std::sync::Mutex::new(Some(runtime_changes)),
+                changes,
+                changed: std::sync::Mutex::new(Some(changed)),
                 retry_soon: tokio::sync::Notify::new(),
+                internal,
             }),
         }
     }
@@ -224,84 +152,45 @@ impl Controller {
         &self.inner.cache
     }
 
+    /// The configuration served now, as readers hold it.
+    pub fn current(&self) -> Current {
+        Current::new(self.inner.published.subscribe())
+    }
+
     /// What clients can list, as last acknowledged by the Envoys.
     pub fn lists(&self) -> tokio::sync::watch::Receiver<Lists> {
         self.inner.lists.subscribe()
     }
 
+    /// Where to say that a server's offer may have changed.
+    pub fn changes(&self) -> Changes {
+        self.inner.changes.clone()
+    }
+
     /// The servers the control plane runs or connects to.
-    pub fn runtimes(&self) -> &Runtimes {
-        &self.inner.runtimes
+    pub fn runtimes(&self) -> Arc<Runtimes> {
+        Arc::clone(&self.inner.runtimes)
+    }
+
+    /// What opens the internal endpoints.
+    pub fn internal(&self) -> Internal {
+        self.inner.internal.clone()
     }
 
     /// `http://host:port` of the admin API, where the control plane serves
     /// the servers it runs or connects to (`catalog::PIPE_PATH_PREFIX`).
-    pub fn bridge_base(&self) -> String {
+    fn bridge_base(&self) -> String {
         let (host, port) = &self.inner.settings.admin_advertise;
         format!("http://{host}:{port}")
     }
 
-    /// An upstream said (on a GET stream) that a list of its changed: ask
-    /// it again soon. Reports arriving together (every client's stream
-    /// carries them) make one rediscovery.
-    pub fn upstream_changed(&self, server: &str) {
-        let first = match self.inner.changed.lock() {
-            Ok(mut pending) => {
-                let first = pending.is_empty();
-                pending.insert(server.to_string());
-                first
-            }
-            Err(_) => return,
-        };
-        if first {
-            let this = self.clone();
-            tokio::spawn(async move {
-                tokio::time::sleep(Duration::from_millis(200)).await;
-                let servers = this.inner.changed.lock().map(|mut p| std::mem::take(&mut *p)).unwrap_or_default();
-                tracing::info!(?servers, "discovering these servers again (their lists changed, or they failed health checks)");
-                let _ = this.reload_with(Discovery::Servers(servers)).await;
-                if this.any_unreachable() {
-                    this.inner.retry_soon.notify_one();
-                }
-            });
-        }
-    }
-
-    /// The session keys and servers of the configuration being served.
-    /// Whether `credential` (an API key) may change state through the admin
-    /// API: any caller while authentication is off, else an admin key.
-    pub fn admits_admin(&self, credential: Option<&str>) -> bool {
-        use sha2::Digest as _;
-        let Ok(keys) = self.inner.admin_keys.read() else { return false };
-        match (keys.as_ref(), credential) {
-            (None, _) => true,
-            (Some(_), None) => false,
-            (Some(keys), Some(c)) => {
-                let digest: [u8; 32] = sha2::Sha256::digest(c.as_bytes()).into();
-                keys.contains(&digest)
-            }
-        }
-    }
-
-    /// The global rate limits the rate limit service enforces.
-    pub fn global_limits(&self) -> Arc<crate::rls::GlobalLimits> {
-        self.inner.global_limits.read().map(|g| Arc::clone(&g)).unwrap_or_default()
-    }
-
-    /// Whether a request to an internal endpoint came through the filter.
-    pub fn admits_internal(&self, token: Option<&[u8]>) -> bool {
-        use sha2::Digest as _;
-        // Compared as digests, so the comparison's timing says nothing of the token.
-        let digest = |b: &[u8]| -> [u8; 32] { sha2::Sha256::digest(b).into() };
-        token.is_some_and(|t| digest(t) == digest(self.inner.settings.internal_token.as_bytes()))
-    }
-
-    pub fn served(&self) -> Option<Arc<Served>> {
-        self.inner.served.read().ok().and_then(|s| s.clone())
+    fn published(&self) -> Option<Arc<Published>> {
+        self.inner.published.borrow().clone()
     }
 
     pub fn status(&self) -> Status {
-        self.inner.status.read().map(|s| s.clone()).unwrap_or_default()
+        let reloads = self.inner.reloads.read().map(|r| r.clone()).unwrap_or_default();
+        Status::of(self.published().as_deref(), &reloads)
     }
 
     /// Reloads now, asking every server again. Returns the version being
@@ -313,146 +202,29 @@ impl Controller {
     async fn reload_with(&self, which: Discovery) -> Result<String, String> {
         let _one_at_a_time = self.inner.reloading.lock().await;
         let outcome = self.try_reload(which).await;
-        if let Ok(mut s) = self.inner.status.write() {
-            s.last_reload_at = Some(SystemTime::now());
+        if let Ok(mut r) = self.inner.reloads.write() {
+            r.last_reload_at = Some(SystemTime::now());
             match &outcome {
-                Ok((version, servers)) => {
-                    s.version = Some(version.clone());
-                    s.last_error = None;
-                    s.servers = servers.clone();
-                    s.reloads_ok += 1;
+                Ok(_) => {
+                    r.last_error = None;
+                    r.ok += 1;
                 }
                 Err(e) => {
-                    s.last_error = Some(e.clone());
-                    s.reloads_failed += 1;
+                    r.last_error = Some(e.clone());
+                    r.failed += 1;
                 }
             }
         }
-        match outcome {
-            Ok((version, _)) => Ok(version),
-            Err(e) => {
-                tracing::error!(error = %e, "catalog reload failed; the last good configuration stays");
-                Err(e)
-            }
+        if let Err(e) = &outcome {
+            tracing::error!(error = %e, "catalog reload failed; the last good configuration stays");
         }
+        outcome
     }
 
-    /// One reload, in three steps, so that a catalog that fails leaves
-    /// everything as it was: read and check what the catalog names (no state
-    /// is touched); start and stop the servers it runs, ask the servers what
-    /// they offer and compile (on failure the processes go back to the last
-    /// good catalog); then, and only then, apply it all.
-    async fn try_reload(&self, which: Discovery) -> Result<(String, Vec<ServerStatus>), String> {
-        let s = &self.inner.settings;
-        let path = s.catalog_path.display();
+    async fn try_reload(&self, which: Discovery) -> Result<String, String> {
         let loaded = self.read_catalog().await?;
-        let catalog = &loaded.catalog;
-        let session = session_config(catalog, &s.fallback_session_key);
-        let sealer = Sealer::new(&session).map_err(|e| format!("{path}: gateway.session_key: {e}"))?;
-        let reach = &loaded.reach;
-        // Start what the catalog adds, restart what it changes, stop what it
-        // drops, before asking them what they offer.
-        self.inner.runtimes.sync(catalog, reach);
-        let known = self.inner.known.lock().map(|k| k.clone()).unwrap_or_default();
-        // An on-demand server that is not running keeps what it offered last
-        // time: asking again would start it.
-        let asleep: Vec<String> = catalog
-            .servers
-            .iter()
-            .filter(|s| self.inner.runtimes.status(&s.name).is_some_and(|p| p.state == "idle"))
-            .map(|s| s.name.clone())
-            .collect();
-        let which = match which {
-            Discovery::All if !asleep.is_empty() => {
-                let awake = catalog.servers.iter().map(|s| s.name.clone()).filter(|n| !asleep.contains(n)).collect();
-                Discovery::Servers(awake)
-            }
-            Discovery::Servers(mut changed) => {
-                changed.retain(|n| !asleep.contains(n));
-                Discovery::Servers(changed)
-            }
-            other => other,
-        };
-        let (tools, mut servers) = discover(catalog, &known, which, reach).await;
-        let previous = self.inner.last_good.read().ok().and_then(|g| g.as_ref().map(|g| Arc::clone(&g.filter_config)));
-        let inputs = Inputs {
-            catalog,
-            discovered: &tools,
-            wasm: &s.wasm,
-            session: &session,
-            admin: (&s.admin_advertise.0, s.admin_advertise.1),
-            gateway_version: &s.gateway_version,
-            jwks: loaded.jwks.as_deref(),
-            internal_token: &s.internal_token,
-            tls: match loaded.tls.as_slice() {
-                [cert, key] => Some(TlsMaterial { cert, key, client_ca: None }),
-                [cert, key, ca] => Some(TlsMaterial { cert, key, client_ca: Some(ca) }),
-                _ => None,
-            },
-            upstream_tls: &reach.files,
-            previous: previous.as_deref(),
-        };
-        let compiled = match compile(&inputs) {
-            Ok(c) => c,
-            Err(e) => {
-                // The processes go back to what the running configuration names.
-                let good =
-                    self.inner.last_good.read().ok().and_then(|g| g.as_ref().map(|g| (Arc::clone(&g.catalog), Arc::clone(&g.reach))));
-                match good {
-                    Some((catalog, reach)) => self.inner.runtimes.sync(&catalog, &reach),
-                    None => self.inner.runtimes.sync(&Catalog::default(), reach),
-                }
-                return Err(format!("{path}: {e}"));
-            }
-        };
-        for d in &compiled.dropped {
-            tracing::warn!(server = %d.server, kind = d.kind, name = %d.name, reason = %d.reason, "left out of the lists");
-        }
-        for status in &mut servers {
-            status.dropped = compiled.dropped.iter().filter(|d| d.server == status.name).cloned().collect();
-        }
-
-        // Everything checked: apply it.
-        if let Ok(mut k) = self.inner.known.lock() {
-            *k = catalog
-                .servers
-                .iter()
-                .filter_map(|s| tools.get(&s.name).map(|d| (s.name.clone(), (reach.identity(s), d.clone()))))
-                .collect();
-        }
-        self.apply_settings(&loaded);
-        if let Ok(mut slot) = self.inner.served.write() {
-            let servers = catalog.servers.iter().map(|server| Upstream::of(server, reach)).collect();
-            *slot = Some(Arc::new(Served { sealer, servers }));
-        }
-        let version = compiled.snapshot.version.clone();
-        let lists = Lists::of(&compiled.filter_config);
-        let tool_count = compiled.filter_config.tools.len();
-        if let Ok(mut good) = self.inner.last_good.write() {
-            *good = Some(LastGood {
-                catalog: Arc::new(loaded.catalog.clone()),
-                reach: Arc::new(loaded.reach.clone()),
-                filter_config: Arc::new(compiled.filter_config),
-            });
-        }
-        let current = self.inner.cache.current().map(|c| c.version.clone());
-        if current.as_deref() != Some(version.as_str()) {
-            tracing::info!(version = %version, servers = loaded.catalog.servers.len(), tools = tool_count, "publishing configuration");
-            self.inner.cache.set(compiled.snapshot);
-            // Tell clients only once the Envoys run the new configuration,
-            // so that a client re-listing on the notification sees it.
-            let this = self.clone();
-            let published = version.clone();
-            tokio::spawn(async move {
-                this.until_acked(&published, Duration::from_secs(10)).await;
-                this.inner.lists.send_if_modified(|current| {
-                    let changed = *current != lists;
-                    *current = lists;
-                    changed
-                });
-            });
-        }
-        Ok((version, servers))
+        let built = self.build(loaded, which).await?;
+        Ok(self.swap(built))
     }
 
     /// Reads the catalog and the files it names, and checks them. Touches
@@ -462,6 +234,8 @@ impl Controller {
         let path = s.catalog_path.display();
         let text = tokio::fs::read_to_string(&s.catalog_path).await.map_err(|e| format!("cannot read catalog {path}: {e}"))?;
         let catalog = catalog::load(&text, |name| std::env::var(name).ok()).map_err(|e| format!("{path}: {e}"))?;
+        let sealer =
+            Sealer::new(&session_config(&catalog, &s.fallback_session_key)).map_err(|e| format!("{path}: gateway.session_key: {e}"))?;
         let base_dir = s.catalog_path.parent().unwrap_or(std::path::Path::new(".")).to_path_buf();
         // A JWKS file is read with the catalog (relative to it), and sent to
         // Envoy inline: Envoy may not share the control plane's disk.
@@ -504,33 +278,135 @@ impl Controller {
         }
         let reach =
             self.inner.clients.reach(&catalog, &self.bridge_base(), &s.internal_token, files).map_err(|e| format!("{path}: {e}"))?;
-        Ok(Loaded { catalog, jwks, tls, tls_files, tls_digest: digest_of(&contents), reach })
+        Ok(Loaded { catalog, jwks, tls, tls_files, tls_digest: digest_of(&contents), reach, sealer })
     }
 
-    /// Applies what the control plane itself takes from a catalog that has
-    /// compiled: its log level, the TLS files it watches, the global limits
-    /// it enforces, the keys its admin API admits.
-    fn apply_settings(&self, loaded: &Loaded) {
-        let g = &loaded.catalog.gateway;
+    /// Asks the servers what they offer (those `which` names, and those
+    /// without an answer for their current identity) and compiles. Touches
+    /// no state. A server the control plane runs is asked only once it runs
+    /// the catalog's version of it: one the catalog adds or changes is
+    /// `starting`, and is asked once the catalog is published and it runs.
+    async fn build(&self, loaded: Loaded, which: Discovery) -> Result<Built, String> {
+        let s = &self.inner.settings;
+        let path = s.catalog_path.display();
+        let catalog = &loaded.catalog;
+        let reach = &loaded.reach;
+        let previous = self.published();
+        let known = previous.as_ref().map(|p| p.offers.clone()).unwrap_or_default();
+        let runtimes = &self.inner.runtimes;
+        let pending: BTreeSet<String> =
+            catalog.servers.iter().filter(|s| s.piped() && !runtimes.runs(&s.name, &reach.identity(s))).map(|s| s.name.clone()).collect();
+        // An on-demand server that is not running keeps what it offered last
+        // time: asking again would start it. (One that offered nothing yet is
+        // asked, and so started.)
+        let asleep: BTreeSet<String> = catalog
+            .servers
+            .iter()
+            .filter(|s| runtimes.is_idle(&s.name))
+            .filter(|s| known.get(&s.name).is_some_and(|(identity, _)| *identity == reach.identity(s)))
+            .map(|s| s.name.clone())
+            .collect();
+        let which = match which {
+            Discovery::All if !asleep.is_empty() => {
+                Discovery::Servers(catalog.servers.iter().map(|s| s.name.clone()).filter(|n| !asleep.contains(n)).collect())
+            }
+            Discovery::Servers(mut changed) => {
+                changed.retain(|n| !asleep.contains(n));
+                Discovery::Servers(changed)
+            }
+            other => other,
+        };
+        let (offers, mut servers) = discover(catalog, &known, which, reach, &pending).await;
+        let session = session_config(catalog, &s.fallback_session_key);
+        let discovered: BTreeMap<String, Discovered> = offers.iter().map(|(name, (_, d))| (name.clone(), d.clone())).collect();
+        let inputs = Inputs {
+            catalog,
+            discovered: &discovered,
+            wasm: &s.wasm,
+            session: &session,
+            admin: (&s.admin_advertise.0, s.admin_advertise.1),
+            gateway_version: &s.gateway_version,
+            jwks: loaded.jwks.as_deref(),
+            internal_token: &s.internal_token,
+            tls: match loaded.tls.as_slice() {
+                [cert, key] => Some(TlsMaterial { cert, key, client_ca: None }),
+                [cert, key, ca] => Some(TlsMaterial { cert, key, client_ca: Some(ca) }),
+                _ => None,
+            },
+            upstream_tls: &reach.files,
+            previous: previous.as_ref().map(|p| p.filter_config.as_ref()),
+        };
+        let compiled = compile(&inputs).map_err(|e| format!("{path}: {e}"))?;
+        for d in &compiled.dropped {
+            tracing::warn!(server = %d.server, kind = d.kind, name = %d.name, reason = %d.reason, "left out of the lists");
+        }
+        for status in &mut servers {
+            status.dropped = compiled.dropped.iter().filter(|d| d.server == status.name).cloned().collect();
+        }
+        Ok(Built { loaded, offers, servers, compiled, pending })
+    }
+
+    /// Makes a build the configuration served: one value swapped, with the
+    /// snapshot Envoy gets; then the processes follow it. Returns the
+    /// version served.
+    fn swap(&self, built: Built) -> String {
+        let Built { loaded, offers, servers, compiled, pending } = built;
+        let Loaded { catalog, tls_files, tls_digest, reach, sealer, .. } = loaded;
+        let g = &catalog.gateway;
         if let Some(set) = &self.inner.settings.set_log_level {
             set(g.log_level.as_str());
-            if let Ok(mut s) = self.inner.status.write() {
-                s.log_level = Some(g.log_level.clone());
+            if let Ok(mut r) = self.inner.reloads.write() {
+                r.log_level = Some(g.log_level.clone());
             }
         }
-        if let Ok(mut files) = self.inner.tls_files.lock() {
-            *files = (loaded.tls_files.clone(), Some(loaded.tls_digest));
-        }
-        self.inner.clients.keep_only(&[&loaded.reach]);
-        if let Ok(mut global) = self.inner.global_limits.write() {
-            *global = Arc::new(crate::rls::GlobalLimits {
+        let version = compiled.snapshot.version.clone();
+        let lists = Lists::of(&compiled.filter_config);
+        let tool_count = compiled.filter_config.tools.len();
+        let served = Served { sealer, servers: catalog.servers.iter().map(|server| Upstream::of(server, &reach)).collect() };
+        let published = Arc::new(Published {
+            version: version.clone(),
+            global_limits: Arc::new(GlobalLimits {
                 redis_url: g.global_rate_limits.as_ref().map(|r| r.redis_url.clone()),
                 limits: g.rate_limits.iter().filter(|l| l.global).map(|l| (l.name.clone(), l.clone())).collect(),
+            }),
+            admin_keys: g.auth.as_ref().map(|a| a.admin_key_digests()),
+            catalog: Arc::new(catalog),
+            reach: Arc::new(reach),
+            filter_config: Arc::new(compiled.filter_config),
+            offers,
+            served: Arc::new(served),
+            servers,
+            tls_files,
+            tls_digest,
+        });
+        self.inner.published.send_replace(Some(Arc::clone(&published)));
+        self.inner.clients.keep_only(&[&published.reach]);
+        // The processes follow the catalog published: start what it adds,
+        // restart what it changes, stop what it drops.
+        self.inner.runtimes.sync(&published.catalog, &published.reach);
+        // Those it adds or changes are asked what they offer once they run:
+        // an eager one says when it does; an on-demand one is asked now,
+        // which starts it.
+        for server in published.catalog.servers.iter().filter(|s| pending.contains(&s.name) && s.start == Start::OnDemand) {
+            let _ = self.inner.changes.send(server.name.clone());
+        }
+        if self.inner.cache.current().map(|c| c.version.clone()).as_deref() != Some(version.as_str()) {
+            tracing::info!(version = %version, servers = published.catalog.servers.len(), tools = tool_count, "publishing configuration");
+            self.inner.cache.set(compiled.snapshot);
+            // Tell clients only once the Envoys run the new configuration,
+            // so that a client re-listing on the notification sees it.
+            let this = self.clone();
+            let published = version.clone();
+            tokio::spawn(async move {
+                this.until_acked(&published, Duration::from_secs(10)).await;
+                this.inner.lists.send_if_modified(|current| {
+                    let changed = *current != lists;
+                    *current = lists;
+                    changed
+                });
             });
         }
-        if let Ok(mut admin) = self.inner.admin_keys.write() {
-            *admin = g.auth.as_ref().map(|a| a.admin_key_digests());
-        }
+        version
     }
 
     /// Waits until every connected Envoy has acknowledged `version` of the
@@ -550,189 +426,10 @@ impl Controller {
         }
     }
 
-    /// Reloads on start, on every change of the catalog file, periodically,
-    /// and sooner while a server is unreachable.
-    pub async fn run(self) -> anyhow::Result<()> {
-        if let Some(mut changes) = self.inner.runtime_changes.lock().ok().and_then(|mut c| c.take()) {
-            let this = self.clone();
-            tokio::spawn(async move {
-                while let Some(server) = changes.recv().await {
-                    this.upstream_changed(&server);
-                }
-            });
-        }
-        // Each event says whether the catalog was renamed into place (whole
-        // at once) or written (maybe in several pieces).
-        if let Some(every) = self.inner.settings.health_every {
-            tokio::spawn(self.clone().check_health(every, self.inner.settings.unhealthy_threshold));
-        }
-        let (tx, mut rx) = mpsc::unbounded_channel::<bool>();
-        let path = std::path::absolute(&self.inner.settings.catalog_path)?;
-        let dir = path.parent().map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."));
-        let file_name = path.file_name().map(|f| f.to_os_string());
-        // Editors often replace the file rather than write it, so watch the
-        // directory and pick out events that touch the catalog's name, or
-        // Kubernetes' `..data`: a mounted ConfigMap's files are symlinks
-        // through it, and an update swaps it, never touching the file's name.
-        let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-            if let Ok(event) = event {
-                // Reading the catalog is an event too; only changes count.
-                if matches!(event.kind, notify::EventKind::Access(_)) {
-                    return;
-                }
-                let ours = |p: &PathBuf| {
-                    let name = p.file_name().map(|f| f.to_os_string());
-                    name == file_name || name.as_deref() == Some(std::ffi::OsStr::new(CONFIGMAP_DATA))
-                };
-                if event.paths.iter().any(ours) {
-                    let _ = tx.send(matches!(event.kind, notify::EventKind::Modify(notify::event::ModifyKind::Name(_))));
-                }
-            }
-        })?;
-        watcher.watch(&dir, notify::RecursiveMode::NonRecursive)?;
-
-        let _ = self.reload().await;
-        // A server that is unreachable is retried soon and then less often
-        // (1 s, 2 s, 4 s, ... up to the rediscovery period), so that one that
-        // starts after the gateway shows up within seconds.
-        let every = self.inner.settings.rediscover_every;
-        let mut retry = Duration::from_secs(1);
-        let mut last_full = tokio::time::Instant::now();
-        let mut tls_poll = tokio::time::interval(TLS_POLL);
-        tls_poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut deadline = None;
-        loop {
-            // When to ask the servers again, kept across the TLS polls.
-            let next = *deadline.get_or_insert_with(|| {
-                let wait = if self.any_unreachable() { retry.min(every) } else { every };
-                retry = if self.any_unreachable() { (retry * 2).min(every) } else { Duration::from_secs(1) };
-                tokio::time::Instant::now() + wait
-            });
-            tokio::select! {
-                event = rx.recv() => {
-                    let Some(renamed) = event else { return Ok(()) };
-                    // A file renamed into place is whole; one written in place
-                    // may come in pieces: let a burst of writes settle, then
-                    // take them as one change.
-                    if !renamed {
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                    }
-                    while rx.try_recv().is_ok() {}
-                    tracing::info!(catalog = %path.display(), "catalog changed; reloading");
-                    retry = Duration::from_secs(1);
-                    deadline = None;
-                    // Only what the edit adds or changes is asked what it
-                    // offers; the others keep their last answer until the
-                    // period (or `POST /admin/reload`) asks everyone again.
-                    let _ = self.reload_with(Discovery::Unreachable).await;
-                }
-                _ = self.inner.retry_soon.notified() => {
-                    retry = Duration::from_secs(1);
-                    deadline = None;
-                }
-                _ = tls_poll.tick() => {
-                    if self.tls_files_changed().await {
-                        tracing::info!("TLS files changed; pushing the new certificates");
-                        let _ = self.reload_with(Discovery::Unreachable).await;
-                    }
-                }
-                _ = tokio::time::sleep_until(next) => {
-                    deadline = None;
-                    // Every period, everyone is asked again (tools change);
-                    // in between, only the servers that did not answer.
-                    if last_full.elapsed() >= every {
-                        last_full = tokio::time::Instant::now();
-                        let _ = self.reload().await;
-                    } else {
-                        let _ = self.reload_with(Discovery::Unreachable).await;
-                    }
-                }
-            }
-        }
-    }
-
-    /// Pings every HTTP server that is up, each in a session the control
-    /// plane keeps with it. One that fails `threshold` checks in a row is
-    /// asked again what it offers; if that fails too, it is marked
-    /// unreachable and its tools, prompts and resources leave the lists
-    /// (clients are told) until a retry finds it again. Servers the control
-    /// plane runs (stdio) or connects to (SSE) are watched by their
-    /// supervisor instead: a ping would keep an on-demand one awake.
-    async fn check_health(self, every: Duration, threshold: u32) {
-        let mut sessions: BTreeMap<String, crate::discovery::Session> = BTreeMap::new();
-        let mut failures: BTreeMap<String, u32> = BTreeMap::new();
-        let mut tick = tokio::time::interval(every);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tick.tick().await;
-            let Some(served) = self.served() else { continue };
-            let status = self.status();
-            let modern_only: BTreeMap<String, bool> =
-                self.inner.known.lock().map(|k| k.iter().map(|(name, (_, d))| (name.clone(), d.modern_only)).collect()).unwrap_or_default();
-            let up: Vec<&Upstream> = status
-                .servers
-                .iter()
-                .filter(|s| s.runtime == crate::catalog::Runtime::Http && s.state == "ready")
-                .filter_map(|s| served.servers.iter().find(|u| u.name == s.name))
-                .collect();
-            // A session belongs to a server at one URL with one set of
-            // credentials and one TLS setting.
-            sessions.retain(|name, session| up.iter().any(|u| &u.name == name && session.serves(u)));
-            failures.retain(|name, _| up.iter().any(|u| &u.name == name));
-            let checks = up.iter().map(|u| {
-                let mut session = sessions.remove(&u.name).unwrap_or_else(|| crate::discovery::Session::for_upstream(u));
-                let modern = modern_only.get(&u.name).copied().unwrap_or(false);
-                async move {
-                    let outcome = tokio::time::timeout(every.min(Duration::from_secs(10)), session.check(modern)).await;
-                    (u.name.clone(), session, outcome.unwrap_or_else(|_| Err("no answer in time".into())))
-                }
-            });
-            for (name, session, outcome) in futures::future::join_all(checks).await {
-                match outcome {
-                    Ok(()) => {
-                        failures.remove(&name);
-                        sessions.insert(name, session);
-                    }
-                    Err(e) => {
-                        let count = failures.entry(name.clone()).or_insert(0);
-                        *count += 1;
-                        tracing::warn!(server = %name, error = %e, failures = *count, "health check failed");
-                        if *count >= threshold {
-                            failures.remove(&name);
-                            self.upstream_changed(&name);
-                        }
-                    }
-                }
-            }
-        }
-    }
-
-    /// Whether the TLS files hold something else than at the last reload.
-    async fn tls_files_changed(&self) -> bool {
-        let Ok((paths, seen)) = self.inner.tls_files.lock().map(|f| f.clone()) else { return false };
-        if paths.is_empty() {
-            return false;
-        }
-        // A file caught mid-rotation (missing, half written) is read again
-        // at the next poll; the reload then reports it if it stays broken.
-        match read_all(&paths).await {
-            Ok(now) => Some(digest_of(&now)) != seen,
-            Err(_) => false,
-        }
-    }
-
-    fn any_unreachable(&self) -> bool {
-        self.status().servers.iter().any(|s| s.state != "ready")
+    fn any_unready(&self) -> bool {
+        self.published().is_some_and(|p| p.servers.iter().any(|s| s.state != ServerState::Ready))
     }
 }
-
-/// The directory entry Kubernetes swaps to update a mounted ConfigMap.
-const CONFIGMAP_DATA: &str = "..data";
-
-/// How often the TLS files are checked for a rotation. Polling, not file
-/// events: certificate managers and Kubernetes replace files through
-/// symlink swaps that directory watches see inconsistently.
-const TLS_POLL: Duration = Duration::from_secs(2);
 
 /// The catalog's TLS files, relative to its directory: cert, key, client CAs.
 fn tls_paths(catalog: &Catalog, base_dir: &std::path::Path) -> Vec<PathBuf> {
@@ -757,10 +454,9 @@ async fn read_pem(path: &std::path::Path) -> Result<String, String> {
 }
 
 fn digest_of(parts: &[String]) -> [u8; 32] {
-    use sha2::Digest as _;
-    let mut h = sha2::Sha256::new();
+    let mut h = Sha256::new();
     for p in parts {
-        h.update(sha2::Sha256::digest(p.as_bytes()));
+        h.update(Sha256::digest(p.as_bytes()));
     }
     h.finalize().into()
 }
@@ -770,10 +466,10 @@ fn digest_of(parts: &[String]) -> [u8; 32] {
 enum Discovery {
     All,
     /// Only those without a known answer for their current identity (URL,
-    /// credentials, launch command).
+    /// credentials, launch command, TLS files).
     Unreachable,
-    /// These (which said their lists changed), and those without a known answer.
-    Servers(std::collections::BTreeSet<String>),
+    /// These (whose offer may have changed), and those without a known answer.
+    Servers(BTreeSet<String>),
 }
 
 impl Discovery {
@@ -786,60 +482,59 @@ impl Discovery {
     }
 }
 
-/// Discovers the servers concurrently (all, or those not known).
+/// Discovers the servers concurrently (all, or those not known), but those
+/// `pending` (being started for this catalog): their offer and status.
 async fn discover(
     catalog: &Catalog,
     known: &BTreeMap<String, (String, Discovered)>,
     which: Discovery,
     reach: &Reach,
-) -> (BTreeMap<String, Discovered>, Vec<ServerStatus>) {
+    pending: &BTreeSet<String>,
+) -> (BTreeMap<String, (String, Discovered)>, Vec<ServerStatus>) {
     let which = &which;
     let listings = futures::future::join_all(catalog.servers.iter().map(|s| async move {
-        match known.get(&s.name) {
-            Some((identity, d)) if which.reuses(&s.name) && *identity == reach.identity(s) => Ok(d.clone()),
-            _ => discovery::discover(&Upstream::of(s, reach), Duration::from_secs(s.discovery_timeout_seconds)).await,
+        let identity = reach.identity(s);
+        if pending.contains(&s.name) {
+            return (identity, None);
         }
+        let listing = match known.get(&s.name) {
+            Some((known_as, d)) if which.reuses(&s.name) && *known_as == identity => Ok(d.clone()),
+            _ => discovery::discover(&Upstream::of(s, reach), Duration::from_secs(s.discovery_timeout_seconds)).await,
+        };
+        (identity, Some(listing))
     }))
     .await;
-    let mut tools = BTreeMap::new();
+    let mut offers = BTreeMap::new();
     let mut statuses = Vec::with_capacity(catalog.servers.len());
-    for (server, listing) in catalog.servers.iter().zip(listings) {
-        let status = match listing {
-            Ok(list) => {
-                let status = ServerStatus {
-                    name: server.name.clone(),
-                    runtime: server.runtime,
-                    process: None,
-                    url: server.display_url(),
-                    state: "ready",
-                    tools: list.tools.len(),
-                    prompts: list.prompts.len(),
-                    resources: list.resources.len(),
-                    last_error: None,
-                    dropped: Vec::new(),
-                };
-                tools.insert(server.name.clone(), list);
-                status
-            }
-            Err(e) => {
-                tracing::warn!(server = %server.name, url = %server.display_url(), error = %e, "server unreachable; its tools are left out");
-                ServerStatus {
-                    name: server.name.clone(),
-                    runtime: server.runtime,
-                    process: None,
-                    url: server.display_url(),
-                    state: "unreachable",
-                    tools: 0,
-                    prompts: 0,
-                    resources: 0,
-                    last_error: Some(e),
-                    dropped: Vec::new(),
-                }
-            }
+    for (server, (identity, listing)) in catalog.servers.iter().zip(listings) {
+        let mut status = ServerStatus {
+            name: server.name.clone(),
+            runtime: server.runtime,
+            process: None,
+            url: server.display_url(),
+            state: ServerState::Starting,
+            tools: 0,
+            prompts: 0,
+            resources: 0,
+            last_error: None,
+            dropped: Vec::new(),
         };
+        match listing {
+            None => {}
+            Some(Ok(list)) => {
+                status.state = ServerState::Ready;
+                (status.tools, status.prompts, status.resources) = (list.tools.len(), list.prompts.len(), list.resources.len());
+                offers.insert(server.name.clone(), (identity, list));
+            }
+            Some(Err(e)) => {
+                tracing::warn!(server = %server.name, url = %server.display_url(), error = %e, "server unreachable; its tools are left out");
+                status.state = ServerState::Unreachable;
+                status.last_error = Some(e);
+            }
+        }
         statuses.push(status);
     }
-    (tools, statuses)
+    (offers, statuses)
 }
 
 /// The session keys: the catalog's, or the one made at start. The key id is
@@ -856,10 +551,11 @@ pub fn session_config(catalog: &Catalog, fallback_key: &str) -> SessionConfig {
 
 #[cfg(test)]
 mod tests {
-    use super::{discover, Discovery, Lists};
+    use super::{discover, Discovery};
     use crate::catalog::load;
     use crate::discovery::Discovered;
-    use std::collections::BTreeMap;
+    use crate::state::ServerState;
+    use std::collections::{BTreeMap, BTreeSet};
 
     #[tokio::test]
     async fn retries_ask_only_the_servers_that_did_not_answer() {
@@ -871,26 +567,28 @@ mod tests {
                 .unwrap();
         let offer = Discovered { tools: vec![serde_json::json!({"name": "t"})], ..Default::default() };
         let known = BTreeMap::from([("known".to_string(), (catalog.servers[0].identity(), offer.clone()))]);
-        let (found, status) = discover(&catalog, &known, Discovery::Unreachable, &reach(&catalog)).await;
-        assert_eq!(found.get("known"), Some(&offer), "reused, not asked again");
-        assert_eq!((status[0].state, status[1].state), ("ready", "unreachable"));
-        let (found, _) = discover(&catalog, &known, Discovery::All, &reach(&catalog)).await;
+        let none = BTreeSet::new();
+        let (found, status) = discover(&catalog, &known, Discovery::Unreachable, &reach(&catalog), &none).await;
+        assert_eq!(found.get("known").map(|(_, d)| d), Some(&offer), "reused, not asked again");
+        assert_eq!((status[0].state, status[1].state), (ServerState::Ready, ServerState::Unreachable));
+        let (found, _) = discover(&catalog, &known, Discovery::All, &reach(&catalog), &none).await;
         assert!(found.is_empty(), "a full reload asks everyone");
         let moved = load("servers:\n  - {name: known, url: 'http://127.0.0.1:9/moved'}\n", |_| None).unwrap();
-        let (found, _) = discover(&moved, &known, Discovery::Unreachable, &reach(&moved)).await;
+        let (found, _) = discover(&moved, &known, Discovery::Unreachable, &reach(&moved), &none).await;
         assert!(found.is_empty(), "a server whose URL changed is asked again");
         let rekeyed = load("servers:\n  - {name: known, url: 'http://127.0.0.1:9/mcp', headers: {x-api-key: k2}}\n", |_| None).unwrap();
-        let (found, _) = discover(&rekeyed, &known, Discovery::Unreachable, &reach(&rekeyed)).await;
+        let (found, _) = discover(&rekeyed, &known, Discovery::Unreachable, &reach(&rekeyed), &none).await;
         assert!(found.is_empty(), "a server given other credentials is asked again");
     }
 
-    #[test]
-    fn lists_name_what_changed() {
-        let a = Lists::default();
-        let b = Lists { tools: [1; 32], ..Lists::default() };
-        let c = Lists { prompts: [1; 32], resources: [2; 32], ..b.clone() };
-        assert_eq!(a.changes(&a), Vec::<&str>::new());
-        assert_eq!(a.changes(&b), vec!["notifications/tools/list_changed"]);
-        assert_eq!(b.changes(&c), vec!["notifications/prompts/list_changed", "notifications/resources/list_changed"]);
+    #[tokio::test]
+    async fn a_server_being_started_for_the_catalog_is_not_asked_yet() {
+        let clients = crate::upstream::Clients::default();
+        let catalog = load("servers:\n  - {name: t, runtime: stdio, command: uvx}\n", |_| None).unwrap();
+        let reach = clients.reach(&catalog, "http://127.0.0.1:9", "t", BTreeMap::new()).unwrap();
+        let pending = BTreeSet::from(["t".to_string()]);
+        let (found, status) = discover(&catalog, &BTreeMap::new(), Discovery::All, &reach, &pending).await;
+        assert!(found.is_empty());
+        assert_eq!((status[0].state, status[0].last_error.as_deref()), (ServerState::Starting, None));
     }
 }

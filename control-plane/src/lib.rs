@@ -1,30 +1,32 @@
 //! The MCP gateway's control plane.
 //!
-//! - [`catalog`] parses and validates `catalog.yaml`;
-//! - [`discovery`] lists each upstream's tools as an MCP client;
-//! - [`compile`] turns both into Envoy resources (a pure function);
-//! - [`snapshot`] holds the current resources; [`ads`] serves them to Envoy;
-//! - [`controller`] ties them together: watch the catalog, discover,
-//!   compile, publish, and keep the last good configuration on errors;
-//! - [`admin`] is the operator's HTTP API;
+//! The modules, each depending only on those above it:
+//! - [`catalog`] parses and validates `catalog.yaml`; [`snapshot`] holds
+//!   the resources served to Envoy and what each Envoy accepted;
+//! - [`upstream`] is how the control plane itself reaches a server;
+//!   [`discovery`] lists each server's offer as an MCP client;
+//! - [`compile`] turns the catalog and the offers into Envoy resources (a
+//!   pure function);
 //! - [`runtime`] runs stdio servers and holds legacy SSE connections,
-//!   supervised, and serves them to Envoy as Streamable HTTP;
-//! - [`bridge`] serves 2026-07-28 requests for servers that need a
-//!   session or an older revision;
-//! - [`streams`] holds clients' GET streams: the gateway's notifications
-//!   merged with the upstreams' own streams;
-//! - [`upstream`] is how the control plane itself reaches a server.
+//!   supervised;
+//! - [`state`] describes what is served, as one value swapped whole;
+//! - [`controller`] reads the catalog, discovers, compiles and swaps that
+//!   value in, keeping the last good configuration on errors;
+//! - [`ads`] serves the snapshot to Envoy; [`rls`] enforces global rate
+//!   limits; [`metrics`] renders the control plane's Prometheus text;
+//! - [`http`] is the HTTP surface: the operator's API, and the endpoints
+//!   Envoy reaches for the filter (clients' GET streams, the era bridge, the
+//!   pipes of the servers the control plane runs).
 
-pub mod admin;
 pub mod ads;
-pub mod bridge;
 pub mod catalog;
 pub mod compile;
 pub mod controller;
 pub mod discovery;
+pub mod http;
 pub mod metrics;
 pub mod rls;
 pub mod runtime;
 pub mod snapshot;
-pub mod streams;
+pub mod state;
 pub mod upstream;

@@ -11,7 +11,7 @@ use clap::Parser;
 use mcp_control_plane::ads::AdsServer;
 use mcp_control_plane::controller::{Controller, Settings};
 use mcp_control_plane::snapshot::SnapshotCache;
-use mcp_control_plane::{admin, catalog};
+use mcp_control_plane::{catalog, http};
 
 #[derive(Parser)]
 #[command(version, about = "MCP gateway control plane: catalog.yaml -> Envoy over xDS")]
@@ -155,11 +155,11 @@ async fn serve(args: Args, set_log_level: Option<mcp_control_plane::controller::
     let xds = tonic::transport::Server::builder()
         .add_service(AdsServer::new(cache.clone()).service())
         // Global rate limits: Envoy's ratelimit filter asks here (cluster `xds`).
-        .add_service(mcp_control_plane::rls::Rls::new(controller.clone()).service())
+        .add_service(mcp_control_plane::rls::Rls::new(controller.current()).service())
         .serve_with_shutdown(args.xds_listen, stopping());
     let admin_listener =
         tokio::net::TcpListener::bind(args.admin_listen).await.with_context(|| format!("cannot listen on {}", args.admin_listen))?;
-    let admin = axum::serve(admin_listener, admin::router(controller.clone())).with_graceful_shutdown(stopping());
+    let admin = axum::serve(admin_listener, http::router(&controller)).with_graceful_shutdown(stopping());
     tracing::info!(xds = %args.xds_listen, admin = %args.admin_listen, catalog = %args.catalog.display(), "control plane started");
     let mut watcher = tokio::spawn(controller.clone().run());
     let mut admin = tokio::spawn(async move { admin.await });

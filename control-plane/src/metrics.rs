@@ -7,8 +7,8 @@
 use std::fmt::Write;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::controller::Status;
 use crate::snapshot::{NodeStatus, CLUSTER_TYPE, EXTENSION_CONFIG_TYPE, LISTENER_TYPE, ROUTE_TYPE, SECRET_TYPE};
+use crate::state::{ServerState, Status};
 
 /// What a scrape shows.
 pub struct Inputs<'a> {
@@ -116,7 +116,7 @@ pub fn render(i: &Inputs) -> String {
 
     o.family("mcp_gateway_upstream_up", "gauge", "1 if the server answered its last discovery or health check.");
     for server in &s.servers {
-        o.sample("mcp_gateway_upstream_up", &[("server", &server.name)], u8::from(server.state == "ready"));
+        o.sample("mcp_gateway_upstream_up", &[("server", &server.name)], u8::from(server.state == ServerState::Ready));
     }
     o.family("mcp_gateway_server_tools", "gauge", "Tools the server offered when last asked.");
     for server in &s.servers {
@@ -166,7 +166,7 @@ pub fn not_ready(status: &Status, served: Option<&str>, nodes: &[NodeStatus]) ->
             ));
         }
     }
-    if !status.servers.iter().any(|s| s.state == "ready") {
+    if !status.servers.iter().any(|s| s.state == ServerState::Ready) {
         reasons.push(if status.servers.is_empty() { "the catalog has no servers".into() } else { "no upstream server is up".into() });
     }
     reasons

@@ -8,8 +8,6 @@
 //! agree. The arithmetic is the same as the filter's local buckets
 //! (`mcp_filter::ratelimit`), in fractional tokens.
 
-use std::collections::BTreeMap;
-
 use envoy_types::pb::envoy::config::core::v3::HeaderValue;
 use envoy_types::pb::envoy::service::ratelimit::v3::rate_limit_response::{Code, DescriptorStatus};
 use envoy_types::pb::envoy::service::ratelimit::v3::rate_limit_service_server::{RateLimitService, RateLimitServiceServer};
@@ -18,15 +16,7 @@ use mcp_filter::config::RateLimit;
 use tonic::{Request, Response, Status};
 
 use crate::compile::rls_error_header;
-use crate::controller::Controller;
-
-/// What the service needs of the configuration being served.
-#[derive(Debug, Clone, Default)]
-pub struct GlobalLimits {
-    pub redis_url: Option<String>,
-    /// Global limits by name.
-    pub limits: BTreeMap<String, RateLimit>,
-}
+use crate::state::Current;
 
 /// Refill, then take `hits` tokens if there are enough. KEYS[1]: the
 /// bucket; ARGV: tokens per minute, burst, hits. Returns {taken, retry_ms}.
@@ -56,15 +46,16 @@ return {taken, retry}
 "#;
 
 pub struct Rls {
-    controller: Controller,
+    /// The configuration served: its global limits.
+    current: Current,
     /// The connection, and the URL it is for (the catalog may change it).
     redis: tokio::sync::Mutex<Option<(String, redis::aio::ConnectionManager)>>,
     script: redis::Script,
 }
 
 impl Rls {
-    pub fn new(controller: Controller) -> Self {
-        Rls { controller, redis: tokio::sync::Mutex::new(None), script: redis::Script::new(TAKE) }
+    pub fn new(current: Current) -> Self {
+        Rls { current, redis: tokio::sync::Mutex::new(None), script: redis::Script::new(TAKE) }
     }
 
     pub fn service(self) -> RateLimitServiceServer<Rls> {
@@ -109,7 +100,7 @@ impl Rls {
 impl RateLimitService for Rls {
     async fn should_rate_limit(&self, request: Request<RateLimitRequest>) -> Result<Response<RateLimitResponse>, Status> {
         let request = request.into_inner();
-        let global = self.controller.global_limits();
+        let global = self.current.get().map(|p| std::sync::Arc::clone(&p.global_limits)).unwrap_or_default();
         let url = global.redis_url.as_deref().ok_or_else(|| Status::failed_precondition("no gateway.global_rate_limits configured"))?;
         let mut conn = self.connection(url).await.map_err(|e| {
             tracing::warn!(error = %e, "rate limit service cannot reach redis");

@@ -144,6 +144,8 @@ def test_a_failed_reload_changes_nothing(gateway):
     try:
         gateway.write_catalog_and_wait(base + [time_server], "the good catalog with auth and a stdio server", **good)
         wait_until("the stdio server running", lambda: (p := process("time")) and p["state"] == "running" and p["pid"])
+        # Started once its catalog was published, then asked what it offers.
+        wait_until("the stdio server's tools served", lambda: gateway.servers_ready({"echo", "everything", "time"}))
         before = gateway.admin("/health")
         pid = process("time")["pid"]
 

@@ -1,10 +1,10 @@
 use super::*;
 use crate::catalog::Runtime;
-use crate::controller::ServerStatus;
 use crate::snapshot::{Nack, TypeStatus};
+use crate::state::{ServerState, ServerStatus};
 use std::time::Duration;
 
-fn server(name: &str, state: &'static str, tools: usize) -> ServerStatus {
+fn server(name: &str, state: ServerState, tools: usize) -> ServerStatus {
     ServerStatus {
         name: name.into(),
         runtime: Runtime::Http,
@@ -47,9 +47,9 @@ fn a_scrape_shows_the_catalog_the_envoys_and_the_servers() {
         servers: vec![
             ServerStatus {
                 dropped: vec![crate::compile::Dropped { server: "echo".into(), kind: "tool", name: "x".into(), reason: "taken".into() }],
-                ..server("echo", "ready", 3)
+                ..server("echo", ServerState::Ready, 3)
             },
-            server("we\"ird", "unreachable", 0),
+            server("we\"ird", ServerState::Unreachable, 0),
         ],
         reloads_ok: 4,
         reloads_failed: 1,
@@ -113,7 +113,8 @@ fn a_failed_reload_and_no_configuration_yet() {
 
 #[test]
 fn readiness_names_what_is_missing() {
-    let good = Status { version: Some("v2".into()), servers: vec![server("echo", "ready", 1)], reloads_ok: 1, ..Status::default() };
+    let good =
+        Status { version: Some("v2".into()), servers: vec![server("echo", ServerState::Ready, 1)], reloads_ok: 1, ..Status::default() };
     let acked =
         vec![NodeStatus { node_id: "gw-1".into(), connected: true, streams: 1, types: vec![typed(CLUSTER_TYPE, Some("v2"), 1, 1, 0)] }];
     assert_eq!(not_ready(&good, Some("v2"), &acked), Vec::<String>::new());
@@ -127,7 +128,7 @@ fn readiness_names_what_is_missing() {
     assert_eq!(not_ready(&good, Some("v2"), &behind), vec!["Envoy gw-1 has not accepted version v2 (routes)"]);
     let broken = Status { last_error: Some("catalog.yaml: bad".into()), ..good.clone() };
     assert_eq!(not_ready(&broken, Some("v2"), &acked), vec!["the catalog does not load: catalog.yaml: bad"]);
-    let down = Status { servers: vec![server("echo", "unreachable", 0)], ..good.clone() };
+    let down = Status { servers: vec![server("echo", ServerState::Unreachable, 0)], ..good.clone() };
     assert_eq!(not_ready(&down, Some("v2"), &acked), vec!["no upstream server is up"]);
     assert_eq!(not_ready(&Status::default(), None, &[]), vec!["no configuration compiled yet"]);
 }

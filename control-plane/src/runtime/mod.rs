@@ -17,24 +17,19 @@ pub mod link;
 pub mod pipe;
 
 use std::collections::{HashMap, VecDeque};
-use std::convert::Infallible;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use axum::body::{Body, Bytes};
-use axum::extract::{Path, State};
-use axum::http::{header, StatusCode};
-use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use serde_json::{json, Value};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::catalog::{Catalog, Runtime, Server, Start};
-use crate::controller::Controller;
 use crate::upstream::{Http, Reach};
 use link::Link;
-use pipe::{Pipe, Unrouted};
+pub use pipe::Pipe;
+use pipe::Unrouted;
 
 /// Deaths within [`CRASH_WINDOW`] after which a server is left `failed`.
 pub const CRASHES_BEFORE_FAILED: usize = 5;
@@ -55,7 +50,8 @@ pub struct ProcessStatus {
     pub last_error: Option<String>,
 }
 
-enum Command {
+/// What the operator asks of a server the control plane runs.
+pub enum Command {
     Start,
     Stop,
     Restart,
@@ -177,19 +173,24 @@ impl Runtimes {
         self.get(name).map(|s| s.status())
     }
 
+    /// Whether the server is supervised as `identity` describes it (it may
+    /// be starting, running, idle or failed): the catalog's version of it.
+    pub fn runs(&self, name: &str, identity: &str) -> bool {
+        self.get(name).is_some_and(|s| s.identity == identity)
+    }
+
+    /// Whether it is an on-demand server that is not running now.
+    pub fn is_idle(&self, name: &str) -> bool {
+        self.status(name).is_some_and(|p| p.state == "idle")
+    }
+
     fn get(&self, name: &str) -> Option<Arc<Supervised>> {
         self.servers.lock().ok()?.get(name).cloned()
     }
 
     /// `start`, `stop` or `restart`, from the admin API.
-    pub fn command(&self, name: &str, what: &str) -> Result<(), String> {
+    pub fn command(&self, name: &str, command: Command) -> Result<(), String> {
         let sup = self.get(name).ok_or_else(|| format!("server {name:?} is not one the gateway runs (runtime stdio or sse)"))?;
-        let command = match what {
-            "start" => Command::Start,
-            "stop" => Command::Stop,
-            "restart" => Command::Restart,
-            other => return Err(format!("unknown action {other:?}")),
-        };
         sup.commands.send(command).map_err(|_| format!("server {name:?} is shutting down"))
     }
 
@@ -216,7 +217,7 @@ impl Runtimes {
     /// on-demand, waited for (up to `wait`) if it is starting or restarting.
     /// `use_counts`: whether this counts as use (discovery's does not, or an
     /// on-demand server would never be idle long enough to stop).
-    async fn connection(&self, name: &str, use_counts: bool) -> Result<(Arc<Pipe>, Arc<Value>), String> {
+    pub async fn connection(&self, name: &str, use_counts: bool) -> Result<(Arc<Pipe>, Arc<Value>), String> {
         let sup = self.get(name).ok_or_else(|| format!("server {name:?} is not in the catalog"))?;
         if use_counts {
             if let Ok(mut t) = sup.last_used.lock() {
@@ -493,72 +494,4 @@ async fn stop(link: &mut Link) {
         link::signal_group(pid, libc::SIGKILL);
         let _ = tokio::time::timeout(Duration::from_secs(2), &mut link.ended).await;
     }
-}
-
-fn jsonrpc_error(id: &Value, message: String) -> Response {
-    crate::admin::jsonrpc_error(StatusCode::OK, id, -32603, &message)
-}
-
-/// `POST /upstream/<name>/mcp`: a stateless Streamable HTTP endpoint for a
-/// server the control plane runs or connects to.
-pub async fn endpoint(State(c): State<Controller>, Path(name): Path<String>, headers: axum::http::HeaderMap, body: Bytes) -> Response {
-    let message: Value = match serde_json::from_slice(&body) {
-        Ok(m @ Value::Object(_)) => m,
-        _ => return crate::admin::jsonrpc_error(StatusCode::BAD_REQUEST, &Value::Null, -32700, "the body is not a JSON-RPC object"),
-    };
-    let id = message.get("id").cloned();
-    let method = message.get("method").and_then(Value::as_str).map(str::to_string);
-    let (Some(id), Some(method)) = (id, method) else {
-        // Notifications and answers have nowhere to go on a shared
-        // connection: the gateway initialised it itself, and it relays no
-        // server requests.
-        return StatusCode::ACCEPTED.into_response();
-    };
-    let use_counts = !headers.contains_key(crate::discovery::DISCOVERY_HEADER);
-    let (pipe, init) = match c.runtimes().connection(&name, use_counts).await {
-        Ok(c) => c,
-        Err(e) => return jsonrpc_error(&id, e),
-    };
-    match method.as_str() {
-        "initialize" => {
-            let body = json!({ "jsonrpc": "2.0", "id": id, "result": *init });
-            return (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response();
-        }
-        "ping" => {
-            return (
-                StatusCode::OK,
-                [(header::CONTENT_TYPE, "application/json")],
-                json!({"jsonrpc": "2.0", "id": id, "result": {}}).to_string(),
-            )
-                .into_response()
-        }
-        _ => {}
-    }
-    let mut call = match pipe.call(message).await {
-        Ok(call) => call,
-        Err(e) => return jsonrpc_error(&id, e),
-    };
-    let first = match call.messages.recv().await {
-        Some(m) => m,
-        None => return jsonrpc_error(&id, format!("server {name:?} closed during the call")),
-    };
-    let is_final = |m: &Value| m.get("method").is_none();
-    if is_final(&first) {
-        return (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], first.to_string()).into_response();
-    }
-    // Progress before the answer: stream, event by event.
-    let events = futures::stream::unfold((Some(first), call, false), move |(next, mut call, done)| async move {
-        if done {
-            return None;
-        }
-        let message = match next {
-            Some(m) => m,
-            None => call.messages.recv().await?,
-        };
-        let last = is_final(&message);
-        let event = Bytes::from(format!("event: message\ndata: {message}\n\n"));
-        Some((Ok::<_, Infallible>(event), (None, call, last)))
-    });
-    (StatusCode::OK, [(header::CONTENT_TYPE, "text/event-stream"), (header::CACHE_CONTROL, "no-cache")], Body::from_stream(events))
-        .into_response()
 }

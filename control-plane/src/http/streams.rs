@@ -31,18 +31,13 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use futures::{Stream, StreamExt as _};
 use mcp_filter::relay::{self, outbound, Resumption, SseEvents, Verdict};
-use mcp_filter::session::Sealer;
 
-use crate::controller::{Controller, Lists};
+use super::error::Refusal;
+use super::StreamState;
+use crate::state::{Changes, Lists, Served};
 use crate::upstream::Upstream;
 
 type Events = Pin<Box<dyn Stream<Item = Bytes> + Send>>;
-
-/// What the GET streams need of the configuration being served.
-pub struct Served {
-    pub sealer: Sealer,
-    pub servers: Vec<Upstream>,
-}
 
 /// One upstream GET stream to open for a client.
 #[derive(Debug, Clone, PartialEq)]
@@ -67,11 +62,11 @@ pub fn upstream_streams(served: &Served, token: &str, now_unix_secs: u64) -> Vec
         .collect()
 }
 
-pub async fn events(State(c): State<Controller>, headers: HeaderMap) -> Response {
+pub async fn events(State(s): State<StreamState>, headers: HeaderMap) -> Response {
     let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or_default();
     let token = headers.get("mcp-session-id").and_then(|v| v.to_str().ok());
-    let upstreams = match (token, c.served()) {
-        (Some(token), Some(served)) => upstream_streams(&served, token, now),
+    let upstreams = match (token, s.current.get()) {
+        (Some(token), Some(published)) => upstream_streams(&published.served, token, now),
         _ => Vec::new(),
     };
     let resuming = headers.get("last-event-id").and_then(|v| v.to_str().ok()).and_then(relay::resumption);
@@ -82,17 +77,16 @@ pub async fn events(State(c): State<Controller>, headers: HeaderMap) -> Response
         Some(Resumption::Call { server, last_event_id }) => {
             let Some(u) = upstreams.into_iter().find(|u| u.server.name == server) else {
                 // Nothing to resume: the client must give up rather than retry.
-                let message = format!("no stream of server {server:?} to resume in this session");
-                return crate::admin::jsonrpc_error(StatusCode::NOT_FOUND, &serde_json::Value::Null, -32001, &message);
+                return Refusal::NothingToResume(server).into_response();
             };
             tracing::info!(%server, %last_event_id, "a client resumes a call's answer");
             let from = Resume { last_event_id: Some(last_event_id), tag: relay::call_tag(&server), once: true };
-            streams.push(Box::pin(upstream_events(c.clone(), u, from)));
+            streams.push(Box::pin(upstream_events(s.changes.clone(), u, from)));
         }
         // The client's GET stream again: everything, the named server's part
         // from where the client left it.
         resumed => {
-            streams.push(Box::pin(gateway_events(c.lists())));
+            streams.push(Box::pin(gateway_events(s.lists.clone())));
             streams.push(Box::pin(keepalive()));
             for u in upstreams {
                 let last_event_id = match &resumed {
@@ -100,7 +94,7 @@ pub async fn events(State(c): State<Controller>, headers: HeaderMap) -> Response
                     _ => None,
                 };
                 let from = Resume { last_event_id, tag: relay::stream_tag(&u.server.name), once: false };
-                streams.push(Box::pin(upstream_events(c.clone(), u, from)));
+                streams.push(Box::pin(upstream_events(s.changes.clone(), u, from)));
             }
         }
     }
@@ -143,7 +137,7 @@ type Chunks = Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send>>;
 /// is not passed on: the upstream is discovered again, and clients hear of
 /// it from the gateway once the Envoys run the new lists (if they changed).
 /// Requests get relayed ids.
-fn judge(c: &Controller, server: &str, message: &str) -> Verdict {
+fn judge(changes: &Changes, server: &str, message: &str) -> Verdict {
     #[derive(serde::Deserialize)]
     struct Method<'a> {
         #[serde(borrow)]
@@ -151,7 +145,7 @@ fn judge(c: &Controller, server: &str, message: &str) -> Verdict {
     }
     let method = serde_json::from_str::<Method<'_>>(message).ok().and_then(|m| m.method);
     if method.as_deref().is_some_and(|m| LIST_CHANGES.contains(&m)) {
-        c.upstream_changed(server);
+        let _ = changes.send(server.to_string());
         return Verdict::Drop;
     }
     match outbound(server, message) {
@@ -176,17 +170,17 @@ struct Resume {
 
 /// One upstream's GET stream, relayed: reconnected with backoff when it
 /// breaks, given up when the server has none (405) or forgot the session.
-fn upstream_events(c: Controller, u: UpstreamStream, from: Resume) -> impl Stream<Item = Bytes> + Send {
+fn upstream_events(changes: Changes, u: UpstreamStream, from: Resume) -> impl Stream<Item = Bytes> + Send {
     let start: (Option<(Chunks, SseEvents)>, u32, Option<String>) = (None, 0, from.last_event_id.clone());
     futures::stream::unfold(start, move |(mut open, mut failures, mut last_event_id)| {
-        let (c, u, from) = (c.clone(), u.clone(), from.clone());
+        let (changes, u, from) = (changes.clone(), u.clone(), from.clone());
         async move {
             loop {
                 if let Some((chunks, events)) = open.as_mut() {
                     match chunks.next().await {
                         Some(Ok(chunk)) => {
                             failures = 0;
-                            let out = events.feed(&chunk, false, |m| judge(&c, &u.server.name, m));
+                            let out = events.feed(&chunk, false, |m| judge(&changes, &u.server.name, m));
                             if !out.is_empty() {
                                 return Some((Bytes::from(out), (open, failures, last_event_id)));
                             }
@@ -252,7 +246,7 @@ async fn connect(u: &UpstreamStream, last_event_id: Option<String>) -> Result<Op
 mod tests {
     use super::*;
     use mcp_filter::config::{SessionConfig, SessionKey};
-    use mcp_filter::session::{SessionState, UpstreamSession};
+    use mcp_filter::session::{Sealer, SessionState, UpstreamSession};
 
     #[test]
     fn a_session_opens_the_streams_of_its_stateful_upstreams() {

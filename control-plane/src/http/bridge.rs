@@ -18,14 +18,15 @@ use std::convert::Infallible;
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, State};
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{header, HeaderValue};
 use axum::response::Response;
 use futures::StreamExt as _;
 use mcp_filter::relay::{SseEvents, Verdict};
 use serde_json::{json, Value};
 
-use crate::controller::Controller;
+use super::error::Refusal;
 use crate::discovery::Session;
+use crate::state::Current;
 
 /// What the bridge tells an upstream about the client: its capabilities
 /// from `_meta`, without those that need server-to-client requests.
@@ -51,27 +52,22 @@ fn client_info(request: &Value) -> Value {
         .unwrap_or_else(|| json!({ "name": "mcp-gateway-bridge", "version": env!("CARGO_PKG_VERSION") }))
 }
 
-/// A JSON-RPC error answer from the bridge itself.
-fn refuse(status: StatusCode, id: &Value, message: String) -> Response {
-    crate::admin::jsonrpc_error(status, id, -32603, &message)
-}
-
-pub async fn bridge(State(c): State<Controller>, Path(name): Path<String>, body: Bytes) -> Response {
+pub async fn bridge(State(current): State<Current>, Path(name): Path<String>, body: Bytes) -> Response {
     let request: Value = match serde_json::from_slice(&body) {
         Ok(v) => v,
-        Err(e) => return refuse(StatusCode::BAD_REQUEST, &Value::Null, format!("the bridge got a body that is not JSON: {e}")),
+        Err(e) => return Refusal::NotJson(e.to_string()).reply(&Value::Null),
     };
     let id = request.get("id").cloned().unwrap_or(Value::Null);
-    let Some(server) = c.served().and_then(|s| s.servers.iter().find(|u| u.name == name).cloned()) else {
-        return refuse(StatusCode::NOT_FOUND, &id, format!("server {name:?} is not in the catalog"));
+    let Some(server) = current.get().and_then(|p| p.served.server(&name).cloned()) else {
+        return Refusal::UnknownServer(name).reply(&id);
     };
     // The client's request: it counts as use of an on-demand server.
     let mut session = Session::for_upstream(&server).for_client();
     let init = match session.handshake(upstream_capabilities(&request), client_info(&request)).await {
         Ok(init) => init,
-        Err(e) => {
+        Err(reason) => {
             session.close().await;
-            return refuse(StatusCode::BAD_GATEWAY, &id, format!("server {name:?}: {e}"));
+            return Refusal::Upstream { server: name, reason }.reply(&id);
         }
     };
     let method = request.get("method").and_then(Value::as_str).unwrap_or_default().to_string();
@@ -85,9 +81,9 @@ pub async fn bridge(State(c): State<Controller>, Path(name): Path<String>, body:
     }
     let answer = match session.send_raw(downgraded.to_string().into_bytes()).await {
         Ok(a) => a,
-        Err(e) => {
+        Err(reason) => {
             session.close().await;
-            return refuse(StatusCode::BAD_GATEWAY, &id, format!("server {name:?}: {e}"));
+            return Refusal::Upstream { server: name, reason }.reply(&id);
         }
     };
     let status = answer.status();

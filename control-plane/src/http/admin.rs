@@ -1,0 +1,98 @@
+//! The operator's API: `GET /health`, `/ready`, `/servers`, `/metrics`, and,
+//! with an admin key once authentication is on, `POST /admin/reload` and
+//! `POST /servers/{name}/start|stop|restart`. `/health`, `/ready` and
+//! `/servers` are also routed through the gateway port by Envoy (GET only),
+//! as the seeds' users expect.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::json;
+
+use crate::controller::Controller;
+use crate::runtime::Runtimes;
+use crate::snapshot::SnapshotCache;
+
+/// The answer to an operator's request without an admin key.
+pub fn unauthorized() -> Response {
+    let error = "this admin endpoint needs an API key of a group in gateway.auth.admin_groups (Authorization: Bearer <key>)";
+    (StatusCode::UNAUTHORIZED, [("www-authenticate", "Bearer")], Json(json!({ "status": "error", "error": error }))).into_response()
+}
+
+/// Liveness, plus what an operator checks first: the version served, the
+/// last reload error, and each Envoy's ACK or NACK of it.
+pub async fn health(State(c): State<Controller>, State(cache): State<SnapshotCache>) -> impl IntoResponse {
+    let s = c.status();
+    Json(json!({
+        "status": "ok",
+        "version": s.version,
+        "last_error": s.last_error,
+        "log_level": s.log_level,
+        "envoys": cache.status(),
+    }))
+}
+
+/// Readiness: 200 when the catalog is valid (the last reload published it),
+/// every connected Envoy runs the version served, and at least one upstream
+/// is up; else 503 with the reasons, so that a load balancer or Kubernetes
+/// sends no traffic to a gateway that cannot serve it.
+pub async fn ready(State(c): State<Controller>, State(cache): State<SnapshotCache>) -> impl IntoResponse {
+    let s = c.status();
+    let served = cache.current().map(|s| s.version.clone());
+    let reasons = crate::metrics::not_ready(&s, served.as_deref(), &cache.status());
+    let status = if reasons.is_empty() { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (status, Json(json!({ "ready": reasons.is_empty(), "version": served, "reasons": reasons })))
+}
+
+pub async fn servers(State(c): State<Controller>, State(runtimes): State<Arc<Runtimes>>) -> impl IntoResponse {
+    let mut s = c.status();
+    for server in &mut s.servers {
+        server.process = runtimes.status(&server.name);
+    }
+    Json(json!({ "version": s.version, "last_error": s.last_error, "servers": s.servers }))
+}
+
+/// The control plane's metrics (Prometheus text format). On the gateway's
+/// port, `GET /metrics` gives these after Envoy's and the filter's.
+pub async fn metrics(
+    State(c): State<Controller>,
+    State(cache): State<SnapshotCache>,
+    State(runtimes): State<Arc<Runtimes>>,
+) -> impl IntoResponse {
+    let status = c.status();
+    let restarts: Vec<(String, u32)> =
+        status.servers.iter().filter_map(|s| runtimes.status(&s.name).map(|p| (s.name.clone(), p.restarts))).collect();
+    let served = cache.current().map(|s| s.version.clone());
+    let nodes = cache.status();
+    let text =
+        crate::metrics::render(&crate::metrics::Inputs { status: &status, served: served.as_deref(), nodes: &nodes, restarts: &restarts });
+    ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text)
+}
+
+/// `POST /servers/{name}/start|stop|restart`, for servers the gateway runs
+/// or connects to.
+pub async fn server_action(State(runtimes): State<Arc<Runtimes>>, Path((server, action)): Path<(String, String)>) -> impl IntoResponse {
+    let command = match action.as_str() {
+        "start" => crate::runtime::Command::Start,
+        "stop" => crate::runtime::Command::Stop,
+        "restart" => crate::runtime::Command::Restart,
+        _ => {
+            let error = format!("unknown action {action:?}: start, stop or restart");
+            return (StatusCode::NOT_FOUND, Json(json!({ "status": "error", "error": error })));
+        }
+    };
+    match runtimes.command(&server, command) {
+        Ok(()) => (StatusCode::ACCEPTED, Json(json!({ "status": "ok", "server": server, "action": action }))),
+        Err(e) => (StatusCode::NOT_FOUND, Json(json!({ "status": "error", "error": e }))),
+    }
+}
+
+pub async fn reload(State(c): State<Controller>) -> impl IntoResponse {
+    match c.reload().await {
+        Ok(version) => (StatusCode::OK, Json(json!({ "status": "ok", "version": version }))),
+        Err(e) => (StatusCode::UNPROCESSABLE_ENTITY, Json(json!({ "status": "error", "error": e }))),
+    }
+}

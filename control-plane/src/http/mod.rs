@@ -1,0 +1,138 @@
+//! The control plane's HTTP surface, on its admin listener (axum): the
+//! operator's API (`admin.rs`), and the endpoints Envoy reaches on the
+//! filter's behalf, which admit only the filter (its internal token): the
+//! clients' GET streams (`streams.rs`), the era bridge (`bridge.rs`) and the
+//! pipes of the servers the control plane runs (`pipe.rs`). They refuse
+//! through one mapping (`error.rs`).
+//!
+//! Handlers take only the part of the state they need ([`FromRef`]); none
+//! holds the controller but those that ask it to reload. Nothing else in
+//! the crate depends on this module.
+
+pub mod admin;
+pub mod bridge;
+pub mod error;
+pub mod pipe;
+pub mod streams;
+
+use std::sync::Arc;
+
+use axum::extract::{FromRef, Request, State};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+
+use crate::controller::Controller;
+use crate::runtime::Runtimes;
+use crate::snapshot::SnapshotCache;
+use crate::state::{Changes, Current, Internal, Lists};
+use error::Refusal;
+
+/// Everything a handler may take a part of.
+#[derive(Clone)]
+pub struct AppState {
+    controller: Controller,
+    current: Current,
+    runtimes: Arc<Runtimes>,
+    cache: SnapshotCache,
+    lists: tokio::sync::watch::Receiver<Lists>,
+    changes: Changes,
+    internal: Internal,
+}
+
+impl FromRef<AppState> for Controller {
+    fn from_ref(s: &AppState) -> Self {
+        s.controller.clone()
+    }
+}
+impl FromRef<AppState> for Current {
+    fn from_ref(s: &AppState) -> Self {
+        s.current.clone()
+    }
+}
+impl FromRef<AppState> for Arc<Runtimes> {
+    fn from_ref(s: &AppState) -> Self {
+        Arc::clone(&s.runtimes)
+    }
+}
+impl FromRef<AppState> for SnapshotCache {
+    fn from_ref(s: &AppState) -> Self {
+        s.cache.clone()
+    }
+}
+impl FromRef<AppState> for Internal {
+    fn from_ref(s: &AppState) -> Self {
+        s.internal.clone()
+    }
+}
+
+/// What a client's GET stream needs: the servers served, the lists the
+/// Envoys run, and where to say an upstream's lists changed.
+#[derive(Clone)]
+pub struct StreamState {
+    pub current: Current,
+    pub lists: tokio::sync::watch::Receiver<Lists>,
+    pub changes: Changes,
+}
+
+impl FromRef<AppState> for StreamState {
+    fn from_ref(s: &AppState) -> Self {
+        StreamState { current: s.current.clone(), lists: s.lists.clone(), changes: s.changes.clone() }
+    }
+}
+
+pub fn router(controller: &Controller) -> Router {
+    let state = AppState {
+        controller: controller.clone(),
+        current: controller.current(),
+        runtimes: controller.runtimes(),
+        cache: controller.cache().clone(),
+        lists: controller.lists(),
+        changes: controller.changes(),
+        internal: controller.internal(),
+    };
+    // Reached only through the filter, which has checked the client: the
+    // filter proves it with the internal token.
+    let internal = Router::new()
+        .route(crate::compile::EVENTS_PATH, get(streams::events))
+        .route(&format!("{}{{server}}", mcp_filter::config::BRIDGE_PATH_PREFIX), post(bridge::bridge))
+        .route(&format!("{}{{server}}/mcp", crate::catalog::PIPE_PATH_PREFIX), post(pipe::endpoint))
+        .route_layer(middleware::from_fn_with_state(state.clone(), internal_only));
+    // What changes state needs an admin key once authentication is on.
+    let operator = Router::new()
+        .route("/servers/{server}/{action}", post(admin::server_action))
+        .route("/admin/reload", post(admin::reload))
+        .route_layer(middleware::from_fn_with_state(state.clone(), admin_only));
+    Router::new()
+        .route("/health", get(admin::health))
+        .route("/ready", get(admin::ready))
+        .route("/servers", get(admin::servers))
+        .route("/metrics", get(admin::metrics))
+        .merge(internal)
+        .merge(operator)
+        .with_state(state)
+}
+
+async fn internal_only(State(internal): State<Internal>, request: Request, next: Next) -> Response {
+    if !internal.admits(request.headers().get(mcp_filter::config::INTERNAL_HEADER).map(|v| v.as_bytes())) {
+        return Refusal::InternalOnly.into_response();
+    }
+    next.run(request).await
+}
+
+async fn admin_only(State(current): State<Current>, request: Request, next: Next) -> Response {
+    let admitted = {
+        let header = |name: &str| request.headers().get(name).and_then(|v| v.to_str().ok());
+        let credential = header("authorization")
+            .and_then(|a| a.split_once(' ').filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer")).map(|(_, t)| t.trim()))
+            .or_else(|| header("x-api-key"));
+        // Before the first good reload there are no keys to check against:
+        // nothing is served yet, and a reload is what an operator needs.
+        current.get().is_none_or(|p| p.admits_admin(credential))
+    };
+    if !admitted {
+        return admin::unauthorized();
+    }
+    next.run(request).await
+}

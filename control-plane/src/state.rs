@@ -1,0 +1,262 @@
+//! What the control plane serves, as one value swapped whole.
+//!
+//! A reload builds a [`Published`] (the catalog, its compiled filter
+//! configuration, what each server offered, the servers as the control plane
+//! reaches them, the global limits and admin keys it enforces, each server's
+//! status) and the controller swaps it in at once, after the build
+//! succeeded, together with the snapshot Envoy is served. Every reader (the
+//! HTTP handlers, the rate limit service, the health checks) takes the value
+//! current when it starts, so none sees half of one catalog and half of the
+//! next.
+//!
+//! This module only describes state; it does no I/O, and it knows nothing of
+//! the HTTP surface or of the controller that builds it.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use mcp_filter::config::{FilterConfig, RateLimit};
+use mcp_filter::session::Sealer;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::catalog::{Catalog, Runtime};
+use crate::compile::Dropped;
+use crate::discovery::Discovered;
+use crate::runtime::ProcessStatus;
+use crate::upstream::{Reach, Upstream};
+
+/// The configuration being served, swapped whole by each good reload.
+pub struct Published {
+    /// The version Envoy is served (the snapshot's).
+    pub version: String,
+    pub catalog: Arc<Catalog>,
+    /// How its servers are reached (their HTTP clients, their TLS files).
+    pub reach: Arc<Reach>,
+    /// The filter's configuration, as compiled into the snapshot.
+    pub filter_config: Arc<FilterConfig>,
+    /// What each server offered when last asked, with the identity it had
+    /// then ([`Reach::identity`]): a server whose identity changed is asked
+    /// again.
+    pub offers: BTreeMap<String, (String, Discovered)>,
+    /// The session keys and servers, for the clients' GET streams, the era
+    /// bridge and the health checks.
+    pub served: Arc<Served>,
+    /// The limits the rate limit service enforces.
+    pub global_limits: Arc<GlobalLimits>,
+    /// Digests of the API keys that may change state through the admin API;
+    /// `None` while the catalog turns authentication off.
+    pub admin_keys: Option<Vec<[u8; 32]>>,
+    /// Each server as the last reload found it.
+    pub servers: Vec<ServerStatus>,
+    /// Every TLS file the catalog names (the listener's, then the servers'),
+    /// and a digest of what they held: when it changes, a reload pushes them.
+    pub tls_files: Vec<PathBuf>,
+    pub tls_digest: [u8; 32],
+}
+
+impl Published {
+    /// Whether `credential` (an API key) may change state through the admin
+    /// API: any caller while authentication is off, else an admin key.
+    pub fn admits_admin(&self, credential: Option<&str>) -> bool {
+        match (self.admin_keys.as_ref(), credential) {
+            (None, _) => true,
+            (Some(_), None) => false,
+            (Some(keys), Some(c)) => keys.contains(&Sha256::digest(c.as_bytes()).into()),
+        }
+    }
+}
+
+/// The servers as the control plane reaches them, and the keys that open
+/// the session ids naming their sessions.
+pub struct Served {
+    pub sealer: Sealer,
+    pub servers: Vec<Upstream>,
+}
+
+impl Served {
+    pub fn server(&self, name: &str) -> Option<&Upstream> {
+        self.servers.iter().find(|u| u.name == name)
+    }
+}
+
+/// What the rate limit service needs of the configuration being served.
+#[derive(Debug, Clone, Default)]
+pub struct GlobalLimits {
+    pub redis_url: Option<String>,
+    /// Global limits by name.
+    pub limits: BTreeMap<String, RateLimit>,
+}
+
+/// What the admin API shows: the configuration served, and how reloads went.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Status {
+    /// The version Envoy is being served.
+    pub version: Option<String>,
+    /// Why the last reload failed; `None` after a good one.
+    pub last_error: Option<String>,
+    pub last_reload_at: Option<SystemTime>,
+    pub servers: Vec<ServerStatus>,
+    /// Reloads so far that published a configuration, and that failed.
+    pub reloads_ok: u64,
+    pub reloads_failed: u64,
+    /// The log level the catalog set (`None` while `RUST_LOG` decides).
+    pub log_level: Option<String>,
+}
+
+/// How reloads went, apart from what they published.
+#[derive(Debug, Clone, Default)]
+pub struct Reloads {
+    pub last_error: Option<String>,
+    pub last_reload_at: Option<SystemTime>,
+    pub ok: u64,
+    pub failed: u64,
+    pub log_level: Option<String>,
+}
+
+impl Status {
+    pub fn of(published: Option<&Published>, reloads: &Reloads) -> Status {
+        Status {
+            version: published.map(|p| p.version.clone()),
+            last_error: reloads.last_error.clone(),
+            last_reload_at: reloads.last_reload_at,
+            servers: published.map(|p| p.servers.clone()).unwrap_or_default(),
+            reloads_ok: reloads.ok,
+            reloads_failed: reloads.failed,
+            log_level: reloads.log_level.clone(),
+        }
+    }
+
+    pub fn any_unready(&self) -> bool {
+        self.servers.iter().any(|s| s.state != ServerState::Ready)
+    }
+}
+
+/// Where a server stands, as the last reload found it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ServerState {
+    /// It answered: its tools, prompts and resources are served.
+    Ready,
+    /// It did not answer: it offers nothing until it does.
+    Unreachable,
+    /// A server the control plane runs that the catalog just added or
+    /// changed: it is being started, and asked what it offers once running.
+    Starting,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ServerStatus {
+    pub name: String,
+    /// `http`, `sse` or `stdio`.
+    pub runtime: Runtime,
+    pub url: String,
+    pub state: ServerState,
+    pub tools: usize,
+    pub prompts: usize,
+    pub resources: usize,
+    pub last_error: Option<String>,
+    /// Its tools and prompts the gateway leaves out, and why (a name another
+    /// server has, no name).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub dropped: Vec<Dropped>,
+    /// For servers the control plane runs or connects to: how that goes now
+    /// (filled in when shown).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub process: Option<ProcessStatus>,
+}
+
+/// Digests of what clients can list, per kind. A change of one is what the
+/// gateway notifies clients of.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Lists {
+    pub tools: [u8; 32],
+    pub prompts: [u8; 32],
+    pub resources: [u8; 32],
+}
+
+impl Lists {
+    pub fn of(config: &FilterConfig) -> Self {
+        let digest = |v: serde_json::Result<Vec<u8>>| Sha256::digest(v.unwrap_or_default()).into();
+        Lists {
+            tools: digest(serde_json::to_vec(&config.tools)),
+            prompts: digest(serde_json::to_vec(&config.prompts)),
+            resources: digest(serde_json::to_vec(&(&config.resources, &config.resource_templates))),
+        }
+    }
+
+    /// The notification methods for what differs between `self` and `newer`.
+    pub fn changes(&self, newer: &Lists) -> Vec<&'static str> {
+        let mut out = Vec::new();
+        if self.tools != newer.tools {
+            out.push("notifications/tools/list_changed");
+        }
+        if self.prompts != newer.prompts {
+            out.push("notifications/prompts/list_changed");
+        }
+        if self.resources != newer.resources {
+            out.push("notifications/resources/list_changed");
+        }
+        out
+    }
+}
+
+/// The configuration being served now, as readers hold it: a cheap handle
+/// on the value the controller swaps.
+#[derive(Clone)]
+pub struct Current(tokio::sync::watch::Receiver<Option<Arc<Published>>>);
+
+impl Current {
+    pub fn new(rx: tokio::sync::watch::Receiver<Option<Arc<Published>>>) -> Self {
+        Current(rx)
+    }
+
+    /// The value served now; `None` before the first good reload.
+    pub fn get(&self) -> Option<Arc<Published>> {
+        self.0.borrow().clone()
+    }
+}
+
+/// The secret the filter presents to the control plane's internal endpoints
+/// (`mcp_filter::config::INTERNAL_HEADER`), kept as a digest.
+#[derive(Clone)]
+pub struct Internal {
+    digest: [u8; 32],
+}
+
+impl Internal {
+    pub fn new(token: &str) -> Self {
+        Internal { digest: Sha256::digest(token.as_bytes()).into() }
+    }
+
+    /// Whether a request to an internal endpoint came through the filter.
+    /// Compared as digests, so the comparison's timing says nothing of the
+    /// token.
+    pub fn admits(&self, token: Option<&[u8]>) -> bool {
+        token.is_some_and(|t| <[u8; 32]>::from(Sha256::digest(t)) == self.digest)
+    }
+}
+
+/// The one channel on which everything that learns a server's offer may
+/// have changed says so, by the server's name: the processes the control
+/// plane runs (restarted, failed, running, `list_changed`), the clients' GET
+/// streams (an upstream's `list_changed`) and the health checks (a server
+/// that stopped answering). The controller asks those servers again.
+pub type Changes = tokio::sync::mpsc::UnboundedSender<String>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lists_name_what_changed() {
+        let a = Lists::default();
+        let b = Lists { tools: [1; 32], ..Lists::default() };
+        let c = Lists { prompts: [1; 32], resources: [2; 32], ..b.clone() };
+        assert_eq!(a.changes(&a), Vec::<&str>::new());
+        assert_eq!(a.changes(&b), vec!["notifications/tools/list_changed"]);
+        assert_eq!(b.changes(&c), vec!["notifications/prompts/list_changed", "notifications/resources/list_changed"]);
+    }
+}
