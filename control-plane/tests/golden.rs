@@ -95,6 +95,9 @@ macro_rules! golden {
 
 golden! {
     defaults => "defaults",
+    servers => "servers",
+    offers => "offers",
+    upstream_tls => "upstream-tls",
 }
 
 fn fixtures_dir() -> PathBuf {
