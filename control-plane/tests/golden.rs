@@ -98,6 +98,14 @@ golden! {
     servers => "servers",
     offers => "offers",
     upstream_tls => "upstream-tls",
+    gateway_settings => "gateway-settings",
+    auth => "auth",
+    jwt_jwks_file => "jwt-jwks-file",
+    jwt_jwks_uri => "jwt-jwks-uri",
+    tls_listener_client_certificates => "tls-listener-client-certificates",
+    tls_separate_listener => "tls-separate-listener",
+    rate_limits => "rate-limits",
+    observability => "observability",
 }
 
 fn fixtures_dir() -> PathBuf {
