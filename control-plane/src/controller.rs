@@ -529,7 +529,7 @@ async fn discover(
             Some(Err(e)) => {
                 tracing::warn!(server = %server.name, url = %server.display_url(), error = %e, "server unreachable; its tools are left out");
                 status.state = ServerState::Unreachable;
-                status.last_error = Some(e);
+                status.last_error = Some(e.to_string());
             }
         }
         statuses.push(status);

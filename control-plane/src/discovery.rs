@@ -28,6 +28,53 @@ fn client_capabilities() -> Value {
 /// A server that pages forever is cut off here.
 const MAX_PAGES: usize = 1000;
 
+/// Why asking a server failed. Its text is what `/servers` and the log
+/// show, a sentence an operator can act on.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum Error {
+    /// No HTTP answer: the connection, TLS or the transport failed (the
+    /// sentence names the URL as it may be shown, and why).
+    #[error("{0}")]
+    Unreachable(String),
+    #[error("no answer within {0} s")]
+    Timeout(u64),
+    #[error("HTTP {status}: {snippet}")]
+    Http { status: reqwest::StatusCode, snippet: String },
+    #[error("reading the answer: {0}")]
+    Reading(String),
+    #[error("JSON-RPC error {code}: {message}")]
+    JsonRpc { code: i64, message: String },
+    #[error("the answer held no JSON-RPC response")]
+    NoResponse,
+    #[error("response without result")]
+    NoResult,
+    #[error("{method} answered without a {key} array")]
+    NotAList { method: String, key: String },
+    #[error("{0} repeated its cursor")]
+    RepeatedCursor(String),
+    #[error("{0} has more than {MAX_PAGES} pages")]
+    TooManyPages(String),
+    /// A step of the exchange failed (`initialize`, a list): it is named.
+    #[error("{step} failed: {source}")]
+    Step { step: String, source: Box<Error> },
+}
+
+impl Error {
+    fn at(step: &str) -> impl FnOnce(Error) -> Error + '_ {
+        move |source| Error::Step { step: step.to_string(), source: Box::new(source) }
+    }
+
+    /// The JSON-RPC error code the server answered with, if that is what
+    /// failed.
+    pub fn jsonrpc_code(&self) -> Option<i64> {
+        match self {
+            Error::JsonRpc { code, .. } => Some(*code),
+            Error::Step { source, .. } => source.jsonrpc_code(),
+            _ => None,
+        }
+    }
+}
+
 /// What one server offers, as it sent it (raw JSON objects).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Discovered {
@@ -52,13 +99,13 @@ pub struct Discovered {
 
 /// Discovers what the server at `url` offers. Errors are sentences fit for
 /// `/servers` and logs.
-pub async fn discover(upstream: &Upstream, timeout: Duration) -> Result<Discovered, String> {
+pub async fn discover(upstream: &Upstream, timeout: Duration) -> Result<Discovered, Error> {
     let mut session = Session::for_upstream(upstream);
     let listing = tokio::time::timeout(timeout, session.discover()).await;
     // The session is ended whatever the listing gave, so servers do not
     // keep state for the gateway's probes.
     let _ = tokio::time::timeout(Duration::from_secs(2), session.close()).await;
-    listing.map_err(|_| format!("no answer within {} s", timeout.as_secs()))?
+    listing.map_err(|_| Error::Timeout(timeout.as_secs()))?
 }
 
 /// A client session with one upstream, as discovery and the era bridge
@@ -120,23 +167,23 @@ impl Session {
 
     /// `initialize` then `notifications/initialized`; returns the result of
     /// `initialize`.
-    pub async fn handshake(&mut self, capabilities: Value, client_info: Value) -> Result<Value, String> {
+    pub async fn handshake(&mut self, capabilities: Value, client_info: Value) -> Result<Value, Error> {
         let params = json!({ "protocolVersion": DISCOVERY_VERSION, "capabilities": capabilities, "clientInfo": client_info });
-        let init = self.request("initialize", params).await.map_err(|e| format!("initialize failed: {e}"))?;
+        let init = self.request("initialize", params).await.map_err(Error::at("initialize"))?;
         self.version = init.get("protocolVersion").and_then(Value::as_str).map(str::to_string);
         self.post(json!({ "jsonrpc": "2.0", "method": "notifications/initialized" }))
             .await
-            .map_err(|e| format!("notifications/initialized failed: {e}"))?;
+            .map_err(Error::at("notifications/initialized"))?;
         Ok(init)
     }
 
     /// Sends `body` in the session and returns the answer unread, to be
     /// streamed.
-    pub async fn send_raw(&self, body: Vec<u8>) -> Result<reqwest::Response, String> {
+    pub async fn send_raw(&self, body: Vec<u8>) -> Result<reqwest::Response, Error> {
         self.send(body, None).await
     }
 
-    async fn send(&self, body: Vec<u8>, method: Option<&str>) -> Result<reqwest::Response, String> {
+    async fn send(&self, body: Vec<u8>, method: Option<&str>) -> Result<reqwest::Response, Error> {
         let mut req = self
             .http
             .client
@@ -160,16 +207,16 @@ impl Session {
         if let Some(method) = method {
             req = req.header("mcp-method", method);
         }
-        req.send().await.map_err(|e| self.http.failure(&e, &self.shown))
+        req.send().await.map_err(|e| Error::Unreachable(self.http.failure(&e, &self.shown)))
     }
 
     /// POSTs one message in the session, answer unread.
-    pub async fn notify(&self, message: &Value) -> Result<(), String> {
+    pub async fn notify(&self, message: &Value) -> Result<(), Error> {
         let resp = self.send_raw(message.to_string().into_bytes()).await?;
-        resp.status().is_success().then_some(()).ok_or_else(|| format!("HTTP {}", resp.status()))
+        resp.status().is_success().then_some(()).ok_or_else(|| Error::Http { status: resp.status(), snippet: String::new() })
     }
 
-    async fn discover(&mut self) -> Result<Discovered, String> {
+    async fn discover(&mut self) -> Result<Discovered, Error> {
         let discovered = self.speaks_stateless_era().await;
         let stateless_era = discovered.is_some();
         // Everything the gateway relays to its clients, so that servers list
@@ -207,7 +254,7 @@ impl Session {
             d.resources = self.list_all("resources/list", "resources").await?;
             // Templates are optional: a server without them may not know the method.
             d.resource_templates = match self.list_all("resources/templates/list", "resourceTemplates").await {
-                Err(e) if e.contains("JSON-RPC error -32601") => Vec::new(),
+                Err(e) if e.jsonrpc_code() == Some(-32601) => Vec::new(),
                 other => other?,
             };
         }
@@ -230,7 +277,7 @@ impl Session {
     }
 
     /// Every item of a paginated list.
-    async fn list_all(&mut self, method: &str, key: &str) -> Result<Vec<Value>, String> {
+    async fn list_all(&mut self, method: &str, key: &str) -> Result<Vec<Value>, Error> {
         let mut items = Vec::new();
         let mut cursor: Option<String> = None;
         for _ in 0..MAX_PAGES {
@@ -238,45 +285,44 @@ impl Session {
                 Some(c) => json!({ "cursor": c }),
                 None => json!({}),
             };
-            let page = self.request(method, params).await.map_err(|e| format!("{method} failed: {e}"))?;
+            let page = self.request(method, params).await.map_err(Error::at(method))?;
             match page.get(key) {
                 Some(Value::Array(list)) => items.extend(list.iter().cloned()),
-                _ => return Err(format!("{method} answered without a {key} array")),
+                _ => return Err(Error::NotAList { method: method.into(), key: key.into() }),
             }
             match page.get("nextCursor").and_then(Value::as_str) {
                 Some(next) if Some(next) != cursor.as_deref() => cursor = Some(next.to_string()),
-                Some(_) => return Err(format!("{method} repeated its cursor")),
+                Some(_) => return Err(Error::RepeatedCursor(method.into())),
                 None => return Ok(items),
             }
         }
-        Err(format!("{method} has more than {MAX_PAGES} pages"))
+        Err(Error::TooManyPages(method.into()))
     }
 
     /// Sends a request in the session and returns its `result`.
-    pub async fn call(&mut self, method: &str, params: Value) -> Result<Value, String> {
+    pub async fn call(&mut self, method: &str, params: Value) -> Result<Value, Error> {
         self.request(method, params).await
     }
 
     /// Sends a request and returns its `result`.
-    async fn request(&mut self, method: &str, mut params: Value) -> Result<Value, String> {
+    async fn request(&mut self, method: &str, mut params: Value) -> Result<Value, Error> {
         if let (true, Some(p)) = (self.modern, params.as_object_mut()) {
             p.insert("_meta".into(), modern_meta());
         }
         self.next_id += 1;
         let id = self.next_id;
         let body = self.post(json!({ "jsonrpc": "2.0", "id": id, "method": method, "params": params })).await?;
-        let message =
-            body.into_iter().find(|m| m.get("id").and_then(Value::as_u64) == Some(id)).ok_or("the answer held no JSON-RPC response")?;
+        let message = body.into_iter().find(|m| m.get("id").and_then(Value::as_u64) == Some(id)).ok_or(Error::NoResponse)?;
         if let Some(err) = message.get("error") {
             let code = err.get("code").and_then(Value::as_i64).unwrap_or(0);
             let text = err.get("message").and_then(Value::as_str).unwrap_or("");
-            return Err(format!("JSON-RPC error {code}: {text}"));
+            return Err(Error::JsonRpc { code, message: text.to_string() });
         }
-        message.get("result").cloned().ok_or_else(|| "response without result".to_string())
+        message.get("result").cloned().ok_or(Error::NoResult)
     }
 
     /// POSTs one message; returns the JSON-RPC messages of the answer.
-    async fn post(&mut self, message: Value) -> Result<Vec<Value>, String> {
+    async fn post(&mut self, message: Value) -> Result<Vec<Value>, Error> {
         let method = message.get("method").and_then(Value::as_str).map(str::to_string);
         let resp = self.send(message.to_string().into_bytes(), method.as_deref()).await?;
         let status = resp.status();
@@ -284,13 +330,13 @@ impl Session {
             self.id = Some(id.to_string());
         }
         let is_sse = resp.headers().get("content-type").and_then(|v| v.to_str().ok()).is_some_and(|c| c.starts_with("text/event-stream"));
-        let text = resp.text().await.map_err(|e| format!("reading the answer: {e}"))?;
+        let text = resp.text().await.map_err(|e| Error::Reading(e.to_string()))?;
         if status == reqwest::StatusCode::ACCEPTED {
             return Ok(Vec::new());
         }
         if !status.is_success() {
             let snippet: String = text.chars().take(200).collect();
-            return Err(format!("HTTP {status}: {snippet}"));
+            return Err(Error::Http { status, snippet });
         }
         let payloads = if is_sse { mcp_filter::sse::events(&text) } else { vec![text] };
         Ok(payloads.iter().filter_map(|p| serde_json::from_str(p).ok()).collect())
@@ -299,7 +345,7 @@ impl Session {
     /// A health check: `ping` in this session, opened first if need be, and
     /// opened again once if the server lost it (it restarted, say). A server
     /// of the stateless revision only is asked `server/discover`.
-    pub async fn check(&mut self, modern_only: bool) -> Result<(), String> {
+    pub async fn check(&mut self, modern_only: bool) -> Result<(), Error> {
         if modern_only {
             self.modern = true;
             self.id = None;
@@ -340,5 +386,21 @@ impl Session {
             }
             let _ = req.send().await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Error;
+
+    #[test]
+    fn errors_read_as_sentences_and_keep_the_servers_code() {
+        let missing = Error::at("resources/templates/list")(Error::JsonRpc { code: -32601, message: "Method not found".into() });
+        assert_eq!(missing.to_string(), "resources/templates/list failed: JSON-RPC error -32601: Method not found");
+        assert_eq!(missing.jsonrpc_code(), Some(-32601));
+        let refused = Error::at("initialize")(Error::Http { status: reqwest::StatusCode::FORBIDDEN, snippet: "no".into() });
+        assert_eq!(refused.to_string(), "initialize failed: HTTP 403 Forbidden: no");
+        assert_eq!(refused.jsonrpc_code(), None);
+        assert_eq!(Error::Timeout(10).to_string(), "no answer within 10 s");
     }
 }

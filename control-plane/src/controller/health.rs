@@ -43,8 +43,9 @@ impl Controller {
                 let mut session = sessions.remove(&u.name).unwrap_or_else(|| Session::for_upstream(u));
                 let modern = published.offers.get(&u.name).is_some_and(|(_, d)| d.modern_only);
                 async move {
-                    let outcome = tokio::time::timeout(every.min(Duration::from_secs(10)), session.check(modern)).await;
-                    (u.name.clone(), session, outcome.unwrap_or_else(|_| Err("no answer in time".into())))
+                    let limit = every.min(Duration::from_secs(10));
+                    let outcome = tokio::time::timeout(limit, session.check(modern)).await;
+                    (u.name.clone(), session, outcome.unwrap_or(Err(crate::discovery::Error::Timeout(limit.as_secs()))))
                 }
             });
             for (name, session, outcome) in futures::future::join_all(checks).await {

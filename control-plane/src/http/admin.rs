@@ -86,7 +86,7 @@ pub async fn server_action(State(runtimes): State<Arc<Runtimes>>, Path((server, 
     };
     match runtimes.command(&server, command) {
         Ok(()) => (StatusCode::ACCEPTED, Json(json!({ "status": "ok", "server": server, "action": action }))),
-        Err(e) => (StatusCode::NOT_FOUND, Json(json!({ "status": "error", "error": e }))),
+        Err(e) => (StatusCode::NOT_FOUND, Json(json!({ "status": "error", "error": e.to_string() }))),
     }
 }
 

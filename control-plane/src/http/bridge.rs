@@ -67,7 +67,7 @@ pub async fn bridge(State(current): State<Current>, Path(name): Path<String>, bo
         Ok(init) => init,
         Err(reason) => {
             session.close().await;
-            return Refusal::Upstream { server: name, reason }.reply(&id);
+            return Refusal::Upstream { server: name, reason: reason.to_string() }.reply(&id);
         }
     };
     let method = request.get("method").and_then(Value::as_str).unwrap_or_default().to_string();
@@ -83,7 +83,7 @@ pub async fn bridge(State(current): State<Current>, Path(name): Path<String>, bo
         Ok(a) => a,
         Err(reason) => {
             session.close().await;
-            return Refusal::Upstream { server: name, reason }.reply(&id);
+            return Refusal::Upstream { server: name, reason: reason.to_string() }.reply(&id);
         }
     };
     let status = answer.status();

@@ -35,7 +35,7 @@ pub async fn endpoint(State(runtimes): State<Arc<Runtimes>>, Path(name): Path<St
     let use_counts = !headers.contains_key(crate::discovery::DISCOVERY_HEADER);
     let (pipe, init) = match runtimes.connection(&name, use_counts).await {
         Ok(c) => c,
-        Err(e) => return Refusal::Unavailable(e).reply(&id),
+        Err(e) => return Refusal::Unavailable(e.to_string()).reply(&id),
     };
     match method.as_str() {
         "initialize" => {
@@ -54,7 +54,7 @@ pub async fn endpoint(State(runtimes): State<Arc<Runtimes>>, Path(name): Path<St
     }
     let mut call = match pipe.call(message).await {
         Ok(call) => call,
-        Err(e) => return Refusal::Unavailable(e).reply(&id),
+        Err(e) => return Refusal::Unavailable(e.to_string()).reply(&id),
     };
     let first = match call.messages.recv().await {
         Some(m) => m,

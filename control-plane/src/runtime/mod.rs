@@ -37,12 +37,64 @@ pub const CRASH_WINDOW: Duration = Duration::from_secs(60);
 /// How long a stopped child has between SIGTERM and SIGKILL.
 pub const STOP_GRACE: Duration = Duration::from_secs(5);
 
+/// Where a server the control plane runs or connects to stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProcessState {
+    Starting,
+    Running,
+    /// Died; restarted after a delay that grows with each death.
+    Backoff,
+    /// Stopped by the operator; it stays so until started.
+    Stopped,
+    /// On demand: not started yet, or stopped for idleness; a call starts it.
+    Idle,
+    /// Died too often; it stays so until started.
+    Failed,
+}
+
+impl std::fmt::Display for ProcessState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ProcessState::Starting => "starting",
+            ProcessState::Running => "running",
+            ProcessState::Backoff => "backoff",
+            ProcessState::Stopped => "stopped",
+            ProcessState::Idle => "idle",
+            ProcessState::Failed => "failed",
+        })
+    }
+}
+
+/// Why a server the control plane runs cannot take a call or a command.
+/// Its text is what the caller gets, naming what to do where there is
+/// something to do.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum Error {
+    #[error("server {0:?} is not in the catalog")]
+    NotInCatalog(String),
+    #[error("server {0:?} is not one the gateway runs (runtime stdio or sse)")]
+    NotRunHere(String),
+    #[error("server {0:?} is shutting down")]
+    ShuttingDown(String),
+    #[error("server {name:?} is {state}{}; POST /servers/{name}/start to start it", last(.last_error))]
+    Down { name: String, state: ProcessState, last_error: Option<String> },
+    #[error("server {name:?} is {state} and was not ready within {seconds} s{}", last(.last_error))]
+    NotReady { name: String, state: ProcessState, seconds: u64, last_error: Option<String> },
+    #[error("server {0:?} is not running")]
+    NotRunning(String),
+    #[error("server {0:?} is gone")]
+    Gone(String),
+}
+
+fn last(error: &Option<String>) -> String {
+    error.as_ref().map(|e| format!(" (last error: {e})")).unwrap_or_default()
+}
+
 /// What `/servers` shows of a server the control plane runs or connects to.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct ProcessStatus {
-    /// `starting`, `running`, `backoff`, `stopped`, `idle` (on-demand, not
-    /// started or stopped for idleness) or `failed`.
-    pub state: &'static str,
+    pub state: ProcessState,
     pub pid: Option<u32>,
     /// How many times it died.
     pub restarts: u32,
@@ -59,7 +111,7 @@ pub enum Command {
 }
 
 struct Live {
-    state: &'static str,
+    state: ProcessState,
     pid: Option<u32>,
     restarts: u32,
     since: Option<Instant>,
@@ -80,11 +132,11 @@ struct Supervised {
 }
 
 impl Supervised {
-    fn set(&self, state: &'static str, pid: Option<u32>) {
+    fn set(&self, state: ProcessState, pid: Option<u32>) {
         if let Ok(mut l) = self.live.lock() {
             l.state = state;
             l.pid = pid;
-            l.since = (state == "running").then(Instant::now);
+            l.since = (state == ProcessState::Running).then(Instant::now);
         }
     }
 
@@ -97,7 +149,8 @@ impl Supervised {
                 uptime_seconds: l.since.map(|s| s.elapsed().as_secs()),
                 last_error: l.last_error.clone(),
             },
-            Err(_) => ProcessStatus { state: "unknown", pid: None, restarts: 0, uptime_seconds: None, last_error: None },
+            // A supervisor that panicked holding the lock: it runs no more.
+            Err(_) => ProcessStatus { state: ProcessState::Failed, pid: None, restarts: 0, uptime_seconds: None, last_error: None },
         }
     }
 }
@@ -147,7 +200,7 @@ impl Runtimes {
                 on_demand: spec.start == Start::OnDemand,
                 wait: Duration::from_secs(spec.discovery_timeout_seconds),
                 live: Mutex::new(Live {
-                    state: if spec.start == Start::Eager { "starting" } else { "idle" },
+                    state: if spec.start == Start::Eager { ProcessState::Starting } else { ProcessState::Idle },
                     pid: None,
                     restarts: 0,
                     since: None,
@@ -181,7 +234,7 @@ impl Runtimes {
 
     /// Whether it is an on-demand server that is not running now.
     pub fn is_idle(&self, name: &str) -> bool {
-        self.status(name).is_some_and(|p| p.state == "idle")
+        self.status(name).is_some_and(|p| p.state == ProcessState::Idle)
     }
 
     fn get(&self, name: &str) -> Option<Arc<Supervised>> {
@@ -189,9 +242,9 @@ impl Runtimes {
     }
 
     /// `start`, `stop` or `restart`, from the admin API.
-    pub fn command(&self, name: &str, command: Command) -> Result<(), String> {
-        let sup = self.get(name).ok_or_else(|| format!("server {name:?} is not one the gateway runs (runtime stdio or sse)"))?;
-        sup.commands.send(command).map_err(|_| format!("server {name:?} is shutting down"))
+    pub fn command(&self, name: &str, command: Command) -> Result<(), Error> {
+        let sup = self.get(name).ok_or_else(|| Error::NotRunHere(name.into()))?;
+        sup.commands.send(command).map_err(|_| Error::ShuttingDown(name.into()))
     }
 
     /// Stops every server (SIGTERM, then SIGKILL after [`STOP_GRACE`]) and
@@ -217,8 +270,8 @@ impl Runtimes {
     /// on-demand, waited for (up to `wait`) if it is starting or restarting.
     /// `use_counts`: whether this counts as use (discovery's does not, or an
     /// on-demand server would never be idle long enough to stop).
-    pub async fn connection(&self, name: &str, use_counts: bool) -> Result<(Arc<Pipe>, Arc<Value>), String> {
-        let sup = self.get(name).ok_or_else(|| format!("server {name:?} is not in the catalog"))?;
+    pub async fn connection(&self, name: &str, use_counts: bool) -> Result<(Arc<Pipe>, Arc<Value>), Error> {
+        let sup = self.get(name).ok_or_else(|| Error::NotInCatalog(name.into()))?;
         if use_counts {
             if let Ok(mut t) = sup.last_used.lock() {
                 *t = Instant::now();
@@ -233,22 +286,20 @@ impl Runtimes {
         match status.state {
             // Also while it is being stopped for idleness: the start waits
             // in line behind the stop.
-            "idle" | "running" if sup.on_demand => {
+            ProcessState::Idle | ProcessState::Running if sup.on_demand => {
                 let _ = sup.commands.send(Command::Start);
             }
-            "failed" | "stopped" | "idle" => {
-                let why = status.last_error.map(|e| format!(" (last error: {e})")).unwrap_or_default();
-                return Err(format!("server {name:?} is {}{why}; POST /servers/{name}/start to start it", status.state));
+            ProcessState::Failed | ProcessState::Stopped | ProcessState::Idle => {
+                return Err(Error::Down { name: name.into(), state: status.state, last_error: status.last_error });
             }
             _ => {}
         }
         let waited = tokio::time::timeout(wait, ready.wait_for(Option::is_some)).await;
         match waited {
-            Ok(Ok(c)) => c.clone().ok_or_else(|| format!("server {name:?} is not running")),
+            Ok(Ok(c)) => c.clone().ok_or_else(|| Error::NotRunning(name.into())),
             _ => {
                 let s = sup.status();
-                let why = s.last_error.map(|e| format!(" (last error: {e})")).unwrap_or_default();
-                Err(format!("server {name:?} is {} and was not ready within {} s{why}", s.state, wait.as_secs()))
+                Err(Error::NotReady { name: name.into(), state: s.state, seconds: wait.as_secs(), last_error: s.last_error })
             }
         }
     }
@@ -299,27 +350,27 @@ impl Supervisor {
                     }
                 }
             }
-            self.sup.set("starting", None);
+            self.sup.set(ProcessState::Starting, None);
             let why = match self.open().await {
                 Err(e) => e,
                 Ok(link) => match self.serve(link, &mut commands).await {
                     Outcome::Died(why) => why,
                     Outcome::Stopped => {
                         want = false;
-                        self.sup.set("stopped", None);
+                        self.sup.set(ProcessState::Stopped, None);
                         tracing::info!(server = %self.name(), "server stopped");
                         self.changed();
                         continue;
                     }
                     Outcome::Idle => {
                         want = false;
-                        self.sup.set("idle", None);
+                        self.sup.set(ProcessState::Idle, None);
                         tracing::info!(server = %self.name(), "server stopped after being idle; it starts again on the next call");
                         continue;
                     }
                     Outcome::Restart => continue,
                     Outcome::Shutdown(ack) => {
-                        self.sup.set("stopped", None);
+                        self.sup.set(ProcessState::Stopped, None);
                         let _ = ack.send(());
                         return;
                     }
@@ -336,26 +387,26 @@ impl Supervisor {
             }
             if deaths.len() >= CRASHES_BEFORE_FAILED {
                 want = false;
-                self.sup.set("failed", None);
+                self.sup.set(ProcessState::Failed, None);
                 tracing::error!(server = %self.name(), error = %why, "server failed {} times within {} s; left stopped until started again", deaths.len(), CRASH_WINDOW.as_secs());
                 self.changed();
                 continue;
             }
             let delay = Duration::from_millis(500).saturating_mul(1 << (deaths.len() - 1).min(6)).min(Duration::from_secs(30));
             tracing::warn!(server = %self.name(), error = %why, delay_ms = delay.as_millis() as u64, "server stopped unexpectedly; restarting");
-            self.sup.set("backoff", None);
+            self.sup.set(ProcessState::Backoff, None);
             tokio::select! {
                 () = tokio::time::sleep(delay) => {}
                 cmd = commands.recv() => match cmd {
                     None => return,
                     Some(Command::Shutdown(ack)) => {
-                        self.sup.set("stopped", None);
+                        self.sup.set(ProcessState::Stopped, None);
                         let _ = ack.send(());
                         return;
                     }
                     Some(Command::Stop) => {
                         want = false;
-                        self.sup.set("stopped", None);
+                        self.sup.set(ProcessState::Stopped, None);
                     }
                     Some(Command::Start | Command::Restart) => {}
                 },
@@ -395,7 +446,7 @@ impl Supervisor {
                 return Outcome::Died(format!("could not be initialised: {why}"));
             }
         };
-        self.sup.set("running", link.pid);
+        self.sup.set(ProcessState::Running, link.pid);
         self.sup.ready.send_replace(Some((Arc::clone(&pipe), Arc::new(init))));
         tracing::info!(server = %self.name(), pid = ?link.pid, "server running");
         self.changed();
@@ -420,7 +471,7 @@ impl Supervisor {
         };
         self.sup.ready.send_replace(None);
         if matches!(outcome, Outcome::Idle) {
-            self.sup.set("idle", None);
+            self.sup.set(ProcessState::Idle, None);
         }
         let why = match &outcome {
             Outcome::Died(why) => why.clone(),
@@ -469,7 +520,7 @@ async fn handshake(pipe: &Arc<Pipe>) -> Result<Value, String> {
         "jsonrpc": "2.0", "id": 0, "method": "initialize",
         "params": { "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": { "name": "mcp-gateway", "version": env!("CARGO_PKG_VERSION") } },
     });
-    let mut call = pipe.call(request).await?;
+    let mut call = pipe.call(request).await.map_err(|e| e.to_string())?;
     let answer = loop {
         match call.messages.recv().await {
             Some(m) if m.get("result").is_some() || m.get("error").is_some() => break m,
@@ -480,7 +531,7 @@ async fn handshake(pipe: &Arc<Pipe>) -> Result<Value, String> {
     if let Some(e) = answer.get("error") {
         return Err(format!("initialize failed: {e}"));
     }
-    pipe.send(&json!({ "jsonrpc": "2.0", "method": "notifications/initialized" })).await?;
+    pipe.send(&json!({ "jsonrpc": "2.0", "method": "notifications/initialized" })).await.map_err(|e| e.to_string())?;
     Ok(answer.get("result").cloned().unwrap_or_default())
 }
 
@@ -493,5 +544,19 @@ async fn stop(link: &mut Link) {
         tracing::warn!(pid, "server did not stop within {} s; killing it", STOP_GRACE.as_secs());
         link::signal_group(pid, libc::SIGKILL);
         let _ = tokio::time::timeout(Duration::from_secs(2), &mut link.ended).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Error, ProcessState};
+
+    #[test]
+    fn errors_say_what_to_do() {
+        let down = Error::Down { name: "time".into(), state: ProcessState::Failed, last_error: Some("exit status: 3".into()) };
+        assert_eq!(down.to_string(), "server \"time\" is failed (last error: exit status: 3); POST /servers/time/start to start it");
+        let slow = Error::NotReady { name: "t".into(), state: ProcessState::Starting, seconds: 10, last_error: None };
+        assert_eq!(slow.to_string(), "server \"t\" is starting and was not ready within 10 s");
+        assert_eq!(serde_json::to_value(ProcessState::Backoff).unwrap(), "backoff");
     }
 }

@@ -61,7 +61,7 @@ impl Pipe {
     }
 
     /// Sends a request (`message` has an `id` and a `method`).
-    pub async fn call(self: &Arc<Self>, mut message: Value) -> Result<Call, String> {
+    pub async fn call(self: &Arc<Self>, mut message: Value) -> Result<Call, super::Error> {
         let key = self.next.fetch_add(1, Ordering::Relaxed);
         let id = message.get("id").cloned().unwrap_or(Value::Null);
         if let Some(obj) = message.as_object_mut() {
@@ -82,8 +82,8 @@ impl Pipe {
     }
 
     /// Sends a notification or a response.
-    pub async fn send(&self, message: &Value) -> Result<(), String> {
-        self.outgoing.send(message.to_string()).await.map_err(|_| format!("server {:?} is gone", self.server))
+    pub async fn send(&self, message: &Value) -> Result<(), super::Error> {
+        self.outgoing.send(message.to_string()).await.map_err(|_| super::Error::Gone(self.server.clone()))
     }
 
     /// Sends without waiting; false when the connection is full or gone.
