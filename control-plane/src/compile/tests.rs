@@ -1,11 +1,19 @@
+use super::listeners::overloaded;
 use super::*;
 use crate::catalog::load;
 use crate::discovery::Discovered;
+use envoy_types::pb::envoy::config::accesslog::v3::access_log_filter;
+use envoy_types::pb::envoy::config::cluster::v3::{cluster, Cluster};
 use envoy_types::pb::envoy::config::core::v3::data_source;
+use envoy_types::pb::envoy::config::listener::v3::{filter, Listener};
+use envoy_types::pb::envoy::config::route::v3::{route, RouteConfiguration};
+use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{http_filter, HttpConnectionManager};
 use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::subject_alt_name_matcher::SanType;
 use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{
     common_tls_context, secret, CertificateValidationContext, Secret, UpstreamTlsContext,
 };
+use envoy_types::pb::envoy::extensions::upstreams::http::v3::HttpProtocolOptions;
+use envoy_types::pb::envoy::r#type::matcher::v3::string_matcher;
 use mcp_filter::config::SessionKey;
 use serde_json::json;
 
