@@ -7,8 +7,8 @@ Targets (see docs/design/benchmarks.md for why these):
   mcp_router    Envoy 1.40's own C++ MCP router, same binary: what an Envoy user would pick instead
   gateway       this gateway: Envoy + the wasm filter + the control plane
   contextforge  IBM ContextForge 1.0.7 (PyPI) federating the same servers (bench/contextforge.py)
-  gateway-b     only when named in --targets: the gateway with the filter BENCH_WASM_B names, to
-                compare two builds of the filter in one run
+  gateway-b     only when named in --targets: the gateway with the filter BENCH_WASM_B names (and
+                the control plane BENCH_GATEWAY_B names), to compare two builds in one run
 
 Besides the load: Envoy's memory with and without the filter at 1, 2 and 4
 workers, and the time a 1,000-server catalog takes from file write to Envoy's
@@ -241,6 +241,7 @@ class Gateway(Target):
     access_log = os.environ.get("BENCH_ACCESS_LOG", "off")
 
     wasm = ROOT / "target" / "mcp_filter.wasm"
+    control_plane = TARGET / "mcp-gateway"
 
     def __init__(self, procs: Procs, ports: list[int], envoy: str, workers: int = 1):
         self.listen, xds, admin, envoy_admin = free_port(), free_port(), free_port(), free_port()
@@ -251,7 +252,7 @@ class Gateway(Target):
         catalog_path = procs.workdir / f"{self.name}-catalog.yaml"
         catalog_path.write_text(yaml.safe_dump(catalog))
         procs.start(f"{self.name}-control-plane", [
-            str(TARGET / "mcp-gateway"), "--catalog", str(catalog_path), "--wasm", str(self.wasm),
+            str(self.control_plane), "--catalog", str(catalog_path), "--wasm", str(self.wasm),
             "--xds-listen", f"127.0.0.1:{xds}", "--admin-listen", f"127.0.0.1:{admin}",
         ], env={"RUST_LOG": "warn"})
         path = gateway_bootstrap(procs.workdir, f"{self.name}-envoy.yaml", envoy_admin, xds)
@@ -276,11 +277,13 @@ class Gateway(Target):
 
 
 class GatewayB(Gateway):
-    """The gateway with another build of the filter (BENCH_WASM_B), to
-    compare two builds in one run: `--targets gateway,gateway-b`."""
+    """The gateway with another build of the filter (BENCH_WASM_B) and, if
+    BENCH_GATEWAY_B names one, of the control plane, to compare two builds
+    in one run: `--targets gateway,gateway-b`."""
 
     name = "gateway-b"
     wasm = Path(os.environ.get("BENCH_WASM_B", ROOT / "target" / "mcp_filter.wasm"))
+    control_plane = Path(os.environ.get("BENCH_GATEWAY_B", TARGET / "mcp-gateway"))
 
 
 TARGETS = [Direct, PlainEnvoy, McpRouter, Gateway, ContextForge]
