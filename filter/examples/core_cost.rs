@@ -13,7 +13,8 @@ use mcp_filter::config::{
     ApiKey, AuthConfig, AuthorizationConfig, FilterConfig, NamedRoute, PolicyRule, ServerInfo, SessionConfig, SessionKey, Targets,
     UpstreamServer,
 };
-use mcp_filter::gateway::{BodyAction, CalloutResponse, Gateway, HeadAction, Now, RequestHead};
+use mcp_filter::decision::{BodyAction, CalloutResponse, HeadAction, Now, RequestHead};
+use mcp_filter::gateway::Gateway;
 
 const SERVERS: usize = 10;
 const TOOLS: usize = 20;

@@ -16,6 +16,9 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use crate::config::{FilterConfig, NamedRoute, ServedItem, UpstreamServer};
+use crate::decision::{
+    Audit, BodyAction, Callout, CalloutResponse, Decision, Forward, HeadAction, InitPlan, Now, Page, Reply, RequestHead,
+};
 use crate::error::McpError;
 use crate::jsonrpc::{self, Message};
 use crate::origin::{authority_host, is_loopback_name, same_origin};
@@ -35,170 +38,6 @@ pub const LATEST_VERSION: &str = "2025-11-25";
 pub const STATELESS_VERSION: &str = "2026-07-28";
 /// The id of the filter's own `initialize` requests to upstreams.
 const INIT_ID: &str = "0";
-
-/// The request's headers, as the glue read them.
-#[derive(Debug, Clone, Default)]
-pub struct RequestHead {
-    pub method: String,
-    pub path: String,
-    pub content_type: Option<String>,
-    pub accept: Option<String>,
-    pub session_id: Option<String>,
-    pub protocol_version: Option<String>,
-    /// `Mcp-Method` and `Mcp-Name`: what the request says it is, for
-    /// intermediaries that route on headers. They must agree with the body.
-    pub mcp_method: Option<String>,
-    pub mcp_name: Option<String>,
-    /// The API key or token the client presented (`Authorization: Bearer`,
-    /// else `X-API-Key`).
-    pub credential: Option<String>,
-    /// The JWT payload Envoy's `jwt_authn` verified (base64url JSON), and
-    /// why it refused a token, if it did.
-    pub jwt_payload: Option<String>,
-    pub jwt_failure: Option<String>,
-    /// The browser origin the request came from.
-    pub origin: Option<String>,
-    /// The host the request names (`:authority`, the `Host` header).
-    pub host: Option<String>,
-    /// Whether its session was ended by a DELETE (`revocation.rs`): the
-    /// glue looks it up in Envoy's shared data.
-    pub session_ended: bool,
-    /// Who the client certificate Envoy verified names (its first URI SAN,
-    /// else DNS SAN, else subject), on a TLS connection with one.
-    pub peer_certificate: Option<String>,
-    /// Who the caller is: set by [`Gateway::on_headers`] once authenticated.
-    pub caller: Option<Caller>,
-}
-
-/// What the audit log records of a request's authorization, and what rate
-/// limits key on.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Audit {
-    /// The JSON-RPC method.
-    pub method: String,
-    /// The request id, raw JSON.
-    pub id: Option<String>,
-    pub server: Option<String>,
-    /// The tool or prompt name, or the resource URI.
-    pub target: Option<String>,
-    /// The authorization decision, when one was taken.
-    pub verdict: Option<Verdict>,
-    /// The `traceparent` the client put in `params._meta`, when tracing.
-    pub traceparent: Option<String>,
-}
-
-/// A decision on a complete body, and what it decided about whom.
-#[derive(Debug)]
-pub struct Decision {
-    pub action: BodyAction,
-    pub audit: Audit,
-}
-
-/// The time and a little entropy, from the host.
-#[derive(Debug, Clone, Copy)]
-pub struct Now {
-    pub unix_secs: u64,
-    pub entropy: u64,
-}
-
-/// What to do once the request headers are known.
-#[derive(Debug, PartialEq)]
-pub enum HeadAction {
-    /// Not an MCP request: let Envoy route it as it is.
-    PassThrough,
-    /// Answer now.
-    Reply(Reply),
-    /// Wait for the whole body, then call [`Gateway::on_body`].
-    ReadBody,
-    /// A DELETE of the session: call [`Gateway::end_session`].
-    EndSession,
-    /// A GET stream: call [`Gateway::open_stream`].
-    OpenStream,
-    /// `GET /metrics` or `GET /stats`: make these calls (Envoy's stats,
-    /// then the control plane's), then answer with [`scrape_reply`].
-    Scrape(Page, Vec<Callout>),
-}
-
-/// The operator's pages the filter assembles from Envoy's stats and the
-/// control plane's answers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Page {
-    /// `/metrics`: Prometheus text.
-    Metrics,
-    /// `/stats`: the seeds' JSON summary per server.
-    Stats,
-}
-
-/// What to do once the body is known.
-#[derive(Debug, PartialEq)]
-pub enum BodyAction {
-    Reply(Reply),
-    Forward(Forward),
-    Initialize(InitPlan),
-    /// Send the callouts, wait for them, then send the reply.
-    FanOut(Reply, Vec<Callout>),
-}
-
-/// A complete local answer.
-#[derive(Debug, PartialEq)]
-pub struct Reply {
-    pub status: u16,
-    pub headers: Vec<(&'static str, String)>,
-    pub body: Vec<u8>,
-}
-
-/// Send the request to one upstream.
-#[derive(Debug, PartialEq)]
-pub struct Forward {
-    /// The client's request id (raw JSON), for an error Envoy may have to
-    /// write if the upstream cannot be reached.
-    pub request_id: String,
-    /// Index into the configuration's servers.
-    pub server: usize,
-    /// The upstream's own session id, sent as `Mcp-Session-Id`.
-    pub upstream_session: Option<String>,
-    /// The protocol version agreed with the upstream, sent as `MCP-Protocol-Version`.
-    pub upstream_version: Option<String>,
-    /// The body to send instead of the client's, when it had to change.
-    pub body: Option<Vec<u8>>,
-    /// The `Mcp-Name` to send instead of the client's (the upstream's own name).
-    pub mcp_name: Option<String>,
-    /// Send it to the control plane's era bridge for this server, not to the
-    /// server itself: a 2026-07-28 request for a server that needs a session
-    /// or an older revision.
-    pub bridge: bool,
-    /// The `Mcp-Method` to send: set when a handshake-era request is
-    /// translated for a server of the 2026-07-28 revision only.
-    pub mcp_method: Option<String>,
-}
-
-/// A client's `initialize`: open a session with every upstream, then answer.
-#[derive(Debug, PartialEq)]
-pub struct InitPlan {
-    /// The client's request id, raw JSON.
-    pub id: String,
-    /// The version negotiated with the client.
-    pub version: String,
-    pub callouts: Vec<Callout>,
-}
-
-/// A request the filter itself sends to an upstream.
-#[derive(Debug, PartialEq)]
-pub struct Callout {
-    pub server: usize,
-    pub cluster: String,
-    pub headers: Vec<(&'static str, String)>,
-    pub body: Vec<u8>,
-}
-
-/// What came back from a [`Callout`]; `None` in its place means no answer.
-#[derive(Debug, Clone, Default)]
-pub struct CalloutResponse {
-    pub status: u16,
-    pub session_id: Option<String>,
-    pub content_type: Option<String>,
-    pub body: Vec<u8>,
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -500,7 +339,7 @@ impl Gateway {
     /// in `head.caller`.
     pub fn on_headers(&self, head: &mut RequestHead) -> HeadAction {
         if let Err(e) = self.check_host(head) {
-            return HeadAction::Reply(error_reply(None, &e));
+            return HeadAction::Reply(Reply::error(None, &e));
         }
         let path = head.path.split('?').next().unwrap_or_default();
         if let Some(reply) = self.resource_metadata(&head.method, path) {
@@ -531,7 +370,7 @@ impl Gateway {
         };
         match checked {
             Ok(()) => HeadAction::ReadBody,
-            Err(e) => HeadAction::Reply(error_reply(None, &e)),
+            Err(e) => HeadAction::Reply(Reply::error(None, &e)),
         }
     }
 
@@ -600,7 +439,7 @@ impl Gateway {
             return None;
         }
         if method != "GET" && method != "HEAD" {
-            let mut r = error_reply(None, &McpError::MethodNotAllowed(method.to_string()));
+            let mut r = Reply::error(None, &McpError::MethodNotAllowed(method.to_string()));
             if let Some(allow) = r.headers.iter_mut().find(|(k, _)| *k == "allow") {
                 allow.1 = "GET, HEAD".into();
             }
@@ -614,7 +453,7 @@ impl Gateway {
         if let (false, Some(obj)) = (pr.scopes_supported.is_empty(), doc.as_object_mut()) {
             obj.insert("scopes_supported".into(), pr.scopes_supported.clone().into());
         }
-        Some(json_reply(200, doc.to_string().into_bytes()))
+        Some(Reply::json(200, doc.to_string().into_bytes()))
     }
 
     /// Where the metadata document is, for `WWW-Authenticate`.
@@ -628,7 +467,7 @@ impl Gateway {
 
     /// A refusal, with the challenge an OAuth client needs to find a token.
     pub fn refusal(&self, id: Option<&str>, e: &McpError) -> Reply {
-        let mut reply = error_reply(id, e);
+        let mut reply = Reply::error(id, e);
         let challenge = match e {
             McpError::Unauthorized(_) => r#"Bearer realm="mcp-gateway""#.to_string(),
             McpError::InsufficientScope(scope) => {
@@ -734,28 +573,28 @@ impl Gateway {
     /// The answer to a request a bucket had no token for.
     pub fn rate_limited(&self, audit: &Audit, bucket: &Bucket, retry_after_ms: u64) -> Reply {
         let Some(limit) = self.config.rate_limits.get(bucket.limit) else {
-            return error_reply(None, &McpError::Internal("rate limit out of step".into()));
+            return Reply::error(None, &McpError::Internal("rate limit out of step".into()));
         };
         let retry_after_secs = retry_after_ms.div_ceil(1000).max(1);
         let error = rate_limit_error(limit, retry_after_secs);
         let id = audit.id.as_deref().unwrap_or("null");
-        let mut reply = json_reply(429, format!(r#"{{"jsonrpc":"2.0","id":{id},"error":{error}}}"#).into_bytes());
+        let mut reply = Reply::json(429, format!(r#"{{"jsonrpc":"2.0","id":{id},"error":{error}}}"#).into_bytes());
         reply.headers.push(("retry-after", retry_after_secs.to_string()));
         reply
     }
 
     /// Where a client's GET stream goes, once its session and `Accept` check out.
     pub fn open_stream(&self, head: &RequestHead, now: Now) -> Result<&UpstreamServer, Reply> {
-        let events = self.config.events.as_ref().ok_or_else(|| error_reply(None, &McpError::MethodNotAllowed("GET".into())))?;
+        let events = self.config.events.as_ref().ok_or_else(|| Reply::error(None, &McpError::MethodNotAllowed("GET".into())))?;
         let accept = head.accept.as_deref().unwrap_or_default();
         let sse = accept.split(',').any(|p| {
             let media = p.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
             matches!(media.as_str(), "text/event-stream" | "text/*" | "*/*")
         });
         if !sse {
-            return Err(error_reply(None, &McpError::NotAcceptable(accept.to_string())));
+            return Err(Reply::error(None, &McpError::NotAcceptable(accept.to_string())));
         }
-        self.open_session(head, now).map_err(|e| error_reply(None, &e))?;
+        self.open_session(head, now).map_err(|e| Reply::error(None, &e))?;
         Ok(events)
     }
 
@@ -769,7 +608,7 @@ impl Gateway {
     pub fn end_session(&self, head: &RequestHead, now: Now) -> (Reply, Vec<Callout>, Option<(Slot, u64)>) {
         let state = match self.open_session(head, now) {
             Ok(s) => s,
-            Err(e) => return (error_reply(None, &e), Vec::new(), None),
+            Err(e) => return (Reply::error(None, &e), Vec::new(), None),
         };
         let ended = head
             .session_id
@@ -798,7 +637,7 @@ impl Gateway {
     /// Refuses a body that has grown past the limit, before it is all read.
     pub fn check_size(&self, size: usize) -> Option<Reply> {
         let limit = self.config.max_body_bytes;
-        (size > limit).then(|| error_reply(None, &McpError::BodyTooLarge { size, limit }))
+        (size > limit).then(|| Reply::error(None, &McpError::BodyTooLarge { size, limit }))
     }
 
     /// Decides on the complete body.
@@ -818,7 +657,7 @@ impl Gateway {
             return BodyAction::Reply(reply);
         }
         let (id, method, params) = match jsonrpc::parse(body) {
-            Err(e) => return BodyAction::Reply(error_reply(jsonrpc::readable_id(body), &e)),
+            Err(e) => return BodyAction::Reply(Reply::error(jsonrpc::readable_id(body), &e)),
             Ok(Message::Notification { method }) => {
                 audit.method = method.to_string();
                 return self.notification(head, body, &method, now);
@@ -834,7 +673,7 @@ impl Gateway {
         if let Some(h) = head.mcp_method.as_deref() {
             if h != method {
                 let e = McpError::HeaderMismatch(format!("Mcp-Method {h:?} but the body's method is {method:?}"));
-                return BodyAction::Reply(error_reply(Some(id), &e));
+                return BodyAction::Reply(Reply::error(Some(id), &e));
             }
         }
         let caller = head.caller.as_ref();
@@ -849,9 +688,9 @@ impl Gateway {
         };
         let result = match method.as_ref() {
             "initialize" => return self.initialize(id, params, now),
-            "ping" => Ok(BodyAction::Reply(json_reply(200, jsonrpc::result_body(id, "{}")))),
+            "ping" => Ok(BodyAction::Reply(Reply::json(200, jsonrpc::result_body(id, "{}")))),
             "server/discover" if self.config.stateless_era => {
-                Ok(BodyAction::Reply(json_reply(200, jsonrpc::result_body(id, &self.discover_result()))))
+                Ok(BodyAction::Reply(Reply::json(200, jsonrpc::result_body(id, &self.discover_result()))))
             }
             "tools/list" | "prompts/list" | "resources/list" | "resources/templates/list" => {
                 let lists = self.lists_for(caller);
@@ -897,11 +736,11 @@ impl Gateway {
             }),
             "logging/setLevel" => self.open_session(head, now).map(|s| {
                 let callouts = self.fan_out(&s, body, |server| server.logging);
-                BodyAction::FanOut(json_reply(200, jsonrpc::result_body(id, "{}")), callouts)
+                BodyAction::FanOut(Reply::json(200, jsonrpc::result_body(id, "{}")), callouts)
             }),
             other => Err(McpError::MethodNotFound(other.to_string())),
         };
-        result.and_then(|action| self.translated(head, action, body)).unwrap_or_else(|e| BodyAction::Reply(error_reply(Some(id), &e)))
+        result.and_then(|action| self.translated(head, action, body)).unwrap_or_else(|e| BodyAction::Reply(Reply::error(Some(id), &e)))
     }
 
     /// A handshake-era request forwarded to a server that speaks only
@@ -986,12 +825,12 @@ impl Gateway {
     fn notification(&self, head: &RequestHead, body: &[u8], method: &str, now: Now) -> BodyAction {
         let relayed = matches!(method, "notifications/cancelled" | "notifications/progress" | "notifications/roots/list_changed");
         match self.open_session(head, now) {
-            Ok(s) if relayed => BodyAction::FanOut(accepted(), self.fan_out(&s, body, |_| true)),
+            Ok(s) if relayed => BodyAction::FanOut(Reply::accepted(), self.fan_out(&s, body, |_| true)),
             // The gateway already sent `initialized` to each upstream; other
             // notifications have no upstream to go to.
-            Ok(_) => BodyAction::Reply(accepted()),
-            Err(e) if head.session_id.is_some() => BodyAction::Reply(error_reply(None, &e)),
-            Err(_) => BodyAction::Reply(accepted()),
+            Ok(_) => BodyAction::Reply(Reply::accepted()),
+            Err(e) if head.session_id.is_some() => BodyAction::Reply(Reply::error(None, &e)),
+            Err(_) => BodyAction::Reply(Reply::accepted()),
         }
     }
 
@@ -1010,7 +849,7 @@ impl Gateway {
                 self.forward("null", server, &s, Some(upstream_body))
             }),
         };
-        result.unwrap_or_else(|e| BodyAction::Reply(error_reply(None, &e)))
+        result.unwrap_or_else(|e| BodyAction::Reply(Reply::error(None, &e)))
     }
 
     /// `body` sent as it is to each chosen server the session can reach.
@@ -1069,7 +908,7 @@ impl Gateway {
             None => None,
         };
         let result = answer.answer(cursor.as_deref(), session.version == STATELESS_VERSION)?;
-        Ok(BodyAction::Reply(json_reply(200, jsonrpc::result_body(id, &result))))
+        Ok(BodyAction::Reply(Reply::json(200, jsonrpc::result_body(id, &result))))
     }
 
     /// Sends the request to `server`, in the client's session with it.
@@ -1191,7 +1030,7 @@ impl Gateway {
         if let (Some(text), Some(obj)) = (&self.config.instructions, result.as_object_mut()) {
             obj.insert("instructions".into(), text.clone().into());
         }
-        let mut reply = json_reply(200, jsonrpc::result_body(id, &result.to_string()));
+        let mut reply = Reply::json(200, jsonrpc::result_body(id, &result.to_string()));
         reply.headers.push(("mcp-session-id", self.sealer.seal(&state)));
         (reply, followups)
     }
@@ -1401,8 +1240,8 @@ pub fn scrape_reply(page: Page, answers: &[Option<CalloutResponse>]) -> Reply {
     let ok = |i: usize| answers.get(i).and_then(Option::as_ref).filter(|a| a.status == 200).map(|a| a.body.as_slice());
     if page == Page::Stats {
         return match ok(0).and_then(|envoy| crate::metrics::stats_summary(envoy, ok(1))) {
-            Some(summary) => json_reply(200, summary.into_bytes()),
-            None => error_reply(
+            Some(summary) => Reply::json(200, summary.into_bytes()),
+            None => Reply::error(
                 None,
                 &McpError::Internal(format!("Envoy's stats could not be read through the cluster {ENVOY_ADMIN_CLUSTER:?}")),
             ),
@@ -1431,14 +1270,6 @@ pub fn scrape_reply(page: Page, answers: &[Option<CalloutResponse>]) -> Reply {
     text(200, body)
 }
 
-fn json_reply(status: u16, body: Vec<u8>) -> Reply {
-    Reply { status, headers: vec![("content-type", "application/json".to_string())], body }
-}
-
-fn accepted() -> Reply {
-    Reply { status: 202, headers: Vec::new(), body: Vec::new() }
-}
-
 /// The JSON-RPC error object of a request over `limit`: the same whether
 /// this Envoy refused it or the control plane's rate limit service did.
 pub fn rate_limit_error(limit: &crate::config::RateLimit, retry_after_secs: u64) -> String {
@@ -1456,16 +1287,6 @@ pub fn rate_limit_error(limit: &crate::config::RateLimit, retry_after_secs: u64)
         },
     })
     .to_string()
-}
-
-/// The one place a refusal becomes an HTTP answer.
-pub fn error_reply(id: Option<&str>, e: &McpError) -> Reply {
-    let (code, status) = e.code_and_status();
-    let mut reply = json_reply(status, jsonrpc::error_body(id, code, &e.to_string()));
-    if matches!(e, McpError::MethodNotAllowed(_)) {
-        reply.headers.push(("allow", "POST".to_string()));
-    }
-    reply
 }
 
 #[cfg(test)]

@@ -19,10 +19,9 @@ use crate::config::{
     LOG_PROPERTY, META_TRACEPARENT_PROPERTY, METHOD_PROPERTY, PRINCIPAL_PROPERTY, RATE_LIMIT_HEADER_PREFIX, REASON_PROPERTY,
     REQUEST_ID_PROPERTY, SERVER_PROPERTY, SPAN_PROPERTY, TARGET_PROPERTY,
 };
+use crate::decision::{Audit, BodyAction, Callout, CalloutResponse, HeadAction, InitPlan, Now, Page, Reply, RequestHead};
 use crate::error::McpError;
-use crate::gateway::{
-    error_reply, scrape_reply, Audit, BodyAction, Callout, CalloutResponse, Gateway, HeadAction, InitPlan, Now, Page, Reply, RequestHead,
-};
+use crate::gateway::{scrape_reply, Gateway};
 use crate::metrics::{self, Tally, Update};
 use crate::ratelimit::{self, Bucket};
 use crate::relay::SseRelay;
@@ -380,7 +379,7 @@ impl Request {
             }
             BodyAction::Forward(f) => {
                 let Some(server) = gw.server(f.server) else {
-                    self.reply(&error_reply(None, &McpError::Internal("route to a missing server".into())));
+                    self.reply(&Reply::error(None, &McpError::Internal("route to a missing server".into())));
                     return Action::Pause;
                 };
                 self.set_property(vec![REQUEST_ID_PROPERTY], Some(f.request_id.as_bytes()));
@@ -519,7 +518,7 @@ fn bearer(value: &str) -> Option<String> {
 impl HttpContext for Request {
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
         let Some(gw) = self.gateway.clone() else {
-            self.reply(&error_reply(None, &McpError::Internal("the MCP filter has no valid configuration".into())));
+            self.reply(&Reply::error(None, &McpError::Internal("the MCP filter has no valid configuration".into())));
             return Action::Pause;
         };
         // Only the filter may pick an upstream, and only the requests it

@@ -2,7 +2,7 @@
 //!
 //! Everything that decides lives in plain Rust modules that compile natively
 //! and are tested with `cargo test`: [`jsonrpc`] parses messages, [`gateway`]
-//! decides what to do with a request, [`session`] seals session ids,
+//! decides what to do with a request (in the terms of [`decision`]), [`session`] seals session ids,
 //! [`error`] maps refusals to JSON-RPC codes, [`metrics`] names what a
 //! finished request adds to the stats. The proxy-wasm glue (`glue`) is
 //! compiled only for wasm32; it gathers headers, body and time from Envoy,
@@ -15,6 +15,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing))]
 
 pub mod config;
+pub mod decision;
 pub mod error;
 pub mod gateway;
 pub mod jsonrpc;

@@ -8,7 +8,7 @@
 //! values come only from the configuration or from fixed lists: nothing a
 //! client sends can add a series. See docs/design/observability.md.
 
-use crate::gateway::Audit;
+use crate::decision::Audit;
 
 /// How a request ended, as the `outcome` label says it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,5 +1,5 @@
 use super::*;
-use crate::gateway::Audit;
+use crate::decision::Audit;
 use crate::policy::Verdict;
 
 #[test]
