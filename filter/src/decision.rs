@@ -10,7 +10,7 @@
 
 use crate::error::McpError;
 use crate::jsonrpc;
-use crate::policy::{Caller, Verdict};
+use crate::policy::{Caller, Ruling};
 
 /// The request's headers, as the glue read them.
 #[derive(Debug, Clone, Default)]
@@ -58,7 +58,7 @@ pub struct Audit {
     /// The tool or prompt name, or the resource URI.
     pub target: Option<String>,
     /// The authorization decision, when one was taken.
-    pub verdict: Option<Verdict>,
+    pub ruling: Option<Ruling>,
     /// The `traceparent` the client put in `params._meta`, when tracing.
     pub traceparent: Option<String>,
 }

@@ -22,7 +22,7 @@ use crate::decision::{
 use crate::error::McpError;
 use crate::jsonrpc::{self, Message};
 use crate::origin::{authority_host, is_loopback_name, same_origin};
-use crate::policy::{Applicable, Caller, Kind, Verdict};
+use crate::policy::{Applicable, Caller, Kind, Ruling};
 use crate::ratelimit::{self, Bucket, Subject};
 use crate::relay;
 use crate::revocation::Slot;
@@ -522,9 +522,9 @@ impl Gateway {
     }
 
     /// May the caller use `name` on server `server`? Always, without rules.
-    fn authorize(&self, caller: Option<&Caller>, kind: Kind, server: usize, name: &str) -> Verdict {
+    fn authorize(&self, caller: Option<&Caller>, kind: Kind, server: usize, name: &str) -> Ruling {
         let (Some(authz), Some(set), Some(s)) = (&self.config.authorization, self.applicable(caller), self.server(server)) else {
-            return Verdict { allowed: true, reason: "no authorization rules".into() };
+            return Ruling { allowed: true, reason: "no authorization rules".into() };
         };
         authz.decide(&set, kind, &s.name, name)
     }
@@ -679,11 +679,11 @@ impl Gateway {
         let caller = head.caller.as_ref();
         // Checks the caller may use `name` on `server`, noting it for the audit log.
         let mut check = |kind: Kind, server: usize, name: &str| -> bool {
-            let verdict = self.authorize(caller, kind, server, name);
-            let allowed = verdict.allowed;
+            let ruling = self.authorize(caller, kind, server, name);
+            let allowed = ruling.allowed;
             audit.server = self.server(server).map(|s| s.name.clone());
             audit.target = Some(name.to_string());
-            audit.verdict = Some(verdict);
+            audit.ruling = Some(ruling);
             allowed
         };
         let result = match method.as_ref() {

@@ -267,7 +267,7 @@ impl Request {
         if let Some(t) = &audit.traceparent {
             self.set_text(META_TRACEPARENT_PROPERTY, t);
         }
-        match (denied_by, &audit.verdict) {
+        match (denied_by, &audit.ruling) {
             (Some(reason), _) => {
                 self.set_text(DECISION_PROPERTY, "deny");
                 self.set_text(REASON_PROPERTY, reason);

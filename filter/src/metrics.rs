@@ -112,7 +112,7 @@ impl Tally {
             method,
             server: audit.server.clone().unwrap_or_default(),
             tool: if named { audit.target.clone().unwrap_or_default() } else { String::new() },
-            denied: audit.verdict.as_ref().is_some_and(|v| !v.allowed),
+            denied: audit.ruling.as_ref().is_some_and(|v| !v.allowed),
             id: audit.id.clone(),
             ..Tally::default()
         }

@@ -818,19 +818,19 @@ fn a_denied_call_looks_like_an_unknown_one_and_is_audited() {
         }
         other => panic!("{other:?}"),
     }
-    let v = denied.audit.verdict.unwrap();
+    let v = denied.audit.ruling.unwrap();
     assert_eq!((v.allowed, v.reason.as_str()), (false, "no rule allows it"));
     assert_eq!(
         (denied.audit.server.as_deref(), denied.audit.target.as_deref(), denied.audit.method.as_str()),
         (Some("b"), Some("b__echo"), "tools/call")
     );
-    // An unknown tool has no server and no verdict.
-    assert_eq!(unknown.audit.verdict, None);
+    // An unknown tool has no server and no ruling.
+    assert_eq!(unknown.audit.ruling, None);
 
     let dev = as_caller(post(Some(&token)), "bob", &["dev"]);
     let allowed = call(&dev, "plain");
     assert!(matches!(allowed.action, BodyAction::Forward(_)));
-    assert_eq!(allowed.audit.verdict.unwrap().reason, "rule \"devs\" allows it");
+    assert_eq!(allowed.audit.ruling.unwrap().reason, "rule \"devs\" allows it");
     // Resources: by URI, refused as not found.
     let read = |uri: &str| {
         gw.decide(&dev, format!(r#"{{"jsonrpc":"2.0","id":6,"method":"resources/read","params":{{"uri":"{uri}"}}}}"#).as_bytes(), NOW)

@@ -1,6 +1,6 @@
 use super::*;
 use crate::decision::Audit;
-use crate::policy::Verdict;
+use crate::policy::Ruling;
 
 #[test]
 fn error_codes_are_read_from_the_first_bytes() {
@@ -31,7 +31,7 @@ fn call(tool: &str, allowed: bool) -> Audit {
         id: Some("1".into()),
         server: Some("echo".into()),
         target: Some(tool.into()),
-        verdict: Some(Verdict { allowed, reason: String::new() }),
+        ruling: Some(Ruling { allowed, reason: String::new() }),
         traceparent: None,
     }
 }
