@@ -17,6 +17,11 @@
 pub mod config;
 pub mod decision;
 pub mod error;
+// The tests' configuration, shared with the fuzz targets and the cost
+// example (feature `fixtures`); never part of the wasm module.
+#[cfg(any(test, feature = "fixtures"))]
+#[doc(hidden)]
+pub mod fixtures;
 pub mod gateway;
 pub mod jsonrpc;
 pub mod metrics;

@@ -1,62 +1,8 @@
 use super::*;
-use crate::config::{NamedRoute, ServedItem, ServerInfo, SessionConfig, SessionKey};
+use crate::config::NamedRoute;
 use serde_json::{json, Value};
 
-fn config() -> FilterConfig {
-    let server = |name: &str| UpstreamServer {
-        name: name.into(),
-        cluster: format!("mcp_{name}"),
-        authority: format!("{name}.local:80"),
-        path: "/mcp".into(),
-        logging: name == "a",
-        timeout_ms: None,
-        stateful: name != "s",
-        protocol_version: (name == "s").then(|| "2025-03-26".to_string()),
-        modern: false,
-        modern_only: false,
-        headers: vec![],
-        forward_authorization: false,
-    };
-    let tool = |name: &str, server: usize, upstream: &str| NamedRoute {
-        name: name.into(),
-        server,
-        upstream_name: upstream.into(),
-        definition: json!({ "name": name, "inputSchema": { "type": "object" } }),
-    };
-    FilterConfig {
-        version: "1".into(),
-        mcp_path: "/mcp".into(),
-        max_body_bytes: 200,
-        server_info: ServerInfo { name: "gw".into(), version: "0.1".into() },
-        instructions: None,
-        servers: vec![server("a"), server("b"), server("s")],
-        tools: vec![tool("a__echo", 0, "echo"), tool("b__echo", 1, "echo"), tool("plain", 1, "plain"), tool("s__ping", 2, "ping")],
-        prompts: vec![tool("a__greet", 0, "greet")],
-        resources: vec![
-            ServedItem { server: 0, definition: json!({"uri": "demo://resource/static/1", "name": "one"}) },
-            ServedItem { server: 1, definition: json!({"uri": "file:///etc/motd", "name": "motd"}) },
-            ServedItem { server: 0, definition: json!({"uri": "file:///srv/a", "name": "a"}) },
-        ],
-        resource_templates: vec![ServedItem { server: 1, definition: json!({"uriTemplate": "notes://{id}/text", "name": "note"}) }],
-        capabilities: json!({"tools": {}, "prompts": {}, "resources": {"subscribe": true}}),
-        session: SessionConfig {
-            active_key: "k".into(),
-            keys: vec![SessionKey { id: "k".into(), secret_hex: "11".repeat(32) }],
-            ttl_seconds: 60,
-        },
-        upstream_timeout_ms: 1000,
-        list_page_size: None,
-        auth: None,
-        events: None,
-        stateless_era: false,
-        authorization: None,
-        rate_limits: vec![],
-        allowed_origins: vec![],
-        loopback_only: false,
-        audit: false,
-        trace: false,
-    }
-}
+use crate::fixtures::{config, control_plane};
 
 const NOW: Now = Now { unix_secs: 1_000, entropy: 7 };
 
@@ -491,20 +437,7 @@ fn get_streams_go_to_the_events_endpoint() {
         HeadAction::Reply(r) => assert_eq!(r.status, 405, "no events endpoint, no GET"),
         other => panic!("{other:?}"),
     }
-    c.events = Some(UpstreamServer {
-        name: "gateway".into(),
-        cluster: "gateway_admin".into(),
-        authority: "127.0.0.1:1".into(),
-        path: "/mcp-events".into(),
-        timeout_ms: None,
-        logging: false,
-        stateful: false,
-        protocol_version: None,
-        modern: false,
-        modern_only: false,
-        headers: vec![],
-        forward_authorization: false,
-    });
+    c.events = Some(control_plane());
     let gw = Gateway::new(c).unwrap();
     let token = session(&gw, false);
     assert_eq!(gw.on_headers(&mut get(Some(&token), "text/event-stream")), HeadAction::OpenStream);
@@ -717,11 +650,9 @@ fn handshake_requests_are_translated_for_a_server_of_the_stateless_revision_only
 
 #[test]
 fn api_keys_admit_their_principal_and_nothing_else() {
-    use sha2::Digest as _;
-    let hash = |k: &str| sha2::Sha256::digest(k.as_bytes()).iter().map(|b| format!("{b:02x}")).collect::<String>();
     let mut c = config();
     c.auth = Some(crate::config::AuthConfig {
-        api_keys: vec![crate::config::ApiKey { sha256: hash("k-alice-0123456789"), principal: "alice".into(), groups: vec!["dev".into()] }],
+        api_keys: vec![crate::fixtures::api_key("k-alice-0123456789", "alice", &["dev"])],
         jwt: None,
         protected_resource: None,
         client_certificates: false,
@@ -1002,20 +933,7 @@ fn metrics_are_scraped_from_envoy_and_the_control_plane() {
         scrape(&Gateway::new(c.clone()).unwrap()),
         vec![(ENVOY_ADMIN_CLUSTER.to_string(), admin("/stats/prometheus", "envoy-admin"))]
     );
-    c.events = Some(UpstreamServer {
-        name: "gateway".into(),
-        cluster: "gateway_admin".into(),
-        authority: "127.0.0.1:1".into(),
-        path: "/mcp-events".into(),
-        timeout_ms: None,
-        logging: false,
-        stateful: false,
-        protocol_version: None,
-        modern: false,
-        modern_only: false,
-        headers: vec![],
-        forward_authorization: false,
-    });
+    c.events = Some(control_plane());
     let gw = Gateway::new(c).unwrap();
     assert_eq!(scrape(&gw)[1], ("gateway_admin".to_string(), admin("/metrics", "127.0.0.1:1")));
     // Only GET of exactly /metrics; a POST there is not the gateway's.
@@ -1045,20 +963,7 @@ fn metrics_are_scraped_from_envoy_and_the_control_plane() {
 #[test]
 fn the_stats_page_reads_envoys_json_stats_and_the_servers() {
     let mut c = config();
-    c.events = Some(UpstreamServer {
-        name: "gateway".into(),
-        cluster: "gateway_admin".into(),
-        authority: "127.0.0.1:1".into(),
-        path: "/mcp-events".into(),
-        timeout_ms: None,
-        logging: false,
-        stateful: false,
-        protocol_version: None,
-        modern: false,
-        modern_only: false,
-        headers: vec![],
-        forward_authorization: false,
-    });
+    c.events = Some(control_plane());
     let gw = Gateway::new(c).unwrap();
     let HeadAction::Scrape(Page::Stats, calls) =
         gw.on_headers(&mut RequestHead { method: "GET".into(), path: "/stats".into(), ..Default::default() })
