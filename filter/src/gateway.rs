@@ -20,6 +20,7 @@ use crate::decision::{
     Audit, BodyAction, Callout, CalloutResponse, Decision, Forward, HeadAction, InitPlan, Now, Page, Reply, RequestHead,
 };
 use crate::error::McpError;
+use crate::headers::{bounded, decode_header_value, encode_header_value, media_type, Accepts};
 use crate::jsonrpc::{self, Message};
 use crate::origin::{authority_host, is_loopback_name, same_origin};
 use crate::policy::{Applicable, Caller, Kind, Ruling};
@@ -587,11 +588,7 @@ impl Gateway {
     pub fn open_stream(&self, head: &RequestHead, now: Now) -> Result<&UpstreamServer, Reply> {
         let events = self.config.events.as_ref().ok_or_else(|| Reply::error(None, &McpError::MethodNotAllowed("GET".into())))?;
         let accept = head.accept.as_deref().unwrap_or_default();
-        let sse = accept.split(',').any(|p| {
-            let media = p.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
-            matches!(media.as_str(), "text/event-stream" | "text/*" | "*/*")
-        });
-        if !sse {
+        if !Accepts::of(accept).sse {
             return Err(Reply::error(None, &McpError::NotAcceptable(accept.to_string())));
         }
         self.open_session(head, now).map_err(|e| Reply::error(None, &e))?;
@@ -1046,30 +1043,6 @@ fn check_name_header(head: &RequestHead, in_body: &str) -> Result<(), McpError> 
     }
 }
 
-/// A header value as MCP encodes it: verbatim when it is printable ASCII
-/// without edge spaces, else `=?base64?<standard base64 of UTF-8>?=`.
-pub fn encode_header_value(value: &str) -> String {
-    let plain = value.bytes().all(|b| (0x20..0x7f).contains(&b)) && value.trim() == value && !is_b64_sentinel(value);
-    if plain {
-        value.to_string()
-    } else {
-        use base64::Engine as _;
-        format!("=?base64?{}?=", base64::engine::general_purpose::STANDARD.encode(value))
-    }
-}
-
-/// The inverse of [`encode_header_value`]; `None` for a malformed wrapper,
-/// so that a corrupt header never matches a body by accident.
-pub fn decode_header_value(value: &str) -> Option<String> {
-    if !is_b64_sentinel(value) {
-        return Some(value.to_string());
-    }
-    use base64::Engine as _;
-    let inner = value.strip_prefix("=?base64?")?.strip_suffix("?=")?;
-    let bytes = base64::engine::general_purpose::STANDARD.decode(inner).ok()?;
-    String::from_utf8(bytes).ok()
-}
-
 /// The caller a verified JWT payload (base64url JSON, as Envoy forwards it)
 /// names. Envoy checked the signature, issuer, audience and expiry; this
 /// reads only who it is for.
@@ -1107,10 +1080,6 @@ fn parse_sha256(hex: &str) -> Option<[u8; 32]> {
     Some(out)
 }
 
-fn is_b64_sentinel(value: &str) -> bool {
-    value.starts_with("=?base64?") && value.ends_with("?=") && value.len() >= 11
-}
-
 /// The body with the exposed name at `span` replaced by the upstream's own,
 /// or `None` when they are the same.
 fn rename(body: &[u8], span: std::ops::Range<usize>, exposed: &str, upstream: &str) -> Option<Vec<u8>> {
@@ -1119,29 +1088,16 @@ fn rename(body: &[u8], span: std::ops::Range<usize>, exposed: &str, upstream: &s
 
 fn check_post_headers(head: &RequestHead) -> Result<(), McpError> {
     let ct = head.content_type.as_deref().unwrap_or_default();
-    let media = ct.split(';').next().unwrap_or_default().trim();
-    if !media.eq_ignore_ascii_case("application/json") {
+    if !media_type(ct).eq_ignore_ascii_case("application/json") {
         return Err(McpError::UnsupportedMediaType(ct.to_string()));
     }
-    let accept = head.accept.as_deref().unwrap_or_default();
     // The client must take both: the gateway answers JSON, upstreams may
     // stream their answer as SSE.
-    let (mut json, mut sse) = (false, false);
-    for part in accept.split(',') {
-        let media = part.split(';').next().unwrap_or_default().trim();
-        let is = |name: &str| media.eq_ignore_ascii_case(name);
-        if is("*/*") {
-            (json, sse) = (true, true);
-        } else if is("application/json") || is("application/*") {
-            json = true;
-        } else if is("text/event-stream") || is("text/*") {
-            sse = true;
-        }
+    let accept = head.accept.as_deref().unwrap_or_default();
+    match Accepts::of(accept) {
+        Accepts { json: true, sse: true } => Ok(()),
+        _ => Err(McpError::NotAcceptable(accept.to_string())),
     }
-    if !(json && sse) {
-        return Err(McpError::NotAcceptable(accept.to_string()));
-    }
-    Ok(())
 }
 
 fn callout(index: usize, server: &UpstreamServer, session: Option<&str>, version: Option<&str>, body: Vec<u8>) -> Callout {
@@ -1214,15 +1170,6 @@ fn upstream_session(response: Option<&CalloutResponse>) -> UpstreamSession {
 
 /// The longest upstream session id carried in a gateway session id.
 const MAX_UPSTREAM_SESSION_ID: usize = 256;
-
-/// Upstream-supplied text cut to a length fit for a header.
-fn bounded(text: &str) -> String {
-    const MAX: usize = 120;
-    match text.char_indices().nth(MAX) {
-        Some((cut, _)) => format!("{}…", &text[..cut]),
-        None => text.to_string(),
-    }
-}
 
 /// Where the gateway's port serves Prometheus metrics.
 pub const METRICS_PATH: &str = "/metrics";

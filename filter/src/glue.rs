@@ -22,6 +22,7 @@ use crate::config::{
 use crate::decision::{Audit, BodyAction, Callout, CalloutResponse, HeadAction, InitPlan, Now, Page, Reply, RequestHead};
 use crate::error::McpError;
 use crate::gateway::{scrape_reply, Gateway};
+use crate::headers::bearer;
 use crate::metrics::{self, Tally, Update};
 use crate::ratelimit::{self, Bucket};
 use crate::relay::SseRelay;
@@ -507,12 +508,6 @@ fn refusal_message(r: &Reply) -> String {
         .ok()
         .and_then(|v| v.pointer("/error/message").and_then(serde_json::Value::as_str).map(str::to_string))
         .unwrap_or_else(|| format!("HTTP {}", r.status))
-}
-
-/// The token of an `Authorization: Bearer <token>` header.
-fn bearer(value: &str) -> Option<String> {
-    let (scheme, token) = value.trim().split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim().to_string())
 }
 
 impl HttpContext for Request {

@@ -23,6 +23,7 @@ pub mod error;
 #[doc(hidden)]
 pub mod fixtures;
 pub mod gateway;
+pub mod headers;
 pub mod jsonrpc;
 pub mod metrics;
 pub mod origin;

@@ -476,14 +476,7 @@ fn mcp_method_and_name_headers_must_match_the_body() {
 }
 
 #[test]
-fn header_values_use_mcps_base64_wrapper() {
-    assert_eq!(encode_header_value("a__echo"), "a__echo");
-    assert_eq!(encode_header_value("café"), "=?base64?Y2Fmw6k=?=");
-    assert_eq!(encode_header_value(" x"), "=?base64?IHg=?=");
-    for v in ["a__echo", "café", " x", "=?base64?abc?=", ""] {
-        assert_eq!(decode_header_value(&encode_header_value(v)).as_deref(), Some(v));
-    }
-    assert_eq!(decode_header_value("=?base64?!!!?="), None);
+fn mcp_name_may_come_in_mcps_base64_wrapper() {
     let gw = Gateway::new(config()).unwrap();
     let token = session(&gw, false);
     let head = RequestHead { mcp_name: Some(encode_header_value("a__echo")), ..post(Some(&token)) };
