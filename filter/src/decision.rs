@@ -8,9 +8,11 @@
 //! the JSON-RPC bytes: the gateway, the metrics and the relay all import it,
 //! and it imports none of them.
 
+use crate::config::UpstreamServer;
 use crate::error::McpError;
 use crate::jsonrpc;
 use crate::policy::{Caller, Ruling};
+use crate::session::SessionError;
 
 /// The request's headers, as the glue read them.
 #[derive(Debug, Clone, Default)]
@@ -167,6 +169,28 @@ pub struct Callout {
     pub body: Vec<u8>,
 }
 
+impl Callout {
+    /// A POST of `body` to `server` (index `index`), in the upstream
+    /// session `session` at `version` when it has one. The server's own
+    /// credentials are added by the glue from the configuration.
+    pub fn to(index: usize, server: &UpstreamServer, session: Option<&str>, version: Option<&str>, body: Vec<u8>) -> Callout {
+        let mut headers = vec![
+            (":method", "POST".to_string()),
+            (":path", server.path.clone()),
+            (":authority", server.authority.clone()),
+            ("content-type", "application/json".to_string()),
+            ("accept", "application/json, text/event-stream".to_string()),
+        ];
+        if let Some(s) = session {
+            headers.push(("mcp-session-id", s.to_string()));
+        }
+        if let Some(v) = version {
+            headers.push(("mcp-protocol-version", v.to_string()));
+        }
+        Callout { server: index, cluster: server.cluster.clone(), headers, body }
+    }
+}
+
 /// What came back from a [`Callout`]; `None` in its place means no answer.
 #[derive(Debug, Clone, Default)]
 pub struct CalloutResponse {
@@ -196,4 +220,20 @@ impl Reply {
         }
         reply
     }
+}
+
+/// Why the core cannot use a configuration (the glue refuses it, and Envoy
+/// keeps the previous one).
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("tool {tool:?} names server index {server}, but there are {count} servers")]
+    NoSuchServer { tool: String, server: usize, count: usize },
+    #[error("tool name {0:?} is listed twice")]
+    DuplicateTool(String),
+    #[error("session keys: {0}")]
+    Session(#[from] SessionError),
+    #[error("api key {0}: sha256 must be 64 hex characters")]
+    BadKeyHash(usize),
+    #[error("rate limit {0:?}: requests_per_minute and burst must be greater than 0")]
+    BadLimit(String),
 }

@@ -1,5 +1,7 @@
 use super::*;
 use crate::config::NamedRoute;
+use crate::decision::Page;
+use crate::policy::Caller;
 use serde_json::{json, Value};
 
 use crate::fixtures::{config, control_plane};
@@ -117,7 +119,7 @@ fn initialize_opens_upstream_sessions_and_seals_them() {
     assert_eq!(sent["params"]["protocolVersion"], "2025-11-25");
 
     let token = session(&gw, false);
-    let state = gw.sealer.open(&token, NOW.unix_secs).unwrap();
+    let state = gw.handshake.sealer.open(&token, NOW.unix_secs).unwrap();
     assert_eq!(state.upstreams["a"].id.as_deref(), Some("sid-a"));
     assert_eq!(state.upstreams["b"].version.as_deref(), Some("2025-03-26"));
 }
@@ -406,7 +408,7 @@ fn fans_out_log_levels_and_notifications() {
 #[test]
 fn upstream_answers_are_bounded_before_they_enter_a_session() {
     let answer = |session_id: Option<String>, body: String| {
-        upstream_session(Some(&CalloutResponse {
+        handshake::upstream_session(Some(&CalloutResponse {
             status: 200,
             session_id,
             content_type: Some("application/json".into()),
