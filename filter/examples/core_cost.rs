@@ -133,10 +133,13 @@ fn main() {
             std::process::exit(1);
         }
         let decision = gw.decide(&h, body, NOW);
-        let (local, global) = gw.buckets(&h, &decision.audit);
-        sink += local.len() + global.len();
+        sink += gw.buckets(&h, &decision.audit).len();
         sink += match decision.action {
-            BodyAction::Forward(f) => f.server + f.body.map_or(0, |b| b.len()),
+            // What the glue then applies is planned by the core too.
+            BodyAction::Forward(f) => {
+                let edits = gw.forward_edits(&h, &f, &decision.audit).map_or(0, |e| e.set.len() + e.drop.len());
+                f.server + f.body.map_or(0, |b| b.len()) + edits
+            }
             BodyAction::Reply(r) => r.body.len(),
             BodyAction::Initialize(p) => p.callouts.len(),
             BodyAction::FanOut(r, _) => r.body.len(),

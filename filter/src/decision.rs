@@ -1,14 +1,16 @@
 //! The vocabulary the filter's core and its glue share: what the glue hands
 //! over ([`RequestHead`], [`Now`], [`CalloutResponse`]) and what the core
-//! decides ([`HeadAction`], [`BodyAction`], [`Reply`], [`Forward`],
-//! [`Callout`], [`Audit`]).
+//! decides ([`HeadAction`], [`BodyAction`], [`Reply`], [`Refusal`],
+//! [`Forward`], [`HeaderEdits`], [`Callout`], [`Audit`]).
 //!
 //! Plain data and the constructors of local answers. This module decides
 //! nothing and depends on no other part of the core but the error type and
 //! the JSON-RPC bytes: the gateway, the metrics and the relay all import it,
 //! and it imports none of them.
 
-use crate::config::UpstreamServer;
+use std::borrow::Cow;
+
+use crate::config::{UpstreamServer, CLUSTER_HEADER};
 use crate::error::McpError;
 use crate::jsonrpc;
 use crate::policy::{Caller, Ruling};
@@ -86,6 +88,10 @@ pub enum HeadAction {
     PassThrough,
     /// Answer now.
     Reply(Reply),
+    /// Answer now: the caller is not who may call (no or bad credentials,
+    /// a missing scope, a foreign origin). The audit log and the metrics
+    /// record why.
+    Refuse(Refusal),
     /// Wait for the whole body, then call [`Gateway::on_body`].
     ReadBody,
     /// A DELETE of the session: call [`Gateway::end_session`].
@@ -123,6 +129,93 @@ pub struct Reply {
     pub status: u16,
     pub headers: Vec<(&'static str, String)>,
     pub body: Vec<u8>,
+}
+
+/// A request refused for who sent it or how often: the answer, and what
+/// the audit log and the metrics record of it.
+#[derive(Debug, PartialEq)]
+pub struct Refusal {
+    pub reply: Reply,
+    /// The audit log's reason (the error's message).
+    pub reason: String,
+    pub cause: Cause,
+}
+
+/// Why a [`Refusal`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Cause {
+    /// No credential, or one that names nobody.
+    Unauthenticated(AuthFailure),
+    /// A caller without the scope asked, or a browser origin not allowed.
+    Forbidden,
+    /// Over a rate limit: its name in the catalog.
+    RateLimited(String),
+}
+
+/// Why a caller is not authenticated, as the metrics' `reason` label says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthFailure {
+    /// It presented no credential.
+    Missing,
+    /// Its credential names nobody.
+    Invalid,
+}
+
+impl AuthFailure {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuthFailure::Missing => "missing",
+            AuthFailure::Invalid => "invalid",
+        }
+    }
+}
+
+/// What a request carries on its way on, planned by the core and applied
+/// by the glue before the request continues, in this order: the filter
+/// state, then the drops, then the writes ([`HeaderEdits::writes`]: the
+/// target's headers, then `set`). A header both dropped and set ends up
+/// set. Every value is valid for a header by construction: from the
+/// configuration (the catalog validated it), MCP-encoded, or checked by the
+/// core.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct HeaderEdits<'a> {
+    /// Filter state (Envoy prefixes `wasm.`), for Envoy's local-reply
+    /// mapper and the logs.
+    pub properties: Vec<(&'static str, Cow<'a, str>)>,
+    /// Request headers removed, when the client sent them.
+    pub drop: Vec<Cow<'a, str>>,
+    /// Where the request goes: the one way [`CLUSTER_HEADER`] is written.
+    pub target: Option<Target<'a>>,
+    /// Request headers written, after the drops.
+    pub set: Vec<(Cow<'a, str>, Cow<'a, str>)>,
+}
+
+/// An Envoy cluster and what the request says to it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target<'a> {
+    pub cluster: &'a str,
+    pub path: Cow<'a, str>,
+    pub authority: &'a str,
+}
+
+impl HeaderEdits<'_> {
+    /// Every header written, in order: the target's ([`CLUSTER_HEADER`],
+    /// `:path`, `:authority`), then `set`.
+    pub fn writes(&self) -> impl Iterator<Item = (&str, &str)> {
+        let target =
+            self.target.iter().flat_map(|t| [(CLUSTER_HEADER, t.cluster), (":path", t.path.as_ref()), (":authority", t.authority)]);
+        target.chain(self.set.iter().map(|(k, v)| (k.as_ref(), v.as_ref())))
+    }
+
+    /// The value `name` ends up with, if the edits write it.
+    pub fn value(&self, name: &str) -> Option<&str> {
+        self.writes().filter(|(k, _)| *k == name).last().map(|(_, v)| v)
+    }
+
+    /// Whether a client-sent `name` is removed (and not written again).
+    pub fn drops(&self, name: &str) -> bool {
+        self.drop.iter().any(|d| d == name) && self.value(name).is_none()
+    }
 }
 
 /// Send the request to one upstream.

@@ -14,24 +14,30 @@
 //! - `handshake`: `initialize`, `server/discover`, and opening sessions;
 //! - `era`: the protocol revisions, the era bridge, the translation for a
 //!   server of 2026-07-28 only;
-//! - `scrape`: the operator's `/metrics` and `/stats` pages.
+//! - `scrape`: the operator's `/metrics` and `/stats` pages;
+//! - `edits`: what a request that goes on carries ([`HeaderEdits`]): the
+//!   headers dropped and set, its target, the filter state.
 //!
 //! The parts do not know each other but through what the dispatcher hands
 //! them. Nothing here makes a host call or reads a clock: time arrives as
 //! [`Now`], and every answer is data ([`crate::decision`]).
 
 mod auth;
+mod edits;
 mod era;
 mod handshake;
 mod lists;
 mod route;
 mod scrape;
 
+use std::borrow::Cow;
+
 use serde_json::value::RawValue;
 
 use crate::config::{FilterConfig, UpstreamServer, RATE_LIMIT_HEADER_PREFIX};
 use crate::decision::{
-    Audit, BodyAction, Callout, CalloutResponse, ConfigError, Decision, Forward, HeadAction, InitPlan, Now, Reply, RequestHead,
+    Audit, BodyAction, Callout, CalloutResponse, Cause, ConfigError, Decision, Forward, HeadAction, HeaderEdits, InitPlan, Now, Refusal,
+    Reply, RequestHead,
 };
 use crate::error::McpError;
 use crate::headers::{decode_header_value, encode_header_value, media_type, Accepts};
@@ -98,11 +104,11 @@ impl Gateway {
             return HeadAction::PassThrough;
         }
         if let Err(e) = auth::check_origin(&self.config, head) {
-            return HeadAction::Reply(self.refusal(None, &e));
+            return HeadAction::Refuse(auth::refused(&self.config, head, &e));
         }
         match self.authenticate(head) {
             Ok(caller) => head.caller = caller,
-            Err(e) => return HeadAction::Reply(self.refusal(None, &e)),
+            Err(e) => return HeadAction::Refuse(auth::refused(&self.config, head, &e)),
         }
         let checked = match head.method.as_str() {
             "POST" => check_post_headers(head),
@@ -126,51 +132,76 @@ impl Gateway {
         auth::refusal(&self.config, id, e)
     }
 
-    /// The token buckets this request must take from in this Envoy, and
-    /// those of global limits, which Envoy's `ratelimit` filter asks the
-    /// control plane about (as headers: name, bucket key).
-    pub fn buckets(&self, head: &RequestHead, audit: &Audit) -> (Vec<Bucket>, Vec<(String, String)>) {
-        if self.config.rate_limits.is_empty() {
-            return (Vec::new(), Vec::new());
-        }
-        let subject = Subject { caller: head.caller.as_ref(), server: audit.server.as_deref(), tool: audit.target.as_deref() };
-        let (global, local) = ratelimit::buckets(&self.config.rate_limits, subject)
-            .into_iter()
-            .partition::<Vec<_>, _>(|b| self.config.rate_limits.get(b.limit).is_some_and(|l| l.global));
-        // The key holds the principal, which a JWT or a certificate names:
-        // whatever it holds must make a valid header value.
-        let headers = global
-            .into_iter()
-            .filter_map(|b| {
-                let name = &self.config.rate_limits.get(b.limit)?.name;
-                Some((format!("{RATE_LIMIT_HEADER_PREFIX}{name}"), encode_header_value(&b.key)))
-            })
-            .collect();
-        (local, headers)
+    /// What every request loses, or gains, as it arrives, before anything
+    /// else (see `edits`): the glue applies it first.
+    pub fn arrival(&self, head: &RequestHead) -> HeaderEdits<'static> {
+        edits::arrival(&self.config, head)
+    }
+
+    /// The token buckets this request must take a token from in this Envoy.
+    /// (Global limits' buckets are named to Envoy's `ratelimit` filter in
+    /// the request's [`HeaderEdits`].)
+    pub fn buckets(&self, head: &RequestHead, audit: &Audit) -> Vec<Bucket> {
+        self.limit_buckets(head, audit, false).collect()
+    }
+
+    /// The buckets of the local (`global` false) or global limits that
+    /// concern the request.
+    fn limit_buckets(&self, head: &RequestHead, audit: &Audit, global: bool) -> impl Iterator<Item = Bucket> + '_ {
+        let limits = &self.config.rate_limits;
+        let concerned = if limits.iter().any(|l| l.global == global) {
+            let subject = Subject { caller: head.caller.as_ref(), server: audit.server.as_deref(), tool: audit.target.as_deref() };
+            ratelimit::buckets(limits, subject)
+        } else {
+            Vec::new()
+        };
+        concerned.into_iter().filter(move |b| limits.get(b.limit).is_some_and(|l| l.global == global))
     }
 
     /// The answer to a request a bucket had no token for.
-    pub fn rate_limited(&self, audit: &Audit, bucket: &Bucket, retry_after_ms: u64) -> Reply {
+    pub fn rate_limited(&self, audit: &Audit, bucket: &Bucket, retry_after_ms: u64) -> Refusal {
         let Some(limit) = self.config.rate_limits.get(bucket.limit) else {
-            return Reply::error(None, &McpError::Internal("rate limit out of step".into()));
+            let reply = Reply::error(None, &McpError::Internal("rate limit out of step".into()));
+            return Refusal { reply, reason: "rate limit \"\"".into(), cause: Cause::RateLimited(String::new()) };
         };
         let retry_after_secs = retry_after_ms.div_ceil(1000).max(1);
         let error = rate_limit_error(limit, retry_after_secs);
         let id = audit.id.as_deref().unwrap_or("null");
         let mut reply = Reply::json(429, format!(r#"{{"jsonrpc":"2.0","id":{id},"error":{error}}}"#).into_bytes());
         reply.headers.push(("retry-after", retry_after_secs.to_string()));
-        reply
+        Refusal { reply, reason: format!("rate limit {:?}", limit.name), cause: Cause::RateLimited(limit.name.clone()) }
     }
 
-    /// Where a client's GET stream goes, once its session and `Accept` check out.
-    pub fn open_stream(&self, head: &RequestHead, now: Now) -> Result<&UpstreamServer, Reply> {
+    /// The filter state the audit log reads of a decided request (see
+    /// `edits::audit`); `denied` overrules the rules' ruling.
+    pub fn audit_record<'a>(&self, head: &'a RequestHead, audit: &'a Audit, denied: Option<&'a str>) -> Vec<(&'static str, Cow<'a, str>)> {
+        edits::audit(&self.config, head, audit, denied)
+    }
+
+    /// What a forwarded request carries on its way (see `edits`).
+    pub fn forward_edits<'a>(&'a self, head: &RequestHead, f: &'a Forward, audit: &Audit) -> Result<HeaderEdits<'a>, Reply> {
+        let server = self.server(f.server).ok_or_else(|| Reply::error(None, &McpError::Internal("route to a missing server".into())))?;
+        // The key holds the principal, which a JWT or a certificate names:
+        // whatever it holds must make a valid header value.
+        let global = self
+            .limit_buckets(head, audit, true)
+            .filter_map(|b| {
+                Some((format!("{RATE_LIMIT_HEADER_PREFIX}{}", self.config.rate_limits.get(b.limit)?.name), encode_header_value(&b.key)))
+            })
+            .collect();
+        Ok(edits::forward(&self.config, server, f, global))
+    }
+
+    /// Where a client's GET stream goes, once its session and `Accept`
+    /// check out: what it carries to the control plane.
+    pub fn open_stream(&self, head: &RequestHead, now: Now) -> Result<HeaderEdits<'_>, Reply> {
         let events = self.config.events.as_ref().ok_or_else(|| Reply::error(None, &McpError::MethodNotAllowed("GET".into())))?;
         let accept = head.accept.as_deref().unwrap_or_default();
         if !Accepts::of(accept).sse {
             return Err(Reply::error(None, &McpError::NotAcceptable(accept.to_string())));
         }
         self.handshake.open(&self.config, head, now).map_err(|e| Reply::error(None, &e))?;
-        Ok(events)
+        Ok(edits::stream(&self.config, events))
     }
 
     /// Ends a client session (see `handshake`): the reply, the DELETEs of

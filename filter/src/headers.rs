@@ -37,7 +37,9 @@ fn is_b64_sentinel(value: &str) -> bool {
 /// The media type of a `Content-Type` (or of one `Accept` entry): what
 /// comes before its parameters, trimmed.
 pub fn media_type(value: &str) -> &str {
-    value.split(';').next().unwrap_or_default().trim()
+    // Cut by byte: a char pattern's search costs more than these few bytes.
+    let end = value.bytes().position(|b| b == b';').unwrap_or(value.len());
+    value.get(..end).unwrap_or_default().trim()
 }
 
 /// What an `Accept` header lets the gateway answer with, of the two media
@@ -53,8 +55,11 @@ pub struct Accepts {
 impl Accepts {
     pub fn of(accept: &str) -> Accepts {
         let mut out = Accepts::default();
-        for part in accept.split(',') {
-            let media = media_type(part);
+        let mut rest = accept;
+        while !rest.is_empty() {
+            let end = rest.bytes().position(|b| b == b',').unwrap_or(rest.len());
+            let media = media_type(rest.get(..end).unwrap_or_default());
+            rest = rest.get(end + 1..).unwrap_or_default();
             let is = |name: &str| media.eq_ignore_ascii_case(name);
             if is("*/*") {
                 out = Accepts { json: true, sse: true };

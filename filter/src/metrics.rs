@@ -8,7 +8,7 @@
 //! values come only from the configuration or from fixed lists: nothing a
 //! client sends can add a series. See docs/design/observability.md.
 
-use crate::decision::Audit;
+use crate::decision::{Audit, AuthFailure, Cause};
 
 /// How a request ended, as the `outcome` label says it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,8 +47,8 @@ pub struct Tally {
     pub code: Option<i64>,
     /// Its answer's HTTP status, once known.
     pub status: u16,
-    /// Why its credentials were refused: `missing` or `invalid`.
-    pub auth_failure: Option<&'static str>,
+    /// Why its credentials were refused.
+    pub auth_failure: Option<AuthFailure>,
     pub denied: bool,
     /// The rate limit that refused it (its name in the catalog).
     pub rate_limit: Option<String>,
@@ -118,6 +118,16 @@ impl Tally {
         }
     }
 
+    /// The request was refused for who sent it or how often.
+    pub fn refused(&mut self, cause: &Cause) {
+        match cause {
+            Cause::Unauthenticated(why) => self.auth_failure = Some(*why),
+            Cause::RateLimited(limit) => self.rate_limit = Some(limit.clone()),
+            // Its 403 says it.
+            Cause::Forbidden => {}
+        }
+    }
+
     pub fn outcome(&self) -> Outcome {
         if self.auth_failure.is_some() || self.status == 401 {
             Outcome::Unauthenticated
@@ -176,7 +186,10 @@ pub fn updates(t: &Tally, duration_ms: u64) -> Vec<Update> {
     }
     match outcome {
         Outcome::Unauthenticated => {
-            out.push(Update::Count(name("mcp_auth_failures_total", &[("reason", t.auth_failure.unwrap_or("invalid"))])));
+            out.push(Update::Count(name(
+                "mcp_auth_failures_total",
+                &[("reason", t.auth_failure.unwrap_or(AuthFailure::Invalid).as_str())],
+            )));
         }
         Outcome::Denied => out.push(Update::Count(name("mcp_authorization_denials_total", &[("server", &t.server), ("tool", &t.tool)]))),
         Outcome::RateLimited => {

@@ -12,7 +12,7 @@
 use std::collections::HashMap;
 
 use crate::config::{FilterConfig, JwtClaims};
-use crate::decision::{ConfigError, Reply, RequestHead};
+use crate::decision::{AuthFailure, Cause, ConfigError, Refusal, Reply, RequestHead};
 use crate::error::McpError;
 use crate::headers::bounded;
 use crate::jsonrpc;
@@ -151,6 +151,19 @@ pub fn refusal(config: &FilterConfig, id: Option<&str>, e: &McpError) -> Reply {
     };
     reply.headers.push(("www-authenticate", challenge));
     reply
+}
+
+/// A request refused by [`check_origin`] or authentication: the answer
+/// (with its challenge), and why, for the audit log and the metrics. A
+/// caller that presented no credential is `missing` one; one that did, an
+/// `invalid` one.
+pub fn refused(config: &FilterConfig, head: &RequestHead, e: &McpError) -> Refusal {
+    let cause = match e {
+        McpError::Unauthorized(_) if head.credential.is_none() => Cause::Unauthenticated(AuthFailure::Missing),
+        McpError::Unauthorized(_) => Cause::Unauthenticated(AuthFailure::Invalid),
+        _ => Cause::Forbidden,
+    };
+    Refusal { reply: refusal(config, None, e), reason: e.to_string(), cause }
 }
 
 /// The rules that apply to the caller, or `None` without authorization.

@@ -1,6 +1,6 @@
 use super::*;
 use crate::config::NamedRoute;
-use crate::decision::Page;
+use crate::decision::{AuthFailure, Page};
 use crate::policy::Caller;
 use serde_json::{json, Value};
 
@@ -300,7 +300,7 @@ fn a_loopback_gateway_answers_only_to_loopback_names_and_its_own_origin() {
         ..post(None)
     };
     let status = |mut h: RequestHead| match gw.on_headers(&mut h) {
-        HeadAction::Reply(r) => r.status,
+        HeadAction::Reply(r) | HeadAction::Refuse(Refusal { reply: r, .. }) => r.status,
         _ => 0,
     };
     // The conformance suite's dns-rebinding-protection scenario, both ways.
@@ -316,7 +316,7 @@ fn a_loopback_gateway_answers_only_to_loopback_names_and_its_own_origin() {
     let mut h = head(Some("gw.example.com"), Some("https://gw.example.com"));
     assert_eq!(open.on_headers(&mut h), HeadAction::ReadBody);
     let mut h = head(Some("gw.example.com"), Some("https://other.example"));
-    assert!(matches!(open.on_headers(&mut h), HeadAction::Reply(r) if r.status == 403));
+    assert!(matches!(open.on_headers(&mut h), HeadAction::Refuse(r) if r.reply.status == 403 && r.cause == Cause::Forbidden));
 }
 
 /// Where a request went: (server, the body sent if it changed), or the error code.
@@ -443,7 +443,7 @@ fn get_streams_go_to_the_events_endpoint() {
     let gw = Gateway::new(c).unwrap();
     let token = session(&gw, false);
     assert_eq!(gw.on_headers(&mut get(Some(&token), "text/event-stream")), HeadAction::OpenStream);
-    assert_eq!(gw.open_stream(&get(Some(&token), "text/event-stream"), NOW).unwrap().path, "/mcp-events");
+    assert_eq!(gw.open_stream(&get(Some(&token), "text/event-stream"), NOW).unwrap().value(":path"), Some("/mcp-events"));
     assert_eq!(gw.open_stream(&get(Some(&token), "application/json"), NOW).unwrap_err().status, 406);
     assert_eq!(gw.open_stream(&get(None, "text/event-stream"), NOW).unwrap_err().status, 400);
     assert_eq!(gw.open_stream(&get(Some("k.x"), "text/event-stream"), NOW).unwrap_err().status, 404);
@@ -658,9 +658,13 @@ fn api_keys_admit_their_principal_and_nothing_else() {
     assert_eq!(gw.authenticate(&with(Some("k-alice-0123456789"))).unwrap().map(|k| k.principal), Some("alice".to_string()));
     for bad in [None, Some(""), Some("k-alice-012345678"), Some("nope")] {
         match gw.on_headers(&mut with(bad)) {
-            HeadAction::Reply(r) => {
+            HeadAction::Refuse(Refusal { reply: r, reason, cause }) => {
                 assert_eq!((r.status, reply_json(&r)["error"]["code"].as_i64()), (401, Some(-32001)), "{bad:?}");
                 assert!(r.headers.iter().any(|(k, v)| *k == "www-authenticate" && v.starts_with("Bearer")));
+                assert_eq!(reply_json(&r)["error"]["message"], reason, "the audit log gives the client's message");
+                // The metrics tell a caller that sent nothing from one that sent a bad key.
+                let why = if bad.is_none() { AuthFailure::Missing } else { AuthFailure::Invalid };
+                assert_eq!(cause, Cause::Unauthenticated(why), "{bad:?}");
             }
             other => panic!("{bad:?}: {other:?}"),
         }
@@ -797,7 +801,7 @@ fn jwt_callers_scopes_and_the_resource_metadata() {
     );
 
     let refused = |head: &mut RequestHead| match gw.on_headers(head) {
-        HeadAction::Reply(r) => {
+        HeadAction::Refuse(Refusal { reply: r, .. }) => {
             (r.status, r.headers.iter().find(|(k, _)| *k == "www-authenticate").map(|h| h.1.clone()).unwrap_or_default(), reply_json(&r))
         }
         other => panic!("{other:?}"),
@@ -847,8 +851,8 @@ fn origins_must_be_listed() {
     assert_eq!(gw.on_headers(&mut from(None)), HeadAction::ReadBody);
     assert_eq!(gw.on_headers(&mut from(Some("https://app.example"))), HeadAction::ReadBody);
     match gw.on_headers(&mut from(Some("http://evil.example:4444"))) {
-        HeadAction::Reply(r) => {
-            assert_eq!(r.status, 403);
+        HeadAction::Refuse(Refusal { reply: r, cause, .. }) => {
+            assert_eq!((r.status, cause), (403, Cause::Forbidden));
             assert!(reply_json(&r)["error"]["message"].as_str().unwrap().contains("gateway.allowed_origins"));
         }
         other => panic!("{other:?}"),
@@ -874,18 +878,22 @@ fn over_a_limit_the_answer_says_which_and_when_to_retry() {
     let token = session(&gw, false);
     let head = as_caller(post(Some(&token)), "bob", &[]);
     let d = gw.decide(&head, br#"{"jsonrpc":"2.0","id":"x","method":"tools/call","params":{"name":"plain"}}"#, NOW);
-    let (buckets, global) = gw.buckets(&head, &d.audit);
-    assert!(global.is_empty());
+    let buckets = gw.buckets(&head, &d.audit);
     assert_eq!(buckets.len(), 1);
     assert_eq!(buckets[0].key, "mcp-rl/8:per-tool/3:bob/5:plain");
-    let r = gw.rate_limited(&d.audit, &buckets[0], 1_500);
+    let BodyAction::Forward(f) = &d.action else { panic!("not forwarded") };
+    assert!(!gw.forward_edits(&head, f, &d.audit).unwrap().set.iter().any(|(k, _)| k.starts_with("x-mcp-rate-limit-")));
+    let refusal = gw.rate_limited(&d.audit, &buckets[0], 1_500);
+    assert_eq!((refusal.reason.as_str(), &refusal.cause), ("rate limit \"per-tool\"", &Cause::RateLimited("per-tool".into())));
+    let r = refusal.reply;
     assert_eq!(r.status, 429);
     assert!(r.headers.contains(&("retry-after", "2".to_string())));
     let body = reply_json(&r);
     assert_eq!(body["id"], "x");
     assert_eq!(body["error"]["code"], -32029);
     assert_eq!(body["error"]["data"], json!({"limit": "per-tool", "requestsPerMinute": 30, "burst": 2, "retryAfterSeconds": 2}));
-    // A global limit's bucket goes to Envoy's ratelimit filter as a header.
+    // A global limit's bucket goes to Envoy's ratelimit filter as a header
+    // of the forwarded request, which a client cannot send.
     let mut c = config();
     c.rate_limits = vec![RateLimit {
         global: true,
@@ -900,17 +908,19 @@ fn over_a_limit_the_answer_says_which_and_when_to_retry() {
     }];
     let global_gw = Gateway::new(c).unwrap();
     let d = global_gw.decide(&head, br#"{"jsonrpc":"2.0","id":"x","method":"tools/call","params":{"name":"plain"}}"#, NOW);
-    assert_eq!(
-        global_gw.buckets(&head, &d.audit),
-        (vec![], vec![("x-mcp-rate-limit-shared".to_string(), "mcp-rl/6:shared/3:bob".to_string())])
-    );
+    assert!(global_gw.buckets(&head, &d.audit).is_empty());
+    let BodyAction::Forward(f) = &d.action else { panic!("not forwarded") };
+    let edits = global_gw.forward_edits(&head, f, &d.audit).unwrap();
+    assert_eq!(edits.value("x-mcp-rate-limit-shared"), Some("mcp-rl/6:shared/3:bob"));
+    assert!(edits.drop.iter().any(|d| d == "x-mcp-rate-limit-shared"), "a client's own goes first");
     // A principal that no header could carry as it is travels encoded.
     let odd = as_caller(post(Some(&token)), "eve\r\nx-injected: 1", &[]);
-    let (_, headers) = global_gw.buckets(&odd, &d.audit);
-    assert!(headers[0].1.starts_with("=?base64?") && headers[0].1.bytes().all(|b| (0x20..0x7f).contains(&b)), "{headers:?}");
+    let edits = global_gw.forward_edits(&odd, f, &d.audit).unwrap();
+    let key = edits.value("x-mcp-rate-limit-shared").unwrap();
+    assert!(key.starts_with("=?base64?") && key.bytes().all(|b| (0x20..0x7f).contains(&b)), "{key:?}");
     // Another tool is not concerned.
     let other = gw.decide(&head, br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a__echo"}}"#, NOW);
-    assert!(gw.buckets(&head, &other.audit).0.is_empty());
+    assert!(gw.buckets(&head, &other.audit).is_empty());
 }
 
 #[test]

@@ -1,5 +1,5 @@
 use super::*;
-use crate::decision::Audit;
+use crate::decision::{Audit, AuthFailure};
 use crate::policy::Ruling;
 
 #[test]
@@ -75,7 +75,8 @@ fn refusals_are_counted_by_kind() {
             "mcp_authorization_denials_total.server=.=echo;.;.tool=.=secret;.;",
         ]
     );
-    let missing = Tally { method: "unknown", status: 401, code: Some(-32001), auth_failure: Some("missing"), ..Tally::default() };
+    let missing =
+        Tally { method: "unknown", status: 401, code: Some(-32001), auth_failure: Some(AuthFailure::Missing), ..Tally::default() };
     assert_eq!(counters(&missing)[2], "mcp_auth_failures_total.reason=.=missing;.;");
     let limited = Tally { status: 429, code: Some(-32029), rate_limit: Some("per;user".into()), ..Tally::from_audit(&call("echo", true)) };
     assert_eq!(limited.outcome(), Outcome::RateLimited);
