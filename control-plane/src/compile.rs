@@ -45,8 +45,8 @@ use envoy_types::pb::envoy::r#type::matcher::v3::{string_matcher, StringMatcher}
 use envoy_types::pb::google::protobuf::{Any, BoolValue, Duration as PbDuration, StringValue, UInt32Value};
 use envoy_types::util::pack_any;
 use mcp_filter::config::{
-    ApiKey, AuthConfig, AuthorizationConfig, FilterConfig, JwtClaims, LimitKey, NamedRoute, RateLimit, ServedItem, ServerInfo,
-    SessionConfig, UpstreamHeader, UpstreamServer, CLUSTER_HEADER, INTERNAL_HEADER, REQUEST_ID_PROPERTY, SERVER_PROPERTY,
+    ApiKey, AuthConfig, AuthorizationConfig, ControlPlane, FilterConfig, JwtClaims, LimitKey, NamedRoute, RateLimit, ServedItem, ServerEra,
+    ServerInfo, SessionConfig, UpstreamHeader, UpstreamServer, CLUSTER_HEADER, INTERNAL_HEADER, REQUEST_ID_PROPERTY, SERVER_PROPERTY,
 };
 use prost::Message;
 use serde_json::Value;
@@ -196,8 +196,7 @@ pub fn compile(inputs: &Inputs<'_>) -> Result<Compiled, CompileError> {
                 .protocol_version
                 .clone()
                 .filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')),
-            modern: found.stateless_era,
-            modern_only: found.modern_only,
+            era: ServerEra::of(found.stateless_era, found.modern_only),
             // A server the control plane runs or connects to gets its
             // credentials from the control plane, not from Envoy.
             headers: if s.piped() {
@@ -247,19 +246,11 @@ pub fn compile(inputs: &Inputs<'_>) -> Result<Compiled, CompileError> {
         // it statelessly, through the control plane's era bridge otherwise.
         stateless_era: true,
         session: inputs.session.clone(),
-        events: Some(UpstreamServer {
-            name: "gateway".into(),
+        control_plane: Some(ControlPlane {
             cluster: ADMIN_CLUSTER.into(),
             authority: format!("{}:{}", inputs.admin.0, inputs.admin.1),
-            path: EVENTS_PATH.into(),
-            timeout_ms: None,
-            logging: false,
-            stateful: false,
-            protocol_version: None,
-            modern: false,
-            modern_only: false,
+            events_path: EVENTS_PATH.into(),
             headers: vec![internal(inputs.internal_token)],
-            forward_authorization: false,
         }),
         // initialize waits for every upstream: one that does not answer must
         // not hold the client for the full request timeout.

@@ -9,7 +9,9 @@
 //! Workloads: `call` (tools/call), `list` (tools/list), `call-auth`,
 //! `list-auth`, `init` (initialize: the plan and the session id).
 
-use mcp_filter::config::{AuthConfig, AuthorizationConfig, FilterConfig, NamedRoute, PolicyRule, ServerInfo, Targets, UpstreamServer};
+use mcp_filter::config::{
+    AuthConfig, AuthorizationConfig, FilterConfig, NamedRoute, PolicyRule, ServerEra, ServerInfo, Targets, UpstreamServer,
+};
 use mcp_filter::decision::{BodyAction, CalloutResponse, HeadAction, Now, RequestHead};
 use mcp_filter::fixtures;
 use mcp_filter::gateway::Gateway;
@@ -23,7 +25,7 @@ fn config(auth: bool) -> FilterConfig {
     let servers = (0..SERVERS)
         .map(|i| UpstreamServer {
             authority: format!("127.0.0.1:{}", 9001 + i),
-            modern: true,
+            era: ServerEra::Both,
             ..fixtures::stateless_server(&format!("s{i}"), "2025-06-18")
         })
         .collect();

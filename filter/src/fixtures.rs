@@ -9,7 +9,9 @@
 
 use serde_json::json;
 
-use crate::config::{ApiKey, FilterConfig, NamedRoute, ServedItem, ServerInfo, SessionConfig, SessionKey, UpstreamServer};
+use crate::config::{
+    ApiKey, ControlPlane, FilterConfig, NamedRoute, ServedItem, ServerEra, ServerInfo, SessionConfig, SessionKey, UpstreamServer,
+};
 
 /// The id of the session key every fixture seals with.
 pub const SESSION_KEY_ID: &str = "k";
@@ -28,8 +30,7 @@ pub fn server(name: &str) -> UpstreamServer {
         stateful: true,
         protocol_version: None,
         logging: false,
-        modern: false,
-        modern_only: false,
+        era: ServerEra::HandshakeOnly,
         headers: vec![],
         forward_authorization: false,
     }
@@ -40,16 +41,10 @@ pub fn stateless_server(name: &str, version: &str) -> UpstreamServer {
     UpstreamServer { stateful: false, protocol_version: Some(version.into()), ..server(name) }
 }
 
-/// The control plane behind Envoy (`FilterConfig::events`): its GET-stream
-/// endpoint and era bridge, on cluster `gateway_admin`.
-pub fn control_plane() -> UpstreamServer {
-    UpstreamServer {
-        cluster: "gateway_admin".into(),
-        authority: "127.0.0.1:1".into(),
-        path: "/mcp-events".into(),
-        stateful: false,
-        ..server("gateway")
-    }
+/// The control plane behind Envoy: its GET-stream endpoint and era bridge,
+/// on cluster `gateway_admin`.
+pub fn control_plane() -> ControlPlane {
+    ControlPlane { cluster: "gateway_admin".into(), authority: "127.0.0.1:1".into(), events_path: "/mcp-events".into(), headers: vec![] }
 }
 
 /// A tool or prompt `name` of server `server`, which knows it as `upstream`.
@@ -107,7 +102,7 @@ pub fn config() -> FilterConfig {
         capabilities: json!({"tools": {}, "prompts": {}, "resources": {"subscribe": true}}),
         session: session(60),
         stateless_era: false,
-        events: None,
+        control_plane: None,
         list_page_size: None,
         auth: None,
         authorization: None,

@@ -34,7 +34,7 @@ use std::borrow::Cow;
 
 use serde_json::value::RawValue;
 
-use crate::config::{FilterConfig, UpstreamServer, RATE_LIMIT_HEADER_PREFIX};
+use crate::config::{FilterConfig, ServerEra, UpstreamServer, RATE_LIMIT_HEADER_PREFIX};
 use crate::decision::{
     Audit, BodyAction, Callout, CalloutResponse, Cause, ConfigError, Decision, Forward, HeadAction, HeaderEdits, InitPlan, Now, Refusal,
     Reply, RequestHead,
@@ -113,7 +113,7 @@ impl Gateway {
         let checked = match head.method.as_str() {
             "POST" => check_post_headers(head),
             "DELETE" => return HeadAction::EndSession,
-            "GET" if self.config.events.is_some() => return HeadAction::OpenStream,
+            "GET" if self.config.control_plane.is_some() => return HeadAction::OpenStream,
             other => Err(McpError::MethodNotAllowed(other.to_string())),
         };
         match checked {
@@ -195,13 +195,13 @@ impl Gateway {
     /// Where a client's GET stream goes, once its session and `Accept`
     /// check out: what it carries to the control plane.
     pub fn open_stream(&self, head: &RequestHead, now: Now) -> Result<HeaderEdits<'_>, Reply> {
-        let events = self.config.events.as_ref().ok_or_else(|| Reply::error(None, &McpError::MethodNotAllowed("GET".into())))?;
+        let cp = self.config.control_plane.as_ref().ok_or_else(|| Reply::error(None, &McpError::MethodNotAllowed("GET".into())))?;
         let accept = head.accept.as_deref().unwrap_or_default();
         if !Accepts::of(accept).sse {
             return Err(Reply::error(None, &McpError::NotAcceptable(accept.to_string())));
         }
         self.handshake.open(&self.config, head, now).map_err(|e| Reply::error(None, &e))?;
-        Ok(edits::stream(&self.config, events))
+        Ok(edits::stream(&self.config, cp))
     }
 
     /// Ends a client session (see `handshake`): the reply, the DELETEs of
@@ -371,7 +371,7 @@ impl Gateway {
             .iter()
             .enumerate()
             // The 2026-07-28 revision has no session notifications.
-            .filter(|(_, server)| choose(server) && !server.modern_only)
+            .filter(|(_, server)| choose(server) && server.era != ServerEra::ModernOnly)
             .filter_map(|(i, server)| {
                 if !server.stateful {
                     return Some(Callout::to(i, server, None, server.protocol_version.as_deref(), body.to_vec()));

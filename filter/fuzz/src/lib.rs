@@ -8,8 +8,8 @@
 //! (see corpus/*/seed-*) and easy for libFuzzer to splice.
 
 use mcp_filter::config::{
-    AuthConfig, AuthorizationConfig, FilterConfig, JwtClaims, LimitKey, PolicyRule, ProtectedResource, RateLimit, ServedItem, SessionKey,
-    Targets, UpstreamServer,
+    AuthConfig, AuthorizationConfig, FilterConfig, JwtClaims, LimitKey, PolicyRule, ProtectedResource, RateLimit, ServedItem, ServerEra,
+    SessionKey, Targets, UpstreamServer,
 };
 use mcp_filter::fixtures::{self, api_key, resource, route};
 pub use mcp_filter::fixtures::{SESSION_KEY_ID, SESSION_SECRET};
@@ -57,13 +57,12 @@ pub fn pick(selector: u8, choices: &[Option<&str>], raw: &str) -> Option<String>
 /// The API keys the fixture knows, in clear.
 pub const API_KEYS: [&str; 2] = ["k-alice-0123456789", "k-bob-0123456789"];
 
-fn server(name: &str, stateful: bool, modern: bool, modern_only: bool) -> UpstreamServer {
+fn server(name: &str, stateful: bool, era: ServerEra) -> UpstreamServer {
     UpstreamServer {
         stateful,
         protocol_version: (!stateful).then(|| "2025-03-26".to_string()),
         logging: name == "a",
-        modern,
-        modern_only,
+        era,
         ..fixtures::server(name)
     }
 }
@@ -141,10 +140,10 @@ pub fn stateful_config() -> FilterConfig {
         max_body_bytes: 4096,
         instructions: Some("fuzzing".into()),
         servers: vec![
-            server("a", true, false, false),
-            server("b", true, false, false),
-            server("s", false, false, false),
-            server("m", true, true, true),
+            server("a", true, ServerEra::HandshakeOnly),
+            server("b", true, ServerEra::HandshakeOnly),
+            server("s", false, ServerEra::HandshakeOnly),
+            server("m", true, ServerEra::ModernOnly),
         ],
         tools: vec![
             route("a__echo", 0, "echo"),
@@ -193,12 +192,12 @@ pub fn stateless_config() -> FilterConfig {
     let mut c = stateful_config();
     c.stateless_era = true;
     c.servers = vec![
-        server("a", false, true, false),
-        server("b", true, false, false),
-        server("s", false, false, false),
-        server("m", false, true, true),
+        server("a", false, ServerEra::Both),
+        server("b", true, ServerEra::HandshakeOnly),
+        server("s", false, ServerEra::HandshakeOnly),
+        server("m", false, ServerEra::ModernOnly),
     ];
-    c.events = Some(UpstreamServer { path: "/mcp-events".into(), ..server("gateway", false, false, false) });
+    c.control_plane = Some(fixtures::control_plane());
     c.auth = None;
     c.authorization = None;
     c.allowed_origins = globs(&["*"]);

@@ -20,9 +20,9 @@
 use std::borrow::Cow;
 
 use crate::config::{
-    FilterConfig, UpstreamServer, BRIDGE_PATH_PREFIX, CLUSTER_HEADER, DECISION_PROPERTY, JWT_PAYLOAD_HEADER, META_TRACEPARENT_PROPERTY,
-    METHOD_PROPERTY, PRINCIPAL_PROPERTY, RATE_LIMIT_HEADER_PREFIX, REASON_PROPERTY, REQUEST_ID_PROPERTY, SERVER_PROPERTY, SPAN_PROPERTY,
-    TARGET_PROPERTY,
+    ControlPlane, FilterConfig, UpstreamServer, BRIDGE_PATH_PREFIX, CLUSTER_HEADER, DECISION_PROPERTY, JWT_PAYLOAD_HEADER,
+    META_TRACEPARENT_PROPERTY, METHOD_PROPERTY, PRINCIPAL_PROPERTY, RATE_LIMIT_HEADER_PREFIX, REASON_PROPERTY, REQUEST_ID_PROPERTY,
+    SERVER_PROPERTY, SPAN_PROPERTY, TARGET_PROPERTY,
 };
 use crate::decision::{Audit, Forward, HeaderEdits, RequestHead, Target};
 use crate::metrics;
@@ -42,7 +42,7 @@ pub fn arrival<'a>(config: &FilterConfig, head: &RequestHead) -> HeaderEdits<'a>
 /// plane's era bridge for it. `global` names the global rate-limit buckets
 /// it takes from (header, key), for Envoy's `ratelimit` filter.
 pub fn forward<'a>(config: &'a FilterConfig, server: &'a UpstreamServer, f: &'a Forward, global: Vec<(String, String)>) -> HeaderEdits<'a> {
-    let bridge = f.bridge.then_some(config.events.as_ref()).flatten();
+    let bridge = f.bridge.then_some(config.control_plane.as_ref()).flatten();
     let (target, credentials) = match bridge {
         // The bridge holds the server's credentials itself.
         Some(cp) => {
@@ -85,13 +85,13 @@ pub fn forward<'a>(config: &'a FilterConfig, server: &'a UpstreamServer, f: &'a 
 
 /// A client's GET stream, to the control plane `cp`, which relays the
 /// upstreams' streams itself.
-pub fn stream<'a>(config: &'a FilterConfig, cp: &'a UpstreamServer) -> HeaderEdits<'a> {
+pub fn stream<'a>(config: &'a FilterConfig, cp: &'a ControlPlane) -> HeaderEdits<'a> {
     let mut edits = HeaderEdits {
         // Envoy's own error, should the control plane be down, names the
         // gateway; a stream has no request id.
         properties: vec![(REQUEST_ID_PROPERTY, "null".into()), (SERVER_PROPERTY, "gateway events".into())],
         drop: client_headers(config, false),
-        target: Some(Target { cluster: &cp.cluster, path: cp.path.as_str().into(), authority: &cp.authority }),
+        target: Some(Target { cluster: &cp.cluster, path: cp.events_path.as_str().into(), authority: &cp.authority }),
         set: cp.headers.iter().map(|h| (h.name.as_str().into(), h.value.as_str().into())).collect(),
     };
     // A notification stream lives as long as the client keeps it.
@@ -171,7 +171,7 @@ pub fn audit<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{LimitKey, RateLimit, UpstreamHeader};
+    use crate::config::{LimitKey, RateLimit, ServerEra, UpstreamHeader};
     use crate::decision::{BodyAction, HeadAction, Now};
     use crate::fixtures::{config, control_plane};
     use crate::gateway::Gateway;
@@ -181,7 +181,7 @@ mod tests {
         let mut c = config();
         c.servers[0].headers = vec![UpstreamHeader { name: "authorization".into(), value: "Bearer a-catalog-token".into() }];
         c.servers[1].forward_authorization = true;
-        c.events = Some(UpstreamServer {
+        c.control_plane = Some(ControlPlane {
             headers: vec![UpstreamHeader { name: "x-mcp-gateway-internal".into(), value: "t".into() }],
             ..control_plane()
         });
@@ -235,7 +235,7 @@ mod tests {
         assert!(edits.drops("authorization"));
         assert_eq!(edits.value("x-mcp-gateway-internal"), Some("t"));
         // A GET stream, to the control plane: no client credential at all.
-        let cp = c.events.as_ref().unwrap();
+        let cp = c.control_plane.as_ref().unwrap();
         let stream = stream(&c, cp);
         assert!(["authorization", "x-api-key", JWT_PAYLOAD_HEADER, "x-mcp-rate-limit-shared"].iter().all(|h| stream.drops(h)));
         assert_eq!(stream.value("x-mcp-gateway-internal"), Some("t"));
@@ -264,8 +264,8 @@ mod tests {
         let edits = forward(&c, &c.servers[1], &bridged, vec![]);
         assert_eq!(cluster_writes(&edits), ["gateway_admin"]);
         assert_eq!(edits.value(":path"), Some("/mcp-bridge/b"));
-        assert_eq!(cluster_writes(&stream(&c, c.events.as_ref().unwrap())), ["gateway_admin"]);
-        for (name, _) in edits.set.iter().chain(&stream(&c, c.events.as_ref().unwrap()).set) {
+        assert_eq!(cluster_writes(&stream(&c, c.control_plane.as_ref().unwrap())), ["gateway_admin"]);
+        for (name, _) in edits.set.iter().chain(&stream(&c, c.control_plane.as_ref().unwrap()).set) {
             assert_ne!(name, CLUSTER_HEADER, "never by a plain write");
         }
     }
@@ -299,7 +299,7 @@ mod tests {
         // 2026-07-28, so that no session is needed: `s` speaks it, `a` goes through the bridge.
         let mut c = with_credentials();
         c.stateless_era = true;
-        c.servers[2].modern = true;
+        c.servers[2].era = ServerEra::Both;
         let gw = Gateway::new(c).unwrap();
         let now = Now { unix_secs: 1_000, entropy: 1 };
         let head = RequestHead { protocol_version: Some("2026-07-28".into()), ..Default::default() };

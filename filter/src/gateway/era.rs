@@ -10,7 +10,7 @@
 //! request already routed, and the session it runs in. It depends on no
 //! other part of the gateway.
 
-use crate::config::{FilterConfig, UpstreamServer};
+use crate::config::{FilterConfig, ServerEra, UpstreamServer};
 use crate::decision::{Forward, RequestHead};
 use crate::error::McpError;
 use crate::headers::encode_header_value;
@@ -35,10 +35,10 @@ pub fn is_stateless(config: &FilterConfig, head: &RequestHead) -> bool {
 /// not it also keeps sessions for handshake-era clients. Refused when the
 /// bridge is needed and there is none.
 pub fn bridged(config: &FilterConfig, session_version: &str, server: &UpstreamServer) -> Result<bool, McpError> {
-    if session_version != STATELESS_VERSION || server.modern {
+    if session_version != STATELESS_VERSION || server.era.speaks_2026() {
         return Ok(false);
     }
-    if config.events.is_none() {
+    if config.control_plane.is_none() {
         return Err(McpError::UpstreamUnavailable {
             server: server.name.clone(),
             reason: "it needs a session or an older protocol revision, and no era bridge is configured".into(),
@@ -59,7 +59,7 @@ pub fn translated(
     original: &[u8],
     client_info: &serde_json::Value,
 ) -> Result<Forward, McpError> {
-    if f.bridge || is_stateless(config, head) || !config.servers.get(f.server).is_some_and(|s| s.modern_only) {
+    if f.bridge || is_stateless(config, head) || !config.servers.get(f.server).is_some_and(|s| s.era == ServerEra::ModernOnly) {
         return Ok(f);
     }
     let source = f.body.as_deref().unwrap_or(original);

@@ -40,7 +40,7 @@ pub fn callouts(config: &FilterConfig, page: Page) -> Vec<Callout> {
     };
     let mut calls =
         vec![Callout { server: usize::MAX, cluster: ENVOY_ADMIN_CLUSTER.into(), headers: get(envoy, "envoy-admin"), body: Vec::new() }];
-    if let Some(cp) = &config.events {
+    if let Some(cp) = &config.control_plane {
         calls.push(Callout {
             server: usize::MAX,
             cluster: cp.cluster.clone(),

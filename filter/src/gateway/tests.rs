@@ -1,5 +1,5 @@
 use super::*;
-use crate::config::NamedRoute;
+use crate::config::{ControlPlane, NamedRoute, ServerEra};
 use crate::decision::{AuthFailure, Page};
 use crate::policy::Caller;
 use serde_json::{json, Value};
@@ -439,7 +439,7 @@ fn get_streams_go_to_the_events_endpoint() {
         HeadAction::Reply(r) => assert_eq!(r.status, 405, "no events endpoint, no GET"),
         other => panic!("{other:?}"),
     }
-    c.events = Some(control_plane());
+    c.control_plane = Some(control_plane());
     let gw = Gateway::new(c).unwrap();
     let token = session(&gw, false);
     assert_eq!(gw.on_headers(&mut get(Some(&token), "text/event-stream")), HeadAction::OpenStream);
@@ -539,12 +539,12 @@ fn the_stateless_revision_is_served_as_is_or_through_the_era_bridge() {
     assert_eq!(code(gw.on_body(&modern(None), call, NOW)), (200, -32603), "no era bridge configured");
     let mut c = config();
     c.stateless_era = true;
-    c.servers[2].modern = true;
-    c.events = Some(UpstreamServer { name: "gateway".into(), cluster: "cp".into(), ..c.servers[0].clone() });
+    c.servers[2].era = ServerEra::Both;
+    c.control_plane = Some(ControlPlane { cluster: "cp".into(), ..control_plane() });
     let gw = Gateway::new(c.clone()).unwrap();
     assert_eq!(bridged(&gw, call), (2, false, None), "a stateless server of the revision gets the request as it is");
     assert_eq!(bridged(&gw, call_a), (0, true, None), "a stateful server through the bridge");
-    c.servers[2].modern = false;
+    c.servers[2].era = ServerEra::HandshakeOnly;
     let gw = Gateway::new(c).unwrap();
     assert_eq!(bridged(&gw, call), (2, true, None), "an older revision through the bridge");
     match gw.on_body(&modern(None), br#"{"jsonrpc":"2.0","id":3,"method":"tools/list"}"#, NOW) {
@@ -619,8 +619,7 @@ fn lists_page_across_servers_with_cursors() {
 #[test]
 fn handshake_requests_are_translated_for_a_server_of_the_stateless_revision_only() {
     let mut c = config();
-    c.servers[2].modern = true;
-    c.servers[2].modern_only = true;
+    c.servers[2].era = ServerEra::ModernOnly;
     c.tools.push(NamedRoute { name: "s__add".into(), server: 2, upstream_name: "add".into(), definition: json!({"name": "s__add"}) });
     let gw = Gateway::new(c).unwrap();
     let token = session(&gw, false);
@@ -938,7 +937,7 @@ fn metrics_are_scraped_from_envoy_and_the_control_plane() {
         scrape(&Gateway::new(c.clone()).unwrap()),
         vec![(ENVOY_ADMIN_CLUSTER.to_string(), admin("/stats/prometheus", "envoy-admin"))]
     );
-    c.events = Some(control_plane());
+    c.control_plane = Some(control_plane());
     let gw = Gateway::new(c).unwrap();
     assert_eq!(scrape(&gw)[1], ("gateway_admin".to_string(), admin("/metrics", "127.0.0.1:1")));
     // Only GET of exactly /metrics; a POST there is not the gateway's.
@@ -968,7 +967,7 @@ fn metrics_are_scraped_from_envoy_and_the_control_plane() {
 #[test]
 fn the_stats_page_reads_envoys_json_stats_and_the_servers() {
     let mut c = config();
-    c.events = Some(control_plane());
+    c.control_plane = Some(control_plane());
     let gw = Gateway::new(c).unwrap();
     let HeadAction::Scrape(Page::Stats, calls) =
         gw.on_headers(&mut RequestHead { method: "GET".into(), path: "/stats".into(), ..Default::default() })
