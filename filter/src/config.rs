@@ -148,7 +148,7 @@ pub struct UpstreamServer {
     pub name: String,
     /// The Envoy cluster that reaches it.
     pub cluster: String,
-    /// The `:authority` to send (the upstream's host[:port]).
+    /// The `:authority` to send (the upstream's `host[:port]`).
     pub authority: String,
     /// The HTTP path of its MCP endpoint.
     pub path: String,

@@ -46,7 +46,7 @@ pub struct RequestHead {
     /// Who the client certificate Envoy verified names (its first URI SAN,
     /// else DNS SAN, else subject), on a TLS connection with one.
     pub peer_certificate: Option<String>,
-    /// Who the caller is: set by [`Gateway::on_headers`] once authenticated.
+    /// Who the caller is: set by `Gateway::on_headers` once authenticated.
     pub caller: Option<Caller>,
 }
 
@@ -92,14 +92,14 @@ pub enum HeadAction {
     /// a missing scope, a foreign origin). The audit log and the metrics
     /// record why.
     Refuse(Refusal),
-    /// Wait for the whole body, then call [`Gateway::on_body`].
+    /// Wait for the whole body, then call `Gateway::on_body`.
     ReadBody,
-    /// A DELETE of the session: call [`Gateway::end_session`].
+    /// A DELETE of the session: call `Gateway::end_session`.
     EndSession,
-    /// A GET stream: call [`Gateway::open_stream`].
+    /// A GET stream: call `Gateway::open_stream`.
     OpenStream,
     /// `GET /metrics` or `GET /stats`: make these calls (Envoy's stats,
-    /// then the control plane's), then answer with [`scrape_reply`].
+    /// then the control plane's), then answer with `gateway::scrape_reply`.
     Scrape(Page, Vec<Callout>),
 }
 

@@ -1,7 +1,12 @@
 //! proxy-wasm glue: the only code that talks to Envoy.
 //!
 //! Each callback gathers what the core needs (headers, body, time), asks
-//! [`Gateway`] for a decision and applies it. Decisions are made nowhere else.
+//! [`Gateway`] for a decision and applies it: a reply, callouts, or the
+//! [`HeaderEdits`] of a request that goes on, applied by one function
+//! (`Request::apply`). Decisions are made nowhere else: not which headers
+//! go, not where a request goes, not what the audit log says. What the glue
+//! keeps is Envoy's: shared data (rate-limit buckets, ended sessions) and
+//! stats.
 //! Request headers are read only in the headers callback and written only
 //! before the request continues: touching a header map after its phase has
 //! passed is a host error that the SDK turns into a panic.

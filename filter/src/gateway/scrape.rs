@@ -51,7 +51,7 @@ pub fn callouts(config: &FilterConfig, page: Page) -> Vec<Callout> {
     calls
 }
 
-/// The answer to `GET /metrics`, from the answers to [`callouts`], in
+/// The answer to `GET /metrics`, from the answers to `callouts`, in
 /// their order: Envoy's stats (with the filter's), then the control
 /// plane's. Without Envoy's part the scrape fails (503), so that Prometheus
 /// marks the target down; without the control plane's it carries
