@@ -23,8 +23,8 @@ use envoy_types::pb::envoy::extensions::wasm::v3::{plugin_config, PluginConfig, 
 use envoy_types::pb::google::protobuf::{Any, BoolValue, StringValue};
 use envoy_types::util::pack_any;
 use mcp_filter::config::{
-    ApiKey, AuthConfig, AuthorizationConfig, FilterConfig, JwtClaims, LimitKey, NamedRoute, RateLimit, ServedItem, ServerInfo,
-    SessionConfig, UpstreamHeader, UpstreamServer, INTERNAL_HEADER,
+    ApiKey, AuthConfig, AuthorizationConfig, ControlPlane, FilterConfig, JwtClaims, LimitKey, NamedRoute, RateLimit, ServedItem, ServerEra,
+    ServerInfo, SessionConfig, UpstreamHeader, UpstreamServer, INTERNAL_HEADER,
 };
 use prost::Message;
 use serde_json::Value;
@@ -174,8 +174,7 @@ pub fn compile(inputs: &Inputs<'_>) -> Result<Compiled, CompileError> {
                 .protocol_version
                 .clone()
                 .filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')),
-            modern: found.stateless_era,
-            modern_only: found.modern_only,
+            era: ServerEra::of(found.stateless_era, found.modern_only),
             // A server the control plane runs or connects to gets its
             // credentials from the control plane, not from Envoy.
             headers: if s.piped() {
@@ -225,19 +224,11 @@ pub fn compile(inputs: &Inputs<'_>) -> Result<Compiled, CompileError> {
         // it statelessly, through the control plane's era bridge otherwise.
         stateless_era: true,
         session: inputs.session.clone(),
-        events: Some(UpstreamServer {
-            name: "gateway".into(),
+        control_plane: Some(ControlPlane {
             cluster: ADMIN_CLUSTER.into(),
             authority: format!("{}:{}", inputs.admin.0, inputs.admin.1),
-            path: EVENTS_PATH.into(),
-            timeout_ms: None,
-            logging: false,
-            stateful: false,
-            protocol_version: None,
-            modern: false,
-            modern_only: false,
+            events_path: EVENTS_PATH.into(),
             headers: vec![internal(inputs.internal_token)],
-            forward_authorization: false,
         }),
         // initialize waits for every upstream: one that does not answer must
         // not hold the client for the full request timeout.

@@ -10,10 +10,11 @@
 //! `list-auth`, `init` (initialize: the plan and the session id).
 
 use mcp_filter::config::{
-    ApiKey, AuthConfig, AuthorizationConfig, FilterConfig, NamedRoute, PolicyRule, ServerInfo, SessionConfig, SessionKey, Targets,
-    UpstreamServer,
+    AuthConfig, AuthorizationConfig, FilterConfig, NamedRoute, PolicyRule, ServerEra, ServerInfo, Targets, UpstreamServer,
 };
-use mcp_filter::gateway::{BodyAction, CalloutResponse, Gateway, HeadAction, Now, RequestHead};
+use mcp_filter::decision::{BodyAction, CalloutResponse, HeadAction, Now, RequestHead};
+use mcp_filter::fixtures;
+use mcp_filter::gateway::Gateway;
 
 const SERVERS: usize = 10;
 const TOOLS: usize = 20;
@@ -23,59 +24,36 @@ const NOW: Now = Now { unix_secs: 1_000_000, entropy: 42 };
 fn config(auth: bool) -> FilterConfig {
     let servers = (0..SERVERS)
         .map(|i| UpstreamServer {
-            name: format!("s{i}"),
-            cluster: format!("mcp_s{i}"),
             authority: format!("127.0.0.1:{}", 9001 + i),
-            path: "/mcp".into(),
-            timeout_ms: None,
-            stateful: false,
-            protocol_version: Some("2025-06-18".into()),
-            logging: false,
-            modern: true,
-            modern_only: false,
-            headers: vec![],
-            forward_authorization: false,
+            era: ServerEra::Both,
+            ..fixtures::stateless_server(&format!("s{i}"), "2025-06-18")
         })
         .collect();
     let tools = (0..SERVERS)
         .flat_map(|s| (0..TOOLS).map(move |t| (s, t)))
         .map(|(s, t)| NamedRoute {
-            name: format!("s{s}__tool_{t}"),
-            server: s,
-            upstream_name: format!("tool_{t}"),
             definition: serde_json::json!({
                 "name": format!("s{s}__tool_{t}"),
                 "description": format!("Echo tool {t} of s{s}"),
                 "inputSchema": { "type": "object", "properties": { "text": { "type": "string" } } },
             }),
+            ..fixtures::route(&format!("s{s}__tool_{t}"), s, &format!("tool_{t}"))
         })
         .collect();
-    let digest = {
-        use sha2::Digest as _;
-        sha2::Sha256::digest(KEY.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
-    };
     FilterConfig {
         version: "bench".into(),
-        mcp_path: "/mcp".into(),
         max_body_bytes: 1 << 20,
         server_info: ServerInfo { name: "gw".into(), version: "0".into() },
-        instructions: None,
         servers,
         tools,
         prompts: vec![],
         resources: vec![],
         resource_templates: vec![],
         capabilities: serde_json::json!({ "tools": { "listChanged": true } }),
-        session: SessionConfig {
-            active_key: "k".into(),
-            keys: vec![SessionKey { id: "k".into(), secret_hex: "11".repeat(32) }],
-            ttl_seconds: 86_400,
-        },
+        session: fixtures::session(86_400),
         stateless_era: true,
-        events: None,
-        list_page_size: None,
         auth: auth.then(|| AuthConfig {
-            api_keys: vec![ApiKey { sha256: digest, principal: "bench".into(), groups: vec!["dev".into()] }],
+            api_keys: vec![fixtures::api_key(KEY, "bench", &["dev"])],
             jwt: None,
             protected_resource: None,
             client_certificates: false,
@@ -90,12 +68,9 @@ fn config(auth: bool) -> FilterConfig {
                 deny: Targets { tools: vec!["*__tool_19".into()], ..Default::default() },
             }],
         }),
-        rate_limits: vec![],
-        allowed_origins: vec![],
-        loopback_only: false,
         audit: auth,
-        trace: false,
         upstream_timeout_ms: 10_000,
+        ..fixtures::config()
     }
 }
 
@@ -160,10 +135,13 @@ fn main() {
             std::process::exit(1);
         }
         let decision = gw.decide(&h, body, NOW);
-        let (local, global) = gw.buckets(&h, &decision.audit);
-        sink += local.len() + global.len();
+        sink += gw.buckets(&h, &decision.audit).len();
         sink += match decision.action {
-            BodyAction::Forward(f) => f.server + f.body.map_or(0, |b| b.len()),
+            // What the glue then applies is planned by the core too.
+            BodyAction::Forward(f) => {
+                let edits = gw.forward_edits(&h, &f, &decision.audit).map_or(0, |e| e.set.len() + e.drop.len());
+                f.server + f.body.map_or(0, |b| b.len()) + edits
+            }
             BodyAction::Reply(r) => r.body.len(),
             BodyAction::Initialize(p) => p.callouts.len(),
             BodyAction::FanOut(r, _) => r.body.len(),

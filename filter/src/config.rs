@@ -36,13 +36,14 @@ pub const META_TRACEPARENT_PROPERTY: &str = "mcp_meta_traceparent";
 
 /// Where the control plane's era bridge takes a 2026-07-28 request for a
 /// server that needs a session or speaks an older revision: this prefix and
-/// the server's name, on the [`FilterConfig::events`] endpoint's cluster.
+/// the server's name, on the [`FilterConfig::control_plane`]'s cluster.
 pub const BRIDGE_PATH_PREFIX: &str = "/mcp-bridge/";
 
 /// The header that proves a request to the control plane's internal
 /// endpoints (GET streams, the era bridge, the runtimes' pipes) comes
 /// through the filter: its value is a secret of the control plane, given to
-/// the filter as a header of [`FilterConfig::events`] and of piped servers.
+/// the filter as a header of [`FilterConfig::control_plane`] and of piped
+/// servers.
 pub const INTERNAL_HEADER: &str = "x-mcp-gateway-internal";
 
 /// Everything the filter needs to answer and route MCP requests.
@@ -86,13 +87,12 @@ pub struct FilterConfig {
     /// reachable in it, as it is or through the era bridge.
     #[serde(default)]
     pub stateless_era: bool,
-    /// The control plane, behind Envoy: where a client's GET stream goes
-    /// (its `path`: the gateway's notifications merged with the upstreams'
-    /// streams), and where 2026-07-28 requests are bridged to servers that
-    /// cannot take them as they are ([`BRIDGE_PATH_PREFIX`]). Without it, GET
-    /// is refused with 405 and such requests with an error.
+    /// The control plane, behind Envoy: where a client's GET stream goes,
+    /// and where 2026-07-28 requests are bridged to servers that cannot take
+    /// them as they are. Without it, GET is refused with 405 and such
+    /// requests with an error; `/metrics` has no control-plane part.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub events: Option<UpstreamServer>,
+    pub control_plane: Option<ControlPlane>,
     /// The most items one page of `tools/list` (and the other lists) holds;
     /// a longer list ends its page with a `nextCursor`. `None`: one page.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -148,7 +148,7 @@ pub struct UpstreamServer {
     pub name: String,
     /// The Envoy cluster that reaches it.
     pub cluster: String,
-    /// The `:authority` to send (the upstream's host[:port]).
+    /// The `:authority` to send (the upstream's `host[:port]`).
     pub authority: String,
     /// The HTTP path of its MCP endpoint.
     pub path: String,
@@ -167,16 +167,9 @@ pub struct UpstreamServer {
     /// Whether it offers `logging` (so `logging/setLevel` is sent to it).
     #[serde(default)]
     pub logging: bool,
-    /// Whether it speaks 2026-07-28 (`server/discover` said so): a request
-    /// of that revision goes to it as it is, if it is also stateless, and
-    /// through the control plane's era bridge otherwise.
+    /// Which eras of the protocol it speaks, as discovery found.
     #[serde(default)]
-    pub modern: bool,
-    /// Whether it speaks 2026-07-28 only (it refused `initialize`): a
-    /// handshake-era client's request is translated for it (the revision's
-    /// headers and `_meta`), and it gets no session notifications.
-    #[serde(default)]
-    pub modern_only: bool,
+    pub era: ServerEra,
     /// Headers added to every request sent to it (its credentials, from the
     /// catalog). Values are secrets: never printed by `Debug`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -186,6 +179,63 @@ pub struct UpstreamServer {
     /// client's token through by default.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub forward_authorization: bool,
+}
+
+/// Which eras of the protocol a server speaks: the handshake era
+/// (`initialize`, revisions up to 2025-11-25), the stateless revision
+/// 2026-07-28 (`server/discover`, no session), or both.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ServerEra {
+    /// The handshake era only: a 2026-07-28 request for it goes through the
+    /// control plane's era bridge. What a server not yet discovered is
+    /// taken to speak.
+    #[default]
+    HandshakeOnly,
+    /// Both: a 2026-07-28 request goes to it as it is, whether or not it
+    /// keeps sessions for handshake-era clients.
+    Both,
+    /// 2026-07-28 only (it refused `initialize`): a handshake-era client's
+    /// request is translated for it (the revision's headers and `_meta`),
+    /// and it gets no session notifications.
+    ModernOnly,
+}
+
+impl ServerEra {
+    /// From what discovery found: whether `server/discover` listed
+    /// 2026-07-28, and whether `initialize` was refused (which leaves only
+    /// that revision).
+    pub fn of(speaks_2026: bool, refuses_initialize: bool) -> ServerEra {
+        match (speaks_2026, refuses_initialize) {
+            (_, true) => ServerEra::ModernOnly,
+            (true, false) => ServerEra::Both,
+            (false, false) => ServerEra::HandshakeOnly,
+        }
+    }
+
+    /// Whether it takes a 2026-07-28 request as it is.
+    pub fn speaks_2026(self) -> bool {
+        self != ServerEra::HandshakeOnly
+    }
+}
+
+/// The control plane, behind Envoy (its admin listener): where a client's
+/// GET stream goes, and where 2026-07-28 requests are bridged to servers
+/// that cannot take them as they are ([`BRIDGE_PATH_PREFIX`]`<server>`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ControlPlane {
+    /// The Envoy cluster that reaches it.
+    pub cluster: String,
+    /// The `:authority` to send.
+    pub authority: String,
+    /// The path of its GET-stream endpoint: the gateway's notifications
+    /// merged with the upstreams' streams.
+    pub events_path: String,
+    /// Headers every request to it carries ([`INTERNAL_HEADER`]). Values are
+    /// secrets: never printed by `Debug`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub headers: Vec<UpstreamHeader>,
 }
 
 /// One header sent to an upstream.
@@ -436,4 +486,25 @@ pub fn default_upstream_timeout_ms() -> u64 {
 }
 pub fn default_session_ttl() -> u64 {
     24 * 3600
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_servers_era_is_one_of_three() {
+        assert_eq!(ServerEra::of(false, false), ServerEra::HandshakeOnly);
+        assert_eq!(ServerEra::of(true, false), ServerEra::Both);
+        assert_eq!(ServerEra::of(true, true), ServerEra::ModernOnly);
+        assert!(!ServerEra::HandshakeOnly.speaks_2026() && ServerEra::Both.speaks_2026() && ServerEra::ModernOnly.speaks_2026());
+        let names: Vec<String> = [ServerEra::HandshakeOnly, ServerEra::Both, ServerEra::ModernOnly]
+            .iter()
+            .map(|e| serde_json::to_string(e).unwrap_or_default())
+            .collect();
+        assert_eq!(names, [r#""handshake_only""#, r#""both""#, r#""modern_only""#]);
+        // What the control plane leaves out is a server of the handshake era.
+        let server: UpstreamServer = serde_json::from_str(r#"{"name":"a","cluster":"c","authority":"h","path":"/mcp"}"#).unwrap();
+        assert_eq!(server.era, ServerEra::HandshakeOnly);
+    }
 }

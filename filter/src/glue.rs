@@ -1,7 +1,12 @@
 //! proxy-wasm glue: the only code that talks to Envoy.
 //!
 //! Each callback gathers what the core needs (headers, body, time), asks
-//! [`Gateway`] for a decision and applies it. Decisions are made nowhere else.
+//! [`Gateway`] for a decision and applies it: a reply, callouts, or the
+//! [`HeaderEdits`] of a request that goes on, applied by one function
+//! (`Request::apply`). Decisions are made nowhere else: not which headers
+//! go, not where a request goes, not what the audit log says. What the glue
+//! keeps is Envoy's: shared data (rate-limit buckets, ended sessions) and
+//! stats.
 //! Request headers are read only in the headers callback and written only
 //! before the request continues: touching a header map after its phase has
 //! passed is a host error that the SDK turns into a panic.
@@ -14,15 +19,11 @@ use std::time::{Duration, UNIX_EPOCH};
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType, LogLevel, MetricType, Status};
 
-use crate::config::{
-    FilterConfig, UpstreamServer, BRIDGE_PATH_PREFIX, CLUSTER_HEADER, DECISION_PROPERTY, JWT_FAILURE_METADATA, JWT_PAYLOAD_HEADER,
-    LOG_PROPERTY, META_TRACEPARENT_PROPERTY, METHOD_PROPERTY, PRINCIPAL_PROPERTY, RATE_LIMIT_HEADER_PREFIX, REASON_PROPERTY,
-    REQUEST_ID_PROPERTY, SERVER_PROPERTY, SPAN_PROPERTY, TARGET_PROPERTY,
-};
+use crate::config::{FilterConfig, JWT_FAILURE_METADATA, JWT_PAYLOAD_HEADER, LOG_PROPERTY};
+use crate::decision::{Audit, BodyAction, Callout, CalloutResponse, HeadAction, HeaderEdits, InitPlan, Now, Page, Reply, RequestHead};
 use crate::error::McpError;
-use crate::gateway::{
-    error_reply, scrape_reply, Audit, BodyAction, Callout, CalloutResponse, Gateway, HeadAction, InitPlan, Now, Page, Reply, RequestHead,
-};
+use crate::gateway::{scrape_reply, Gateway};
+use crate::headers::bearer;
 use crate::metrics::{self, Tally, Update};
 use crate::ratelimit::{self, Bucket};
 use crate::relay::SseRelay;
@@ -180,27 +181,21 @@ impl Request {
         }
     }
 
-    /// Removes what a client sends for the gateway alone before a request
-    /// leaves: its credentials (MCP forbids token passthrough, unless the
-    /// catalog says the server takes the client's `Authorization`), the JWT
-    /// payload Envoy added, and global limits' bucket headers, which only the
-    /// filter may name.
-    fn drop_client_headers(&self, gw: &Gateway, keep_authorization: bool) {
-        if !keep_authorization {
-            self.drop_header("authorization");
+    /// Applies a plan of the core's, before the request continues: filter
+    /// state, then the drops, then the writes (see [`HeaderEdits`]).
+    fn apply(&self, edits: &HeaderEdits) {
+        self.set_properties(&edits.properties);
+        for name in &edits.drop {
+            self.drop_header(name);
         }
-        self.drop_header("x-api-key");
-        self.drop_header(JWT_PAYLOAD_HEADER);
-        for limit in gw.config().rate_limits.iter().filter(|l| l.global) {
-            self.drop_header(&format!("{RATE_LIMIT_HEADER_PREFIX}{}", limit.name));
+        for (name, value) in edits.writes() {
+            self.set_http_request_header(name, Some(value));
         }
     }
 
-    /// Sets a request header, or removes it (if present) for `None`.
-    fn put_header(&self, name: &str, value: Option<&str>) {
-        match value {
-            Some(v) => self.set_http_request_header(name, Some(v)),
-            None => self.drop_header(name),
+    fn set_properties(&self, properties: &[(&str, std::borrow::Cow<'_, str>)]) {
+        for (name, value) in properties {
+            self.set_property(vec![name], Some(value.as_bytes()));
         }
     }
 
@@ -237,47 +232,6 @@ impl Request {
     fn publish(&self) {
         if let Some(t) = &self.tally {
             self.set_property(vec![LOG_PROPERTY], Some(metrics::log_record(t).as_bytes()));
-        }
-    }
-
-    fn set_text(&self, name: &str, value: &str) {
-        self.set_property(vec![name], Some(value.as_bytes()));
-    }
-
-    /// Records the authorization decision for the audit log.
-    fn record(&self, gw: &Gateway, audit: &Audit, denied_by: Option<&str>) {
-        if !gw.config().audit && !gw.config().trace {
-            return;
-        }
-        if let Some(c) = &self.head.caller {
-            self.set_text(PRINCIPAL_PROPERTY, &c.principal);
-        }
-        self.set_text(METHOD_PROPERTY, &audit.method);
-        if let Some(id) = &audit.id {
-            self.set_text(REQUEST_ID_PROPERTY, id);
-        }
-        if let Some(server) = &audit.server {
-            self.set_text(SERVER_PROPERTY, server);
-        }
-        if let Some(target) = &audit.target {
-            self.set_text(TARGET_PROPERTY, target);
-        }
-        if gw.config().trace && !audit.method.is_empty() {
-            self.set_text(SPAN_PROPERTY, &metrics::span_name(&audit.method, audit.target.as_deref()));
-        }
-        if let Some(t) = &audit.traceparent {
-            self.set_text(META_TRACEPARENT_PROPERTY, t);
-        }
-        match (denied_by, &audit.verdict) {
-            (Some(reason), _) => {
-                self.set_text(DECISION_PROPERTY, "deny");
-                self.set_text(REASON_PROPERTY, reason);
-            }
-            (None, Some(v)) => {
-                self.set_text(DECISION_PROPERTY, if v.allowed { "allow" } else { "deny" });
-                self.set_text(REASON_PROPERTY, &v.reason);
-            }
-            (None, None) => {}
         }
     }
 
@@ -328,14 +282,6 @@ impl Request {
         }
     }
 
-    /// The headers a server is sent besides the request's own: its
-    /// credentials from the catalog.
-    fn add_server_headers(&self, server: &UpstreamServer) {
-        for h in &server.headers {
-            self.set_http_request_header(&h.name, Some(&h.value));
-        }
-    }
-
     /// Sends each callout; returns the tokens of those that went out.
     fn dispatch(&self, gw: &Gateway, callouts: &[Callout], timeout: Duration) -> HashMap<u32, usize> {
         let mut tokens = HashMap::with_capacity(callouts.len());
@@ -361,72 +307,36 @@ impl Request {
     fn on_complete_body(&mut self, gw: &Gateway, body: &[u8]) -> Action {
         let decision = gw.decide(&self.head, body, self.now());
         self.tally = Some(self.tally_of(Tally::from_audit(&decision.audit)));
-        let (buckets, global) = gw.buckets(&self.head, &decision.audit);
+        let buckets = gw.buckets(&self.head, &decision.audit);
         if let Some((bucket, retry_ms)) = self.take_tokens(gw, &buckets) {
-            let reply = gw.rate_limited(&decision.audit, bucket, retry_ms);
-            let limit = gw.config().rate_limits.get(bucket.limit).map_or("", |l| l.name.as_str());
+            let refusal = gw.rate_limited(&decision.audit, bucket, retry_ms);
             if let Some(t) = &mut self.tally {
-                t.rate_limit = Some(limit.to_string());
+                t.refused(&refusal.cause);
             }
-            self.record(gw, &decision.audit, Some(&format!("rate limit {limit:?}")));
-            self.reply(&reply);
+            self.set_properties(&gw.audit_record(&self.head, &decision.audit, Some(&refusal.reason)));
+            self.reply(&refusal.reply);
             return Action::Pause;
         }
-        self.record(gw, &decision.audit, None);
+        self.set_properties(&gw.audit_record(&self.head, &decision.audit, None));
         match decision.action {
             BodyAction::Reply(r) => {
                 self.reply(&r);
                 Action::Pause
             }
             BodyAction::Forward(f) => {
-                let Some(server) = gw.server(f.server) else {
-                    self.reply(&error_reply(None, &McpError::Internal("route to a missing server".into())));
-                    return Action::Pause;
+                let edits = match gw.forward_edits(&self.head, &f, &decision.audit) {
+                    Ok(edits) => edits,
+                    Err(reply) => {
+                        self.reply(&reply);
+                        return Action::Pause;
+                    }
                 };
-                self.set_property(vec![REQUEST_ID_PROPERTY], Some(f.request_id.as_bytes()));
-                self.set_property(vec![SERVER_PROPERTY], Some(server.name.as_bytes()));
-                match (f.bridge, gw.config().events.as_ref()) {
-                    (true, Some(cp)) => {
-                        self.set_http_request_header(CLUSTER_HEADER, Some(&cp.cluster));
-                        self.set_http_request_header(":path", Some(&format!("{BRIDGE_PATH_PREFIX}{}", server.name)));
-                        self.set_http_request_header(":authority", Some(&cp.authority));
-                        // The bridge holds the server's credentials itself.
-                        self.add_server_headers(cp);
-                    }
-                    _ => {
-                        self.set_http_request_header(CLUSTER_HEADER, Some(&server.cluster));
-                        self.set_http_request_header(":path", Some(&server.path));
-                        self.set_http_request_header(":authority", Some(&server.authority));
-                    }
+                self.apply(&edits);
+                if let Some(new_body) = &f.body {
+                    self.set_http_request_body(0, body.len(), new_body);
                 }
-                self.drop_client_headers(gw, server.forward_authorization);
-                for (name, key) in &global {
-                    self.set_http_request_header(name, Some(key));
-                }
-                if !f.bridge {
-                    self.add_server_headers(server);
-                }
-                // The gateway's session id means nothing upstream: replace it
-                // with the upstream's own, or drop it.
-                self.put_header("mcp-session-id", f.upstream_session.as_deref());
-                // The server's own time limit, or the route's; never the client's.
-                let timeout = server.timeout_ms.map(|ms| ms.to_string());
-                self.put_header("x-envoy-upstream-rq-timeout-ms", timeout.as_deref());
-                if let Some(v) = f.upstream_version.as_deref() {
-                    self.set_http_request_header("mcp-protocol-version", Some(v));
-                }
-                if let Some(name) = f.mcp_name.as_deref() {
-                    self.set_http_request_header("mcp-name", Some(name));
-                }
-                if let Some(method) = f.mcp_method.as_deref() {
-                    self.set_http_request_header("mcp-method", Some(method));
-                }
-                if let Some(new_body) = f.body {
-                    self.set_http_request_body(0, body.len(), &new_body);
-                    self.set_http_request_header("content-length", Some(&new_body.len().to_string()));
-                }
-                self.state =
-                    State::Forwarded { client_session: self.head.session_id.take(), server: Some(server.name.clone()), relay: None };
+                let server = gw.server(f.server).map(|s| s.name.clone());
+                self.state = State::Forwarded { client_session: self.head.session_id.take(), server, relay: None };
                 Action::Continue
             }
             BodyAction::FanOut(reply, callouts) => {
@@ -443,6 +353,17 @@ impl Request {
                 Action::Pause
             }
         }
+    }
+
+    /// Answers on the headers alone: at once if there is no body, else once
+    /// it has arrived.
+    fn reply_once_read(&mut self, reply: Reply, end_of_stream: bool) -> Action {
+        if end_of_stream {
+            self.reply(&reply);
+        } else {
+            self.state = State::Refusing(reply);
+        }
+        Action::Pause
     }
 
     /// Sends a refusal decided on the headers, once the body has arrived.
@@ -502,36 +423,16 @@ impl Context for Request {
     }
 }
 
-/// The message of a local JSON-RPC error answer, for the audit log.
-fn refusal_message(r: &Reply) -> String {
-    serde_json::from_slice::<serde_json::Value>(&r.body)
-        .ok()
-        .and_then(|v| v.pointer("/error/message").and_then(serde_json::Value::as_str).map(str::to_string))
-        .unwrap_or_else(|| format!("HTTP {}", r.status))
-}
-
-/// The token of an `Authorization: Bearer <token>` header.
-fn bearer(value: &str) -> Option<String> {
-    let (scheme, token) = value.trim().split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim().to_string())
-}
-
 impl HttpContext for Request {
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
         let Some(gw) = self.gateway.clone() else {
-            self.reply(&error_reply(None, &McpError::Internal("the MCP filter has no valid configuration".into())));
+            self.reply(&Reply::error(None, &McpError::Internal("the MCP filter has no valid configuration".into())));
             return Action::Pause;
         };
-        // Only the filter may pick an upstream, and only the requests it
-        // forwards may carry the header (the local-reply mapper keys on it):
-        // whatever a client sent is dropped before anything else.
         // One host call for every header, rather than one per header read.
         let sent = self.get_http_request_headers_bytes();
         self.present = sent.iter().map(|(name, _)| name.clone()).collect();
         let header = |name: &str| sent.iter().find(|(n, _)| n == name).map(|(_, v)| String::from_utf8_lossy(v).into_owned());
-        if self.present.iter().any(|n| n == CLUSTER_HEADER) {
-            self.set_http_request_header(CLUSTER_HEADER, None);
-        }
         self.request_id = header("x-request-id");
         self.head = RequestHead {
             method: header(":method").unwrap_or_default(),
@@ -569,9 +470,9 @@ impl HttpContext for Request {
             let path = vec!["metadata", "filter_metadata", "envoy.filters.http.jwt_authn", JWT_FAILURE_METADATA, "message"];
             self.head.jwt_failure = self.get_property(path).map(|b| String::from_utf8_lossy(&b).into_owned());
         }
-        if gw.config().trace {
-            self.set_text(SPAN_PROPERTY, &metrics::http_span_name(&self.head.method, &self.head.path));
-        }
+        // Before any decision: a client-sent x-mcp-cluster must be gone even
+        // from a request answered locally (the local-reply mapper keys on it).
+        self.apply(&gw.arrival(&self.head));
         let mut head = std::mem::take(&mut self.head);
         let action = gw.on_headers(&mut head);
         self.head = head;
@@ -581,15 +482,17 @@ impl HttpContext for Request {
             HeadAction::PassThrough | HeadAction::Scrape(..) => None,
             HeadAction::OpenStream => Some("GET"),
             HeadAction::EndSession => Some("DELETE"),
-            HeadAction::Reply(_) | HeadAction::ReadBody => Some(metrics::method_label(self.head.mcp_method.as_deref().unwrap_or_default())),
+            HeadAction::Reply(_) | HeadAction::Refuse(_) | HeadAction::ReadBody => {
+                Some(metrics::method_label(self.head.mcp_method.as_deref().unwrap_or_default()))
+            }
         };
         if let Some(method) = method {
             self.started = self.get_current_time();
-            let auth_failure = match &action {
-                HeadAction::Reply(r) if r.status == 401 => Some(if self.head.credential.is_none() { "missing" } else { "invalid" }),
-                _ => None,
-            };
-            self.tally = Some(self.tally_of(Tally { method, auth_failure, ..Tally::default() }));
+            let mut tally = self.tally_of(Tally { method, ..Tally::default() });
+            if let HeadAction::Refuse(r) = &action {
+                tally.refused(&r.cause);
+            }
+            self.tally = Some(tally);
         }
         match action {
             HeadAction::PassThrough => Action::Continue,
@@ -600,31 +503,14 @@ impl HttpContext for Request {
                 self.advance(&gw);
                 Action::Pause
             }
-            HeadAction::Reply(r) => {
-                if matches!(r.status, 401 | 403) {
-                    let reason = refusal_message(&r);
-                    self.record(&gw, &Audit { method: String::new(), ..Default::default() }, Some(&reason));
-                }
-                if end_of_stream {
-                    self.reply(&r);
-                } else {
-                    self.state = State::Refusing(r);
-                }
-                Action::Pause
+            HeadAction::Reply(r) => self.reply_once_read(r, end_of_stream),
+            HeadAction::Refuse(r) => {
+                self.set_properties(&gw.audit_record(&self.head, &Audit::default(), Some(&r.reason)));
+                self.reply_once_read(r.reply, end_of_stream)
             }
             HeadAction::OpenStream => match gw.open_stream(&self.head, self.now()) {
-                Ok(events) => {
-                    // Envoy's own error, should the control plane be down,
-                    // names the gateway; a stream has no request id.
-                    self.set_property(vec![REQUEST_ID_PROPERTY], Some(b"null"));
-                    self.set_property(vec![SERVER_PROPERTY], Some(b"gateway events"));
-                    self.set_http_request_header(CLUSTER_HEADER, Some(&events.cluster));
-                    self.set_http_request_header(":path", Some(&events.path));
-                    self.set_http_request_header(":authority", Some(&events.authority));
-                    self.drop_client_headers(&gw, false);
-                    self.add_server_headers(events);
-                    // A notification stream lives as long as the client keeps it.
-                    self.set_http_request_header("x-envoy-upstream-rq-timeout-ms", Some("0"));
+                Ok(edits) => {
+                    self.apply(&edits);
                     // The control plane relays the upstreams' streams itself.
                     self.state = State::Forwarded { client_session: self.head.session_id.take(), server: None, relay: None };
                     Action::Continue

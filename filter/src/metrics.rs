@@ -8,7 +8,7 @@
 //! values come only from the configuration or from fixed lists: nothing a
 //! client sends can add a series. See docs/design/observability.md.
 
-use crate::gateway::Audit;
+use crate::decision::{Audit, AuthFailure, Cause};
 
 /// How a request ended, as the `outcome` label says it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,8 +47,8 @@ pub struct Tally {
     pub code: Option<i64>,
     /// Its answer's HTTP status, once known.
     pub status: u16,
-    /// Why its credentials were refused: `missing` or `invalid`.
-    pub auth_failure: Option<&'static str>,
+    /// Why its credentials were refused.
+    pub auth_failure: Option<AuthFailure>,
     pub denied: bool,
     /// The rate limit that refused it (its name in the catalog).
     pub rate_limit: Option<String>,
@@ -112,9 +112,19 @@ impl Tally {
             method,
             server: audit.server.clone().unwrap_or_default(),
             tool: if named { audit.target.clone().unwrap_or_default() } else { String::new() },
-            denied: audit.verdict.as_ref().is_some_and(|v| !v.allowed),
+            denied: audit.ruling.as_ref().is_some_and(|v| !v.allowed),
             id: audit.id.clone(),
             ..Tally::default()
+        }
+    }
+
+    /// The request was refused for who sent it or how often.
+    pub fn refused(&mut self, cause: &Cause) {
+        match cause {
+            Cause::Unauthenticated(why) => self.auth_failure = Some(*why),
+            Cause::RateLimited(limit) => self.rate_limit = Some(limit.clone()),
+            // Its 403 says it.
+            Cause::Forbidden => {}
         }
     }
 
@@ -176,7 +186,10 @@ pub fn updates(t: &Tally, duration_ms: u64) -> Vec<Update> {
     }
     match outcome {
         Outcome::Unauthenticated => {
-            out.push(Update::Count(name("mcp_auth_failures_total", &[("reason", t.auth_failure.unwrap_or("invalid"))])));
+            out.push(Update::Count(name(
+                "mcp_auth_failures_total",
+                &[("reason", t.auth_failure.unwrap_or(AuthFailure::Invalid).as_str())],
+            )));
         }
         Outcome::Denied => out.push(Update::Count(name("mcp_authorization_denials_total", &[("server", &t.server), ("tool", &t.tool)]))),
         Outcome::RateLimited => {

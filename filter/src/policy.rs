@@ -35,9 +35,11 @@ impl Kind {
     }
 }
 
-/// The outcome of one authorization check, with the reason the audit log gives.
+/// The ruling on one authorization check, with the reason the audit log gives.
+/// (Not to be confused with `relay::Verdict`, what becomes of a message in a
+/// stream.)
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Verdict {
+pub struct Ruling {
     pub allowed: bool,
     pub reason: String,
 }
@@ -130,17 +132,17 @@ impl AuthorizationConfig {
 
     /// May a caller to whom `applicable` rules apply use `name` (a tool,
     /// prompt or resource URI) on `server`? A deny wins over any allow.
-    pub fn decide(&self, applicable: &Applicable, kind: Kind, server: &str, name: &str) -> Verdict {
+    pub fn decide(&self, applicable: &Applicable, kind: Kind, server: &str, name: &str) -> Ruling {
         let rules = || self.rules.iter().enumerate().filter(|(i, _)| applicable.has(*i)).map(|(_, r)| r);
         let found = |pick: fn(&PolicyRule) -> &Targets| rules().find(|r| speaks_of(pick(r), kind, server, name));
         if let Some(rule) = found(|r| &r.deny) {
-            return Verdict { allowed: false, reason: format!("rule {:?} denies it", rule.name) };
+            return Ruling { allowed: false, reason: format!("rule {:?} denies it", rule.name) };
         }
         if let Some(rule) = found(|r| &r.allow) {
-            return Verdict { allowed: true, reason: format!("rule {:?} allows it", rule.name) };
+            return Ruling { allowed: true, reason: format!("rule {:?} allows it", rule.name) };
         }
         let reason = if self.default_allow { "no rule denies it" } else { "no rule allows it" };
-        Verdict { allowed: self.default_allow, reason: reason.into() }
+        Ruling { allowed: self.default_allow, reason: reason.into() }
     }
 }
 
@@ -209,7 +211,7 @@ mod tests {
         let reader = r.applicable(Some(&caller("bob", &["readers"])));
         assert!(r.decide(&reader, Kind::Tool, "time", "time__now").allowed);
         let denied = r.decide(&reader, Kind::Tool, "time", "time__set_zone");
-        assert_eq!(denied, Verdict { allowed: false, reason: "rule \"readers\" denies it".into() });
+        assert_eq!(denied, Ruling { allowed: false, reason: "rule \"readers\" denies it".into() });
         assert!(r.decide(&reader, Kind::Tool, "echo", "echo__ping").allowed);
         assert_eq!(r.decide(&reader, Kind::Tool, "memory", "memory__read").reason, "no rule allows it");
         // A principal match is enough; an ops member gets every server,

@@ -4,8 +4,13 @@
 //! thread of the Envoy sees, and writes it back with compare-and-swap: a
 //! worker that lost the race reads the bucket again and retakes. So the
 //! limit holds across workers exactly, not per worker.
+//!
+//! Also the JSON-RPC error of a request over a limit ([`rate_limit_error`]),
+//! the same whether this Envoy refused it or the control plane's rate limit
+//! service did.
 
 use crate::config::{LimitKey, RateLimit};
+use crate::error::McpError;
 use crate::policy::{any_matches, concerns, Caller};
 
 /// One bucket a request must take a token from.
@@ -97,6 +102,25 @@ pub fn take(limit: &RateLimit, state: Option<State>, now_ms: u64) -> (State, Res
     }
     let retry_ms = if per_minute == 0 { u64::MAX } else { (MICRO - tokens).saturating_mul(60_000).div_ceil(per_minute * MICRO) };
     (State { micro_tokens: tokens, at_ms: at }, Err(retry_ms))
+}
+
+/// The JSON-RPC error object of a request over `limit`: the same whether
+/// this Envoy refused it or the control plane's rate limit service did.
+pub fn rate_limit_error(limit: &RateLimit, retry_after_secs: u64) -> String {
+    let e =
+        McpError::RateLimited { limit: limit.name.clone(), per_minute: limit.requests_per_minute, burst: limit.burst, retry_after_secs };
+    let (code, _) = e.code_and_status();
+    serde_json::json!({
+        "code": code,
+        "message": e.to_string(),
+        "data": {
+            "limit": limit.name,
+            "requestsPerMinute": limit.requests_per_minute,
+            "burst": limit.burst,
+            "retryAfterSeconds": retry_after_secs,
+        },
+    })
+    .to_string()
 }
 
 #[cfg(test)]

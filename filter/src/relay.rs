@@ -11,7 +11,7 @@
 //! upstreams' GET streams with the same code.
 
 use crate::jsonrpc::{self, Message};
-use crate::sse::Lines;
+use crate::sse::{self, Lines};
 
 const PREFIX: &str = "mcpgw:";
 
@@ -172,15 +172,8 @@ fn rewrite_event(event: &[u8], id_prefix: Option<&str>, judge: &mut impl FnMut(&
             continue;
         }
         let text = std::str::from_utf8(line.content).ok()?;
-        if text == "data" || text.starts_with("data:") {
-            let value = value_of(text);
-            match &mut data {
-                Some(d) => {
-                    d.push('\n');
-                    d.push_str(value);
-                }
-                None => data = Some(value.to_string()),
-            }
+        if let ("data", value) = sse::field(text) {
+            sse::push_data(&mut data, value);
         } else if let (Some(prefix), Some(id)) = (id_prefix, text.strip_prefix("id:")) {
             others.push(format!("id: {prefix}{}", id.strip_prefix(' ').unwrap_or(id)).into());
             retagged = true;
@@ -248,12 +241,6 @@ pub fn resumption(last_event_id: &str) -> Option<Resumption> {
         "g" => Some(Resumption::Stream { server, last_event_id }),
         _ => None,
     }
-}
-
-/// The value of an SSE `data` line: after the colon and one optional space.
-fn value_of(line: &str) -> &str {
-    let value = line.split_once(':').map(|(_, v)| v).unwrap_or_default();
-    value.strip_prefix(' ').unwrap_or(value)
 }
 
 /// Whether some message in `events` may be a request or a notification:

@@ -1,36 +1,37 @@
-//! `text/event-stream`: its lines, and the events of bodies that the
-//! filter's own upstream calls return whole (a proxy-wasm callout is
-//! buffered). Streams relayed to clients are cut into lines by [`Lines`] as
-//! they pass (see `relay`).
+//! `text/event-stream`: its lines, their fields, the data of an event, and
+//! the events of a stream read as it comes or of a body that the filter's
+//! own upstream calls return whole (a proxy-wasm callout is buffered).
+//! Streams relayed to clients are cut into lines by [`Lines`] as they pass,
+//! and their events' data gathered by [`push_data`] (see `relay`). It knows
+//! nothing of JSON-RPC.
 
 /// The data of each complete event in `body`, in order.
 pub fn events(body: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut data: Option<String> = None;
     // A stream cut without its final blank line still delivered its event.
-    let whole = format!("{body}\n\n");
-    for line in Lines::new(whole.as_bytes()).filter_map(|l| std::str::from_utf8(l.content).ok()) {
-        if line.is_empty() {
-            if let Some(d) = data.take() {
-                out.push(d);
-            }
-            continue;
-        }
-        let (field, value) = match line.split_once(':') {
-            Some((f, v)) => (f, v.strip_prefix(' ').unwrap_or(v)),
-            None => (line, ""),
-        };
-        if field == "data" {
-            match &mut data {
-                Some(d) => {
-                    d.push('\n');
-                    d.push_str(value);
-                }
-                None => data = Some(value.to_string()),
-            }
-        }
+    let mut whole = format!("{body}\n\n").into_bytes();
+    take_events(&mut whole).into_iter().filter_map(|e| e.data).collect()
+}
+
+/// A line's field and value: `data: x` is `("data", "x")` (the one space
+/// after the colon is not the value's); a line without a colon is a field
+/// with an empty value.
+pub fn field(line: &str) -> (&str, &str) {
+    match line.split_once(':') {
+        Some((f, v)) => (f, v.strip_prefix(' ').unwrap_or(v)),
+        None => (line, ""),
     }
-    out
+}
+
+/// Adds the value of a `data` line to an event's data: its lines are joined
+/// by newlines.
+pub fn push_data(data: &mut Option<String>, value: &str) {
+    match data {
+        Some(d) => {
+            d.push('\n');
+            d.push_str(value);
+        }
+        None => *data = Some(value.to_string()),
+    }
 }
 
 /// One event of a stream read as it comes (see [`take_events`]).
@@ -56,20 +57,10 @@ pub fn take_events(buf: &mut Vec<u8>) -> Vec<Event> {
             continue;
         }
         let text = String::from_utf8_lossy(line.content);
-        let (field, value) = match text.split_once(':') {
-            Some((f, v)) => (f, v.strip_prefix(' ').unwrap_or(v)),
-            None => (text.as_ref(), ""),
-        };
-        match field {
-            "event" => current.kind = Some(value.to_string()),
-            "id" => current.id = Some(value.to_string()),
-            "data" => match &mut current.data {
-                Some(d) => {
-                    d.push('\n');
-                    d.push_str(value);
-                }
-                None => current.data = Some(value.to_string()),
-            },
+        match field(&text) {
+            ("event", value) => current.kind = Some(value.to_string()),
+            ("id", value) => current.id = Some(value.to_string()),
+            ("data", value) => push_data(&mut current.data, value),
             _ => {}
         }
     }
@@ -122,6 +113,20 @@ impl<'a> Iterator for Lines<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fields_and_data_lines() {
+        assert_eq!(field("data: {\"a\":1}"), ("data", "{\"a\":1}"));
+        assert_eq!(field("data:x"), ("data", "x"));
+        assert_eq!(field("data:  two"), ("data", " two"), "one space only is the separator's");
+        assert_eq!(field("data"), ("data", ""));
+        assert_eq!(field(": comment"), ("", "comment"));
+        let mut data = None;
+        for value in ["a", "", "b"] {
+            push_data(&mut data, value);
+        }
+        assert_eq!(data.as_deref(), Some("a\n\nb"));
+    }
 
     #[test]
     fn splits_events() {

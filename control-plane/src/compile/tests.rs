@@ -80,8 +80,7 @@ fn names_tools_and_routes_them() {
             logging: false,
             stateful: true,
             protocol_version: None,
-            modern: false,
-            modern_only: false,
+            era: mcp_filter::config::ServerEra::HandshakeOnly,
             headers: vec![],
             forward_authorization: false
         }

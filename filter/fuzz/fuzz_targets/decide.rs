@@ -13,7 +13,9 @@ use std::collections::BTreeMap;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use libfuzzer_sys::fuzz_target;
-use mcp_filter::gateway::{scrape_reply, BodyAction, CalloutResponse, Gateway, HeadAction, Now, RequestHead};
+use mcp_filter::config::CLUSTER_HEADER;
+use mcp_filter::decision::{BodyAction, CalloutResponse, HeadAction, HeaderEdits, Now, RequestHead};
+use mcp_filter::gateway::{scrape_reply, Gateway};
 use mcp_filter::metrics::{self, Tally};
 use mcp_filter::ratelimit;
 use mcp_filter::session::{Sealer, SessionState, UpstreamSession};
@@ -113,10 +115,18 @@ fn run(f: &Fixture, data: &[u8]) {
         caller: None,
     };
     let now = Now { unix_secs: NOW, entropy: u64::from(sel[7]) };
+    let arrival = gw.arrival(&head);
+    assert!(arrival.drops(CLUSTER_HEADER) && arrival.writes().next().is_none(), "{arrival:?}");
     match gw.on_headers(&mut head) {
         HeadAction::ReadBody => {}
         HeadAction::EndSession => return drop(gw.end_session(&head, now)),
-        HeadAction::OpenStream => return drop(gw.open_stream(&head, now)),
+        HeadAction::OpenStream => {
+            if let Ok(edits) = gw.open_stream(&head, now) {
+                check_edits(&edits);
+            }
+            return;
+        }
+        HeadAction::Refuse(r) => return drop(gw.audit_record(&head, &Default::default(), Some(&r.reason))),
         HeadAction::PassThrough | HeadAction::Reply(_) => return,
         // The operator's pages, assembled from whatever Envoy and the
         // control plane answered: here, the body.
@@ -137,12 +147,18 @@ fn run(f: &Fixture, data: &[u8]) {
     let _ = metrics::updates(&tally, 0);
     let record = metrics::log_record(&tally);
     assert!(serde_json::from_str::<serde_json::Value>(&record).is_ok_and(|v| v.is_object()), "{record}");
-    let (local, global) = gw.buckets(&head, &decision.audit);
-    assert!(global.iter().all(|(name, _)| name.starts_with(mcp_filter::config::RATE_LIMIT_HEADER_PREFIX)), "{global:?}");
-    for bucket in local {
+    for bucket in gw.buckets(&head, &decision.audit) {
         let limit = gw.config().rate_limits.get(bucket.limit).expect("a bucket names a configured limit");
         let (_, taken) = ratelimit::take(limit, None, NOW * 1000);
-        let _ = gw.rate_limited(&decision.audit, &bucket, taken.err().unwrap_or(u64::MAX));
+        let refusal = gw.rate_limited(&decision.audit, &bucket, taken.err().unwrap_or(u64::MAX));
+        let _ = gw.audit_record(&head, &decision.audit, Some(&refusal.reason));
+    }
+    let _ = gw.audit_record(&head, &decision.audit, None);
+    // What a forwarded request carries: its target the one way to name a
+    // cluster, and every value fit for a header.
+    if let BodyAction::Forward(f) = &decision.action {
+        let edits = gw.forward_edits(&head, f, &decision.audit).expect("a forward names a configured server");
+        check_edits(&edits);
     }
     // An initialize goes on with the upstreams' answers: the body again,
     // now as what an upstream answered (JSON or SSE).
@@ -163,5 +179,15 @@ fn run(f: &Fixture, data: &[u8]) {
         if let BodyAction::Reply(r) = gw.decide(&next, tools, now).action {
             assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
         }
+    }
+}
+
+/// The invariants of every plan of header edits: the cluster is written
+/// by the target alone, and every value written is one Envoy takes.
+fn check_edits(edits: &HeaderEdits) {
+    assert!(edits.target.is_some(), "{edits:?}");
+    assert!(edits.set.iter().all(|(name, _)| name != CLUSTER_HEADER), "{edits:?}");
+    for (name, value) in edits.writes() {
+        assert!(!name.is_empty() && value.bytes().all(|b| b == b'\t' || (0x20..0x7f).contains(&b) || b >= 0x80), "{name}: {value:?}");
     }
 }

@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use mcp_filter::gateway::{decode_header_value, encode_header_value};
+use mcp_filter::headers::{decode_header_value, encode_header_value};
 use mcp_filter::jsonrpc::{self, CompletionRef, Message};
 use mcp_filter::relay;
 

@@ -39,10 +39,10 @@ fuzz_target!(|data: &[u8]| {
     let caller = (sel & 4 == 0).then_some(&caller);
     let set = authz.applicable(caller);
     let kind = [Kind::Tool, Kind::Prompt, Kind::Resource][usize::from(sel >> 3) % 3];
-    let verdict = authz.decide(&set, kind, &text, &text);
+    let ruling = authz.decide(&set, kind, &text, &text);
     // A deny in a rule that applies always wins.
     if sel & 2 != 0 && caller.is_some() && glob(&pattern, &text) {
-        assert!(!verdict.allowed, "{verdict:?}");
+        assert!(!ruling.allowed, "{ruling:?}");
     }
 
     let limits = rate_limits();

@@ -1,5 +1,6 @@
 //! What the fuzz targets share: how an input is cut into fields, and the
-//! fixed configuration the gateway targets decide under.
+//! fixed configuration the gateway targets decide under (built on the
+//! filter's own fixtures, `mcp_filter::fixtures`).
 //!
 //! An input is a few selector bytes, then NUL-terminated strings, then the
 //! rest (a body or a stream). Plain bytes rather than `arbitrary` so that a
@@ -7,9 +8,11 @@
 //! (see corpus/*/seed-*) and easy for libFuzzer to splice.
 
 use mcp_filter::config::{
-    ApiKey, AuthConfig, AuthorizationConfig, FilterConfig, JwtClaims, LimitKey, NamedRoute, PolicyRule, ProtectedResource, RateLimit,
-    ServedItem, ServerInfo, SessionConfig, SessionKey, Targets, UpstreamServer,
+    AuthConfig, AuthorizationConfig, FilterConfig, JwtClaims, LimitKey, PolicyRule, ProtectedResource, RateLimit, ServedItem, ServerEra,
+    SessionKey, Targets, UpstreamServer,
 };
+use mcp_filter::fixtures::{self, api_key, resource, route};
+pub use mcp_filter::fixtures::{SESSION_KEY_ID, SESSION_SECRET};
 use serde_json::json;
 
 /// An input, read field by field; a short input reads as zeros and empty strings.
@@ -53,42 +56,14 @@ pub fn pick(selector: u8, choices: &[Option<&str>], raw: &str) -> Option<String>
 
 /// The API keys the fixture knows, in clear.
 pub const API_KEYS: [&str; 2] = ["k-alice-0123456789", "k-bob-0123456789"];
-/// The session key's id and secret.
-pub const SESSION_KEY_ID: &str = "k";
-pub const SESSION_SECRET: [u8; 32] = [0x11; 32];
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn sha256_hex(text: &str) -> String {
-    use sha2::Digest as _;
-    hex(&sha2::Sha256::digest(text.as_bytes()))
-}
-
-fn server(name: &str, stateful: bool, modern: bool, modern_only: bool) -> UpstreamServer {
+fn server(name: &str, stateful: bool, era: ServerEra) -> UpstreamServer {
     UpstreamServer {
-        name: name.into(),
-        cluster: format!("mcp_{name}"),
-        authority: format!("{name}.local:80"),
-        path: "/mcp".into(),
-        timeout_ms: None,
         stateful,
         protocol_version: (!stateful).then(|| "2025-03-26".to_string()),
         logging: name == "a",
-        modern,
-        modern_only,
-        headers: vec![],
-        forward_authorization: false,
-    }
-}
-
-fn route(name: &str, server: usize, upstream: &str) -> NamedRoute {
-    NamedRoute {
-        name: name.into(),
-        server,
-        upstream_name: upstream.into(),
-        definition: json!({ "name": name, "inputSchema": { "type": "object" } }),
+        era,
+        ..fixtures::server(name)
     }
 }
 
@@ -162,15 +137,13 @@ pub fn rate_limits() -> Vec<RateLimit> {
 pub fn stateful_config() -> FilterConfig {
     FilterConfig {
         version: "fuzz".into(),
-        mcp_path: "/mcp".into(),
         max_body_bytes: 4096,
-        server_info: ServerInfo { name: "gw".into(), version: "0.1".into() },
         instructions: Some("fuzzing".into()),
         servers: vec![
-            server("a", true, false, false),
-            server("b", true, false, false),
-            server("s", false, false, false),
-            server("m", true, true, true),
+            server("a", true, ServerEra::HandshakeOnly),
+            server("b", true, ServerEra::HandshakeOnly),
+            server("s", false, ServerEra::HandshakeOnly),
+            server("m", true, ServerEra::ModernOnly),
         ],
         tools: vec![
             route("a__echo", 0, "echo"),
@@ -181,28 +154,20 @@ pub fn stateful_config() -> FilterConfig {
         ],
         prompts: vec![route("a__greet", 0, "greet"), route("b__ask", 1, "ask")],
         resources: vec![
-            ServedItem { server: 0, definition: json!({"uri": "demo://resource/static/1", "name": "one"}) },
-            ServedItem { server: 1, definition: json!({"uri": "file:///etc/motd", "name": "motd"}) },
-            ServedItem { server: 3, definition: json!({"uri": "file:///srv/m", "name": "m"}) },
+            resource(0, "demo://resource/static/1", "one"),
+            resource(1, "file:///etc/motd", "motd"),
+            resource(3, "file:///srv/m", "m"),
         ],
         resource_templates: vec![ServedItem { server: 1, definition: json!({"uriTemplate": "notes://{id}/text", "name": "note"}) }],
         capabilities: json!({"tools": {}, "prompts": {}, "resources": {"subscribe": true}, "logging": {}}),
-        session: SessionConfig {
-            active_key: SESSION_KEY_ID.into(),
-            keys: vec![
-                SessionKey { id: SESSION_KEY_ID.into(), secret_hex: hex(&SESSION_SECRET) },
-                SessionKey { id: "old".into(), secret_hex: "22".repeat(32) },
-            ],
-            ttl_seconds: 3600,
+        session: {
+            let mut s = fixtures::session(3600);
+            s.keys.push(SessionKey { id: "old".into(), secret_hex: "22".repeat(32) });
+            s
         },
-        stateless_era: false,
-        events: None,
         list_page_size: Some(2),
         auth: Some(AuthConfig {
-            api_keys: vec![
-                ApiKey { sha256: sha256_hex(API_KEYS[0]), principal: "alice".into(), groups: globs(&["dev", "ops"]) },
-                ApiKey { sha256: sha256_hex(API_KEYS[1]), principal: "bob".into(), groups: vec![] },
-            ],
+            api_keys: vec![api_key(API_KEYS[0], "alice", &["dev", "ops"]), api_key(API_KEYS[1], "bob", &[])],
             jwt: Some(JwtClaims { principal_claim: "sub".into(), groups_claim: "roles".into(), required_scopes: globs(&["mcp"]) }),
             protected_resource: Some(ProtectedResource {
                 resource: "https://gw.example/mcp".into(),
@@ -217,7 +182,7 @@ pub fn stateful_config() -> FilterConfig {
         loopback_only: true,
         audit: true,
         trace: true,
-        upstream_timeout_ms: 1000,
+        ..fixtures::config()
     }
 }
 
@@ -227,12 +192,12 @@ pub fn stateless_config() -> FilterConfig {
     let mut c = stateful_config();
     c.stateless_era = true;
     c.servers = vec![
-        server("a", false, true, false),
-        server("b", true, false, false),
-        server("s", false, false, false),
-        server("m", false, true, true),
+        server("a", false, ServerEra::Both),
+        server("b", true, ServerEra::HandshakeOnly),
+        server("s", false, ServerEra::HandshakeOnly),
+        server("m", false, ServerEra::ModernOnly),
     ];
-    c.events = Some(UpstreamServer { path: "/mcp-events".into(), ..server("gateway", false, false, false) });
+    c.control_plane = Some(fixtures::control_plane());
     c.auth = None;
     c.authorization = None;
     c.allowed_origins = globs(&["*"]);

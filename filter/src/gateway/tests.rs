@@ -1,62 +1,10 @@
 use super::*;
-use crate::config::{NamedRoute, ServedItem, ServerInfo, SessionConfig, SessionKey};
+use crate::config::{ControlPlane, NamedRoute, ServerEra};
+use crate::decision::{AuthFailure, Page};
+use crate::policy::Caller;
 use serde_json::{json, Value};
 
-fn config() -> FilterConfig {
-    let server = |name: &str| UpstreamServer {
-        name: name.into(),
-        cluster: format!("mcp_{name}"),
-        authority: format!("{name}.local:80"),
-        path: "/mcp".into(),
-        logging: name == "a",
-        timeout_ms: None,
-        stateful: name != "s",
-        protocol_version: (name == "s").then(|| "2025-03-26".to_string()),
-        modern: false,
-        modern_only: false,
-        headers: vec![],
-        forward_authorization: false,
-    };
-    let tool = |name: &str, server: usize, upstream: &str| NamedRoute {
-        name: name.into(),
-        server,
-        upstream_name: upstream.into(),
-        definition: json!({ "name": name, "inputSchema": { "type": "object" } }),
-    };
-    FilterConfig {
-        version: "1".into(),
-        mcp_path: "/mcp".into(),
-        max_body_bytes: 200,
-        server_info: ServerInfo { name: "gw".into(), version: "0.1".into() },
-        instructions: None,
-        servers: vec![server("a"), server("b"), server("s")],
-        tools: vec![tool("a__echo", 0, "echo"), tool("b__echo", 1, "echo"), tool("plain", 1, "plain"), tool("s__ping", 2, "ping")],
-        prompts: vec![tool("a__greet", 0, "greet")],
-        resources: vec![
-            ServedItem { server: 0, definition: json!({"uri": "demo://resource/static/1", "name": "one"}) },
-            ServedItem { server: 1, definition: json!({"uri": "file:///etc/motd", "name": "motd"}) },
-            ServedItem { server: 0, definition: json!({"uri": "file:///srv/a", "name": "a"}) },
-        ],
-        resource_templates: vec![ServedItem { server: 1, definition: json!({"uriTemplate": "notes://{id}/text", "name": "note"}) }],
-        capabilities: json!({"tools": {}, "prompts": {}, "resources": {"subscribe": true}}),
-        session: SessionConfig {
-            active_key: "k".into(),
-            keys: vec![SessionKey { id: "k".into(), secret_hex: "11".repeat(32) }],
-            ttl_seconds: 60,
-        },
-        upstream_timeout_ms: 1000,
-        list_page_size: None,
-        auth: None,
-        events: None,
-        stateless_era: false,
-        authorization: None,
-        rate_limits: vec![],
-        allowed_origins: vec![],
-        loopback_only: false,
-        audit: false,
-        trace: false,
-    }
-}
+use crate::fixtures::{config, control_plane};
 
 const NOW: Now = Now { unix_secs: 1_000, entropy: 7 };
 
@@ -171,7 +119,7 @@ fn initialize_opens_upstream_sessions_and_seals_them() {
     assert_eq!(sent["params"]["protocolVersion"], "2025-11-25");
 
     let token = session(&gw, false);
-    let state = gw.sealer.open(&token, NOW.unix_secs).unwrap();
+    let state = gw.handshake.sealer.open(&token, NOW.unix_secs).unwrap();
     assert_eq!(state.upstreams["a"].id.as_deref(), Some("sid-a"));
     assert_eq!(state.upstreams["b"].version.as_deref(), Some("2025-03-26"));
 }
@@ -352,7 +300,7 @@ fn a_loopback_gateway_answers_only_to_loopback_names_and_its_own_origin() {
         ..post(None)
     };
     let status = |mut h: RequestHead| match gw.on_headers(&mut h) {
-        HeadAction::Reply(r) => r.status,
+        HeadAction::Reply(r) | HeadAction::Refuse(Refusal { reply: r, .. }) => r.status,
         _ => 0,
     };
     // The conformance suite's dns-rebinding-protection scenario, both ways.
@@ -368,7 +316,7 @@ fn a_loopback_gateway_answers_only_to_loopback_names_and_its_own_origin() {
     let mut h = head(Some("gw.example.com"), Some("https://gw.example.com"));
     assert_eq!(open.on_headers(&mut h), HeadAction::ReadBody);
     let mut h = head(Some("gw.example.com"), Some("https://other.example"));
-    assert!(matches!(open.on_headers(&mut h), HeadAction::Reply(r) if r.status == 403));
+    assert!(matches!(open.on_headers(&mut h), HeadAction::Refuse(r) if r.reply.status == 403 && r.cause == Cause::Forbidden));
 }
 
 /// Where a request went: (server, the body sent if it changed), or the error code.
@@ -460,7 +408,7 @@ fn fans_out_log_levels_and_notifications() {
 #[test]
 fn upstream_answers_are_bounded_before_they_enter_a_session() {
     let answer = |session_id: Option<String>, body: String| {
-        upstream_session(Some(&CalloutResponse {
+        handshake::upstream_session(Some(&CalloutResponse {
             status: 200,
             session_id,
             content_type: Some("application/json".into()),
@@ -491,24 +439,11 @@ fn get_streams_go_to_the_events_endpoint() {
         HeadAction::Reply(r) => assert_eq!(r.status, 405, "no events endpoint, no GET"),
         other => panic!("{other:?}"),
     }
-    c.events = Some(UpstreamServer {
-        name: "gateway".into(),
-        cluster: "gateway_admin".into(),
-        authority: "127.0.0.1:1".into(),
-        path: "/mcp-events".into(),
-        timeout_ms: None,
-        logging: false,
-        stateful: false,
-        protocol_version: None,
-        modern: false,
-        modern_only: false,
-        headers: vec![],
-        forward_authorization: false,
-    });
+    c.control_plane = Some(control_plane());
     let gw = Gateway::new(c).unwrap();
     let token = session(&gw, false);
     assert_eq!(gw.on_headers(&mut get(Some(&token), "text/event-stream")), HeadAction::OpenStream);
-    assert_eq!(gw.open_stream(&get(Some(&token), "text/event-stream"), NOW).unwrap().path, "/mcp-events");
+    assert_eq!(gw.open_stream(&get(Some(&token), "text/event-stream"), NOW).unwrap().value(":path"), Some("/mcp-events"));
     assert_eq!(gw.open_stream(&get(Some(&token), "application/json"), NOW).unwrap_err().status, 406);
     assert_eq!(gw.open_stream(&get(None, "text/event-stream"), NOW).unwrap_err().status, 400);
     assert_eq!(gw.open_stream(&get(Some("k.x"), "text/event-stream"), NOW).unwrap_err().status, 404);
@@ -543,14 +478,7 @@ fn mcp_method_and_name_headers_must_match_the_body() {
 }
 
 #[test]
-fn header_values_use_mcps_base64_wrapper() {
-    assert_eq!(encode_header_value("a__echo"), "a__echo");
-    assert_eq!(encode_header_value("café"), "=?base64?Y2Fmw6k=?=");
-    assert_eq!(encode_header_value(" x"), "=?base64?IHg=?=");
-    for v in ["a__echo", "café", " x", "=?base64?abc?=", ""] {
-        assert_eq!(decode_header_value(&encode_header_value(v)).as_deref(), Some(v));
-    }
-    assert_eq!(decode_header_value("=?base64?!!!?="), None);
+fn mcp_name_may_come_in_mcps_base64_wrapper() {
     let gw = Gateway::new(config()).unwrap();
     let token = session(&gw, false);
     let head = RequestHead { mcp_name: Some(encode_header_value("a__echo")), ..post(Some(&token)) };
@@ -611,12 +539,12 @@ fn the_stateless_revision_is_served_as_is_or_through_the_era_bridge() {
     assert_eq!(code(gw.on_body(&modern(None), call, NOW)), (200, -32603), "no era bridge configured");
     let mut c = config();
     c.stateless_era = true;
-    c.servers[2].modern = true;
-    c.events = Some(UpstreamServer { name: "gateway".into(), cluster: "cp".into(), ..c.servers[0].clone() });
+    c.servers[2].era = ServerEra::Both;
+    c.control_plane = Some(ControlPlane { cluster: "cp".into(), ..control_plane() });
     let gw = Gateway::new(c.clone()).unwrap();
     assert_eq!(bridged(&gw, call), (2, false, None), "a stateless server of the revision gets the request as it is");
     assert_eq!(bridged(&gw, call_a), (0, true, None), "a stateful server through the bridge");
-    c.servers[2].modern = false;
+    c.servers[2].era = ServerEra::HandshakeOnly;
     let gw = Gateway::new(c).unwrap();
     assert_eq!(bridged(&gw, call), (2, true, None), "an older revision through the bridge");
     match gw.on_body(&modern(None), br#"{"jsonrpc":"2.0","id":3,"method":"tools/list"}"#, NOW) {
@@ -691,8 +619,7 @@ fn lists_page_across_servers_with_cursors() {
 #[test]
 fn handshake_requests_are_translated_for_a_server_of_the_stateless_revision_only() {
     let mut c = config();
-    c.servers[2].modern = true;
-    c.servers[2].modern_only = true;
+    c.servers[2].era = ServerEra::ModernOnly;
     c.tools.push(NamedRoute { name: "s__add".into(), server: 2, upstream_name: "add".into(), definition: json!({"name": "s__add"}) });
     let gw = Gateway::new(c).unwrap();
     let token = session(&gw, false);
@@ -717,11 +644,9 @@ fn handshake_requests_are_translated_for_a_server_of_the_stateless_revision_only
 
 #[test]
 fn api_keys_admit_their_principal_and_nothing_else() {
-    use sha2::Digest as _;
-    let hash = |k: &str| sha2::Sha256::digest(k.as_bytes()).iter().map(|b| format!("{b:02x}")).collect::<String>();
     let mut c = config();
     c.auth = Some(crate::config::AuthConfig {
-        api_keys: vec![crate::config::ApiKey { sha256: hash("k-alice-0123456789"), principal: "alice".into(), groups: vec!["dev".into()] }],
+        api_keys: vec![crate::fixtures::api_key("k-alice-0123456789", "alice", &["dev"])],
         jwt: None,
         protected_resource: None,
         client_certificates: false,
@@ -732,9 +657,13 @@ fn api_keys_admit_their_principal_and_nothing_else() {
     assert_eq!(gw.authenticate(&with(Some("k-alice-0123456789"))).unwrap().map(|k| k.principal), Some("alice".to_string()));
     for bad in [None, Some(""), Some("k-alice-012345678"), Some("nope")] {
         match gw.on_headers(&mut with(bad)) {
-            HeadAction::Reply(r) => {
+            HeadAction::Refuse(Refusal { reply: r, reason, cause }) => {
                 assert_eq!((r.status, reply_json(&r)["error"]["code"].as_i64()), (401, Some(-32001)), "{bad:?}");
                 assert!(r.headers.iter().any(|(k, v)| *k == "www-authenticate" && v.starts_with("Bearer")));
+                assert_eq!(reply_json(&r)["error"]["message"], reason, "the audit log gives the client's message");
+                // The metrics tell a caller that sent nothing from one that sent a bad key.
+                let why = if bad.is_none() { AuthFailure::Missing } else { AuthFailure::Invalid };
+                assert_eq!(cause, Cause::Unauthenticated(why), "{bad:?}");
             }
             other => panic!("{bad:?}: {other:?}"),
         }
@@ -818,19 +747,19 @@ fn a_denied_call_looks_like_an_unknown_one_and_is_audited() {
         }
         other => panic!("{other:?}"),
     }
-    let v = denied.audit.verdict.unwrap();
+    let v = denied.audit.ruling.unwrap();
     assert_eq!((v.allowed, v.reason.as_str()), (false, "no rule allows it"));
     assert_eq!(
         (denied.audit.server.as_deref(), denied.audit.target.as_deref(), denied.audit.method.as_str()),
         (Some("b"), Some("b__echo"), "tools/call")
     );
-    // An unknown tool has no server and no verdict.
-    assert_eq!(unknown.audit.verdict, None);
+    // An unknown tool has no server and no ruling.
+    assert_eq!(unknown.audit.ruling, None);
 
     let dev = as_caller(post(Some(&token)), "bob", &["dev"]);
     let allowed = call(&dev, "plain");
     assert!(matches!(allowed.action, BodyAction::Forward(_)));
-    assert_eq!(allowed.audit.verdict.unwrap().reason, "rule \"devs\" allows it");
+    assert_eq!(allowed.audit.ruling.unwrap().reason, "rule \"devs\" allows it");
     // Resources: by URI, refused as not found.
     let read = |uri: &str| {
         gw.decide(&dev, format!(r#"{{"jsonrpc":"2.0","id":6,"method":"resources/read","params":{{"uri":"{uri}"}}}}"#).as_bytes(), NOW)
@@ -871,7 +800,7 @@ fn jwt_callers_scopes_and_the_resource_metadata() {
     );
 
     let refused = |head: &mut RequestHead| match gw.on_headers(head) {
-        HeadAction::Reply(r) => {
+        HeadAction::Refuse(Refusal { reply: r, .. }) => {
             (r.status, r.headers.iter().find(|(k, _)| *k == "www-authenticate").map(|h| h.1.clone()).unwrap_or_default(), reply_json(&r))
         }
         other => panic!("{other:?}"),
@@ -921,8 +850,8 @@ fn origins_must_be_listed() {
     assert_eq!(gw.on_headers(&mut from(None)), HeadAction::ReadBody);
     assert_eq!(gw.on_headers(&mut from(Some("https://app.example"))), HeadAction::ReadBody);
     match gw.on_headers(&mut from(Some("http://evil.example:4444"))) {
-        HeadAction::Reply(r) => {
-            assert_eq!(r.status, 403);
+        HeadAction::Refuse(Refusal { reply: r, cause, .. }) => {
+            assert_eq!((r.status, cause), (403, Cause::Forbidden));
             assert!(reply_json(&r)["error"]["message"].as_str().unwrap().contains("gateway.allowed_origins"));
         }
         other => panic!("{other:?}"),
@@ -948,18 +877,22 @@ fn over_a_limit_the_answer_says_which_and_when_to_retry() {
     let token = session(&gw, false);
     let head = as_caller(post(Some(&token)), "bob", &[]);
     let d = gw.decide(&head, br#"{"jsonrpc":"2.0","id":"x","method":"tools/call","params":{"name":"plain"}}"#, NOW);
-    let (buckets, global) = gw.buckets(&head, &d.audit);
-    assert!(global.is_empty());
+    let buckets = gw.buckets(&head, &d.audit);
     assert_eq!(buckets.len(), 1);
     assert_eq!(buckets[0].key, "mcp-rl/8:per-tool/3:bob/5:plain");
-    let r = gw.rate_limited(&d.audit, &buckets[0], 1_500);
+    let BodyAction::Forward(f) = &d.action else { panic!("not forwarded") };
+    assert!(!gw.forward_edits(&head, f, &d.audit).unwrap().set.iter().any(|(k, _)| k.starts_with("x-mcp-rate-limit-")));
+    let refusal = gw.rate_limited(&d.audit, &buckets[0], 1_500);
+    assert_eq!((refusal.reason.as_str(), &refusal.cause), ("rate limit \"per-tool\"", &Cause::RateLimited("per-tool".into())));
+    let r = refusal.reply;
     assert_eq!(r.status, 429);
     assert!(r.headers.contains(&("retry-after", "2".to_string())));
     let body = reply_json(&r);
     assert_eq!(body["id"], "x");
     assert_eq!(body["error"]["code"], -32029);
     assert_eq!(body["error"]["data"], json!({"limit": "per-tool", "requestsPerMinute": 30, "burst": 2, "retryAfterSeconds": 2}));
-    // A global limit's bucket goes to Envoy's ratelimit filter as a header.
+    // A global limit's bucket goes to Envoy's ratelimit filter as a header
+    // of the forwarded request, which a client cannot send.
     let mut c = config();
     c.rate_limits = vec![RateLimit {
         global: true,
@@ -974,17 +907,19 @@ fn over_a_limit_the_answer_says_which_and_when_to_retry() {
     }];
     let global_gw = Gateway::new(c).unwrap();
     let d = global_gw.decide(&head, br#"{"jsonrpc":"2.0","id":"x","method":"tools/call","params":{"name":"plain"}}"#, NOW);
-    assert_eq!(
-        global_gw.buckets(&head, &d.audit),
-        (vec![], vec![("x-mcp-rate-limit-shared".to_string(), "mcp-rl/6:shared/3:bob".to_string())])
-    );
+    assert!(global_gw.buckets(&head, &d.audit).is_empty());
+    let BodyAction::Forward(f) = &d.action else { panic!("not forwarded") };
+    let edits = global_gw.forward_edits(&head, f, &d.audit).unwrap();
+    assert_eq!(edits.value("x-mcp-rate-limit-shared"), Some("mcp-rl/6:shared/3:bob"));
+    assert!(edits.drop.iter().any(|d| d == "x-mcp-rate-limit-shared"), "a client's own goes first");
     // A principal that no header could carry as it is travels encoded.
     let odd = as_caller(post(Some(&token)), "eve\r\nx-injected: 1", &[]);
-    let (_, headers) = global_gw.buckets(&odd, &d.audit);
-    assert!(headers[0].1.starts_with("=?base64?") && headers[0].1.bytes().all(|b| (0x20..0x7f).contains(&b)), "{headers:?}");
+    let edits = global_gw.forward_edits(&odd, f, &d.audit).unwrap();
+    let key = edits.value("x-mcp-rate-limit-shared").unwrap();
+    assert!(key.starts_with("=?base64?") && key.bytes().all(|b| (0x20..0x7f).contains(&b)), "{key:?}");
     // Another tool is not concerned.
     let other = gw.decide(&head, br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a__echo"}}"#, NOW);
-    assert!(gw.buckets(&head, &other.audit).0.is_empty());
+    assert!(gw.buckets(&head, &other.audit).is_empty());
 }
 
 #[test]
@@ -1002,20 +937,7 @@ fn metrics_are_scraped_from_envoy_and_the_control_plane() {
         scrape(&Gateway::new(c.clone()).unwrap()),
         vec![(ENVOY_ADMIN_CLUSTER.to_string(), admin("/stats/prometheus", "envoy-admin"))]
     );
-    c.events = Some(UpstreamServer {
-        name: "gateway".into(),
-        cluster: "gateway_admin".into(),
-        authority: "127.0.0.1:1".into(),
-        path: "/mcp-events".into(),
-        timeout_ms: None,
-        logging: false,
-        stateful: false,
-        protocol_version: None,
-        modern: false,
-        modern_only: false,
-        headers: vec![],
-        forward_authorization: false,
-    });
+    c.control_plane = Some(control_plane());
     let gw = Gateway::new(c).unwrap();
     assert_eq!(scrape(&gw)[1], ("gateway_admin".to_string(), admin("/metrics", "127.0.0.1:1")));
     // Only GET of exactly /metrics; a POST there is not the gateway's.
@@ -1045,20 +967,7 @@ fn metrics_are_scraped_from_envoy_and_the_control_plane() {
 #[test]
 fn the_stats_page_reads_envoys_json_stats_and_the_servers() {
     let mut c = config();
-    c.events = Some(UpstreamServer {
-        name: "gateway".into(),
-        cluster: "gateway_admin".into(),
-        authority: "127.0.0.1:1".into(),
-        path: "/mcp-events".into(),
-        timeout_ms: None,
-        logging: false,
-        stateful: false,
-        protocol_version: None,
-        modern: false,
-        modern_only: false,
-        headers: vec![],
-        forward_authorization: false,
-    });
+    c.control_plane = Some(control_plane());
     let gw = Gateway::new(c).unwrap();
     let HeadAction::Scrape(Page::Stats, calls) =
         gw.on_headers(&mut RequestHead { method: "GET".into(), path: "/stats".into(), ..Default::default() })

@@ -1,6 +1,6 @@
 use super::*;
-use crate::gateway::Audit;
-use crate::policy::Verdict;
+use crate::decision::{Audit, AuthFailure};
+use crate::policy::Ruling;
 
 #[test]
 fn error_codes_are_read_from_the_first_bytes() {
@@ -31,7 +31,7 @@ fn call(tool: &str, allowed: bool) -> Audit {
         id: Some("1".into()),
         server: Some("echo".into()),
         target: Some(tool.into()),
-        verdict: Some(Verdict { allowed, reason: String::new() }),
+        ruling: Some(Ruling { allowed, reason: String::new() }),
         traceparent: None,
     }
 }
@@ -75,7 +75,8 @@ fn refusals_are_counted_by_kind() {
             "mcp_authorization_denials_total.server=.=echo;.;.tool=.=secret;.;",
         ]
     );
-    let missing = Tally { method: "unknown", status: 401, code: Some(-32001), auth_failure: Some("missing"), ..Tally::default() };
+    let missing =
+        Tally { method: "unknown", status: 401, code: Some(-32001), auth_failure: Some(AuthFailure::Missing), ..Tally::default() };
     assert_eq!(counters(&missing)[2], "mcp_auth_failures_total.reason=.=missing;.;");
     let limited = Tally { status: 429, code: Some(-32029), rate_limit: Some("per;user".into()), ..Tally::from_audit(&call("echo", true)) };
     assert_eq!(limited.outcome(), Outcome::RateLimited);

@@ -1,0 +1,317 @@
+//! The handshake and the session it opens: what the gateway says of itself
+//! (`initialize`'s result, and `server/discover`, the 2026-07-28
+//! revision's greeting), the client's `initialize` fanned out to every
+//! upstream that keeps sessions and answered with a sealed gateway session
+//! id, the opening of that id on later requests, and its end (DELETE).
+//!
+//! It never routes a request past the handshake and knows nothing of who
+//! the caller is. Which revisions exist is `era`'s.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use super::era::{self, LATEST_VERSION, STATELESS_VERSION, SUPPORTED_VERSIONS};
+use crate::config::FilterConfig;
+use crate::decision::{BodyAction, Callout, CalloutResponse, ConfigError, InitPlan, Now, Reply, RequestHead};
+use crate::error::McpError;
+use crate::headers::bounded;
+use crate::jsonrpc;
+use crate::revocation::Slot;
+use crate::session::{Sealer, SessionState, UpstreamSession};
+use crate::sse;
+
+/// The id of the filter's own `initialize` requests to upstreams.
+const INIT_ID: &str = "0";
+/// How many opened session ids a worker keeps (a few hundred bytes each);
+/// past it the cache starts over.
+const MAX_OPENED_SESSIONS: usize = 4096;
+/// The longest upstream session id carried in a gateway session id.
+const MAX_UPSTREAM_SESSION_ID: usize = 256;
+
+/// What the gateway says of itself, serialised once per configuration: its
+/// `serverInfo` (also its `clientInfo` towards upstreams), capabilities and
+/// instructions, as `initialize` and `server/discover` give them.
+pub struct Identity {
+    /// `{"name": .., "version": ..}`.
+    info: serde_json::Value,
+    info_json: String,
+    capabilities: String,
+    /// `"instructions":"…",` or nothing, ready to splice.
+    instructions: String,
+    /// The whole answer to `server/discover`.
+    discover: String,
+}
+
+impl Identity {
+    fn new(config: &FilterConfig) -> Identity {
+        let info = serde_json::json!({ "name": config.server_info.name, "version": config.server_info.version });
+        let mut versions = vec![STATELESS_VERSION];
+        versions.extend_from_slice(SUPPORTED_VERSIONS);
+        let mut discover = serde_json::json!({
+            "supportedVersions": versions,
+            "capabilities": config.capabilities,
+            "ttlMs": 0,
+            "cacheScope": "private",
+            "resultType": "complete",
+            "_meta": { "io.modelcontextprotocol/serverInfo": info },
+        });
+        if let (Some(text), Some(obj)) = (&config.instructions, discover.as_object_mut()) {
+            obj.insert("instructions".into(), text.clone().into());
+        }
+        Identity {
+            info_json: info.to_string(),
+            info,
+            capabilities: config.capabilities.to_string(),
+            instructions: config
+                .instructions
+                .as_deref()
+                .map(|t| format!(r#""instructions":{},"#, jsonrpc::json_string(t)))
+                .unwrap_or_default(),
+            discover: discover.to_string(),
+        }
+    }
+
+    /// `initialize`'s result at `version`.
+    fn initialize_result(&self, version: &str) -> String {
+        format!(
+            r#"{{"capabilities":{},{}"protocolVersion":{},"serverInfo":{}}}"#,
+            self.capabilities,
+            self.instructions,
+            jsonrpc::json_string(version),
+            self.info_json
+        )
+    }
+}
+
+/// The handshake of one configuration: the gateway's identity, the keys
+/// that seal session ids, and the ids this worker opened lately.
+pub struct Handshake {
+    identity: Identity,
+    pub(super) sealer: Sealer,
+    /// Session ids opened lately, and what they hold.
+    opened: RefCell<HashMap<String, Rc<SessionState>>>,
+}
+
+impl Handshake {
+    pub fn new(config: &FilterConfig) -> Result<Handshake, ConfigError> {
+        Ok(Handshake { identity: Identity::new(config), sealer: Sealer::new(&config.session)?, opened: RefCell::new(HashMap::new()) })
+    }
+
+    /// The gateway's `{name, version}`, as it names itself to upstreams.
+    pub fn client_info(&self) -> &serde_json::Value {
+        &self.identity.info
+    }
+
+    /// The answer to `server/discover` (2026-07-28).
+    pub fn discover_result(&self) -> &str {
+        &self.identity.discover
+    }
+
+    /// The session a request runs in: the one its id seals, or, for a
+    /// 2026-07-28 request, none (an empty one of that revision).
+    pub fn open(&self, config: &FilterConfig, head: &RequestHead, now: Now) -> Result<Rc<SessionState>, McpError> {
+        // A 2026-07-28 request carries no session: it needs none, since every
+        // upstream is reachable statelessly when the gateway serves that revision.
+        if era::is_stateless(config, head) {
+            let state =
+                SessionState { issued_at: now.unix_secs, entropy: 0, version: STATELESS_VERSION.into(), upstreams: Default::default() };
+            return Ok(Rc::new(state));
+        }
+        if let Some(v) = head.protocol_version.as_deref() {
+            if !SUPPORTED_VERSIONS.contains(&v) {
+                return Err(McpError::InvalidRequest(format!(
+                    "unsupported MCP-Protocol-Version {v:?}; supported: {}",
+                    SUPPORTED_VERSIONS.join(", ")
+                )));
+            }
+        }
+        let token = head.session_id.as_deref().ok_or(McpError::MissingSession)?;
+        if head.session_ended {
+            return Err(McpError::SessionNotFound("it was ended by a DELETE".into()));
+        }
+        // A session id is immutable: once opened, what it holds is kept for
+        // its next requests (decrypting is most of a call's cost), and only
+        // its age is checked again.
+        if let Some(state) = self.opened.borrow().get(token) {
+            if now.unix_secs.saturating_sub(state.issued_at) <= config.session.ttl_seconds {
+                return Ok(Rc::clone(state));
+            }
+        }
+        let state = Rc::new(self.sealer.open(token, now.unix_secs).map_err(|e| McpError::SessionNotFound(e.to_string()))?);
+        let mut cache = self.opened.borrow_mut();
+        if cache.len() >= MAX_OPENED_SESSIONS {
+            cache.clear();
+        }
+        cache.insert(token.to_string(), Rc::clone(&state));
+        Ok(state)
+    }
+
+    /// A client's `initialize`: the plan that opens a session with every
+    /// upstream that keeps sessions, or the answer at once when none does.
+    pub fn initialize(&self, config: &FilterConfig, id: &str, params: Option<&RawValue>, now: Now) -> BodyAction {
+        #[derive(Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct InitParams<'a> {
+            protocol_version: Option<String>,
+            #[serde(borrow)]
+            capabilities: Option<&'a RawValue>,
+        }
+        let params = params.and_then(|p| serde_json::from_str::<InitParams<'_>>(p.get()).ok());
+        let (asked, capabilities) = match params {
+            Some(p) => (p.protocol_version, p.capabilities),
+            None => (None, None),
+        };
+        let version = match asked {
+            Some(v) if SUPPORTED_VERSIONS.contains(&v.as_str()) => v,
+            _ => LATEST_VERSION.to_string(),
+        };
+        // The upstreams learn what the client can do (sampling, elicitation,
+        // roots): the gateway relays their requests for it to the client.
+        let capabilities = capabilities.map(RawValue::get).filter(|c| c.starts_with('{')).unwrap_or("{}");
+        if !config.servers.iter().any(|s| s.stateful) {
+            return BodyAction::Reply(self.initialize_reply(config, id, &version, &[], now).0);
+        }
+        let init_body = format!(
+            r#"{{"jsonrpc":"2.0","id":{INIT_ID},"method":"initialize","params":{{"protocolVersion":{},"capabilities":{capabilities},"clientInfo":{}}}}}"#,
+            jsonrpc::json_string(&version),
+            self.identity.info_json,
+        );
+        // Stateless servers need no session: they are called as they are.
+        let callouts = config
+            .servers
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.stateful)
+            .map(|(i, s)| Callout::to(i, s, None, None, init_body.clone().into_bytes()))
+            .collect();
+        BodyAction::Initialize(InitPlan { id: id.to_string(), version, callouts })
+    }
+
+    /// Answers the client's `initialize` once every upstream has answered
+    /// (or failed). Also returns the `notifications/initialized` callouts to
+    /// send to the upstreams that accepted, before the reply goes out.
+    pub fn initialized(
+        &self,
+        config: &FilterConfig,
+        plan: &InitPlan,
+        responses: &[Option<CalloutResponse>],
+        now: Now,
+    ) -> (Reply, Vec<Callout>) {
+        let upstreams: Vec<(usize, UpstreamSession)> = plan
+            .callouts
+            .iter()
+            .zip(responses.iter().chain(std::iter::repeat(&None)))
+            .map(|(c, r)| (c.server, upstream_session(r.as_ref())))
+            .collect();
+        self.initialize_reply(config, &plan.id, &plan.version, &upstreams, now)
+    }
+
+    fn initialize_reply(
+        &self,
+        config: &FilterConfig,
+        id: &str,
+        version: &str,
+        upstreams: &[(usize, UpstreamSession)],
+        now: Now,
+    ) -> (Reply, Vec<Callout>) {
+        let mut state =
+            SessionState { issued_at: now.unix_secs, entropy: now.entropy, version: version.to_string(), upstreams: Default::default() };
+        let mut followups = Vec::new();
+        for (index, session) in upstreams {
+            let Some(server) = config.servers.get(*index) else { continue };
+            if session.error.is_none() {
+                let body = br#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#.to_vec();
+                followups.push(Callout::to(*index, server, session.id.as_deref(), session.version.as_deref(), body));
+            }
+            state.upstreams.insert(server.name.clone(), session.clone());
+        }
+        let mut reply = Reply::json(200, jsonrpc::result_body(id, &self.identity.initialize_result(version)));
+        reply.headers.push(("mcp-session-id", self.sealer.seal(&state)));
+        (reply, followups)
+    }
+
+    /// Ends a client session: the reply to send once the DELETE callouts that
+    /// end its upstream sessions have come back (or failed; the client's
+    /// session ends either way).
+    ///
+    /// The id itself would open until it expires (nothing is stored with
+    /// it), so the session is also returned as ended until then, for the glue
+    /// to record (`revocation.rs`): its later requests get 404.
+    pub fn end_session(&self, config: &FilterConfig, head: &RequestHead, now: Now) -> (Reply, Vec<Callout>, Option<(Slot, u64)>) {
+        let state = match self.open(config, head, now) {
+            Ok(s) => s,
+            Err(e) => return (Reply::error(None, &e), Vec::new(), None),
+        };
+        let ended =
+            head.session_id.as_deref().and_then(Slot::of).map(|slot| (slot, state.issued_at.saturating_add(config.session.ttl_seconds)));
+        let callouts = config
+            .servers
+            .iter()
+            .enumerate()
+            .filter_map(|(i, server)| {
+                let upstream = state.upstreams.get(&server.name)?;
+                let id = upstream.id.as_deref()?;
+                let mut c = Callout::to(i, server, Some(id), upstream.version.as_deref(), Vec::new());
+                if let Some(method) = c.headers.iter_mut().find(|(k, _)| *k == ":method") {
+                    method.1 = "DELETE".into();
+                }
+                c.headers.retain(|(k, _)| *k != "content-type");
+                Some(c)
+            })
+            .collect();
+        (Reply { status: 204, headers: Vec::new(), body: Vec::new() }, callouts, ended)
+    }
+}
+
+/// Reads an upstream's answer to the filter's `initialize`.
+pub fn upstream_session(response: Option<&CalloutResponse>) -> UpstreamSession {
+    let failed = |reason: String| UpstreamSession { id: None, version: None, error: Some(reason) };
+    let Some(r) = response else {
+        return failed("no answer to initialize (connection failed or timed out)".into());
+    };
+    if r.status != 200 {
+        return failed(format!("initialize answered HTTP {}", r.status));
+    }
+    let text = String::from_utf8_lossy(&r.body);
+    let is_sse = r.content_type.as_deref().is_some_and(|c| c.starts_with("text/event-stream"));
+    let candidates = if is_sse { sse::events(&text) } else { vec![text.into_owned()] };
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct InitResult {
+        protocol_version: String,
+    }
+    #[derive(Deserialize)]
+    struct Answer {
+        id: Option<serde_json::Value>,
+        result: Option<InitResult>,
+        error: Option<ErrorObject>,
+    }
+    #[derive(Deserialize)]
+    struct ErrorObject {
+        message: String,
+    }
+    for c in candidates {
+        let Ok(a) = serde_json::from_str::<Answer>(&c) else { continue };
+        if a.id.as_ref().map(|v| v.to_string()).as_deref() != Some(INIT_ID) {
+            continue;
+        }
+        // What an upstream sends lands in the client's session id (a header):
+        // keep it small and well-formed.
+        return match (a.result, a.error) {
+            (Some(res), _) if !SUPPORTED_VERSIONS.contains(&res.protocol_version.as_str()) => {
+                failed(format!("initialize answered an unsupported protocol version {:?}", bounded(&res.protocol_version)))
+            }
+            (Some(_), _) if r.session_id.as_ref().is_some_and(|id| id.len() > MAX_UPSTREAM_SESSION_ID) => {
+                failed(format!("its session id is longer than {MAX_UPSTREAM_SESSION_ID} bytes"))
+            }
+            (Some(res), _) => UpstreamSession { id: r.session_id.clone(), version: Some(res.protocol_version), error: None },
+            (None, Some(err)) => failed(format!("initialize failed: {}", bounded(&err.message))),
+            (None, None) => failed("initialize answered neither result nor error".into()),
+        };
+    }
+    failed("initialize answered no JSON-RPC response".into())
+}

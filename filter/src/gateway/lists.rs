@@ -1,0 +1,201 @@
+//! The list answers (`tools/list`, `prompts/list`, `resources/list`,
+//! `resources/templates/list`): serialised once per configuration and per
+//! set of authorization rules that apply to callers, in pages for each era,
+//! and the cursors that say where a page starts.
+//!
+//! It never decides who may see what: it is handed the rules that apply,
+//! and asks the configuration's rules about each item. It never forwards.
+
+use std::borrow::Cow;
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+
+use base64::Engine as _;
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use crate::config::{FilterConfig, NamedRoute, ServedItem};
+use crate::error::McpError;
+use crate::policy::{Applicable, Kind};
+
+/// How many filtered sets of lists are kept; past it the cache starts over.
+const MAX_FILTERED_LISTS: usize = 256;
+
+/// Every list unfiltered, and the lists filtered for each set of
+/// applicable rules met so far.
+pub struct ListCache {
+    all: Rc<Lists>,
+    filtered: RefCell<HashMap<Applicable, Rc<Lists>>>,
+}
+
+impl ListCache {
+    pub fn new(config: &FilterConfig) -> ListCache {
+        ListCache { all: Rc::new(Lists::new(config, |_, _, _| true)), filtered: RefCell::new(HashMap::new()) }
+    }
+
+    /// The lists as a caller to whom `applicable` rules apply may see them
+    /// (`None`: no authorization, every item).
+    pub fn seen_with(&self, config: &FilterConfig, applicable: Option<Applicable>) -> Rc<Lists> {
+        let (Some(authz), Some(set)) = (&config.authorization, applicable) else { return self.all.clone() };
+        if let Some(found) = self.filtered.borrow().get(&set) {
+            return found.clone();
+        }
+        let names: Vec<&str> = config.servers.iter().map(|s| s.name.as_str()).collect();
+        let lists =
+            Rc::new(Lists::new(config, |kind, server, name| names.get(server).is_some_and(|s| authz.decide(&set, kind, s, name).allowed)));
+        let mut cache = self.filtered.borrow_mut();
+        if cache.len() >= MAX_FILTERED_LISTS {
+            cache.clear();
+        }
+        cache.insert(set, lists.clone());
+        lists
+    }
+}
+
+/// `{"tools":[...]}` and the other list answers of one set of visible items.
+pub struct Lists {
+    tools: ListAnswer,
+    prompts: ListAnswer,
+    resources: ListAnswer,
+    templates: ListAnswer,
+}
+
+impl Lists {
+    /// The lists of what `visible` lets through.
+    fn new(config: &FilterConfig, visible: impl Fn(Kind, usize, &str) -> bool) -> Self {
+        let size = config.list_page_size;
+        let named = |items: &[NamedRoute], kind| {
+            let shown = items.iter().filter(|t| visible(kind, t.server, &t.name)).map(|t| &t.definition);
+            list_items(shown, "name")
+        };
+        let served = |items: &[ServedItem], key| {
+            let shown = items.iter().filter(|i| {
+                let uri = i.definition.get(key).and_then(serde_json::Value::as_str).unwrap_or_default();
+                visible(Kind::Resource, i.server, uri)
+            });
+            list_items(shown.map(|i| &i.definition), key)
+        };
+        Lists {
+            tools: ListAnswer::new("tools", named(&config.tools, Kind::Tool), size),
+            prompts: ListAnswer::new("prompts", named(&config.prompts, Kind::Prompt), size),
+            resources: ListAnswer::new("resources", served(&config.resources, "uri"), size),
+            templates: ListAnswer::new("resourceTemplates", served(&config.resource_templates, "uriTemplate"), size),
+        }
+    }
+
+    /// The answer to list `method`, if it is one of the lists.
+    pub fn of(&self, method: &str) -> Option<&ListAnswer> {
+        match method {
+            "tools/list" => Some(&self.tools),
+            "prompts/list" => Some(&self.prompts),
+            "resources/list" => Some(&self.resources),
+            "resources/templates/list" => Some(&self.templates),
+            _ => None,
+        }
+    }
+}
+
+/// Each definition as JSON text with its key (the value of `key_field`).
+fn list_items<'a>(definitions: impl Iterator<Item = &'a serde_json::Value>, key_field: &str) -> Vec<(String, String)> {
+    definitions.map(|d| (d.to_string(), d.get(key_field).and_then(serde_json::Value::as_str).unwrap_or_default().to_string())).collect()
+}
+
+/// A list answered from the configuration: its pages, serialised once per
+/// configuration for each era (the 2026-07-28 one carries the caching
+/// fields and result type it requires).
+///
+/// A cursor names where the next page starts: its position and the key
+/// (name or URI) of the item found there, base64url. A cursor from an older
+/// configuration still works: the page starts at that item wherever it now
+/// is, or at the same position if it is gone (the client has been told the
+/// list changed).
+pub struct ListAnswer {
+    /// Each item's definition as JSON text, and its key.
+    items: Vec<(String, String)>,
+    /// Which field of the result holds the items.
+    field: &'static str,
+    page_size: usize,
+    /// `(handshake, stateless)` result of each page at a multiple of `page_size`.
+    pages: Vec<(String, String)>,
+}
+
+impl ListAnswer {
+    fn new(field: &'static str, items: Vec<(String, String)>, page_size: Option<usize>) -> Self {
+        let page_size = page_size.filter(|n| *n > 0).unwrap_or(usize::MAX).min(items.len().max(1));
+        let mut answer = ListAnswer { items, field, page_size, pages: Vec::new() };
+        let mut start = 0;
+        loop {
+            answer.pages.push(answer.page(start));
+            start = start.saturating_add(page_size);
+            if start >= answer.items.len() {
+                break;
+            }
+        }
+        answer
+    }
+
+    /// The results of the page starting at item `start`.
+    fn page(&self, start: usize) -> (String, String) {
+        let end = start.saturating_add(self.page_size).min(self.items.len());
+        let chosen = self.items.get(start..end).unwrap_or_default();
+        let mut body = format!("\"{}\":[", self.field);
+        for (i, (definition, _)) in chosen.iter().enumerate() {
+            if i > 0 {
+                body.push(',');
+            }
+            body.push_str(definition);
+        }
+        body.push(']');
+        if let Some((_, key)) = self.items.get(end) {
+            let cursor = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("{end}:{key}"));
+            body.push_str(&format!(",\"nextCursor\":\"{cursor}\""));
+        }
+        let handshake = format!("{{{body}}}");
+        let stateless = format!(r#"{{"ttlMs":0,"cacheScope":"private","resultType":"complete",{body}}}"#);
+        (handshake, stateless)
+    }
+
+    /// The item a cursor says the page starts at.
+    fn start_of(&self, cursor: &str) -> Option<usize> {
+        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(cursor).ok()?;
+        let text = String::from_utf8(bytes).ok()?;
+        let (position, key) = text.split_once(':')?;
+        let position: usize = position.parse().ok()?;
+        if self.items.get(position).is_some_and(|(_, k)| k == key) {
+            return Some(position);
+        }
+        let moved = self.items.iter().position(|(_, k)| k == key);
+        Some(moved.unwrap_or(position).min(self.items.len()))
+    }
+
+    /// The result for the request's `params` (a `cursor`, or none: the
+    /// first page), in the era asked.
+    pub fn answer(&self, params: Option<&RawValue>, stateless: bool) -> Result<Cow<'_, str>, McpError> {
+        #[derive(Deserialize)]
+        struct ListParams {
+            cursor: Option<String>,
+        }
+        let cursor = match params {
+            Some(p) => {
+                serde_json::from_str::<ListParams>(p.get())
+                    .map_err(|e| McpError::InvalidParams(format!("params.cursor must be a string: {e}")))?
+                    .cursor
+            }
+            None => None,
+        };
+        let start = match cursor.as_deref() {
+            None => 0,
+            Some(c) => self.start_of(c).ok_or_else(|| McpError::InvalidParams(format!("invalid cursor {c:?}: list again without one")))?,
+        };
+        // Pages at the usual boundaries are ready; one after a list change
+        // may start anywhere.
+        Ok(match (start % self.page_size == 0).then(|| self.pages.get(start / self.page_size)).flatten() {
+            Some((handshake, modern)) => Cow::Borrowed(if stateless { modern } else { handshake }),
+            None => {
+                let (handshake, modern) = self.page(start);
+                Cow::Owned(if stateless { modern } else { handshake })
+            }
+        })
+    }
+}
