@@ -6,7 +6,8 @@
 #   make run        build, then run mcp-gateway + Envoy on http://127.0.0.1:4444/mcp
 #   make test       build, cargo tests, validate-deploy, then the end-to-end tests (pytest tests/e2e)
 #   make test-unit  cargo tests only
-#   make lint       rustfmt and clippy (-D warnings) on every crate, the wasm glue included
+#   make lint       rustfmt and clippy (-D warnings) on every crate, the wasm glue included; no module
+#                   circle and no file over 700 lines (scripts/layout.py)
 #   make test-wasm-fallback  build the filter with Debian's toolchain and run the client tests on it
 #   make validate   check a catalog: mcp-gateway --validate $(CATALOG)
 #   make validate-deploy  check docker-compose.yml, the Dockerfile and deploy/ (no Docker or cluster needed)
@@ -46,7 +47,7 @@ GATEWAY_RELEASE := target/release/mcp-gateway
 all: build
 
 help:
-	@sed -n '3,24p' Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '3,25p' Makefile | sed 's/^# \{0,1\}//'
 
 setup:
 	@bash scripts/setup.sh
@@ -78,7 +79,8 @@ test-unit:
 	$(CARGO) test --workspace
 
 # The filter's no-panic lints (filter/src/lib.rs) hold only where clippy runs:
-# natively for the core, for wasm32 for the glue, and on the fuzz crate.
+# natively for the core, for wasm32 for the glue, and on the fuzz crate. The
+# crates' layout (no import circle, no file past 700 lines) is checked too.
 lint:
 	$(CARGO) fmt --all --check
 	cd filter/fuzz && $(CARGO) fmt --check
@@ -87,6 +89,7 @@ lint:
 		{ echo "lint: the wasm32-unknown-unknown target is missing: run 'make setup' (rustup target add wasm32-unknown-unknown)"; exit 1; }
 	$(CARGO) clippy -p mcp-filter --target wasm32-unknown-unknown -- -D warnings
 	cd filter/fuzz && $(CARGO) clippy --bins -- -D warnings
+	python3 scripts/layout.py
 
 # The e2e tests need `make build` first (`make test` does it).
 test-e2e:

@@ -1,15 +1,18 @@
 #!/usr/bin/env python3
-"""The module graph of each crate, and its circles.
+"""Each crate's layout, checked: its module graph has no circle, and no file
+outside tests is much longer than a reader holds in mind.
 
 A module of a crate is a top-level file or folder of its src/ (`gateway.rs`
 and `gateway/`, `runtime/mod.rs`, ...): one node. An edge A -> B is any
 `crate::B` path written in A's code (a `use`, or a path; not comments), tests
 excluded (`tests.rs`, `tests/`, `#[cfg(test)] mod tests { ... }` blocks at
-the end of a file). Prints each crate's edges with --print; exits 1 naming
-every circle found (strongly connected components of more than one module),
-so that `make lint` keeps the graph a tree-like order.
+the end of a file). A circle is a strongly connected component of more than
+one module. A file is too long past MAX_LINES lines (tests excluded).
 
-    scripts/module-graph.py [--print] [CRATE_SRC ...]   (default: filter/src control-plane/src)
+Prints each crate's edges with --print; exits 1 naming every circle and
+every file too long, so that `make lint` keeps both.
+
+    scripts/layout.py [--print] [CRATE_SRC ...]   (default: filter/src control-plane/src)
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+MAX_LINES = 700
 PATH = re.compile(r"\bcrate::(\w+)")
 # `use crate::{a, b::c}`: the modules named in a braced group.
 GROUP = re.compile(r"\bcrate::\{([^}]*)\}", re.S)
@@ -102,10 +106,17 @@ def main(argv: list[str]) -> int:
                 print(f"{crate}: {m} -> {', '.join(sorted(edges[m])) or '-'}")
         for c in circles(edges):
             bad += 1
-            print(f"module-graph: {crate}: these modules import each other in a circle: {', '.join(c)}")
+            print(f"layout: {crate}: these modules import each other in a circle: {', '.join(c)}")
+        for file in sorted((ROOT / crate).rglob("*.rs")):
+            if file.name == "tests.rs" or "tests" in file.relative_to(ROOT / crate).parts[:-1]:
+                continue
+            lines = len(strip_tests(file.read_text()).splitlines())
+            if lines > MAX_LINES:
+                bad += 1
+                print(f"layout: {file.relative_to(ROOT)}: {lines} lines outside tests (at most {MAX_LINES}): split it by concern")
     if bad:
         return 1
-    print(f"module-graph: no circle in {', '.join(crates)}")
+    print(f"layout: no circle and no file over {MAX_LINES} lines in {', '.join(crates)}")
     return 0
 
 
