@@ -34,7 +34,9 @@ use crate::compile::{compile, Compiled, Inputs, TlsMaterial};
 use crate::discovery::{self, Discovered};
 use crate::runtime::Runtimes;
 use crate::snapshot::SnapshotCache;
-use crate::state::{Changes, Current, GlobalLimits, Internal, Lists, Published, Reloads, Served, ServerState, ServerStatus, Status};
+use crate::state::{
+    Changes, Current, GlobalLimits, Internal, Lists, Published, Reloads, Served, ServerState, ServerStatus, ServerSummary, Status,
+};
 use crate::upstream::{self, Clients, Reach, Upstream};
 
 /// What the controller is started with.
@@ -341,7 +343,7 @@ impl Controller {
             tracing::warn!(server = %d.server, kind = d.kind, name = %d.name, reason = %d.reason, "left out of the lists");
         }
         for status in &mut servers {
-            status.dropped = compiled.dropped.iter().filter(|d| d.server == status.name).cloned().collect();
+            status.dropped = compiled.dropped.iter().filter(|d| d.server == status.summary.name).cloned().collect();
         }
         Ok(Built { loaded, offers, servers, compiled, pending })
     }
@@ -427,7 +429,7 @@ impl Controller {
     }
 
     fn any_unready(&self) -> bool {
-        self.published().is_some_and(|p| p.servers.iter().any(|s| s.state != ServerState::Ready))
+        self.published().is_some_and(|p| p.servers.iter().any(|s| s.summary.state != ServerState::Ready))
     }
 }
 
@@ -508,12 +510,10 @@ async fn discover(
     let mut statuses = Vec::with_capacity(catalog.servers.len());
     for (server, (identity, listing)) in catalog.servers.iter().zip(listings) {
         let mut status = ServerStatus {
-            name: server.name.clone(),
+            summary: ServerSummary { name: server.name.clone(), state: ServerState::Starting, tools: 0 },
             runtime: server.runtime,
             process: None,
             url: server.display_url(),
-            state: ServerState::Starting,
-            tools: 0,
             prompts: 0,
             resources: 0,
             last_error: None,
@@ -522,13 +522,13 @@ async fn discover(
         match listing {
             None => {}
             Some(Ok(list)) => {
-                status.state = ServerState::Ready;
-                (status.tools, status.prompts, status.resources) = (list.tools.len(), list.prompts.len(), list.resources.len());
+                status.summary.state = ServerState::Ready;
+                (status.summary.tools, status.prompts, status.resources) = (list.tools.len(), list.prompts.len(), list.resources.len());
                 offers.insert(server.name.clone(), (identity, list));
             }
             Some(Err(e)) => {
                 tracing::warn!(server = %server.name, url = %server.display_url(), error = %e, "server unreachable; its tools are left out");
-                status.state = ServerState::Unreachable;
+                status.summary.state = ServerState::Unreachable;
                 status.last_error = Some(e.to_string());
             }
         }
@@ -570,7 +570,7 @@ mod tests {
         let none = BTreeSet::new();
         let (found, status) = discover(&catalog, &known, Discovery::Unreachable, &reach(&catalog), &none).await;
         assert_eq!(found.get("known").map(|(_, d)| d), Some(&offer), "reused, not asked again");
-        assert_eq!((status[0].state, status[1].state), (ServerState::Ready, ServerState::Unreachable));
+        assert_eq!((status[0].summary.state, status[1].summary.state), (ServerState::Ready, ServerState::Unreachable));
         let (found, _) = discover(&catalog, &known, Discovery::All, &reach(&catalog), &none).await;
         assert!(found.is_empty(), "a full reload asks everyone");
         let moved = load("servers:\n  - {name: known, url: 'http://127.0.0.1:9/moved'}\n", |_| None).unwrap();
@@ -589,6 +589,6 @@ mod tests {
         let pending = BTreeSet::from(["t".to_string()]);
         let (found, status) = discover(&catalog, &BTreeMap::new(), Discovery::All, &reach, &pending).await;
         assert!(found.is_empty());
-        assert_eq!((status[0].state, status[0].last_error.as_deref()), (ServerState::Starting, None));
+        assert_eq!((status[0].summary.state, status[0].last_error.as_deref()), (ServerState::Starting, None));
     }
 }

@@ -116,11 +116,11 @@ pub fn render(i: &Inputs) -> String {
 
     o.family("mcp_gateway_upstream_up", "gauge", "1 if the server answered its last discovery or health check.");
     for server in &s.servers {
-        o.sample("mcp_gateway_upstream_up", &[("server", &server.name)], u8::from(server.state == ServerState::Ready));
+        o.sample("mcp_gateway_upstream_up", &[("server", &server.summary.name)], u8::from(server.summary.state == ServerState::Ready));
     }
     o.family("mcp_gateway_server_tools", "gauge", "Tools the server offered when last asked.");
     for server in &s.servers {
-        o.sample("mcp_gateway_server_tools", &[("server", &server.name)], server.tools);
+        o.sample("mcp_gateway_server_tools", &[("server", &server.summary.name)], server.summary.tools);
     }
     o.family(
         "mcp_gateway_server_dropped_items",
@@ -128,7 +128,7 @@ pub fn render(i: &Inputs) -> String {
         "Tools and prompts of the server left out of the lists (a name another server has, or none); /servers says which and why.",
     );
     for server in &s.servers {
-        o.sample("mcp_gateway_server_dropped_items", &[("server", &server.name)], server.dropped.len());
+        o.sample("mcp_gateway_server_dropped_items", &[("server", &server.summary.name)], server.dropped.len());
     }
     o.family(
         "mcp_gateway_server_restarts_total",
@@ -166,7 +166,7 @@ pub fn not_ready(status: &Status, served: Option<&str>, nodes: &[NodeStatus]) ->
             ));
         }
     }
-    if !status.servers.iter().any(|s| s.state == ServerState::Ready) {
+    if !status.servers.iter().any(|s| s.summary.state == ServerState::Ready) {
         reasons.push(if status.servers.is_empty() { "the catalog has no servers".into() } else { "no upstream server is up".into() });
     }
     reasons

@@ -19,6 +19,7 @@ use std::time::SystemTime;
 
 use mcp_filter::config::{FilterConfig, RateLimit};
 use mcp_filter::session::Sealer;
+pub use mcp_filter::status::{ServerState, ServerSummary};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
@@ -130,31 +131,19 @@ impl Status {
     }
 
     pub fn any_unready(&self) -> bool {
-        self.servers.iter().any(|s| s.state != ServerState::Ready)
+        self.servers.iter().any(|s| s.summary.state != ServerState::Ready)
     }
 }
 
-/// Where a server stands, as the last reload found it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ServerState {
-    /// It answered: its tools, prompts and resources are served.
-    Ready,
-    /// It did not answer: it offers nothing until it does.
-    Unreachable,
-    /// A server the control plane runs that the catalog just added or
-    /// changed: it is being started, and asked what it offers once running.
-    Starting,
-}
-
+/// One server on the `/servers` page: what the filter reads of it
+/// (`ServerSummary`: name, state, tools), and more for operators.
 #[derive(Debug, Clone, Serialize)]
 pub struct ServerStatus {
-    pub name: String,
+    #[serde(flatten)]
+    pub summary: ServerSummary,
     /// `http`, `sse` or `stdio`.
     pub runtime: Runtime,
     pub url: String,
-    pub state: ServerState,
-    pub tools: usize,
     pub prompts: usize,
     pub resources: usize,
     pub last_error: Option<String>,
@@ -249,6 +238,28 @@ pub type Changes = tokio::sync::mpsc::UnboundedSender<String>;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_servers_page_reads_back_as_the_filter_reads_it() {
+        let status = ServerStatus {
+            summary: ServerSummary { name: "time".into(), state: ServerState::Starting, tools: 2 },
+            runtime: Runtime::Stdio,
+            url: "stdio: uvx".into(),
+            prompts: 1,
+            resources: 0,
+            last_error: None,
+            dropped: Vec::new(),
+            process: None,
+        };
+        let page = mcp_filter::status::ServersPage { version: Some("v1".into()), last_error: None, servers: vec![status] };
+        let text = serde_json::to_string(&page).unwrap();
+        let read: mcp_filter::status::ServersPage = serde_json::from_str(&text).unwrap();
+        assert_eq!(read.servers, vec![ServerSummary { name: "time".into(), state: ServerState::Starting, tools: 2 }]);
+        assert_eq!(read.version.as_deref(), Some("v1"));
+        let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(json["servers"][0]["state"], "starting", "the operators' page keeps its flat shape");
+        assert_eq!(json["servers"][0]["runtime"], "stdio");
+    }
 
     #[test]
     fn lists_name_what_changed() {

@@ -13,7 +13,7 @@
 //! gathers headers, body and time from Envoy, calls the core, and applies
 //! the decision. It is the only code that makes host calls. [`config`] is
 //! the configuration schema the control plane serialises and the filter
-//! reads.
+//! reads; [`status`] the control plane's `/servers` page, likewise.
 //!
 //! The filter must never panic: under `panic = "abort"` a panic kills the VM
 //! for every request on that worker. Hence the lints below.
@@ -38,6 +38,7 @@ pub mod relay;
 pub mod revocation;
 pub mod session;
 pub mod sse;
+pub mod status;
 
 #[cfg(target_arch = "wasm32")]
 mod glue;

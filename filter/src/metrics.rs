@@ -355,15 +355,14 @@ pub fn stats_summary(envoy: &[u8], servers: Option<&[u8]>) -> Option<String> {
         let entry = per_server.entry(server.to_string()).or_insert_with(blank);
         set(entry, "latency_ms", json!({ "p50": at(values, 50.0), "p95": at(values, 95.0), "p99": at(values, 99.0) }));
     }
-    let listed: Option<Value> = servers.and_then(|b| serde_json::from_slice(b).ok());
-    for s in listed.as_ref().and_then(|l| l.get("servers")).and_then(Value::as_array).into_iter().flatten() {
-        let Some(name) = s.get("name").and_then(Value::as_str) else { continue };
-        let entry = per_server.entry(name.to_string()).or_insert_with(blank);
-        set(entry, "state", s.get("state").cloned().unwrap_or(Value::Null));
-        set(entry, "tools", s.get("tools").cloned().unwrap_or(Value::Null));
+    let listed: Option<crate::status::ServersPage> = servers.and_then(|b| serde_json::from_slice(b).ok());
+    for s in listed.iter().flat_map(|l| &l.servers) {
+        let entry = per_server.entry(s.name.clone()).or_insert_with(blank);
+        set(entry, "state", json!(s.state));
+        set(entry, "tools", json!(s.tools));
     }
     let summary = json!({
-        "version": listed.as_ref().and_then(|l| l.get("version")).cloned().unwrap_or(Value::Null),
+        "version": listed.as_ref().and_then(|l| l.version.clone()),
         "control_plane": if listed.is_some() { "up" } else { "unreachable" },
         "requests": requests,
         "errors": errors,

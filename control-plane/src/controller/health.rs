@@ -32,8 +32,8 @@ impl Controller {
             let up: Vec<&Upstream> = published
                 .servers
                 .iter()
-                .filter(|s| s.runtime == Runtime::Http && s.state == ServerState::Ready)
-                .filter_map(|s| published.served.server(&s.name))
+                .filter(|s| s.runtime == Runtime::Http && s.summary.state == ServerState::Ready)
+                .filter_map(|s| published.served.server(&s.summary.name))
                 .collect();
             // A session belongs to a server at one URL with one set of
             // credentials and one TLS setting.

@@ -50,9 +50,9 @@ pub async fn ready(State(c): State<Controller>, State(cache): State<SnapshotCach
 pub async fn servers(State(c): State<Controller>, State(runtimes): State<Arc<Runtimes>>) -> impl IntoResponse {
     let mut s = c.status();
     for server in &mut s.servers {
-        server.process = runtimes.status(&server.name);
+        server.process = runtimes.status(&server.summary.name);
     }
-    Json(json!({ "version": s.version, "last_error": s.last_error, "servers": s.servers }))
+    Json(mcp_filter::status::ServersPage { version: s.version, last_error: s.last_error, servers: s.servers })
 }
 
 /// The control plane's metrics (Prometheus text format). On the gateway's
@@ -64,7 +64,7 @@ pub async fn metrics(
 ) -> impl IntoResponse {
     let status = c.status();
     let restarts: Vec<(String, u32)> =
-        status.servers.iter().filter_map(|s| runtimes.status(&s.name).map(|p| (s.name.clone(), p.restarts))).collect();
+        status.servers.iter().filter_map(|s| runtimes.status(&s.summary.name).map(|p| (s.summary.name.clone(), p.restarts))).collect();
     let served = cache.current().map(|s| s.version.clone());
     let nodes = cache.status();
     let text =

@@ -1,16 +1,14 @@
 use super::*;
 use crate::catalog::Runtime;
 use crate::snapshot::{Nack, TypeStatus};
-use crate::state::{ServerState, ServerStatus};
+use crate::state::{ServerState, ServerStatus, ServerSummary};
 use std::time::Duration;
 
 fn server(name: &str, state: ServerState, tools: usize) -> ServerStatus {
     ServerStatus {
-        name: name.into(),
+        summary: ServerSummary { name: name.into(), state, tools },
         runtime: Runtime::Http,
         url: String::new(),
-        state,
-        tools,
         prompts: 0,
         resources: 0,
         last_error: None,
