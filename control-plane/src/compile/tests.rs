@@ -34,6 +34,16 @@ fn run_tls(
     discovered: BTreeMap<String, Discovered>,
     upstream_tls: &BTreeMap<String, UpstreamTls>,
 ) -> Result<Compiled, CompileError> {
+    run_after(yaml, discovered, upstream_tls, None)
+}
+
+/// Compiles `yaml` with `previous` as the configuration running.
+fn run_after(
+    yaml: &str,
+    discovered: BTreeMap<String, Discovered>,
+    upstream_tls: &BTreeMap<String, UpstreamTls>,
+    previous: Option<&FilterConfig>,
+) -> Result<Compiled, CompileError> {
     let catalog = load(yaml, |_| None).unwrap();
     compile(&Inputs {
         catalog: &catalog,
@@ -46,7 +56,7 @@ fn run_tls(
         internal_token: "t0k",
         tls: None,
         upstream_tls,
-        previous: None,
+        previous,
     })
 }
 
@@ -144,27 +154,13 @@ fn the_server_that_had_a_name_keeps_it_when_another_takes_it_up() {
     let yaml =
         "servers:\n  - {name: a, url: 'http://127.0.0.1:1/', prefix: false}\n  - {name: b, url: 'http://127.0.0.1:2/', prefix: false}\n";
     let before = run(yaml, &[("a", &["w"]), ("b", &["x"])]).unwrap();
-    let catalog = load(yaml, |_| None).unwrap();
     let discovered: BTreeMap<String, Discovered> = [("a", ["x"]), ("b", ["x"])]
         .iter()
         .map(|(s, names)| {
             (s.to_string(), Discovered { tools: names.iter().map(|n| tool(n)).collect(), stateful: true, ..Default::default() })
         })
         .collect();
-    let after = compile(&Inputs {
-        catalog: &catalog,
-        discovered: &discovered,
-        wasm: b"\0asm",
-        session: &session(),
-        admin: ("127.0.0.1", 18001),
-        gateway_version: "0.1.0",
-        jwks: None,
-        internal_token: "t0k",
-        tls: None,
-        upstream_tls: &BTreeMap::new(),
-        previous: Some(&before.filter_config),
-    })
-    .unwrap();
+    let after = run_after(yaml, discovered, &BTreeMap::new(), Some(&before.filter_config)).unwrap();
     let served: Vec<(&str, usize)> = after.filter_config.tools.iter().map(|t| (t.name.as_str(), t.server)).collect();
     assert_eq!(served, vec![("x", 1)], "b keeps x; a's rename is what is left out");
     assert_eq!(after.dropped.iter().map(|d| d.server.as_str()).collect::<Vec<_>>(), vec!["a"]);
