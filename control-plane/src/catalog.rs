@@ -1,5 +1,7 @@
 //! `catalog.yaml`: what operators write. Parsing, `${ENV_VAR}` interpolation
 //! and validation with messages that name the server and the field.
+//! It never reads a file or the network: the controller reads the catalog
+//! and the files it names, and hands the text in.
 //!
 //! This module reads no file: callers hand it the text and a way to look up
 //! environment variables, so that tests need neither.

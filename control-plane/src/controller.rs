@@ -1,9 +1,9 @@
 //! The controller: read the catalog, discover, compile, publish.
 //!
-//! A reload has three stages. **Read** ([`Controller::read_catalog`]): the
+//! A reload has three stages. **Read** (`read_catalog`): the
 //! catalog and every file it names, checked; no state is touched. **Build**
-//! ([`Controller::build`]): ask the servers what they offer and compile; still
-//! no state is touched. **Swap** ([`Controller::swap`]): one [`Published`]
+//! (`build`): ask the servers what they offer and compile; still
+//! no state is touched. **Swap** (`swap`): one [`Published`]
 //! value replaces the last, with the snapshot Envoy is served, and only then
 //! do the processes the control plane runs follow the published catalog. A
 //! catalog that fails at any stage changes nothing (the last good

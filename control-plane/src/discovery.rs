@@ -10,6 +10,9 @@
 //! (for example `execution`, added in MCP 2025-11-25). So discovery speaks
 //! JSON-RPC over Streamable HTTP itself and keeps each tool as raw JSON. The
 //! end-to-end tests still use rmcp as a client of the gateway.
+//!
+//! It never changes what is served: it only answers what a server offers,
+//! and the controller decides what to do with that.
 
 use std::time::Duration;
 

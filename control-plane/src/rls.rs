@@ -7,6 +7,9 @@
 //! Redis's own clock: the check is atomic, and replicas with skewed clocks
 //! agree. The arithmetic is the same as the filter's local buckets
 //! (`mcp_filter::ratelimit`), in fractional tokens.
+//!
+//! It never decides which limits exist: it reads them from the configuration
+//! published, and only takes tokens.
 
 use envoy_types::pb::envoy::config::core::v3::HeaderValue;
 use envoy_types::pb::envoy::service::ratelimit::v3::rate_limit_response::{Code, DescriptorStatus};

@@ -15,6 +15,8 @@
 //! for the system's CAs, one for each distinct set of `tls` files
 //! ([`Clients`]), so that connections are pooled and a thousand servers
 //! behind one private CA share one client.
+//!
+//! Nothing here sends a request: it only says how one is to be sent.
 
 pub mod tls;
 

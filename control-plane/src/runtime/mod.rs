@@ -12,6 +12,12 @@
 //! dies, and gives up (state `failed`, its tools leave the lists) after
 //! [`CRASHES_BEFORE_FAILED`] deaths within [`CRASH_WINDOW`]. A death answers
 //! the calls in flight with an error naming the server.
+//!
+//! It never starts what the published catalog does not name
+//! ([`Runtimes::sync`] is called after a good reload only), and no child
+//! outlives it; it says on the changes channel when a server's offer may have
+//! changed, and never rediscovers anything itself. Its HTTP endpoint is
+//! `crate::http::pipe`.
 
 pub mod link;
 pub mod pipe;
