@@ -175,7 +175,15 @@ fn run(f: &Fixture, data: &[u8]) {
         let Some((_, sid)) = reply.headers.iter().find(|(k, _)| *k == "mcp-session-id") else { return };
         // The session id it issued opens.
         let tools = br#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#;
-        let next = RequestHead { session_id: Some(sid.clone()), protocol_version: None, mcp_method: None, mcp_name: None, ..head };
+        // A fresh id was never ended, whatever the request that made it said of its own.
+        let next = RequestHead {
+            session_id: Some(sid.clone()),
+            session_ended: false,
+            protocol_version: None,
+            mcp_method: None,
+            mcp_name: None,
+            ..head
+        };
         if let BodyAction::Reply(r) = gw.decide(&next, tools, now).action {
             assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
         }
