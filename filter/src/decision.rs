@@ -48,6 +48,9 @@ pub struct RequestHead {
     pub peer_certificate: Option<String>,
     /// Who the caller is: set by `Gateway::on_headers` once authenticated.
     pub caller: Option<Caller>,
+    /// The client's address (without its port), as Envoy saw the
+    /// connection: what a request refused for its credentials is limited by.
+    pub source: Option<String>,
 }
 
 /// What the audit log records of a request's authorization, and what rate
@@ -250,6 +253,8 @@ pub struct InitPlan {
     pub id: String,
     /// The version negotiated with the client.
     pub version: String,
+    /// The digest of the caller the session will be sealed to.
+    pub principal: Option<String>,
     pub callouts: Vec<Callout>,
 }
 

@@ -42,7 +42,7 @@ use crate::decision::{
 use crate::error::McpError;
 use crate::headers::{decode_header_value, encode_header_value, media_type, Accepts};
 use crate::jsonrpc::{self, CompletionRef, Message};
-use crate::policy::{Caller, Kind};
+use crate::policy::{Caller, Kind, Ruling};
 use crate::ratelimit::{self, Bucket, Subject};
 use crate::relay;
 use crate::revocation::Slot;
@@ -158,6 +158,51 @@ impl Gateway {
         concerned.into_iter().filter(move |b| limits.get(b.limit).is_some_and(|l| l.global == global))
     }
 
+    /// How many tokens a decided request takes from each of its buckets:
+    /// what it makes the gateway send upstream, and at least one (answers
+    /// the filter gives itself cost one). An `initialize` sends each server
+    /// it opens a session with two requests; a call through the era bridge,
+    /// four (initialize, initialized, the call, DELETE).
+    pub fn cost(action: &BodyAction) -> u32 {
+        let sent = match action {
+            BodyAction::Reply(_) => 1,
+            BodyAction::Forward(f) if f.bridge => 4,
+            BodyAction::Forward(_) => 1,
+            BodyAction::FanOut(_, callouts) => callouts.len(),
+            BodyAction::Initialize(plan) => 2 * plan.callouts.len(),
+        };
+        u32::try_from(sent).unwrap_or(u32::MAX).max(1)
+    }
+
+    /// What a request decided on its headers alone takes from the rate
+    /// limits, if anything: its audit, buckets and cost. A GET stream costs
+    /// the upstream streams it opens, a DELETE the upstream sessions it
+    /// ends. A request refused for its credentials has no caller: it takes
+    /// from the limits that concern every caller, in a bucket of its source
+    /// address, so that guessing keys is limited like calling.
+    pub fn head_charge(&self, head: &RequestHead, action: &HeadAction, now: Now) -> Option<(Audit, Vec<Bucket>, u32)> {
+        if self.config.rate_limits.iter().all(|l| l.global) {
+            return None;
+        }
+        let audit = Audit { method: head.method.clone(), ..Audit::default() };
+        let upstreams = || {
+            let s = self.handshake.open(&self.config, head, now).ok();
+            s.map_or(0, |s| s.upstreams.values().filter(|u| u.id.is_some()).count())
+        };
+        let (caller, cost) = match action {
+            HeadAction::OpenStream | HeadAction::EndSession => (head.caller.clone(), upstreams()),
+            HeadAction::Refuse(Refusal { cause: Cause::Unauthenticated(_), .. }) => {
+                let source = head.source.as_deref().unwrap_or("unknown");
+                (Some(Caller { principal: format!("unauthenticated@{source}"), ..Caller::default() }), 1)
+            }
+            _ => return None,
+        };
+        let subject = Subject { caller: caller.as_ref(), server: None, tool: None };
+        let limits = &self.config.rate_limits;
+        let buckets = ratelimit::buckets(limits, subject).into_iter().filter(|b| limits.get(b.limit).is_some_and(|l| !l.global)).collect();
+        Some((audit, buckets, u32::try_from(cost).unwrap_or(u32::MAX).max(1)))
+    }
+
     /// The answer to a request a bucket had no token for.
     pub fn rate_limited(&self, audit: &Audit, bucket: &Bucket, retry_after_ms: u64) -> Refusal {
         let Some(limit) = self.config.rate_limits.get(bucket.limit) else {
@@ -244,7 +289,10 @@ impl Gateway {
                 audit.method = method.to_string();
                 return self.notification(head, body, &method, now);
             }
-            Ok(Message::Response { id }) => return self.answer(head, body, id, now),
+            Ok(Message::Response { id }) => {
+                audit.method = "response".into();
+                return self.answer(head, body, id, now, audit);
+            }
             Ok(Message::Request { id, method, params }) => (id.get(), method, params),
         };
         audit.method = method.to_string();
@@ -270,13 +318,17 @@ impl Gateway {
         };
         let session = || self.handshake.open(&self.config, head, now);
         let result = match method.as_ref() {
-            "initialize" => return self.handshake.initialize(&self.config, id, params, now),
+            "initialize" => {
+                let reach = self.seen_by(caller);
+                let principal = caller.map(|c| c.principal.as_str());
+                return self.handshake.initialize(&self.config, id, params, principal, |i| reach.reaches(i), now);
+            }
             "ping" => Ok(BodyAction::Reply(Reply::json(200, jsonrpc::result_body(id, "{}")))),
             "server/discover" if self.config.stateless_era => {
                 Ok(BodyAction::Reply(Reply::json(200, jsonrpc::result_body(id, self.handshake.discover_result()))))
             }
             list @ ("tools/list" | "prompts/list" | "resources/list" | "resources/templates/list") => {
-                let lists = self.lists.seen_with(&self.config, auth::applicable(&self.config, caller));
+                let lists = self.seen_by(caller);
                 session().and_then(|s| {
                     let answer = lists.of(list).ok_or_else(|| McpError::MethodNotFound(list.to_string()))?;
                     let result = answer.answer(params, s.version == STATELESS_VERSION)?;
@@ -316,7 +368,7 @@ impl Gateway {
                 }
             }),
             "logging/setLevel" => session().map(|s| {
-                let callouts = self.fan_out(&s, body, |server| server.logging);
+                let callouts = self.fan_out(head, &s, body, |server| server.logging);
                 BodyAction::FanOut(Reply::json(200, jsonrpc::result_body(id, "{}")), callouts)
             }),
             other => Err(McpError::MethodNotFound(other.to_string())),
@@ -337,7 +389,7 @@ impl Gateway {
     fn notification(&self, head: &RequestHead, body: &[u8], method: &str, now: Now) -> BodyAction {
         let relayed = matches!(method, "notifications/cancelled" | "notifications/progress" | "notifications/roots/list_changed");
         match self.handshake.open(&self.config, head, now) {
-            Ok(s) if relayed => BodyAction::FanOut(Reply::accepted(), self.fan_out(&s, body, |_| true)),
+            Ok(s) if relayed => BodyAction::FanOut(Reply::accepted(), self.fan_out(head, &s, body, |_| true)),
             // The gateway already sent `initialized` to each upstream; other
             // notifications have no upstream to go to.
             Ok(_) => BodyAction::Reply(Reply::accepted()),
@@ -348,30 +400,50 @@ impl Gateway {
 
     /// A client's answer to a request an upstream sent it (sampling,
     /// elicitation, roots): to that upstream, with its own id put back.
-    fn answer(&self, head: &RequestHead, body: &[u8], id: Option<&RawValue>, now: Now) -> BodyAction {
+    fn answer(&self, head: &RequestHead, body: &[u8], id: Option<&RawValue>, now: Now, audit: &mut Audit) -> BodyAction {
         let result = match id.and_then(|id| relay::inbound(body, id.get())) {
             None => Err(McpError::InvalidRequest(format!(
                 "the response's id {} answers no request the gateway relayed",
                 id.map_or("null", |i| i.get())
             ))),
             Some((name, upstream_body)) => self.handshake.open(&self.config, head, now).and_then(|s| {
-                let server = self.config.servers.iter().position(|s| s.name == name).ok_or_else(|| {
-                    McpError::InvalidRequest(format!("the response is for server {name:?}, which the gateway no longer serves"))
-                })?;
+                audit.server = Some(name.clone());
+                let gone =
+                    || McpError::InvalidRequest(format!("the response's id names server {name:?}, which sent this session no request"));
+                let server = self.config.servers.iter().position(|s| s.name == name).ok_or_else(gone)?;
+                // Only a server the caller may reach, in its session, can
+                // have asked it anything: an answer naming another is refused
+                // as one for a server that is not there.
+                let in_session = !self.config.servers.get(server).is_some_and(|s| s.stateful) || s.upstreams.contains_key(&name);
+                let reached = self.seen_by(head.caller.as_ref()).reaches(server) && in_session;
+                audit.ruling = Some(Ruling {
+                    allowed: reached,
+                    reason: if reached { "an answer to its request".into() } else { "the caller may not reach this server".into() },
+                });
+                if !reached {
+                    return Err(gone());
+                }
                 self.forward("null", server, &s, Some(upstream_body))
             }),
         };
         result.map(BodyAction::Forward).unwrap_or_else(|e| BodyAction::Reply(Reply::error(None, &e)))
     }
 
-    /// `body` sent as it is to each chosen server the session can reach.
-    fn fan_out(&self, session: &SessionState, body: &[u8], choose: impl Fn(&UpstreamServer) -> bool) -> Vec<Callout> {
+    /// The lists a caller sees, and the servers it may reach.
+    fn seen_by(&self, caller: Option<&Caller>) -> std::rc::Rc<lists::Lists> {
+        self.lists.seen_with(&self.config, auth::applicable(&self.config, caller))
+    }
+
+    /// `body` sent as it is to each chosen server the session can reach and
+    /// the caller may.
+    fn fan_out(&self, head: &RequestHead, session: &SessionState, body: &[u8], choose: impl Fn(&UpstreamServer) -> bool) -> Vec<Callout> {
+        let reach = self.seen_by(head.caller.as_ref());
         self.config
             .servers
             .iter()
             .enumerate()
             // The 2026-07-28 revision has no session notifications.
-            .filter(|(_, server)| choose(server) && server.era != ServerEra::ModernOnly)
+            .filter(|(i, server)| choose(server) && server.era != ServerEra::ModernOnly && reach.reaches(*i))
             .filter_map(|(i, server)| {
                 if !server.stateful {
                     return Some(Callout::to(i, server, None, server.protocol_version.as_deref(), body.to_vec()));

@@ -23,7 +23,7 @@ use crate::config::{FilterConfig, JWT_FAILURE_METADATA, JWT_PAYLOAD_HEADER, LOG_
 use crate::decision::{Audit, BodyAction, Callout, CalloutResponse, HeadAction, HeaderEdits, InitPlan, Now, Page, Reply, RequestHead};
 use crate::error::McpError;
 use crate::gateway::{scrape_reply, Gateway};
-use crate::headers::bearer;
+use crate::headers::{address_host, bearer};
 use crate::metrics::{self, Tally, Update};
 use crate::ratelimit::{self, Bucket};
 use crate::relay::SseRelay;
@@ -238,14 +238,14 @@ impl Request {
     /// Takes a token from each bucket, in Envoy's shared data: read, decide,
     /// write back only if nobody wrote in between (compare-and-swap), else
     /// read again. Returns the first bucket found empty, with when to retry.
-    fn take_tokens<'b>(&self, gw: &Gateway, buckets: &'b [Bucket]) -> Option<(&'b Bucket, u64)> {
+    fn take_tokens<'b>(&self, gw: &Gateway, buckets: &'b [Bucket], cost: u32) -> Option<(&'b Bucket, u64)> {
         let now_ms = self.get_current_time().duration_since(UNIX_EPOCH).unwrap_or_default().as_millis() as u64;
         for bucket in buckets {
             let Some(limit) = gw.config().rate_limits.get(bucket.limit) else { continue };
             for _attempt in 0..64 {
                 let (stored, cas) = self.get_shared_data(&bucket.key);
                 let state = stored.as_deref().and_then(ratelimit::State::decode);
-                let (next, outcome) = ratelimit::take(limit, state, now_ms);
+                let (next, outcome) = ratelimit::take_n(limit, state, now_ms, cost);
                 if let Err(retry_ms) = outcome {
                     return Some((bucket, retry_ms));
                 }
@@ -308,7 +308,7 @@ impl Request {
         let decision = gw.decide(&self.head, body, self.now());
         self.tally = Some(self.tally_of(Tally::from_audit(&decision.audit)));
         let buckets = gw.buckets(&self.head, &decision.audit);
-        if let Some((bucket, retry_ms)) = self.take_tokens(gw, &buckets) {
+        if let Some((bucket, retry_ms)) = self.take_tokens(gw, &buckets, Gateway::cost(&decision.action)) {
             let refusal = gw.rate_limited(&decision.audit, bucket, retry_ms);
             if let Some(t) = &mut self.tally {
                 t.refused(&refusal.cause);
@@ -451,6 +451,7 @@ impl HttpContext for Request {
             session_ended: false,
             peer_certificate: None,
             caller: None,
+            source: self.get_property(vec!["source", "address"]).map(|b| address_host(&String::from_utf8_lossy(&b)).to_string()),
         };
         if let Some(slot) = self.head.session_id.as_deref().and_then(Slot::of) {
             let now = self.now().unix_secs;
@@ -493,6 +494,18 @@ impl HttpContext for Request {
                 tally.refused(&r.cause);
             }
             self.tally = Some(tally);
+        }
+        // Requests decided on their headers take from the rate limits too
+        // (GET streams, DELETEs, refusals for credentials, by address).
+        if let Some((audit, buckets, cost)) = gw.head_charge(&self.head, &action, self.now()) {
+            if let Some((bucket, retry_ms)) = self.take_tokens(&gw, &buckets, cost) {
+                let refusal = gw.rate_limited(&audit, bucket, retry_ms);
+                if let Some(t) = &mut self.tally {
+                    t.refused(&refusal.cause);
+                }
+                self.set_properties(&gw.audit_record(&self.head, &audit, Some(&refusal.reason)));
+                return self.reply_once_read(refusal.reply, end_of_stream);
+            }
         }
         match action {
             HeadAction::PassThrough => Action::Continue,

@@ -89,6 +89,19 @@ pub fn bounded(text: &str) -> String {
     }
 }
 
+/// The host of an address Envoy gives as `host:port` (`10.0.0.7:51234`,
+/// `[::1]:51234`); an address without a port as it is.
+pub fn address_host(address: &str) -> &str {
+    match address.rsplit_once(':') {
+        Some((host, port))
+            if !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) && (!host.contains(':') || host.ends_with(']')) =>
+        {
+            host.trim_start_matches('[').trim_end_matches(']')
+        }
+        _ => address,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -115,6 +128,15 @@ mod tests {
         check("text/html", false, false);
         check("", false, false);
         assert_eq!(media_type("Application/JSON; charset=utf-8"), "Application/JSON");
+    }
+
+    #[test]
+    fn addresses_lose_their_port() {
+        assert_eq!(address_host("10.0.0.7:51234"), "10.0.0.7");
+        assert_eq!(address_host("[::1]:51234"), "::1");
+        assert_eq!(address_host("::1"), "::1");
+        assert_eq!(address_host("10.0.0.7"), "10.0.0.7");
+        assert_eq!(address_host("/run/envoy.sock"), "/run/envoy.sock");
     }
 
     #[test]

@@ -44,6 +44,18 @@ pub struct Ruling {
     pub reason: String,
 }
 
+/// What a server offers a caller, as far as reaching it is concerned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Offer {
+    /// It lists anything at all (tools, prompts, resources, templates).
+    pub items: bool,
+    /// Something it lists is visible to the caller.
+    pub visible: bool,
+    /// It lists resource templates, through which reads of URIs that no
+    /// list names may be allowed.
+    pub templates: bool,
+}
+
 /// Which rules apply to a caller: a bit per rule.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
 pub struct Applicable(Vec<u64>);
@@ -143,6 +155,22 @@ impl AuthorizationConfig {
         }
         let reason = if self.default_allow { "no rule denies it" } else { "no rule allows it" };
         Ruling { allowed: self.default_allow, reason: reason.into() }
+    }
+
+    /// May a caller to whom `applicable` rules apply reach `server` at all:
+    /// have a session with it, its notifications and streams? Only if it may
+    /// use something there: a rule names the server (a deny wins), or an
+    /// item it lists is visible, or a read through one of its templates may
+    /// be allowed, or it lists nothing yet and the default allows.
+    pub fn reaches(&self, applicable: &Applicable, server: &str, offer: Offer) -> bool {
+        let mut rules = self.rules.iter().enumerate().filter(|(i, _)| applicable.has(*i)).map(|(_, r)| r);
+        if rules.clone().any(|r| any_matches(&r.deny.servers, server)) {
+            return false;
+        }
+        rules.clone().any(|r| any_matches(&r.allow.servers, server))
+            || offer.visible
+            || (offer.templates && (self.default_allow || rules.any(|r| !r.allow.resources.is_empty())))
+            || (!offer.items && self.default_allow)
     }
 }
 

@@ -88,7 +88,16 @@ const MICRO: u64 = 1_000_000;
 /// full bucket). Returns the state to store, and `Err(retry_after_ms)` when
 /// the bucket is empty (the state then only records the refill).
 pub fn take(limit: &RateLimit, state: Option<State>, now_ms: u64) -> (State, Result<(), u64>) {
+    take_n(limit, state, now_ms, 1)
+}
+
+/// Takes `cost` tokens at once, as [`take`] takes one: a request that the
+/// gateway turns into several upstream requests costs what it sends. A
+/// cost beyond the burst takes the whole burst (it could never be paid
+/// otherwise), so it waits for a full bucket.
+pub fn take_n(limit: &RateLimit, state: Option<State>, now_ms: u64, cost: u32) -> (State, Result<(), u64>) {
     let capacity = u64::from(limit.burst.max(1)) * MICRO;
+    let cost = u64::from(cost.clamp(1, limit.burst.max(1))) * MICRO;
     let per_minute = u64::from(limit.requests_per_minute);
     let State { micro_tokens, at_ms } = state.unwrap_or(State { micro_tokens: capacity, at_ms: now_ms });
     // A clock that went back refills nothing.
@@ -97,10 +106,10 @@ pub fn take(limit: &RateLimit, state: Option<State>, now_ms: u64) -> (State, Res
     let refill = elapsed.saturating_mul(per_minute).saturating_mul(MICRO) / 60_000;
     let tokens = micro_tokens.saturating_add(refill).min(capacity);
     let at = at_ms.max(now_ms);
-    if tokens >= MICRO {
-        return (State { micro_tokens: tokens - MICRO, at_ms: at }, Ok(()));
+    if tokens >= cost {
+        return (State { micro_tokens: tokens - cost, at_ms: at }, Ok(()));
     }
-    let retry_ms = if per_minute == 0 { u64::MAX } else { (MICRO - tokens).saturating_mul(60_000).div_ceil(per_minute * MICRO) };
+    let retry_ms = if per_minute == 0 { u64::MAX } else { (cost - tokens).saturating_mul(60_000).div_ceil(per_minute * MICRO) };
     (State { micro_tokens: tokens, at_ms: at }, Err(retry_ms))
 }
 
@@ -139,6 +148,20 @@ mod tests {
             burst,
             global: false,
         }
+    }
+
+    #[test]
+    fn a_fan_out_costs_what_it_sends_up_to_the_burst() {
+        let l = limit(60, 5);
+        let (s, r) = take_n(&l, None, 1_000, 3);
+        assert_eq!((s.micro_tokens, r), (2 * MICRO, Ok(())));
+        // Three more cannot be paid with two left: retry once one refilled (1 s at 60/min).
+        let (s, r) = take_n(&l, Some(s), 1_000, 3);
+        assert_eq!((s.micro_tokens, r), (2 * MICRO, Err(1_000)));
+        // A cost past the burst takes the whole burst.
+        let (s, r) = take_n(&l, None, 1_000, 50);
+        assert_eq!((s.micro_tokens, r), (0, Ok(())));
+        assert_eq!(take_n(&l, Some(s), 1_000, 0).1, Err(1_000), "a request costs at least one token");
     }
 
     #[test]

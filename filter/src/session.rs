@@ -23,7 +23,7 @@ use sha2::{Digest, Sha256};
 use crate::config::SessionConfig;
 
 /// What a gateway session id carries.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct SessionState {
     /// Issue time, seconds since the Unix epoch.
     #[serde(rename = "t")]
@@ -37,6 +37,26 @@ pub struct SessionState {
     /// Per upstream server name: its session.
     #[serde(rename = "u", default)]
     pub upstreams: BTreeMap<String, UpstreamSession>,
+    /// Whose session it is: [`principal_digest`] of the caller that opened
+    /// it, `None` when authentication is off. Only that caller may use it.
+    #[serde(rename = "p", default, skip_serializing_if = "Option::is_none")]
+    pub principal: Option<String>,
+}
+
+impl SessionState {
+    /// Whether `principal` (the caller of a request naming this session, or
+    /// `None` without authentication) is the one that opened it.
+    pub fn belongs_to(&self, principal: Option<&str>) -> bool {
+        self.principal.as_deref() == principal.map(principal_digest).as_deref()
+    }
+}
+
+/// What a session id seals of its caller: 96 bits of a SHA-256 of the
+/// principal, base64url. Short whatever the principal (a JWT's subject may
+/// be long), and never the principal itself, though the id is encrypted.
+pub fn principal_digest(principal: &str) -> String {
+    let digest = Sha256::new().chain_update(b"mcp-gateway session principal\0").chain_update(principal.as_bytes()).finalize();
+    URL_SAFE_NO_PAD.encode(digest.get(..12).unwrap_or_default())
 }
 
 /// The client's session with one upstream, as opened at `initialize`.

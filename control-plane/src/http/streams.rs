@@ -264,7 +264,7 @@ mod tests {
             headers: vec![],
             http: http.clone(),
         };
-        let mut state = SessionState { issued_at: 100, entropy: 1, version: "2025-11-25".into(), upstreams: Default::default() };
+        let mut state = SessionState { issued_at: 100, entropy: 1, version: "2025-11-25".into(), ..SessionState::default() };
         state.upstreams.insert("a".into(), UpstreamSession { id: Some("sa".into()), version: Some("2025-06-18".into()), error: None });
         state.upstreams.insert("b".into(), UpstreamSession { id: None, version: None, error: Some("down".into()) });
         state.upstreams.insert("gone".into(), UpstreamSession { id: Some("sg".into()), version: None, error: None });

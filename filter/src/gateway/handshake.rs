@@ -4,8 +4,11 @@
 //! upstream that keeps sessions and answered with a sealed gateway session
 //! id, the opening of that id on later requests, and its end (DELETE).
 //!
-//! It never routes a request past the handshake and knows nothing of who
-//! the caller is. Which revisions exist is `era`'s.
+//! A session is its caller's: the id seals a digest of the principal that
+//! opened it, and a request from anyone else naming it is answered as one
+//! naming an unknown session. Which servers a caller may reach is the
+//! dispatcher's to say. It never routes a request past the handshake.
+//! Which revisions exist is `era`'s.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -21,7 +24,7 @@ use crate::error::McpError;
 use crate::headers::bounded;
 use crate::jsonrpc;
 use crate::revocation::Slot;
-use crate::session::{Sealer, SessionState, UpstreamSession};
+use crate::session::{principal_digest, Sealer, SessionError, SessionState, UpstreamSession};
 use crate::sse;
 
 /// The id of the filter's own `initialize` requests to upstreams.
@@ -117,8 +120,7 @@ impl Handshake {
         // A 2026-07-28 request carries no session: it needs none, since every
         // upstream is reachable statelessly when the gateway serves that revision.
         if era::is_stateless(config, head) {
-            let state =
-                SessionState { issued_at: now.unix_secs, entropy: 0, version: STATELESS_VERSION.into(), upstreams: Default::default() };
+            let state = SessionState { issued_at: now.unix_secs, version: STATELESS_VERSION.into(), ..SessionState::default() };
             return Ok(Rc::new(state));
         }
         if let Some(v) = head.protocol_version.as_deref() {
@@ -133,12 +135,22 @@ impl Handshake {
         if head.session_ended {
             return Err(McpError::SessionNotFound("it was ended by a DELETE".into()));
         }
+        let principal = head.caller.as_ref().map(|c| c.principal.as_str());
+        // Another caller's session is answered as a forged one: whoever
+        // learnt an id learns nothing more by presenting it.
+        let owned = |state: Rc<SessionState>| {
+            if state.belongs_to(principal) {
+                Ok(state)
+            } else {
+                Err(McpError::SessionNotFound(SessionError::Tampered.to_string()))
+            }
+        };
         // A session id is immutable: once opened, what it holds is kept for
         // its next requests (decrypting is most of a call's cost), and only
-        // its age is checked again.
+        // its age and owner are checked again.
         if let Some(state) = self.opened.borrow().get(token) {
             if now.unix_secs.saturating_sub(state.issued_at) <= config.session.ttl_seconds {
-                return Ok(Rc::clone(state));
+                return owned(Rc::clone(state));
             }
         }
         let state = Rc::new(self.sealer.open(token, now.unix_secs).map_err(|e| McpError::SessionNotFound(e.to_string()))?);
@@ -147,12 +159,22 @@ impl Handshake {
             cache.clear();
         }
         cache.insert(token.to_string(), Rc::clone(&state));
-        Ok(state)
+        owned(state)
     }
 
     /// A client's `initialize`: the plan that opens a session with every
-    /// upstream that keeps sessions, or the answer at once when none does.
-    pub fn initialize(&self, config: &FilterConfig, id: &str, params: Option<&RawValue>, now: Now) -> BodyAction {
+    /// upstream that keeps sessions and that the caller (`principal`) may
+    /// reach (`reaches`, by server index), or the answer at once when there
+    /// is none.
+    pub fn initialize(
+        &self,
+        config: &FilterConfig,
+        id: &str,
+        params: Option<&RawValue>,
+        principal: Option<&str>,
+        reaches: impl Fn(usize) -> bool,
+        now: Now,
+    ) -> BodyAction {
         #[derive(Deserialize)]
         #[serde(rename_all = "camelCase")]
         struct InitParams<'a> {
@@ -172,8 +194,10 @@ impl Handshake {
         // The upstreams learn what the client can do (sampling, elicitation,
         // roots): the gateway relays their requests for it to the client.
         let capabilities = capabilities.map(RawValue::get).filter(|c| c.starts_with('{')).unwrap_or("{}");
-        if !config.servers.iter().any(|s| s.stateful) {
-            return BodyAction::Reply(self.initialize_reply(config, id, &version, &[], now).0);
+        let principal = principal.map(principal_digest);
+        let opened = |(i, s): &(usize, &crate::config::UpstreamServer)| s.stateful && reaches(*i);
+        if !config.servers.iter().enumerate().any(|server| opened(&server)) {
+            return BodyAction::Reply(self.initialize_reply(config, id, &version, &[], principal, now).0);
         }
         let init_body = format!(
             r#"{{"jsonrpc":"2.0","id":{INIT_ID},"method":"initialize","params":{{"protocolVersion":{},"capabilities":{capabilities},"clientInfo":{}}}}}"#,
@@ -185,10 +209,10 @@ impl Handshake {
             .servers
             .iter()
             .enumerate()
-            .filter(|(_, s)| s.stateful)
+            .filter(opened)
             .map(|(i, s)| Callout::to(i, s, None, None, init_body.clone().into_bytes()))
             .collect();
-        BodyAction::Initialize(InitPlan { id: id.to_string(), version, callouts })
+        BodyAction::Initialize(InitPlan { id: id.to_string(), version, principal, callouts })
     }
 
     /// Answers the client's `initialize` once every upstream has answered
@@ -207,7 +231,7 @@ impl Handshake {
             .zip(responses.iter().chain(std::iter::repeat(&None)))
             .map(|(c, r)| (c.server, upstream_session(r.as_ref())))
             .collect();
-        self.initialize_reply(config, &plan.id, &plan.version, &upstreams, now)
+        self.initialize_reply(config, &plan.id, &plan.version, &upstreams, plan.principal.clone(), now)
     }
 
     fn initialize_reply(
@@ -216,10 +240,16 @@ impl Handshake {
         id: &str,
         version: &str,
         upstreams: &[(usize, UpstreamSession)],
+        principal: Option<String>,
         now: Now,
     ) -> (Reply, Vec<Callout>) {
-        let mut state =
-            SessionState { issued_at: now.unix_secs, entropy: now.entropy, version: version.to_string(), upstreams: Default::default() };
+        let mut state = SessionState {
+            issued_at: now.unix_secs,
+            entropy: now.entropy,
+            version: version.to_string(),
+            principal,
+            ..SessionState::default()
+        };
         let mut followups = Vec::new();
         for (index, session) in upstreams {
             let Some(server) = config.servers.get(*index) else { continue };

@@ -17,7 +17,7 @@ use serde_json::value::RawValue;
 
 use crate::config::{FilterConfig, NamedRoute, ServedItem};
 use crate::error::McpError;
-use crate::policy::{Applicable, Kind};
+use crate::policy::{Applicable, Kind, Offer};
 
 /// How many filtered sets of lists are kept; past it the cache starts over.
 const MAX_FILTERED_LISTS: usize = 256;
@@ -31,7 +31,7 @@ pub struct ListCache {
 
 impl ListCache {
     pub fn new(config: &FilterConfig) -> ListCache {
-        ListCache { all: Rc::new(Lists::new(config, |_, _, _| true)), filtered: RefCell::new(HashMap::new()) }
+        ListCache { all: Rc::new(Lists::new(config, |_, _, _| true, |_, _| true)), filtered: RefCell::new(HashMap::new()) }
     }
 
     /// The lists as a caller to whom `applicable` rules apply may see them
@@ -42,8 +42,11 @@ impl ListCache {
             return found.clone();
         }
         let names: Vec<&str> = config.servers.iter().map(|s| s.name.as_str()).collect();
-        let lists =
-            Rc::new(Lists::new(config, |kind, server, name| names.get(server).is_some_and(|s| authz.decide(&set, kind, s, name).allowed)));
+        let lists = Rc::new(Lists::new(
+            config,
+            |kind, server, name| names.get(server).is_some_and(|s| authz.decide(&set, kind, s, name).allowed),
+            |server, offer| names.get(server).is_some_and(|s| authz.reaches(&set, s, offer)),
+        ));
         let mut cache = self.filtered.borrow_mut();
         if cache.len() >= MAX_FILTERED_LISTS {
             cache.clear();
@@ -53,35 +56,72 @@ impl ListCache {
     }
 }
 
-/// `{"tools":[...]}` and the other list answers of one set of visible items.
+/// `{"tools":[...]}` and the other list answers of one set of visible
+/// items, and which servers the callers who see them may reach at all.
 pub struct Lists {
     tools: ListAnswer,
     prompts: ListAnswer,
     resources: ListAnswer,
     templates: ListAnswer,
+    reachable: Vec<bool>,
 }
 
 impl Lists {
-    /// The lists of what `visible` lets through.
-    fn new(config: &FilterConfig, visible: impl Fn(Kind, usize, &str) -> bool) -> Self {
+    /// The lists of what `visible` lets through; `reaches` says whether a
+    /// server (by index) may be reached, given what it offers them.
+    fn new(config: &FilterConfig, visible: impl Fn(Kind, usize, &str) -> bool, reaches: impl Fn(usize, Offer) -> bool) -> Self {
         let size = config.list_page_size;
-        let named = |items: &[NamedRoute], kind| {
-            let shown = items.iter().filter(|t| visible(kind, t.server, &t.name)).map(|t| &t.definition);
-            list_items(shown, "name")
+        let mut offers = vec![Offer::default(); config.servers.len()];
+        let mut note = |server: usize, shown: bool, template: bool| {
+            if let Some(o) = offers.get_mut(server) {
+                o.items = true;
+                o.visible |= shown;
+                o.templates |= template;
+            }
         };
-        let served = |items: &[ServedItem], key| {
-            let shown = items.iter().filter(|i| {
-                let uri = i.definition.get(key).and_then(serde_json::Value::as_str).unwrap_or_default();
-                visible(Kind::Resource, i.server, uri)
-            });
-            list_items(shown.map(|i| &i.definition), key)
+        let mut named = |items: &[NamedRoute], kind| {
+            let shown: Vec<_> = items
+                .iter()
+                .filter(|t| {
+                    let shown = visible(kind, t.server, &t.name);
+                    note(t.server, shown, false);
+                    shown
+                })
+                .map(|t| &t.definition)
+                .collect();
+            list_items(shown.into_iter(), "name")
         };
+        let tools = named(&config.tools, Kind::Tool);
+        let prompts = named(&config.prompts, Kind::Prompt);
+        let mut served = |items: &[ServedItem], key| {
+            let shown: Vec<_> = items
+                .iter()
+                .filter(|i| {
+                    let uri = i.definition.get(key).and_then(serde_json::Value::as_str).unwrap_or_default();
+                    let shown = visible(Kind::Resource, i.server, uri);
+                    note(i.server, shown, key == "uriTemplate");
+                    shown
+                })
+                .map(|i| &i.definition)
+                .collect();
+            list_items(shown.into_iter(), key)
+        };
+        let resources = served(&config.resources, "uri");
+        let templates = served(&config.resource_templates, "uriTemplate");
         Lists {
-            tools: ListAnswer::new("tools", named(&config.tools, Kind::Tool), size),
-            prompts: ListAnswer::new("prompts", named(&config.prompts, Kind::Prompt), size),
-            resources: ListAnswer::new("resources", served(&config.resources, "uri"), size),
-            templates: ListAnswer::new("resourceTemplates", served(&config.resource_templates, "uriTemplate"), size),
+            tools: ListAnswer::new("tools", tools, size),
+            prompts: ListAnswer::new("prompts", prompts, size),
+            resources: ListAnswer::new("resources", resources, size),
+            templates: ListAnswer::new("resourceTemplates", templates, size),
+            reachable: offers.into_iter().enumerate().map(|(i, offer)| reaches(i, offer)).collect(),
         }
+    }
+
+    /// Whether the callers these lists are for may reach server `index` at
+    /// all: open a session with it, send it notifications, answer its
+    /// requests, stream from it.
+    pub fn reaches(&self, index: usize) -> bool {
+        self.reachable.get(index).copied().unwrap_or(false)
     }
 
     /// The answer to list `method`, if it is one of the lists.

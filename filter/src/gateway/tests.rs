@@ -29,12 +29,16 @@ fn reply_json(r: &Reply) -> Value {
 
 /// A session as the gateway would issue it after `a` and `b` answered.
 fn session(gw: &Gateway, b_error: bool) -> String {
-    let plan = match gw.on_body(
-        &post(None),
-        br#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18"}}"#,
-        NOW,
-    ) {
+    session_as(gw, post(None), b_error)
+}
+
+/// A session opened by the caller of `head` (which opens one with each
+/// server it may reach), after `a` and `b` answered.
+fn session_as(gw: &Gateway, head: RequestHead, b_error: bool) -> String {
+    let plan = match gw.on_body(&head, br#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18"}}"#, NOW)
+    {
         BodyAction::Initialize(p) => p,
+        BodyAction::Reply(r) => return r.headers.iter().find(|(k, _)| *k == "mcp-session-id").unwrap().1.clone(),
         other => panic!("{other:?}"),
     };
     let ok_a = CalloutResponse {
@@ -49,8 +53,16 @@ fn session(gw: &Gateway, b_error: bool) -> String {
         content_type: Some("application/json".into()),
         body: br#"{"jsonrpc":"2.0","id":0,"result":{"protocolVersion":"2025-03-26"}}"#.to_vec(),
     });
-    let (reply, followups) = gw.initialized(&plan, &[Some(ok_a), b], NOW);
-    assert_eq!(followups.len(), if b_error { 1 } else { 2 });
+    let responses: Vec<_> = plan
+        .callouts
+        .iter()
+        .map(|c| match gw.server(c.server).unwrap().name.as_str() {
+            "a" => Some(ok_a.clone()),
+            _ => b.clone(),
+        })
+        .collect();
+    let (reply, followups) = gw.initialized(&plan, &responses, NOW);
+    assert_eq!(followups.len(), responses.iter().filter(|r| r.is_some()).count());
     reply.headers.iter().find(|(k, _)| *k == "mcp-session-id").unwrap().1.clone()
 }
 
@@ -702,10 +714,16 @@ fn as_caller(head: RequestHead, principal: &str, groups: &[&str]) -> RequestHead
     RequestHead { caller: Some(caller), ..head }
 }
 
+/// A POST by `principal` in a session it opened.
+fn in_session(gw: &Gateway, principal: &str, groups: &[&str]) -> RequestHead {
+    let head = as_caller(post(None), principal, groups);
+    let token = session_as(gw, head.clone(), false);
+    RequestHead { session_id: Some(token), ..head }
+}
+
 #[test]
 fn lists_show_only_what_the_caller_may_use() {
     let gw = with_rules();
-    let token = session(&gw, false);
     let list = |head: &RequestHead, method: &str, field: &str| -> Vec<String> {
         let body = format!(r#"{{"jsonrpc":"2.0","id":1,"method":"{method}"}}"#);
         match gw.on_body(head, body.as_bytes(), NOW) {
@@ -718,12 +736,12 @@ fn lists_show_only_what_the_caller_may_use() {
             other => panic!("{other:?}"),
         }
     };
-    let dev = as_caller(post(Some(&token)), "bob", &["dev"]);
+    let dev = in_session(&gw, "bob", &["dev"]);
     assert_eq!(list(&dev, "tools/list", "tools"), ["a__echo", "plain"]);
     // Server `a` is allowed, but its prompt is denied by name: deny wins.
     assert!(list(&dev, "prompts/list", "prompts").is_empty());
     assert_eq!(list(&dev, "resources/list", "resources"), ["one", "motd", "a"]);
-    let stranger = as_caller(post(Some(&token)), "eve", &["guests"]);
+    let stranger = in_session(&gw, "eve", &["guests"]);
     assert!(list(&stranger, "tools/list", "tools").is_empty());
     // Asked again, the same answer (now from the cache).
     assert_eq!(list(&dev, "tools/list", "tools"), ["a__echo", "plain"]);
@@ -732,11 +750,10 @@ fn lists_show_only_what_the_caller_may_use() {
 #[test]
 fn a_denied_call_looks_like_an_unknown_one_and_is_audited() {
     let gw = with_rules();
-    let token = session(&gw, false);
     let call = |head: &RequestHead, name: &str| {
         gw.decide(head, format!(r#"{{"jsonrpc":"2.0","id":5,"method":"tools/call","params":{{"name":"{name}"}}}}"#).as_bytes(), NOW)
     };
-    let stranger = as_caller(post(Some(&token)), "eve", &[]);
+    let stranger = in_session(&gw, "eve", &[]);
     let denied = call(&stranger, "b__echo");
     let unknown = call(&stranger, "no_such_tool");
     match (&denied.action, &unknown.action) {
@@ -756,7 +773,7 @@ fn a_denied_call_looks_like_an_unknown_one_and_is_audited() {
     // An unknown tool has no server and no ruling.
     assert_eq!(unknown.audit.ruling, None);
 
-    let dev = as_caller(post(Some(&token)), "bob", &["dev"]);
+    let dev = in_session(&gw, "bob", &["dev"]);
     let allowed = call(&dev, "plain");
     assert!(matches!(allowed.action, BodyAction::Forward(_)));
     assert_eq!(allowed.audit.ruling.unwrap().reason, "rule \"devs\" allows it");
@@ -874,8 +891,7 @@ fn over_a_limit_the_answer_says_which_and_when_to_retry() {
         global: false,
     }];
     let gw = Gateway::new(c).unwrap();
-    let token = session(&gw, false);
-    let head = as_caller(post(Some(&token)), "bob", &[]);
+    let head = in_session(&gw, "bob", &[]);
     let d = gw.decide(&head, br#"{"jsonrpc":"2.0","id":"x","method":"tools/call","params":{"name":"plain"}}"#, NOW);
     let buckets = gw.buckets(&head, &d.audit);
     assert_eq!(buckets.len(), 1);
@@ -913,7 +929,7 @@ fn over_a_limit_the_answer_says_which_and_when_to_retry() {
     assert_eq!(edits.value("x-mcp-rate-limit-shared"), Some("mcp-rl/6:shared/3:bob"));
     assert!(edits.drop.iter().any(|d| d == "x-mcp-rate-limit-shared"), "a client's own goes first");
     // A principal that no header could carry as it is travels encoded.
-    let odd = as_caller(post(Some(&token)), "eve\r\nx-injected: 1", &[]);
+    let odd = in_session(&gw, "eve\r\nx-injected: 1", &[]);
     let edits = global_gw.forward_edits(&odd, f, &d.audit).unwrap();
     let key = edits.value("x-mcp-rate-limit-shared").unwrap();
     assert!(key.starts_with("=?base64?") && key.bytes().all(|b| (0x20..0x7f).contains(&b)), "{key:?}");
@@ -978,4 +994,82 @@ fn the_stats_page_reads_envoys_json_stats_and_the_servers() {
     assert_eq!(paths, [crate::metrics::SUMMARY_STATS_PATH, "/servers"]);
     let r = scrape_reply(Page::Stats, &[Some(CalloutResponse { status: 200, body: b"not json".to_vec(), ..Default::default() }), None]);
     assert_eq!((r.status, reply_json(&r)["error"]["code"].as_i64()), (500, Some(-32603)));
+}
+
+#[test]
+fn a_session_is_its_callers_alone() {
+    let gw = Gateway::new(FilterConfig { control_plane: Some(control_plane()), ..config() }).unwrap();
+    let mut bob = in_session(&gw, "bob", &[]);
+    let list = br#"{"jsonrpc":"2.0","id":2,"method":"tools/list"}"#;
+    assert!(matches!(gw.on_body(&bob, list, NOW), BodyAction::Reply(r) if r.status == 200));
+    // Eve, with credentials of her own, presents bob's session id: it is
+    // refused as a forged id would be, for every use of a session.
+    let eve = as_caller(RequestHead { session_id: bob.session_id.clone(), ..post(None) }, "eve", &[]);
+    let forged = as_caller(
+        RequestHead { session_id: Some("k.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA".into()), ..post(None) },
+        "eve",
+        &[],
+    );
+    let refused = |head: &RequestHead| match gw.on_body(head, list, NOW) {
+        BodyAction::Reply(r) => (r.status, reply_json(&r)["error"]["message"].clone()),
+        other => panic!("{other:?}"),
+    };
+    let (status, message) = refused(&eve);
+    assert_eq!(status, 404);
+    assert_eq!((status, message), refused(&forged), "another caller's session looks like a forged one");
+    let call = br#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"a__echo"}}"#;
+    assert!(matches!(gw.on_body(&eve, call, NOW), BodyAction::Reply(r) if r.status == 404));
+    let (reply, callouts, ended) = gw.end_session(&RequestHead { method: "DELETE".into(), ..eve.clone() }, NOW);
+    assert_eq!((reply.status, callouts.len(), ended.is_some()), (404, 0, false), "nor may she end it");
+    let get = |head: &RequestHead| RequestHead { method: "GET".into(), accept: Some("text/event-stream".into()), ..head.clone() };
+    assert_eq!(gw.open_stream(&get(&eve), NOW).err().map(|r| r.status), Some(404), "nor stream from it");
+    assert!(gw.open_stream(&get(&bob), NOW).is_ok());
+    // Bob's own session still works, also once its opening is cached.
+    assert!(matches!(gw.on_body(&bob, call, NOW), BodyAction::Forward(_)));
+    bob.caller = None;
+    assert!(matches!(gw.on_body(&bob, list, NOW), BodyAction::Reply(r) if r.status == 404), "nor does it open without a caller");
+}
+
+#[test]
+fn a_caller_reaches_only_the_servers_it_may_use() {
+    use crate::config::{AuthorizationConfig, PolicyRule, Targets};
+    let mut c = config();
+    c.authorization = Some(AuthorizationConfig {
+        default_allow: false,
+        rules: vec![PolicyRule {
+            name: "guests".into(),
+            principals: vec![],
+            groups: vec!["guests".into()],
+            allow: Targets { tools: vec!["a__echo".into()], ..Default::default() },
+            deny: Targets::default(),
+        }],
+    });
+    let gw = Gateway::new(c).unwrap();
+    let init = br#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18"}}"#;
+    let servers_of = |callouts: &[Callout]| callouts.iter().map(|c| gw.server(c.server).unwrap().name.clone()).collect::<Vec<_>>();
+    // Initialize opens a session with `a` only: the guest may use nothing on `b`.
+    match gw.on_body(&as_caller(post(None), "gus", &["guests"]), init, NOW) {
+        BodyAction::Initialize(plan) => assert_eq!(servers_of(&plan.callouts), ["a"]),
+        other => panic!("{other:?}"),
+    }
+    // A caller who may use nothing opens no upstream session at all.
+    assert!(matches!(gw.on_body(&as_caller(post(None), "nobody", &[]), init, NOW), BodyAction::Reply(r) if r.status == 200));
+    let gus = in_session(&gw, "gus", &["guests"]);
+    // Notifications and logging/setLevel reach only `a`, not `b` nor `s`.
+    let cancelled = br#"{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":1}}"#;
+    match gw.on_body(&gus, cancelled, NOW) {
+        BodyAction::FanOut(_, callouts) => assert_eq!(servers_of(&callouts), ["a"]),
+        other => panic!("{other:?}"),
+    }
+    // An answer to a request that `b` would have sent is refused, audited:
+    // `b` is not the guest's to answer.
+    let answer = br#"{"jsonrpc":"2.0","id":"mcpgw:b:7","result":{}}"#;
+    let d = gw.decide(&gus, answer, NOW);
+    assert!(matches!(&d.action, BodyAction::Reply(r) if r.status == 400), "{:?}", d.action);
+    assert_eq!(d.audit.server.as_deref(), Some("b"));
+    assert_eq!(d.audit.ruling.as_ref().map(|r| (r.allowed, r.reason.as_str())), Some((false, "the caller may not reach this server")));
+    let answer = br#"{"jsonrpc":"2.0","id":"mcpgw:a:7","result":{}}"#;
+    let d = gw.decide(&gus, answer, NOW);
+    assert!(matches!(&d.action, BodyAction::Forward(f) if f.server == 0), "{:?}", d.action);
+    assert_eq!(d.audit.ruling.map(|r| r.allowed), Some(true));
 }

@@ -13,7 +13,7 @@ fn state(n: u64) -> SessionState {
     let mut upstreams = BTreeMap::new();
     upstreams.insert("everything".into(), UpstreamSession { id: Some("abc".into()), version: Some("2025-06-18".into()), error: None });
     upstreams.insert("echo".into(), UpstreamSession { id: None, version: None, error: Some("connect failed".into()) });
-    SessionState { issued_at: 1000, entropy: n, version: "2025-11-25".into(), upstreams }
+    SessionState { issued_at: 1000, entropy: n, version: "2025-11-25".into(), upstreams, principal: None }
 }
 
 #[test]
