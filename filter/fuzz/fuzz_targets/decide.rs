@@ -18,14 +18,15 @@ use mcp_filter::decision::{BodyAction, CalloutResponse, HeadAction, HeaderEdits,
 use mcp_filter::gateway::{scrape_reply, Gateway};
 use mcp_filter::metrics::{self, Tally};
 use mcp_filter::ratelimit;
-use mcp_filter::session::{Sealer, SessionState, UpstreamSession};
+use mcp_filter::session::{principal_digest, Sealer, SessionState, UpstreamSession};
 use mcp_filter_fuzz::{pick, stateful_config, stateless_config, Fields, API_KEYS};
 
 const NOW: u64 = 1_000_000;
 
 struct Fixture {
     gateways: [Gateway; 2],
-    /// Session ids the gateways issued: fresh, with a failed upstream, expired.
+    /// Session ids the gateways issued: fresh, with a failed upstream,
+    /// expired, and of no caller.
     sessions: Vec<String>,
     /// A JWT payload with the required scope, and one without.
     jwts: [String; 2],
@@ -45,17 +46,20 @@ fn fixture() -> Fixture {
         version: Some("2025-06-18".into()),
         error: error.map(str::to_string),
     };
-    let state = |issued_at, upstreams: &[(&str, UpstreamSession)]| SessionState {
+    let state = |issued_at, upstreams: &[(&str, UpstreamSession)], principal: Option<&str>| SessionState {
         issued_at,
         entropy: 7,
         version: "2025-06-18".into(),
         upstreams: upstreams.iter().cloned().map(|(n, u)| (n.to_string(), u)).collect::<BTreeMap<_, _>>(),
+        principal: principal.map(principal_digest),
     };
     let good = [("a", upstream(Some("sid-a"), None)), ("b", upstream(None, None)), ("m", upstream(Some("sid-m"), None))];
+    // Alice's (an API key), carol's (a JWT), and one of no caller.
     let sessions = vec![
-        sealer.seal(&state(NOW, &good)),
-        sealer.seal(&state(NOW, &[("a", upstream(None, Some("connect failed"))), ("b", upstream(Some("sid-b"), None))])),
-        sealer.seal(&state(1, &good)),
+        sealer.seal(&state(NOW, &good, Some("alice"))),
+        sealer.seal(&state(NOW, &[("a", upstream(None, Some("connect failed"))), ("b", upstream(Some("sid-b"), None))], Some("carol"))),
+        sealer.seal(&state(1, &good, Some("alice"))),
+        sealer.seal(&state(NOW, &good, None)),
     ];
     let jwt = |v: serde_json::Value| URL_SAFE_NO_PAD.encode(v.to_string());
     Fixture {
@@ -95,7 +99,7 @@ fn run(f: &Fixture, data: &[u8]) {
         .unwrap_or_default(),
         content_type: pick(sel[1] & 3, &[Some("application/json"), Some("application/json; charset=utf-8"), None], &header),
         accept: pick(sel[1] >> 2 & 3, &[Some("application/json, text/event-stream"), Some("*/*"), None], &header),
-        session_id: pick(sel[2], &[None, s(0), s(0), s(1), s(2)], &session),
+        session_id: pick(sel[2], &[None, s(0), s(0), s(1), s(2), s(3)], &session),
         protocol_version: pick(sel[3], &[None, Some("2025-06-18"), Some("2026-07-28"), Some("2025-11-25"), Some("1999-01-01")], &header),
         mcp_method: pick(sel[4] & 15, &[None, None, Some("tools/call"), Some("resources/read")], &header),
         mcp_name: pick(sel[4] >> 4, &[None, None, Some("plain"), Some("=?base64?cGxhaW4=?=")], &header),
@@ -113,11 +117,19 @@ fn run(f: &Fixture, data: &[u8]) {
         host: pick(sel[8] >> 2, &[Some("localhost:4444"), Some("127.0.0.1:4444"), None, Some("[::1]:4444")], &header),
         session_ended: sel[8] & 0x40 != 0,
         caller: None,
+        source: pick(sel[3] >> 4, &[Some("10.0.0.7"), None], &header),
     };
     let now = Now { unix_secs: NOW, entropy: u64::from(sel[7]) };
     let arrival = gw.arrival(&head);
     assert!(arrival.drops(CLUSTER_HEADER) && arrival.writes().next().is_none(), "{arrival:?}");
-    match gw.on_headers(&mut head) {
+    let action = gw.on_headers(&mut head);
+    if let Some((audit, buckets, cost)) = gw.head_charge(&head, &action, now) {
+        assert!(cost >= 1);
+        for bucket in &buckets {
+            let _ = gw.rate_limited(&audit, bucket, 1);
+        }
+    }
+    match action {
         HeadAction::ReadBody => {}
         HeadAction::EndSession => return drop(gw.end_session(&head, now)),
         HeadAction::OpenStream => {

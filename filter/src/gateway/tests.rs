@@ -1073,3 +1073,38 @@ fn a_caller_reaches_only_the_servers_it_may_use() {
     assert!(matches!(&d.action, BodyAction::Forward(f) if f.server == 0), "{:?}", d.action);
     assert_eq!(d.audit.ruling.map(|r| r.allowed), Some(true));
 }
+
+#[test]
+fn requests_decided_on_their_headers_take_from_the_limits_too() {
+    use crate::config::{LimitKey, RateLimit};
+    let mut c = config();
+    c.rate_limits = vec![RateLimit {
+        name: "all".into(),
+        per: vec![LimitKey::Principal],
+        principals: vec![],
+        groups: vec![],
+        servers: vec![],
+        tools: vec![],
+        requests_per_minute: 60,
+        burst: 10,
+        global: false,
+    }];
+    let gw = Gateway::new(c).unwrap();
+    let bob = in_session(&gw, "bob", &[]);
+    // A DELETE costs the upstream sessions it ends (`a` issued an id; `b` none).
+    let delete = RequestHead { method: "DELETE".into(), ..bob.clone() };
+    let (audit, buckets, cost) = gw.head_charge(&delete, &HeadAction::EndSession, NOW).unwrap();
+    assert_eq!((audit.method.as_str(), buckets[0].key.as_str(), cost), ("DELETE", "mcp-rl/3:all/3:bob", 1));
+    let (_, _, cost) = gw.head_charge(&RequestHead { method: "GET".into(), ..bob.clone() }, &HeadAction::OpenStream, NOW).unwrap();
+    assert_eq!(cost, 1);
+    // A refusal for credentials is charged to its source address.
+    let refused = Refusal { reply: Reply::accepted(), reason: String::new(), cause: Cause::Unauthenticated(AuthFailure::Invalid) };
+    let stranger = RequestHead { source: Some("10.0.0.7".into()), ..post(None) };
+    let (_, buckets, _) = gw.head_charge(&stranger, &HeadAction::Refuse(refused), NOW).unwrap();
+    assert_eq!(buckets[0].key, "mcp-rl/3:all/24:unauthenticated@10.0.0.7");
+    assert_eq!(gw.head_charge(&bob, &HeadAction::ReadBody, NOW), None, "a POST is charged once its body is decided");
+    // What a decided request costs: what it sends upstream.
+    let init = br#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18"}}"#;
+    assert_eq!(Gateway::cost(&gw.on_body(&post(None), init, NOW)), 4, "two servers keep sessions: two requests each");
+    assert_eq!(Gateway::cost(&gw.on_body(&bob, br#"{"jsonrpc":"2.0","id":2,"method":"ping"}"#, NOW)), 1);
+}
