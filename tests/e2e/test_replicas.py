@@ -30,3 +30,24 @@ def test_two_envoys_serve_one_session(gateway):
         counts = {node: after[node] - before[node] for node in admins}
         print(f"\nrequests of one session served per Envoy: {counts}")
         assert all(n > 0 for n in counts.values()), counts
+
+
+def test_a_deleted_session_is_gone_behind_every_envoy(gateway):
+    """Ended sessions are recorded per Envoy (docs/design/sessions.md); what
+    a client sees on the other Envoy: its calls to a stateful server fail
+    too, since the DELETE ended the upstream session for everyone."""
+    with gateway.second_envoy() as admins:
+        s = RawSession(gateway.url)
+        s.initialize()
+        ended = httpx.delete(gateway.url, headers={"mcp-session-id": s.session_id, "connection": "close"})
+        assert ended.status_code == 204, ended.text
+        before = {node: served(a) for node, a in admins.items()}
+        statuses = []
+        for i in range(24):
+            body = jsonrpc("tools/call", {"name": "everything__echo", "arguments": {"message": f"m{i}"}}, id=i + 10)
+            r = httpx.post(gateway.url, content=body, headers={**HEADERS, "mcp-session-id": s.session_id, "connection": "close"})
+            statuses.append(r.status_code)
+        counts = {node: served(a) - before[node] for node, a in admins.items()}
+        print(f"\ncalls after DELETE, per Envoy: {counts}; statuses {sorted(set(statuses))}")
+        assert all(n > 0 for n in counts.values()), f"one Envoy took every call, nothing shown: {counts}"
+        assert set(statuses) == {404}, statuses
