@@ -39,6 +39,7 @@ pub mod revocation;
 pub mod session;
 pub mod sse;
 pub mod status;
+pub mod uri;
 
 #[cfg(target_arch = "wasm32")]
 mod glue;

@@ -72,11 +72,13 @@ pub fn forward<'a>(config: &'a FilterConfig, server: &'a UpstreamServer, f: &'a 
     put(&mut edits, "mcp-session-id", f.upstream_session.as_deref().map(Cow::Borrowed));
     // The server's own time limit, or the route's; never the client's.
     put(&mut edits, "x-envoy-upstream-rq-timeout-ms", server.timeout_ms.map(|ms| ms.to_string().into()));
-    for (name, value) in [("mcp-protocol-version", &f.upstream_version), ("mcp-name", &f.mcp_name), ("mcp-method", &f.mcp_method)] {
-        if let Some(v) = value {
-            edits.set.push((name.into(), v.as_str().into()));
-        }
+    if let Some(v) = &f.upstream_version {
+        edits.set.push(("mcp-protocol-version".into(), v.as_str().into()));
     }
+    // What a server routes on is what the filter checked against the body
+    // (or wrote from it), never the client's own copy: none when unset.
+    put(&mut edits, "mcp-name", f.mcp_name.as_deref().map(Cow::Borrowed));
+    put(&mut edits, "mcp-method", f.mcp_method.as_deref().map(Cow::Borrowed));
     if let Some(body) = &f.body {
         edits.set.push(("content-length".into(), body.len().to_string().into()));
     }

@@ -18,6 +18,7 @@ use serde_json::value::RawValue;
 use crate::config::{FilterConfig, NamedRoute, ServedItem};
 use crate::error::McpError;
 use crate::policy::{Applicable, Kind};
+use crate::uri;
 
 /// How many filtered sets of lists are kept; past it the cache starts over.
 const MAX_FILTERED_LISTS: usize = 256;
@@ -69,18 +70,20 @@ impl Lists {
             let shown = items.iter().filter(|t| visible(kind, t.server, &t.name)).map(|t| &t.definition);
             list_items(shown, "name")
         };
-        let served = |items: &[ServedItem], key| {
+        // A resource is judged by its normalised URI, as reads are; one
+        // without a canonical form could not be read, and is not listed.
+        let served = |items: &[ServedItem], key, kind| {
             let shown = items.iter().filter(|i| {
                 let uri = i.definition.get(key).and_then(serde_json::Value::as_str).unwrap_or_default();
-                visible(Kind::Resource, i.server, uri)
+                uri::normalize(uri).is_ok_and(|normal| visible(kind, i.server, &normal))
             });
             list_items(shown.map(|i| &i.definition), key)
         };
         Lists {
             tools: ListAnswer::new("tools", named(&config.tools, Kind::Tool), size),
             prompts: ListAnswer::new("prompts", named(&config.prompts, Kind::Prompt), size),
-            resources: ListAnswer::new("resources", served(&config.resources, "uri"), size),
-            templates: ListAnswer::new("resourceTemplates", served(&config.resource_templates, "uriTemplate"), size),
+            resources: ListAnswer::new("resources", served(&config.resources, "uri", Kind::Resource), size),
+            templates: ListAnswer::new("resourceTemplates", served(&config.resource_templates, "uriTemplate", Kind::Template), size),
         }
     }
 
