@@ -246,6 +246,10 @@ pub struct JwtSettings {
     /// Scopes every token must carry; others get 403 with the scope challenge.
     #[serde(default)]
     pub required_scopes: Vec<String>,
+    /// Refuse tokens without `exp` (default): such a token, once stolen,
+    /// would be good forever. `false` only for an issuer that cannot set it.
+    #[serde(default = "default_true")]
+    pub require_expiration: bool,
 }
 
 impl std::fmt::Debug for JwtSettings {
@@ -255,6 +259,7 @@ impl std::fmt::Debug for JwtSettings {
             .field("audiences", &self.audiences)
             .field("jwks_file", &self.jwks_file)
             .field("jwks_uri", &self.jwks_uri)
+            .field("require_expiration", &self.require_expiration)
             .finish_non_exhaustive()
     }
 }

@@ -20,18 +20,20 @@
 use std::borrow::Cow;
 
 use crate::config::{
-    ControlPlane, FilterConfig, UpstreamServer, BRIDGE_PATH_PREFIX, CLUSTER_HEADER, DECISION_PROPERTY, JWT_PAYLOAD_HEADER,
-    META_TRACEPARENT_PROPERTY, METHOD_PROPERTY, PRINCIPAL_PROPERTY, RATE_LIMIT_HEADER_PREFIX, REASON_PROPERTY, REQUEST_ID_PROPERTY,
-    SERVER_PROPERTY, SPAN_PROPERTY, TARGET_PROPERTY,
+    ControlPlane, FilterConfig, UpstreamServer, BRIDGE_PATH_PREFIX, CLUSTER_HEADER, DECISION_PROPERTY, DISCOVERY_HEADER,
+    JWT_PAYLOAD_HEADER, META_TRACEPARENT_PROPERTY, METHOD_PROPERTY, PRINCIPAL_PROPERTY, RATE_LIMIT_HEADER_PREFIX, REASON_PROPERTY,
+    REQUEST_ID_PROPERTY, SERVER_PROPERTY, SPAN_PROPERTY, TARGET_PROPERTY,
 };
 use crate::decision::{Audit, Forward, HeaderEdits, RequestHead, Target};
 use crate::metrics;
 
 /// What every request loses, or gains, as it arrives, whatever becomes of
 /// it: a client-sent [`CLUSTER_HEADER`] (the route to upstreams and the
-/// local-reply mapper key on it), and, when tracing, the name of its span.
+/// local-reply mapper key on it) and [`DISCOVERY_HEADER`] (with which a
+/// client could use an on-demand server without keeping it awake), and,
+/// when tracing, the name of its span.
 pub fn arrival<'a>(config: &FilterConfig, head: &RequestHead) -> HeaderEdits<'a> {
-    let mut edits = HeaderEdits { drop: vec![CLUSTER_HEADER.into()], ..HeaderEdits::default() };
+    let mut edits = HeaderEdits { drop: vec![CLUSTER_HEADER.into(), DISCOVERY_HEADER.into()], ..HeaderEdits::default() };
     if config.trace {
         edits.properties.push((SPAN_PROPERTY, metrics::http_span_name(&head.method, &head.path).into()));
     }
@@ -254,6 +256,7 @@ mod tests {
             let head = RequestHead { method: method.into(), path: path.into(), ..Default::default() };
             let edits = gw.arrival(&head);
             assert!(edits.drops(CLUSTER_HEADER) && edits.target.is_none() && edits.set.is_empty(), "{method} {path}");
+            assert!(edits.drops(DISCOVERY_HEADER), "only the control plane marks its discovery: {method} {path}");
         }
         // It is written only through a forward's or a stream's target: to the server, or to the control plane.
         let cluster_writes =

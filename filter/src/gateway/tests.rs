@@ -791,7 +791,12 @@ fn jwt_callers_scopes_and_the_resource_metadata() {
     });
     let gw = Gateway::new(c).unwrap();
     let b64 = |v: Value| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string());
-    let jwt = |payload: Option<Value>| RequestHead { credential: Some("aaa.bbb.ccc".into()), jwt_payload: payload.map(b64), ..post(None) };
+    // The credential is the token whose payload Envoy verified and forwarded.
+    let jwt = |payload: Option<Value>| {
+        let encoded = payload.map(b64);
+        let credential = format!("hdr.{}.sig", encoded.as_deref().unwrap_or("e30"));
+        RequestHead { credential: Some(credential), jwt_payload: encoded, ..post(None) }
+    };
     let mut good = jwt(Some(json!({"sub": "carol", "roles": ["dev", "ops"], "scope": "mcp other"})));
     assert_eq!(gw.on_headers(&mut good), HeadAction::ReadBody);
     assert_eq!(
@@ -815,6 +820,10 @@ fn jwt_callers_scopes_and_the_resource_metadata() {
     let mut by_cert = RequestHead { peer_certificate: Some("spiffe://e2e/agent".into()), ..post(None) };
     assert_eq!(gw.on_headers(&mut by_cert), HeadAction::ReadBody);
     assert_eq!(by_cert.caller.map(|c| c.principal), Some("spiffe://e2e/agent".to_string()));
+    // A payload Envoy verified from another token (one under another scheme
+    // word, beside an X-API-Key) names no one.
+    let other = RequestHead { credential: Some("not-an-api-key-0000".into()), ..good.clone() };
+    assert_eq!(refused(&mut other.clone()).0, 401);
     let (status, challenge, _) = refused(&mut jwt(None));
     assert_eq!(status, 401);
     assert!(challenge.ends_with(r#"resource_metadata="https://gw.example/.well-known/oauth-protected-resource/mcp""#));
