@@ -34,7 +34,7 @@ PYTEST_ARGS ?=
 WASM_TOOLCHAIN ?= auto
 export WASM_TOOLCHAIN
 FUZZ_SECONDS ?= 60
-# CI's share: 5 targets x 15 s, plus about 100 s to build cargo-fuzz and
+# CI's share: 6 targets x 15 s, plus about 100 s to build cargo-fuzz and
 # the targets on a fresh machine.
 FUZZ_SMOKE_SECONDS ?= 15
 FUZZ_TARGETS ?=

@@ -11,7 +11,7 @@ cd "$ROOT"
 SECONDS_EACH=${1:?usage: scripts/fuzz.sh SECONDS [TARGET...]}
 shift
 TARGETS=("$@")
-[[ ${#TARGETS[@]} -gt 0 ]] || TARGETS=(parse decide sse policy session)
+[[ ${#TARGETS[@]} -gt 0 ]] || TARGETS=(parse decide sse policy session uri)
 # address (the default) or none; see docs/design/fuzzing.md.
 FUZZ_SANITIZER=${FUZZ_SANITIZER:-address}
 # One input that takes this long is a finding: in Envoy it would stall a worker.

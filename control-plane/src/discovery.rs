@@ -133,8 +133,9 @@ pub struct Session {
 }
 
 /// Marks discovery's own requests, so that the control plane's runtimes do
-/// not count them as use of an on-demand server.
-pub const DISCOVERY_HEADER: &str = "x-mcp-gateway-discovery";
+/// not count them as use of an on-demand server (the filter drops a
+/// client-sent one).
+pub use mcp_filter::config::DISCOVERY_HEADER;
 
 /// What a 2026-07-28 request says of its client, in `params._meta`.
 fn modern_meta() -> Value {

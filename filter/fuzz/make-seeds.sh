@@ -59,3 +59,14 @@ seed policy deny '\x02*__delete_?\x00m__delete_x\x00bob\x00ops\x00'
 # session: a string as sent, and the plaintext that seals to a valid id.
 seed session state '{"t":1000000,"n":7,"v":"2025-06-18","u":{"a":{"i":"sid-a","v":"2025-06-18"},"b":{"e":"down"}}}'
 seed session token 'k.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA'
+
+# uri: a resource URI as a client might spell it, escapes of a deny included.
+seed uri plain 'file:///etc/passwd'
+seed uri dots 'file:///tmp/../etc/passwd'
+seed uri slashes 'file:////etc/passwd'
+seed uri encoded-dots 'file:///%%2e%%2e/etc'
+seed uri localhost 'file://localhost/etc/%%65'
+seed uri http 'HTTPS://Example.COM/a/./b/../c?q=%%7e#f'
+seed uri template 'notes://{id}/text'
+seed uri urn 'urn:isbn:0451450523'
+seed uri encoded-slash 'file:///etc%%2Fpasswd'

@@ -46,6 +46,11 @@ pub const BRIDGE_PATH_PREFIX: &str = "/mcp-bridge/";
 /// servers.
 pub const INTERNAL_HEADER: &str = "x-mcp-gateway-internal";
 
+/// Marks the control plane's own discovery requests, so that its runtimes
+/// do not count them as use of an on-demand server. Only the control plane
+/// sends it: the filter drops a client-sent one on arrival.
+pub const DISCOVERY_HEADER: &str = "x-mcp-gateway-discovery";
+
 /// Everything the filter needs to answer and route MCP requests.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -40,13 +40,14 @@ use crate::decision::{
     Reply, RequestHead,
 };
 use crate::error::McpError;
-use crate::headers::{decode_header_value, encode_header_value, media_type, Accepts};
+use crate::headers::{bounded, decode_header_value, encode_header_value, media_type, Accepts};
 use crate::jsonrpc::{self, CompletionRef, Message};
 use crate::policy::{Caller, Kind, Ruling};
 use crate::ratelimit::{self, Bucket, Subject};
 use crate::relay;
 use crate::revocation::Slot;
 use crate::session::{SessionState, UpstreamSession};
+use crate::uri;
 
 pub use era::{LATEST_VERSION, STATELESS_VERSION, SUPPORTED_VERSIONS};
 // The control plane's rate limit service answers with the same error, under
@@ -300,11 +301,8 @@ impl Gateway {
         if self.config.trace {
             audit.traceparent = jsonrpc::meta_traceparent(params);
         }
-        if let Some(h) = head.mcp_method.as_deref() {
-            if h != method {
-                let e = McpError::HeaderMismatch(format!("Mcp-Method {h:?} but the body's method is {method:?}"));
-                return BodyAction::Reply(Reply::error(Some(id), &e));
-            }
+        if let Err(e) = check_method_header(head, &method) {
+            return BodyAction::Reply(Reply::error(Some(id), &e));
         }
         let caller = head.caller.as_ref();
         // Checks the caller may use `name` on `server`, noting it for the audit log.
@@ -351,20 +349,35 @@ impl Gateway {
                 Ok(BodyAction::Forward(forward))
             }),
             "resources/read" | "resources/subscribe" | "resources/unsubscribe" => session().and_then(|s| {
-                let uri = jsonrpc::resource_uri(params)?;
+                let (uri, span) = jsonrpc::resource_uri(body, params)?;
                 check_name_header(head, &uri)?;
-                let server = self.routes.resource(&uri).filter(|server| check(Kind::Resource, *server, &uri));
-                self.forward(id, server.ok_or_else(|| McpError::UnknownResource(uri.to_string()))?, &s, None).map(BodyAction::Forward)
+                let normal = canonical_uri(&uri)?;
+                // Judged in normal form; a denied URI is refused exactly as an unknown one.
+                let found = self.routes.resource(&normal).filter(|(server, _)| check(Kind::Resource, *server, &normal));
+                let (server, listed) = found.ok_or_else(|| McpError::UnknownResource(uri.to_string()))?;
+                // The server reads what the rules judged: the URI as it listed
+                // it, else the normal form.
+                self.forward_uri(id, server, &s, head, body, (&uri, span), listed.unwrap_or(&normal)).map(BodyAction::Forward)
             }),
             "completion/complete" => session().and_then(|s| match jsonrpc::completion_ref(body, params)? {
                 CompletionRef::Prompt(name, span) => {
+                    check_name_header(head, &name)?;
                     let route = self.routes.prompt(&name).filter(|r| check(Kind::Prompt, r.server, &name));
                     let route = route.ok_or_else(|| McpError::UnknownPrompt(name.to_string()))?;
-                    self.forward(id, route.server, &s, route.renamed(body, span, &name)).map(BodyAction::Forward)
+                    let mut forward = self.forward(id, route.server, &s, route.renamed(body, span, &name))?;
+                    if head.mcp_name.is_some() {
+                        forward.mcp_name = Some(encode_header_value(&route.upstream_name));
+                    }
+                    Ok(BodyAction::Forward(forward))
                 }
-                CompletionRef::Resource(uri) => {
-                    let server = self.routes.resource(&uri).filter(|server| check(Kind::Resource, *server, &uri));
-                    self.forward(id, server.ok_or_else(|| McpError::UnknownResource(uri.to_string()))?, &s, None).map(BodyAction::Forward)
+                CompletionRef::Resource(uri, span) => {
+                    check_name_header(head, &uri)?;
+                    let normal = canonical_uri(&uri)?;
+                    // A URI template: refused when a deny covers all of it
+                    // (`policy::covers_template`), as its listing is hidden.
+                    let found = self.routes.resource(&normal).filter(|(server, _)| check(Kind::Template, *server, &normal));
+                    let (server, _) = found.ok_or_else(|| McpError::UnknownResource(uri.to_string()))?;
+                    self.forward_uri(id, server, &s, head, body, (&uri, span), &normal).map(BodyAction::Forward)
                 }
             }),
             "logging/setLevel" => session().map(|s| {
@@ -375,7 +388,10 @@ impl Gateway {
         };
         result
             .and_then(|action| match action {
-                BodyAction::Forward(f) => {
+                BodyAction::Forward(mut f) => {
+                    // Checked against the body above; the upstream gets no
+                    // other `Mcp-Method` (see `edits::forward`).
+                    f.mcp_method = f.mcp_method.or_else(|| head.mcp_method.clone());
                     era::translated(&self.config, head, f, body, self.handshake.client_info()).map(BodyAction::Forward)
                 }
                 other => Ok(other),
@@ -387,6 +403,9 @@ impl Gateway {
     /// the session: a `cancelled` names a request id that only the server
     /// handling it knows, and the others ignore it, as the spec asks.
     fn notification(&self, head: &RequestHead, body: &[u8], method: &str, now: Now) -> BodyAction {
+        if let Err(e) = check_method_header(head, method) {
+            return BodyAction::Reply(Reply::error(None, &e));
+        }
         let relayed = matches!(method, "notifications/cancelled" | "notifications/progress" | "notifications/roots/list_changed");
         match self.handshake.open(&self.config, head, now) {
             Ok(s) if relayed => BodyAction::FanOut(Reply::accepted(), self.fan_out(head, &s, body, |_| true)),
@@ -458,6 +477,27 @@ impl Gateway {
             .collect()
     }
 
+    /// A resource request (`uri`, at `span` in `body`) sent to `server` with
+    /// `upstream_uri` in its place, in the body and in `Mcp-Name`.
+    #[allow(clippy::too_many_arguments)]
+    fn forward_uri(
+        &self,
+        id: &str,
+        server: usize,
+        session: &SessionState,
+        head: &RequestHead,
+        body: &[u8],
+        (uri, span): (&str, std::ops::Range<usize>),
+        upstream_uri: &str,
+    ) -> Result<Forward, McpError> {
+        let body = (upstream_uri != uri).then(|| jsonrpc::splice(body, span, jsonrpc::json_string(upstream_uri).as_bytes()));
+        let mut forward = self.forward(id, server, session, body)?;
+        if head.mcp_name.is_some() {
+            forward.mcp_name = Some(encode_header_value(upstream_uri));
+        }
+        Ok(forward)
+    }
+
     /// Sends the request to `server`, in the client's session with it.
     fn forward(&self, id: &str, server: usize, session: &SessionState, body: Option<Vec<u8>>) -> Result<Forward, McpError> {
         let upstream_server = self.server(server).ok_or_else(|| McpError::Internal("route to a missing server".into()))?;
@@ -492,6 +532,21 @@ impl Gateway {
         };
         Ok(Forward { upstream_session, upstream_version, ..forward })
     }
+}
+
+/// `Mcp-Method`, when sent, must be the body's method, for notifications as
+/// for requests.
+fn check_method_header(head: &RequestHead, method: &str) -> Result<(), McpError> {
+    match head.mcp_method.as_deref() {
+        Some(h) if h != method => Err(McpError::HeaderMismatch(format!("Mcp-Method {h:?} but the body's method is {method:?}"))),
+        _ => Ok(()),
+    }
+}
+
+/// A resource URI in normal form (`uri::normalize`), or the refusal that
+/// says why it has none.
+fn canonical_uri(uri: &str) -> Result<String, McpError> {
+    uri::normalize(uri).map_err(|why| McpError::InvalidParams(format!("resource URI {:?} is refused: {why}", bounded(uri))))
 }
 
 /// A client must not name one tool in `Mcp-Name` and call another in the

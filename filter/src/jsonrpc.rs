@@ -182,17 +182,18 @@ pub fn meta_traceparent(params: Option<&RawValue>) -> Option<String> {
     well_formed.then(|| t.into_owned())
 }
 
-/// `params.uri` of a resource request.
-pub fn resource_uri<'a>(params: Option<&'a RawValue>) -> Result<Cow<'a, str>, McpError> {
+/// `params.uri` of a resource request, and the span of its JSON string
+/// token in `body` (where a normalised URI replaces it).
+pub fn resource_uri<'a>(body: &'a [u8], params: Option<&'a RawValue>) -> Result<(Cow<'a, str>, Range<usize>), McpError> {
     #[derive(Deserialize)]
     struct WithUri<'a> {
         #[serde(borrow)]
-        uri: Cow<'a, str>,
+        uri: &'a RawValue,
     }
     let params = params.ok_or_else(|| McpError::InvalidParams("missing params".into()))?;
     let p: WithUri<'_> = serde_json::from_str(params.get())
         .map_err(|e| McpError::InvalidParams(format!("params must be an object with a string \"uri\": {e}")))?;
-    Ok(p.uri)
+    string_token(body, p.uri, "params.uri")
 }
 
 /// What `completion/complete` completes: `params.ref`.
@@ -200,8 +201,8 @@ pub fn resource_uri<'a>(params: Option<&'a RawValue>) -> Result<Cow<'a, str>, Mc
 pub enum CompletionRef<'a> {
     /// A prompt's argument: its name and the span of the name in the body.
     Prompt(Cow<'a, str>, Range<usize>),
-    /// A resource template's argument.
-    Resource(Cow<'a, str>),
+    /// A resource template's argument: its URI template and the span of it.
+    Resource(Cow<'a, str>, Range<usize>),
 }
 
 pub fn completion_ref<'a>(body: &'a [u8], params: Option<&'a RawValue>) -> Result<CompletionRef<'a>, McpError> {
@@ -217,7 +218,7 @@ pub fn completion_ref<'a>(body: &'a [u8], params: Option<&'a RawValue>) -> Resul
         #[serde(borrow, default)]
         name: Option<&'a RawValue>,
         #[serde(borrow, default)]
-        uri: Option<Cow<'a, str>>,
+        uri: Option<&'a RawValue>,
     }
     let params = params.ok_or_else(|| McpError::InvalidParams("missing params".into()))?;
     let with: WithRef<'_> =
@@ -229,7 +230,10 @@ pub fn completion_ref<'a>(body: &'a [u8], params: Option<&'a RawValue>) -> Resul
             let (name, span) = string_token(body, name, "params.ref.name")?;
             Ok(CompletionRef::Prompt(name, span))
         }
-        ("ref/resource", _, Some(uri)) => Ok(CompletionRef::Resource(uri)),
+        ("ref/resource", _, Some(uri)) => {
+            let (uri, span) = string_token(body, uri, "params.ref.uri")?;
+            Ok(CompletionRef::Resource(uri, span))
+        }
         (kind, _, _) => Err(McpError::InvalidParams(format!(
             "params.ref must be a ref/prompt with a name or a ref/resource with a uri (got type {kind:?})"
         ))),

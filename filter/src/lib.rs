@@ -5,7 +5,8 @@
 //! decides what to do with a request (its parts: routes, authentication and
 //! authorization, lists, the handshake and sessions, the protocol eras, the
 //! operator's pages, the header edits of what goes on), in the terms of
-//! [`decision`]; [`headers`] reads and writes header values, [`session`]
+//! [`decision`]; [`headers`] reads and writes header values, [`uri`] puts
+//! resource URIs in normal form, [`session`]
 //! seals session ids, [`policy`] and [`ratelimit`] rule on callers,
 //! [`relay`] and [`sse`] rewrite streams, [`error`] maps refusals to
 //! JSON-RPC codes, [`metrics`] names what a finished request adds to the
@@ -39,6 +40,7 @@ pub mod revocation;
 pub mod session;
 pub mod sse;
 pub mod status;
+pub mod uri;
 
 #[cfg(target_arch = "wasm32")]
 mod glue;

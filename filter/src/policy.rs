@@ -22,7 +22,12 @@ pub struct Caller {
 pub enum Kind {
     Tool,
     Prompt,
+    /// A resource, by its normalised URI (`uri::normalize`).
     Resource,
+    /// A resource template, by its URI template: a pattern speaks of it when
+    /// it matches the template as written, or every URI the template can
+    /// expand to (see [`covers_template`]).
+    Template,
 }
 
 impl Kind {
@@ -31,6 +36,7 @@ impl Kind {
             Kind::Tool => "tool",
             Kind::Prompt => "prompt",
             Kind::Resource => "resource",
+            Kind::Template => "resource template",
         }
     }
 }
@@ -121,13 +127,26 @@ pub fn concerns(principals: &[String], groups: &[String], caller: Option<&Caller
     any_matches(principals, &c.principal) || c.groups.iter().any(|g| any_matches(groups, g))
 }
 
+/// Whether glob `pattern` matches every URI that `template` (RFC 6570)
+/// expands to: it matches the template's literal prefix (up to its first
+/// `{`) and ends with `*`, which then takes whatever the expansion adds.
+/// Sound, not complete: a pattern this misses still judges each read
+/// through the template, URI by URI.
+pub fn covers_template(pattern: &str, template: &str) -> bool {
+    let prefix = template.split('{').next().unwrap_or_default();
+    pattern.ends_with('*') && glob(pattern, prefix)
+}
+
 fn speaks_of(targets: &Targets, kind: Kind, server: &str, name: &str) -> bool {
-    let named = match kind {
-        Kind::Tool => &targets.tools,
-        Kind::Prompt => &targets.prompts,
-        Kind::Resource => &targets.resources,
-    };
-    any_matches(&targets.servers, server) || any_matches(named, name)
+    if any_matches(&targets.servers, server) {
+        return true;
+    }
+    match kind {
+        Kind::Tool => any_matches(&targets.tools, name),
+        Kind::Prompt => any_matches(&targets.prompts, name),
+        Kind::Resource => any_matches(&targets.resources, name),
+        Kind::Template => targets.resources.iter().any(|p| glob(p, name) || covers_template(p, name)),
+    }
 }
 
 impl AuthorizationConfig {
@@ -253,6 +272,32 @@ mod tests {
         let anon = r.applicable(None);
         assert!(r.decide(&anon, Kind::Tool, "echo", "echo__ping").allowed);
         assert!(!r.decide(&anon, Kind::Tool, "time", "time__now").allowed);
+    }
+
+    #[test]
+    fn a_template_is_spoken_of_when_all_of_it_is() {
+        assert!(covers_template("file:///*", "file:///{path}"));
+        assert!(covers_template("*", "file:///{path}"));
+        assert!(covers_template("file:///etc/*", "file:///etc/{name}"));
+        assert!(!covers_template("file:///etc/*", "file:///{path}"));
+        assert!(!covers_template("file:///etc/passwd", "file:///etc/{name}"));
+        let deny = |pattern: &str| AuthorizationConfig {
+            default_allow: true,
+            rules: vec![PolicyRule {
+                name: "no-etc".into(),
+                principals: vec![],
+                groups: vec![],
+                allow: Targets::default(),
+                deny: Targets { resources: vec![pattern.into()], ..Default::default() },
+            }],
+        };
+        let hidden = |pattern: &str, template: &str| {
+            let r = deny(pattern);
+            !r.decide(&r.applicable(None), Kind::Template, "fs", template).allowed
+        };
+        assert!(hidden("file:///etc/*", "file:///etc/{name}"));
+        assert!(hidden("file:///{path}", "file:///{path}"), "a pattern naming the template as written");
+        assert!(!hidden("file:///etc/*", "file:///{path}"), "a deny on part of it leaves it listed");
     }
 
     #[test]

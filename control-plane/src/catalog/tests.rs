@@ -90,6 +90,7 @@ fn validation_names_server_and_field() {
         ("gateway: {auth: {jwt: {issuer: me}}}", "gateway.auth.jwt: set exactly one of hs256_secret, jwks_file, jwks_uri"),
         ("gateway: {auth: {jwt: {issuer: me, hs256_secret: short}}}", "gateway.auth.jwt.hs256_secret: must be at least 32"),
         ("gateway: {auth: {jwt: {issuer: me, jwks_uri: 'nope'}}}", "gateway.auth.jwt.jwks_uri"),
+        ("gateway: {auth: {jwt: {issuer: me, jwks_uri: 'http://idp.example/jwks.json'}}}", "gateway.auth.jwt.jwks_uri: \"http://idp.example/jwks.json\" is plain http, so anyone on the path could swap the keys"),
         ("gateway: {auth: {api_keys: [{key: '0123456789abcdef', principal: a}], protected_resource: {resource: 'x', authorization_servers: []}}}", "gateway.auth.protected_resource.resource"),
         ("gateway: {authorization: {rules: [{name: r, allow: {servers: [nosuch]}}]}}", "gateway.authorization.rules[0] (r): server \"nosuch\" is not in the catalog"),
         ("gateway: {authorization: {rules: [{name: r}, {name: r}]}}", "gateway.authorization.rules[1] (r): name is used"),
@@ -122,6 +123,10 @@ fn validation_names_server_and_field() {
     assert!(problems("servers: [{name: t, runtime: stdio, command: uvx, args: [mcp-server-time], env: {TZ: UTC}, start: on-demand}]")
         .is_empty());
     assert!(problems("servers: [{name: l, runtime: sse, url: 'http://127.0.0.1:9/sse'}]").is_empty());
+    // A JWKS over plain http only from this machine.
+    for host in ["127.0.0.1:9", "[::1]:9", "localhost", "idp.localhost"] {
+        assert!(problems(&format!("gateway: {{auth: {{jwt: {{issuer: me, jwks_uri: 'http://{host}/jwks.json'}}}}}}")).is_empty(), "{host}");
+    }
     assert!(problems(
         "servers: [{name: p, url: 'https://10.0.0.1/mcp', tls: {ca_file: ca.pem, client_cert_file: c.pem, client_key_file: k.pem}}]"
     )

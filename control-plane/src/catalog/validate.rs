@@ -20,10 +20,24 @@ fn validate_jwt(j: &JwtSettings, p: &mut Vec<String>) {
         p.push("gateway.auth.jwt.hs256_secret: must be at least 32 characters (256 bits)".into());
     }
     if let Some(uri) = &j.jwks_uri {
-        if parse_endpoint(uri).is_err() {
-            p.push(format!("gateway.auth.jwt.jwks_uri: {uri:?} is not an http(s) URL"));
+        match parse_endpoint(uri) {
+            Err(_) => p.push(format!("gateway.auth.jwt.jwks_uri: {uri:?} is not an http(s) URL")),
+            // Keys fetched in the clear can be replaced on the way, and then
+            // any token verifies: only a server on this machine may skip TLS.
+            Ok(ep) if !ep.tls && !is_loopback_host(&ep.host) => p.push(format!(
+                "gateway.auth.jwt.jwks_uri: {uri:?} is plain http, so anyone on the path could swap the keys \
+                 and forge tokens: use https:// (plain http is accepted only for a loopback host, 127.0.0.1, [::1] or localhost)"
+            )),
+            Ok(_) => {}
         }
     }
+}
+
+/// A host on this machine: `localhost` (and `*.localhost`, RFC 6761) or a
+/// loopback address.
+fn is_loopback_host(host: &str) -> bool {
+    let host = host.trim_start_matches('[').trim_end_matches(']').to_ascii_lowercase();
+    host == "localhost" || host.ends_with(".localhost") || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 fn validate_upstream_tls(s: &Server, t: &UpstreamTlsSettings, at: &str, p: &mut Vec<String>) {

@@ -64,10 +64,15 @@ pub fn jwt_filters(jwt: &JwtSettings, jwks_text: Option<&str>) -> Vec<HttpFilter
         issuer: jwt.issuer.clone(),
         audiences: jwt.audiences.clone(),
         // Only the Authorization header: never a token in the query string,
-        // where logs would keep it.
-        from_headers: vec![JwtHeader { name: "authorization".into(), value_prefix: "Bearer ".into() }],
+        // where logs would keep it. The token is what follows the scheme word,
+        // in any case: RFC 9110 makes `bearer` and `Bearer` one scheme, and
+        // jwt_authn matches a prefix exactly. The MCP filter uses the payload
+        // only if the client's credential is that token under `Bearer`.
+        from_headers: vec![JwtHeader { name: "authorization".into(), value_prefix: " ".into() }],
         forward: true,
         forward_payload_header: JWT_PAYLOAD_HEADER.into(),
+        // A token without `exp` would be good forever once stolen.
+        require_expiration: jwt.require_expiration,
         failed_status_in_metadata: JWT_FAILURE_METADATA.into(),
         jwks_source_specifier: Some(source),
         ..Default::default()

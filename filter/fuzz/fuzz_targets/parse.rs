@@ -15,9 +15,12 @@ fuzz_target!(|body: &[u8]| {
             if let Ok((name, span)) = jsonrpc::tool_name(body, params) {
                 check_span(body, span, &name);
             }
-            let _ = jsonrpc::resource_uri(params);
-            if let Ok(CompletionRef::Prompt(name, span)) = jsonrpc::completion_ref(body, params) {
-                check_span(body, span, &name);
+            if let Ok((uri, span)) = jsonrpc::resource_uri(body, params) {
+                check_span(body, span, &uri);
+            }
+            match jsonrpc::completion_ref(body, params) {
+                Ok(CompletionRef::Prompt(name, span) | CompletionRef::Resource(name, span)) => check_span(body, span, &name),
+                Err(_) => {}
             }
         }
         Ok(Message::Response { id: Some(id) }) => {

@@ -52,7 +52,11 @@ impl ApiKeys {
             let key = auth.api_keys.get(*index).ok_or_else(|| McpError::Internal("api key table out of step".into()))?;
             return Ok(Some(Caller { principal: key.principal.clone(), groups: key.groups.clone(), scopes: Vec::new() }));
         }
-        if let (Some(claims), Some(payload)) = (&auth.jwt, head.jwt_payload.as_deref()) {
+        // Envoy verifies the token after the scheme word of `Authorization`,
+        // whatever that word (so that `bearer` counts as `Bearer`): its payload
+        // names the caller only if it is the bearer token presented.
+        let verified = head.jwt_payload.as_deref().filter(|payload| is_payload_of(presented, payload));
+        if let (Some(claims), Some(payload)) = (&auth.jwt, verified) {
             let caller = caller_from_jwt(claims, payload)?;
             if !claims.required_scopes.iter().all(|s| caller.scopes.contains(s)) {
                 return Err(McpError::InsufficientScope(claims.required_scopes.join(" ")));
@@ -203,6 +207,13 @@ fn caller_from_jwt(claims: &JwtClaims, payload: &str) -> Result<Caller, McpError
     let mut scopes = names(json.get("scope"));
     scopes.extend(names(json.get("scp")));
     Ok(Caller { principal: principal.to_string(), groups: names(json.get(&claims.groups_claim)), scopes })
+}
+
+/// Whether `payload` (base64url, as Envoy forwards it) is the payload of
+/// the compact JWT `token`.
+fn is_payload_of(token: &str, payload: &str) -> bool {
+    let unpadded = |s: &str| s.trim().trim_end_matches('=').to_string();
+    token.split('.').nth(1).is_some_and(|p| unpadded(p) == unpadded(payload))
 }
 
 fn parse_sha256(hex: &str) -> Option<[u8; 32]> {

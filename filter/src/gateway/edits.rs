@@ -20,18 +20,20 @@
 use std::borrow::Cow;
 
 use crate::config::{
-    ControlPlane, FilterConfig, UpstreamServer, BRIDGE_PATH_PREFIX, CLUSTER_HEADER, DECISION_PROPERTY, JWT_PAYLOAD_HEADER,
-    META_TRACEPARENT_PROPERTY, METHOD_PROPERTY, PRINCIPAL_PROPERTY, RATE_LIMIT_HEADER_PREFIX, REASON_PROPERTY, REQUEST_ID_PROPERTY,
-    SERVER_PROPERTY, SPAN_PROPERTY, TARGET_PROPERTY,
+    ControlPlane, FilterConfig, UpstreamServer, BRIDGE_PATH_PREFIX, CLUSTER_HEADER, DECISION_PROPERTY, DISCOVERY_HEADER,
+    JWT_PAYLOAD_HEADER, META_TRACEPARENT_PROPERTY, METHOD_PROPERTY, PRINCIPAL_PROPERTY, RATE_LIMIT_HEADER_PREFIX, REASON_PROPERTY,
+    REQUEST_ID_PROPERTY, SERVER_PROPERTY, SPAN_PROPERTY, TARGET_PROPERTY,
 };
 use crate::decision::{Audit, Forward, HeaderEdits, RequestHead, Target};
 use crate::metrics;
 
 /// What every request loses, or gains, as it arrives, whatever becomes of
 /// it: a client-sent [`CLUSTER_HEADER`] (the route to upstreams and the
-/// local-reply mapper key on it), and, when tracing, the name of its span.
+/// local-reply mapper key on it) and [`DISCOVERY_HEADER`] (with which a
+/// client could use an on-demand server without keeping it awake), and,
+/// when tracing, the name of its span.
 pub fn arrival<'a>(config: &FilterConfig, head: &RequestHead) -> HeaderEdits<'a> {
-    let mut edits = HeaderEdits { drop: vec![CLUSTER_HEADER.into()], ..HeaderEdits::default() };
+    let mut edits = HeaderEdits { drop: vec![CLUSTER_HEADER.into(), DISCOVERY_HEADER.into()], ..HeaderEdits::default() };
     if config.trace {
         edits.properties.push((SPAN_PROPERTY, metrics::http_span_name(&head.method, &head.path).into()));
     }
@@ -72,11 +74,13 @@ pub fn forward<'a>(config: &'a FilterConfig, server: &'a UpstreamServer, f: &'a 
     put(&mut edits, "mcp-session-id", f.upstream_session.as_deref().map(Cow::Borrowed));
     // The server's own time limit, or the route's; never the client's.
     put(&mut edits, "x-envoy-upstream-rq-timeout-ms", server.timeout_ms.map(|ms| ms.to_string().into()));
-    for (name, value) in [("mcp-protocol-version", &f.upstream_version), ("mcp-name", &f.mcp_name), ("mcp-method", &f.mcp_method)] {
-        if let Some(v) = value {
-            edits.set.push((name.into(), v.as_str().into()));
-        }
+    if let Some(v) = &f.upstream_version {
+        edits.set.push(("mcp-protocol-version".into(), v.as_str().into()));
     }
+    // What a server routes on is what the filter checked against the body
+    // (or wrote from it), never the client's own copy: none when unset.
+    put(&mut edits, "mcp-name", f.mcp_name.as_deref().map(Cow::Borrowed));
+    put(&mut edits, "mcp-method", f.mcp_method.as_deref().map(Cow::Borrowed));
     if let Some(body) = &f.body {
         edits.set.push(("content-length".into(), body.len().to_string().into()));
     }
@@ -252,6 +256,7 @@ mod tests {
             let head = RequestHead { method: method.into(), path: path.into(), ..Default::default() };
             let edits = gw.arrival(&head);
             assert!(edits.drops(CLUSTER_HEADER) && edits.target.is_none() && edits.set.is_empty(), "{method} {path}");
+            assert!(edits.drops(DISCOVERY_HEADER), "only the control plane marks its discovery: {method} {path}");
         }
         // It is written only through a forward's or a stream's target: to the server, or to the control plane.
         let cluster_writes =

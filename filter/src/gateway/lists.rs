@@ -18,6 +18,7 @@ use serde_json::value::RawValue;
 use crate::config::{FilterConfig, NamedRoute, ServedItem};
 use crate::error::McpError;
 use crate::policy::{Applicable, Kind, Offer};
+use crate::uri;
 
 /// How many filtered sets of lists are kept; past it the cache starts over.
 const MAX_FILTERED_LISTS: usize = 256;
@@ -93,21 +94,23 @@ impl Lists {
         };
         let tools = named(&config.tools, Kind::Tool);
         let prompts = named(&config.prompts, Kind::Prompt);
-        let mut served = |items: &[ServedItem], key| {
+        // A resource is judged by its normalised URI, as reads are; one
+        // without a canonical form could not be read, and is not listed.
+        let mut served = |items: &[ServedItem], key, kind| {
             let shown: Vec<_> = items
                 .iter()
                 .filter(|i| {
                     let uri = i.definition.get(key).and_then(serde_json::Value::as_str).unwrap_or_default();
-                    let shown = visible(Kind::Resource, i.server, uri);
-                    note(i.server, shown, key == "uriTemplate");
+                    let shown = uri::normalize(uri).is_ok_and(|normal| visible(kind, i.server, &normal));
+                    note(i.server, shown, kind == Kind::Template);
                     shown
                 })
                 .map(|i| &i.definition)
                 .collect();
             list_items(shown.into_iter(), key)
         };
-        let resources = served(&config.resources, "uri");
-        let templates = served(&config.resource_templates, "uriTemplate");
+        let resources = served(&config.resources, "uri", Kind::Resource);
+        let templates = served(&config.resource_templates, "uriTemplate", Kind::Template);
         Lists {
             tools: ListAnswer::new("tools", tools, size),
             prompts: ListAnswer::new("prompts", prompts, size),

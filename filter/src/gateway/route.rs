@@ -10,6 +10,7 @@ use std::collections::HashMap;
 use crate::config::{FilterConfig, NamedRoute, ServedItem};
 use crate::decision::ConfigError;
 use crate::jsonrpc;
+use crate::uri;
 
 /// Where an exposed tool or prompt goes.
 pub struct Route {
@@ -54,8 +55,9 @@ impl Routes {
         self.prompts.get(name)
     }
 
-    /// The server that serves resource `uri`.
-    pub fn resource(&self, uri: &str) -> Option<usize> {
+    /// The server that serves resource `uri` (normalised, `uri::normalize`),
+    /// and the URI as that server listed it when it did.
+    pub fn resource(&self, uri: &str) -> Option<(usize, Option<&str>)> {
         self.uris.route(uri)
     }
 }
@@ -81,13 +83,15 @@ fn check_servers(items: &[ServedItem], servers: usize, what: &str) -> Result<(),
     }
 }
 
-/// Which server serves a resource URI. URIs are relayed unchanged, so a read
-/// is routed by what the servers listed: the exact URI, else the longest
-/// matching literal prefix of a URI template, else the one server using the
-/// URI's scheme (see docs/design/resources.md).
+/// Which server serves a resource URI. A read is routed by what the servers
+/// listed: the exact URI, else the longest matching literal prefix of a URI
+/// template, else the one server using the URI's scheme (see
+/// docs/design/resources.md). Everything is compared in normal form
+/// (`uri::normalize`), what servers listed as well as what clients ask.
 #[derive(Default)]
 struct UriRouter {
-    exact: HashMap<String, usize>,
+    /// Normalised URI -> its server and the URI as the server listed it.
+    exact: HashMap<String, (usize, String)>,
     /// Literal prefixes of URI templates (up to the first `{`), longest first.
     prefixes: Vec<(String, usize)>,
     /// Scheme -> the one server using it, or `None` when several do.
@@ -99,7 +103,7 @@ impl UriRouter {
         let mut r = UriRouter::default();
         let claim_scheme = |uri: &str, server: usize, schemes: &mut HashMap<String, Option<usize>>| {
             if let Some(scheme) = scheme_of(uri) {
-                let entry = schemes.entry(scheme.to_string()).or_insert(Some(server));
+                let entry = schemes.entry(scheme.to_ascii_lowercase()).or_insert(Some(server));
                 if *entry != Some(server) {
                     *entry = None;
                 }
@@ -108,7 +112,10 @@ impl UriRouter {
         for item in resources {
             if let Some(uri) = item.definition.get("uri").and_then(serde_json::Value::as_str) {
                 // The first server (in catalog order) to list a URI keeps it.
-                r.exact.entry(uri.to_string()).or_insert(item.server);
+                // One without a canonical form cannot be asked for.
+                if let Ok(normal) = uri::normalize(uri) {
+                    r.exact.entry(normal).or_insert((item.server, uri.to_string()));
+                }
                 claim_scheme(uri, item.server, &mut r.schemes);
             }
         }
@@ -116,7 +123,7 @@ impl UriRouter {
             if let Some(t) = item.definition.get("uriTemplate").and_then(serde_json::Value::as_str) {
                 let prefix = t.split('{').next().unwrap_or_default();
                 if !prefix.is_empty() {
-                    r.prefixes.push((prefix.to_string(), item.server));
+                    r.prefixes.push((uri::normalize(prefix).unwrap_or_else(|_| prefix.to_string()), item.server));
                 }
                 claim_scheme(t, item.server, &mut r.schemes);
             }
@@ -125,14 +132,14 @@ impl UriRouter {
         r
     }
 
-    fn route(&self, uri: &str) -> Option<usize> {
-        if let Some(s) = self.exact.get(uri) {
-            return Some(*s);
+    fn route(&self, uri: &str) -> Option<(usize, Option<&str>)> {
+        if let Some((s, listed)) = self.exact.get(uri) {
+            return Some((*s, Some(listed.as_str())));
         }
         if let Some((_, s)) = self.prefixes.iter().find(|(p, _)| uri.starts_with(p.as_str())) {
-            return Some(*s);
+            return Some((*s, None));
         }
-        scheme_of(uri).and_then(|scheme| self.schemes.get(scheme).copied().flatten())
+        scheme_of(uri).and_then(|scheme| self.schemes.get(&scheme.to_ascii_lowercase()).copied().flatten()).map(|s| (s, None))
     }
 }
 

@@ -808,7 +808,12 @@ fn jwt_callers_scopes_and_the_resource_metadata() {
     });
     let gw = Gateway::new(c).unwrap();
     let b64 = |v: Value| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string());
-    let jwt = |payload: Option<Value>| RequestHead { credential: Some("aaa.bbb.ccc".into()), jwt_payload: payload.map(b64), ..post(None) };
+    // The credential is the token whose payload Envoy verified and forwarded.
+    let jwt = |payload: Option<Value>| {
+        let encoded = payload.map(b64);
+        let credential = format!("hdr.{}.sig", encoded.as_deref().unwrap_or("e30"));
+        RequestHead { credential: Some(credential), jwt_payload: encoded, ..post(None) }
+    };
     let mut good = jwt(Some(json!({"sub": "carol", "roles": ["dev", "ops"], "scope": "mcp other"})));
     assert_eq!(gw.on_headers(&mut good), HeadAction::ReadBody);
     assert_eq!(
@@ -832,6 +837,10 @@ fn jwt_callers_scopes_and_the_resource_metadata() {
     let mut by_cert = RequestHead { peer_certificate: Some("spiffe://e2e/agent".into()), ..post(None) };
     assert_eq!(gw.on_headers(&mut by_cert), HeadAction::ReadBody);
     assert_eq!(by_cert.caller.map(|c| c.principal), Some("spiffe://e2e/agent".to_string()));
+    // A payload Envoy verified from another token (one under another scheme
+    // word, beside an X-API-Key) names no one.
+    let other = RequestHead { credential: Some("not-an-api-key-0000".into()), ..good.clone() };
+    assert_eq!(refused(&mut other.clone()).0, 401);
     let (status, challenge, _) = refused(&mut jwt(None));
     assert_eq!(status, 401);
     assert!(challenge.ends_with(r#"resource_metadata="https://gw.example/.well-known/oauth-protected-resource/mcp""#));
@@ -1107,4 +1116,114 @@ fn requests_decided_on_their_headers_take_from_the_limits_too() {
     let init = br#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18"}}"#;
     assert_eq!(Gateway::cost(&gw.on_body(&post(None), init, NOW)), 4, "two servers keep sessions: two requests each");
     assert_eq!(Gateway::cost(&gw.on_body(&bob, br#"{"jsonrpc":"2.0","id":2,"method":"ping"}"#, NOW)), 1);
+}
+
+/// The fixture's configuration with one rule for everyone: allow all but
+/// the `denied` resources.
+fn denying(denied: &[&str]) -> Gateway {
+    use crate::config::{AuthorizationConfig, PolicyRule, Targets};
+    let mut c = config();
+    c.authorization = Some(AuthorizationConfig {
+        default_allow: true,
+        rules: vec![PolicyRule {
+            name: "no-secrets".into(),
+            principals: vec![],
+            groups: vec![],
+            allow: Targets::default(),
+            deny: Targets { resources: denied.iter().map(|s| s.to_string()).collect(), ..Default::default() },
+        }],
+    });
+    Gateway::new(c).unwrap()
+}
+
+#[test]
+fn resource_uris_are_judged_and_forwarded_in_normal_form() {
+    let gw = denying(&["file:///etc/*"]);
+    let token = session(&gw, false);
+    let t = token.as_str();
+    let read = |uri: &str| routed(&gw, t, "resources/read", json!({ "uri": uri }));
+    // Every spelling of a denied URI is refused as an unknown one...
+    for uri in ["file:///etc/motd", "file:///srv/../etc/motd", "file:////etc/motd", "file:///%65tc/motd", "FILE://localhost/etc//motd"] {
+        assert_eq!(read(uri), Err(-32002), "{uri}");
+    }
+    // ...and what has no canonical form is refused for what it is.
+    for uri in ["file:///../etc/motd", "file:///srv/..%2Fetc/motd", "file:///etc/motd%00", "/etc/motd", "file:///%zz"] {
+        assert_eq!(read(uri), Err(-32602), "{uri}");
+    }
+    // The server reads what the rules judged.
+    assert_eq!(
+        read("file:///srv/./a"),
+        Ok((0, Some(json!({"jsonrpc": "2.0", "id": 4, "method": "resources/read", "params": {"uri": "file:///srv/a"}}))))
+    );
+    assert_eq!(read("file:///srv/a"), Ok((0, None)));
+    let body = br#"{"jsonrpc":"2.0","id":9,"method":"resources/read","params":{"uri":"file:///srv//a"}}"#;
+    let head = RequestHead { mcp_name: Some("file:///srv//a".into()), mcp_method: Some("resources/read".into()), ..post(Some(t)) };
+    match gw.on_body(&head, body, NOW) {
+        BodyAction::Forward(f) => {
+            assert_eq!((f.mcp_name.as_deref(), f.mcp_method.as_deref()), (Some("file:///srv/a"), Some("resources/read")));
+        }
+        other => panic!("{other:?}"),
+    }
+    let refused = gw.on_body(&post(Some(t)), br#"{"jsonrpc":"2.0","id":9,"method":"resources/read","params":{"uri":"file:///../x"}}"#, NOW);
+    match refused {
+        BodyAction::Reply(r) => assert_eq!(
+            reply_json(&r)["error"]["message"],
+            r#"Invalid params: resource URI "file:///../x" is refused: its path climbs above the root with "..""#
+        ),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn denies_reach_templates_reads_through_them_and_completions() {
+    let templates = |gw: &Gateway| {
+        let token = session(gw, false);
+        let body = br#"{"jsonrpc":"2.0","id":1,"method":"resources/templates/list"}"#;
+        match gw.on_body(&post(Some(&token)), body, NOW) {
+            BodyAction::Reply(r) => reply_json(&r)["result"]["resourceTemplates"].as_array().unwrap().len(),
+            other => panic!("{other:?}"),
+        }
+    };
+    let complete = |uri: &str| json!({"ref": {"type": "ref/resource", "uri": uri}, "argument": {"name": "id", "value": "4"}});
+    // A deny that covers all of a template hides it and refuses its completions and reads.
+    let all = denying(&["notes://*"]);
+    let token = session(&all, false);
+    assert_eq!(templates(&all), 0);
+    assert_eq!(routed(&all, &token, "completion/complete", complete("notes://{id}/text")), Err(-32002));
+    assert_eq!(routed(&all, &token, "resources/read", json!({"uri": "notes://1/text"})), Err(-32002));
+    // A deny on part of it leaves it listed; reads through it are judged URI by URI.
+    let part = denying(&["notes://1/*"]);
+    let token = session(&part, false);
+    assert_eq!(templates(&part), 1);
+    assert_eq!(routed(&part, &token, "completion/complete", complete("notes://{id}/text")), Ok((1, None)));
+    assert_eq!(routed(&part, &token, "resources/read", json!({"uri": "notes://1/text"})), Err(-32002));
+    assert_eq!(routed(&part, &token, "resources/read", json!({"uri": "notes://1/x/../text"})), Err(-32002));
+    assert_eq!(routed(&part, &token, "resources/read", json!({"uri": "notes://2/text"})), Ok((1, None)));
+}
+
+#[test]
+fn mcp_headers_are_checked_on_notifications_and_completions() {
+    let gw = Gateway::new(config()).unwrap();
+    let token = session(&gw, false);
+    let with = |method: Option<&str>, name: Option<&str>| RequestHead {
+        mcp_method: method.map(Into::into),
+        mcp_name: name.map(Into::into),
+        ..post(Some(&token))
+    };
+    let status = |head: RequestHead, body: &[u8]| match gw.on_body(&head, body, NOW) {
+        BodyAction::Reply(r) => (r.status, reply_json(&r)["error"]["code"].as_i64()),
+        BodyAction::FanOut(r, _) => (r.status, None),
+        BodyAction::Forward(_) => (0, None),
+        other => panic!("{other:?}"),
+    };
+    let cancelled = br#"{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":1}}"#;
+    assert_eq!(status(with(Some("tools/call"), None), cancelled), (400, Some(-32020)));
+    assert_eq!(status(with(Some("notifications/cancelled"), None), cancelled), (202, None));
+    let complete = br#"{"jsonrpc":"2.0","id":3,"method":"completion/complete","params":{"ref":{"type":"ref/prompt","name":"a__greet"},"argument":{"name":"who","value":"m"}}}"#;
+    assert_eq!(status(with(Some("completion/complete"), Some("b__other")), complete), (400, Some(-32020)));
+    assert_eq!(status(with(Some("tools/call"), None), complete), (400, Some(-32020)));
+    match gw.on_body(&with(Some("completion/complete"), Some("a__greet")), complete, NOW) {
+        BodyAction::Forward(f) => assert_eq!(f.mcp_name.as_deref(), Some("greet"), "the upstream sees its own name"),
+        other => panic!("{other:?}"),
+    }
 }

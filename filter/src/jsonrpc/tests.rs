@@ -127,11 +127,14 @@ fn reads_uris_and_completion_refs() {
     let uri = |params: &str| {
         let body = req(params);
         match parse(body.as_bytes()) {
-            Ok(Message::Request { params, .. }) => resource_uri(params).map(|u| u.into_owned()).map_err(|e| e.code_and_status().0),
+            Ok(Message::Request { params, .. }) => {
+                resource_uri(body.as_bytes(), params).map(|(u, span)| format!("{u} {}", &body[span])).map_err(|e| e.code_and_status().0)
+            }
             other => panic!("{other:?}"),
         }
     };
-    assert_eq!(uri(r#"{"uri":"demo://a/1"}"#), Ok("demo://a/1".into()));
+    assert_eq!(uri(r#"{"uri":"demo://a/1"}"#), Ok(r#"demo://a/1 "demo://a/1""#.into()));
+    assert_eq!(uri(r#"{"uri":"demo://\u0061"}"#), Ok(r#"demo://a "demo://\u0061""#.into()));
     assert_eq!(uri(r#"{"uri":5}"#), Err(-32602));
     assert_eq!(uri(r#"{}"#), Err(-32602));
 
@@ -141,7 +144,7 @@ fn reads_uris_and_completion_refs() {
         match parse(b) {
             Ok(Message::Request { params, .. }) => match completion_ref(b, params) {
                 Ok(CompletionRef::Prompt(n, span)) => Ok(format!("prompt {n} {}", &body[span])),
-                Ok(CompletionRef::Resource(u)) => Ok(format!("resource {u}")),
+                Ok(CompletionRef::Resource(u, span)) => Ok(format!("resource {u} {}", &body[span])),
                 Err(e) => Err(e.code_and_status().0),
             },
             other => panic!("{other:?}"),
@@ -151,7 +154,7 @@ fn reads_uris_and_completion_refs() {
         reference(r#"{"ref":{"type":"ref/prompt","name":"a__p"},"argument":{"name":"x","value":"y"}}"#),
         Ok(r#"prompt a__p "a__p""#.into())
     );
-    assert_eq!(reference(r#"{"ref":{"type":"ref/resource","uri":"demo://{id}"}}"#), Ok("resource demo://{id}".into()));
+    assert_eq!(reference(r#"{"ref":{"type":"ref/resource","uri":"demo://{id}"}}"#), Ok(r#"resource demo://{id} "demo://{id}""#.into()));
     assert_eq!(reference(r#"{"ref":{"type":"ref/tool","name":"x"}}"#), Err(-32602));
     assert_eq!(reference(r#"{"ref":{"type":"ref/prompt"}}"#), Err(-32602));
     assert_eq!(reference(r#"{"argument":{}}"#), Err(-32602));

@@ -99,7 +99,8 @@ struct Args {
     #[arg(long, value_name = "TOKEN")]
     require_bearer: Option<String>,
     /// Offer `authorization`, which returns the Authorization header the
-    /// request arrived with (to show what a gateway passes on).
+    /// request arrived with, and `header`, any header's value (to show what
+    /// a gateway passes on).
     #[arg(long)]
     show_auth: bool,
     /// Serve HTTPS with this PEM certificate chain (and `--tls-key`).
@@ -137,6 +138,13 @@ struct GrowArgs {
     name: String,
 }
 
+/// Arguments of `header`.
+#[derive(Debug, serde::Deserialize, schemars::JsonSchema)]
+struct HeaderArgs {
+    /// The header's name.
+    name: String,
+}
+
 /// Arguments of `sleep`.
 #[derive(Debug, serde::Deserialize, schemars::JsonSchema)]
 struct SleepArgs {
@@ -164,6 +172,7 @@ impl EchoServer {
         }
         if !show_auth {
             tool_router.remove_route("authorization");
+            tool_router.remove_route("header");
         }
         for i in 0..extra_tools {
             // Reuse `echo`'s schema and handler so the generated tools behave
@@ -220,6 +229,20 @@ impl EchoServer {
             .get::<axum::http::request::Parts>()
             .and_then(|p| p.headers.get("authorization"))
             .map_or_else(|| "none".to_string(), |v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+    }
+
+    #[tool(description = "Return the values of header `name` this request arrived with, comma-separated, or \"none\"")]
+    fn header(&self, Parameters(HeaderArgs { name }): Parameters<HeaderArgs>, context: RequestContext<RoleServer>) -> String {
+        let values: Vec<String> = context
+            .extensions
+            .get::<axum::http::request::Parts>()
+            .map(|p| p.headers.get_all(name.as_str()).iter().map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned()).collect())
+            .unwrap_or_default();
+        if values.is_empty() {
+            "none".to_string()
+        } else {
+            values.join(", ")
+        }
     }
 
     #[tool(description = "Return this server's name")]
