@@ -34,6 +34,10 @@ pub struct GatewaySettings {
     pub tool_separator: String,
     /// Request bodies over this size get 413.
     pub max_body_bytes: usize,
+    /// The longest SSE event (and the largest answer of the gateway's own
+    /// calls) an upstream may send: past it, that answer or stream ends with
+    /// a JSON-RPC error naming the server.
+    pub max_upstream_event_bytes: usize,
     /// `serverInfo.name` in the gateway's `initialize` answer.
     pub server_name: String,
     /// Returned as `instructions` from `initialize`.
@@ -291,6 +295,7 @@ impl Default for GatewaySettings {
             mcp_path: "/mcp".into(),
             tool_separator: "__".into(),
             max_body_bytes: 1024 * 1024,
+            max_upstream_event_bytes: mcp_filter::relay::DEFAULT_MAX_EVENT_BYTES,
             server_name: "mcp-gateway".into(),
             instructions: None,
             request_timeout_seconds: 60,

@@ -58,6 +58,12 @@ pub struct FilterConfig {
     /// Request bodies larger than this are refused with 413.
     #[serde(default = "default_max_body_bytes")]
     pub max_body_bytes: usize,
+    /// The longest SSE event of an upstream's answer the filter relays, and
+    /// the largest answer its own calls to upstreams (`initialize`, DELETE,
+    /// `/metrics`) take: past it, the client gets a JSON-RPC error naming
+    /// the server, and nothing more of that answer is held.
+    #[serde(default = "default_max_upstream_event_bytes")]
+    pub max_upstream_event_bytes: usize,
     /// What `initialize` reports as the gateway's `serverInfo`.
     pub server_info: ServerInfo,
     /// Optional `instructions` returned from `initialize`.
@@ -480,6 +486,9 @@ pub fn default_mcp_path() -> String {
 }
 pub fn default_max_body_bytes() -> usize {
     1024 * 1024
+}
+pub fn default_max_upstream_event_bytes() -> usize {
+    crate::relay::DEFAULT_MAX_EVENT_BYTES
 }
 pub fn default_upstream_timeout_ms() -> u64 {
     10_000
