@@ -238,21 +238,23 @@ impl Request {
         }
     }
 
-    /// Takes a token from each bucket, in Envoy's shared data: read, decide,
+    /// Takes a token from each bucket, in Envoy's shared data (a ring of
+    /// keys, each holding several buckets): read, decide,
     /// write back only if nobody wrote in between (compare-and-swap), else
     /// read again. Returns the first bucket found empty, with when to retry.
     fn take_tokens<'b>(&self, gw: &Gateway, buckets: &'b [Bucket]) -> Option<(&'b Bucket, u64)> {
         let now_ms = self.get_current_time().duration_since(UNIX_EPOCH).unwrap_or_default().as_millis() as u64;
         for bucket in buckets {
             let Some(limit) = gw.config().rate_limits.get(bucket.limit) else { continue };
+            // The bucket's place in the ring of shared-data keys (`ratelimit::Slot`).
+            let slot = ratelimit::Slot::of(bucket);
             for _attempt in 0..64 {
-                let (stored, cas) = self.get_shared_data(&bucket.key);
-                let state = stored.as_deref().and_then(ratelimit::State::decode);
-                let (next, outcome) = ratelimit::take(limit, state, now_ms);
+                let (stored, cas) = self.get_shared_data(&slot.key);
+                let (next, outcome) = slot.take(limit, stored.as_deref(), now_ms);
                 if let Err(retry_ms) = outcome {
                     return Some((bucket, retry_ms));
                 }
-                match self.set_shared_data(&bucket.key, Some(&next.encode()), cas) {
+                match self.set_shared_data(&slot.key, Some(&next), cas) {
                     Ok(()) => break,
                     Err(Status::CasMismatch) => continue,
                     Err(status) => {
