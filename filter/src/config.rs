@@ -28,6 +28,11 @@ pub const REASON_PROPERTY: &str = "mcp_reason";
 /// as the text of one JSON object (`metrics::log_record`), set once the
 /// answer is known (before Envoy's access loggers run).
 pub const LOG_PROPERTY: &str = "mcp_log";
+/// Set on an answer the filter gives in place of an upstream's, once the
+/// request was forwarded (an upstream's refusal of the gateway's
+/// credentials): the connection manager's local-reply mapper, which words
+/// Envoy's own failures to reach an upstream, leaves it as it is.
+pub const OWN_REPLY_PROPERTY: &str = "mcp_own_reply";
 /// Filter state naming the request's trace span (`metrics::span_name`):
 /// `tools/call add`, `tools/list`, or `GET /health` for what is not MCP.
 pub const SPAN_PROPERTY: &str = "mcp_span";

@@ -19,7 +19,7 @@ use std::time::{Duration, UNIX_EPOCH};
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType, LogLevel, MetricType, Status};
 
-use crate::config::{FilterConfig, JWT_FAILURE_METADATA, JWT_PAYLOAD_HEADER, LOG_PROPERTY};
+use crate::config::{FilterConfig, JWT_FAILURE_METADATA, JWT_PAYLOAD_HEADER, LOG_PROPERTY, OWN_REPLY_PROPERTY};
 use crate::decision::{Audit, BodyAction, Callout, CalloutResponse, HeadAction, HeaderEdits, InitPlan, Now, Page, Reply, RequestHead};
 use crate::error::McpError;
 use crate::gateway::{scrape_reply, Gateway};
@@ -597,6 +597,7 @@ impl HttpContext for Request {
         if let (Some(gw), Some(name)) = (self.gateway.clone(), server.as_deref()) {
             let challenge = header("www-authenticate").is_some();
             if let Some(reply) = gw.upstream_refusal(name, request_id.as_deref(), status, challenge) {
+                self.set_property(vec![OWN_REPLY_PROPERTY], Some(b"1"));
                 self.reply(&reply);
                 return Action::Pause;
             }
