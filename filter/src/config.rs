@@ -492,8 +492,12 @@ pub fn default_mcp_path() -> String {
 pub fn default_max_body_bytes() -> usize {
     1024 * 1024
 }
+/// The longest SSE event relayed when the configuration names no other
+/// bound (`gateway.max_upstream_event_bytes`).
+pub const DEFAULT_MAX_EVENT_BYTES: usize = 4 * 1024 * 1024;
+
 pub fn default_max_upstream_event_bytes() -> usize {
-    crate::relay::DEFAULT_MAX_EVENT_BYTES
+    DEFAULT_MAX_EVENT_BYTES
 }
 pub fn default_upstream_timeout_ms() -> u64 {
     10_000

@@ -46,8 +46,6 @@ pub enum McpError {
          servers[].headers for it in the catalog. Your own credentials were accepted"
     )]
     UpstreamRefusedCredentials { server: String, status: u16 },
-    #[error("Upstream server '{server}' sent an answer larger than the gateway's limit of {limit} bytes (gateway.max_upstream_event_bytes)")]
-    UpstreamAnswerTooLarge { server: String, limit: usize },
     #[error("Unauthorized: {0}")]
     Unauthorized(String),
     #[error("Forbidden: {0}")]
@@ -87,10 +85,9 @@ impl McpError {
             // Failures of an upstream, not of the client's request: the
             // client's credentials were fine, so never a 401 or 403 that
             // would send its OAuth flow elsewhere.
-            McpError::UpstreamUnavailable { .. }
-            | McpError::UpstreamEventTooLarge { .. }
-            | McpError::UpstreamRefusedCredentials { .. }
-            | McpError::UpstreamAnswerTooLarge { .. } => (-32603, 200),
+            McpError::UpstreamUnavailable { .. } | McpError::UpstreamEventTooLarge { .. } | McpError::UpstreamRefusedCredentials { .. } => {
+                (-32603, 200)
+            }
             McpError::Unauthorized(_) => (-32001, 401),
             McpError::Forbidden(_) | McpError::InsufficientScope(_) => (-32003, 403),
             McpError::MisdirectedHost(_) => (-32600, 421),

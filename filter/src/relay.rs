@@ -141,9 +141,7 @@ pub enum Verdict {
     Drop,
 }
 
-/// The longest SSE event relayed when the configuration names no other
-/// bound (`gateway.max_upstream_event_bytes`).
-pub const DEFAULT_MAX_EVENT_BYTES: usize = 4 * 1024 * 1024;
+pub use crate::config::DEFAULT_MAX_EVENT_BYTES;
 
 /// An SSE stream cut into whole events as it passes. Complete events go out
 /// at once, each message (an event's data) judged on the way; a partial
@@ -349,7 +347,6 @@ fn may_have_method(events: &[u8]) -> bool {
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
 }
-
 
 #[cfg(test)]
 mod tests;

@@ -155,15 +155,21 @@ pub(super) fn upstream_error_as_jsonrpc(read_timeout_seconds: u64, global_limits
     // A server's connections and requests at their limit: before the
     // generic mapper, which would call it a failure to answer.
     mappers.insert(0, overloaded());
-    // The filter's own answer in place of an upstream's (a refusal of the
-    // gateway's credentials) already says what happened: left as it is.
-    mappers.insert(0, ResponseMapper { filter: Some(access_log::cel_filter(format!("'wasm.{OWN_REPLY_PROPERTY}' in filter_state"))), ..Default::default() });
     // Envoy's ratelimit filter refuses before the upstream mapper would
     // call its 429 an upstream failure: this one comes first.
     if global_limits {
         mappers.insert(0, rls::over_limit_mapper());
     }
+    // The filter's own answer in place of an upstream's (a refusal of the
+    // gateway's credentials) already says what happened: left as it is.
+    mappers.insert(0, own_reply());
     LocalReplyConfig { mappers, ..Default::default() }
+}
+
+/// Leaves alone a reply the filter gave in place of an upstream's answer
+/// (filter state `wasm.mcp_own_reply`): no body override.
+pub(super) fn own_reply() -> ResponseMapper {
+    ResponseMapper { filter: Some(access_log::cel_filter(format!("'wasm.{OWN_REPLY_PROPERTY}' in filter_state"))), ..Default::default() }
 }
 
 /// Global limits, in catalog order.
