@@ -33,6 +33,8 @@ pub struct GatewaySettings {
     pub tool_separator: String,
     /// Request bodies over this size get 413.
     pub max_body_bytes: usize,
+    /// Longest SSE event or line an upstream may send; past it, a JSON-RPC error naming it.
+    pub max_upstream_event_bytes: usize,
     /// `serverInfo.name` in the gateway's `initialize` answer.
     pub server_name: String,
     /// Returned as `instructions` from `initialize`.
@@ -74,8 +76,7 @@ pub struct GatewaySettings {
     pub rate_limit_per_minute: Option<u32>,
     /// Token buckets by principal, server and tool (see docs/security.md).
     pub rate_limits: Vec<RateLimit>,
-    /// Where global rate limits (`global: true`) are kept: the control
-    /// plane's rate limit service, backed by Redis, shared by every Envoy.
+    /// Where global rate limits (`global: true`) are kept: the control plane's rate limit service, backed by Redis.
     pub global_rate_limits: Option<GlobalRateLimitSettings>,
     /// Browser origins allowed to call the MCP endpoint (`https://app.example`,
     /// or `*`). Requests carrying any other `Origin` get 403.
@@ -116,7 +117,6 @@ pub struct TracingSettings {
 fn default_service_name() -> String {
     "mcp-gateway".into()
 }
-
 fn default_sampling_percent() -> f64 {
     100.0
 }
@@ -295,6 +295,7 @@ impl Default for GatewaySettings {
             mcp_path: "/mcp".into(),
             tool_separator: "__".into(),
             max_body_bytes: 1024 * 1024,
+            max_upstream_event_bytes: mcp_filter::relay::DEFAULT_MAX_EVENT_BYTES,
             server_name: "mcp-gateway".into(),
             instructions: None,
             request_timeout_seconds: 60,

@@ -212,6 +212,7 @@ pub fn compile(inputs: &Inputs<'_>) -> Result<Compiled, CompileError> {
         version: String::new(),
         mcp_path: g.mcp_path.clone(),
         max_body_bytes: g.max_body_bytes,
+        max_upstream_event_bytes: g.max_upstream_event_bytes,
         server_info: ServerInfo { name: g.server_name.clone(), version: inputs.gateway_version.to_string() },
         instructions,
         servers,

@@ -43,6 +43,7 @@ fn config(auth: bool) -> FilterConfig {
     FilterConfig {
         version: "bench".into(),
         max_body_bytes: 1 << 20,
+        max_upstream_event_bytes: 1 << 22,
         server_info: ServerInfo { name: "gw".into(), version: "0".into() },
         servers,
         tools,

@@ -28,6 +28,11 @@ pub const REASON_PROPERTY: &str = "mcp_reason";
 /// as the text of one JSON object (`metrics::log_record`), set once the
 /// answer is known (before Envoy's access loggers run).
 pub const LOG_PROPERTY: &str = "mcp_log";
+/// Set on an answer the filter gives in place of an upstream's, once the
+/// request was forwarded (an upstream's refusal of the gateway's
+/// credentials): the connection manager's local-reply mapper, which words
+/// Envoy's own failures to reach an upstream, leaves it as it is.
+pub const OWN_REPLY_PROPERTY: &str = "mcp_own_reply";
 /// Filter state naming the request's trace span (`metrics::span_name`):
 /// `tools/call add`, `tools/list`, or `GET /health` for what is not MCP.
 pub const SPAN_PROPERTY: &str = "mcp_span";
@@ -63,6 +68,12 @@ pub struct FilterConfig {
     /// Request bodies larger than this are refused with 413.
     #[serde(default = "default_max_body_bytes")]
     pub max_body_bytes: usize,
+    /// The longest SSE event of an upstream's answer the filter relays, and
+    /// the largest answer its own calls to upstreams (`initialize`, DELETE,
+    /// `/metrics`) take: past it, the client gets a JSON-RPC error naming
+    /// the server, and nothing more of that answer is held.
+    #[serde(default = "default_max_upstream_event_bytes")]
+    pub max_upstream_event_bytes: usize,
     /// What `initialize` reports as the gateway's `serverInfo`.
     pub server_info: ServerInfo,
     /// Optional `instructions` returned from `initialize`.
@@ -485,6 +496,13 @@ pub fn default_mcp_path() -> String {
 }
 pub fn default_max_body_bytes() -> usize {
     1024 * 1024
+}
+/// The longest SSE event relayed when the configuration names no other
+/// bound (`gateway.max_upstream_event_bytes`).
+pub const DEFAULT_MAX_EVENT_BYTES: usize = 4 * 1024 * 1024;
+
+pub fn default_max_upstream_event_bytes() -> usize {
+    DEFAULT_MAX_EVENT_BYTES
 }
 pub fn default_upstream_timeout_ms() -> u64 {
     10_000

@@ -296,6 +296,10 @@ pub struct CalloutResponse {
     pub session_id: Option<String>,
     pub content_type: Option<String>,
     pub body: Vec<u8>,
+    /// The answer was larger than the filter takes from its callouts
+    /// ([`crate::gateway::Gateway::callout_limit`]): its body was not read
+    /// and is empty.
+    pub oversized: bool,
 }
 
 impl Reply {

@@ -36,6 +36,16 @@ pub enum McpError {
     SessionNotFound(String),
     #[error("Upstream server '{server}' is unavailable in this session: {reason}")]
     UpstreamUnavailable { server: String, reason: String },
+    #[error(
+        "Upstream server '{server}' sent an SSE event longer than the gateway's limit of {limit} bytes \
+         (gateway.max_upstream_event_bytes); the rest of its answer was dropped"
+    )]
+    UpstreamEventTooLarge { server: String, limit: usize },
+    #[error(
+        "Upstream server '{server}' refused the gateway's credentials (HTTP {status}); the gateway's operator must fix \
+         servers[].headers for it in the catalog. Your own credentials were accepted"
+    )]
+    UpstreamRefusedCredentials { server: String, status: u16 },
     #[error("Unauthorized: {0}")]
     Unauthorized(String),
     #[error("Forbidden: {0}")]
@@ -72,7 +82,12 @@ impl McpError {
             McpError::HeaderMismatch(_) => (-32020, 400),
             McpError::MissingSession => (-32600, 400),
             McpError::SessionNotFound(_) => (-32001, 404),
-            McpError::UpstreamUnavailable { .. } => (-32603, 200),
+            // Failures of an upstream, not of the client's request: the
+            // client's credentials were fine, so never a 401 or 403 that
+            // would send its OAuth flow elsewhere.
+            McpError::UpstreamUnavailable { .. } | McpError::UpstreamEventTooLarge { .. } | McpError::UpstreamRefusedCredentials { .. } => {
+                (-32603, 200)
+            }
             McpError::Unauthorized(_) => (-32001, 401),
             McpError::Forbidden(_) | McpError::InsufficientScope(_) => (-32003, 403),
             McpError::MisdirectedHost(_) => (-32600, 421),

@@ -88,6 +88,7 @@ pub fn config() -> FilterConfig {
         version: "1".into(),
         mcp_path: "/mcp".into(),
         max_body_bytes: 200,
+        max_upstream_event_bytes: 4096,
         server_info: ServerInfo { name: "gw".into(), version: "0.1".into() },
         instructions: None,
         servers: vec![UpstreamServer { logging: true, ..server("a") }, server("b"), stateless_server("s", "2025-03-26")],

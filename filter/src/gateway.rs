@@ -55,6 +55,9 @@ pub use era::{LATEST_VERSION, STATELESS_VERSION, SUPPORTED_VERSIONS};
 pub use crate::ratelimit::rate_limit_error;
 pub use scrape::{scrape_reply, ENVOY_ADMIN_CLUSTER, METRICS_PATH, STATS_PATH};
 
+/// The least room a scrape's answers get (see [`Gateway::callout_limit`]).
+const SCRAPE_LIMIT: usize = 64 * 1024 * 1024;
+
 /// A configuration compiled for answering requests.
 pub struct Gateway {
     config: FilterConfig,
@@ -260,6 +263,32 @@ impl Gateway {
     /// (or failed), with the `notifications/initialized` to send first.
     pub fn initialized(&self, plan: &InitPlan, responses: &[Option<CalloutResponse>], now: Now) -> (Reply, Vec<Callout>) {
         self.handshake.initialized(&self.config, plan, responses, now)
+    }
+
+    /// The largest answer the filter reads of one of its own calls: an
+    /// upstream's (`initialize`, DELETE, notifications) is bounded like its
+    /// events; a scrape's comes from Envoy's admin and the control plane,
+    /// whose stats grow with the catalog, and gets more room. Past it the
+    /// answer is not read ([`CalloutResponse::oversized`]).
+    pub fn callout_limit(&self, scrape: bool) -> usize {
+        if scrape {
+            SCRAPE_LIMIT.max(self.config.max_upstream_event_bytes)
+        } else {
+            self.config.max_upstream_event_bytes
+        }
+    }
+
+    /// What becomes of an upstream's answer, from its status and whether it
+    /// carries a challenge (`WWW-Authenticate`): a refusal of the gateway's
+    /// credentials (401, or 403 with a challenge) is the gateway's own error
+    /// for the client's request `id`, never the upstream's challenge, which
+    /// would send the client's OAuth flow to whatever authorization server
+    /// the upstream names. `None`: the answer goes on (without any challenge).
+    pub fn upstream_refusal(&self, server: &str, id: Option<&str>, status: u16, challenge: bool) -> Option<Reply> {
+        if status != 401 && !(status == 403 && challenge) {
+            return None;
+        }
+        Some(Reply::error(id, &McpError::UpstreamRefusedCredentials { server: server.to_string(), status }))
     }
 
     /// Refuses a body that has grown past the limit, before it is all read.

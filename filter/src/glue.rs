@@ -19,7 +19,7 @@ use std::time::{Duration, UNIX_EPOCH};
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType, LogLevel, MetricType, Status};
 
-use crate::config::{FilterConfig, JWT_FAILURE_METADATA, JWT_PAYLOAD_HEADER, LOG_PROPERTY};
+use crate::config::{FilterConfig, JWT_FAILURE_METADATA, JWT_PAYLOAD_HEADER, LOG_PROPERTY, OWN_REPLY_PROPERTY};
 use crate::decision::{Audit, BodyAction, Callout, CalloutResponse, HeadAction, HeaderEdits, InitPlan, Now, Page, Reply, RequestHead};
 use crate::error::McpError;
 use crate::gateway::{scrape_reply, Gateway};
@@ -113,9 +113,12 @@ enum State {
     /// Sent upstream; the response must carry the client's session id back.
     /// `server` names the upstream, whose requests inside an SSE answer
     /// (sampling, elicitation, roots) `relay` rewrites on their way out.
+    /// `request_id` (raw JSON) is what an error of the gateway's in place of
+    /// the upstream's answer answers.
     Forwarded {
         client_session: Option<String>,
         server: Option<String>,
+        request_id: Option<String>,
         relay: Option<SseRelay>,
     },
 }
@@ -235,21 +238,23 @@ impl Request {
         }
     }
 
-    /// Takes a token from each bucket, in Envoy's shared data: read, decide,
+    /// Takes a token from each bucket, in Envoy's shared data (a ring of
+    /// keys, each holding several buckets): read, decide,
     /// write back only if nobody wrote in between (compare-and-swap), else
     /// read again. Returns the first bucket found empty, with when to retry.
     fn take_tokens<'b>(&self, gw: &Gateway, buckets: &'b [Bucket], cost: u32) -> Option<(&'b Bucket, u64)> {
         let now_ms = self.get_current_time().duration_since(UNIX_EPOCH).unwrap_or_default().as_millis() as u64;
         for bucket in buckets {
             let Some(limit) = gw.config().rate_limits.get(bucket.limit) else { continue };
+            // The bucket's place in the ring of shared-data keys (`ratelimit::Slot`).
+            let slot = ratelimit::Slot::of(bucket);
             for _attempt in 0..64 {
-                let (stored, cas) = self.get_shared_data(&bucket.key);
-                let state = stored.as_deref().and_then(ratelimit::State::decode);
-                let (next, outcome) = ratelimit::take_n(limit, state, now_ms, cost);
+                let (stored, cas) = self.get_shared_data(&slot.key);
+                let (next, outcome) = slot.take(limit, stored.as_deref(), now_ms, cost);
                 if let Err(retry_ms) = outcome {
                     return Some((bucket, retry_ms));
                 }
-                match self.set_shared_data(&bucket.key, Some(&next.encode()), cas) {
+                match self.set_shared_data(&slot.key, Some(&next), cas) {
                     Ok(()) => break,
                     Err(Status::CasMismatch) => continue,
                     Err(status) => {
@@ -336,7 +341,8 @@ impl Request {
                     self.set_http_request_body(0, body.len(), new_body);
                 }
                 let server = gw.server(f.server).map(|s| s.name.clone());
-                self.state = State::Forwarded { client_session: self.head.session_id.take(), server, relay: None };
+                let request_id = decision.audit.id.clone();
+                self.state = State::Forwarded { client_session: self.head.session_id.take(), server, request_id, relay: None };
                 Action::Continue
             }
             BodyAction::FanOut(reply, callouts) => {
@@ -396,6 +402,8 @@ impl Request {
 impl Context for Request {
     fn on_http_call_response(&mut self, token: u32, num_headers: usize, body_size: usize, _trailers: usize) {
         let Some(gw) = self.gateway.clone() else { return };
+        // An answer past the limit is not copied into the VM.
+        let oversized = body_size > gw.callout_limit(matches!(self.state, State::Scraping { .. }));
         // A reset or timeout arrives with no headers.
         let response = (num_headers > 0).then(|| {
             let header = |name| self.get_http_call_response_header_bytes(name).map(|b| String::from_utf8_lossy(&b).into_owned());
@@ -403,7 +411,8 @@ impl Context for Request {
                 status: header(":status").and_then(|s| s.parse().ok()).unwrap_or(0),
                 session_id: header("mcp-session-id"),
                 content_type: header("content-type"),
-                body: self.get_http_call_response_body(0, body_size).unwrap_or_default(),
+                body: if oversized { Vec::new() } else { self.get_http_call_response_body(0, body_size).unwrap_or_default() },
+                oversized,
             }
         });
         match &mut self.state {
@@ -525,7 +534,8 @@ impl HttpContext for Request {
                 Ok(edits) => {
                     self.apply(&edits);
                     // The control plane relays the upstreams' streams itself.
-                    self.state = State::Forwarded { client_session: self.head.session_id.take(), server: None, relay: None };
+                    self.state =
+                        State::Forwarded { client_session: self.head.session_id.take(), server: None, request_id: None, relay: None };
                     Action::Continue
                 }
                 Err(reply) => {
@@ -591,18 +601,30 @@ impl HttpContext for Request {
     }
 
     fn on_http_response_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
-        let State::Forwarded { client_session, server, .. } = &self.state else { return Action::Continue };
-        let (client_session, server) = (client_session.clone(), server.clone());
+        let State::Forwarded { client_session, server, request_id, .. } = &self.state else { return Action::Continue };
+        let (client_session, server, request_id) = (client_session.clone(), server.clone(), request_id.clone());
+        // One host call for the status, the content type and a challenge.
+        let answer = self.get_http_response_headers_bytes();
+        let header = |name: &str| answer.iter().find(|(n, _)| n == name).map(|(_, v)| String::from_utf8_lossy(v).into_owned());
+        let status: u16 = header(":status").and_then(|s| s.parse().ok()).unwrap_or(0);
+        if let (Some(gw), Some(name)) = (self.gateway.clone(), server.as_deref()) {
+            let challenge = header("www-authenticate").is_some();
+            if let Some(reply) = gw.upstream_refusal(name, request_id.as_deref(), status, challenge) {
+                self.set_property(vec![OWN_REPLY_PROPERTY], Some(b"1"));
+                self.reply(&reply);
+                return Action::Pause;
+            }
+            if challenge {
+                self.set_http_response_header("www-authenticate", None);
+            }
+        }
         // The upstream's session id must not reach the client, which would
         // adopt it in place of the gateway's.
         self.set_http_response_header("mcp-session-id", client_session.as_deref());
-        // One host call for the status and the content type.
-        let answer = self.get_http_response_headers_bytes();
-        let header = |name: &str| answer.iter().find(|(n, _)| n == name).map(|(_, v)| String::from_utf8_lossy(v).into_owned());
         let content_type = header("content-type").unwrap_or_default();
         let is_sse = content_type.trim_start().starts_with("text/event-stream");
         if let Some(t) = &mut self.tally {
-            t.status = header(":status").and_then(|s| s.parse().ok()).unwrap_or(0);
+            t.status = status;
             // A JSON answer's first bytes say whether it is an error.
             self.peek = !end_of_stream && content_type.trim_start().starts_with("application/json");
         }
@@ -612,8 +634,9 @@ impl HttpContext for Request {
         if let (true, false, Some(name)) = (is_sse, end_of_stream, server) {
             // Rewritten events change the stream's length.
             self.set_http_response_header("content-length", None);
+            let max = self.gateway.as_ref().map_or(crate::relay::DEFAULT_MAX_EVENT_BYTES, |gw| gw.config().max_upstream_event_bytes);
             if let State::Forwarded { relay, .. } = &mut self.state {
-                *relay = Some(SseRelay::new(&name));
+                *relay = Some(SseRelay::answering(&name, request_id.as_deref(), max));
             }
         }
         Action::Continue

@@ -1,9 +1,20 @@
 //! Token buckets, as pure functions of a bucket's stored state and the time.
 //!
-//! The glue keeps each bucket in Envoy's shared data, which every worker
-//! thread of the Envoy sees, and writes it back with compare-and-swap: a
-//! worker that lost the race reads the bucket again and retakes. So the
-//! limit holds across workers exactly, not per worker.
+//! The glue keeps the buckets in Envoy's shared data, which every worker
+//! thread of the Envoy sees, and writes them back with compare-and-swap: a
+//! worker that lost the race reads again and retakes. So the limit holds
+//! across workers exactly, not per worker.
+//!
+//! A bucket's key holds what the client chose (a tool name, a resource URI,
+//! a principal from a token), and shared data offers no deletion: a key per
+//! bucket grew it without bound. So a value longer than [`MAX_PART`] bytes
+//! is named by its SHA-256, and buckets live in a fixed ring of [`SLOTS`]
+//! shared-data keys, found by a digest of their key, each holding at most
+//! [`PER_SLOT`] buckets ([`Slot`]), as `revocation` does for ended sessions.
+//! A bucket that has refilled is dropped at the next write to its slot (a
+//! missing bucket is a full one: nothing changes); a slot full of buckets
+//! still refilling drops the one nearest to full, which is then refilled
+//! early. The memory is bounded (about 2.6 MB when every slot is full).
 //!
 //! Also the JSON-RPC error of a request over a limit ([`rate_limit_error`]),
 //! the same whether this Envoy refused it or the control plane's rate limit
@@ -12,6 +23,7 @@
 use crate::config::{LimitKey, RateLimit};
 use crate::error::McpError;
 use crate::policy::{any_matches, concerns, Caller};
+use sha2::{Digest as _, Sha256};
 
 /// One bucket a request must take a token from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,7 +56,8 @@ pub fn buckets(limits: &[RateLimit], subject: Subject<'_>) -> Vec<Bucket> {
         .filter(|(_, l)| !l.per.contains(&LimitKey::Server) || subject.server.is_some())
         .filter(|(_, l)| !l.per.contains(&LimitKey::Tool) || subject.tool.is_some())
         .map(|(i, l)| {
-            // Parts are length-prefixed, so no value can forge another key.
+            // Parts are length-prefixed, so no value can forge another key;
+            // a long one is named by its digest, marked `h` (not a length).
             let mut key = format!("mcp-rl/{}:{}", l.name.len(), l.name);
             for part in &l.per {
                 let value = match part {
@@ -52,11 +65,100 @@ pub fn buckets(limits: &[RateLimit], subject: Subject<'_>) -> Vec<Bucket> {
                     LimitKey::Server => subject.server.unwrap_or_default(),
                     LimitKey::Tool => subject.tool.unwrap_or_default(),
                 };
-                key.push_str(&format!("/{}:{value}", value.len()));
+                if value.len() > MAX_PART {
+                    key.push_str(&format!("/h:{}", hex(&Sha256::digest(value.as_bytes()))));
+                } else {
+                    key.push_str(&format!("/{}:{value}", value.len()));
+                }
             }
             Bucket { key, limit: i }
         })
         .collect()
+}
+
+/// The longest value of a bucket key's part kept as it is.
+pub const MAX_PART: usize = 128;
+/// Keys of the ring of buckets.
+pub const SLOTS: u32 = 4096;
+/// Buckets one key holds.
+pub const PER_SLOT: usize = 16;
+/// A bucket's record: the digest of its key, its [`State`], and when it
+/// will be full again.
+const ID_LEN: usize = 16;
+const RECORD: usize = ID_LEN + 16 + 8;
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Where a bucket is kept: a key of the ring, and the digest that names
+/// the bucket among those sharing it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Slot {
+    pub key: String,
+    id: [u8; ID_LEN],
+}
+
+impl Slot {
+    pub fn of(bucket: &Bucket) -> Slot {
+        let digest = Sha256::digest(bucket.key.as_bytes());
+        let mut id = [0u8; ID_LEN];
+        for (slot, byte) in id.iter_mut().zip(digest.iter()) {
+            *slot = *byte;
+        }
+        let ring = digest.iter().skip(ID_LEN).take(4).fold(0u32, |h, b| (h << 8) | u32::from(*b));
+        Slot { key: format!("mcp-rl/{}", ring % SLOTS), id }
+    }
+
+    /// Takes `cost` tokens from this bucket in the slot's value `stored` at
+    /// `now_ms`: the slot's new value, and the outcome (see [`take_n`]).
+    pub fn take(&self, limit: &RateLimit, stored: Option<&[u8]>, now_ms: u64, cost: u32) -> (Vec<u8>, Result<(), u64>) {
+        let mut state = None;
+        let mut kept: Vec<([u8; ID_LEN], State, u64)> = Vec::new();
+        for (id, s, full_at) in stored.map(records).into_iter().flatten() {
+            if id == self.id {
+                state = Some(s);
+            } else if full_at > now_ms {
+                kept.push((id, s, full_at));
+            }
+        }
+        let (next, outcome) = take_n(limit, state, now_ms, cost);
+        // Full of buckets still refilling: those nearest to full make room.
+        kept.sort_by_key(|(_, _, full_at)| std::cmp::Reverse(*full_at));
+        kept.truncate(PER_SLOT.saturating_sub(1));
+        kept.push((self.id, next, full_at(limit, next)));
+        let mut out = Vec::with_capacity(kept.len() * RECORD);
+        for (id, s, full_at) in kept {
+            out.extend_from_slice(&id);
+            out.extend_from_slice(&s.encode());
+            out.extend_from_slice(&full_at.to_le_bytes());
+        }
+        (out, outcome)
+    }
+}
+
+/// The records of a slot's value; a torn or foreign tail is ignored.
+fn records(stored: &[u8]) -> impl Iterator<Item = ([u8; ID_LEN], State, u64)> + '_ {
+    stored.chunks_exact(RECORD).filter_map(|r| {
+        let id: [u8; ID_LEN] = r.get(..ID_LEN)?.try_into().ok()?;
+        let state = State::decode(r.get(ID_LEN..ID_LEN + 16)?)?;
+        let full_at: [u8; 8] = r.get(ID_LEN + 16..)?.try_into().ok()?;
+        Some((id, state, u64::from_le_bytes(full_at)))
+    })
+}
+
+/// When a bucket in `state` is full again (forgetting it then changes nothing).
+fn full_at(limit: &RateLimit, state: State) -> u64 {
+    let capacity = u64::from(limit.burst.max(1)) * MICRO;
+    let missing = capacity.saturating_sub(state.micro_tokens);
+    let per_minute = u64::from(limit.requests_per_minute);
+    if missing == 0 {
+        return state.at_ms;
+    }
+    if per_minute == 0 {
+        return u64::MAX;
+    }
+    state.at_ms.saturating_add(missing.saturating_mul(60_000).div_ceil(per_minute * MICRO))
 }
 
 /// A bucket's state: tokens in millionths, and when it was last refilled.
@@ -226,5 +328,57 @@ mod tests {
         assert_eq!(buckets(&limits, list).len(), 1);
         let anon = Subject { caller: None, server: None, tool: None };
         assert_eq!(buckets(&limits, anon)[0].key, "mcp-rl/1:l/9:anonymous");
+    }
+
+    #[test]
+    fn long_values_are_named_by_their_digest() {
+        let mut per_tool = limit(60, 1);
+        per_tool.per = vec![LimitKey::Tool];
+        let uri = format!("file:///{}", "a".repeat(60_000));
+        let got = buckets(&[per_tool.clone()], Subject { caller: None, server: Some("s"), tool: Some(&uri) });
+        assert_eq!(got[0].key.len(), "mcp-rl/1:l/h:".len() + 64, "{}", got[0].key);
+        let other = format!("file:///{}", "b".repeat(60_000));
+        let got2 = buckets(&[per_tool.clone()], Subject { caller: None, server: Some("s"), tool: Some(&other) });
+        assert_ne!(got[0].key, got2[0].key);
+        // A short value that looks like a digest is still its own key.
+        let short = buckets(&[per_tool], Subject { caller: None, server: None, tool: Some("h:x") });
+        assert_eq!(short[0].key, "mcp-rl/1:l/3:h:x");
+    }
+
+    fn bucket(n: usize) -> Bucket {
+        Bucket { key: format!("mcp-rl/1:l/{n}"), limit: 0 }
+    }
+
+    #[test]
+    fn a_slot_holds_several_buckets_and_stays_bounded() {
+        let l = limit(60, 2); // one token a second
+        let slot = |n: usize| Slot { key: "k".into(), id: Slot::of(&bucket(n)).id };
+        // Bucket 0 is drained; forty others take one token each, later.
+        let (mut stored, _) = slot(0).take(&l, None, 1_000, 1);
+        let (s, r) = slot(0).take(&l, Some(&stored), 1_000, 1);
+        assert!(r.is_ok());
+        stored = s;
+        for n in 1..=40 {
+            let (s, r) = slot(n).take(&l, Some(&stored), 1_500, 1);
+            assert!(r.is_ok());
+            stored = s;
+        }
+        assert_eq!(stored.len(), PER_SLOT * RECORD, "bounded");
+        // The drained bucket, furthest from full, was kept: still empty.
+        assert_eq!(slot(0).take(&l, Some(&stored), 1_600, 1).1, Err(400));
+        // The steady bucket's limit holds; a bucket evicted is a full one.
+        let (_, r) = slot(1).take(&l, Some(&stored), 1_600, 1);
+        assert!(r.is_ok());
+        // Later, refilled buckets are dropped at the next write.
+        let (later, _) = slot(0).take(&l, Some(&stored), 100_000, 1);
+        assert_eq!(later.len(), RECORD);
+        assert_eq!(records(b"torn").count(), 0);
+    }
+
+    #[test]
+    fn the_ring_spreads_buckets_over_its_keys() {
+        let keys: std::collections::BTreeSet<String> = (0..2000).map(|n| Slot::of(&bucket(n)).key).collect();
+        assert!(keys.len() > 1000 && keys.iter().all(|k| k.starts_with("mcp-rl/")), "{}", keys.len());
+        assert_eq!(Slot::of(&bucket(7)), Slot::of(&bucket(7)));
     }
 }

@@ -10,6 +10,7 @@
 //! a call's own SSE stream with [`SseRelay`]; the control plane rewrites the
 //! upstreams' GET streams with the same code.
 
+use crate::error::McpError;
 use crate::jsonrpc::{self, Message};
 use crate::sse::{self, Lines};
 
@@ -51,11 +52,15 @@ pub fn inbound(body: &[u8], raw_id: &str) -> Option<(String, Vec<u8>)> {
 }
 
 /// Rewrites an SSE stream from one upstream as it passes, chunk by chunk:
-/// requests get relayed ids.
+/// requests get relayed ids. An event over the bound ends the answer with a
+/// JSON-RPC error for the client's request, naming the server.
 #[derive(Debug)]
 pub struct SseRelay {
     server: String,
     events: SseEvents,
+    /// The id of the client's request (raw JSON), which the error of an
+    /// answer cut short answers.
+    request_id: Option<String>,
     /// The code of the first JSON-RPC error the stream carried, for the
     /// metrics (an error is the call's answer: a stream ends with it).
     error: Option<i64>,
@@ -63,20 +68,47 @@ pub struct SseRelay {
 
 impl SseRelay {
     pub fn new(server: &str) -> Self {
-        SseRelay { server: server.to_string(), events: SseEvents::tagging_ids(call_tag(server)), error: None }
+        SseRelay { server: server.to_string(), events: SseEvents::tagging_ids(call_tag(server)), request_id: None, error: None }
+    }
+
+    /// The answer to the client's request `id` (raw JSON), with events of at
+    /// most `max_event_bytes`.
+    pub fn answering(server: &str, id: Option<&str>, max_event_bytes: usize) -> Self {
+        let events = SseEvents::tagging_ids(call_tag(server)).max_event_bytes(max_event_bytes);
+        SseRelay { server: server.to_string(), events, request_id: id.map(str::to_string), error: None }
     }
 
     /// The bytes to send on now that `chunk` arrived (see [`SseEvents::feed`]).
     pub fn feed(&mut self, chunk: &[u8], end: bool) -> Vec<u8> {
+        if self.events.overflowed() {
+            return Vec::new();
+        }
         let server = &self.server;
-        let out = self.events.feed(chunk, end, |message| match outbound(server, message) {
+        let mut out = self.events.feed(chunk, end, |message| match outbound(server, message) {
             Some(new) => Verdict::Replace(new),
             None => Verdict::Keep,
         });
+        if self.events.overflowed() {
+            out.extend_from_slice(self.too_long().as_bytes());
+        }
         if self.error.is_none() {
             self.error = first_error(&out);
         }
         out
+    }
+
+    /// Whether the answer was cut short: what the upstream still sends is dropped.
+    pub fn cut_short(&self) -> bool {
+        self.events.overflowed()
+    }
+
+    /// The event that ends an answer cut short.
+    fn too_long(&self) -> String {
+        let e = McpError::UpstreamEventTooLarge { server: self.server.clone(), limit: self.events.max() };
+        let id = self.request_id.as_deref().unwrap_or("null");
+        let (code, _) = e.code_and_status();
+        let error = String::from_utf8_lossy(&jsonrpc::error_body(Some(id), code, &e.to_string())).into_owned();
+        format!("event: message\ndata: {error}\n\n")
     }
 
     /// The code of the stream's JSON-RPC error, once one went by.
@@ -109,19 +141,42 @@ pub enum Verdict {
     Drop,
 }
 
+pub use crate::config::DEFAULT_MAX_EVENT_BYTES;
+
 /// An SSE stream cut into whole events as it passes. Complete events go out
 /// at once, each message (an event's data) judged on the way; a partial
 /// event waits for the rest, so a chunk may go out shorter or longer than it
 /// came. By default only messages with a `"method"` (requests and
 /// notifications) are judged, and others pass unexamined;
 /// [`SseEvents::judging_all`] judges responses too.
-#[derive(Debug, Default)]
+///
+/// An event longer than the bound ([`SseEvents::max_event_bytes`]) is never
+/// held whole: the stream is over for the relay ([`SseEvents::overflowed`]),
+/// which from then on drops what the upstream sends, and its owner tells
+/// the client.
+#[derive(Debug)]
 pub struct SseEvents {
     pending: Vec<u8>,
+    scan: sse::Scan,
+    max: usize,
+    overflowed: bool,
     all: bool,
     /// Put before every event id, so that a client's `Last-Event-ID` says
     /// which stream of which server it resumes (see [`resumption`]).
     id_prefix: Option<String>,
+}
+
+impl Default for SseEvents {
+    fn default() -> Self {
+        SseEvents {
+            pending: Vec::new(),
+            scan: sse::Scan::default(),
+            max: DEFAULT_MAX_EVENT_BYTES,
+            overflowed: false,
+            all: false,
+            id_prefix: None,
+        }
+    }
 }
 
 impl SseEvents {
@@ -134,13 +189,50 @@ impl SseEvents {
         SseEvents { id_prefix: Some(prefix), ..SseEvents::default() }
     }
 
+    /// Events longer than `max` bytes end the stream (see [`SseEvents::overflowed`]).
+    pub fn max_event_bytes(self, max: usize) -> Self {
+        SseEvents { max, ..self }
+    }
+
+    /// Whether an event went over the bound: what came before it went out,
+    /// it and everything after are dropped.
+    pub fn overflowed(&self) -> bool {
+        self.overflowed
+    }
+
+    /// The bound on an event's length.
+    pub fn max(&self) -> usize {
+        self.max
+    }
+
     /// The bytes to send on now that `chunk` arrived. At `end`, whatever is
     /// held goes out, complete or not, unjudged if incomplete.
     pub fn feed(&mut self, chunk: &[u8], end: bool, mut judge: impl FnMut(&str) -> Verdict) -> Vec<u8> {
+        if self.overflowed {
+            return Vec::new();
+        }
         self.pending.extend_from_slice(chunk);
-        let cut = if end { self.pending.len() } else { complete_len(&self.pending) };
+        let (complete, over) = self.scan.advance(&self.pending, self.max);
+        if let Some(start) = over {
+            // The events before the long one still go out, judged.
+            self.overflowed = true;
+            self.pending.truncate(start);
+            let done = std::mem::take(&mut self.pending);
+            self.scan = sse::Scan::default();
+            return self.judge(done, &mut judge);
+        }
+        let cut = if end { self.pending.len() } else { complete.unwrap_or(0) };
         let tail = self.pending.split_off(cut.min(self.pending.len()));
         let done = std::mem::replace(&mut self.pending, tail);
+        self.scan.consumed(cut);
+        if end {
+            self.scan = sse::Scan::default();
+        }
+        self.judge(done, &mut judge)
+    }
+
+    /// Complete events (or the last bytes of a stream) as they go out.
+    fn judge(&self, done: Vec<u8>, judge: &mut impl FnMut(&str) -> Verdict) -> Vec<u8> {
         let tags = self.id_prefix.is_some() && contains(&done, b"id:");
         if !self.all && !tags && !may_have_method(&done) {
             return done;
@@ -149,7 +241,7 @@ impl SseEvents {
         let mut start = 0;
         for end in Lines::new(&done).filter(|l| l.is_blank()).map(|l| l.next).chain([done.len()]) {
             let Some(event) = done.get(start..end) else { continue };
-            match rewrite_event(event, self.id_prefix.as_deref(), &mut judge) {
+            match rewrite_event(event, self.id_prefix.as_deref(), judge) {
                 Some(new) => out.extend_from_slice(&new),
                 None => out.extend_from_slice(event),
             }
@@ -254,11 +346,6 @@ fn may_have_method(events: &[u8]) -> bool {
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
-}
-
-/// How much of `buf` is complete events: up to the end of its last blank line.
-fn complete_len(buf: &[u8]) -> usize {
-    Lines::new(buf).filter(|l| l.is_blank()).map(|l| l.next).last().unwrap_or(0)
 }
 
 #[cfg(test)]

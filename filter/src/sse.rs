@@ -68,6 +68,66 @@ pub fn take_events(buf: &mut Vec<u8>) -> Vec<Event> {
     out
 }
 
+/// How far the search for complete events in a growing buffer got, so that
+/// each byte is looked at once however the stream is cut into chunks: a
+/// rescan from the start at every chunk made an event that never ends cost
+/// quadratic time. Also measures each event against a bound.
+#[derive(Debug, Default, Clone)]
+pub struct Scan {
+    /// Where the line being read starts.
+    line_start: usize,
+    /// Where the search for its end resumes.
+    at: usize,
+    /// Where the event being read starts.
+    event_start: usize,
+}
+
+impl Scan {
+    /// Reads what was added to `buf` since the last call. Returns the end of
+    /// the last blank line found (complete events end there), and where the
+    /// first event longer than `max` bytes (complete or not) starts, if any.
+    pub fn advance(&mut self, buf: &[u8], max: usize) -> (Option<usize>, Option<usize>) {
+        let mut cut = None;
+        let mut over = None;
+        while let Some(rest) = buf.get(self.at..) {
+            let Some(len) = rest.iter().position(|b| *b == b'\n' || *b == b'\r') else {
+                self.at = buf.len();
+                break;
+            };
+            let end = self.at + len;
+            let next = match (buf.get(end), buf.get(end + 1)) {
+                (Some(b'\r'), Some(b'\n')) => end + 2,
+                // A CR as the last byte may be half of a CRLF: wait for the next.
+                (Some(b'\r'), None) => {
+                    self.at = end;
+                    break;
+                }
+                _ => end + 1,
+            };
+            if end == self.line_start {
+                if over.is_none() && next - self.event_start > max {
+                    over = Some(self.event_start);
+                }
+                cut = Some(next);
+                self.event_start = next;
+            }
+            self.line_start = next;
+            self.at = next;
+        }
+        if over.is_none() && buf.len().saturating_sub(self.event_start) > max {
+            over = Some(self.event_start);
+        }
+        (cut, over)
+    }
+
+    /// The first `cut` bytes of the buffer went: positions move back.
+    pub fn consumed(&mut self, cut: usize) {
+        self.line_start = self.line_start.saturating_sub(cut);
+        self.at = self.at.saturating_sub(cut);
+        self.event_start = self.event_start.saturating_sub(cut);
+    }
+}
+
 /// A line of an SSE stream: its content and where the next one starts.
 pub struct Line<'a> {
     pub content: &'a [u8],

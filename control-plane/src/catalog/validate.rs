@@ -79,6 +79,9 @@ pub fn validate(c: &Catalog) -> Vec<String> {
     if g.max_body_bytes == 0 {
         p.push("gateway.max_body_bytes: must be greater than 0".into());
     }
+    if g.max_upstream_event_bytes < 1024 {
+        p.push("gateway.max_upstream_event_bytes: must be at least 1024".into());
+    }
     if !(1..=MAX_TIMEOUT_SECONDS).contains(&g.request_timeout_seconds) {
         p.push(format!("gateway.request_timeout_seconds: must be between 1 and {MAX_TIMEOUT_SECONDS}"));
     }

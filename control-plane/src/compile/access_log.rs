@@ -77,15 +77,16 @@ pub fn access_logs(path: &str, mcp_path: &str) -> Vec<AccessLog> {
 
 fn logger(name: &str, path: &str, format: SubstitutionFormatString, cel: String) -> AccessLog {
     let file = FileAccessLog { path: path.to_string(), access_log_format: Some(file_access_log::AccessLogFormat::LogFormat(format)) };
-    let only = ExpressionFilter { expression: cel, ..Default::default() };
-    AccessLog {
-        name: name.into(),
-        filter: Some(AccessLogFilter {
-            filter_specifier: Some(access_log_filter::FilterSpecifier::ExtensionFilter(ExtensionFilter {
-                name: "envoy.access_loggers.extension_filters.cel".into(),
-                config_type: Some(extension_filter::ConfigType::TypedConfig(pack_any(only))),
-            })),
-        }),
-        config_type: Some(access_log::ConfigType::TypedConfig(pack_any(file))),
+    AccessLog { name: name.into(), filter: Some(cel_filter(cel)), config_type: Some(access_log::ConfigType::TypedConfig(pack_any(file))) }
+}
+
+/// A filter of requests by a CEL expression (for access logs and local-reply mappers).
+pub(super) fn cel_filter(expression: String) -> AccessLogFilter {
+    let only = ExpressionFilter { expression, ..Default::default() };
+    AccessLogFilter {
+        filter_specifier: Some(access_log_filter::FilterSpecifier::ExtensionFilter(ExtensionFilter {
+            name: "envoy.access_loggers.extension_filters.cel".into(),
+            config_type: Some(extension_filter::ConfigType::TypedConfig(pack_any(only))),
+        })),
     }
 }

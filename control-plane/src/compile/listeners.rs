@@ -24,7 +24,7 @@ use envoy_types::pb::envoy::extensions::filters::network::http_connection_manage
 use envoy_types::pb::envoy::r#type::matcher::v3::{string_matcher, StringMatcher};
 use envoy_types::pb::google::protobuf::{BoolValue, Duration as PbDuration, UInt32Value};
 use envoy_types::util::pack_any;
-use mcp_filter::config::{RateLimit, CLUSTER_HEADER, REQUEST_ID_PROPERTY, SERVER_PROPERTY};
+use mcp_filter::config::{RateLimit, CLUSTER_HEADER, OWN_REPLY_PROPERTY, REQUEST_ID_PROPERTY, SERVER_PROPERTY};
 
 use super::{
     access_log, ads, audited, duration, rls, security, socket, tls, ADMIN_CLUSTER, ADMIN_PATHS, FILTER_NAME, LISTENER_NAME, ROUTE_NAME,
@@ -160,7 +160,16 @@ pub(super) fn upstream_error_as_jsonrpc(read_timeout_seconds: u64, global_limits
     if global_limits {
         mappers.insert(0, rls::over_limit_mapper());
     }
+    // The filter's own answer in place of an upstream's (a refusal of the
+    // gateway's credentials) already says what happened: left as it is.
+    mappers.insert(0, own_reply());
     LocalReplyConfig { mappers, ..Default::default() }
+}
+
+/// Leaves alone a reply the filter gave in place of an upstream's answer
+/// (filter state `wasm.mcp_own_reply`): no body override.
+pub(super) fn own_reply() -> ResponseMapper {
+    ResponseMapper { filter: Some(access_log::cel_filter(format!("'wasm.{OWN_REPLY_PROPERTY}' in filter_state"))), ..Default::default() }
 }
 
 /// Global limits, in catalog order.

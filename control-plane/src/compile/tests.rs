@@ -1,4 +1,4 @@
-use super::listeners::overloaded;
+use super::listeners::{overloaded, own_reply};
 use super::*;
 use crate::catalog::load;
 use crate::discovery::Discovered;
@@ -419,9 +419,10 @@ servers:
     let names: Vec<_> = hcm.http_filters.iter().map(|f| f.name.as_str()).collect();
     assert_eq!(names, [FILTER_NAME, "envoy.filters.http.ratelimit", "envoy.filters.http.router"]);
     let mappers = hcm.local_reply_config.unwrap().mappers;
-    assert_eq!(mappers.len(), 4, "over-limit, overloaded, upstream failure, too slow");
-    assert_eq!(mappers[0], rls::over_limit_mapper(), "the over-limit mapper first");
-    assert_eq!(mappers[1], overloaded());
+    assert_eq!(mappers.len(), 5, "the filter's own, over-limit, overloaded, upstream failure, too slow");
+    assert_eq!(mappers[0], own_reply(), "the filter's own answers are left alone");
+    assert_eq!(mappers[1], rls::over_limit_mapper(), "the over-limit mapper before the upstream one");
+    assert_eq!(mappers[2], overloaded());
 }
 
 #[test]
@@ -458,7 +459,8 @@ fn connections_are_limited_per_server_and_streams_by_silence() {
     let hcm: HttpConnectionManager = decode(any).unwrap();
     assert_eq!(hcm.common_http_protocol_options.unwrap().idle_timeout.unwrap().seconds, 600);
     let mappers = hcm.local_reply_config.unwrap().mappers;
-    let Some(access_log_filter::FilterSpecifier::ResponseFlagFilter(flags)) = &mappers[0].filter.as_ref().unwrap().filter_specifier else {
+    assert_eq!(mappers[0], own_reply());
+    let Some(access_log_filter::FilterSpecifier::ResponseFlagFilter(flags)) = &mappers[1].filter.as_ref().unwrap().filter_specifier else {
         panic!()
     };
     assert_eq!(flags.flags, ["UO"]);

@@ -18,7 +18,7 @@ use std::convert::Infallible;
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, State};
-use axum::http::{header, HeaderValue};
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::Response;
 use futures::StreamExt as _;
 use mcp_filter::relay::{SseEvents, Verdict};
@@ -58,9 +58,11 @@ pub async fn bridge(State(current): State<Current>, Path(name): Path<String>, bo
         Err(e) => return Refusal::NotJson(e.to_string()).reply(&Value::Null),
     };
     let id = request.get("id").cloned().unwrap_or(Value::Null);
-    let Some(server) = current.get().and_then(|p| p.served.server(&name).cloned()) else {
+    let published = current.get();
+    let Some(server) = published.as_ref().and_then(|p| p.served.server(&name).cloned()) else {
         return Refusal::UnknownServer(name).reply(&id);
     };
+    let max = published.map_or(mcp_filter::relay::DEFAULT_MAX_EVENT_BYTES, |p| p.filter_config.max_upstream_event_bytes);
     // The client's request: it counts as use of an on-demand server.
     let mut session = Session::for_upstream(&server).for_client();
     let init = match session.handshake(upstream_capabilities(&request), client_info(&request)).await {
@@ -87,20 +89,46 @@ pub async fn bridge(State(current): State<Current>, Path(name): Path<String>, bo
         }
     };
     let status = answer.status();
+    // The upstream refused the gateway's credentials: its challenge must not
+    // reach the client, whose own credentials were accepted.
+    if status == StatusCode::UNAUTHORIZED || (status == StatusCode::FORBIDDEN && answer.headers().contains_key(header::WWW_AUTHENTICATE)) {
+        session.close().await;
+        let reason = format!("refused the gateway's credentials (HTTP {}); fix servers[].headers for it in the catalog", status.as_u16());
+        return Refusal::Upstream { server: name, reason }.reply(&id);
+    }
     let content_type = answer.headers().get(header::CONTENT_TYPE).cloned().unwrap_or(HeaderValue::from_static("application/json"));
     let is_sse = content_type.to_str().is_ok_and(|c| c.starts_with("text/event-stream"));
     // The session ends when the answer has been relayed, or when the client
     // goes (the stream is dropped): either way `Closer` runs.
     let closer = Closer(Some(session));
     let body = if is_sse {
-        let mut events = SseEvents::judging_all();
-        let stream = answer.bytes_stream().map(move |chunk| {
-            let Ok(chunk) = chunk else { return Bytes::new() };
-            Bytes::from(events.feed(&chunk, false, |message| modernize(message, &method, &closer, logs)))
+        let events = SseEvents::judging_all().max_event_bytes(max);
+        // An event over the bound ends the answer with an error for the
+        // request, and the stream with it.
+        let stream = answer.bytes_stream().scan((events, false), move |(events, over), chunk| {
+            if *over {
+                return std::future::ready(None);
+            }
+            let Ok(chunk) = chunk else { return std::future::ready(Some(Bytes::new())) };
+            let mut out = events.feed(&chunk, false, |message| modernize(message, &method, &closer, logs));
+            if events.overflowed() {
+                *over = true;
+                let error = Refusal::Upstream { server: name.clone(), reason: too_long(max) };
+                let (_, code) = error.status_and_code();
+                let message = json!({ "jsonrpc": "2.0", "id": id, "error": { "code": code, "message": error.message() } });
+                out.extend_from_slice(format!("event: message\ndata: {message}\n\n").as_bytes());
+            }
+            std::future::ready(Some(Bytes::from(out)))
         });
         Body::from_stream(stream.map(Ok::<_, Infallible>))
     } else {
-        let whole = answer.bytes().await.unwrap_or_default();
+        let whole = match read_bounded(answer, max).await {
+            Ok(whole) => whole,
+            Err(reason) => {
+                drop(closer);
+                return Refusal::Upstream { server: name, reason }.reply(&id);
+            }
+        };
         let text = String::from_utf8_lossy(&whole);
         let out = match modernize(&text, &method, &closer, logs) {
             Verdict::Replace(new) => Bytes::from(new),
@@ -113,6 +141,25 @@ pub async fn bridge(State(current): State<Current>, Path(name): Path<String>, bo
     *response.status_mut() = status;
     response.headers_mut().insert(header::CONTENT_TYPE, content_type);
     response
+}
+
+fn too_long(max: usize) -> String {
+    format!("sent an SSE event longer than the gateway's limit of {max} bytes (gateway.max_upstream_event_bytes); the rest of its answer was dropped")
+}
+
+/// An answer's body, read whole only up to `max` bytes: a larger one is an
+/// error naming the bound, not memory held.
+pub async fn read_bounded(answer: reqwest::Response, max: usize) -> Result<Bytes, String> {
+    let mut chunks = answer.bytes_stream();
+    let mut whole = Vec::new();
+    while let Some(chunk) = chunks.next().await {
+        let chunk = chunk.map_err(|e| format!("its answer broke: {e}"))?;
+        if whole.len() + chunk.len() > max {
+            return Err(format!("sent an answer larger than the gateway's limit of {max} bytes (gateway.max_upstream_event_bytes)"));
+        }
+        whole.extend_from_slice(&chunk);
+    }
+    Ok(Bytes::from(whole))
 }
 
 /// The keys of a 2026-07-28 request's `_meta` that make its envelope: a

@@ -65,10 +65,12 @@ pub fn upstream_streams(served: &Served, token: &str, now_unix_secs: u64) -> Vec
 pub async fn events(State(s): State<StreamState>, headers: HeaderMap) -> Response {
     let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or_default();
     let token = headers.get("mcp-session-id").and_then(|v| v.to_str().ok());
-    let upstreams = match (token, s.current.get()) {
+    let published = s.current.get();
+    let upstreams = match (token, &published) {
         (Some(token), Some(published)) => upstream_streams(&published.served, token, now),
         _ => Vec::new(),
     };
+    let max = published.map_or(relay::DEFAULT_MAX_EVENT_BYTES, |p| p.filter_config.max_upstream_event_bytes);
     let resuming = headers.get("last-event-id").and_then(|v| v.to_str().ok()).and_then(relay::resumption);
     let mut streams: Vec<Events> = Vec::new();
     match resuming {
@@ -80,7 +82,7 @@ pub async fn events(State(s): State<StreamState>, headers: HeaderMap) -> Respons
                 return Refusal::NothingToResume(server).into_response();
             };
             tracing::info!(%server, %last_event_id, "a client resumes a call's answer");
-            let from = Resume { last_event_id: Some(last_event_id), tag: relay::call_tag(&server), once: true };
+            let from = Resume { last_event_id: Some(last_event_id), tag: relay::call_tag(&server), once: true, max };
             streams.push(Box::pin(upstream_events(s.changes.clone(), u, from)));
         }
         // The client's GET stream again: everything, the named server's part
@@ -93,7 +95,7 @@ pub async fn events(State(s): State<StreamState>, headers: HeaderMap) -> Respons
                     Some(Resumption::Stream { server, last_event_id }) if *server == u.server.name => Some(last_event_id.clone()),
                     _ => None,
                 };
-                let from = Resume { last_event_id, tag: relay::stream_tag(&u.server.name), once: false };
+                let from = Resume { last_event_id, tag: relay::stream_tag(&u.server.name), once: false, max };
                 streams.push(Box::pin(upstream_events(s.changes.clone(), u, from)));
             }
         }
@@ -166,10 +168,32 @@ struct Resume {
     tag: String,
     /// A replay of one call's answer: not reconnected when it ends.
     once: bool,
+    /// The longest event relayed (`gateway.max_upstream_event_bytes`).
+    max: usize,
+}
+
+/// What the client hears when an upstream's stream is ended for an event
+/// over the bound: a log message (a GET stream answers no request), naming
+/// the server. The other upstreams' events go on.
+fn too_long(server: &str, max: usize) -> String {
+    let message = serde_json::json!({
+        "jsonrpc": "2.0",
+        "method": "notifications/message",
+        "params": {
+            "level": "error",
+            "logger": "mcp-gateway",
+            "data": format!(
+                "Upstream server '{server}' sent an SSE event longer than the gateway's limit of {max} bytes \
+                 (gateway.max_upstream_event_bytes); its stream was closed"
+            ),
+        },
+    });
+    format!("event: message\ndata: {message}\n\n")
 }
 
 /// One upstream's GET stream, relayed: reconnected with backoff when it
-/// breaks, given up when the server has none (405) or forgot the session.
+/// breaks, given up when the server has none (405) or forgot the session,
+/// or sent an event over the bound.
 fn upstream_events(changes: Changes, u: UpstreamStream, from: Resume) -> impl Stream<Item = Bytes> + Send {
     let start: (Option<(Chunks, SseEvents)>, u32, Option<String>) = (None, 0, from.last_event_id.clone());
     futures::stream::unfold(start, move |(mut open, mut failures, mut last_event_id)| {
@@ -180,7 +204,13 @@ fn upstream_events(changes: Changes, u: UpstreamStream, from: Resume) -> impl St
                     match chunks.next().await {
                         Some(Ok(chunk)) => {
                             failures = 0;
-                            let out = events.feed(&chunk, false, |m| judge(&changes, &u.server.name, m));
+                            let mut out = events.feed(&chunk, false, |m| judge(&changes, &u.server.name, m));
+                            if events.overflowed() {
+                                tracing::warn!(server = %u.server.name, max = from.max, "an upstream GET stream sent an event over the bound; closed");
+                                out.extend_from_slice(too_long(&u.server.name, from.max).as_bytes());
+                                // Ended for good: the next turn stops.
+                                return Some((Bytes::from(out), (None, MAX_FAILURES, None)));
+                            }
                             if !out.is_empty() {
                                 return Some((Bytes::from(out), (open, failures, last_event_id)));
                             }
@@ -205,7 +235,7 @@ fn upstream_events(changes: Changes, u: UpstreamStream, from: Resume) -> impl St
                     tokio::time::sleep(Duration::from_millis(250 << failures.min(5))).await;
                 }
                 match connect(&u, last_event_id.take()).await {
-                    Ok(Some(chunks)) => open = Some((chunks, SseEvents::tagging_ids(from.tag.clone()))),
+                    Ok(Some(chunks)) => open = Some((chunks, SseEvents::tagging_ids(from.tag.clone()).max_event_bytes(from.max))),
                     Ok(None) => return None,
                     Err(e) => {
                         tracing::warn!(server = %u.server.name, url = %u.server.shown, error = %e, "cannot open the upstream GET stream");

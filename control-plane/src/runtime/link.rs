@@ -11,6 +11,8 @@ use futures::StreamExt as _;
 use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader};
 use tokio::sync::mpsc;
 
+use mcp_filter::sse::{take_events, Event, Scan};
+
 use crate::catalog::Server;
 use crate::upstream::Http;
 
@@ -61,8 +63,9 @@ fn program(command: &str, base_dir: &Path) -> PathBuf {
 }
 
 /// Starts a `stdio` server in its own process group (so that stopping it
-/// stops whatever it started, as `npx` and `uvx` do).
-pub fn spawn(spec: &Server, base_dir: &Path) -> Result<Link, String> {
+/// stops whatever it started, as `npx` and `uvx` do). A line (a message)
+/// longer than `max` bytes ends the link: it is never held whole.
+pub fn spawn(spec: &Server, base_dir: &Path, max: usize) -> Result<Link, String> {
     let command = spec.command.as_deref().unwrap_or_default();
     let cwd = spec.cwd.as_deref().map_or_else(|| base_dir.to_path_buf(), |c| base_dir.join(c));
     let mut child = tokio::process::Command::new(program(command, base_dir))
@@ -101,12 +104,21 @@ pub fn spawn(spec: &Server, base_dir: &Path) -> Result<Link, String> {
             .abort_handle(),
         );
     }
+    let (why_tx, why_rx) = tokio::sync::oneshot::channel::<String>();
     if let Some(stdout) = stdout {
         let name = name.clone();
         tasks.push(
             tokio::spawn(async move {
-                let mut lines = BufReader::new(stdout).lines();
-                while let Ok(Some(line)) = lines.next_line().await {
+                let mut reader = BufReader::new(stdout);
+                loop {
+                    let line = match next_line(&mut reader, max).await {
+                        Ok(Some(line)) => line,
+                        Ok(None) => return,
+                        Err(why) => {
+                            let _ = why_tx.send(why);
+                            return;
+                        }
+                    };
                     if line.trim_start().starts_with('{') {
                         if from_child.send(line).await.is_err() {
                             return;
@@ -132,12 +144,43 @@ pub fn spawn(spec: &Server, base_dir: &Path) -> Result<Link, String> {
         );
     }
     let ended = Box::pin(async move {
-        match child.wait().await {
-            Ok(status) => format!("exited ({status})"),
-            Err(e) => format!("could not be waited for ({e})"),
+        tokio::select! {
+            status = child.wait() => match status {
+                Ok(status) => format!("exited ({status})"),
+                Err(e) => format!("could not be waited for ({e})"),
+            },
+            // Dropping the link kills the process group.
+            Ok(why) = why_rx => why,
         }
     });
     Ok(Link { outgoing, incoming, pid, ended, tasks })
+}
+
+/// The next line of a child's stdout, without its end; `None` at the end.
+/// A line longer than `max` bytes is an error, read no further.
+async fn next_line<R: tokio::io::AsyncBufRead + Unpin>(reader: &mut R, max: usize) -> Result<Option<String>, String> {
+    let mut line = Vec::new();
+    loop {
+        let buf = reader.fill_buf().await.map_err(|e| format!("its stdout broke ({e})"))?;
+        if buf.is_empty() {
+            return Ok((!line.is_empty()).then(|| String::from_utf8_lossy(&line).into_owned()));
+        }
+        let (take, done) = match buf.iter().position(|b| *b == b'\n') {
+            Some(i) => (i, true),
+            None => (buf.len(), false),
+        };
+        line.extend_from_slice(buf.get(..take).unwrap_or_default());
+        reader.consume(if done { take + 1 } else { take });
+        if line.len() > max {
+            return Err(format!("wrote a message longer than the gateway's limit of {max} bytes (gateway.max_upstream_event_bytes)"));
+        }
+        if done {
+            if line.last() == Some(&b'\r') {
+                line.pop();
+            }
+            return Ok(Some(String::from_utf8_lossy(&line).into_owned()));
+        }
+    }
 }
 
 /// Sends `signal` to the process group `pid` leads.
@@ -163,7 +206,8 @@ fn header_map(spec: &Server) -> Result<reqwest::header::HeaderMap, String> {
 /// Opens a legacy SSE session: GET the stream, wait for its `endpoint`
 /// event, then POST messages there while reading answers from the stream.
 /// `http` is the client of the server's TLS setting ([`crate::upstream::Reach::own`]).
-pub async fn connect_sse(spec: &Server, http: &Http) -> Result<Link, String> {
+/// An event longer than `max` bytes ends the link.
+pub async fn connect_sse(spec: &Server, http: &Http, max: usize) -> Result<Link, String> {
     let shown = spec.display_url();
     let response = http
         .client
@@ -177,11 +221,11 @@ pub async fn connect_sse(spec: &Server, http: &Http) -> Result<Link, String> {
         return Err(format!("{shown} answered HTTP {}", response.status()));
     }
     let mut chunks = response.bytes_stream();
-    let mut buf = Vec::new();
+    let mut events = Events { buf: Vec::new(), scan: Scan::default(), max };
     let endpoint = loop {
         let chunk = chunks.next().await.ok_or_else(|| format!("{shown} closed its stream before naming an endpoint"))?;
-        buf.extend_from_slice(&chunk.map_err(|e| format!("reading {shown}: {e}"))?);
-        if let Some(e) = mcp_filter::sse::take_events(&mut buf).into_iter().find(|e| e.kind.as_deref() == Some("endpoint")) {
+        let found = events.push(&chunk.map_err(|e| format!("reading {shown}: {e}"))?).map_err(|e| format!("{shown} {e}"))?;
+        if let Some(e) = found.into_iter().find(|e| e.kind.as_deref() == Some("endpoint")) {
             break e.data.unwrap_or_default();
         }
     };
@@ -215,16 +259,20 @@ pub async fn connect_sse(spec: &Server, http: &Http) -> Result<Link, String> {
         })
     };
     let reader = tokio::spawn(async move {
+        let mut found: Vec<Event> = Vec::new();
         loop {
-            for e in mcp_filter::sse::take_events(&mut buf) {
-                if let (None | Some("message"), Some(data)) = (e.kind.as_deref(), e.data) {
+            for e in found.drain(..) {
+                if let Some(data) = e.data {
                     if from_server.send(data).await.is_err() {
                         return "closed".to_string();
                     }
                 }
             }
             match chunks.next().await {
-                Some(Ok(chunk)) => buf.extend_from_slice(&chunk),
+                Some(Ok(chunk)) => match events.push(&chunk) {
+                    Ok(more) => found = more.into_iter().filter(|e| matches!(e.kind.as_deref(), None | Some("message"))).collect(),
+                    Err(why) => return why,
+                },
                 Some(Err(_)) => return "broke its stream".to_string(),
                 None => return "closed its stream".to_string(),
             }
@@ -233,4 +281,54 @@ pub async fn connect_sse(spec: &Server, http: &Http) -> Result<Link, String> {
     let tasks = vec![poster.abort_handle(), reader.abort_handle()];
     let ended = Box::pin(async move { reader.await.unwrap_or_else(|_| "was stopped".to_string()) });
     Ok(Link { outgoing, incoming, pid: None, ended, tasks })
+}
+
+/// A legacy SSE stream's events as they come: each byte scanned once, and
+/// no event held past `max` bytes.
+struct Events {
+    buf: Vec<u8>,
+    scan: Scan,
+    max: usize,
+}
+
+impl Events {
+    /// The events `chunk` completed; an error once an event is too long.
+    fn push(&mut self, chunk: &[u8]) -> Result<Vec<Event>, String> {
+        self.buf.extend_from_slice(chunk);
+        let (cut, over) = self.scan.advance(&self.buf, self.max);
+        if over.is_some() {
+            return Err(format!("sent an event longer than the gateway's limit of {} bytes (gateway.max_upstream_event_bytes)", self.max));
+        }
+        let Some(cut) = cut else { return Ok(Vec::new()) };
+        let mut done: Vec<u8> = self.buf.drain(..cut.min(self.buf.len())).collect();
+        self.scan.consumed(cut);
+        Ok(take_events(&mut done))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_childs_lines_are_bounded() {
+        let mut out: &[u8] = b"{\"a\":1}\r\nshort\n0123456789abcdef\nlast";
+        assert_eq!(next_line(&mut out, 10).await, Ok(Some("{\"a\":1}".to_string())));
+        assert_eq!(next_line(&mut out, 10).await, Ok(Some("short".to_string())));
+        let err = next_line(&mut out, 10).await.unwrap_err();
+        assert!(err.contains("longer than the gateway's limit of 10 bytes"), "{err}");
+        let mut end: &[u8] = b"last";
+        assert_eq!(next_line(&mut end, 10).await, Ok(Some("last".to_string())));
+        assert_eq!(next_line(&mut end, 10).await, Ok(None));
+    }
+
+    #[test]
+    fn a_legacy_streams_events_are_bounded() {
+        let mut events = Events { buf: Vec::new(), scan: Scan::default(), max: 40 };
+        assert!(events.push(b"event: endpoint\ndata: /m").unwrap().is_empty());
+        let got = events.push(b"?s=1\n\ndata: {}\n\ndata: x").unwrap();
+        assert_eq!(got.iter().map(|e| e.data.as_deref().unwrap_or_default()).collect::<Vec<_>>(), ["/m?s=1", "{}"]);
+        let err = events.push(&[b'x'; 64]).unwrap_err();
+        assert!(err.contains("limit of 40 bytes"), "{err}");
+    }
 }

@@ -223,6 +223,7 @@ impl Runtimes {
                 base_dir: self.base_dir.clone(),
                 http: reach.own(name),
                 changed: self.changed.clone(),
+                max_message: catalog.gateway.max_upstream_event_bytes,
             };
             tokio::spawn(supervisor.run(rx));
         }
@@ -318,6 +319,8 @@ struct Supervisor {
     /// The client of its TLS setting, for an SSE server.
     http: Http,
     changed: mpsc::UnboundedSender<String>,
+    /// The longest message it may send (`gateway.max_upstream_event_bytes`).
+    max_message: usize,
 }
 
 /// How a running connection ended.
@@ -422,10 +425,10 @@ impl Supervisor {
 
     async fn open(&self) -> Result<Link, String> {
         match self.spec.runtime {
-            Runtime::Stdio => link::spawn(&self.spec, &self.base_dir),
+            Runtime::Stdio => link::spawn(&self.spec, &self.base_dir, self.max_message),
             Runtime::Sse => {
                 let limit = Duration::from_secs(self.spec.discovery_timeout_seconds);
-                tokio::time::timeout(limit, link::connect_sse(&self.spec, &self.http))
+                tokio::time::timeout(limit, link::connect_sse(&self.spec, &self.http, self.max_message))
                     .await
                     .unwrap_or_else(|_| Err(format!("named no endpoint within {} s", limit.as_secs())))
             }

@@ -181,6 +181,7 @@ fn run(f: &Fixture, data: &[u8]) {
                 session_id: Some(session.clone()),
                 content_type: Some(content_type.into()),
                 body: body.to_vec(),
+                oversized: false,
             })
         };
         let (reply, _) = gw.initialized(&plan, &[answer("application/json"), answer("text/event-stream"), None], now);

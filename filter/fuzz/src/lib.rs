@@ -138,6 +138,7 @@ pub fn stateful_config() -> FilterConfig {
     FilterConfig {
         version: "fuzz".into(),
         max_body_bytes: 4096,
+        max_upstream_event_bytes: 4096,
         instructions: Some("fuzzing".into()),
         servers: vec![
             server("a", true, ServerEra::HandshakeOnly),

@@ -303,6 +303,9 @@ pub fn upstream_session(response: Option<&CalloutResponse>) -> UpstreamSession {
     let Some(r) = response else {
         return failed("no answer to initialize (connection failed or timed out)".into());
     };
+    if r.oversized {
+        return failed("its answer to initialize was larger than the gateway takes (gateway.max_upstream_event_bytes)".into());
+    }
     if r.status != 200 {
         return failed(format!("initialize answered HTTP {}", r.status));
     }

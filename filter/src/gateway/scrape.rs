@@ -57,7 +57,7 @@ pub fn callouts(config: &FilterConfig, page: Page) -> Vec<Callout> {
 /// marks the target down; without the control plane's it carries
 /// `mcp_gateway_control_plane_up 0`, which an alert watches.
 pub fn scrape_reply(page: Page, answers: &[Option<CalloutResponse>]) -> Reply {
-    let ok = |i: usize| answers.get(i).and_then(Option::as_ref).filter(|a| a.status == 200).map(|a| a.body.as_slice());
+    let ok = |i: usize| answers.get(i).and_then(Option::as_ref).filter(|a| a.status == 200 && !a.oversized).map(|a| a.body.as_slice());
     if page == Page::Stats {
         return match ok(0).and_then(|envoy| metrics::stats_summary(envoy, ok(1))) {
             Some(summary) => Reply::json(200, summary.into_bytes()),

@@ -46,12 +46,14 @@ fn session_as(gw: &Gateway, head: RequestHead, b_error: bool) -> String {
         session_id: Some("sid-a".into()),
         content_type: Some("text/event-stream".into()),
         body: b"event: message\ndata: {\"jsonrpc\":\"2.0\",\"id\":0,\"result\":{\"protocolVersion\":\"2025-06-18\"}}\n\n".to_vec(),
+        oversized: false,
     };
     let b = (!b_error).then(|| CalloutResponse {
         status: 200,
         session_id: None,
         content_type: Some("application/json".into()),
         body: br#"{"jsonrpc":"2.0","id":0,"result":{"protocolVersion":"2025-03-26"}}"#.to_vec(),
+        oversized: false,
     });
     let responses: Vec<_> = plan
         .callouts
@@ -425,6 +427,7 @@ fn upstream_answers_are_bounded_before_they_enter_a_session() {
             session_id,
             content_type: Some("application/json".into()),
             body: body.into_bytes(),
+            oversized: false,
         }))
     };
     let ok = answer(Some("s".into()), r#"{"jsonrpc":"2.0","id":0,"result":{"protocolVersion":"2025-06-18"}}"#.into());
@@ -1226,4 +1229,33 @@ fn mcp_headers_are_checked_on_notifications_and_completions() {
         BodyAction::Forward(f) => assert_eq!(f.mcp_name.as_deref(), Some("greet"), "the upstream sees its own name"),
         other => panic!("{other:?}"),
     }
+}
+
+#[test]
+fn an_upstreams_challenge_becomes_the_gateways_own_error() {
+    let gw = Gateway::new(config()).unwrap();
+    let check = |status: u16, challenge: bool| gw.upstream_refusal("vault", Some("4"), status, challenge);
+    for (status, challenge) in [(401, true), (401, false), (403, true)] {
+        let reply = check(status, challenge).unwrap_or_else(|| panic!("{status} {challenge}"));
+        assert_eq!(reply.status, 200, "never the upstream's 401 or 403: the client's credentials were fine");
+        assert!(reply.headers.iter().all(|(k, _)| *k != "www-authenticate"));
+        let body: Value = serde_json::from_slice(&reply.body).unwrap();
+        assert_eq!(body["id"], 4);
+        assert_eq!(body["error"]["code"], -32603);
+        let message = body["error"]["message"].as_str().unwrap_or_default();
+        assert!(message.contains("'vault' refused the gateway's credentials") && message.contains(&format!("HTTP {status}")), "{message}");
+    }
+    assert!(check(403, false).is_none(), "a plain 403 is the upstream's answer");
+    assert!(check(200, true).is_none() && check(500, false).is_none());
+}
+
+#[test]
+fn callout_answers_are_bounded() {
+    let gw = Gateway::new(config()).unwrap();
+    assert_eq!(gw.callout_limit(false), gw.config().max_upstream_event_bytes);
+    assert!(gw.callout_limit(true) >= 64 * 1024 * 1024, "Envoy's own stats grow with the catalog");
+    let big = CalloutResponse { status: 200, oversized: true, ..Default::default() };
+    let session = handshake::upstream_session(Some(&big));
+    assert!(session.error.unwrap_or_default().contains("larger than the gateway takes"));
+    assert_eq!(scrape_reply(Page::Metrics, &[Some(big), None]).status, 503);
 }

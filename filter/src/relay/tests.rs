@@ -158,3 +158,48 @@ fn a_streamed_answer_says_whether_it_is_an_error() {
     nested.feed(b"data: {\"jsonrpc\":\"2.0\",\"id\":3,\"result\":{\"error\":{\"code\":1}}}\n\n", true);
     assert_eq!(nested.error_code(), None);
 }
+
+#[test]
+fn an_event_over_the_bound_ends_the_answer_with_an_error_for_the_request() {
+    let progress = "data: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/progress\"}\n\n";
+    // However the stream is cut, the events before the long one go out,
+    // then the error for request 7, then nothing.
+    let long = format!("data: {}", "x".repeat(200));
+    let stream = format!("{progress}{long}\n\n{progress}");
+    for chunk in [1, 7, 64, stream.len()] {
+        let mut relay = SseRelay::answering("s", Some("7"), 100);
+        let mut out = Vec::new();
+        for piece in stream.as_bytes().chunks(chunk) {
+            out.extend(relay.feed(piece, false));
+        }
+        out.extend(relay.feed(b"more from the upstream\n\n", true));
+        let text = String::from_utf8_lossy(&out);
+        let (before, error) = text.split_once("event: message\ndata: ").unwrap_or_default();
+        assert_eq!(before, progress, "chunks of {chunk}");
+        assert!(error.starts_with(r#"{"jsonrpc":"2.0","id":7,"error":{"code":-32603,"message":"Upstream server 's' sent an SSE event longer than the gateway's limit of 100 bytes"#), "{error}");
+        assert!(error.ends_with("}}\n\n") && relay.cut_short() && relay.error_code() == Some(-32603));
+    }
+    // An event as long as the bound passes.
+    let fits = format!("data: {}\n\n", "y".repeat(92));
+    assert_eq!(fits.len(), 100);
+    let mut relay = SseRelay::answering("s", None, 100);
+    assert_eq!(relay.feed(fits.as_bytes(), false), fits.as_bytes());
+    assert!(!relay.cut_short());
+}
+
+#[test]
+fn an_event_that_never_ends_is_read_once_not_at_every_chunk() {
+    // Each byte is looked at once: the scan resumes where it stopped.
+    let mut scan = crate::sse::Scan::default();
+    let mut buf = Vec::new();
+    for _ in 0..1000 {
+        buf.extend_from_slice(b"data: xxxxxxxx");
+        assert_eq!(scan.advance(&buf, usize::MAX), (None, None));
+    }
+    buf.extend_from_slice(b"\r");
+    assert_eq!(scan.advance(&buf, usize::MAX), (None, None), "a CR may be half of a CRLF");
+    buf.extend_from_slice(b"\n\r\n");
+    assert_eq!(scan.advance(&buf, usize::MAX), (Some(buf.len()), None));
+    scan.consumed(buf.len());
+    assert_eq!(scan.advance(b"\n", 0), (Some(1), Some(0)), "a blank line is an event of one byte");
+}

@@ -98,6 +98,14 @@ struct Args {
     /// as a server holding its own credentials does.
     #[arg(long, value_name = "TOKEN")]
     require_bearer: Option<String>,
+    /// With `--require-bearer`: only `tools/call` needs the token, as
+    /// servers that list their tools to anyone but call them for their
+    /// users only do.
+    #[arg(long, requires = "require_bearer")]
+    bearer_for_calls_only: bool,
+    /// The `WWW-Authenticate` challenge of a refusal (default `Bearer`).
+    #[arg(long, value_name = "VALUE", default_value = "Bearer")]
+    challenge: String,
     /// Offer `authorization`, which returns the Authorization header the
     /// request arrived with, and `header`, any header's value (to show what
     /// a gateway passes on).
@@ -314,13 +322,27 @@ async fn main() -> anyhow::Result<()> {
     }
     if let Some(token) = args.require_bearer {
         let wanted: Arc<str> = format!("Bearer {token}").into();
+        let challenge: Arc<str> = args.challenge.into();
+        let calls_only = args.bearer_for_calls_only;
         app = app.layer(axum::middleware::from_fn(move |request: axum::extract::Request, next: axum::middleware::Next| {
-            let wanted = Arc::clone(&wanted);
+            let (wanted, challenge) = (Arc::clone(&wanted), Arc::clone(&challenge));
             async move {
                 use axum::response::IntoResponse as _;
                 let presented = request.headers().get("authorization").map(|v| v.as_bytes().to_vec());
-                if presented.as_deref() != Some(wanted.as_bytes()) {
-                    return (axum::http::StatusCode::UNAUTHORIZED, [("www-authenticate", "Bearer")], "this server needs its bearer token")
+                let mut request = request;
+                let mut concerned = true;
+                if calls_only {
+                    let (parts, body) = request.into_parts();
+                    let bytes = axum::body::to_bytes(body, 1 << 20).await.unwrap_or_default();
+                    concerned = serde_json::from_slice::<serde_json::Value>(&bytes).is_ok_and(|m| m["method"] == "tools/call");
+                    request = axum::extract::Request::from_parts(parts, axum::body::Body::from(bytes));
+                }
+                if concerned && presented.as_deref() != Some(wanted.as_bytes()) {
+                    return (
+                        axum::http::StatusCode::UNAUTHORIZED,
+                        [("www-authenticate", challenge.to_string())],
+                        "this server needs its bearer token",
+                    )
                         .into_response();
                 }
                 next.run(request).await
