@@ -7,6 +7,8 @@ use std::time::Duration;
 use envoy_types::pb::envoy::config::accesslog::v3::{
     access_log_filter, comparison_filter, AccessLogFilter, ComparisonFilter, HeaderFilter, ResponseFlagFilter, StatusCodeFilter,
 };
+use envoy_types::pb::envoy::config::core::v3::http_protocol_options::HeadersWithUnderscoresAction;
+use envoy_types::pb::envoy::config::core::v3::Http2ProtocolOptions;
 use envoy_types::pb::envoy::config::core::v3::HttpProtocolOptions as HttpProtocolOptionsCommon;
 use envoy_types::pb::envoy::config::core::v3::RuntimeUInt32;
 use envoy_types::pb::envoy::config::core::v3::{substitution_format_string, SubstitutionFormatString};
@@ -31,6 +33,9 @@ use super::{
     TLS_LISTENER_NAME,
 };
 use crate::catalog::GatewaySettings;
+
+/// Requests one client's HTTP/2 connection may have in flight at once.
+const MAX_CONCURRENT_STREAMS: u32 = 100;
 
 /// The MCP listener, and the TLS one: `gateway.listen` speaks TLS itself
 /// unless `gateway.tls.listen` names a listener of its own.
@@ -118,8 +123,21 @@ pub(super) fn connection_manager(g: &GatewaySettings, jwks: Option<&str>) -> Htt
         request_timeout: Some(PbDuration { seconds: g.request_read_timeout_seconds as i64, nanos: 0 }),
         common_http_protocol_options: Some(HttpProtocolOptionsCommon {
             idle_timeout: Some(duration(Duration::from_secs(g.idle_timeout_seconds))),
+            // `x_mcp_cluster` could otherwise reach a server that folds `_`
+            // into `-`, past the filter's removal of `x-mcp-cluster`: a name
+            // with an underscore is refused (400, as JSON-RPC: `malformed`).
+            headers_with_underscores_action: HeadersWithUnderscoresAction::RejectRequest as i32,
             ..Default::default()
         }),
+        // One HTTP/2 connection carries at most this many requests at once.
+        http2_protocol_options: Some(Http2ProtocolOptions {
+            max_concurrent_streams: Some(UInt32Value { value: MAX_CONCURRENT_STREAMS }),
+            ..Default::default()
+        }),
+        // Paths are compared after `.`/`..` and `//` are resolved, so
+        // `/mcp/../servers` is `/servers` to the routes and to the filter.
+        normalize_path: Some(BoolValue { value: true }),
+        merge_slashes: true,
         // An edge proxy: the client's address is the peer's, and Envoy drops
         // x-envoy-* headers (timeouts, retries) sent by external clients.
         use_remote_address: Some(BoolValue { value: true }),
@@ -155,6 +173,7 @@ pub(super) fn upstream_error_as_jsonrpc(read_timeout_seconds: u64, global_limits
     // A server's connections and requests at their limit: before the
     // generic mapper, which would call it a failure to answer.
     mappers.insert(0, overloaded());
+    mappers.push(malformed());
     // Envoy's ratelimit filter refuses before the upstream mapper would
     // call its 429 an upstream failure: this one comes first.
     if global_limits {
@@ -191,6 +210,21 @@ pub(super) fn overloaded() -> ResponseMapper {
             filter_specifier: Some(access_log_filter::FilterSpecifier::ResponseFlagFilter(ResponseFlagFilter { flags: vec!["UO".into()] })),
         }),
         body_format_override: Some(json_body(format)),
+        ..Default::default()
+    }
+}
+
+/// Envoy's refusal of a request its codec could not accept (flag `DPE`: a
+/// header name with an underscore, a malformed header), as JSON-RPC.
+pub(super) fn malformed() -> ResponseMapper {
+    let format = r#"{"jsonrpc":"2.0","id":null,"error":{"code":-32600,"message":"Malformed HTTP request (%RESPONSE_CODE_DETAILS%): the gateway refuses header names with underscores and invalid headers"}}"#;
+    ResponseMapper {
+        filter: Some(AccessLogFilter {
+            filter_specifier: Some(access_log_filter::FilterSpecifier::ResponseFlagFilter(ResponseFlagFilter {
+                flags: vec!["DPE".into()],
+            })),
+        }),
+        body_format_override: Some(json_body(format.into())),
         ..Default::default()
     }
 }

@@ -103,7 +103,7 @@ fn builds_envoy_resources() {
     let c = run(TWO, &[("time", &["now"])]).unwrap();
     let clusters: Vec<Cluster> = c.snapshot.resources_of(CLUSTER_TYPE).iter().map(|(_, a)| decode(a).unwrap()).collect();
     let names: Vec<_> = clusters.iter().map(|c| c.name.as_str()).collect();
-    assert_eq!(names, vec!["mcp_time", "mcp_docs", ADMIN_CLUSTER]);
+    assert_eq!(names, vec!["mcp_time", "mcp_docs", ADMIN_CLUSTER, STREAMS_CLUSTER]);
     let kind = |c: &Cluster| match c.cluster_discovery_type {
         Some(cluster::ClusterDiscoveryType::Type(t)) => t,
         _ => -1,
@@ -234,7 +234,7 @@ fn no_server_name_can_take_the_admin_cluster() {
     let yaml = "servers:\n  - {name: gateway_admin, url: 'http://127.0.0.1:1/'}\n  - {name: admin, url: 'http://127.0.0.1:2/'}\n";
     let c = run(yaml, &[]).unwrap();
     let names: Vec<_> = c.snapshot.resources_of(CLUSTER_TYPE).iter().map(|(n, _)| n.as_str()).collect();
-    assert_eq!(names, vec!["mcp_gateway_admin", "mcp_admin", ADMIN_CLUSTER]);
+    assert_eq!(names, vec!["mcp_gateway_admin", "mcp_admin", ADMIN_CLUSTER, STREAMS_CLUSTER]);
 }
 
 /// The TLS context of a cluster, if it speaks TLS.
@@ -419,7 +419,7 @@ servers:
     let names: Vec<_> = hcm.http_filters.iter().map(|f| f.name.as_str()).collect();
     assert_eq!(names, [FILTER_NAME, "envoy.filters.http.ratelimit", "envoy.filters.http.router"]);
     let mappers = hcm.local_reply_config.unwrap().mappers;
-    assert_eq!(mappers.len(), 4, "over-limit, overloaded, upstream failure, too slow");
+    assert_eq!(mappers.len(), 5, "over-limit, overloaded, upstream failure, too slow, malformed");
     assert_eq!(mappers[0], rls::over_limit_mapper(), "the over-limit mapper first");
     assert_eq!(mappers[1], overloaded());
 }

@@ -21,8 +21,8 @@ use std::borrow::Cow;
 
 use crate::config::{
     ControlPlane, FilterConfig, UpstreamServer, BRIDGE_PATH_PREFIX, CLUSTER_HEADER, DECISION_PROPERTY, JWT_PAYLOAD_HEADER,
-    META_TRACEPARENT_PROPERTY, METHOD_PROPERTY, PRINCIPAL_PROPERTY, RATE_LIMIT_HEADER_PREFIX, REASON_PROPERTY, REQUEST_ID_PROPERTY,
-    SERVER_PROPERTY, SPAN_PROPERTY, TARGET_PROPERTY,
+    META_TRACEPARENT_PROPERTY, METHOD_PROPERTY, PRINCIPAL_HEADER, PRINCIPAL_PROPERTY, RATE_LIMIT_HEADER_PREFIX, REASON_PROPERTY,
+    REQUEST_ID_PROPERTY, SERVER_PROPERTY, SPAN_PROPERTY, TARGET_PROPERTY,
 };
 use crate::decision::{Audit, Forward, HeaderEdits, RequestHead, Target};
 use crate::metrics;
@@ -31,7 +31,7 @@ use crate::metrics;
 /// it: a client-sent [`CLUSTER_HEADER`] (the route to upstreams and the
 /// local-reply mapper key on it), and, when tracing, the name of its span.
 pub fn arrival<'a>(config: &FilterConfig, head: &RequestHead) -> HeaderEdits<'a> {
-    let mut edits = HeaderEdits { drop: vec![CLUSTER_HEADER.into()], ..HeaderEdits::default() };
+    let mut edits = HeaderEdits { drop: vec![CLUSTER_HEADER.into(), PRINCIPAL_HEADER.into()], ..HeaderEdits::default() };
     if config.trace {
         edits.properties.push((SPAN_PROPERTY, metrics::http_span_name(&head.method, &head.path).into()));
     }
@@ -84,18 +84,23 @@ pub fn forward<'a>(config: &'a FilterConfig, server: &'a UpstreamServer, f: &'a 
 }
 
 /// A client's GET stream, to the control plane `cp`, which relays the
-/// upstreams' streams itself.
-pub fn stream<'a>(config: &'a FilterConfig, cp: &'a ControlPlane) -> HeaderEdits<'a> {
+/// upstreams' streams itself, and counts each caller's (`caller`, its
+/// principal, MCP-encoded; `None` without authentication).
+pub fn stream<'a>(config: &'a FilterConfig, cp: &'a ControlPlane, caller: Option<String>) -> HeaderEdits<'a> {
+    let cluster = cp.streams_cluster.as_deref().unwrap_or(&cp.cluster);
     let mut edits = HeaderEdits {
         // Envoy's own error, should the control plane be down, names the
         // gateway; a stream has no request id.
         properties: vec![(REQUEST_ID_PROPERTY, "null".into()), (SERVER_PROPERTY, "gateway events".into())],
         drop: client_headers(config, false),
-        target: Some(Target { cluster: &cp.cluster, path: cp.events_path.as_str().into(), authority: &cp.authority }),
+        target: Some(Target { cluster, path: cp.events_path.as_str().into(), authority: &cp.authority }),
         set: cp.headers.iter().map(|h| (h.name.as_str().into(), h.value.as_str().into())).collect(),
     };
     // A notification stream lives as long as the client keeps it.
     edits.set.push(("x-envoy-upstream-rq-timeout-ms".into(), "0".into()));
+    if let Some(principal) = caller {
+        edits.set.push((PRINCIPAL_HEADER.into(), principal.into()));
+    }
     edits
 }
 
