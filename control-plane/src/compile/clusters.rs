@@ -118,8 +118,8 @@ pub(super) fn admin_clusters(host: &str, port: u16, max_streams: u32) -> [Cluste
         let max = Some(UInt32Value { value: max });
         Some(CircuitBreakers {
             thresholds: vec![circuit_breakers::Thresholds {
-                max_connections: max.clone(),
-                max_requests: max.clone(),
+                max_connections: max,
+                max_requests: max,
                 max_pending_requests: max,
                 ..Default::default()
             }],

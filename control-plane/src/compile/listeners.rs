@@ -125,7 +125,8 @@ pub(super) fn connection_manager(g: &GatewaySettings, jwks: Option<&str>) -> Htt
             idle_timeout: Some(duration(Duration::from_secs(g.idle_timeout_seconds))),
             // `x_mcp_cluster` could otherwise reach a server that folds `_`
             // into `-`, past the filter's removal of `x-mcp-cluster`: a name
-            // with an underscore is refused (400, as JSON-RPC: `malformed`).
+            // with an underscore is refused (Envoy's codec answers 400 itself,
+            // before any filter or the local-reply mapper runs).
             headers_with_underscores_action: HeadersWithUnderscoresAction::RejectRequest as i32,
             ..Default::default()
         }),
@@ -173,7 +174,6 @@ pub(super) fn upstream_error_as_jsonrpc(read_timeout_seconds: u64, global_limits
     // A server's connections and requests at their limit: before the
     // generic mapper, which would call it a failure to answer.
     mappers.insert(0, overloaded());
-    mappers.push(malformed());
     // Envoy's ratelimit filter refuses before the upstream mapper would
     // call its 429 an upstream failure: this one comes first.
     if global_limits {
@@ -210,21 +210,6 @@ pub(super) fn overloaded() -> ResponseMapper {
             filter_specifier: Some(access_log_filter::FilterSpecifier::ResponseFlagFilter(ResponseFlagFilter { flags: vec!["UO".into()] })),
         }),
         body_format_override: Some(json_body(format)),
-        ..Default::default()
-    }
-}
-
-/// Envoy's refusal of a request its codec could not accept (flag `DPE`: a
-/// header name with an underscore, a malformed header), as JSON-RPC.
-pub(super) fn malformed() -> ResponseMapper {
-    let format = r#"{"jsonrpc":"2.0","id":null,"error":{"code":-32600,"message":"Malformed HTTP request (%RESPONSE_CODE_DETAILS%): the gateway refuses header names with underscores and invalid headers"}}"#;
-    ResponseMapper {
-        filter: Some(AccessLogFilter {
-            filter_specifier: Some(access_log_filter::FilterSpecifier::ResponseFlagFilter(ResponseFlagFilter {
-                flags: vec!["DPE".into()],
-            })),
-        }),
-        body_format_override: Some(json_body(format.into())),
         ..Default::default()
     }
 }

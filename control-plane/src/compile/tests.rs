@@ -419,7 +419,7 @@ servers:
     let names: Vec<_> = hcm.http_filters.iter().map(|f| f.name.as_str()).collect();
     assert_eq!(names, [FILTER_NAME, "envoy.filters.http.ratelimit", "envoy.filters.http.router"]);
     let mappers = hcm.local_reply_config.unwrap().mappers;
-    assert_eq!(mappers.len(), 5, "over-limit, overloaded, upstream failure, too slow, malformed");
+    assert_eq!(mappers.len(), 4, "over-limit, overloaded, upstream failure, too slow");
     assert_eq!(mappers[0], rls::over_limit_mapper(), "the over-limit mapper first");
     assert_eq!(mappers[1], overloaded());
 }

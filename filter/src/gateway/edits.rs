@@ -241,7 +241,8 @@ mod tests {
         assert_eq!(edits.value("x-mcp-gateway-internal"), Some("t"));
         // A GET stream, to the control plane: no client credential at all.
         let cp = c.control_plane.as_ref().unwrap();
-        let stream = stream(&c, cp);
+        let stream = stream(&c, cp, Some("alice".into()));
+        assert_eq!(stream.value(PRINCIPAL_HEADER), Some("alice"), "the control plane counts the caller's streams");
         assert!(["authorization", "x-api-key", JWT_PAYLOAD_HEADER, "x-mcp-rate-limit-shared"].iter().all(|h| stream.drops(h)));
         assert_eq!(stream.value("x-mcp-gateway-internal"), Some("t"));
     }
@@ -256,7 +257,10 @@ mod tests {
         {
             let head = RequestHead { method: method.into(), path: path.into(), ..Default::default() };
             let edits = gw.arrival(&head);
-            assert!(edits.drops(CLUSTER_HEADER) && edits.target.is_none() && edits.set.is_empty(), "{method} {path}");
+            assert!(
+                edits.drops(CLUSTER_HEADER) && edits.drops(PRINCIPAL_HEADER) && edits.target.is_none() && edits.set.is_empty(),
+                "{method} {path}"
+            );
         }
         // It is written only through a forward's or a stream's target: to the server, or to the control plane.
         let cluster_writes =
@@ -269,8 +273,8 @@ mod tests {
         let edits = forward(&c, &c.servers[1], &bridged, vec![]);
         assert_eq!(cluster_writes(&edits), ["gateway_admin"]);
         assert_eq!(edits.value(":path"), Some("/mcp-bridge/b"));
-        assert_eq!(cluster_writes(&stream(&c, c.control_plane.as_ref().unwrap())), ["gateway_admin"]);
-        for (name, _) in edits.set.iter().chain(&stream(&c, c.control_plane.as_ref().unwrap()).set) {
+        assert_eq!(cluster_writes(&stream(&c, c.control_plane.as_ref().unwrap(), None)), ["gateway_admin"]);
+        for (name, _) in edits.set.iter().chain(&stream(&c, c.control_plane.as_ref().unwrap(), None).set) {
             assert_ne!(name, CLUSTER_HEADER, "never by a plain write");
         }
     }
