@@ -150,6 +150,8 @@ def test_one_callers_streams_are_capped_and_starve_nobody(gateway, keyed):
             held.append(open_stream(gateway, s, ALICE_KEY))
             assert held[-1].status_code == 200, held[-1].read()
         extra = open_stream(gateway, sessions[0], ALICE_KEY)
+        held.append(extra)
+        assert extra.status_code == 429, "a stream past the session's cap was opened"
         extra.read()
         assert refusal(extra) == (429, -32029), extra.text
         assert "gateway.streams.max_per_session" in extra.json()["error"]["message"]
@@ -157,6 +159,8 @@ def test_one_callers_streams_are_capped_and_starve_nobody(gateway, keyed):
         held.append(open_stream(gateway, sessions[1], ALICE_KEY))
         assert held[-1].status_code == 200
         extra = open_stream(gateway, sessions[2], ALICE_KEY)
+        held.append(extra)
+        assert extra.status_code == 429, "a stream past the caller's cap was opened"
         extra.read()
         assert refusal(extra) == (429, -32029), extra.text
         assert "gateway.streams.max_per_caller" in extra.json()["error"]["message"]
@@ -177,7 +181,7 @@ def test_one_callers_streams_are_capped_and_starve_nobody(gateway, keyed):
         assert answer.status_code == 200, answer.text
         assert httpx.get(f"{gateway.base}/servers", headers=bearer(ADMIN_KEY), timeout=10).status_code == 200
         # A stream that ends gives its place back (the control plane sees it go).
-        held.pop().close()
+        held[0].close()
         deadline = time.time() + 30
         while True:
             again = open_stream(gateway, sessions[2], ALICE_KEY)
