@@ -30,13 +30,19 @@ def next_second() -> None:
     within that second, so a scrape meant to see new traffic must come in a
     later one."""
     time.sleep(max(0.0, int(_last_page[0]) + 1 - time.time()))
+
+
+def scraped(r: httpx.Response) -> httpx.Response:
+    """Notes when a page was last answered (an assembly is kept under the
+    second it ended in)."""
     _last_page[0] = time.time()
+    return r
 
 
 def scrape(gateway) -> dict[tuple[str, tuple], float]:
     """Every sample of the gateway port's /metrics: {(name, sorted labels): value}."""
     next_second()
-    r = httpx.get(f"{gateway.base}/metrics", headers=ADMIN, timeout=10)
+    r = scraped(httpx.get(f"{gateway.base}/metrics", headers=ADMIN, timeout=10))
     assert r.status_code == 200, r.text[:500]
     assert r.headers["content-type"].startswith("text/plain; version=0.0.4")
     samples = {}
@@ -120,7 +126,7 @@ def test_the_scrape_says_when_the_control_plane_is_down(gateway):
     os.kill(cp.popen.pid, signal.SIGSTOP)
     try:
         next_second()
-        r = httpx.get(f"{gateway.base}/metrics", timeout=30)
+        r = scraped(httpx.get(f"{gateway.base}/metrics", timeout=30))
     finally:
         os.kill(cp.popen.pid, signal.SIGCONT)
     assert r.status_code == 200, r.text[:300]
@@ -172,7 +178,7 @@ def test_the_seeds_stats_summary_counts_per_server(gateway):
     control plane, requests, errors and tools/call latency from this Envoy."""
     def stats() -> dict:
         next_second()
-        r = httpx.get(f"{gateway.base}/stats", timeout=10)
+        r = scraped(httpx.get(f"{gateway.base}/stats", timeout=10))
         assert r.status_code == 200, r.text[:300]
         return r.json()
 
