@@ -39,17 +39,16 @@ pub struct GatewaySettings {
     pub server_name: String,
     /// Returned as `instructions` from `initialize`.
     pub instructions: Option<String>,
-    /// How long a call to an upstream may go without a byte of its answer:
-    /// the wait for the answer to start, then each silence between the
-    /// events of a streamed (SSE) answer, which may last as long as events
-    /// keep coming. A server's own `request_timeout_seconds` is instead a
-    /// limit on the whole call.
+    /// How long a call to an upstream may go without a byte of its answer: the wait for the answer
+    /// to start, then each silence between the events of a streamed (SSE) answer, which may last as
+    /// long as events keep coming. A server's own `request_timeout_seconds` limits the whole call.
     pub request_timeout_seconds: u64,
-    /// The seeds' connection pool limit: calls in flight Envoy allows to
-    /// each server, each holding one connection (a server's own
-    /// `max_connections` overrides it). Past it, calls get a JSON-RPC
-    /// overload error at once instead of queueing.
+    /// The seeds' connection pool limit: calls in flight Envoy allows to each server, each holding
+    /// one connection (a server's own `max_connections` overrides it). Past it, calls get a
+    /// JSON-RPC overload error at once instead of queueing.
     pub max_connections_per_server: u32,
+    /// How many clients' GET streams may be open, per caller, per session and in all.
+    pub streams: StreamLimits,
     /// How long an idle connection (a client's, or to a server) is kept open.
     pub idle_timeout_seconds: u64,
     /// Time a client has to send a whole request, headers and body; a
@@ -78,15 +77,14 @@ pub struct GatewaySettings {
     pub rate_limits: Vec<RateLimit>,
     /// Where global rate limits (`global: true`) are kept: the control plane's rate limit service, backed by Redis.
     pub global_rate_limits: Option<GlobalRateLimitSettings>,
-    /// Browser origins allowed to call the MCP endpoint (`https://app.example`,
-    /// or `*`). Requests carrying any other `Origin` get 403.
+    /// Browser origins allowed to call the gateway (`https://app.example`, or `*`). Requests carrying
+    /// any other `Origin` get 403, on every path.
     pub allowed_origins: Vec<String>,
     /// HTTPS for the MCP endpoint: on `gateway.listen`, or on its own
     /// `tls.listen` next to the plain listener.
     pub tls: Option<TlsSettings>,
-    /// Where Envoy writes the audit log (a JSON line per authorization
-    /// decision) when authentication, authorization or rate limits are on:
-    /// a file path, `/dev/stdout`, or `off`.
+    /// Where Envoy writes the audit log (a JSON line per authorization decision) when authentication,
+    /// authorization or rate limits are on: a file path, `/dev/stdout`, or `off`.
     pub audit_log: String,
     /// Where Envoy writes the access log (a JSON line per HTTP request, with
     /// the MCP method, server, tool, id, error code, principal of MCP ones):
@@ -300,6 +298,7 @@ impl Default for GatewaySettings {
             instructions: None,
             request_timeout_seconds: 60,
             max_connections_per_server: 1024,
+            streams: StreamLimits::default(),
             idle_timeout_seconds: 600,
             request_read_timeout_seconds: 30,
             session_key: None,
@@ -584,8 +583,10 @@ pub fn interpolate(text: &str, env: impl Fn(&str) -> Option<String>) -> Result<S
 pub const DEFAULT_LIMIT: &str = "default";
 
 mod endpoint;
+mod streams;
 mod validate;
 pub use endpoint::{parse_endpoint, Endpoint};
+pub use streams::StreamLimits;
 pub use validate::{validate, MAX_TIMEOUT_SECONDS};
 
 #[cfg(test)]

@@ -45,8 +45,12 @@ pub const ROUTE_NAME: &str = "mcp_gateway";
 /// Outside the `mcp_` namespace of server clusters, so no server name can
 /// collide with it.
 pub const ADMIN_CLUSTER: &str = "gateway_admin";
+/// The same, for clients' GET streams alone (`gateway.streams.max_open`).
+pub const STREAMS_CLUSTER: &str = "gateway_streams";
 /// Paths served by the control plane's admin API through the gateway port.
-pub const ADMIN_PATHS: &[&str] = &["/health", "/ready", "/servers"];
+/// The filter guards them (an admin credential once authentication is on),
+/// so the list is the filter's.
+pub const ADMIN_PATHS: &[&str] = mcp_filter::gateway::ROUTED_PATHS;
 /// The control plane's endpoint for clients' GET streams (reached only
 /// through the filter, which checks the session first).
 pub const EVENTS_PATH: &str = "/mcp-events";
@@ -193,7 +197,7 @@ pub fn compile(inputs: &Inputs<'_>) -> Result<Compiled, CompileError> {
             offered.push(found);
         }
     }
-    clusters.push(admin_cluster(inputs.admin.0, inputs.admin.1));
+    clusters.extend(admin_clusters(inputs.admin.0, inputs.admin.1, g.streams.max_open));
     let dropped: Vec<Dropped> = tools.dropped.drain(..).chain(prompts.dropped.drain(..)).collect();
     let instructions = merged_instructions(
         g.instructions.as_deref(),
@@ -229,6 +233,7 @@ pub fn compile(inputs: &Inputs<'_>) -> Result<Compiled, CompileError> {
             cluster: ADMIN_CLUSTER.into(),
             authority: format!("{}:{}", inputs.admin.0, inputs.admin.1),
             events_path: EVENTS_PATH.into(),
+            streams_cluster: Some(STREAMS_CLUSTER.into()),
             headers: vec![internal(inputs.internal_token)],
         }),
         // initialize waits for every upstream: one that does not answer must
@@ -253,6 +258,7 @@ pub fn compile(inputs: &Inputs<'_>) -> Result<Compiled, CompileError> {
             }),
             protected_resource: a.protected_resource.clone(),
             client_certificates: a.client_certificates,
+            admin_groups: a.admin_groups.clone(),
         }),
         authorization: g
             .authorization
@@ -537,7 +543,7 @@ mod security;
 mod tracing;
 
 pub use clusters::cluster_name;
-use clusters::{admin_cluster, duration, limit_connections, socket, upstream_cluster};
+use clusters::{admin_clusters, duration, limit_connections, socket, upstream_cluster};
 use listeners::{global_limits, json_body, listeners, route_table};
 
 /// The response header carrying a global limit's JSON-RPC error.

@@ -58,6 +58,7 @@ fn config(auth: bool) -> FilterConfig {
             jwt: None,
             protected_resource: None,
             client_certificates: false,
+            admin_groups: vec![],
         }),
         authorization: auth.then(|| AuthorizationConfig {
             default_allow: false,

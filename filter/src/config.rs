@@ -50,6 +50,10 @@ pub const BRIDGE_PATH_PREFIX: &str = "/mcp-bridge/";
 /// the filter as a header of [`FilterConfig::control_plane`] and of piped
 /// servers.
 pub const INTERNAL_HEADER: &str = "x-mcp-gateway-internal";
+/// The caller a GET stream is for (its principal, MCP-encoded), which the
+/// filter tells the control plane so that it can cap each caller's
+/// streams. Dropped from whatever a client sends.
+pub const PRINCIPAL_HEADER: &str = "x-mcp-principal";
 
 /// Marks the control plane's own discovery requests, so that its runtimes
 /// do not count them as use of an on-demand server. Only the control plane
@@ -248,6 +252,11 @@ pub struct ControlPlane {
     /// The path of its GET-stream endpoint: the gateway's notifications
     /// merged with the upstreams' streams.
     pub events_path: String,
+    /// The cluster GET streams take, with circuit breakers of its own, so
+    /// that held streams cannot use up `cluster` (the era bridge, the
+    /// operator's pages). Unset: `cluster`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub streams_cluster: Option<String>,
     /// Headers every request to it carries ([`INTERNAL_HEADER`]). Values are
     /// secrets: never printed by `Debug`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -313,6 +322,11 @@ pub struct AuthConfig {
     /// when the request carries no other credential.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub client_certificates: bool,
+    /// The groups whose callers may read the operator's pages (`/metrics`,
+    /// `/stats`, `/servers`, and `/health` and `/ready` in full) on the
+    /// gateway's port.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub admin_groups: Vec<String>,
 }
 
 /// The header Envoy's `jwt_authn` filter writes the verified JWT payload to

@@ -102,7 +102,9 @@ pub enum HeadAction {
     /// A GET stream: call `Gateway::open_stream`.
     OpenStream,
     /// `GET /metrics` or `GET /stats`: make these calls (Envoy's stats,
-    /// then the control plane's), then answer with `gateway::scrape_reply`.
+    /// then the control plane's), then answer with `gateway::scrape_reply`
+    /// (or from the worker's `ScrapeCache`). A probe's page makes only the
+    /// control plane's call.
     Scrape(Page, Vec<Callout>),
 }
 
@@ -114,6 +116,10 @@ pub enum Page {
     Metrics,
     /// `/stats`: the seeds' JSON summary per server.
     Stats,
+    /// `/health` for a caller without an admin credential: up or down.
+    Liveness,
+    /// `/ready` for a caller without an admin credential: up or down.
+    Readiness,
 }
 
 /// What to do once the body is known.
@@ -127,7 +133,7 @@ pub enum BodyAction {
 }
 
 /// A complete local answer.
-#[derive(Debug, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Reply {
     pub status: u16,
     pub headers: Vec<(&'static str, String)>,

@@ -44,7 +44,13 @@ pub fn stateless_server(name: &str, version: &str) -> UpstreamServer {
 /// The control plane behind Envoy: its GET-stream endpoint and era bridge,
 /// on cluster `gateway_admin`.
 pub fn control_plane() -> ControlPlane {
-    ControlPlane { cluster: "gateway_admin".into(), authority: "127.0.0.1:1".into(), events_path: "/mcp-events".into(), headers: vec![] }
+    ControlPlane {
+        cluster: "gateway_admin".into(),
+        authority: "127.0.0.1:1".into(),
+        events_path: "/mcp-events".into(),
+        headers: vec![],
+        streams_cluster: None,
+    }
 }
 
 /// A tool or prompt `name` of server `server`, which knows it as `upstream`.

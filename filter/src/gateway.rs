@@ -14,7 +14,7 @@
 //! - `handshake`: `initialize`, `server/discover`, and opening sessions;
 //! - `era`: the protocol revisions, the era bridge, the translation for a
 //!   server of 2026-07-28 only;
-//! - `scrape`: the operator's `/metrics` and `/stats` pages;
+//! - `scrape`: the operator's pages (`/metrics`, `/stats`, the probes) and their cache;
 //! - `edits`: what a request that goes on carries ([`HeaderEdits`]): the
 //!   headers dropped and set, its target, the filter state.
 //!
@@ -36,8 +36,8 @@ use serde_json::value::RawValue;
 
 use crate::config::{FilterConfig, ServerEra, UpstreamServer, RATE_LIMIT_HEADER_PREFIX};
 use crate::decision::{
-    Audit, BodyAction, Callout, CalloutResponse, Cause, ConfigError, Decision, Forward, HeadAction, HeaderEdits, InitPlan, Now, Refusal,
-    Reply, RequestHead,
+    Audit, BodyAction, Callout, CalloutResponse, Cause, ConfigError, Decision, Forward, HeadAction, HeaderEdits, InitPlan, Now, Page,
+    Refusal, Reply, RequestHead,
 };
 use crate::error::McpError;
 use crate::headers::{bounded, decode_header_value, encode_header_value, media_type, Accepts};
@@ -53,7 +53,7 @@ pub use era::{LATEST_VERSION, STATELESS_VERSION, SUPPORTED_VERSIONS};
 // The control plane's rate limit service answers with the same error, under
 // this name.
 pub use crate::ratelimit::rate_limit_error;
-pub use scrape::{scrape_reply, ENVOY_ADMIN_CLUSTER, METRICS_PATH, STATS_PATH};
+pub use scrape::{scrape_reply, Operator, ScrapeCache, ENVOY_ADMIN_CLUSTER, METRICS_PATH, ROUTED_PATHS, STATS_PATH};
 
 /// The least room a scrape's answers get (see [`Gateway::callout_limit`]).
 const SCRAPE_LIMIT: usize = 64 * 1024 * 1024;
@@ -95,20 +95,22 @@ impl Gateway {
         if let Err(e) = auth::check_host(&self.config, head) {
             return HeadAction::Reply(Reply::error(None, &e));
         }
+        // A foreign web page gets nothing from any path: not the operator's
+        // pages, not what the route table sends elsewhere.
+        if let Err(e) = auth::check_origin(&self.config, head) {
+            return HeadAction::Refuse(auth::refused(&self.config, head, &e));
+        }
         let path = head.path.split('?').next().unwrap_or_default();
         if let Some(reply) = auth::resource_metadata(&self.config, &head.method, path) {
             return HeadAction::Reply(reply);
         }
         if head.method == "GET" && path != self.config.mcp_path {
-            if let Some(page) = scrape::page(path) {
-                return HeadAction::Scrape(page, scrape::callouts(&self.config, page));
+            if let Some(op) = scrape::operator(path) {
+                return self.operator(head, op);
             }
         }
         if path != self.config.mcp_path {
             return HeadAction::PassThrough;
-        }
-        if let Err(e) = auth::check_origin(&self.config, head) {
-            return HeadAction::Refuse(auth::refused(&self.config, head, &e));
         }
         match self.authenticate(head) {
             Ok(caller) => head.caller = caller,
@@ -123,6 +125,34 @@ impl Gateway {
         match checked {
             Ok(()) => HeadAction::ReadBody,
             Err(e) => HeadAction::Reply(Reply::error(None, &e)),
+        }
+    }
+
+    /// An operator's page. With `gateway.auth`, only an admin caller (of a
+    /// group in `admin_groups`) gets it; anyone else gets 401 or 403, but for
+    /// the probes, which answer up or down to anyone. Without it, anyone
+    /// gets every page.
+    fn operator(&self, head: &mut RequestHead, op: Operator) -> HeadAction {
+        let full = |page: Option<Page>| match page {
+            Some(page) => HeadAction::Scrape(page, scrape::callouts(&self.config, page)),
+            None => HeadAction::PassThrough,
+        };
+        if self.config.auth.is_none() {
+            return full(op.page);
+        }
+        let refusal = match self.authenticate(head) {
+            Ok(Some(caller)) if auth::is_admin(&self.config, &caller) => {
+                head.caller = Some(caller);
+                return full(op.page);
+            }
+            Ok(_) => McpError::Forbidden(
+                "the operator's pages need an admin credential: an API key or token of a group in gateway.auth.admin_groups".into(),
+            ),
+            Err(e) => e,
+        };
+        match op.probe {
+            Some(probe) => HeadAction::Scrape(probe, scrape::callouts(&self.config, probe)),
+            None => HeadAction::Refuse(auth::refused(&self.config, head, &refusal)),
         }
     }
 
@@ -250,7 +280,8 @@ impl Gateway {
             return Err(Reply::error(None, &McpError::NotAcceptable(accept.to_string())));
         }
         self.handshake.open(&self.config, head, now).map_err(|e| Reply::error(None, &e))?;
-        Ok(edits::stream(&self.config, cp))
+        let caller = head.caller.as_ref().map(|c| encode_header_value(&c.principal));
+        Ok(edits::stream(&self.config, cp, caller))
     }
 
     /// Ends a client session (see `handshake`): the reply, the DELETEs of

@@ -22,7 +22,7 @@ use proxy_wasm::types::{Action, ContextType, LogLevel, MetricType, Status};
 use crate::config::{FilterConfig, JWT_FAILURE_METADATA, JWT_PAYLOAD_HEADER, LOG_PROPERTY, OWN_REPLY_PROPERTY};
 use crate::decision::{Audit, BodyAction, Callout, CalloutResponse, HeadAction, HeaderEdits, InitPlan, Now, Page, Reply, RequestHead};
 use crate::error::McpError;
-use crate::gateway::{scrape_reply, Gateway};
+use crate::gateway::{scrape_reply, Gateway, ScrapeCache};
 use crate::headers::{address_host, bearer};
 use crate::metrics::{self, Tally, Update};
 use crate::ratelimit::{self, Bucket};
@@ -31,11 +31,13 @@ use crate::revocation::Slot;
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Info);
-    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root { gateway: None }) });
+    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root { gateway: None, scrapes: Rc::default() }) });
 }}
 
 struct Root {
     gateway: Option<Rc<Gateway>>,
+    /// This worker's operator pages of the current second (`ScrapeCache`).
+    scrapes: Rc<RefCell<ScrapeCache>>,
 }
 
 impl Context for Root {}
@@ -69,6 +71,7 @@ impl RootContext for Root {
         Some(Box::new(Request {
             context_id,
             gateway: self.gateway.clone(),
+            scrapes: Rc::clone(&self.scrapes),
             head: RequestHead::default(),
             state: State::Idle,
             present: Vec::new(),
@@ -126,6 +129,7 @@ enum State {
 struct Request {
     context_id: u32,
     gateway: Option<Rc<Gateway>>,
+    scrapes: Rc<RefCell<ScrapeCache>>,
     head: RequestHead,
     state: State,
     /// The names of the request headers the client sent: a header that is
@@ -393,7 +397,13 @@ impl Request {
                 self.advance(gw);
             }
             State::Confirming { reply, tokens } if tokens.is_empty() => self.reply(&reply),
-            State::Scraping { page, tokens, responses } if tokens.is_empty() => self.reply(&scrape_reply(page, &responses)),
+            State::Scraping { page, tokens, responses } if tokens.is_empty() => {
+                let reply = scrape_reply(page, &responses);
+                if let Ok(mut cache) = self.scrapes.try_borrow_mut() {
+                    cache.keep(page, self.now(), &reply);
+                }
+                self.reply(&reply);
+            }
             other => self.state = other,
         }
     }
@@ -519,6 +529,11 @@ impl HttpContext for Request {
         match action {
             HeadAction::PassThrough => Action::Continue,
             HeadAction::Scrape(page, callouts) => {
+                let cached = self.scrapes.try_borrow().ok().and_then(|c| c.fresh(page, self.now()).cloned());
+                if let Some(reply) = cached {
+                    self.reply(&reply);
+                    return Action::Pause;
+                }
                 let responses = vec![None; callouts.len()];
                 let tokens = self.dispatch(&gw, &callouts, SCRAPE_TIMEOUT);
                 self.state = State::Scraping { page, tokens, responses };

@@ -17,9 +17,32 @@ from prometheus_client.parser import text_string_to_metric_families
 from conftest import BASE_SERVERS, GATEWAY_SECRETS, HEADERS, RawSession, jsonrpc, parse_answer, wait_until
 
 
+# An admin key for the catalogs with authentication: the operator's pages
+# need one there (test_operator_surface.py).
+ADMIN_KEY = "e2e-metrics-admin-key-3c9e"
+ADMIN = {"authorization": f"Bearer {ADMIN_KEY}"}
+_last_page = [0.0]
+
+
+def next_second() -> None:
+    """Waits until the wall clock is past the second of the last scrape: each
+    Envoy worker assembles a page at most once a second and serves it again
+    within that second, so a scrape meant to see new traffic must come in a
+    later one."""
+    time.sleep(max(0.0, int(_last_page[0]) + 1 - time.time()))
+
+
+def scraped(r: httpx.Response) -> httpx.Response:
+    """Notes when a page was last answered (an assembly is kept under the
+    second it ended in)."""
+    _last_page[0] = time.time()
+    return r
+
+
 def scrape(gateway) -> dict[tuple[str, tuple], float]:
     """Every sample of the gateway port's /metrics: {(name, sorted labels): value}."""
-    r = httpx.get(f"{gateway.base}/metrics", timeout=10)
+    next_second()
+    r = scraped(httpx.get(f"{gateway.base}/metrics", headers=ADMIN, timeout=10))
     assert r.status_code == 200, r.text[:500]
     assert r.headers["content-type"].startswith("text/plain; version=0.0.4")
     samples = {}
@@ -102,7 +125,8 @@ def test_the_scrape_says_when_the_control_plane_is_down(gateway):
     cp = gateway.procs["control-plane"]
     os.kill(cp.popen.pid, signal.SIGSTOP)
     try:
-        r = httpx.get(f"{gateway.base}/metrics", timeout=30)
+        next_second()
+        r = scraped(httpx.get(f"{gateway.base}/metrics", timeout=30))
     finally:
         os.kill(cp.popen.pid, signal.SIGCONT)
     assert r.status_code == 200, r.text[:300]
@@ -116,7 +140,8 @@ def guarded(gateway):
     """API keys and a per-minute limit of two calls of echo__add."""
     base = BASE_SERVERS(gateway.ports)
     settings = {
-        "auth": {"api_keys": [{"key": "${MCP_GATEWAY_API_KEY}", "principal": "alice", "groups": ["dev"]}]},
+        "auth": {"api_keys": [{"key": "${MCP_GATEWAY_API_KEY}", "principal": "alice", "groups": ["dev"]},
+                              {"key": ADMIN_KEY, "principal": "ops", "groups": ["admin"]}]},
         "rate_limits": [{"name": "adds", "per": ["principal"], "tools": ["echo__add"], "requests_per_minute": 2, "burst": 2}],
     }
     gateway.write_catalog_and_wait(base, "a catalog with keys and a limit", **settings)
@@ -152,7 +177,8 @@ def test_the_seeds_stats_summary_counts_per_server(gateway):
     """GET /stats: the seeds' JSON, per server: state and tools from the
     control plane, requests, errors and tools/call latency from this Envoy."""
     def stats() -> dict:
-        r = httpx.get(f"{gateway.base}/stats", timeout=10)
+        next_second()
+        r = scraped(httpx.get(f"{gateway.base}/stats", timeout=10))
         assert r.status_code == 200, r.text[:300]
         return r.json()
 

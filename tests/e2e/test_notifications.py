@@ -15,7 +15,7 @@ def test_catalog_edit_notifies_clients_then_they_see_the_change(gateway):
     received: list[str] = []
 
     def streams_open() -> int:
-        return gateway.envoy_stat("cluster.gateway_admin.upstream_rq_active")
+        return gateway.envoy_stat("cluster.gateway_streams.upstream_rq_active")
 
     async def scenario():
         changed = anyio.Event()

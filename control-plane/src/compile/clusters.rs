@@ -12,7 +12,7 @@ use envoy_types::pb::envoy::extensions::upstreams::http::v3::{http_protocol_opti
 use envoy_types::pb::google::protobuf::{Duration as PbDuration, UInt32Value};
 use envoy_types::util::pack_any;
 
-use super::{tls, ADMIN_CLUSTER};
+use super::{tls, ADMIN_CLUSTER, STREAMS_CLUSTER};
 use crate::catalog::Endpoint as UrlEndpoint;
 use crate::upstream::UpstreamTls;
 
@@ -108,6 +108,27 @@ pub(crate) fn upstream_cluster(name: &str, ep: &UrlEndpoint, ca_file: &str, own:
     c
 }
 
-pub(super) fn admin_cluster(host: &str, port: u16) -> Cluster {
-    static_or_dns_cluster(ADMIN_CLUSTER, host, port)
+/// The control plane's clusters: `gateway_admin` (the era bridge, the
+/// operator's pages, the runtimes' pipes) and `gateway_streams` (clients'
+/// GET streams, each holding a connection as long as the client keeps it).
+/// Each has circuit breakers of its own, so that streams held open, up to
+/// `max_streams`, cannot use up what the bridge and the pages need.
+pub(super) fn admin_clusters(host: &str, port: u16, max_streams: u32) -> [Cluster; 2] {
+    let breakers = |max: u32| {
+        let max = Some(UInt32Value { value: max });
+        Some(CircuitBreakers {
+            thresholds: vec![circuit_breakers::Thresholds {
+                max_connections: max,
+                max_requests: max,
+                max_pending_requests: max,
+                ..Default::default()
+            }],
+            ..Default::default()
+        })
+    };
+    let mut admin = static_or_dns_cluster(ADMIN_CLUSTER, host, port);
+    admin.circuit_breakers = breakers(1024);
+    let mut streams = static_or_dns_cluster(STREAMS_CLUSTER, host, port);
+    streams.circuit_breakers = breakers(max_streams.max(1));
+    [admin, streams]
 }

@@ -7,6 +7,8 @@ use std::time::Duration;
 use envoy_types::pb::envoy::config::accesslog::v3::{
     access_log_filter, comparison_filter, AccessLogFilter, ComparisonFilter, HeaderFilter, ResponseFlagFilter, StatusCodeFilter,
 };
+use envoy_types::pb::envoy::config::core::v3::http_protocol_options::HeadersWithUnderscoresAction;
+use envoy_types::pb::envoy::config::core::v3::Http2ProtocolOptions;
 use envoy_types::pb::envoy::config::core::v3::HttpProtocolOptions as HttpProtocolOptionsCommon;
 use envoy_types::pb::envoy::config::core::v3::RuntimeUInt32;
 use envoy_types::pb::envoy::config::core::v3::{substitution_format_string, SubstitutionFormatString};
@@ -31,6 +33,9 @@ use super::{
     TLS_LISTENER_NAME,
 };
 use crate::catalog::GatewaySettings;
+
+/// Requests one client's HTTP/2 connection may have in flight at once.
+const MAX_CONCURRENT_STREAMS: u32 = 100;
 
 /// The MCP listener, and the TLS one: `gateway.listen` speaks TLS itself
 /// unless `gateway.tls.listen` names a listener of its own.
@@ -118,8 +123,22 @@ pub(super) fn connection_manager(g: &GatewaySettings, jwks: Option<&str>) -> Htt
         request_timeout: Some(PbDuration { seconds: g.request_read_timeout_seconds as i64, nanos: 0 }),
         common_http_protocol_options: Some(HttpProtocolOptionsCommon {
             idle_timeout: Some(duration(Duration::from_secs(g.idle_timeout_seconds))),
+            // `x_mcp_cluster` could otherwise reach a server that folds `_`
+            // into `-`, past the filter's removal of `x-mcp-cluster`: a name
+            // with an underscore is refused (Envoy's codec answers 400 itself,
+            // before any filter or the local-reply mapper runs).
+            headers_with_underscores_action: HeadersWithUnderscoresAction::RejectRequest as i32,
             ..Default::default()
         }),
+        // One HTTP/2 connection carries at most this many requests at once.
+        http2_protocol_options: Some(Http2ProtocolOptions {
+            max_concurrent_streams: Some(UInt32Value { value: MAX_CONCURRENT_STREAMS }),
+            ..Default::default()
+        }),
+        // Paths are compared after `.`/`..` and `//` are resolved, so
+        // `/mcp/../servers` is `/servers` to the routes and to the filter.
+        normalize_path: Some(BoolValue { value: true }),
+        merge_slashes: true,
         // An edge proxy: the client's address is the peer's, and Envoy drops
         // x-envoy-* headers (timeouts, retries) sent by external clients.
         use_remote_address: Some(BoolValue { value: true }),

@@ -103,7 +103,7 @@ fn builds_envoy_resources() {
     let c = run(TWO, &[("time", &["now"])]).unwrap();
     let clusters: Vec<Cluster> = c.snapshot.resources_of(CLUSTER_TYPE).iter().map(|(_, a)| decode(a).unwrap()).collect();
     let names: Vec<_> = clusters.iter().map(|c| c.name.as_str()).collect();
-    assert_eq!(names, vec!["mcp_time", "mcp_docs", ADMIN_CLUSTER]);
+    assert_eq!(names, vec!["mcp_time", "mcp_docs", ADMIN_CLUSTER, STREAMS_CLUSTER]);
     let kind = |c: &Cluster| match c.cluster_discovery_type {
         Some(cluster::ClusterDiscoveryType::Type(t)) => t,
         _ => -1,
@@ -234,7 +234,7 @@ fn no_server_name_can_take_the_admin_cluster() {
     let yaml = "servers:\n  - {name: gateway_admin, url: 'http://127.0.0.1:1/'}\n  - {name: admin, url: 'http://127.0.0.1:2/'}\n";
     let c = run(yaml, &[]).unwrap();
     let names: Vec<_> = c.snapshot.resources_of(CLUSTER_TYPE).iter().map(|(n, _)| n.as_str()).collect();
-    assert_eq!(names, vec!["mcp_gateway_admin", "mcp_admin", ADMIN_CLUSTER]);
+    assert_eq!(names, vec!["mcp_gateway_admin", "mcp_admin", ADMIN_CLUSTER, STREAMS_CLUSTER]);
 }
 
 /// The TLS context of a cluster, if it speaks TLS.

@@ -1,6 +1,7 @@
 //! The operator's API: `GET /health`, `/ready`, `/servers`, `/metrics`, and,
 //! with an admin key once authentication is on, `POST /admin/reload` and
-//! `POST /servers/{name}/start|stop|restart`. `/health`, `/ready` and
+//! `POST /servers/{name}/start|stop|restart`; none of these from another
+//! browser origin. `/health`, `/ready` and
 //! `/servers` are also routed through the gateway port by Envoy (GET only),
 //! as the seeds' users expect.
 
@@ -20,6 +21,13 @@ use crate::snapshot::SnapshotCache;
 pub fn unauthorized() -> Response {
     let error = "this admin endpoint needs an API key of a group in gateway.auth.admin_groups (Authorization: Bearer <key>)";
     (StatusCode::UNAUTHORIZED, [("www-authenticate", "Bearer")], Json(json!({ "status": "error", "error": error }))).into_response()
+}
+
+/// The answer to a state change sent from another origin (a web page).
+pub fn cross_site(origin: &str) -> Response {
+    let origin: String = origin.chars().take(100).collect();
+    let error = format!("Origin {origin:?} may not change the gateway's state: the admin API takes requests from non-browser clients and its own origin only");
+    (StatusCode::FORBIDDEN, Json(json!({ "status": "error", "error": error }))).into_response()
 }
 
 /// Liveness, plus what an operator checks first: the version served, the

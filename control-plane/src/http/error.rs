@@ -23,6 +23,9 @@ pub enum Refusal {
     Unavailable(String),
     /// A resumption names a stream this session has not.
     NothingToResume(String),
+    /// A caller or a session holds as many GET streams as `gateway.streams`
+    /// allows (`setting`).
+    TooManyStreams { whose: String, max: u32, setting: &'static str },
 }
 
 impl Refusal {
@@ -35,6 +38,7 @@ impl Refusal {
             Refusal::Upstream { .. } => (StatusCode::BAD_GATEWAY, -32603),
             Refusal::Unavailable(_) => (StatusCode::OK, -32603),
             Refusal::NothingToResume(_) => (StatusCode::NOT_FOUND, -32001),
+            Refusal::TooManyStreams { .. } => (StatusCode::TOO_MANY_REQUESTS, -32029),
         }
     }
 
@@ -46,6 +50,9 @@ impl Refusal {
             Refusal::Upstream { server, reason } => format!("server {server:?}: {reason}"),
             Refusal::Unavailable(why) => why.clone(),
             Refusal::NothingToResume(server) => format!("no stream of server {server:?} to resume in this session"),
+            Refusal::TooManyStreams { whose, max, setting } => format!(
+                "too many GET streams: {whose} already holds {max}, the most gateway.streams.{setting} allows; close one before opening another"
+            ),
         }
     }
 
@@ -77,6 +84,7 @@ mod tests {
             (Refusal::Upstream { server: "s".into(), reason: "down".into() }, 502, -32603),
             (Refusal::Unavailable("stopped".into()), 200, -32603),
             (Refusal::NothingToResume("s".into()), 404, -32001),
+            (Refusal::TooManyStreams { whose: "caller \"a\"".into(), max: 2, setting: "max_per_caller" }, 429, -32029),
         ];
         for (refusal, status, code) in cases {
             assert_eq!(refusal.status_and_code(), (StatusCode::from_u16(status).unwrap(), code), "{refusal:?}");

@@ -39,6 +39,7 @@ pub struct AppState {
     lists: tokio::sync::watch::Receiver<Lists>,
     changes: Changes,
     internal: Internal,
+    open: streams::OpenStreams,
 }
 
 impl FromRef<AppState> for Controller {
@@ -74,11 +75,13 @@ pub struct StreamState {
     pub current: Current,
     pub lists: tokio::sync::watch::Receiver<Lists>,
     pub changes: Changes,
+    /// The streams open now, per caller and session.
+    pub open: streams::OpenStreams,
 }
 
 impl FromRef<AppState> for StreamState {
     fn from_ref(s: &AppState) -> Self {
-        StreamState { current: s.current.clone(), lists: s.lists.clone(), changes: s.changes.clone() }
+        StreamState { current: s.current.clone(), lists: s.lists.clone(), changes: s.changes.clone(), open: s.open.clone() }
     }
 }
 
@@ -91,6 +94,7 @@ pub fn router(controller: &Controller) -> Router {
         lists: controller.lists(),
         changes: controller.changes(),
         internal: controller.internal(),
+        open: streams::OpenStreams::default(),
     };
     // Reached only through the filter, which has checked the client: the
     // filter proves it with the internal token.
@@ -122,6 +126,25 @@ async fn internal_only(State(internal): State<Internal>, request: Request, next:
 }
 
 async fn admin_only(State(current): State<Current>, request: Request, next: Next) -> Response {
+    // A web page the operator visits must not change the gateway's state
+    // through the browser (a cross-site POST needs no preflight), with or
+    // without authentication: only the admin API's own origin may, named by
+    // an address or a loopback name (a page whose DNS name was rebound to
+    // this address has an origin of its own name).
+    let foreign = {
+        let header = |name: &str| request.headers().get(name).and_then(|v| v.to_str().ok());
+        let own = |origin: &str| {
+            header("host").is_some_and(|host| {
+                let name = mcp_filter::origin::authority_host(host);
+                mcp_filter::origin::same_origin(origin, host)
+                    && (mcp_filter::origin::is_loopback_name(name) || name.parse::<std::net::IpAddr>().is_ok())
+            })
+        };
+        header("origin").filter(|origin| !own(origin)).map(str::to_string)
+    };
+    if let Some(origin) = foreign {
+        return admin::cross_site(&origin);
+    }
     let admitted = {
         let header = |name: &str| request.headers().get(name).and_then(|v| v.to_str().ok());
         let credential = header("authorization")

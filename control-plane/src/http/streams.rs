@@ -21,8 +21,10 @@
 //! server's replay alone. When the client goes, the stream is dropped, and
 //! with it the upstream connections.
 
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::pin::Pin;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::body::{Body, Bytes};
@@ -30,10 +32,12 @@ use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use futures::{Stream, StreamExt as _};
+use mcp_filter::config::PRINCIPAL_HEADER;
 use mcp_filter::relay::{self, outbound, Resumption, SseEvents, Verdict};
 
 use super::error::Refusal;
 use super::StreamState;
+use crate::catalog::StreamLimits;
 use crate::state::{Changes, Lists, Served};
 use crate::upstream::Upstream;
 
@@ -62,9 +66,93 @@ pub fn upstream_streams(served: &Served, token: &str, now_unix_secs: u64) -> Vec
         .collect()
 }
 
+/// The GET streams open now, per caller and per session: counted when one
+/// opens and again when it ends (its body dropped, as the client goes), so
+/// that `gateway.streams` caps hold however clients come and go. Per
+/// control plane: every Envoy's streams for it are counted together.
+#[derive(Clone, Default)]
+pub struct OpenStreams(Arc<Mutex<Counts>>);
+
+#[derive(Default)]
+struct Counts {
+    callers: HashMap<String, u32>,
+    sessions: HashMap<String, u32>,
+}
+
+/// One open stream, counted until it is dropped.
+pub struct Held {
+    open: OpenStreams,
+    caller: String,
+    session: Option<String>,
+}
+
+impl OpenStreams {
+    /// Counts a new stream of `caller` in `session`, or refuses it when
+    /// either already holds as many as `limits` allow.
+    pub fn admit(&self, caller: &str, session: Option<&str>, limits: &StreamLimits) -> Result<Held, Refusal> {
+        let mut counts = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if counts.callers.get(caller).copied().unwrap_or(0) >= limits.max_per_caller {
+            return Err(Refusal::TooManyStreams {
+                whose: format!("caller {caller:?}"),
+                max: limits.max_per_caller,
+                setting: "max_per_caller",
+            });
+        }
+        if let Some(session) = session {
+            if counts.sessions.get(session).copied().unwrap_or(0) >= limits.max_per_session {
+                let max = limits.max_per_session;
+                return Err(Refusal::TooManyStreams { whose: "this session".into(), max, setting: "max_per_session" });
+            }
+            *counts.sessions.entry(session.to_string()).or_default() += 1;
+        }
+        *counts.callers.entry(caller.to_string()).or_default() += 1;
+        Ok(Held { open: self.clone(), caller: caller.to_string(), session: session.map(str::to_string) })
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        let mut counts = self.open.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let release = |map: &mut HashMap<String, u32>, key: &str| {
+            if let Some(n) = map.get_mut(key) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    map.remove(key);
+                }
+            }
+        };
+        release(&mut counts.callers, &self.caller);
+        if let Some(session) = &self.session {
+            release(&mut counts.sessions, session);
+        }
+    }
+}
+
+/// Who a stream is for: the principal the filter named, else (without
+/// authentication) the client's address, the last `X-Forwarded-For` hop,
+/// which Envoy appended itself.
+pub fn caller_of(headers: &HeaderMap) -> String {
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    if let Some(principal) = header(PRINCIPAL_HEADER) {
+        return principal.to_string();
+    }
+    match header("x-forwarded-for").and_then(|xff| xff.rsplit(',').next()).map(str::trim).filter(|a| !a.is_empty()) {
+        Some(address) => format!("anonymous at {address}"),
+        None => "anonymous".into(),
+    }
+}
+
 pub async fn events(State(s): State<StreamState>, headers: HeaderMap) -> Response {
     let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or_default();
     let token = headers.get("mcp-session-id").and_then(|v| v.to_str().ok());
+    let limits = s.current.get().map(|p| p.catalog.gateway.streams.clone()).unwrap_or_default();
+    let held = match s.open.admit(&caller_of(&headers), token, &limits) {
+        Ok(held) => held,
+        Err(refusal) => {
+            tracing::info!(caller = %caller_of(&headers), "{}", refusal.message());
+            return refusal.into_response();
+        }
+    };
     let published = s.current.get();
     let upstreams = match (token, &published) {
         (Some(token), Some(published)) => upstream_streams(&published.served, token, now),
@@ -100,7 +188,11 @@ pub async fn events(State(s): State<StreamState>, headers: HeaderMap) -> Respons
             }
         }
     }
-    let body = Body::from_stream(futures::stream::select_all(streams).map(Ok::<_, Infallible>));
+    // The stream counts as open until its body is dropped.
+    let body = Body::from_stream(futures::stream::select_all(streams).map(move |event| {
+        let _counted = &held;
+        Ok::<_, Infallible>(event)
+    }));
     (StatusCode::OK, [(header::CONTENT_TYPE, "text/event-stream"), (header::CACHE_CONTROL, "no-cache")], body).into_response()
 }
 
@@ -275,6 +367,28 @@ async fn connect(u: &UpstreamStream, last_event_id: Option<String>) -> Result<Op
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn streams_are_capped_per_caller_and_session_until_they_end() {
+        let limits = StreamLimits { max_per_caller: 3, max_per_session: 2, max_open: 10 };
+        let open = OpenStreams::default();
+        let a1 = open.admit("alice", Some("s1"), &limits).unwrap();
+        let _a2 = open.admit("alice", Some("s1"), &limits).unwrap();
+        let refused = |r: Result<Held, Refusal>| r.err().map(|e| e.message()).unwrap_or_default();
+        assert!(refused(open.admit("alice", Some("s1"), &limits)).contains("this session already holds 2"));
+        let _a3 = open.admit("alice", Some("s2"), &limits).unwrap();
+        assert!(refused(open.admit("alice", Some("s3"), &limits)).contains("gateway.streams.max_per_caller"));
+        // Another caller is not concerned; a stream that ends gives its place back.
+        let _b = open.admit("bob", Some("s9"), &limits).unwrap();
+        drop(a1);
+        let _a4 = open.admit("alice", Some("s1"), &limits).unwrap();
+        let mut headers = HeaderMap::new();
+        assert_eq!(caller_of(&headers), "anonymous");
+        headers.insert("x-forwarded-for", "6.6.6.6, 10.0.0.1".parse().unwrap());
+        assert_eq!(caller_of(&headers), "anonymous at 10.0.0.1");
+        headers.insert(PRINCIPAL_HEADER, "alice".parse().unwrap());
+        assert_eq!(caller_of(&headers), "alice");
+    }
     use mcp_filter::config::{SessionConfig, SessionKey};
     use mcp_filter::session::{Sealer, SessionState, UpstreamSession};
 

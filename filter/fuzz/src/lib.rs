@@ -176,6 +176,7 @@ pub fn stateful_config() -> FilterConfig {
                 scopes_supported: globs(&["mcp"]),
             }),
             client_certificates: true,
+            admin_groups: vec!["admin".into()],
         }),
         authorization: Some(authorization()),
         rate_limits: rate_limits(),

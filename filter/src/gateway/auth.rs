@@ -71,6 +71,12 @@ impl ApiKeys {
     }
 }
 
+/// Whether the caller may read the operator's pages: one of its groups is
+/// in `gateway.auth.admin_groups`.
+pub fn is_admin(config: &FilterConfig, caller: &Caller) -> bool {
+    config.auth.as_ref().is_some_and(|a| caller.groups.iter().any(|g| a.admin_groups.contains(g)))
+}
+
 /// A gateway that listens on loopback only is for this machine's clients,
 /// which name it `localhost` or by a loopback address. A request naming
 /// another host came through a name that resolves to loopback without being

@@ -21,8 +21,8 @@ use std::borrow::Cow;
 
 use crate::config::{
     ControlPlane, FilterConfig, UpstreamServer, BRIDGE_PATH_PREFIX, CLUSTER_HEADER, DECISION_PROPERTY, DISCOVERY_HEADER,
-    JWT_PAYLOAD_HEADER, META_TRACEPARENT_PROPERTY, METHOD_PROPERTY, PRINCIPAL_PROPERTY, RATE_LIMIT_HEADER_PREFIX, REASON_PROPERTY,
-    REQUEST_ID_PROPERTY, SERVER_PROPERTY, SPAN_PROPERTY, TARGET_PROPERTY,
+    JWT_PAYLOAD_HEADER, META_TRACEPARENT_PROPERTY, METHOD_PROPERTY, PRINCIPAL_HEADER, PRINCIPAL_PROPERTY, RATE_LIMIT_HEADER_PREFIX,
+    REASON_PROPERTY, REQUEST_ID_PROPERTY, SERVER_PROPERTY, SPAN_PROPERTY, TARGET_PROPERTY,
 };
 use crate::decision::{Audit, Forward, HeaderEdits, RequestHead, Target};
 use crate::metrics;
@@ -33,7 +33,8 @@ use crate::metrics;
 /// client could use an on-demand server without keeping it awake), and,
 /// when tracing, the name of its span.
 pub fn arrival<'a>(config: &FilterConfig, head: &RequestHead) -> HeaderEdits<'a> {
-    let mut edits = HeaderEdits { drop: vec![CLUSTER_HEADER.into(), DISCOVERY_HEADER.into()], ..HeaderEdits::default() };
+    let mut edits =
+        HeaderEdits { drop: vec![CLUSTER_HEADER.into(), DISCOVERY_HEADER.into(), PRINCIPAL_HEADER.into()], ..HeaderEdits::default() };
     if config.trace {
         edits.properties.push((SPAN_PROPERTY, metrics::http_span_name(&head.method, &head.path).into()));
     }
@@ -88,18 +89,23 @@ pub fn forward<'a>(config: &'a FilterConfig, server: &'a UpstreamServer, f: &'a 
 }
 
 /// A client's GET stream, to the control plane `cp`, which relays the
-/// upstreams' streams itself.
-pub fn stream<'a>(config: &'a FilterConfig, cp: &'a ControlPlane) -> HeaderEdits<'a> {
+/// upstreams' streams itself, and counts each caller's (`caller`, its
+/// principal, MCP-encoded; `None` without authentication).
+pub fn stream<'a>(config: &'a FilterConfig, cp: &'a ControlPlane, caller: Option<String>) -> HeaderEdits<'a> {
+    let cluster = cp.streams_cluster.as_deref().unwrap_or(&cp.cluster);
     let mut edits = HeaderEdits {
         // Envoy's own error, should the control plane be down, names the
         // gateway; a stream has no request id.
         properties: vec![(REQUEST_ID_PROPERTY, "null".into()), (SERVER_PROPERTY, "gateway events".into())],
         drop: client_headers(config, false),
-        target: Some(Target { cluster: &cp.cluster, path: cp.events_path.as_str().into(), authority: &cp.authority }),
+        target: Some(Target { cluster, path: cp.events_path.as_str().into(), authority: &cp.authority }),
         set: cp.headers.iter().map(|h| (h.name.as_str().into(), h.value.as_str().into())).collect(),
     };
     // A notification stream lives as long as the client keeps it.
     edits.set.push(("x-envoy-upstream-rq-timeout-ms".into(), "0".into()));
+    if let Some(principal) = caller {
+        edits.set.push((PRINCIPAL_HEADER.into(), principal.into()));
+    }
     edits
 }
 
@@ -240,7 +246,8 @@ mod tests {
         assert_eq!(edits.value("x-mcp-gateway-internal"), Some("t"));
         // A GET stream, to the control plane: no client credential at all.
         let cp = c.control_plane.as_ref().unwrap();
-        let stream = stream(&c, cp);
+        let stream = stream(&c, cp, Some("alice".into()));
+        assert_eq!(stream.value(PRINCIPAL_HEADER), Some("alice"), "the control plane counts the caller's streams");
         assert!(["authorization", "x-api-key", JWT_PAYLOAD_HEADER, "x-mcp-rate-limit-shared"].iter().all(|h| stream.drops(h)));
         assert_eq!(stream.value("x-mcp-gateway-internal"), Some("t"));
     }
@@ -255,7 +262,10 @@ mod tests {
         {
             let head = RequestHead { method: method.into(), path: path.into(), ..Default::default() };
             let edits = gw.arrival(&head);
-            assert!(edits.drops(CLUSTER_HEADER) && edits.target.is_none() && edits.set.is_empty(), "{method} {path}");
+            assert!(
+                edits.drops(CLUSTER_HEADER) && edits.drops(PRINCIPAL_HEADER) && edits.target.is_none() && edits.set.is_empty(),
+                "{method} {path}"
+            );
             assert!(edits.drops(DISCOVERY_HEADER), "only the control plane marks its discovery: {method} {path}");
         }
         // It is written only through a forward's or a stream's target: to the server, or to the control plane.
@@ -269,8 +279,8 @@ mod tests {
         let edits = forward(&c, &c.servers[1], &bridged, vec![]);
         assert_eq!(cluster_writes(&edits), ["gateway_admin"]);
         assert_eq!(edits.value(":path"), Some("/mcp-bridge/b"));
-        assert_eq!(cluster_writes(&stream(&c, c.control_plane.as_ref().unwrap())), ["gateway_admin"]);
-        for (name, _) in edits.set.iter().chain(&stream(&c, c.control_plane.as_ref().unwrap()).set) {
+        assert_eq!(cluster_writes(&stream(&c, c.control_plane.as_ref().unwrap(), None)), ["gateway_admin"]);
+        for (name, _) in edits.set.iter().chain(&stream(&c, c.control_plane.as_ref().unwrap(), None).set) {
             assert_ne!(name, CLUSTER_HEADER, "never by a plain write");
         }
     }

@@ -1,14 +1,18 @@
 //! The operator's pages on the gateway's own port: `GET /metrics`
 //! (Envoy's Prometheus text, the filter's stats among it, then the control
-//! plane's) and `GET /stats` (a JSON summary per server). Owns the calls
-//! behind them and the joining of their answers.
+//! plane's) and `GET /stats` (a JSON summary per server), assembled here;
+//! `/health`, `/ready` and `/servers`, which Envoy routes to the control
+//! plane; the probes' up/down answers for callers without an admin
+//! credential; and the per-worker cache that keeps scrapes from costing
+//! more than one assembly a second. Owns the calls behind them and the
+//! joining of their answers.
 //!
 //! It never touches an MCP request, and a part that does not answer is
 //! said so in the page rather than failing it (but for Envoy's own, without
 //! which there is nothing to show).
 
 use crate::config::FilterConfig;
-use crate::decision::{Callout, CalloutResponse, Page, Reply};
+use crate::decision::{Callout, CalloutResponse, Now, Page, Reply};
 use crate::error::McpError;
 use crate::metrics;
 
@@ -19,13 +23,30 @@ pub const STATS_PATH: &str = "/stats";
 /// The bootstrap's cluster to Envoy's own admin address (envoy/gateway.yaml).
 pub const ENVOY_ADMIN_CLUSTER: &str = "envoy_admin";
 
-/// The page a `GET` of `path` asks for, if any.
-pub fn page(path: &str) -> Option<Page> {
-    match path {
-        METRICS_PATH => Some(Page::Metrics),
-        STATS_PATH => Some(Page::Stats),
+/// The paths Envoy routes to the control plane's admin API (GET only, by
+/// prefix: the route table is compiled from this list).
+pub const ROUTED_PATHS: &[&str] = &["/health", "/ready", "/servers"];
+
+/// An operator's page a `GET` asks for: the one the filter assembles
+/// (`page`, else Envoy routes it to the control plane) and, for the
+/// probes, the up/down answer a caller without an admin credential gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Operator {
+    pub page: Option<Page>,
+    pub probe: Option<Page>,
+}
+
+/// The operator's page a `GET` of `path` (without its query) asks for, if
+/// any: every path the route table sends to the control plane is one.
+pub fn operator(path: &str) -> Option<Operator> {
+    let probe = match path {
+        METRICS_PATH => return Some(Operator { page: Some(Page::Metrics), probe: None }),
+        STATS_PATH => return Some(Operator { page: Some(Page::Stats), probe: None }),
+        "/health" => Some(Page::Liveness),
+        "/ready" => Some(Page::Readiness),
         _ => None,
-    }
+    };
+    ROUTED_PATHS.iter().any(|p| path.starts_with(p)).then_some(Operator { page: None, probe })
 }
 
 /// The calls behind a page: Envoy's own stats from its admin address, and
@@ -35,11 +56,20 @@ pub fn callouts(config: &FilterConfig, page: Page) -> Vec<Callout> {
         vec![(":method", "GET".to_string()), (":path", path.to_string()), (":authority", authority.to_string())]
     };
     let (envoy, control_plane) = match page {
-        Page::Metrics => ("/stats/prometheus", METRICS_PATH),
-        Page::Stats => (metrics::SUMMARY_STATS_PATH, "/servers"),
+        Page::Metrics => (Some("/stats/prometheus"), METRICS_PATH),
+        Page::Stats => (Some(metrics::SUMMARY_STATS_PATH), "/servers"),
+        Page::Liveness => (None, "/health"),
+        Page::Readiness => (None, "/ready"),
     };
-    let mut calls =
-        vec![Callout { server: usize::MAX, cluster: ENVOY_ADMIN_CLUSTER.into(), headers: get(envoy, "envoy-admin"), body: Vec::new() }];
+    let mut calls: Vec<Callout> = envoy
+        .map(|path| Callout {
+            server: usize::MAX,
+            cluster: ENVOY_ADMIN_CLUSTER.into(),
+            headers: get(path, "envoy-admin"),
+            body: Vec::new(),
+        })
+        .into_iter()
+        .collect();
     if let Some(cp) = &config.control_plane {
         calls.push(Callout {
             server: usize::MAX,
@@ -56,8 +86,16 @@ pub fn callouts(config: &FilterConfig, page: Page) -> Vec<Callout> {
 /// plane's. Without Envoy's part the scrape fails (503), so that Prometheus
 /// marks the target down; without the control plane's it carries
 /// `mcp_gateway_control_plane_up 0`, which an alert watches.
+/// A probe's answer (`Liveness`, `Readiness`) is the control plane's
+/// status alone: 200 `{"status":"up"}` or 503 `{"status":"down"}`.
 pub fn scrape_reply(page: Page, answers: &[Option<CalloutResponse>]) -> Reply {
     let ok = |i: usize| answers.get(i).and_then(Option::as_ref).filter(|a| a.status == 200 && !a.oversized).map(|a| a.body.as_slice());
+    if matches!(page, Page::Liveness | Page::Readiness) {
+        return match ok(0) {
+            Some(_) => Reply::json(200, br#"{"status":"up"}"#.to_vec()),
+            None => Reply::json(503, br#"{"status":"down"}"#.to_vec()),
+        };
+    }
     if page == Page::Stats {
         return match ok(0).and_then(|envoy| metrics::stats_summary(envoy, ok(1))) {
             Some(summary) => Reply::json(200, summary.into_bytes()),
@@ -88,4 +126,31 @@ pub fn scrape_reply(page: Page, answers: &[Option<CalloutResponse>]) -> Reply {
         ),
     }
     text(200, body)
+}
+
+/// The pages this worker assembled lately, each with the second it was
+/// assembled in: a page asked for again within that second is answered from
+/// here, so that scrapes (each of which makes Envoy dump all its stats and
+/// calls the control plane) cost at most one assembly per page, second and
+/// worker. Only `/metrics` and `/stats` are kept; a probe's answer is cheap
+/// and must be current.
+#[derive(Debug, Default)]
+pub struct ScrapeCache {
+    pages: Vec<(Page, u64, Reply)>,
+}
+
+impl ScrapeCache {
+    /// The page as assembled in this same second, if it was.
+    pub fn fresh(&self, page: Page, now: Now) -> Option<&Reply> {
+        self.pages.iter().find(|(p, at, _)| *p == page && *at == now.unix_secs).map(|(_, _, reply)| reply)
+    }
+
+    /// Keeps `reply`, the page just assembled.
+    pub fn keep(&mut self, page: Page, now: Now, reply: &Reply) {
+        if !matches!(page, Page::Metrics | Page::Stats) {
+            return;
+        }
+        self.pages.retain(|(p, _, _)| *p != page);
+        self.pages.push((page, now.unix_secs, reply.clone()));
+    }
 }

@@ -665,6 +665,7 @@ fn api_keys_admit_their_principal_and_nothing_else() {
         jwt: None,
         protected_resource: None,
         client_certificates: false,
+        admin_groups: vec![],
     });
     let gw = Gateway::new(c).unwrap();
     let with = |credential: Option<&str>| RequestHead { credential: credential.map(str::to_string), ..post(None) };
@@ -683,14 +684,19 @@ fn api_keys_admit_their_principal_and_nothing_else() {
             other => panic!("{bad:?}: {other:?}"),
         }
     }
-    // Other paths (the operator's /health) are not the MCP endpoint's business.
-    assert_eq!(gw.on_headers(&mut RequestHead { path: "/health".into(), ..with(None) }), HeadAction::PassThrough);
+    // Other paths are not the MCP endpoint's business; the probes answer up or down to anyone.
+    assert_eq!(gw.on_headers(&mut RequestHead { path: "/elsewhere".into(), ..with(None) }), HeadAction::PassThrough);
+    assert!(matches!(
+        gw.on_headers(&mut RequestHead { method: "GET".into(), path: "/health".into(), ..with(None) }),
+        HeadAction::Scrape(Page::Liveness, _)
+    ));
     let mut broken = config();
     broken.auth = Some(crate::config::AuthConfig {
         api_keys: vec![crate::config::ApiKey { sha256: "xyz".into(), principal: "p".into(), groups: vec![] }],
         jwt: None,
         protected_resource: None,
         client_certificates: false,
+        admin_groups: vec![],
     });
     assert!(Gateway::new(broken).is_err());
 }
@@ -808,6 +814,7 @@ fn jwt_callers_scopes_and_the_resource_metadata() {
             scopes_supported: vec!["mcp".into()],
         }),
         client_certificates: true,
+        admin_groups: vec![],
     });
     let gw = Gateway::new(c).unwrap();
     let b64 = |v: Value| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string());
@@ -1177,6 +1184,73 @@ fn resource_uris_are_judged_and_forwarded_in_normal_form() {
     }
 }
 
+/// The operator's pages: everyone's without authentication; with it, an
+/// admin caller's, but for the probes' up/down answer.
+#[test]
+fn the_operators_pages_need_an_admin_once_authentication_is_on() {
+    let get = |path: &str, credential: Option<&str>| RequestHead {
+        method: "GET".into(),
+        path: path.into(),
+        credential: credential.map(str::to_string),
+        ..RequestHead::default()
+    };
+    let mut open = config();
+    open.control_plane = Some(control_plane());
+    let gw = Gateway::new(open.clone()).unwrap();
+    assert!(matches!(gw.on_headers(&mut get("/metrics", None)), HeadAction::Scrape(Page::Metrics, _)));
+    assert!(matches!(gw.on_headers(&mut get("/stats", None)), HeadAction::Scrape(Page::Stats, _)));
+    for path in ["/servers", "/health", "/ready?x=1"] {
+        assert_eq!(gw.on_headers(&mut get(path, None)), HeadAction::PassThrough, "{path}");
+    }
+
+    let mut c = open;
+    c.auth = Some(crate::config::AuthConfig {
+        api_keys: vec![
+            crate::fixtures::api_key("k-admin-0123456789", "ops", &["admin"]),
+            crate::fixtures::api_key("k-alice-0123456789", "alice", &["dev"]),
+        ],
+        jwt: None,
+        protected_resource: None,
+        client_certificates: false,
+        admin_groups: vec!["admin".into()],
+    });
+    let gw = Gateway::new(c).unwrap();
+    let refused = |action: HeadAction| match action {
+        HeadAction::Refuse(r) => (r.reply.status, reply_json(&r.reply)["error"]["code"].as_i64().unwrap_or_default()),
+        other => panic!("{other:?}"),
+    };
+    // Every path the route table sends to the control plane, by prefix.
+    for path in ["/metrics", "/stats", "/servers", "/servers/echo", "/healthz", "/ready/x"] {
+        assert_eq!(refused(gw.on_headers(&mut get(path, None))), (401, -32001), "{path}");
+        assert_eq!(refused(gw.on_headers(&mut get(path, Some("wrong-key-000000000")))), (401, -32001), "{path}");
+        assert_eq!(refused(gw.on_headers(&mut get(path, Some("k-alice-0123456789")))), (403, -32003), "{path}");
+    }
+    let mut admin = get("/metrics", Some("k-admin-0123456789"));
+    assert!(matches!(gw.on_headers(&mut admin), HeadAction::Scrape(Page::Metrics, _)));
+    assert_eq!(admin.caller.map(|c| c.principal).as_deref(), Some("ops"));
+    for path in ["/servers", "/health", "/ready"] {
+        assert_eq!(gw.on_headers(&mut get(path, Some("k-admin-0123456789"))), HeadAction::PassThrough, "{path}");
+    }
+    // The probes answer anyone, up or down, from the control plane's status alone.
+    for (path, page, cp_path) in [("/health", Page::Liveness, "/health"), ("/ready", Page::Readiness, "/ready")] {
+        for credential in [None, Some("k-alice-0123456789")] {
+            match gw.on_headers(&mut get(path, credential)) {
+                HeadAction::Scrape(p, calls) => {
+                    assert_eq!(p, page);
+                    let paths: Vec<_> = calls.iter().flat_map(|c| c.headers.iter().filter(|(k, _)| *k == ":path")).collect();
+                    assert_eq!(paths, vec![&(":path", cp_path.to_string())]);
+                }
+                other => panic!("{path}: {other:?}"),
+            }
+        }
+    }
+    // A foreign web page is refused on every path, before anything else.
+    for path in ["/servers", "/metrics", "/health", "/anything"] {
+        let mut head = RequestHead { origin: Some("http://evil.example".into()), host: Some("gw:4444".into()), ..get(path, None) };
+        assert_eq!(refused(gw.on_headers(&mut head)), (403, -32003), "{path}");
+    }
+}
+
 #[test]
 fn denies_reach_templates_reads_through_them_and_completions() {
     let templates = |gw: &Gateway| {
@@ -1258,4 +1332,30 @@ fn callout_answers_are_bounded() {
     let session = handshake::upstream_session(Some(&big));
     assert!(session.error.unwrap_or_default().contains("larger than the gateway takes"));
     assert_eq!(scrape_reply(Page::Metrics, &[Some(big), None]).status, 503);
+}
+
+#[test]
+fn a_probes_answer_is_up_or_down_and_scrapes_are_kept_for_their_second() {
+    let answer =
+        |status: u16| Some(CalloutResponse { status, body: br#"{"status":"ok","version":"secret"}"#.to_vec(), ..Default::default() });
+    for page in [Page::Liveness, Page::Readiness] {
+        let up = scrape_reply(page, &[answer(200)]);
+        assert_eq!((up.status, up.body.as_slice()), (200, br#"{"status":"up"}"#.as_slice()));
+        for down in [answer(503), None] {
+            let r = scrape_reply(page, &[down]);
+            assert_eq!((r.status, r.body.as_slice()), (503, br#"{"status":"down"}"#.as_slice()));
+        }
+    }
+    let at = |unix_secs| Now { unix_secs, entropy: 0 };
+    let mut cache = ScrapeCache::default();
+    let page = Reply::json(200, b"one".to_vec());
+    assert_eq!(cache.fresh(Page::Metrics, at(10)), None);
+    cache.keep(Page::Metrics, at(10), &page);
+    assert_eq!(cache.fresh(Page::Metrics, at(10)), Some(&page));
+    assert_eq!(cache.fresh(Page::Stats, at(10)), None, "each page is its own");
+    assert_eq!(cache.fresh(Page::Metrics, at(11)), None, "the next second assembles it again");
+    cache.keep(Page::Metrics, at(11), &Reply::json(200, b"two".to_vec()));
+    assert_eq!(cache.fresh(Page::Metrics, at(11)).map(|r| r.body.as_slice()), Some(b"two".as_slice()));
+    cache.keep(Page::Liveness, at(11), &page);
+    assert_eq!(cache.fresh(Page::Liveness, at(11)), None, "a probe's answer must be current");
 }
