@@ -82,7 +82,12 @@ def test_a_call_is_a_span_in_the_clients_trace(gateway, collector):
     r = s.post('{"jsonrpc":"2.0","id":9,"method":"tools/call","params":{"name":"echo__add","arguments":{"a":1,"b":2}}}', headers=traceparent)
     assert r.status_code == 200 and '"3"' in r.text, r.text
     # Envoy batches spans and sends them about every 5 s.
-    wait_until("the call's span at the collector", lambda: collector.named("tools/call echo__add"), timeout=60)
+    try:
+        wait_until("the call's span at the collector", lambda: collector.named("tools/call echo__add"), timeout=60)
+    except AssertionError as e:
+        seen = sorted({s.name for _, s in collector.spans})
+        stats = httpx.get(f"{gateway.envoy_admin}/stats", params={"filter": "tracing|otlp|overload|opentelemetry"}, timeout=5).text
+        raise AssertionError(f"{e}\nspans received: {seen}\nEnvoy's stats:\n{stats}") from None
     resource, span = collector.named("tools/call echo__add")[0]
     assert span.trace_id.hex() == TRACE_ID, "the client's trace is continued"
     assert span.parent_span_id.hex() == PARENT_ID
