@@ -5,6 +5,7 @@ The collector here is a small OTLP/HTTP receiver decoding with the official
 opentelemetry-proto package."""
 
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
@@ -70,6 +71,19 @@ def collector(gateway):
     base = BASE_SERVERS(gateway.ports)
     tracing = {"otlp_endpoint": f"http://127.0.0.1:{c.port}", "service_name": "mcp-gateway-e2e", "sampling_percent": 100}
     gateway.write_catalog_and_wait(base, "a catalog with tracing", tracing=tracing)
+    # Envoy acknowledges a listener before its new filter chains serve (the
+    # filter's VM starts first, slowly on a loaded machine), and a connection
+    # keeps the chain it was accepted on. Wait until a new connection is
+    # traced, so that the test's own connections are.
+    def traced() -> bool:
+        httpx.get(f"{gateway.base}/ready", timeout=5)
+        # Envoy sends its batch of spans about every 5 s.
+        deadline = time.monotonic() + 7
+        while time.monotonic() < deadline and not c.named("GET /ready"):
+            time.sleep(0.2)
+        return bool(c.named("GET /ready"))
+
+    wait_until("a new connection traced", traced, timeout=120, interval=0)
     yield c
     gateway.write_catalog_and_wait(base, "the base catalog back")
     c.server.shutdown()
@@ -84,9 +98,9 @@ def test_a_call_is_a_span_in_the_clients_trace(gateway, collector):
     # Envoy batches spans and sends them about every 5 s.
     try:
         wait_until("the call's span at the collector", lambda: collector.named("tools/call echo__add"), timeout=60)
-    except AssertionError as e:
+    except pytest.fail.Exception as e:
         seen = sorted({s.name for _, s in collector.spans})
-        stats = httpx.get(f"{gateway.envoy_admin}/stats", params={"filter": "tracing|otlp|overload|opentelemetry"}, timeout=5).text
+        stats = httpx.get(f"{gateway.envoy_admin}/stats", params={"filter": "tracing|otlp|overload|opentelemetry|listener_manager"}, timeout=5).text
         raise AssertionError(f"{e}\nspans received: {seen}\nEnvoy's stats:\n{stats}") from None
     resource, span = collector.named("tools/call echo__add")[0]
     assert span.trace_id.hex() == TRACE_ID, "the client's trace is continued"
