@@ -55,6 +55,7 @@ fn main() {
         active_key: "k".into(),
         keys: vec![SessionKey { id: "k".into(), secret_hex: "11".repeat(32) }],
         ttl_seconds: 86_400,
+        max_id_bytes: 4096,
     };
 
     let (mut load_times, mut compile_times) = (Vec::new(), Vec::new());

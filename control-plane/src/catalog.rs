@@ -60,6 +60,10 @@ pub struct GatewaySettings {
     pub session_key: Option<String>,
     /// How long a client session lives.
     pub session_ttl_seconds: u64,
+    /// The longest session id the gateway hands a client. The upstream sessions that fit are sealed in
+    /// it (any Envoy serves them); the others are opened on the client's first call to their server and
+    /// kept by the Envoy that opened them. Clients refuse header blocks past 8 to 16 KiB.
+    pub session_id_max_bytes: usize,
     /// CA certificates Envoy verifies `https://` upstreams against.
     pub upstream_ca_file: String,
     /// The most items one page of `tools/list` (and the other lists) holds;
@@ -303,6 +307,7 @@ impl Default for GatewaySettings {
             request_read_timeout_seconds: 30,
             session_key: None,
             session_ttl_seconds: 24 * 3600,
+            session_id_max_bytes: 4096,
             upstream_ca_file: "/etc/ssl/certs/ca-certificates.crt".into(),
             list_page_size: None,
             auth: None,

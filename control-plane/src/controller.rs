@@ -546,6 +546,7 @@ pub fn session_config(catalog: &Catalog, fallback_key: &str) -> SessionConfig {
         active_key: id.clone(),
         keys: vec![SessionKey { id, secret_hex: secret }],
         ttl_seconds: catalog.gateway.session_ttl_seconds,
+        max_id_bytes: catalog.gateway.session_id_max_bytes,
     }
 }
 

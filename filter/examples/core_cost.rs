@@ -98,7 +98,7 @@ fn session(gw: &Gateway, auth: bool) -> Option<String> {
     match gw.decide(&h, init, NOW).action {
         BodyAction::Initialize(plan) => {
             let answers: Vec<Option<CalloutResponse>> = vec![None; plan.callouts.len()];
-            let (reply, _) = gw.initialized(&plan, &answers, NOW);
+            let (reply, _, _) = gw.initialized(&plan, &answers, NOW);
             reply.headers.iter().find(|(k, _)| *k == "mcp-session-id").map(|h| h.1.clone())
         }
         BodyAction::Reply(reply) => reply.headers.iter().find(|(k, _)| *k == "mcp-session-id").map(|h| h.1.clone()),

@@ -475,6 +475,13 @@ pub struct SessionConfig {
     /// Sessions older than this are refused with 404.
     #[serde(default = "default_session_ttl")]
     pub ttl_seconds: u64,
+    /// The longest session id handed out. Upstream sessions are sealed in
+    /// the id while it stays under this; those beyond it are opened on the
+    /// client's first call and kept by the Envoy that opened them
+    /// (`opened.rs`). Clients and proxies refuse header blocks past 8 to
+    /// 16 KiB.
+    #[serde(default = "default_max_session_id_bytes")]
+    pub max_id_bytes: usize,
 }
 
 #[derive(Clone, PartialEq, Serialize, Deserialize)]
@@ -523,6 +530,9 @@ pub fn default_upstream_timeout_ms() -> u64 {
 }
 pub fn default_session_ttl() -> u64 {
     24 * 3600
+}
+pub fn default_max_session_id_bytes() -> usize {
+    4096
 }
 
 #[cfg(test)]

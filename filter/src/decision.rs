@@ -14,7 +14,7 @@ use crate::config::{UpstreamServer, CLUSTER_HEADER};
 use crate::error::McpError;
 use crate::jsonrpc;
 use crate::policy::{Caller, Ruling};
-use crate::session::SessionError;
+use crate::session::{SessionError, UpstreamSession};
 
 /// The request's headers, as the glue read them.
 #[derive(Debug, Clone, Default)]
@@ -250,6 +250,37 @@ pub struct Forward {
     /// The `Mcp-Method` to send: set when a handshake-era request is
     /// translated for a server of the 2026-07-28 revision only.
     pub mcp_method: Option<String>,
+    /// The server keeps sessions and the client's session holds none with
+    /// it yet (neither sealed in its id nor opened by this Envoy): the glue
+    /// opens one first (`Gateway::open_upstream`), then sends the request in it.
+    pub open_first: bool,
+}
+
+/// The upstream sessions this Envoy opened on first use (`opened.rs`), as
+/// the glue reads them from shared data: the one read the core may ask for
+/// while deciding.
+pub trait OpenedSessions {
+    /// The upstream session client session `token` holds with `server`.
+    fn find(&self, token: &str, server: &str) -> Option<UpstreamSession>;
+}
+
+/// No upstream session opened on first use: what the core sees where no
+/// Envoy holds any (and in tests).
+pub struct NoneOpened;
+
+impl OpenedSessions for NoneOpened {
+    fn find(&self, _token: &str, _server: &str) -> Option<UpstreamSession> {
+        None
+    }
+}
+
+/// An upstream session opened outside the client's id, for the glue to
+/// record in shared data (`slot`, until `expires`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Opened {
+    pub slot: crate::opened::Slot,
+    pub session: UpstreamSession,
+    pub expires: u64,
 }
 
 /// A client's `initialize`: open a session with every upstream, then answer.
@@ -261,6 +292,8 @@ pub struct InitPlan {
     pub version: String,
     /// The digest of the caller the session will be sealed to.
     pub principal: Option<String>,
+    /// The client's capabilities, as the session seals them.
+    pub capabilities: Option<String>,
     pub callouts: Vec<Callout>,
 }
 

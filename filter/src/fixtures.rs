@@ -71,7 +71,12 @@ pub fn resource(server: usize, uri: &str, name: &str) -> ServedItem {
 /// The session key [`SESSION_KEY_ID`], sessions living `ttl_seconds`.
 pub fn session(ttl_seconds: u64) -> SessionConfig {
     let secret_hex = hex(&SESSION_SECRET);
-    SessionConfig { active_key: SESSION_KEY_ID.into(), keys: vec![SessionKey { id: SESSION_KEY_ID.into(), secret_hex }], ttl_seconds }
+    SessionConfig {
+        active_key: SESSION_KEY_ID.into(),
+        keys: vec![SessionKey { id: SESSION_KEY_ID.into(), secret_hex }],
+        ttl_seconds,
+        max_id_bytes: 4096,
+    }
 }
 
 /// The API key `key` (the configuration holds its digest) of `principal`.

@@ -36,8 +36,8 @@ use serde_json::value::RawValue;
 
 use crate::config::{FilterConfig, ServerEra, UpstreamServer, RATE_LIMIT_HEADER_PREFIX};
 use crate::decision::{
-    Audit, BodyAction, Callout, CalloutResponse, Cause, ConfigError, Decision, Forward, HeadAction, HeaderEdits, InitPlan, Now, Page,
-    Refusal, Reply, RequestHead,
+    Audit, BodyAction, Callout, CalloutResponse, Cause, ConfigError, Decision, Forward, HeadAction, HeaderEdits, InitPlan, NoneOpened, Now,
+    Opened, OpenedSessions, Page, Refusal, Reply, RequestHead,
 };
 use crate::error::McpError;
 use crate::headers::{bounded, decode_header_value, encode_header_value, media_type, Accepts};
@@ -46,8 +46,9 @@ use crate::policy::{Caller, Kind, Ruling};
 use crate::ratelimit::{self, Bucket, Subject};
 use crate::relay;
 use crate::revocation::Slot;
-use crate::session::{SessionState, UpstreamSession};
+use crate::session::UpstreamSession;
 use crate::uri;
+use handshake::InSession;
 
 pub use era::{LATEST_VERSION, STATELESS_VERSION, SUPPORTED_VERSIONS};
 // The control plane's rate limit service answers with the same error, under
@@ -195,12 +196,15 @@ impl Gateway {
     /// How many tokens a decided request takes from each of its buckets:
     /// what it makes the gateway send upstream, and at least one (answers
     /// the filter gives itself cost one). An `initialize` sends each server
-    /// it opens a session with two requests; a call through the era bridge,
-    /// four (initialize, initialized, the call, DELETE).
+    /// it opens a session with two requests, as does a call that opens its
+    /// server's session first; a call through the era bridge, four
+    /// (initialize, initialized, the call, DELETE).
     pub fn cost(action: &BodyAction) -> u32 {
         let sent = match action {
             BodyAction::Reply(_) => 1,
             BodyAction::Forward(f) if f.bridge => 4,
+            // initialize, initialized, then the request.
+            BodyAction::Forward(f) if f.open_first => 3,
             BodyAction::Forward(_) => 1,
             BodyAction::FanOut(_, callouts) => callouts.len(),
             BodyAction::Initialize(plan) => 2 * plan.callouts.len(),
@@ -285,15 +289,47 @@ impl Gateway {
     }
 
     /// Ends a client session (see `handshake`): the reply, the DELETEs of
-    /// its upstream sessions, and until when the glue records it as ended.
-    pub fn end_session(&self, head: &RequestHead, now: Now) -> (Reply, Vec<Callout>, Option<(Slot, u64)>) {
-        self.handshake.end_session(&self.config, head, now)
+    /// its upstream sessions (`opened` finds those this Envoy opened on
+    /// first use), and until when the glue records it as ended.
+    pub fn end_session(&self, head: &RequestHead, opened: &dyn OpenedSessions, now: Now) -> (Reply, Vec<Callout>, Option<(Slot, u64)>) {
+        self.handshake.end_session(&self.config, head, opened, now)
     }
 
     /// Answers the client's `initialize` once every upstream has answered
-    /// (or failed), with the `notifications/initialized` to send first.
-    pub fn initialized(&self, plan: &InitPlan, responses: &[Option<CalloutResponse>], now: Now) -> (Reply, Vec<Callout>) {
+    /// (or failed), with the callouts to make first, and the upstream
+    /// sessions the id had no room for, for the glue to record.
+    pub fn initialized(&self, plan: &InitPlan, responses: &[Option<CalloutResponse>], now: Now) -> (Reply, Vec<Callout>, Vec<Opened>) {
         self.handshake.initialized(&self.config, plan, responses, now)
+    }
+
+    /// The `initialize` that opens the upstream session a forward needs
+    /// ([`Forward::open_first`]).
+    pub fn open_upstream(&self, head: &RequestHead, f: &Forward, now: Now) -> Result<Callout, Reply> {
+        self.handshake.open_upstream(&self.config, head, f.server, now).map_err(|e| Reply::error(Some(&f.request_id), &e))
+    }
+
+    /// The answer to [`Gateway::open_upstream`]: the forward, now in its
+    /// upstream session, the session to record, and the callouts to make
+    /// before the request goes on; or the client's error (naming the
+    /// server) when it could not be opened.
+    pub fn upstream_opened(
+        &self,
+        head: &RequestHead,
+        f: Forward,
+        response: Option<&CalloutResponse>,
+        now: Now,
+    ) -> Result<(Forward, Opened, Vec<Callout>), Reply> {
+        let (opened, callouts) = self
+            .handshake
+            .upstream_opened(&self.config, head, f.server, response, now)
+            .map_err(|e| Reply::error(Some(&f.request_id), &e))?;
+        let f = Forward {
+            upstream_session: opened.session.id.clone(),
+            upstream_version: opened.session.version.clone(),
+            open_first: false,
+            ..f
+        };
+        Ok((f, opened, callouts))
     }
 
     /// The largest answer the filter reads of one of its own calls: an
@@ -333,14 +369,27 @@ impl Gateway {
         self.decide(head, body, now).action
     }
 
-    /// Decides on the complete body, and says what it decided about whom.
+    /// Decides on the complete body, and says what it decided about whom,
+    /// where no upstream session was opened on first use.
     pub fn decide(&self, head: &RequestHead, body: &[u8], now: Now) -> Decision {
+        self.decide_with(head, body, now, &NoneOpened)
+    }
+
+    /// Decides on the complete body, and says what it decided about whom;
+    /// `opened` finds the upstream sessions this Envoy opened on first use.
+    pub fn decide_with(&self, head: &RequestHead, body: &[u8], now: Now, opened: &dyn OpenedSessions) -> Decision {
         let mut audit = Audit::default();
-        let action = self.decide_into(head, body, now, &mut audit);
+        let action = self.decide_into(head, body, now, opened, &mut audit);
         Decision { action, audit }
     }
 
-    fn decide_into(&self, head: &RequestHead, body: &[u8], now: Now, audit: &mut Audit) -> BodyAction {
+    /// The session a request names, with what this Envoy opened for it since.
+    fn in_session<'a>(&self, head: &'a RequestHead, now: Now, opened: &'a dyn OpenedSessions) -> Result<InSession<'a>, McpError> {
+        let sealed = self.handshake.open(&self.config, head, now)?;
+        Ok(InSession::new(sealed, head, opened))
+    }
+
+    fn decide_into(&self, head: &RequestHead, body: &[u8], now: Now, opened: &dyn OpenedSessions, audit: &mut Audit) -> BodyAction {
         if let Some(reply) = self.check_size(body.len()) {
             return BodyAction::Reply(reply);
         }
@@ -348,11 +397,11 @@ impl Gateway {
             Err(e) => return BodyAction::Reply(Reply::error(jsonrpc::readable_id(body), &e)),
             Ok(Message::Notification { method }) => {
                 audit.method = method.to_string();
-                return self.notification(head, body, &method, now);
+                return self.notification(head, body, &method, now, opened);
             }
             Ok(Message::Response { id }) => {
                 audit.method = "response".into();
-                return self.answer(head, body, id, now, audit);
+                return self.answer(head, body, id, now, opened, audit);
             }
             Ok(Message::Request { id, method, params }) => (id.get(), method, params),
         };
@@ -374,7 +423,7 @@ impl Gateway {
             audit.ruling = Some(ruling);
             allowed
         };
-        let session = || self.handshake.open(&self.config, head, now);
+        let session = || self.in_session(head, now, opened);
         let result = match method.as_ref() {
             "initialize" => {
                 let reach = self.seen_by(caller);
@@ -462,12 +511,12 @@ impl Gateway {
     /// Client notifications that concern the upstreams go to every server of
     /// the session: a `cancelled` names a request id that only the server
     /// handling it knows, and the others ignore it, as the spec asks.
-    fn notification(&self, head: &RequestHead, body: &[u8], method: &str, now: Now) -> BodyAction {
+    fn notification(&self, head: &RequestHead, body: &[u8], method: &str, now: Now, opened: &dyn OpenedSessions) -> BodyAction {
         if let Err(e) = check_method_header(head, method) {
             return BodyAction::Reply(Reply::error(None, &e));
         }
         let relayed = matches!(method, "notifications/cancelled" | "notifications/progress" | "notifications/roots/list_changed");
-        match self.handshake.open(&self.config, head, now) {
+        match self.in_session(head, now, opened) {
             Ok(s) if relayed => BodyAction::FanOut(Reply::accepted(), self.fan_out(head, &s, body, |_| true)),
             // The gateway already sent `initialized` to each upstream; other
             // notifications have no upstream to go to.
@@ -479,13 +528,21 @@ impl Gateway {
 
     /// A client's answer to a request an upstream sent it (sampling,
     /// elicitation, roots): to that upstream, with its own id put back.
-    fn answer(&self, head: &RequestHead, body: &[u8], id: Option<&RawValue>, now: Now, audit: &mut Audit) -> BodyAction {
+    fn answer(
+        &self,
+        head: &RequestHead,
+        body: &[u8],
+        id: Option<&RawValue>,
+        now: Now,
+        opened: &dyn OpenedSessions,
+        audit: &mut Audit,
+    ) -> BodyAction {
         let result = match id.and_then(|id| relay::inbound(body, id.get())) {
             None => Err(McpError::InvalidRequest(format!(
                 "the response's id {} answers no request the gateway relayed",
                 id.map_or("null", |i| i.get())
             ))),
-            Some((name, upstream_body)) => self.handshake.open(&self.config, head, now).and_then(|s| {
+            Some((name, upstream_body)) => self.in_session(head, now, opened).and_then(|s| {
                 audit.server = Some(name.clone());
                 let gone =
                     || McpError::InvalidRequest(format!("the response's id names server {name:?}, which sent this session no request"));
@@ -493,7 +550,7 @@ impl Gateway {
                 // Only a server the caller may reach, in its session, can
                 // have asked it anything: an answer naming another is refused
                 // as one for a server that is not there.
-                let in_session = !self.config.servers.get(server).is_some_and(|s| s.stateful) || s.upstreams.contains_key(&name);
+                let in_session = !self.config.servers.get(server).is_some_and(|s| s.stateful) || s.upstream(&name).is_some();
                 let reached = self.seen_by(head.caller.as_ref()).reaches(server) && in_session;
                 audit.ruling = Some(Ruling {
                     allowed: reached,
@@ -515,7 +572,7 @@ impl Gateway {
 
     /// `body` sent as it is to each chosen server the session can reach and
     /// the caller may.
-    fn fan_out(&self, head: &RequestHead, session: &SessionState, body: &[u8], choose: impl Fn(&UpstreamServer) -> bool) -> Vec<Callout> {
+    fn fan_out(&self, head: &RequestHead, session: &InSession<'_>, body: &[u8], choose: impl Fn(&UpstreamServer) -> bool) -> Vec<Callout> {
         let reach = self.seen_by(head.caller.as_ref());
         self.config
             .servers
@@ -527,12 +584,9 @@ impl Gateway {
                 if !server.stateful {
                     return Some(Callout::to(i, server, None, server.protocol_version.as_deref(), body.to_vec()));
                 }
-                let upstream = session.upstreams.get(&server.name);
-                if upstream.is_some_and(|u| u.error.is_some()) {
-                    return None;
-                }
-                let id = upstream.and_then(|u| u.id.as_deref());
-                Some(Callout::to(i, server, id, upstream.and_then(|u| u.version.as_deref()), body.to_vec()))
+                // A server that never opened this session has nothing to hear.
+                let upstream = session.upstream(&server.name).filter(|u| u.error.is_none())?;
+                Some(Callout::to(i, server, upstream.id.as_deref(), upstream.version.as_deref(), body.to_vec()))
             })
             .collect()
     }
@@ -544,7 +598,7 @@ impl Gateway {
         &self,
         id: &str,
         server: usize,
-        session: &SessionState,
+        session: &InSession<'_>,
         head: &RequestHead,
         body: &[u8],
         (uri, span): (&str, std::ops::Range<usize>),
@@ -559,7 +613,7 @@ impl Gateway {
     }
 
     /// Sends the request to `server`, in the client's session with it.
-    fn forward(&self, id: &str, server: usize, session: &SessionState, body: Option<Vec<u8>>) -> Result<Forward, McpError> {
+    fn forward(&self, id: &str, server: usize, session: &InSession<'_>, body: Option<Vec<u8>>) -> Result<Forward, McpError> {
         let upstream_server = self.server(server).ok_or_else(|| McpError::Internal("route to a missing server".into()))?;
         let forward = Forward {
             request_id: id.to_string(),
@@ -570,23 +624,27 @@ impl Gateway {
             mcp_name: None,
             bridge: false,
             mcp_method: None,
+            open_first: false,
         };
         if era::bridged(&self.config, &session.version, upstream_server)? {
             return Ok(Forward { bridge: true, ..forward });
         }
-        let (upstream_session, upstream_version) = if upstream_server.stateful {
-            // A server added to the catalog after this session began has no
-            // entry: it is reached without a session (and says so if it needs one).
-            match session.upstreams.get(&upstream_server.name) {
-                Some(UpstreamSession { error: Some(reason), .. }) => {
-                    return Err(McpError::UpstreamUnavailable { server: upstream_server.name.clone(), reason: reason.clone() })
-                }
-                Some(u) => (u.id.clone(), u.version.clone()),
-                None => (None, None),
-            }
-        } else if session.version == STATELESS_VERSION {
-            // Relayed as it is: the client's version header matches its `_meta`.
+        let (upstream_session, upstream_version) = if session.version == STATELESS_VERSION {
+            // Relayed as it is (to a server that speaks the revision, or it
+            // would have been bridged): the client's version header matches
+            // its `_meta`.
             (None, None)
+        } else if upstream_server.stateful {
+            // A server beyond the room of the session id, or added to the
+            // catalog after this session began, has no session yet: the
+            // glue opens one first.
+            match session.upstream(&upstream_server.name) {
+                Some(UpstreamSession { error: Some(reason), .. }) => {
+                    return Err(McpError::UpstreamUnavailable { server: upstream_server.name.clone(), reason })
+                }
+                Some(u) => (u.id, u.version),
+                None => return Ok(Forward { open_first: true, ..forward }),
+            }
         } else {
             (None, upstream_server.protocol_version.clone())
         };

@@ -5,8 +5,9 @@
 //! [`HeaderEdits`] of a request that goes on, applied by one function
 //! (`Request::apply`). Decisions are made nowhere else: not which headers
 //! go, not where a request goes, not what the audit log says. What the glue
-//! keeps is Envoy's: shared data (rate-limit buckets, ended sessions) and
-//! stats.
+//! keeps is Envoy's: shared data (`shared`: rate-limit buckets, ended
+//! sessions, upstream sessions opened on first use), stats (`stats`), and
+//! its own requests (`callouts`).
 //! Request headers are read only in the headers callback and written only
 //! before the request continues: touching a header map after its phase has
 //! passed is a host error that the SDK turns into a panic.
@@ -17,17 +18,23 @@ use std::rc::Rc;
 use std::time::{Duration, UNIX_EPOCH};
 
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{Action, ContextType, LogLevel, MetricType, Status};
+use proxy_wasm::types::{Action, ContextType, LogLevel};
 
 use crate::config::{FilterConfig, JWT_FAILURE_METADATA, JWT_PAYLOAD_HEADER, LOG_PROPERTY, OWN_REPLY_PROPERTY};
-use crate::decision::{Audit, BodyAction, Callout, CalloutResponse, HeadAction, HeaderEdits, InitPlan, Now, Page, Reply, RequestHead};
+use crate::decision::{Audit, BodyAction, CalloutResponse, Forward, HeadAction, HeaderEdits, InitPlan, Now, Page, Reply, RequestHead};
 use crate::error::McpError;
 use crate::gateway::{scrape_reply, Gateway, ScrapeCache};
 use crate::headers::{address_host, bearer};
-use crate::metrics::{self, Tally, Update};
-use crate::ratelimit::{self, Bucket};
+use crate::metrics::{self, Tally};
 use crate::relay::SseRelay;
+
 use crate::revocation::Slot;
+
+mod callouts;
+mod shared;
+mod stats;
+use shared::SharedOpened;
+use stats::apply;
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Info);
@@ -101,6 +108,22 @@ enum State {
         tokens: HashMap<u32, usize>,
         responses: Vec<Option<CalloutResponse>>,
     },
+    /// Waiting for an upstream's answer to the `initialize` that opens the
+    /// session a forwarded request needs (`Forward::open_first`).
+    Opening {
+        forward: Forward,
+        audit: Audit,
+        tokens: HashMap<u32, usize>,
+        response: Option<CalloutResponse>,
+    },
+    /// That session opened: waiting for the upstream to take
+    /// `notifications/initialized` (and the control plane to hear of it),
+    /// then the request goes on in it.
+    Resuming {
+        forward: Forward,
+        audit: Audit,
+        tokens: HashMap<u32, usize>,
+    },
     /// Waiting for the upstreams to take `notifications/initialized` (after
     /// `initialize`) or DELETE (ending a session), then sending `reply`.
     Confirming {
@@ -151,34 +174,6 @@ const SCRAPE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How much of a JSON answer is read to find its error code.
 const PEEK_BYTES: usize = 4096;
-
-thread_local! {
-    /// Each stat's id in this VM: Envoy allocates a new id on every
-    /// definition, even of a name it knows, so each is defined once.
-    static METRIC_IDS: RefCell<HashMap<String, u32>> = RefCell::new(HashMap::new());
-}
-
-/// Applies a finished request's updates to Envoy's stats. A stat Envoy
-/// refuses is skipped: metrics never fail a request.
-fn apply(updates: &[Update]) {
-    METRIC_IDS.with(|ids| {
-        let mut ids = ids.borrow_mut();
-        let mut id = |name: &str, kind: MetricType| -> Option<u32> {
-            if let Some(id) = ids.get(name) {
-                return Some(*id);
-            }
-            let id = proxy_wasm::hostcalls::define_metric(kind, name).ok()?;
-            ids.insert(name.to_string(), id);
-            Some(id)
-        };
-        for u in updates {
-            let _ = match u {
-                Update::Count(name) => id(name, MetricType::Counter).map(|i| proxy_wasm::hostcalls::increment_metric(i, 1)),
-                Update::Record(name, value) => id(name, MetricType::Histogram).map(|i| proxy_wasm::hostcalls::record_metric(i, *value)),
-            };
-        }
-    });
-}
 
 impl Request {
     /// Removes a request header, if the client sent it.
@@ -242,79 +237,30 @@ impl Request {
         }
     }
 
-    /// Takes a token from each bucket, in Envoy's shared data (a ring of
-    /// keys, each holding several buckets): read, decide,
-    /// write back only if nobody wrote in between (compare-and-swap), else
-    /// read again. Returns the first bucket found empty, with when to retry.
-    fn take_tokens<'b>(&self, gw: &Gateway, buckets: &'b [Bucket], cost: u32) -> Option<(&'b Bucket, u64)> {
-        let now_ms = self.get_current_time().duration_since(UNIX_EPOCH).unwrap_or_default().as_millis() as u64;
-        for bucket in buckets {
-            let Some(limit) = gw.config().rate_limits.get(bucket.limit) else { continue };
-            // The bucket's place in the ring of shared-data keys (`ratelimit::Slot`).
-            let slot = ratelimit::Slot::of(bucket);
-            for _attempt in 0..64 {
-                let (stored, cas) = self.get_shared_data(&slot.key);
-                let (next, outcome) = slot.take(limit, stored.as_deref(), now_ms, cost);
-                if let Err(retry_ms) = outcome {
-                    return Some((bucket, retry_ms));
-                }
-                match self.set_shared_data(&slot.key, Some(&next), cas) {
-                    Ok(()) => break,
-                    Err(Status::CasMismatch) => continue,
-                    Err(status) => {
-                        // Shared data unusable: let the request through rather
-                        // than refuse everyone.
-                        log::warn!("mcp filter: rate limit {} not enforced: {status:?}", bucket.key);
-                        break;
-                    }
-                }
+    /// Sends a forwarded request on: the core's edits applied, the body
+    /// replaced when it changed (`body_len`, the client's body's length,
+    /// when not done already), and the state set for its answer. False when
+    /// it was answered instead.
+    fn send_on(&mut self, gw: &Gateway, f: &Forward, audit: &Audit, body_len: Option<usize>) -> bool {
+        let edits = match gw.forward_edits(&self.head, f, audit) {
+            Ok(edits) => edits,
+            Err(reply) => {
+                self.reply(&reply);
+                return false;
             }
+        };
+        self.apply(&edits);
+        if let (Some(new_body), Some(len)) = (&f.body, body_len) {
+            self.set_http_request_body(0, len, new_body);
         }
-        None
-    }
-
-    /// Records a session as ended until `until`, in Envoy's shared data
-    /// (`revocation.rs`), with compare-and-swap as for rate limits.
-    fn record_ended(&self, slot: &Slot, until: u64) {
-        let now = self.now().unix_secs;
-        for _attempt in 0..64 {
-            let (stored, cas) = self.get_shared_data(&slot.key);
-            let next = slot.with_ended(stored.as_deref(), until, now);
-            match self.set_shared_data(&slot.key, Some(&next), cas) {
-                Ok(()) => return,
-                Err(Status::CasMismatch) => continue,
-                Err(status) => {
-                    log::warn!("mcp filter: an ended session could not be recorded ({status:?}); its id opens until it expires");
-                    return;
-                }
-            }
-        }
-    }
-
-    /// Sends each callout; returns the tokens of those that went out.
-    fn dispatch(&self, gw: &Gateway, callouts: &[Callout], timeout: Duration) -> HashMap<u32, usize> {
-        let mut tokens = HashMap::with_capacity(callouts.len());
-        for (i, c) in callouts.iter().enumerate() {
-            let mut headers: Vec<(&str, &str)> = c.headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
-            if let Some(server) = gw.server(c.server) {
-                headers.extend(server.headers.iter().map(|h| (h.name.as_str(), h.value.as_str())));
-            }
-            match self.dispatch_http_call(&c.cluster, headers, Some(&c.body), vec![], timeout) {
-                Ok(token) => {
-                    tokens.insert(token, i);
-                }
-                Err(status) => log::warn!("mcp filter: call to cluster {} failed to start: {status:?}", c.cluster),
-            }
-        }
-        tokens
-    }
-
-    fn timeout(gw: &Gateway) -> Duration {
-        Duration::from_millis(gw.config().upstream_timeout_ms)
+        let server = gw.server(f.server).map(|s| s.name.clone());
+        self.state = State::Forwarded { client_session: self.head.session_id.take(), server, request_id: audit.id.clone(), relay: None };
+        true
     }
 
     fn on_complete_body(&mut self, gw: &Gateway, body: &[u8]) -> Action {
-        let decision = gw.decide(&self.head, body, self.now());
+        let now = self.now();
+        let decision = gw.decide_with(&self.head, body, now, &SharedOpened { request: self, now: now.unix_secs });
         self.tally = Some(self.tally_of(Tally::from_audit(&decision.audit)));
         let buckets = gw.buckets(&self.head, &decision.audit);
         if let Some((bucket, retry_ms)) = self.take_tokens(gw, &buckets, Gateway::cost(&decision.action)) {
@@ -332,22 +278,29 @@ impl Request {
                 self.reply(&r);
                 Action::Pause
             }
-            BodyAction::Forward(f) => {
-                let edits = match gw.forward_edits(&self.head, &f, &decision.audit) {
-                    Ok(edits) => edits,
-                    Err(reply) => {
-                        self.reply(&reply);
-                        return Action::Pause;
+            // The client's session with the server is opened first; the
+            // request waits, its body already in the form the server takes.
+            BodyAction::Forward(f) if f.open_first => match gw.open_upstream(&self.head, &f, now) {
+                Ok(callout) => {
+                    if let Some(new_body) = &f.body {
+                        self.set_http_request_body(0, body.len(), new_body);
                     }
-                };
-                self.apply(&edits);
-                if let Some(new_body) = &f.body {
-                    self.set_http_request_body(0, body.len(), new_body);
+                    let tokens = self.dispatch(gw, &[callout], Self::timeout(gw));
+                    self.state = State::Opening { forward: f, audit: decision.audit, tokens, response: None };
+                    self.advance(gw);
+                    Action::Pause
                 }
-                let server = gw.server(f.server).map(|s| s.name.clone());
-                let request_id = decision.audit.id.clone();
-                self.state = State::Forwarded { client_session: self.head.session_id.take(), server, request_id, relay: None };
-                Action::Continue
+                Err(reply) => {
+                    self.reply(&reply);
+                    Action::Pause
+                }
+            },
+            BodyAction::Forward(f) => {
+                if self.send_on(gw, &f, &decision.audit, Some(body.len())) {
+                    Action::Continue
+                } else {
+                    Action::Pause
+                }
             }
             BodyAction::FanOut(reply, callouts) => {
                 let tokens = self.dispatch(gw, &callouts, Self::timeout(gw));
@@ -391,12 +344,33 @@ impl Request {
     fn advance(&mut self, gw: &Gateway) {
         match std::mem::replace(&mut self.state, State::Idle) {
             State::Initializing { plan, tokens, responses } if tokens.is_empty() => {
-                let (reply, followups) = gw.initialized(&plan, &responses, self.now());
+                let (reply, followups, opened) = gw.initialized(&plan, &responses, self.now());
+                for o in &opened {
+                    self.record_opened(o);
+                }
                 let tokens = self.dispatch(gw, &followups, Self::timeout(gw));
                 self.state = State::Confirming { reply, tokens };
                 self.advance(gw);
             }
             State::Confirming { reply, tokens } if tokens.is_empty() => self.reply(&reply),
+            State::Opening { forward, audit, tokens, response } if tokens.is_empty() => {
+                match gw.upstream_opened(&self.head, forward, response.as_ref(), self.now()) {
+                    Ok((forward, opened, callouts)) => {
+                        self.record_opened(&opened);
+                        let tokens = self.dispatch(gw, &callouts, Self::timeout(gw));
+                        self.state = State::Resuming { forward, audit, tokens };
+                        self.advance(gw);
+                    }
+                    Err(reply) => self.reply(&reply),
+                }
+            }
+            // The request has waited in its body phase: its headers can
+            // still change, and it goes on from there.
+            State::Resuming { forward, audit, tokens } if tokens.is_empty() => {
+                if self.send_on(gw, &forward, &audit, None) {
+                    self.resume_http_request();
+                }
+            }
             State::Scraping { page, tokens, responses } if tokens.is_empty() => {
                 let reply = scrape_reply(page, &responses);
                 if let Ok(mut cache) = self.scrapes.try_borrow_mut() {
@@ -433,7 +407,12 @@ impl Context for Request {
                     }
                 }
             }
-            State::Confirming { tokens, .. } => {
+            State::Opening { tokens, response: answer, .. } => {
+                if tokens.remove(&token).is_some() {
+                    *answer = response;
+                }
+            }
+            State::Confirming { tokens, .. } | State::Resuming { tokens, .. } => {
                 tokens.remove(&token);
             }
             _ => return,
@@ -559,7 +538,8 @@ impl HttpContext for Request {
                 }
             },
             HeadAction::EndSession => {
-                let (reply, callouts, ended) = gw.end_session(&self.head, self.now());
+                let now = self.now();
+                let (reply, callouts, ended) = gw.end_session(&self.head, &SharedOpened { request: self, now: now.unix_secs }, now);
                 if let Some((slot, until)) = ended {
                     self.record_ended(&slot, until);
                 }
@@ -586,7 +566,11 @@ impl HttpContext for Request {
             State::ReadingBody => {}
             // This request waits on the filter's own callouts (a DELETE that
             // came with a body, say): hold the body, never let it through.
-            State::Initializing { .. } | State::Confirming { .. } | State::Scraping { .. } => return Action::Pause,
+            State::Initializing { .. }
+            | State::Confirming { .. }
+            | State::Scraping { .. }
+            | State::Opening { .. }
+            | State::Resuming { .. } => return Action::Pause,
             State::Idle | State::Forwarded { .. } => return Action::Continue,
         }
         let Some(gw) = self.gateway.clone() else { return Action::Continue };
@@ -606,7 +590,11 @@ impl HttpContext for Request {
         match &self.state {
             State::Refusing(_) => return self.refuse_at_end(true),
             State::ReadingBody => {}
-            State::Initializing { .. } | State::Confirming { .. } | State::Scraping { .. } => return Action::Pause,
+            State::Initializing { .. }
+            | State::Confirming { .. }
+            | State::Scraping { .. }
+            | State::Opening { .. }
+            | State::Resuming { .. } => return Action::Pause,
             State::Idle | State::Forwarded { .. } => return Action::Continue,
         }
         let Some(gw) = self.gateway.clone() else { return Action::Continue };

@@ -7,7 +7,8 @@
 //! operator's pages, the header edits of what goes on), in the terms of
 //! [`decision`]; [`headers`] reads and writes header values, [`uri`] puts
 //! resource URIs in normal form, [`session`]
-//! seals session ids, [`policy`] and [`ratelimit`] rule on callers,
+//! seals session ids, [`revocation`] and [`opened`] keep what Envoy's shared
+//! data holds of sessions (ended ones, upstream sessions opened on first use), [`policy`] and [`ratelimit`] rule on callers,
 //! [`relay`] and [`sse`] rewrite streams, [`error`] maps refusals to
 //! JSON-RPC codes, [`metrics`] names what a finished request adds to the
 //! stats. The proxy-wasm glue (`glue`) is compiled only for wasm32; it
@@ -32,6 +33,7 @@ pub mod gateway;
 pub mod headers;
 pub mod jsonrpc;
 pub mod metrics;
+pub mod opened;
 pub mod origin;
 pub mod policy;
 pub mod ratelimit;

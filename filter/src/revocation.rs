@@ -40,11 +40,8 @@ impl Slot {
     /// The slot of the session `token` names; `None` for what cannot be a
     /// session id (it would not open either).
     pub fn of(token: &str) -> Option<Slot> {
-        let (_, sealed) = token.split_once('.')?;
-        let id: [u8; ID_LEN] = sealed.as_bytes().get(..ID_LEN)?.try_into().ok()?;
-        // FNV-1a: the nonce is already a digest, any spread will do.
-        let hash = id.iter().fold(0x811c_9dc5_u32, |h, b| (h ^ u32::from(*b)).wrapping_mul(0x0100_0193));
-        Some(Slot { key: format!("mcp-rv/{}", hash % SLOTS), id })
+        let id = nonce(token)?;
+        Some(Slot { key: format!("mcp-rv/{}", fnv1a(&id, 0x811c_9dc5) % SLOTS), id })
     }
 
     /// Whether `stored` (the slot's value) records this session as ended.
@@ -68,6 +65,20 @@ impl Slot {
         }
         out
     }
+}
+
+/// What names the session `token` is the id of: its nonce, the first
+/// [`ID_LEN`] characters after the key id. `None` for what cannot be a
+/// session id (it would not open either).
+pub fn nonce(token: &str) -> Option<[u8; ID_LEN]> {
+    let (_, sealed) = token.split_once('.')?;
+    sealed.as_bytes().get(..ID_LEN)?.try_into().ok()
+}
+
+/// FNV-1a of `bytes`, from `hash`: nonces are already digests, any spread
+/// will do.
+pub fn fnv1a(bytes: &[u8], hash: u32) -> u32 {
+    bytes.iter().fold(hash, |h, b| (h ^ u32::from(*b)).wrapping_mul(0x0100_0193))
 }
 
 /// The records of a slot's value; a torn or foreign tail is ignored.

@@ -41,6 +41,11 @@ pub struct SessionState {
     /// it, `None` when authentication is off. Only that caller may use it.
     #[serde(rename = "p", default, skip_serializing_if = "Option::is_none")]
     pub principal: Option<String>,
+    /// What the client said at `initialize` it can do (its `capabilities`,
+    /// compact JSON, `None` for none): what the upstream sessions opened
+    /// after `initialize` (`opened.rs`) are told, as the first ones were.
+    #[serde(rename = "c", default, skip_serializing_if = "Option::is_none")]
+    pub capabilities: Option<String>,
 }
 
 impl SessionState {
@@ -127,6 +132,13 @@ impl Sealer {
         blob.extend_from_slice(&nonce);
         blob.extend_from_slice(&ciphertext);
         format!("{kid}.{}", URL_SAFE_NO_PAD.encode(blob))
+    }
+
+    /// How long the id sealing `plaintext_len` bytes of state is: the key
+    /// id, a dot, and the nonce, ciphertext and tag in unpadded base64url.
+    pub fn sealed_len(&self, plaintext_len: usize) -> usize {
+        let kid = self.keys.get(self.active).map_or(0, |(kid, _)| kid.len());
+        kid + 1 + (4 * (24 + plaintext_len + 16)).div_ceil(3)
     }
 
     pub fn open(&self, token: &str, now_unix_secs: u64) -> Result<SessionState, SessionError> {

@@ -65,6 +65,7 @@ fn validation_names_server_and_field() {
         ("gateway: {tool_separator: '/'}", "gateway.tool_separator"),
         ("gateway: {session_key: short}", "gateway.session_key"),
         ("gateway: {request_timeout_seconds: 999999999999}", "gateway.request_timeout_seconds"),
+        ("gateway: {session_id_max_bytes: 100}", "gateway.session_id_max_bytes: 100 is out of range"),
         ("servers: [{name: a, url: 'http://a/', discovery_timeout_seconds: 0}]", "server \"a\": discovery_timeout_seconds"),
         ("servers: [{name: Bad Name, url: 'http://a/mcp'}]", "server \"Bad Name\": name"),
         ("servers: [{name: a, url: 'http://a/mcp'}, {name: a, url: 'http://b/mcp'}]", "server \"a\": name is used"),

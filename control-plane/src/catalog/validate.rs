@@ -114,6 +114,9 @@ pub fn validate(c: &Catalog) -> Vec<String> {
     if g.session_ttl_seconds == 0 {
         p.push("gateway.session_ttl_seconds: must be greater than 0".into());
     }
+    if !(1024..=65536).contains(&g.session_id_max_bytes) {
+        p.push(format!("gateway.session_id_max_bytes: {} is out of range; give 1024 to 65536 (4096 by default)", g.session_id_max_bytes));
+    }
     if let Some(k) = &g.session_key {
         if k.len() != 64 || !k.bytes().all(|b| b.is_ascii_hexdigit()) {
             p.push("gateway.session_key: must be 64 hex characters (32 bytes), e.g. from `openssl rand -hex 32`".into());

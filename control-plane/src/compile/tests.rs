@@ -18,7 +18,12 @@ use mcp_filter::config::SessionKey;
 use serde_json::json;
 
 fn session() -> SessionConfig {
-    SessionConfig { active_key: "k".into(), keys: vec![SessionKey { id: "k".into(), secret_hex: "00".repeat(32) }], ttl_seconds: 60 }
+    SessionConfig {
+        active_key: "k".into(),
+        keys: vec![SessionKey { id: "k".into(), secret_hex: "00".repeat(32) }],
+        ttl_seconds: 60,
+        max_id_bytes: 4096,
+    }
 }
 
 fn tool(n: &str) -> Value {

@@ -398,6 +398,7 @@ mod tests {
             active_key: "k".into(),
             keys: vec![SessionKey { id: "k".into(), secret_hex: "22".repeat(32) }],
             ttl_seconds: 60,
+            max_id_bytes: 4096,
         };
         let sealer = Sealer::new(&cfg).unwrap();
         let http = crate::upstream::Clients::default().get(None).unwrap();

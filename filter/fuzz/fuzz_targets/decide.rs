@@ -14,7 +14,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use libfuzzer_sys::fuzz_target;
 use mcp_filter::config::CLUSTER_HEADER;
-use mcp_filter::decision::{BodyAction, CalloutResponse, HeadAction, HeaderEdits, Now, RequestHead};
+use mcp_filter::decision::{BodyAction, CalloutResponse, HeadAction, HeaderEdits, NoneOpened, Now, RequestHead};
 use mcp_filter::gateway::{scrape_reply, Gateway};
 use mcp_filter::metrics::{self, Tally};
 use mcp_filter::ratelimit;
@@ -52,6 +52,7 @@ fn fixture() -> Fixture {
         version: "2025-06-18".into(),
         upstreams: upstreams.iter().cloned().map(|(n, u)| (n.to_string(), u)).collect::<BTreeMap<_, _>>(),
         principal: principal.map(principal_digest),
+        capabilities: Some(r#"{"roots":{}}"#.into()),
     };
     let good = [("a", upstream(Some("sid-a"), None)), ("b", upstream(None, None)), ("m", upstream(Some("sid-m"), None))];
     // Alice's (an API key), carol's (a JWT), and one of no caller.
@@ -131,7 +132,7 @@ fn run(f: &Fixture, data: &[u8]) {
     }
     match action {
         HeadAction::ReadBody => {}
-        HeadAction::EndSession => return drop(gw.end_session(&head, now)),
+        HeadAction::EndSession => return drop(gw.end_session(&head, &NoneOpened, now)),
         HeadAction::OpenStream => {
             if let Ok(edits) = gw.open_stream(&head, now) {
                 check_edits(&edits);
@@ -172,6 +173,23 @@ fn run(f: &Fixture, data: &[u8]) {
         let edits = gw.forward_edits(&head, f, &decision.audit).expect("a forward names a configured server");
         check_edits(&edits);
     }
+    // A call whose server's session is opened first: the upstream answers
+    // with the body, then the request goes on in whatever session it gave.
+    if let BodyAction::Forward(f) = decision.action {
+        if f.open_first {
+            let init = gw.open_upstream(&head, &f, now).expect("the session that asked for it opens");
+            assert_eq!(init.server, f.server);
+            let answer =
+                CalloutResponse { status: 200, session_id: Some(session.clone()), body: body.to_vec(), ..CalloutResponse::default() };
+            if let Ok((f, opened, callouts)) = gw.upstream_opened(&head, f, Some(&answer), now) {
+                assert!(!f.open_first && !callouts.is_empty());
+                assert_eq!(f.upstream_session, opened.session.id);
+                let edits = gw.forward_edits(&head, &f, &decision.audit).expect("a forward names a configured server");
+                check_edits(&edits);
+            }
+        }
+        return;
+    }
     // An initialize goes on with the upstreams' answers: the body again,
     // now as what an upstream answered (JSON or SSE).
     if let BodyAction::Initialize(plan) = decision.action {
@@ -184,7 +202,7 @@ fn run(f: &Fixture, data: &[u8]) {
                 oversized: false,
             })
         };
-        let (reply, _) = gw.initialized(&plan, &[answer("application/json"), answer("text/event-stream"), None], now);
+        let (reply, _, _) = gw.initialized(&plan, &[answer("application/json"), answer("text/event-stream"), None], now);
         let Some((_, sid)) = reply.headers.iter().find(|(k, _)| *k == "mcp-session-id") else { return };
         // The session id it issued opens.
         let tools = br#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#;

@@ -219,6 +219,7 @@ mod tests {
             mcp_name: None,
             bridge: false,
             mcp_method: None,
+            open_first: false,
         }
     }
 

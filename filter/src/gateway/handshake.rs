@@ -19,10 +19,12 @@ use serde_json::value::RawValue;
 
 use super::era::{self, LATEST_VERSION, STATELESS_VERSION, SUPPORTED_VERSIONS};
 use crate::config::FilterConfig;
-use crate::decision::{BodyAction, Callout, CalloutResponse, ConfigError, InitPlan, Now, Reply, RequestHead};
+use crate::config::INTERNAL_HEADER;
+use crate::decision::{BodyAction, Callout, CalloutResponse, ConfigError, InitPlan, Now, Opened, OpenedSessions, Reply, RequestHead};
 use crate::error::McpError;
 use crate::headers::bounded;
 use crate::jsonrpc;
+use crate::opened;
 use crate::revocation::Slot;
 use crate::session::{principal_digest, Sealer, SessionError, SessionState, UpstreamSession};
 use crate::sse;
@@ -34,6 +36,15 @@ const INIT_ID: &str = "0";
 const MAX_OPENED_SESSIONS: usize = 4096;
 /// The longest upstream session id carried in a gateway session id.
 const MAX_UPSTREAM_SESSION_ID: usize = 256;
+/// What one upstream session is reckoned to add to the sealed state when
+/// choosing the servers `initialize` opens (`"i"` a UUID, `"v"` a version);
+/// the reply then counts what each really adds.
+const RECKONED_UPSTREAM_BYTES: usize = 64;
+/// The longest client `capabilities` sealed as sent; a larger object is
+/// sealed as its top-level members with empty values.
+const MAX_SEALED_CAPABILITIES: usize = 512;
+/// The body of `notifications/initialized`.
+const INITIALIZED: &[u8] = br#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#;
 
 /// What the gateway says of itself, serialised once per configuration: its
 /// `serverInfo` (also its `clientInfo` towards upstreams), capabilities and
@@ -162,10 +173,12 @@ impl Handshake {
         owned(state)
     }
 
-    /// A client's `initialize`: the plan that opens a session with every
-    /// upstream that keeps sessions and that the caller (`principal`) may
-    /// reach (`reaches`, by server index), or the answer at once when there
-    /// is none.
+    /// A client's `initialize`: the plan that opens a session with the
+    /// upstreams that keep sessions and that the caller (`principal`) may
+    /// reach (`reaches`, by server index), as many as its session id has
+    /// room for (`session.max_id_bytes`), in catalog order; or the answer at
+    /// once when there is none. The others are opened on the client's first
+    /// call to them ([`Handshake::open_upstream`]).
     pub fn initialize(
         &self,
         config: &FilterConfig,
@@ -193,97 +206,172 @@ impl Handshake {
         };
         // The upstreams learn what the client can do (sampling, elicitation,
         // roots): the gateway relays their requests for it to the client.
-        let capabilities = capabilities.map(RawValue::get).filter(|c| c.starts_with('{')).unwrap_or("{}");
+        let capabilities = sealed_capabilities(capabilities.map(RawValue::get));
         let principal = principal.map(principal_digest);
-        let opened = |(i, s): &(usize, &crate::config::UpstreamServer)| s.stateful && reaches(*i);
-        if !config.servers.iter().enumerate().any(|server| opened(&server)) {
-            return BodyAction::Reply(self.initialize_reply(config, id, &version, &[], principal, now).0);
-        }
-        let init_body = format!(
-            r#"{{"jsonrpc":"2.0","id":{INIT_ID},"method":"initialize","params":{{"protocolVersion":{},"capabilities":{capabilities},"clientInfo":{}}}}}"#,
-            jsonrpc::json_string(&version),
-            self.identity.info_json,
-        );
+        let mut plan = InitPlan { id: id.to_string(), version, principal, capabilities, callouts: Vec::new() };
+        // What the id holds before any upstream session, then what each is
+        // reckoned to add while there is room.
+        let mut used = serde_json::to_vec(&self.state(&plan, now)).map_or(0, |v| v.len());
+        let room = config.session.max_id_bytes;
+        let opened = config.servers.iter().enumerate().filter(|(i, s)| s.stateful && reaches(*i)).take_while(|(_, s)| {
+            used += jsonrpc::json_string(&s.name).len() + 2 + RECKONED_UPSTREAM_BYTES;
+            self.sealer.sealed_len(used) <= room
+        });
+        let init_body = self.init_body(&plan.version, plan.capabilities.as_deref());
         // Stateless servers need no session: they are called as they are.
-        let callouts = config
-            .servers
-            .iter()
-            .enumerate()
-            .filter(opened)
-            .map(|(i, s)| Callout::to(i, s, None, None, init_body.clone().into_bytes()))
-            .collect();
-        BodyAction::Initialize(InitPlan { id: id.to_string(), version, principal, callouts })
+        plan.callouts = opened.map(|(i, s)| Callout::to(i, s, None, None, init_body.clone())).collect();
+        if plan.callouts.is_empty() {
+            return BodyAction::Reply(self.initialize_reply(config, &plan, &[], now).0);
+        }
+        BodyAction::Initialize(plan)
+    }
+
+    /// The session a plan opens, before any upstream session is in it.
+    fn state(&self, plan: &InitPlan, now: Now) -> SessionState {
+        SessionState {
+            issued_at: now.unix_secs,
+            entropy: now.entropy,
+            version: plan.version.clone(),
+            principal: plan.principal.clone(),
+            capabilities: plan.capabilities.clone(),
+            ..SessionState::default()
+        }
+    }
+
+    /// The filter's own `initialize`, as each upstream gets it.
+    fn init_body(&self, version: &str, capabilities: Option<&str>) -> Vec<u8> {
+        format!(
+            r#"{{"jsonrpc":"2.0","id":{INIT_ID},"method":"initialize","params":{{"protocolVersion":{},"capabilities":{},"clientInfo":{}}}}}"#,
+            jsonrpc::json_string(version),
+            capabilities.unwrap_or("{}"),
+            self.identity.info_json,
+        )
+        .into_bytes()
     }
 
     /// Answers the client's `initialize` once every upstream has answered
     /// (or failed). Also returns the `notifications/initialized` callouts to
-    /// send to the upstreams that accepted, before the reply goes out.
+    /// send to the upstreams that accepted, before the reply goes out, and
+    /// the upstream sessions the id had no room for after all (longer ids
+    /// than reckoned), for the glue to keep as if opened on first use.
     pub fn initialized(
         &self,
         config: &FilterConfig,
         plan: &InitPlan,
         responses: &[Option<CalloutResponse>],
         now: Now,
-    ) -> (Reply, Vec<Callout>) {
+    ) -> (Reply, Vec<Callout>, Vec<Opened>) {
         let upstreams: Vec<(usize, UpstreamSession)> = plan
             .callouts
             .iter()
             .zip(responses.iter().chain(std::iter::repeat(&None)))
             .map(|(c, r)| (c.server, upstream_session(r.as_ref())))
             .collect();
-        self.initialize_reply(config, &plan.id, &plan.version, &upstreams, plan.principal.clone(), now)
+        self.initialize_reply(config, plan, &upstreams, now)
     }
 
     fn initialize_reply(
         &self,
         config: &FilterConfig,
-        id: &str,
-        version: &str,
+        plan: &InitPlan,
         upstreams: &[(usize, UpstreamSession)],
-        principal: Option<String>,
         now: Now,
-    ) -> (Reply, Vec<Callout>) {
-        let mut state = SessionState {
-            issued_at: now.unix_secs,
-            entropy: now.entropy,
-            version: version.to_string(),
-            principal,
-            ..SessionState::default()
-        };
+    ) -> (Reply, Vec<Callout>, Vec<Opened>) {
+        let mut state = self.state(plan, now);
+        let mut used = serde_json::to_vec(&state).map_or(0, |v| v.len());
         let mut followups = Vec::new();
+        let mut outside = Vec::new();
         for (index, session) in upstreams {
             let Some(server) = config.servers.get(*index) else { continue };
+            let adds = jsonrpc::json_string(&server.name).len() + 2 + serde_json::to_vec(session).map_or(0, |v| v.len());
+            let fits = self.sealer.sealed_len(used + adds) <= config.session.max_id_bytes;
             if session.error.is_none() {
-                let body = br#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#.to_vec();
-                followups.push(Callout::to(*index, server, session.id.as_deref(), session.version.as_deref(), body));
+                followups.push(Callout::to(*index, server, session.id.as_deref(), session.version.as_deref(), INITIALIZED.to_vec()));
             }
-            state.upstreams.insert(server.name.clone(), session.clone());
+            if fits {
+                used += adds;
+                state.upstreams.insert(server.name.clone(), session.clone());
+            } else if session.error.is_none() {
+                outside.push((server.name.as_str(), session));
+            }
+            // A failure with no room is left out: the first call tries again.
         }
-        let mut reply = Reply::json(200, jsonrpc::result_body(id, &self.identity.initialize_result(version)));
-        reply.headers.push(("mcp-session-id", self.sealer.seal(&state)));
-        (reply, followups)
+        let token = self.sealer.seal(&state);
+        let expires = state.issued_at.saturating_add(config.session.ttl_seconds);
+        let mut opened = Vec::with_capacity(outside.len());
+        for (name, session) in outside {
+            let Some(slot) = opened::Slot::of(&token, name) else { continue };
+            followups.extend(opened_notice(config, &token, name, session));
+            opened.push(Opened { slot, session: session.clone(), expires });
+        }
+        let mut reply = Reply::json(200, jsonrpc::result_body(&plan.id, &self.identity.initialize_result(&plan.version)));
+        reply.headers.push(("mcp-session-id", token));
+        (reply, followups, opened)
+    }
+
+    /// The `initialize` that opens the session a request for `server` needs
+    /// (see [`crate::decision::Forward::open_first`]), as the client's own
+    /// opened the first ones: at its version, with its capabilities.
+    pub fn open_upstream(&self, config: &FilterConfig, head: &RequestHead, server: usize, now: Now) -> Result<Callout, McpError> {
+        let state = self.open(config, head, now)?;
+        let upstream = config.servers.get(server).ok_or_else(|| McpError::Internal("route to a missing server".into()))?;
+        Ok(Callout::to(server, upstream, None, None, self.init_body(&state.version, state.capabilities.as_deref())))
+    }
+
+    /// The upstream's answer to [`Handshake::open_upstream`]'s `initialize`:
+    /// the session to keep and send the request in, with the callouts to make
+    /// first (`notifications/initialized`, and the control plane told, for
+    /// the client's GET stream); or why the server cannot be used.
+    pub fn upstream_opened(
+        &self,
+        config: &FilterConfig,
+        head: &RequestHead,
+        server: usize,
+        response: Option<&CalloutResponse>,
+        now: Now,
+    ) -> Result<(Opened, Vec<Callout>), McpError> {
+        let upstream = config.servers.get(server).ok_or_else(|| McpError::Internal("route to a missing server".into()))?;
+        let session = upstream_session(response);
+        if let Some(reason) = session.error {
+            return Err(McpError::UpstreamUnavailable { server: upstream.name.clone(), reason });
+        }
+        let state = self.open(config, head, now)?;
+        let token = head.session_id.as_deref().unwrap_or_default();
+        let slot = opened::Slot::of(token, &upstream.name).ok_or(McpError::MissingSession)?;
+        let mut callouts = vec![Callout::to(server, upstream, session.id.as_deref(), session.version.as_deref(), INITIALIZED.to_vec())];
+        callouts.extend(opened_notice(config, token, &upstream.name, &session));
+        let expires = state.issued_at.saturating_add(config.session.ttl_seconds);
+        Ok((Opened { slot, session, expires }, callouts))
     }
 
     /// Ends a client session: the reply to send once the DELETE callouts that
-    /// end its upstream sessions have come back (or failed; the client's
+    /// end its upstream sessions (sealed in its id, or opened by this Envoy
+    /// since, as `opened` finds them) have come back (or failed; the client's
     /// session ends either way).
     ///
     /// The id itself would open until it expires (nothing is stored with
     /// it), so the session is also returned as ended until then, for the glue
     /// to record (`revocation.rs`): its later requests get 404.
-    pub fn end_session(&self, config: &FilterConfig, head: &RequestHead, now: Now) -> (Reply, Vec<Callout>, Option<(Slot, u64)>) {
+    pub fn end_session(
+        &self,
+        config: &FilterConfig,
+        head: &RequestHead,
+        opened: &dyn OpenedSessions,
+        now: Now,
+    ) -> (Reply, Vec<Callout>, Option<(Slot, u64)>) {
         let state = match self.open(config, head, now) {
             Ok(s) => s,
             Err(e) => return (Reply::error(None, &e), Vec::new(), None),
         };
-        let ended =
-            head.session_id.as_deref().and_then(Slot::of).map(|slot| (slot, state.issued_at.saturating_add(config.session.ttl_seconds)));
+        let token = head.session_id.as_deref().unwrap_or_default();
+        let ended = Slot::of(token).map(|slot| (slot, state.issued_at.saturating_add(config.session.ttl_seconds)));
         let callouts = config
             .servers
             .iter()
             .enumerate()
+            .filter(|(_, server)| server.stateful)
             .filter_map(|(i, server)| {
-                let upstream = state.upstreams.get(&server.name)?;
+                let upstream = state.upstreams.get(&server.name).cloned().or_else(|| opened.find(token, &server.name))?;
                 let id = upstream.id.as_deref()?;
                 let mut c = Callout::to(i, server, Some(id), upstream.version.as_deref(), Vec::new());
                 if let Some(method) = c.headers.iter_mut().find(|(k, _)| *k == ":method") {
@@ -295,6 +383,68 @@ impl Handshake {
             .collect();
         (Reply { status: 204, headers: Vec::new(), body: Vec::new() }, callouts, ended)
     }
+}
+
+/// A client's session as a request finds it: what its id seals, and the
+/// upstream sessions this Envoy opened for it on first use (`opened.rs`).
+pub struct InSession<'a> {
+    sealed: Rc<SessionState>,
+    token: &'a str,
+    opened: &'a dyn OpenedSessions,
+}
+
+impl<'a> InSession<'a> {
+    pub fn new(sealed: Rc<SessionState>, head: &'a RequestHead, opened: &'a dyn OpenedSessions) -> InSession<'a> {
+        InSession { sealed, token: head.session_id.as_deref().unwrap_or_default(), opened }
+    }
+
+    /// The client's session with `server`: sealed in its id, else opened on
+    /// first use by this Envoy, else none yet.
+    pub fn upstream(&self, server: &str) -> Option<UpstreamSession> {
+        self.sealed.upstreams.get(server).cloned().or_else(|| self.opened.find(self.token, server))
+    }
+}
+
+impl std::ops::Deref for InSession<'_> {
+    type Target = SessionState;
+
+    fn deref(&self) -> &SessionState {
+        &self.sealed
+    }
+}
+
+/// What a session id seals of the client's `capabilities`: the object as
+/// sent, compact, while it is small; else its top-level members with empty
+/// values (what can be done, without the detail); `None` for none.
+fn sealed_capabilities(raw: Option<&str>) -> Option<String> {
+    let value: serde_json::Value = serde_json::from_str(raw?).ok()?;
+    let members = value.as_object().filter(|m| !m.is_empty())?;
+    let compact = value.to_string();
+    if compact.len() <= MAX_SEALED_CAPABILITIES {
+        return Some(compact);
+    }
+    let names: serde_json::Map<String, serde_json::Value> =
+        members.keys().take(16).filter(|k| k.len() <= 64).map(|k| (k.clone(), serde_json::json!({}))).collect();
+    Some(serde_json::Value::Object(names).to_string())
+}
+
+/// What tells the control plane of an upstream session kept outside the
+/// client's id, so that the client's GET stream carries that upstream's
+/// stream too: `POST <events path>/opened`. None without a control plane,
+/// or for an upstream that issued no session id (it has no stream).
+fn opened_notice(config: &FilterConfig, token: &str, server: &str, session: &UpstreamSession) -> Option<Callout> {
+    let cp = config.control_plane.as_ref()?;
+    let id = session.id.as_deref()?;
+    let mut headers = vec![
+        (":method", "POST".to_string()),
+        (":path", format!("{}/opened", cp.events_path)),
+        (":authority", cp.authority.clone()),
+        ("content-type", "application/json".to_string()),
+        ("mcp-session-id", token.to_string()),
+    ];
+    headers.extend(cp.headers.iter().filter(|h| h.name == INTERNAL_HEADER).map(|h| (INTERNAL_HEADER, h.value.clone())));
+    let body = serde_json::json!({ "server": server, "id": id, "version": session.version }).to_string().into_bytes();
+    Some(Callout { server: usize::MAX, cluster: cp.cluster.clone(), headers, body })
 }
 
 /// Reads an upstream's answer to the filter's `initialize`.

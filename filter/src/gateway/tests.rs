@@ -63,7 +63,7 @@ fn session_as(gw: &Gateway, head: RequestHead, b_error: bool) -> String {
             _ => b.clone(),
         })
         .collect();
-    let (reply, followups) = gw.initialized(&plan, &responses, NOW);
+    let (reply, followups, _) = gw.initialized(&plan, &responses, NOW);
     assert_eq!(followups.len(), responses.iter().filter(|r| r.is_some()).count());
     reply.headers.iter().find(|(k, _)| *k == "mcp-session-id").unwrap().1.clone()
 }
@@ -115,7 +115,7 @@ fn initialize_opens_upstream_sessions_and_seals_them() {
     assert_eq!(plan.callouts.len(), 2);
     assert_eq!(plan.callouts[1].cluster, "mcp_b");
     assert!(plan.callouts[1].headers.contains(&(":authority", "b.local:80".into())));
-    let (reply, followups) = gw.initialized(&plan, &[None, None], NOW);
+    let (reply, followups, _) = gw.initialized(&plan, &[None, None], NOW);
     assert!(followups.is_empty());
     let v = reply_json(&reply);
     assert_eq!(v["id"], "x");
@@ -273,7 +273,7 @@ fn ending_a_session_ends_its_upstream_sessions() {
     let gw = Gateway::new(config()).unwrap();
     let token = session(&gw, false);
     let delete = RequestHead { method: "DELETE".into(), content_type: None, ..post(Some(&token)) };
-    let (reply, callouts, ended) = gw.end_session(&delete, NOW);
+    let (reply, callouts, ended) = gw.end_session(&delete, &NoneOpened, NOW);
     assert_eq!(reply.status, 204);
     // Recorded as ended until the id would expire (issued at NOW, TTL 60 s).
     let (slot, until) = ended.unwrap();
@@ -286,9 +286,9 @@ fn ending_a_session_ends_its_upstream_sessions() {
     assert!(c.headers.contains(&("mcp-session-id", "sid-a".into())));
     assert!(c.body.is_empty());
 
-    let (reply, callouts, ended) = gw.end_session(&RequestHead { session_id: None, ..delete.clone() }, NOW);
+    let (reply, callouts, ended) = gw.end_session(&RequestHead { session_id: None, ..delete.clone() }, &NoneOpened, NOW);
     assert_eq!((reply.status, callouts.len(), ended), (400, 0, None));
-    let (reply, callouts, ended) = gw.end_session(&RequestHead { session_id: Some("k.forged".into()), ..delete.clone() }, NOW);
+    let (reply, callouts, ended) = gw.end_session(&RequestHead { session_id: Some("k.forged".into()), ..delete.clone() }, &NoneOpened, NOW);
     assert_eq!((reply.status, callouts.len(), ended), (404, 0, None));
 
     // Once recorded, the session's requests get 404, as an unknown one's.
@@ -301,7 +301,7 @@ fn ending_a_session_ends_its_upstream_sessions() {
         }
         other => panic!("expected 404, got {other:?}"),
     }
-    let (reply, callouts, _) = gw.end_session(&RequestHead { session_ended: true, ..delete }, NOW);
+    let (reply, callouts, _) = gw.end_session(&RequestHead { session_ended: true, ..delete }, &NoneOpened, NOW);
     assert_eq!((reply.status, callouts.len()), (404, 0), "a second DELETE finds nothing to end");
 }
 
@@ -396,7 +396,7 @@ fn lists_and_capabilities_come_from_the_configuration() {
         BodyAction::Initialize(p) => p,
         other => panic!("{other:?}"),
     };
-    let (reply, _) = gw.initialized(&plan, &[None, None], NOW);
+    let (reply, _, _) = gw.initialized(&plan, &[None, None], NOW);
     assert_eq!(reply_json(&reply)["result"]["capabilities"], json!({"tools": {}, "prompts": {}, "resources": {"subscribe": true}}));
 }
 
@@ -513,7 +513,7 @@ fn stateless_servers_need_no_session_and_survive_a_failed_initialize() {
     let clusters: Vec<_> = plan.callouts.iter().map(|c| c.cluster.as_str()).collect();
     assert_eq!(clusters, vec!["mcp_a", "mcp_b"], "no initialize for the stateless server");
     // Every initialize failed; the stateless server is still reachable.
-    let (reply, _) = gw.initialized(&plan, &[None, None], NOW);
+    let (reply, _, _) = gw.initialized(&plan, &[None, None], NOW);
     let token = reply.headers.iter().find(|(k, _)| *k == "mcp-session-id").unwrap().1.clone();
     match gw.on_body(&post(Some(&token)), br#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"s__ping"}}"#, NOW) {
         BodyAction::Forward(f) => assert_eq!((f.server, f.upstream_session, f.upstream_version.as_deref()), (2, None, Some("2025-03-26"))),
@@ -559,6 +559,17 @@ fn the_stateless_revision_is_served_as_is_or_through_the_era_bridge() {
     let gw = Gateway::new(c.clone()).unwrap();
     assert_eq!(bridged(&gw, call), (2, false, None), "a stateless server of the revision gets the request as it is");
     assert_eq!(bridged(&gw, call_a), (0, true, None), "a stateful server through the bridge");
+    c.servers[0].era = ServerEra::Both;
+    let both = Gateway::new(c.clone()).unwrap();
+    match both.on_body(&modern(None), call_a, NOW) {
+        BodyAction::Forward(f) => assert_eq!(
+            (f.server, f.bridge, f.upstream_session, f.open_first),
+            (0, false, None, false),
+            "a stateful server that speaks the revision takes the request as it is, with no session to open"
+        ),
+        other => panic!("{other:?}"),
+    }
+    c.servers[0].era = ServerEra::HandshakeOnly;
     c.servers[2].era = ServerEra::HandshakeOnly;
     let gw = Gateway::new(c).unwrap();
     assert_eq!(bridged(&gw, call), (2, true, None), "an older revision through the bridge");
@@ -1038,7 +1049,7 @@ fn a_session_is_its_callers_alone() {
     assert_eq!((status, message), refused(&forged), "another caller's session looks like a forged one");
     let call = br#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"a__echo"}}"#;
     assert!(matches!(gw.on_body(&eve, call, NOW), BodyAction::Reply(r) if r.status == 404));
-    let (reply, callouts, ended) = gw.end_session(&RequestHead { method: "DELETE".into(), ..eve.clone() }, NOW);
+    let (reply, callouts, ended) = gw.end_session(&RequestHead { method: "DELETE".into(), ..eve.clone() }, &NoneOpened, NOW);
     assert_eq!((reply.status, callouts.len(), ended.is_some()), (404, 0, false), "nor may she end it");
     let get = |head: &RequestHead| RequestHead { method: "GET".into(), accept: Some("text/event-stream".into()), ..head.clone() };
     assert_eq!(gw.open_stream(&get(&eve), NOW).err().map(|r| r.status), Some(404), "nor stream from it");
@@ -1358,4 +1369,181 @@ fn a_probes_answer_is_up_or_down_and_scrapes_are_kept_for_their_second() {
     assert_eq!(cache.fresh(Page::Metrics, at(11)).map(|r| r.body.as_slice()), Some(b"two".as_slice()));
     cache.keep(Page::Liveness, at(11), &page);
     assert_eq!(cache.fresh(Page::Liveness, at(11)), None, "a probe's answer must be current");
+}
+
+/// A gateway of `n` stateful servers `s00`, `s01`… (tool `sNN__echo` each)
+/// whose session ids may hold `room` bytes, with a control plane.
+fn many(n: usize, room: usize) -> Gateway {
+    use crate::fixtures::{route, server};
+    let names: Vec<String> = (0..n).map(|i| format!("s{i:02}")).collect();
+    let mut cp = control_plane();
+    cp.headers = vec![crate::config::UpstreamHeader { name: crate::config::INTERNAL_HEADER.into(), value: "tok".into() }];
+    Gateway::new(FilterConfig {
+        servers: names.iter().map(|n| server(n)).collect(),
+        tools: names.iter().enumerate().map(|(i, n)| route(&format!("{n}__echo"), i, "echo")).collect(),
+        prompts: vec![],
+        resources: vec![],
+        resource_templates: vec![],
+        session: crate::config::SessionConfig { max_id_bytes: room, ..crate::fixtures::session(60) },
+        control_plane: Some(cp),
+        max_body_bytes: 4096,
+        ..config()
+    })
+    .unwrap()
+}
+
+/// An upstream's answer to `initialize`, issuing session `sid`.
+fn opened_answer(sid: &str) -> Option<CalloutResponse> {
+    Some(CalloutResponse {
+        status: 200,
+        session_id: Some(sid.into()),
+        content_type: Some("application/json".into()),
+        body: br#"{"jsonrpc":"2.0","id":0,"result":{"protocolVersion":"2025-06-18"}}"#.to_vec(),
+        oversized: false,
+    })
+}
+
+/// Upstream sessions opened on first use, as a test keeps them.
+#[derive(Default)]
+struct Kept(std::cell::RefCell<Vec<Opened>>);
+
+impl OpenedSessions for Kept {
+    fn find(&self, token: &str, server: &str) -> Option<UpstreamSession> {
+        let slot = crate::opened::Slot::of(token, server)?;
+        let kept = self.0.borrow();
+        kept.iter().rev().find(|o| o.slot == slot).map(|o| o.session.clone())
+    }
+}
+
+fn call(gw: &Gateway, token: &str, tool: &str, opened: &dyn OpenedSessions) -> BodyAction {
+    let body = format!(r#"{{"jsonrpc":"2.0","id":5,"method":"tools/call","params":{{"name":"{tool}","arguments":{{}}}}}}"#);
+    gw.decide_with(&post(Some(token)), body.as_bytes(), NOW, opened).action
+}
+
+#[test]
+fn a_session_id_holds_the_upstream_sessions_it_has_room_for() {
+    let gw = many(40, 1024);
+    let caps = br#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{"roots":{"listChanged":true}}}}"#;
+    let BodyAction::Initialize(plan) = gw.on_body(&post(None), caps, NOW) else { panic!("no plan") };
+    let eager = plan.callouts.len();
+    assert!((3..40).contains(&eager), "only the first servers are opened at initialize: {eager}");
+    assert!(plan.callouts.iter().enumerate().all(|(i, c)| c.server == i), "in catalog order");
+    let answers: Vec<_> = (0..eager).map(|i| opened_answer(&format!("{i:036}"))).collect();
+    let (reply, followups, outside) = gw.initialized(&plan, &answers, NOW);
+    let token = reply.headers.iter().find(|(k, _)| *k == "mcp-session-id").unwrap().1.clone();
+    assert!(token.len() <= 1024, "{}", token.len());
+    assert!(outside.is_empty(), "UUID-sized ids fit as reckoned");
+    assert_eq!(followups.len(), eager);
+
+    // A server in the id is called in its session at once.
+    let BodyAction::Forward(f) = call(&gw, &token, "s00__echo", &NoneOpened) else { panic!() };
+    assert_eq!((f.upstream_session.as_deref(), f.open_first), (Some(format!("{:036}", 0).as_str()), false));
+    // One beyond it is opened first, as the client's own initialize did.
+    let kept = Kept::default();
+    let BodyAction::Forward(f) = call(&gw, &token, "s39__echo", &kept) else { panic!() };
+    assert!(f.open_first && f.upstream_session.is_none());
+    assert_eq!(Gateway::cost(&BodyAction::Forward(Forward { ..f })), 3);
+    let BodyAction::Forward(f) = call(&gw, &token, "s39__echo", &kept) else { panic!() };
+    let init = gw.open_upstream(&post(Some(&token)), &f, NOW).unwrap();
+    assert_eq!(init.cluster, "mcp_s39");
+    let sent: Value = serde_json::from_slice(&init.body).unwrap();
+    assert_eq!(sent["method"], "initialize");
+    assert_eq!(sent["params"]["capabilities"], json!({"roots": {"listChanged": true}}), "the client's capabilities, from its id");
+    assert_eq!(sent["params"]["protocolVersion"], "2025-06-18");
+
+    let (f, opened, callouts) = gw.upstream_opened(&post(Some(&token)), f, opened_answer("lazy-39").as_ref(), NOW).unwrap();
+    assert_eq!((f.upstream_session.as_deref(), f.upstream_version.as_deref(), f.open_first), (Some("lazy-39"), Some("2025-06-18"), false));
+    assert_eq!(opened.expires, NOW.unix_secs + 60);
+    assert_eq!(callouts[0].cluster, "mcp_s39");
+    assert_eq!(String::from_utf8_lossy(&callouts[0].body), r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#);
+    assert!(callouts[0].headers.contains(&("mcp-session-id", "lazy-39".into())));
+    // The control plane hears of it, for the client's GET stream.
+    let notice = &callouts[1];
+    assert_eq!(notice.cluster, "gateway_admin");
+    assert!(notice.headers.contains(&(":path", "/mcp-events/opened".into())));
+    assert!(notice.headers.contains(&("mcp-session-id", token.clone())));
+    assert!(notice.headers.contains(&(crate::config::INTERNAL_HEADER, "tok".into())));
+    let said: Value = serde_json::from_slice(&notice.body).unwrap();
+    assert_eq!(said, json!({"server": "s39", "id": "lazy-39", "version": "2025-06-18"}));
+    kept.0.borrow_mut().push(opened);
+
+    // Kept, the session serves the next calls, on this Envoy.
+    let BodyAction::Forward(f) = call(&gw, &token, "s39__echo", &kept) else { panic!() };
+    assert_eq!((f.upstream_session.as_deref(), f.open_first), (Some("lazy-39"), false));
+    // Another client's session does not see it.
+    let other = session(&many(40, 1024), false);
+    let BodyAction::Forward(f) = call(&gw, &other, "s39__echo", &kept) else { panic!() };
+    assert!(f.open_first);
+
+    // Notifications reach the servers the session was opened with, on
+    // either side of the id, and no other.
+    let cancel = br#"{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":5}}"#;
+    let BodyAction::FanOut(_, to) = gw.decide_with(&post(Some(&token)), cancel, NOW, &kept).action else { panic!() };
+    let mut reached: Vec<usize> = to.iter().map(|c| c.server).collect();
+    reached.sort();
+    assert_eq!(reached, (0..eager).chain([39]).collect::<Vec<_>>());
+    // An answer for the lazily opened server is taken; one for a server
+    // never opened is not.
+    let answer = |server: &str| format!(r#"{{"jsonrpc":"2.0","id":"mcpgw:{server}:1","result":{{}}}}"#);
+    assert!(matches!(gw.decide_with(&post(Some(&token)), answer("s39").as_bytes(), NOW, &kept).action, BodyAction::Forward(_)));
+    assert!(matches!(gw.decide_with(&post(Some(&token)), answer("s38").as_bytes(), NOW, &kept).action, BodyAction::Reply(_)));
+    // A DELETE ends them all.
+    let delete = RequestHead { method: "DELETE".into(), ..post(Some(&token)) };
+    let (_, deletes, _) = gw.end_session(&delete, &kept, NOW);
+    let mut ended: Vec<usize> = deletes.iter().map(|c| c.server).collect();
+    ended.sort();
+    assert_eq!(ended, (0..eager).chain([39]).collect::<Vec<_>>());
+    assert!(deletes.iter().any(|c| c.headers.contains(&("mcp-session-id", "lazy-39".into()))));
+}
+
+#[test]
+fn a_server_that_cannot_be_opened_is_named_and_tried_again() {
+    let gw = many(40, 1024);
+    let token = session(&gw, false);
+    let BodyAction::Forward(f) = call(&gw, &token, "s39__echo", &NoneOpened) else { panic!() };
+    let refused = CalloutResponse { status: 503, ..opened_answer("x").unwrap() };
+    let reply = gw.upstream_opened(&post(Some(&token)), f, Some(&refused), NOW).unwrap_err();
+    let v = reply_json(&reply);
+    assert_eq!((reply.status, v["id"].clone(), v["error"]["code"].clone()), (200, json!(5), json!(-32603)));
+    let message = v["error"]["message"].as_str().unwrap();
+    assert!(message.contains("'s39'") && message.contains("HTTP 503"), "{message}");
+    let BodyAction::Forward(f) = call(&gw, &token, "s39__echo", &NoneOpened) else { panic!() };
+    assert!(f.open_first, "nothing was kept: the next call tries again");
+    assert!(gw.upstream_opened(&post(Some(&token)), f, None, NOW).is_err());
+}
+
+#[test]
+fn ids_longer_than_reckoned_are_kept_outside_the_session_id() {
+    let gw = many(40, 1024);
+    let BodyAction::Initialize(plan) = gw.on_body(&post(None), br#"{"jsonrpc":"2.0","id":1,"method":"initialize"}"#, NOW) else { panic!() };
+    let answers: Vec<_> = plan.callouts.iter().map(|c| opened_answer(&format!("{:0>200}", c.server))).collect();
+    let (reply, followups, outside) = gw.initialized(&plan, &answers, NOW);
+    let token = reply.headers.iter().find(|(k, _)| *k == "mcp-session-id").unwrap().1.clone();
+    assert!(token.len() <= 1024, "{}", token.len());
+    assert!(!outside.is_empty(), "some had no room");
+    let initialized = followups.iter().filter(|c| c.cluster.starts_with("mcp_")).count();
+    assert_eq!(initialized, plan.callouts.len(), "every upstream that accepted hears initialized");
+    assert_eq!(followups.len() - initialized, outside.len(), "the control plane hears of each kept outside");
+    let kept = Kept(std::cell::RefCell::new(outside));
+    for c in &plan.callouts {
+        let BodyAction::Forward(f) = call(&gw, &token, &format!("s{:02}__echo", c.server), &kept) else { panic!() };
+        assert_eq!(f.upstream_session, Some(format!("{:0>200}", c.server)), "in or outside the id, each is found");
+    }
+}
+
+#[test]
+fn a_thousand_stateful_servers_leave_the_session_id_bounded() {
+    let gw = many(1000, 4096);
+    let BodyAction::Initialize(plan) =
+        gw.on_body(&post(None), br#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"capabilities":{}}}"#, NOW)
+    else {
+        panic!()
+    };
+    assert!(plan.callouts.len() < 100, "{}", plan.callouts.len());
+    let answers: Vec<_> = plan.callouts.iter().map(|_| opened_answer("6f9619ff-8b86-d011-b42d-00cf4fc964ff")).collect();
+    let (reply, _, _) = gw.initialized(&plan, &answers, NOW);
+    let token = &reply.headers.iter().find(|(k, _)| *k == "mcp-session-id").unwrap().1;
+    assert!(token.len() <= 4096, "{}", token.len());
+    let BodyAction::Forward(f) = call(&gw, token, "s999__echo", &NoneOpened) else { panic!() };
+    assert!(f.open_first);
 }

@@ -6,6 +6,7 @@ fn cfg(active: &str, keys: &[(&str, u8)]) -> SessionConfig {
         active_key: active.into(),
         keys: keys.iter().map(|(id, b)| SessionKey { id: id.to_string(), secret_hex: format!("{b:02x}").repeat(32) }).collect(),
         ttl_seconds: 100,
+        max_id_bytes: 4096,
     }
 }
 
@@ -13,7 +14,7 @@ fn state(n: u64) -> SessionState {
     let mut upstreams = BTreeMap::new();
     upstreams.insert("everything".into(), UpstreamSession { id: Some("abc".into()), version: Some("2025-06-18".into()), error: None });
     upstreams.insert("echo".into(), UpstreamSession { id: None, version: None, error: Some("connect failed".into()) });
-    SessionState { issued_at: 1000, entropy: n, version: "2025-11-25".into(), upstreams, principal: None }
+    SessionState { issued_at: 1000, entropy: n, version: "2025-11-25".into(), upstreams, principal: None, capabilities: None }
 }
 
 #[test]
@@ -57,4 +58,17 @@ fn checks_keys() {
     let mut c = cfg("k1", &[("k1", 1)]);
     c.keys[0].secret_hex = "zz".repeat(32);
     assert!(matches!(Sealer::new(&c), Err(SessionError::BadKey(_))));
+}
+
+#[test]
+fn the_length_of_an_id_is_known_before_it_is_sealed() {
+    let sealer = Sealer::new(&cfg("a", &[("a", 1)])).unwrap();
+    for n in 0..5 {
+        let mut st = state(n);
+        st.upstreams.extend(
+            (0..n * 7).map(|i| (format!("server-{i}"), UpstreamSession { id: Some("x".repeat(i as usize)), version: None, error: None })),
+        );
+        let plaintext = serde_json::to_vec(&st).unwrap().len();
+        assert_eq!(sealer.sealed_len(plaintext), sealer.seal(&st).len());
+    }
 }
