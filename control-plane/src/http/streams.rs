@@ -365,8 +365,42 @@ async fn connect(u: &UpstreamStream, last_event_id: Option<String>) -> Result<Op
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+    use mcp_filter::config::{SessionConfig, SessionKey};
+    use mcp_filter::session::{Sealer, SessionState, UpstreamSession};
+
+    /// A sealer whose sessions live `ttl_seconds`.
+    pub(crate) fn sealer_for(ttl_seconds: u64) -> Sealer {
+        let cfg =
+            SessionConfig { active_key: "k".into(), keys: vec![SessionKey { id: "k".into(), secret_hex: "22".repeat(32) }], ttl_seconds };
+        Sealer::new(&cfg).unwrap()
+    }
+
+    /// A sealer whose sessions live 60 s.
+    pub(crate) fn sealer() -> Sealer {
+        sealer_for(60)
+    }
+
+    /// Server `name`, reached at `url`.
+    pub(crate) fn server_at(name: &str, url: &str) -> Upstream {
+        let http = crate::upstream::Clients::default().get(None).unwrap();
+        Upstream { name: name.into(), url: url.into(), shown: name.into(), headers: vec![], http }
+    }
+
+    pub(crate) fn server(name: &str) -> Upstream {
+        server_at(name, &format!("http://{name}/mcp"))
+    }
+
+    /// A session id issued at 100 holding upstream sessions `sealed`
+    /// (server, id).
+    pub(crate) fn token(sealed: &[(&str, &str)]) -> String {
+        let mut state = SessionState { issued_at: 100, entropy: 1, version: "2025-11-25".into(), ..SessionState::default() };
+        for (server, id) in sealed {
+            state.upstreams.insert(server.to_string(), UpstreamSession { id: Some(id.to_string()), version: None, error: None });
+        }
+        sealer().seal(&state)
+    }
 
     #[test]
     fn streams_are_capped_per_caller_and_session_until_they_end() {
@@ -389,31 +423,15 @@ mod tests {
         headers.insert(PRINCIPAL_HEADER, "alice".parse().unwrap());
         assert_eq!(caller_of(&headers), "alice");
     }
-    use mcp_filter::config::{SessionConfig, SessionKey};
-    use mcp_filter::session::{Sealer, SessionState, UpstreamSession};
 
     #[test]
     fn a_session_opens_the_streams_of_its_stateful_upstreams() {
-        let cfg = SessionConfig {
-            active_key: "k".into(),
-            keys: vec![SessionKey { id: "k".into(), secret_hex: "22".repeat(32) }],
-            ttl_seconds: 60,
-        };
-        let sealer = Sealer::new(&cfg).unwrap();
-        let http = crate::upstream::Clients::default().get(None).unwrap();
-        let server = |name: &str| Upstream {
-            name: name.into(),
-            url: format!("http://{name}/mcp"),
-            shown: name.into(),
-            headers: vec![],
-            http: http.clone(),
-        };
         let mut state = SessionState { issued_at: 100, entropy: 1, version: "2025-11-25".into(), ..SessionState::default() };
         state.upstreams.insert("a".into(), UpstreamSession { id: Some("sa".into()), version: Some("2025-06-18".into()), error: None });
         state.upstreams.insert("b".into(), UpstreamSession { id: None, version: None, error: Some("down".into()) });
         state.upstreams.insert("gone".into(), UpstreamSession { id: Some("sg".into()), version: None, error: None });
-        let token = sealer.seal(&state);
-        let served = Served { sealer, servers: vec![server("a"), server("b"), server("c")] };
+        let token = sealer().seal(&state);
+        let served = Served { sealer: sealer(), servers: vec![server("a"), server("b"), server("c")] };
         let streams = upstream_streams(&served, &token, 110);
         assert_eq!(streams, vec![UpstreamStream { server: server("a"), session_id: "sa".into(), version: Some("2025-06-18".into()) }]);
         assert!(upstream_streams(&served, &token, 1000).is_empty(), "expired");
