@@ -1,7 +1,8 @@
 //! How the control plane's MCP-facing endpoints (the era bridge, the
-//! clients' GET streams, the pipes of the servers it runs) refuse: one enum,
-//! one mapping to an HTTP status and a JSON-RPC error, as the filter's
-//! `McpError::code_and_status` is for the filter.
+//! clients' GET streams and the upstream sessions opened for them, the
+//! pipes of the servers it runs) refuse: one enum, one mapping to an HTTP
+//! status and a JSON-RPC error, as the filter's `McpError::code_and_status`
+//! is for the filter.
 
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -26,6 +27,13 @@ pub enum Refusal {
     /// A caller or a session holds as many GET streams as `gateway.streams`
     /// allows (`setting`).
     TooManyStreams { whose: String, max: u32, setting: &'static str },
+    /// The gateway session id does not open (expired, forged, sealed under
+    /// a key no longer served): why.
+    UnknownSession(String),
+    /// An internal request the filter got wrong: what is wrong.
+    BadRequest(String),
+    /// A body over `max` bytes.
+    TooLarge { max: usize },
 }
 
 impl Refusal {
@@ -39,6 +47,9 @@ impl Refusal {
             Refusal::Unavailable(_) => (StatusCode::OK, -32603),
             Refusal::NothingToResume(_) => (StatusCode::NOT_FOUND, -32001),
             Refusal::TooManyStreams { .. } => (StatusCode::TOO_MANY_REQUESTS, -32029),
+            Refusal::UnknownSession(_) => (StatusCode::NOT_FOUND, -32001),
+            Refusal::BadRequest(_) => (StatusCode::BAD_REQUEST, -32600),
+            Refusal::TooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, -32600),
         }
     }
 
@@ -53,6 +64,9 @@ impl Refusal {
             Refusal::TooManyStreams { whose, max, setting } => format!(
                 "too many GET streams: {whose} already holds {max}, the most gateway.streams.{setting} allows; close one before opening another"
             ),
+            Refusal::UnknownSession(why) => format!("the session id does not open ({why}): the client must initialize a new session"),
+            Refusal::BadRequest(why) => why.clone(),
+            Refusal::TooLarge { max } => format!("the body is longer than {max} bytes, the most this endpoint takes"),
         }
     }
 
@@ -85,6 +99,9 @@ mod tests {
             (Refusal::Unavailable("stopped".into()), 200, -32603),
             (Refusal::NothingToResume("s".into()), 404, -32001),
             (Refusal::TooManyStreams { whose: "caller \"a\"".into(), max: 2, setting: "max_per_caller" }, 429, -32029),
+            (Refusal::UnknownSession("session expired".into()), 404, -32001),
+            (Refusal::BadRequest("no id".into()), 400, -32600),
+            (Refusal::TooLarge { max: 4096 }, 413, -32600),
         ];
         for (refusal, status, code) in cases {
             assert_eq!(refusal.status_and_code(), (StatusCode::from_u16(status).unwrap(), code), "{refusal:?}");

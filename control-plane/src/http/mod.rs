@@ -1,7 +1,8 @@
 //! The control plane's HTTP surface, on its admin listener (axum): the
 //! operator's API (`admin.rs`), and the endpoints Envoy reaches on the
 //! filter's behalf, which admit only the filter (its internal token): the
-//! clients' GET streams (`streams.rs`), the era bridge (`bridge.rs`) and the
+//! clients' GET streams (`streams.rs`) and the upstream sessions the filter
+//! opens lazily for them (`opened.rs`), the era bridge (`bridge.rs`) and the
 //! pipes of the servers the control plane runs (`pipe.rs`). They refuse
 //! through one mapping (`error.rs`).
 //!
@@ -12,6 +13,7 @@
 pub mod admin;
 pub mod bridge;
 pub mod error;
+pub mod opened;
 pub mod pipe;
 pub mod streams;
 
@@ -40,6 +42,7 @@ pub struct AppState {
     changes: Changes,
     internal: Internal,
     open: streams::OpenStreams,
+    opened: opened::OpenedSessions,
 }
 
 impl FromRef<AppState> for Controller {
@@ -69,7 +72,8 @@ impl FromRef<AppState> for Internal {
 }
 
 /// What a client's GET stream needs: the servers served, the lists the
-/// Envoys run, and where to say an upstream's lists changed.
+/// Envoys run, where to say an upstream's lists changed, and the upstream
+/// sessions the filter opened lazily.
 #[derive(Clone)]
 pub struct StreamState {
     pub current: Current,
@@ -77,11 +81,19 @@ pub struct StreamState {
     pub changes: Changes,
     /// The streams open now, per caller and session.
     pub open: streams::OpenStreams,
+    /// The upstream sessions opened lazily, per client session.
+    pub opened: opened::OpenedSessions,
 }
 
 impl FromRef<AppState> for StreamState {
     fn from_ref(s: &AppState) -> Self {
-        StreamState { current: s.current.clone(), lists: s.lists.clone(), changes: s.changes.clone(), open: s.open.clone() }
+        StreamState {
+            current: s.current.clone(),
+            lists: s.lists.clone(),
+            changes: s.changes.clone(),
+            open: s.open.clone(),
+            opened: s.opened.clone(),
+        }
     }
 }
 
@@ -95,11 +107,13 @@ pub fn router(controller: &Controller) -> Router {
         changes: controller.changes(),
         internal: controller.internal(),
         open: streams::OpenStreams::default(),
+        opened: opened::OpenedSessions::default(),
     };
     // Reached only through the filter, which has checked the client: the
     // filter proves it with the internal token.
     let internal = Router::new()
         .route(crate::compile::EVENTS_PATH, get(streams::events))
+        .route(&format!("{}/opened", crate::compile::EVENTS_PATH), post(opened::opened))
         .route(&format!("{}{{server}}", mcp_filter::config::BRIDGE_PATH_PREFIX), post(bridge::bridge))
         .route(&format!("{}{{server}}/mcp", crate::catalog::PIPE_PATH_PREFIX), post(pipe::endpoint))
         .route_layer(middleware::from_fn_with_state(state.clone(), internal_only));

@@ -5,37 +5,48 @@
 //! One client stream merges:
 //! - the gateway's own notifications: `list_changed` once the Envoys run a
 //!   configuration whose lists differ;
-//! - each stateful upstream's GET stream, opened with the upstream session
-//!   sealed in the client's session id: requests for the client (roots),
-//!   logging, resource updates. Requests are rewritten by the filter's
-//!   relay, so the client's answers, POSTed to the gateway, find the server
-//!   that asked. An upstream's `list_changed` is not passed on: it makes the
-//!   control plane discover that server again, and the gateway's own
-//!   notification follows if what clients can list changed;
+//! - each stateful upstream's GET stream, opened with the client's upstream
+//!   session: requests for the client (roots), logging, resource updates.
+//!   Requests are rewritten by the filter's relay, so the client's answers,
+//!   POSTed to the gateway, find the server that asked. An upstream's
+//!   `list_changed` is not passed on: it makes the control plane discover
+//!   that server again, and the gateway's own notification follows if what
+//!   clients can list changed;
 //! - a comment every 15 s, which keeps idle connections open through proxies.
+//!
+//! The upstream sessions come from two places: those opened at `initialize`
+//! are sealed in the client's session id; those the filter opened lazily,
+//! on the client's first call to a server, are not, and the filter tells
+//! the control plane of each (`POST /mcp-events/opened`, `opened.rs`). A
+//! stream joins both: those recorded when it opens, and those recorded while
+//! it is open, at once. Each upstream session is relayed once per stream; a
+//! server's session opened again replaces the former one.
 //!
 //! Events are interleaved whole, their ids tagged with their server
 //! (`g~<server>~<id>`). A client that reconnects with `Last-Event-ID` gets its
 //! stream back with that server's part resumed from there; one that resumes a
 //! call's answer (ids tagged `p~<server>~<id>` by the filter) gets that
-//! server's replay alone. When the client goes, the stream is dropped, and
-//! with it the upstream connections.
+//! server's replay alone, whether its session was sealed or opened lazily.
+//! When the client goes, the stream is dropped, and with it the upstream
+//! connections.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::convert::Infallible;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
+use futures::stream::AbortHandle;
 use futures::{Stream, StreamExt as _};
 use mcp_filter::config::PRINCIPAL_HEADER;
 use mcp_filter::relay::{self, outbound, Resumption, SseEvents, Verdict};
 
 use super::error::Refusal;
+use super::opened::{session_digest, unix_now, Listening, Opened};
 use super::StreamState;
 use crate::catalog::StreamLimits;
 use crate::state::{Changes, Lists, Served};
@@ -51,19 +62,47 @@ pub struct UpstreamStream {
     pub version: Option<String>,
 }
 
-/// The upstream streams a client session holds: one per server that issued
-/// it a session id. A token that does not open (the filter checked it, but a
-/// key may have rotated since) gets only the gateway's own events.
-pub fn upstream_streams(served: &Served, token: &str, now_unix_secs: u64) -> Vec<UpstreamStream> {
+/// The upstream streams a client session holds: one per server served that
+/// issued it a session id, sealed in the token or opened lazily (`lazily`,
+/// the newer where both name a server: the filter opens one only when the
+/// session has none it can use). A token that does not open (the filter
+/// checked it, but a key may have rotated since) gets only the gateway's
+/// own events.
+pub fn upstream_streams(served: &Served, token: &str, lazily: &BTreeMap<String, Opened>, now_unix_secs: u64) -> Vec<UpstreamStream> {
     let Ok(state) = served.sealer.open(token, now_unix_secs) else { return Vec::new() };
     served
         .servers
         .iter()
         .filter_map(|server| {
+            if let Some(opened) = lazily.get(&server.name) {
+                return Some(UpstreamStream { server: server.clone(), session_id: opened.id.clone(), version: opened.version.clone() });
+            }
             let session = state.upstreams.get(&server.name)?;
             Some(UpstreamStream { server: server.clone(), session_id: session.id.clone()?, version: session.version.clone() })
         })
         .collect()
+}
+
+/// The upstream sessions one client stream relays, by server. Each is
+/// opened once, whichever way it came; a server's session opened again
+/// (another id) replaces the former, whose stream is ended.
+#[derive(Default)]
+struct Joined(HashMap<String, (String, AbortHandle)>);
+
+impl Joined {
+    /// The stream to add for `u`, or `None` if this client stream relays
+    /// that upstream session already.
+    fn join(&mut self, changes: &Changes, u: UpstreamStream, from: Resume) -> Option<Events> {
+        if self.0.get(&u.server.name).is_some_and(|(id, _)| *id == u.session_id) {
+            return None;
+        }
+        let (server, id) = (u.server.name.clone(), u.session_id.clone());
+        let (events, handle) = futures::stream::abortable(upstream_events(changes.clone(), u, from));
+        if let Some((_, former)) = self.0.insert(server, (id, handle)) {
+            former.abort();
+        }
+        Some(Box::pin(events))
+    }
 }
 
 /// The GET streams open now, per caller and per session: counted when one
@@ -143,7 +182,7 @@ pub fn caller_of(headers: &HeaderMap) -> String {
 }
 
 pub async fn events(State(s): State<StreamState>, headers: HeaderMap) -> Response {
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or_default();
+    let now = unix_now();
     let token = headers.get("mcp-session-id").and_then(|v| v.to_str().ok());
     let limits = s.current.get().map(|p| p.catalog.gateway.streams.clone()).unwrap_or_default();
     let held = match s.open.admit(&caller_of(&headers), token, &limits) {
@@ -153,38 +192,40 @@ pub async fn events(State(s): State<StreamState>, headers: HeaderMap) -> Respons
             return refusal.into_response();
         }
     };
+    // The upstream sessions opened lazily so far, and a listener for those
+    // opened from now on, taken together.
+    let (lazily, listening) = match token {
+        Some(token) => {
+            let (lazily, listening) = s.opened.listen(session_digest(token), now);
+            (lazily, Some(listening))
+        }
+        None => (BTreeMap::new(), None),
+    };
     let published = s.current.get();
     let upstreams = match (token, &published) {
-        (Some(token), Some(published)) => upstream_streams(&published.served, token, now),
+        (Some(token), Some(published)) => upstream_streams(&published.served, token, &lazily, now),
         _ => Vec::new(),
     };
     let max = published.map_or(relay::DEFAULT_MAX_EVENT_BYTES, |p| p.filter_config.max_upstream_event_bytes);
     let resuming = headers.get("last-event-id").and_then(|v| v.to_str().ok()).and_then(relay::resumption);
     let mut streams: Vec<Events> = Vec::new();
-    match resuming {
-        // The rest of a call's answer, which the client lost: that server's
-        // replay alone, ending when the server ends it.
-        Some(Resumption::Call { server, last_event_id }) => {
-            let Some(u) = upstreams.into_iter().find(|u| u.server.name == server) else {
-                // Nothing to resume: the client must give up rather than retry.
-                return Refusal::NothingToResume(server).into_response();
-            };
-            tracing::info!(%server, %last_event_id, "a client resumes a call's answer");
-            let from = Resume { last_event_id: Some(last_event_id), tag: relay::call_tag(&server), once: true, max };
-            streams.push(Box::pin(upstream_events(s.changes.clone(), u, from)));
+    match plan(upstreams, resuming, max) {
+        Err(refusal) => return refusal.into_response(),
+        Ok(Plan::Call(u, from)) => {
+            tracing::info!(server = %u.server.name, last_event_id = from.last_event_id.as_deref().unwrap_or_default(), "a client resumes a call's answer");
+            streams.push(Box::pin(upstream_events(s.changes.clone(), *u, from)));
         }
-        // The client's GET stream again: everything, the named server's part
-        // from where the client left it.
-        resumed => {
+        Ok(Plan::Stream(upstreams)) => {
             streams.push(Box::pin(gateway_events(s.lists.clone())));
             streams.push(Box::pin(keepalive()));
-            for u in upstreams {
-                let last_event_id = match &resumed {
-                    Some(Resumption::Stream { server, last_event_id }) if *server == u.server.name => Some(last_event_id.clone()),
-                    _ => None,
-                };
-                let from = Resume { last_event_id, tag: relay::stream_tag(&u.server.name), once: false, max };
-                streams.push(Box::pin(upstream_events(s.changes.clone(), u, from)));
+            let mut joined = Joined::default();
+            for (u, from) in upstreams {
+                streams.extend(joined.join(&s.changes, u, from));
+            }
+            if let (Some(token), Some(listening)) = (token, listening) {
+                let current = s.current.clone();
+                let served = move || current.get().map(|p| (Arc::clone(&p.served), p.filter_config.max_upstream_event_bytes));
+                streams.push(Box::pin(opened_later(Arc::new(served), s.changes.clone(), token.to_string(), listening, joined)));
             }
         }
     }
@@ -194,6 +235,82 @@ pub async fn events(State(s): State<StreamState>, headers: HeaderMap) -> Respons
         Ok::<_, Infallible>(event)
     }));
     (StatusCode::OK, [(header::CONTENT_TYPE, "text/event-stream"), (header::CACHE_CONTROL, "no-cache")], body).into_response()
+}
+
+/// What a client's stream relays of its upstream sessions (`upstreams`,
+/// sealed or opened lazily alike), as the client resumes it
+/// (`Last-Event-ID`).
+#[derive(Debug, PartialEq)]
+enum Plan {
+    /// The rest of a call's answer, which the client lost: that server's
+    /// replay alone, ending when the server ends it.
+    Call(Box<UpstreamStream>, Resume),
+    /// The client's GET stream (again): every upstream, the named server's
+    /// part from where the client left it.
+    Stream(Vec<(UpstreamStream, Resume)>),
+}
+
+fn plan(upstreams: Vec<UpstreamStream>, resuming: Option<Resumption>, max: usize) -> Result<Plan, Refusal> {
+    match resuming {
+        Some(Resumption::Call { server, last_event_id }) => {
+            let Some(u) = upstreams.into_iter().find(|u| u.server.name == server) else {
+                // Nothing to resume: the client must give up rather than retry.
+                return Err(Refusal::NothingToResume(server));
+            };
+            Ok(Plan::Call(Box::new(u), Resume { last_event_id: Some(last_event_id), tag: relay::call_tag(&server), once: true, max }))
+        }
+        resumed => Ok(Plan::Stream(
+            upstreams
+                .into_iter()
+                .map(|u| {
+                    let last_event_id = match &resumed {
+                        Some(Resumption::Stream { server, last_event_id }) if *server == u.server.name => Some(last_event_id.clone()),
+                        _ => None,
+                    };
+                    let from = Resume { last_event_id, tag: relay::stream_tag(&u.server.name), once: false, max };
+                    (u, from)
+                })
+                .collect(),
+        )),
+    }
+}
+
+/// The servers served now and `gateway.max_upstream_event_bytes`, read
+/// each time a stream joins upstream sessions.
+type ServedNow = Arc<dyn Fn() -> Option<(Arc<Served>, usize)> + Send + Sync>;
+
+/// The streams of the upstream sessions the filter opens lazily while the
+/// client's stream is open, each joined as soon as it is recorded (unless
+/// the stream relays it already). Ends only with the client's stream.
+fn opened_later(
+    served: ServedNow,
+    changes: Changes,
+    token: String,
+    listening: Listening,
+    joined: Joined,
+) -> impl Stream<Item = Bytes> + Send {
+    futures::stream::unfold((listening, joined), move |(mut listening, mut joined)| {
+        let (served, changes, token) = (Arc::clone(&served), changes.clone(), token.clone());
+        async move {
+            if !listening.changed().await {
+                return None;
+            }
+            let now = unix_now();
+            let mut new: Vec<Events> = Vec::new();
+            if let Some((served, max)) = served() {
+                for u in upstream_streams(&served, &token, &listening.recorded(now), now) {
+                    let from = Resume { last_event_id: None, tag: relay::stream_tag(&u.server.name), once: false, max };
+                    new.extend(joined.join(&changes, u, from));
+                }
+            }
+            if !new.is_empty() {
+                tracing::debug!(upstreams = new.len(), "a client's GET stream joins upstream sessions opened lazily");
+            }
+            Some((futures::stream::iter(new), (listening, joined)))
+        }
+    })
+    .flatten()
+    .flatten_unordered(None)
 }
 
 /// `list_changed` for each kind of list that changed, once the Envoys run it.
@@ -252,7 +369,7 @@ const LIST_CHANGES: [&str; 3] =
     ["notifications/tools/list_changed", "notifications/prompts/list_changed", "notifications/resources/list_changed"];
 
 /// Where an upstream stream starts, and how its events are tagged.
-#[derive(Clone)]
+#[derive(Debug, Clone, PartialEq)]
 struct Resume {
     /// Sent as `Last-Event-ID` on the first connection.
     last_event_id: Option<String>,
@@ -365,8 +482,51 @@ async fn connect(u: &UpstreamStream, last_event_id: Option<String>) -> Result<Op
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+    use crate::http::opened::OpenedSessions;
+    use mcp_filter::config::{SessionConfig, SessionKey};
+    use mcp_filter::session::{Sealer, SessionState, UpstreamSession};
+
+    /// A sealer whose sessions live `ttl_seconds`.
+    pub(crate) fn sealer_for(ttl_seconds: u64) -> Sealer {
+        let cfg = SessionConfig {
+            active_key: "k".into(),
+            keys: vec![SessionKey { id: "k".into(), secret_hex: "22".repeat(32) }],
+            ttl_seconds,
+            max_id_bytes: 4096,
+        };
+        Sealer::new(&cfg).unwrap()
+    }
+
+    /// A sealer whose sessions live 60 s.
+    pub(crate) fn sealer() -> Sealer {
+        sealer_for(60)
+    }
+
+    /// Server `name`, reached at `url`.
+    pub(crate) fn server_at(name: &str, url: &str) -> Upstream {
+        let http = crate::upstream::Clients::default().get(None).unwrap();
+        Upstream { name: name.into(), url: url.into(), shown: name.into(), headers: vec![], http }
+    }
+
+    pub(crate) fn server(name: &str) -> Upstream {
+        server_at(name, &format!("http://{name}/mcp"))
+    }
+
+    /// A session id issued at 100 holding upstream sessions `sealed`
+    /// (server, id).
+    pub(crate) fn token(sealed: &[(&str, &str)]) -> String {
+        let mut state = SessionState { issued_at: 100, entropy: 1, version: "2025-11-25".into(), ..SessionState::default() };
+        for (server, id) in sealed {
+            state.upstreams.insert(server.to_string(), UpstreamSession { id: Some(id.to_string()), version: None, error: None });
+        }
+        sealer().seal(&state)
+    }
+
+    fn stream(name: &str, id: &str) -> UpstreamStream {
+        UpstreamStream { server: server(name), session_id: id.into(), version: None }
+    }
 
     #[test]
     fn streams_are_capped_per_caller_and_session_until_they_end() {
@@ -389,35 +549,110 @@ mod tests {
         headers.insert(PRINCIPAL_HEADER, "alice".parse().unwrap());
         assert_eq!(caller_of(&headers), "alice");
     }
-    use mcp_filter::config::{SessionConfig, SessionKey};
-    use mcp_filter::session::{Sealer, SessionState, UpstreamSession};
 
     #[test]
     fn a_session_opens_the_streams_of_its_stateful_upstreams() {
-        let cfg = SessionConfig {
-            active_key: "k".into(),
-            keys: vec![SessionKey { id: "k".into(), secret_hex: "22".repeat(32) }],
-            ttl_seconds: 60,
-            max_id_bytes: 4096,
-        };
-        let sealer = Sealer::new(&cfg).unwrap();
-        let http = crate::upstream::Clients::default().get(None).unwrap();
-        let server = |name: &str| Upstream {
-            name: name.into(),
-            url: format!("http://{name}/mcp"),
-            shown: name.into(),
-            headers: vec![],
-            http: http.clone(),
-        };
         let mut state = SessionState { issued_at: 100, entropy: 1, version: "2025-11-25".into(), ..SessionState::default() };
         state.upstreams.insert("a".into(), UpstreamSession { id: Some("sa".into()), version: Some("2025-06-18".into()), error: None });
         state.upstreams.insert("b".into(), UpstreamSession { id: None, version: None, error: Some("down".into()) });
         state.upstreams.insert("gone".into(), UpstreamSession { id: Some("sg".into()), version: None, error: None });
-        let token = sealer.seal(&state);
-        let served = Served { sealer, servers: vec![server("a"), server("b"), server("c")] };
-        let streams = upstream_streams(&served, &token, 110);
+        let token = sealer().seal(&state);
+        let served = Served { sealer: sealer(), servers: vec![server("a"), server("b"), server("c")] };
+        let none = BTreeMap::new();
+        let streams = upstream_streams(&served, &token, &none, 110);
         assert_eq!(streams, vec![UpstreamStream { server: server("a"), session_id: "sa".into(), version: Some("2025-06-18".into()) }]);
-        assert!(upstream_streams(&served, &token, 1000).is_empty(), "expired");
-        assert!(upstream_streams(&served, "k.garbage", 110).is_empty());
+        assert!(upstream_streams(&served, &token, &none, 1000).is_empty(), "expired");
+        assert!(upstream_streams(&served, "k.garbage", &none, 110).is_empty());
+    }
+
+    #[test]
+    fn upstream_sessions_opened_lazily_join_the_sealed_ones() {
+        let token = token(&[("a", "sa"), ("b", "sb-old")]);
+        let served = Served { sealer: sealer(), servers: vec![server("a"), server("b"), server("c"), server("d")] };
+        let opened = |id: &str| Opened { id: id.into(), version: Some("2025-06-18".into()) };
+        // `b` opened again (its sealed session was unusable), `c` opened
+        // lazily, `gone` no longer served.
+        let lazily: BTreeMap<String, Opened> =
+            [("b", opened("sb")), ("c", opened("sc")), ("gone", opened("sg"))].into_iter().map(|(s, o)| (s.to_string(), o)).collect();
+        let streams = upstream_streams(&served, &token, &lazily, 110);
+        let named: Vec<(&str, &str, Option<&str>)> =
+            streams.iter().map(|u| (u.server.name.as_str(), u.session_id.as_str(), u.version.as_deref())).collect();
+        assert_eq!(named, [("a", "sa", None), ("b", "sb", Some("2025-06-18")), ("c", "sc", Some("2025-06-18"))]);
+        // A session that does not open has no upstream streams, whatever was recorded.
+        assert!(upstream_streams(&served, &token, &lazily, 1000).is_empty());
+    }
+
+    #[test]
+    fn a_stream_resumes_a_lazily_opened_session_as_a_sealed_one() {
+        let upstreams = || vec![stream("a", "sa"), stream("c", "sc")];
+        // `c` was opened lazily: its call's answer is resumed alone.
+        let call = Some(Resumption::Call { server: "c".into(), last_event_id: "3".into() });
+        let from = Resume { last_event_id: Some("3".into()), tag: "p~c~".into(), once: true, max: 100 };
+        assert_eq!(plan(upstreams(), call, 100), Ok(Plan::Call(Box::new(stream("c", "sc")), from)));
+        // The GET stream again: `c`'s part from event 7, `a`'s from now.
+        let again = Some(Resumption::Stream { server: "c".into(), last_event_id: "7".into() });
+        let fresh = Resume { last_event_id: None, tag: "g~a~".into(), once: false, max: 100 };
+        let resumed = Resume { last_event_id: Some("7".into()), tag: "g~c~".into(), once: false, max: 100 };
+        assert_eq!(plan(upstreams(), again, 100), Ok(Plan::Stream(vec![(stream("a", "sa"), fresh), (stream("c", "sc"), resumed)])));
+        // A server this session holds no stream of.
+        let other = Some(Resumption::Call { server: "d".into(), last_event_id: "1".into() });
+        assert_eq!(plan(upstreams(), other, 100), Err(Refusal::NothingToResume("d".into())));
+    }
+
+    #[test]
+    fn a_stream_relays_each_upstream_session_once() {
+        let (changes, _) = tokio::sync::mpsc::unbounded_channel();
+        let from = |server: &str| Resume { last_event_id: None, tag: relay::stream_tag(server), once: false, max: 100 };
+        let mut joined = Joined::default();
+        assert!(joined.join(&changes, stream("a", "sa"), from("a")).is_some());
+        assert!(joined.join(&changes, stream("b", "sb"), from("b")).is_some());
+        // Sealed, then recorded, then recorded again: one stream.
+        assert!(joined.join(&changes, stream("a", "sa"), from("a")).is_none());
+        assert!(joined.join(&changes, stream("a", "sa"), from("a")).is_none());
+        // Opened again: the new session's stream replaces the former one.
+        let former = joined.0.get("a").map(|(_, handle)| handle.clone()).unwrap();
+        assert!(joined.join(&changes, stream("a", "sa2"), from("a")).is_some());
+        assert!(former.is_aborted());
+        assert!(!joined.0.get("b").unwrap().1.is_aborted());
+        assert!(joined.join(&changes, stream("a", "sa2"), from("a")).is_none());
+    }
+
+    /// An upstream whose GET stream sends one event naming the session it
+    /// was opened with.
+    async fn upstream() -> String {
+        async fn get(headers: HeaderMap) -> Response {
+            let session = headers.get("mcp-session-id").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
+            let event = format!(
+                "id: 1\nevent: message\ndata: {{\"jsonrpc\":\"2.0\",\"method\":\"notifications/message\",\"params\":{{\"level\":\"info\",\"data\":\"{session}\"}}}}\n\n"
+            );
+            ([(header::CONTENT_TYPE, "text/event-stream")], event).into_response()
+        }
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/mcp", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, axum::Router::new().route("/mcp", axum::routing::get(get))).await.unwrap() });
+        url
+    }
+
+    #[tokio::test]
+    async fn an_open_stream_joins_an_upstream_session_opened_after_it() {
+        let url = upstream().await;
+        let token = token(&[]);
+        // The stream reads the real clock: a session that never expires.
+        let served = Arc::new(Served { sealer: sealer_for(u64::MAX), servers: vec![server_at("lazy", &url), server("other")] });
+        let sessions = OpenedSessions::default();
+        let session = crate::http::opened::session_digest(&token);
+        let now = unix_now();
+        // The client's stream opens first.
+        let (recorded, listening) = sessions.listen(session, now);
+        assert!(recorded.is_empty());
+        let (changes, _) = tokio::sync::mpsc::unbounded_channel();
+        let getter: ServedNow = Arc::new(move || Some((Arc::clone(&served), 4096)));
+        let mut later = Box::pin(opened_later(getter, changes, token.clone(), listening, Joined::default()));
+        // Then the filter opens `lazy` and says so.
+        let opened = Opened { id: "lazy-1".into(), version: Some("2025-06-18".into()) };
+        sessions.record(session, "lazy", opened, u64::MAX, now);
+        let event = String::from_utf8(later.next().await.unwrap().to_vec()).unwrap();
+        assert!(event.contains("\"data\":\"lazy-1\""), "{event}");
+        assert!(event.contains("id: g~lazy~1"), "{event}");
     }
 }
