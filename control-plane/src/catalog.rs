@@ -99,6 +99,20 @@ pub struct GatewaySettings {
     pub log_level: String,
     /// OpenTelemetry traces from Envoy, exported over OTLP/HTTP. Unset: none.
     pub tracing: Option<TracingSettings>,
+    /// Which build of the filter Envoy runs: `wasm` (the proxy-wasm module, sent inline) or `native`
+    /// (the dynamic module `libmcp_filter_native.so`, found through Envoy's
+    /// `ENVOY_DYNAMIC_MODULES_SEARCH_PATH`; docs/design/native-module.md). Same decisions either way.
+    /// Left out of the serialised catalog when `wasm`, so that it does not change existing versions.
+    #[serde(skip_serializing_if = "is_wasm")]
+    pub filter: String,
+}
+
+/// `gateway.filter`'s values.
+pub const FILTER_WASM: &str = "wasm";
+pub const FILTER_NATIVE: &str = "native";
+
+fn is_wasm(filter: &String) -> bool {
+    filter == FILTER_WASM
 }
 
 /// Where and how Envoy exports spans.
@@ -321,6 +335,7 @@ impl Default for GatewaySettings {
             tracing: None,
             tls: None,
             global_rate_limits: None,
+            filter: FILTER_WASM.into(),
         }
     }
 }

@@ -7,7 +7,9 @@
 //!   admin API;
 //! - the wasm filter as an ECDS resource ([`FILTER_NAME`]), with the module
 //!   inline and the [`FilterConfig`] as its configuration, so that catalog
-//!   edits reach Envoy without draining the listener;
+//!   edits reach Envoy without draining the listener (or, with
+//!   `gateway.filter: native`, the same configuration for the native
+//!   dynamic module [`NATIVE_MODULE`], which Envoy loads from its disk);
 //! - one listener whose HTTP connection manager gets its routes over RDS and
 //!   its filter over ECDS;
 //! - one route table: admin paths to the control plane, and every request
@@ -18,6 +20,8 @@ use std::collections::BTreeMap;
 use envoy_types::pb::envoy::config::core::v3::{
     config_source, AggregatedConfigSource, ApiVersion, AsyncDataSource, ConfigSource, DataSource, TypedExtensionConfig,
 };
+use envoy_types::pb::envoy::extensions::dynamic_modules::v3::DynamicModuleConfig;
+use envoy_types::pb::envoy::extensions::filters::http::dynamic_modules::v3::DynamicModuleFilter;
 use envoy_types::pb::envoy::extensions::filters::http::wasm::v3::Wasm;
 use envoy_types::pb::envoy::extensions::wasm::v3::{plugin_config, PluginConfig, VmConfig};
 use envoy_types::pb::google::protobuf::{Any, BoolValue, StringValue};
@@ -293,7 +297,8 @@ pub fn compile(inputs: &Inputs<'_>) -> Result<Compiled, CompileError> {
     // thousand servers: the versioned text is the unversioned one with the
     // version put in.
     let json = with_version(&unversioned, &version).unwrap_or_else(|| serde_json::to_string(&filter_config).unwrap_or_default());
-    let filter = filter_extension(json, inputs.wasm);
+    let filter =
+        if g.filter == crate::catalog::FILTER_NATIVE { native_filter_extension(json) } else { filter_extension(json, inputs.wasm) };
     let jwks_endpoint = match g.auth.as_ref().and_then(|a| a.jwt.as_ref()).and_then(|j| j.jwks_uri.as_deref()) {
         Some(uri) => Some(
             crate::catalog::parse_endpoint(uri)
@@ -495,6 +500,34 @@ fn filter_extension(json: String, wasm: &[u8]) -> TypedExtensionConfig {
         ..Default::default()
     };
     TypedExtensionConfig { name: FILTER_NAME.into(), typed_config: Some(pack_any(Wasm { config: Some(plugin) })) }
+}
+
+/// The name Envoy loads the native filter by: `lib<name>.so` in
+/// `ENVOY_DYNAMIC_MODULES_SEARCH_PATH` (else the working directory, else
+/// the dynamic linker's paths). A name rather than a path, so that the
+/// catalog holds nothing about where Envoy's files are.
+pub const NATIVE_MODULE: &str = "mcp_filter_native";
+
+/// Where a dynamic module's stats live. The wasm filter's are under
+/// `wasmcustom.`, which the bootstrap's histogram buckets and Envoy's
+/// Prometheus output (no `envoy_` prefix for a custom namespace) expect: the
+/// native filter's are put there too, so both expose the same series.
+pub const NATIVE_METRICS_NAMESPACE: &str = "wasmcustom";
+
+/// The filter as a native dynamic module (`gateway.filter: native`), with
+/// the same configuration JSON as the wasm filter's.
+fn native_filter_extension(json: String) -> TypedExtensionConfig {
+    let filter = DynamicModuleFilter {
+        dynamic_module_config: Some(DynamicModuleConfig {
+            name: NATIVE_MODULE.into(),
+            metrics_namespace: NATIVE_METRICS_NAMESPACE.into(),
+            ..Default::default()
+        }),
+        filter_name: "mcp".into(),
+        filter_config: Some(pack_any(StringValue { value: json })),
+        ..Default::default()
+    };
+    TypedExtensionConfig { name: FILTER_NAME.into(), typed_config: Some(pack_any(filter)) }
 }
 
 fn internal(token: &str) -> UpstreamHeader {

@@ -55,6 +55,7 @@ use envoy_types::pb::envoy::config::route::v3::RouteConfiguration;
 use envoy_types::pb::envoy::config::trace::v3::OpenTelemetryConfig;
 use envoy_types::pb::envoy::extensions::access_loggers::file::v3::FileAccessLog;
 use envoy_types::pb::envoy::extensions::access_loggers::filters::cel::v3::ExpressionFilter;
+use envoy_types::pb::envoy::extensions::filters::http::dynamic_modules::v3::DynamicModuleFilter;
 use envoy_types::pb::envoy::extensions::filters::http::header_mutation::v3::HeaderMutation;
 use envoy_types::pb::envoy::extensions::filters::http::jwt_authn::v3::JwtAuthentication;
 use envoy_types::pb::envoy::extensions::filters::http::ratelimit::v3::RateLimit;
@@ -106,6 +107,7 @@ golden! {
     tls_separate_listener => "tls-separate-listener",
     rate_limits => "rate-limits",
     observability => "observability",
+    native_filter => "native-filter",
 }
 
 fn fixtures_dir() -> PathBuf {
@@ -346,6 +348,7 @@ impl Renderer<'_> {
                 TypedExtensionConfig,
                 Secret,
                 Wasm,
+                DynamicModuleFilter,
                 HttpConnectionManager,
                 Router,
                 JwtAuthentication,

@@ -166,6 +166,19 @@ fn urls_are_shown_without_secrets() {
 }
 
 #[test]
+fn the_filter_is_wasm_or_native() {
+    assert_eq!(load("servers: []\n", |_| None).unwrap().gateway.filter, "wasm");
+    let native = load("gateway: {filter: native}\nservers: []\n", |_| None).unwrap();
+    assert_eq!(native.gateway.filter, "native");
+    // The default is left out of the serialised catalog (the version's input),
+    // so that catalogs that never name it keep their versions.
+    assert!(!serde_json::to_string(&load("servers: []\n", |_| None).unwrap()).unwrap().contains("\"filter\""));
+    assert!(serde_json::to_string(&native).unwrap().contains(r#""filter":"native""#));
+    let e = load("gateway: {filter: lua}\nservers: []\n", |_| None).unwrap_err().to_string();
+    assert!(e.contains("gateway.filter: \"lua\" is not one of wasm, native"), "{e}");
+}
+
+#[test]
 fn the_log_level_is_a_known_one() {
     assert_eq!(load("gateway: {log_level: debug}\nservers: []\n", |_| None).unwrap().gateway.log_level, "debug");
     assert_eq!(load("servers: []\n", |_| None).unwrap().gateway.log_level, "info");

@@ -85,6 +85,9 @@ pub fn validate(c: &Catalog) -> Vec<String> {
     if !(1..=MAX_TIMEOUT_SECONDS).contains(&g.request_timeout_seconds) {
         p.push(format!("gateway.request_timeout_seconds: must be between 1 and {MAX_TIMEOUT_SECONDS}"));
     }
+    if ![super::FILTER_WASM, super::FILTER_NATIVE].contains(&g.filter.as_str()) {
+        p.push(format!("gateway.filter: {:?} is not one of wasm, native", g.filter));
+    }
     if !["error", "warn", "info", "debug", "trace"].contains(&g.log_level.as_str()) {
         p.push(format!("gateway.log_level: {:?} is not one of error, warn, info, debug, trace", g.log_level));
     }

@@ -17,6 +17,7 @@ use envoy_types::pb::envoy::config::listener::v3::{filter, Filter, FilterChain, 
 use envoy_types::pb::envoy::config::route::v3::{
     header_matcher, route, route_action, route_match, HeaderMatcher, Route, RouteAction, RouteConfiguration, RouteMatch, VirtualHost,
 };
+use envoy_types::pb::envoy::extensions::filters::http::dynamic_modules::v3::DynamicModuleFilter;
 use envoy_types::pb::envoy::extensions::filters::http::router::v3::Router;
 use envoy_types::pb::envoy::extensions::filters::http::wasm::v3::Wasm;
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::http_connection_manager::Tracing as HcmTracing;
@@ -88,7 +89,9 @@ pub(super) fn mcp_filters(g: &GatewaySettings, jwks: Option<&str>) -> Vec<HttpFi
         name: FILTER_NAME.into(),
         config_type: Some(http_filter::ConfigType::ConfigDiscovery(ExtensionConfigSource {
             config_source: Some(ads()),
-            type_urls: vec![<Wasm as prost::Name>::type_url()],
+            // Either build of the filter (`gateway.filter`), so that a reload
+            // that switches between them needs no new listener first.
+            type_urls: vec![<Wasm as prost::Name>::type_url(), <DynamicModuleFilter as prost::Name>::type_url()],
             ..Default::default()
         })),
         ..Default::default()
