@@ -9,6 +9,8 @@
 #   CATALOG=catalog.yaml  ENVOY_CONFIG=envoy/gateway.yaml  ENVOY_LOG_LEVEL=warn
 #   ENVOY_WORKERS=N     Envoy's worker threads (default: one per core)
 #   GATEWAY_BIN=target/release/mcp-gateway  WASM=target/mcp_filter.wasm
+#   NATIVE_DIR=target/native-release  where Envoy finds libmcp_filter_native.so
+#                       when the catalog says `gateway.filter: native` (`make native`)
 #   EXAMPLE_SERVERS=1   also start the example catalog's HTTP upstream: the
 #                       repo's rmcp echo server on :8101 (loopback, clean
 #                       environment). Its stdio servers the control plane runs.
@@ -23,12 +25,16 @@ ENVOY_LOG_LEVEL=${ENVOY_LOG_LEVEL:-warn}
 ENVOY_WORKERS=${ENVOY_WORKERS:-$(nproc)}
 GATEWAY_BIN=${GATEWAY_BIN:-target/release/mcp-gateway}
 WASM=${WASM:-target/mcp_filter.wasm}
+NATIVE_DIR=$(realpath -m "${NATIVE_DIR:-target/native-release}")
 
 die() { echo "run: $*" >&2; exit 1; }
 [[ $ENVOY_WORKERS =~ ^[1-9][0-9]*$ ]] || die "ENVOY_WORKERS must be a positive number (got '$ENVOY_WORKERS')"
 [[ -x $GATEWAY_BIN ]] || die "$GATEWAY_BIN not found: run 'make build' (or 'make run')"
 [[ -f $WASM ]] || die "$WASM not found: run 'make wasm'"
 [[ -f $CATALOG ]] || die "catalog $CATALOG not found (set CATALOG=...)"
+if grep -Eq '^[[:space:]]+filter:[[:space:]]*native' "$CATALOG"; then
+    [[ -f $NATIVE_DIR/libmcp_filter_native.so ]] || die "$NATIVE_DIR/libmcp_filter_native.so not found: run 'make native'"
+fi
 [[ -f $ENVOY_CONFIG ]] || die "Envoy config $ENVOY_CONFIG not found (set ENVOY_CONFIG=...)"
 [[ -f .tools/envoy-path ]] || die ".tools/envoy-path missing: run 'make setup'"
 ENVOY=$(cat .tools/envoy-path)
@@ -133,6 +139,8 @@ echo "run: $GATEWAY_BIN --catalog $CATALOG --wasm $WASM"
 gw_pid=$!
 
 echo "run: $ENVOY -c $ENVOY_CONFIG --concurrency $ENVOY_WORKERS --log-level $ENVOY_LOG_LEVEL"
+# The native filter (gateway.filter: native) is loaded by name from here.
+export ENVOY_DYNAMIC_MODULES_SEARCH_PATH="$NATIVE_DIR"
 "$ENVOY" -c "$ENVOY_CONFIG" --concurrency "$ENVOY_WORKERS" --log-level "$ENVOY_LOG_LEVEL" --drain-time-s "$DRAIN_SECONDS" --drain-strategy immediate &
 envoy_pid=$!
 

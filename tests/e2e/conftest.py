@@ -29,6 +29,26 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 TARGET = ROOT / "target" / "debug"
+# Which build of the filter the suite runs against: E2E_FILTER=wasm (the
+# default, the proxy-wasm module) or native (the dynamic module
+# libmcp_filter_native.so, `make native`; `make test-native` runs the suite
+# so). Every catalog the tests write says it (`gateway.filter`), and Envoy
+# is told where the module is.
+FILTER = os.environ.get("E2E_FILTER", "wasm")
+NATIVE_DIR = Path(os.environ.get("E2E_NATIVE_DIR", ROOT / "target" / "native-release"))
+if FILTER not in ("wasm", "native"):
+    raise SystemExit(f"E2E_FILTER must be wasm or native, not {FILTER!r}")
+
+
+def filter_settings() -> dict:
+    """The catalog's `gateway:` keys that choose the filter under test."""
+    return {"filter": FILTER} if FILTER == "native" else {}
+
+
+def envoy_env() -> dict[str, str]:
+    """What Envoy's environment needs for the filter under test: where the
+    native module is (Envoy looks for lib<name>.so there)."""
+    return {"ENVOY_DYNAMIC_MODULES_SEARCH_PATH": str(NATIVE_DIR)} if FILTER == "native" else {}
 EVERYTHING = ROOT / "tests" / "node_modules" / "@modelcontextprotocol" / "server-everything" / "dist" / "index.js"
 
 
@@ -113,7 +133,7 @@ class Gateway:
     def write_catalog(self, servers: list[dict], **settings) -> None:
         """Writes the catalog; `settings` go into its `gateway:` block."""
         catalog = {
-            "gateway": {"listen": f"127.0.0.1:{self.ports['listen']}", "max_body_bytes": 65536, **settings},
+            "gateway": {"listen": f"127.0.0.1:{self.ports['listen']}", "max_body_bytes": 65536, **filter_settings(), **settings},
             "servers": servers,
         }
         # Write then rename, as editors and config tools do.
@@ -223,6 +243,8 @@ def gateway():
     # E2E_WASM runs the suite against another build of the filter (the
     # Debian-toolchain fallback test uses it).
     wasm = require(Path(os.environ.get("E2E_WASM", ROOT / "target" / "mcp_filter.wasm")), "run `make wasm`")
+    if FILTER == "native":
+        require(NATIVE_DIR / "libmcp_filter_native.so", "run `make native`")
     require(EVERYTHING, "run `make setup` (npm ci --prefix tests)")
     node = shutil.which("node") or pytest.fail("node is not on PATH: install Node.js 20 or newer", pytrace=False)
 
@@ -267,6 +289,7 @@ def gateway():
         gw.start(
             "envoy",
             [str(envoy), "-c", str(envoy_bootstrap(workdir, ports)), "--concurrency", "2", "--disable-hot-restart", "--log-level", "info"],
+            env=envoy_env(),
         )
         wait_until("Envoy serving /servers on the gateway port", lambda: httpx.get(f"{gw.base}/servers", timeout=2).status_code == 200)
         yield gw
