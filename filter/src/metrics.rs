@@ -287,13 +287,26 @@ pub fn error_code(prefix: &[u8]) -> Option<i64> {
     found
 }
 
-/// The value of `label` in one of the filter's stat names, as
-/// [`updates`] encodes it.
+/// The value of `label` in one of the filter's stat names: as [`updates`]
+/// encodes it (the wasm filter's stats), or as Envoy joins a stat's
+/// explicit tags to its name, `.<label>.<value>` (the native module's,
+/// which defines labelled families: `filter/native/src/stats.rs`).
 pub fn label_of<'a>(stat: &'a str, label: &str) -> Option<&'a str> {
     let marker = format!(".{label}=.=");
-    let start = stat.find(&marker)? + marker.len();
+    let Some(found) = stat.find(&marker) else { return tagged_label_of(stat, label) };
+    let start = found + marker.len();
     let len = stat.get(start..)?.find(";.;")?;
     stat.get(start..start + len)
+}
+
+/// `label`'s value in Envoy's joining of explicit tags. Label values hold
+/// no dot but a tool's name, which may: it runs to the `outcome` tag that
+/// follows it, if one does.
+fn tagged_label_of<'a>(stat: &'a str, label: &str) -> Option<&'a str> {
+    let marker = format!(".{label}.");
+    let rest = stat.get(stat.find(&marker)? + marker.len()..)?;
+    let end = if label == "tool" { rest.rfind(".outcome.") } else { rest.find('.') };
+    rest.get(..end.unwrap_or(rest.len()))
 }
 
 /// Where Envoy's admin gives the filter's request counters and latency

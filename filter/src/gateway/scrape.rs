@@ -115,7 +115,7 @@ pub fn scrape_reply(page: Page, answers: &[Option<CalloutResponse>]) -> Reply {
         return text(503, why.into_bytes());
     };
     let mut body = Vec::with_capacity(envoy.len() + answers.get(1).and_then(Option::as_ref).map_or(256, |a| a.body.len()));
-    body.extend_from_slice(envoy);
+    extend_unprefixed(&mut body, envoy);
     if !body.ends_with(b"\n") && !body.is_empty() {
         body.push(b'\n');
     }
@@ -126,6 +126,35 @@ pub fn scrape_reply(page: Page, answers: &[Option<CalloutResponse>]) -> Reply {
         ),
     }
     text(200, body)
+}
+
+/// The prefix Envoy 1.40 gives the native module's stats in its Prometheus
+/// exposition: their namespace (`wasmcustom`, as the wasm filter's) counts
+/// as a custom one, whose prefix Envoy drops, only once a wasm filter has
+/// registered it, which no dynamic module does.
+const NATIVE_PREFIX: &[u8] = b"envoy_wasmcustom_";
+
+/// Appends Envoy's exposition with the filter's series under the names the
+/// wasm filter's have (`mcp_requests_total`, not
+/// `envoy_wasmcustom_mcp_requests_total`), whichever filter runs. Nothing
+/// else of Envoy's is named so; with the wasm filter nothing changes.
+fn extend_unprefixed(body: &mut Vec<u8>, envoy: &[u8]) {
+    if !envoy.windows(NATIVE_PREFIX.len()).any(|w| w == NATIVE_PREFIX) {
+        body.extend_from_slice(envoy);
+        return;
+    }
+    for line in envoy.split_inclusive(|b| *b == b'\n') {
+        // `# TYPE <name> ...` and `# HELP <name> ...` name the series too.
+        let comment = [&b"# TYPE "[..], b"# HELP "].into_iter().find(|c| line.starts_with(c)).unwrap_or_default();
+        let name = line.get(comment.len()..).unwrap_or_default();
+        match name.strip_prefix(NATIVE_PREFIX) {
+            Some(rest) => {
+                body.extend_from_slice(comment);
+                body.extend_from_slice(rest);
+            }
+            None => body.extend_from_slice(line),
+        }
+    }
 }
 
 /// The pages this worker assembled lately, each with the second it was

@@ -1005,6 +1005,13 @@ fn metrics_are_scraped_from_envoy_and_the_control_plane() {
         assert_eq!(r.status, 200);
         assert!(text.starts_with("envoy_a 1\n") && text.ends_with("\nmcp_gateway_control_plane_up 0\n"), "{text}");
     }
+    // The native module's series come out of Envoy prefixed: the page names them as the wasm filter's.
+    let native = "# TYPE envoy_wasmcustom_mcp_requests_total counter\nenvoy_wasmcustom_mcp_requests_total{method=\"ping\"} 2\nenvoy_a 1\nenvoy_wasmcustom_mcp_sessions_opened_total{} 1";
+    let r = scrape_reply(Page::Metrics, &[answer(200, native), answer(200, "mcp_gateway_control_plane_up 1\n")]);
+    assert_eq!(
+        String::from_utf8(r.body).unwrap(),
+        "# TYPE mcp_requests_total counter\nmcp_requests_total{method=\"ping\"} 2\nenvoy_a 1\nmcp_sessions_opened_total{} 1\nmcp_gateway_control_plane_up 1\n"
+    );
     let r = scrape_reply(Page::Metrics, &[None, answer(200, "mcp_gateway_control_plane_up 1\n")]);
     assert_eq!(r.status, 503, "without Envoy's stats the scrape fails");
     assert!(String::from_utf8(r.body).unwrap().contains("envoy_admin"));

@@ -129,6 +129,21 @@ fn labels_are_read_back_from_stat_names() {
 }
 
 #[test]
+fn labels_are_read_back_from_the_native_modules_tagged_names() {
+    // Envoy joins a labelled family's tags to its name: `.<label>.<value>`.
+    let name = "wasmcustom.mcp_requests_total.method.tools/call.server.echo.tool.echo__get.sum.outcome.ok";
+    assert_eq!(label_of(name, "method"), Some("tools/call"));
+    assert_eq!(label_of(name, "server"), Some("echo"));
+    assert_eq!(label_of(name, "tool"), Some("echo__get.sum"));
+    assert_eq!(label_of(name, "outcome"), Some("ok"));
+    assert_eq!(label_of(name, "code"), None);
+    let blank = "wasmcustom.mcp_requests_total.method.initialize.server..tool..outcome.ok";
+    assert_eq!((label_of(blank, "server"), label_of(blank, "tool")), (Some(""), Some("")));
+    let histogram = "wasmcustom.mcp_request_duration_milliseconds.method.tools/call.server.echo";
+    assert_eq!(label_of(histogram, "server"), Some("echo"));
+}
+
+#[test]
 fn the_stats_summary_joins_envoys_counts_and_the_servers_states() {
     // Envoy's /stats?format=json, as Envoy 1.40 prints it (abridged).
     let q = |v: f64| format!(r#"{{"cumulative":{v},"interval":{v}}}"#);
