@@ -14,9 +14,11 @@
 //!
 //! Re-entry: Envoy may call a hook of a stream while another of its hooks
 //! runs (a local reply sent from the request path goes through the
-//! response hooks). The filter sits in a `RefCell`; a hook that finds it
-//! busy gives the answer the wasm glue gives in that state (`Continue`:
-//! the filter is idle once it has replied).
+//! response hooks, and may complete and destroy the stream at once). The
+//! filter sits in a `RefCell`; a hook that finds it busy gives the answer
+//! the wasm glue gives in that state (`Continue`: the filter is idle once
+//! it has replied); completion (the metrics) and destruction are put off
+//! until the hook that holds the filter ends.
 
 use std::cell::{Cell, RefCell};
 use std::ffi::{c_char, c_void};
@@ -39,6 +41,14 @@ struct Slot {
     stream: Stream,
     /// A hook of this stream panicked: the filter is left alone.
     failed: Cell<bool>,
+    /// Hooks of this stream under way (one, or more when Envoy re-enters).
+    depth: Cell<u32>,
+    /// Envoy completed the stream while a hook held the filter: the
+    /// metrics are counted when that hook ends.
+    complete_pending: Cell<bool>,
+    /// Envoy destroyed the stream while a hook ran: the slot is freed when
+    /// that hook ends, not under its feet.
+    destroyed: Cell<bool>,
 }
 
 /// Runs `f`, turning a panic into `fallback` (and a log line).
@@ -54,22 +64,38 @@ fn guard<T>(fallback: impl FnOnce() -> T, f: impl FnOnce() -> T) -> T {
 
 /// Runs `f` on a stream's filter; `busy` when the filter is in use (a
 /// re-entered hook) or failed. A panic fails the stream: `on_panic` runs.
+/// What Envoy did to the stream meanwhile (completed it, destroyed it) is
+/// done once the filter is free again.
 ///
-/// SAFETY: `ptr` is a `Slot` from `on_http_filter_new`, not yet destroyed.
+/// SAFETY: `ptr` is a `Slot` from `on_http_filter_new`, not yet freed.
 unsafe fn with_filter<T>(ptr: *const c_void, busy: T, on_panic: impl FnOnce(Stream) -> T, f: impl FnOnce(&mut Filter) -> T) -> T {
     let Some(slot) = ptr.cast::<Slot>().as_ref() else { return busy };
-    if slot.failed.get() {
-        return busy;
+    let out = match slot.filter.try_borrow_mut() {
+        Ok(_) if slot.failed.get() => busy,
+        Err(_) => busy,
+        Ok(mut filter) => {
+            slot.depth.set(slot.depth.get() + 1);
+            let stream = slot.stream;
+            let out = guard(
+                || {
+                    slot.failed.set(true);
+                    on_panic(stream)
+                },
+                || f(&mut filter),
+            );
+            if slot.complete_pending.replace(false) && !slot.failed.get() {
+                guard(|| slot.failed.set(true), || filter.on_complete());
+            }
+            slot.depth.set(slot.depth.get() - 1);
+            out
+        }
+    };
+    if slot.destroyed.get() && slot.depth.get() == 0 {
+        // SAFETY: the slot came from `Box::into_raw`; no hook holds it now
+        // (`slot` and the filter's borrow end above).
+        drop(Box::from_raw(ptr.cast::<Slot>().cast_mut()));
     }
-    let Ok(mut filter) = slot.filter.try_borrow_mut() else { return busy };
-    let stream = slot.stream;
-    guard(
-        || {
-            slot.failed.set(true);
-            on_panic(stream)
-        },
-        || f(&mut filter),
-    )
+    out
 }
 
 /// What a request still being read gets when its filter panicked: an error,
@@ -174,7 +200,14 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_new(config: *const c_void,
             Arc::from_raw(config.cast::<Config>())
         };
         let stream = Stream(filter_envoy_ptr);
-        let slot = Slot { filter: RefCell::new(Filter::new(stream, config)), stream, failed: Cell::new(false) };
+        let slot = Slot {
+            filter: RefCell::new(Filter::new(stream, config)),
+            stream,
+            failed: Cell::new(false),
+            depth: Cell::new(0),
+            complete_pending: Cell::new(false),
+            destroyed: Cell::new(false),
+        };
         Box::into_raw(Box::new(slot)).cast_const().cast()
     })
 }
@@ -184,8 +217,13 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_destroy(filter: *const c_v
     guard(
         || (),
         || {
-            if !filter.is_null() {
-                // SAFETY: `filter` came from `Box::into_raw` in filter_new; Envoy destroys it once.
+            // SAFETY: `filter` came from `Box::into_raw` in filter_new; Envoy destroys it once.
+            let Some(slot) = (unsafe { filter.cast::<Slot>().as_ref() }) else { return };
+            if slot.depth.get() > 0 {
+                // Destroyed from inside one of its hooks: freed when that hook ends.
+                slot.destroyed.set(true);
+            } else {
+                // SAFETY: as above; nothing holds the slot.
                 drop(unsafe { Box::from_raw(filter.cast::<Slot>().cast_mut()) });
             }
         },
@@ -285,6 +323,14 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_response_trailers(_envoy: 
 
 #[no_mangle]
 pub extern "C" fn envoy_dynamic_module_on_http_filter_stream_complete(_envoy: abi::FilterEnvoyPtr, filter: *const c_void) {
+    // SAFETY: as above.
+    let Some(slot) = (unsafe { filter.cast::<Slot>().as_ref() }) else { return };
+    if slot.depth.get() > 0 {
+        // Completed from inside one of its hooks (a local reply sent from a
+        // callout's answer ends the stream at once): counted when it ends.
+        slot.complete_pending.set(true);
+        return;
+    }
     // SAFETY: as above.
     unsafe { with_filter(filter, (), |_| (), Filter::on_complete) }
 }
