@@ -335,6 +335,12 @@ pub struct AuthConfig {
 pub const JWT_PAYLOAD_HEADER: &str = "x-mcp-jwt-payload";
 /// Where `jwt_authn` records why a token failed (dynamic metadata).
 pub const JWT_FAILURE_METADATA: &str = "jwt_failure";
+/// Why `jwt_authn` refused a token, copied by a `header_mutation` filter
+/// from its dynamic metadata (`<JWT_FAILURE_METADATA>.message`) into this
+/// request header, where both builds of the filter read it (a native
+/// module cannot read into a metadata struct). Dropped before a request
+/// leaves, like the payload header; a client-sent copy is dropped first.
+pub const JWT_FAILURE_HEADER: &str = "x-mcp-jwt-failure";
 
 /// How a verified JWT names its caller.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -20,7 +20,7 @@ use std::time::{Duration, UNIX_EPOCH};
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType, LogLevel};
 
-use crate::config::{FilterConfig, JWT_FAILURE_METADATA, JWT_PAYLOAD_HEADER, LOG_PROPERTY, OWN_REPLY_PROPERTY};
+use crate::config::{FilterConfig, JWT_FAILURE_HEADER, JWT_PAYLOAD_HEADER, LOG_PROPERTY, OWN_REPLY_PROPERTY};
 use crate::decision::{Audit, BodyAction, CalloutResponse, Forward, HeadAction, HeaderEdits, InitPlan, Now, Page, Reply, RequestHead};
 use crate::error::McpError;
 use crate::gateway::{scrape_reply, Gateway, ScrapeCache};
@@ -443,7 +443,9 @@ impl HttpContext for Request {
             mcp_name: header("mcp-name"),
             credential: header("authorization").and_then(|a| bearer(&a)).or_else(|| header("x-api-key")),
             jwt_payload: header(JWT_PAYLOAD_HEADER),
-            jwt_failure: None,
+            // Why jwt_authn refused a token, copied from its metadata by the
+            // filter chain (`JWT_FAILURE_HEADER`).
+            jwt_failure: header(JWT_FAILURE_HEADER).filter(|m| !m.is_empty() && m != "-"),
             origin: header("origin"),
             host: header(":authority"),
             session_ended: false,
@@ -462,12 +464,6 @@ impl HttpContext for Request {
             self.head.peer_certificate = property("uri_san_peer_certificate")
                 .or_else(|| property("dns_san_peer_certificate"))
                 .or_else(|| property("subject_peer_certificate"));
-        }
-        let jwt = gw.config().auth.as_ref().is_some_and(|a| a.jwt.is_some());
-        if jwt && self.head.jwt_payload.is_none() && self.head.credential.is_some() {
-            // Why jwt_authn refused the token, for the client's error.
-            let path = vec!["metadata", "filter_metadata", "envoy.filters.http.jwt_authn", JWT_FAILURE_METADATA, "message"];
-            self.head.jwt_failure = self.get_property(path).map(|b| String::from_utf8_lossy(&b).into_owned());
         }
         // Before any decision: a client-sent x-mcp-cluster must be gone even
         // from a request answered locally (the local-reply mapper keys on it).

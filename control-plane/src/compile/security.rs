@@ -6,7 +6,8 @@ use envoy_types::pb::envoy::config::accesslog::v3::{access_log, access_log_filte
 use envoy_types::pb::envoy::config::cluster::v3::Cluster;
 use envoy_types::pb::envoy::config::common::mutation_rules::v3::{header_mutation, HeaderMutation};
 use envoy_types::pb::envoy::config::core::v3::{
-    data_source, http_uri, substitution_format_string, DataSource, HttpUri, SubstitutionFormatString,
+    data_source, header_value_option, http_uri, substitution_format_string, DataSource, HeaderValue, HeaderValueOption, HttpUri,
+    SubstitutionFormatString,
 };
 use envoy_types::pb::envoy::config::route::v3::{route_match, RouteMatch};
 use envoy_types::pb::envoy::extensions::access_loggers::file::v3::{file_access_log, FileAccessLog};
@@ -20,8 +21,8 @@ use envoy_types::pb::envoy::extensions::filters::network::http_connection_manage
 use envoy_types::pb::google::protobuf::{value, Duration as PbDuration, Empty, Struct, Value as PbValue};
 use envoy_types::util::pack_any;
 use mcp_filter::config::{
-    DECISION_PROPERTY, JWT_FAILURE_METADATA, JWT_PAYLOAD_HEADER, METHOD_PROPERTY, PRINCIPAL_PROPERTY, REASON_PROPERTY, REQUEST_ID_PROPERTY,
-    SERVER_PROPERTY, TARGET_PROPERTY,
+    DECISION_PROPERTY, JWT_FAILURE_HEADER, JWT_FAILURE_METADATA, JWT_PAYLOAD_HEADER, METHOD_PROPERTY, PRINCIPAL_PROPERTY, REASON_PROPERTY,
+    REQUEST_ID_PROPERTY, SERVER_PROPERTY, TARGET_PROPERTY,
 };
 
 use crate::catalog::{Endpoint, JwtSettings};
@@ -93,11 +94,32 @@ pub fn jwt_filters(jwt: &JwtSettings, jwks_text: Option<&str>) -> Vec<HttpFilter
         }],
         ..Default::default()
     };
-    // What a client sends under the payload header is dropped first: only
-    // jwt_authn may write it.
+    // What a client sends under the payload and failure headers is dropped
+    // first: only jwt_authn (and the copy below) may write them.
     let strip = HeaderMutationFilter {
         mutations: Some(Mutations {
-            request_mutations: vec![HeaderMutation { action: Some(header_mutation::Action::Remove(JWT_PAYLOAD_HEADER.into())) }],
+            request_mutations: [JWT_PAYLOAD_HEADER, JWT_FAILURE_HEADER]
+                .map(|h| HeaderMutation { action: Some(header_mutation::Action::Remove(h.into())) })
+                .to_vec(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    // Why jwt_authn refused a token, from its metadata into a header the
+    // filter reads (Envoy writes nothing when there is no refusal).
+    let failure = HeaderMutationFilter {
+        mutations: Some(Mutations {
+            request_mutations: vec![HeaderMutation {
+                action: Some(header_mutation::Action::Append(HeaderValueOption {
+                    header: Some(HeaderValue {
+                        key: JWT_FAILURE_HEADER.into(),
+                        value: format!("%DYNAMIC_METADATA(envoy.filters.http.jwt_authn:{JWT_FAILURE_METADATA}:message)%"),
+                        ..Default::default()
+                    }),
+                    append_action: header_value_option::HeaderAppendAction::OverwriteIfExistsOrAdd as i32,
+                    ..Default::default()
+                })),
+            }],
             ..Default::default()
         }),
         ..Default::default()
@@ -111,6 +133,11 @@ pub fn jwt_filters(jwt: &JwtSettings, jwks_text: Option<&str>) -> Vec<HttpFilter
         HttpFilter {
             name: "envoy.filters.http.jwt_authn".into(),
             config_type: Some(http_filter::ConfigType::TypedConfig(pack_any(authn))),
+            ..Default::default()
+        },
+        HttpFilter {
+            name: "envoy.filters.http.header_mutation".into(),
+            config_type: Some(http_filter::ConfigType::TypedConfig(pack_any(failure))),
             ..Default::default()
         },
     ]

@@ -21,8 +21,8 @@ use std::borrow::Cow;
 
 use crate::config::{
     ControlPlane, FilterConfig, UpstreamServer, BRIDGE_PATH_PREFIX, CLUSTER_HEADER, DECISION_PROPERTY, DISCOVERY_HEADER,
-    JWT_PAYLOAD_HEADER, META_TRACEPARENT_PROPERTY, METHOD_PROPERTY, PRINCIPAL_HEADER, PRINCIPAL_PROPERTY, RATE_LIMIT_HEADER_PREFIX,
-    REASON_PROPERTY, REQUEST_ID_PROPERTY, SERVER_PROPERTY, SPAN_PROPERTY, TARGET_PROPERTY,
+    JWT_FAILURE_HEADER, JWT_PAYLOAD_HEADER, META_TRACEPARENT_PROPERTY, METHOD_PROPERTY, PRINCIPAL_HEADER, PRINCIPAL_PROPERTY,
+    RATE_LIMIT_HEADER_PREFIX, REASON_PROPERTY, REQUEST_ID_PROPERTY, SERVER_PROPERTY, SPAN_PROPERTY, TARGET_PROPERTY,
 };
 use crate::decision::{Audit, Forward, HeaderEdits, RequestHead, Target};
 use crate::metrics;
@@ -122,6 +122,7 @@ fn client_headers(config: &FilterConfig, keep_authorization: bool) -> Vec<Cow<'s
     }
     drop.push("x-api-key".into());
     drop.push(JWT_PAYLOAD_HEADER.into());
+    drop.push(JWT_FAILURE_HEADER.into());
     drop.extend(config.rate_limits.iter().filter(|l| l.global).map(|l| format!("{RATE_LIMIT_HEADER_PREFIX}{}", l.name).into()));
     drop
 }

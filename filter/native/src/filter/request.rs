@@ -1,6 +1,6 @@
 //! The request's way in: its headers, its body, its trailers.
 
-use mcp_filter::config::JWT_PAYLOAD_HEADER;
+use mcp_filter::config::{JWT_FAILURE_HEADER, JWT_PAYLOAD_HEADER};
 use mcp_filter::decision::{Audit, HeadAction, Reply, RequestHead};
 use mcp_filter::error::McpError;
 use mcp_filter::headers::{address_host, bearer};
@@ -33,10 +33,9 @@ impl Filter {
             mcp_name: header("mcp-name"),
             credential: header("authorization").and_then(|a| bearer(&a)).or_else(|| header("x-api-key")),
             jwt_payload: header(JWT_PAYLOAD_HEADER),
-            // Why jwt_authn refused a token sits in a struct of its dynamic
-            // metadata, which the module ABI cannot read into (it reads
-            // top-level strings only): the client's error says less.
-            jwt_failure: None,
+            // Why jwt_authn refused a token: copied from its metadata into a
+            // header by the filter chain (`JWT_FAILURE_HEADER`).
+            jwt_failure: header(JWT_FAILURE_HEADER).filter(|m| !m.is_empty() && m != "-"),
             origin: header("origin"),
             host: header(":authority"),
             session_ended: false,
