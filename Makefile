@@ -5,7 +5,7 @@
 #   make wasm       only the wasm filter -> target/mcp_filter.wasm
 #   make native     only the native filter (Envoy dynamic module) -> target/native-release/libmcp_filter_native.so
 #   make run        build, then run mcp-gateway + Envoy on http://127.0.0.1:4444/mcp
-#   make test       build, cargo tests, validate-deploy, then the end-to-end tests (pytest tests/e2e)
+#   make test       build, cargo tests, validate-deploy, the end-to-end tests (pytest tests/e2e), then the main files again against the native filter
 #   make test-native  the main e2e files against the native filter (E2E_FILTER=native; docs/design/native-module.md)
 #   make test-unit  cargo tests only
 #   make lint       rustfmt and clippy (-D warnings) on every crate, the wasm glue included; no module
@@ -44,7 +44,7 @@ FUZZ_TARGETS ?=
 PYTHON := .venv/bin/python
 GATEWAY_RELEASE := target/release/mcp-gateway
 
-.PHONY: all setup build host wasm native test-native release run test test-unit lint test-e2e test-wasm-fallback validate validate-deploy fuzz fuzz-smoke bench bench-smoke clean distclean help
+.PHONY: all setup build host wasm native test-native test-native-e2e release run test test-unit lint test-e2e test-wasm-fallback validate validate-deploy fuzz fuzz-smoke bench bench-smoke clean distclean help
 
 all: build
 
@@ -83,6 +83,7 @@ test: build release
 	$(CARGO) test --workspace
 	$(MAKE) --no-print-directory validate-deploy
 	$(MAKE) --no-print-directory test-e2e
+	$(MAKE) --no-print-directory test-native-e2e
 
 test-unit:
 	$(CARGO) test --workspace
@@ -106,11 +107,14 @@ test-e2e:
 
 # The same e2e tests against the native filter, for the files that exercise
 # the filter's paths (NATIVE_E2E); the whole suite with NATIVE_E2E=tests/e2e.
-# Not part of `make test`, which must stay under ~20 minutes on 2 cores
-# (docs/design/native-module.md says why and what runs).
+# `make test` runs these after the whole suite against the wasm filter; twice
+# the whole suite would not fit its ~20 minutes on 2 cores (docs/design/native-module.md).
 NATIVE_E2E ?= tests/e2e/test_clients.py tests/e2e/test_sessions.py tests/e2e/test_security.py tests/e2e/test_bad_input.py \
 	tests/e2e/test_many_servers.py tests/e2e/test_streaming.py tests/e2e/test_metrics.py tests/e2e/test_access_log.py
 test-native: build
+	$(MAKE) --no-print-directory test-native-e2e
+
+test-native-e2e:
 	E2E_FILTER=native $(PYTHON) -m pytest -q $(NATIVE_E2E) $(PYTEST_ARGS)
 
 # The fallback route for machines where rustup cannot add the wasm target:
