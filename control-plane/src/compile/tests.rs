@@ -367,7 +367,16 @@ servers:
     let Some(filter::ConfigType::TypedConfig(any)) = &listener.filter_chains[0].filters[0].config_type else { panic!() };
     let hcm: HttpConnectionManager = decode(any).unwrap();
     let names: Vec<_> = hcm.http_filters.iter().map(|f| f.name.as_str()).collect();
-    assert_eq!(names, ["envoy.filters.http.header_mutation", "envoy.filters.http.jwt_authn", "envoy.filters.http.header_mutation", FILTER_NAME, "envoy.filters.http.router"]);
+    assert_eq!(
+        names,
+        [
+            "envoy.filters.http.header_mutation",
+            "envoy.filters.http.jwt_authn",
+            "envoy.filters.http.header_mutation",
+            FILTER_NAME,
+            "envoy.filters.http.router"
+        ]
+    );
     let Some(http_filter::ConfigType::TypedConfig(any)) = &hcm.http_filters[1].config_type else { panic!() };
     let authn: JwtAuthentication = decode(any).unwrap();
     let provider = &authn.providers["gateway"];
