@@ -4,6 +4,10 @@ each target that can stand where the gateway stands, and a results file.
 Targets (see docs/design/benchmarks.md for why these):
   direct           the upstream itself (bench/server): the physical limit
   envoy            Envoy 1.40 as a plain proxy (router only): the ceiling of any Envoy-based gateway
+  envoy-buffer     the gateway's own Envoy configuration (listener, connection manager, route,
+                   cluster, bootstrap) with Envoy's C++ buffer filter instead of the wasm filter
+  envoy-noop-wasm  the same with a no-op wasm filter (bench/noop-filter) instead: the wasm floor
+                   (both derived from a running gateway's config dump: bench/baselines.py)
   mcp_router       Envoy 1.40's own C++ MCP router, same binary: what an Envoy user would pick instead
   gateway          this gateway: Envoy + the wasm filter + the control plane
   contextforge     IBM ContextForge 1.0.7 (PyPI) federating the same servers (bench/contextforge.py)
@@ -52,6 +56,7 @@ import yaml
 from common import (ACCEPT, MODERN, ROOT, TARGET, Cores, Procs, Target, cores, cpu_seconds, free_port, gateway_bootstrap, pinned, port_range,
                     rss_mb, wait_for)
 from contextforge import ContextForge
+import baselines
 import push as catalog_push
 
 CONCURRENCY = 16
@@ -268,6 +273,7 @@ class Gateway(Target):
 
     def __init__(self, procs: Procs, ports: list[int], envoy: str, workers: int = 1):
         self.listen, xds, admin, envoy_admin = free_port(), free_port(), free_port(), free_port()
+        self.envoy_admin = envoy_admin
         catalog = {
             "gateway": {"listen": f"127.0.0.1:{self.listen}", "access_log": self.access_log},
             "servers": [{"name": f"b{i}", "url": f"http://127.0.0.1:{p}/mcp"} for i, p in enumerate(ports)],
@@ -309,7 +315,54 @@ class GatewayB(Gateway):
     control_plane = Path(os.environ.get("BENCH_GATEWAY_B", TARGET / "mcp-gateway"))
 
 
-TARGETS = [Direct, PlainEnvoy, McpRouter, Gateway, ContextForge]
+def gateway_dump(procs: Procs, ports: list[int], envoy: str) -> dict:
+    """What the gateway's Envoy runs (its admin's `/config_dump`) for a catalog of
+    the servers at `ports`: a gateway started for it, and stopped after."""
+    source = Procs(procs.workdir / "gateway", procs.cpus)
+    source.workdir.mkdir()
+    try:
+        gateway = Gateway(source, ports, envoy)
+        return httpx.get(f"http://127.0.0.1:{gateway.envoy_admin}/config_dump", timeout=30).json()
+    finally:
+        source.stop_all()
+
+
+class EnvoyBuffer(Target):
+    """The gateway's Envoy configuration with Envoy's C++ buffer filter in the
+    wasm filter's place (bench/baselines.py): what the gateway costs without
+    wasm, the body held as the filter holds it."""
+
+    name = "envoy-buffer"
+
+    def __init__(self, procs: Procs, ports: list[int], envoy: str):
+        dump = gateway_dump(procs, ports, envoy)
+        self.listen = free_port()
+        boot = baselines.derive(dump, self.listen, free_port(), self.http_filter(dump))
+        self.proc = start_envoy(procs, envoy, self.name, boot)
+
+    def http_filter(self, dump: dict) -> dict:
+        return baselines.buffer_filter(dump)
+
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.listen}/mcp"
+
+
+class EnvoyNoopWasm(EnvoyBuffer):
+    """The gateway's Envoy configuration and wasm settings with a no-op module
+    (bench/noop-filter: headers read, request paused, body read): the floor of
+    any proxy-wasm filter that routes on the body."""
+
+    name = "envoy-noop-wasm"
+    module = ROOT / "target" / "mcp_bench_noop.wasm"
+
+    def http_filter(self, dump: dict) -> dict:
+        if not self.module.exists():
+            raise SystemExit(f"bench: {self.module} is missing: build it with "
+                             "`WASM_PACKAGE=mcp-bench-noop WASM_ARTIFACT=mcp_bench_noop scripts/build-wasm.sh` (make bench does)")
+        return baselines.noop_wasm_filter(dump, str(self.module))
+
+
+TARGETS = [Direct, PlainEnvoy, EnvoyBuffer, EnvoyNoopWasm, McpRouter, Gateway, ContextForge]
 OPTIONAL_TARGETS = [GatewayB]
 
 
@@ -542,7 +595,7 @@ def main() -> int:
     ap.add_argument("--seconds", type=float, default=10)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--smoke", action="store_true", help="seconds, not minutes: one short run of each, results not written")
-    ap.add_argument("--targets", default="", help="some of direct,envoy,mcp_router,gateway,contextforge (default all), "
+    ap.add_argument("--targets", default="", help="some of direct,envoy,envoy-buffer,envoy-noop-wasm,mcp_router,gateway,contextforge (default all), "
                     "or gateway-b: the gateway with the filter BENCH_WASM_B names; results not written unless all")
     ap.add_argument("--fleet", default="", help="the server counts to run, e.g. 1,10 (default 1,10,50); results not written unless the default")
     ap.add_argument("--only", default="", help="run only workloads whose name contains this; results not written")
@@ -585,7 +638,11 @@ def main() -> int:
         f"{where.note}.\n\n"
         "*Envoy CPU µs/req*: the CPU time of the target's Envoy process (all threads, user and system, from "
         "`/proc/<pid>/stat`) over each run, divided by the requests wrk saw answered; the median of the runs. "
-        "*CPU / plain Envoy's*: that over plain Envoy's for the same workload (lower is better).\n\n"
+        "*CPU / plain Envoy's*: that over plain Envoy's for the same workload (lower is better). "
+        "The rows *envoy-buffer* (Envoy's C++ buffer filter) and *envoy-noop-wasm* (a proxy-wasm filter that only reads "
+        "the headers, pauses and reads the body) run the gateway's own listener, connection manager, route and cluster "
+        "settings, taken from its live configuration (bench/baselines.py); they proxy every request, "
+        "`tools/list` and `initialize` included, which the gateway answers itself (the bench servers are stateless).\n\n"
         f"{text}\n\n![requests per second and CPU per request]({day}.svg)\n\n"
         f"## Memory\n\nEnvoy's resident memory after a load that reaches every worker.\n\n{memory_table(mem)}\n\n"
         f"{catalog_push.markdown(push)}\n\n"
