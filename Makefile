@@ -97,7 +97,7 @@ lint:
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	@rustup target list --installed 2>/dev/null | grep -qx wasm32-unknown-unknown || \
 		{ echo "lint: the wasm32-unknown-unknown target is missing: run 'make setup' (rustup target add wasm32-unknown-unknown)"; exit 1; }
-	$(CARGO) clippy -p mcp-filter --target wasm32-unknown-unknown -- -D warnings
+	$(CARGO) clippy -p mcp-filter -p mcp-bench-noop --target wasm32-unknown-unknown -- -D warnings
 	cd filter/fuzz && $(CARGO) clippy --bins -- -D warnings
 	python3 scripts/layout.py
 
@@ -142,15 +142,21 @@ fuzz:
 	bash scripts/fuzz.sh $(FUZZ_SECONDS) $(FUZZ_TARGETS)
 
 # The benchmarks need release builds of the control plane and the bench
-# server, and wrk and valgrind (scripts/setup.sh bench installs them).
+# server, the no-op wasm module of the envoy-noop-wasm target
+# (bench/noop-filter), and wrk and valgrind (scripts/setup.sh bench installs
+# them).
+BENCH_NOOP := WASM_PACKAGE=mcp-bench-noop WASM_ARTIFACT=mcp_bench_noop bash scripts/build-wasm.sh
+
 bench: build
 	bash scripts/setup.sh bench
 	$(CARGO) build --release -p mcp-control-plane -p mcp-bench-server
+	$(BENCH_NOOP)
 	$(PYTHON) bench/run.py $(BENCH_ARGS)
 
 bench-smoke: build
 	bash scripts/setup.sh bench
 	$(CARGO) build --release -p mcp-control-plane -p mcp-bench-server
+	$(BENCH_NOOP)
 	$(PYTHON) bench/run.py --smoke
 
 fuzz-smoke:

@@ -13,6 +13,7 @@ import signal
 import socket
 import subprocess
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -66,15 +67,19 @@ def wait_for(what: str, check, timeout: float = 60.0):
 
 
 class Procs:
-    """Processes started for one target, stopped together."""
+    """Processes started for one target, stopped together; each on the CPUs
+    `cpus` names, if any (set before it runs, so that every thread it starts
+    inherits them)."""
 
-    def __init__(self, workdir: Path):
+    def __init__(self, workdir: Path, cpus: frozenset[int] | None = None):
         self.workdir = workdir
+        self.cpus = cpus
         self.procs: dict[str, subprocess.Popen] = {}
 
     def start(self, name: str, argv: list[str], env: dict | None = None) -> subprocess.Popen:
         log = open(self.workdir / f"{name}.log", "w")
-        p = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env={**os.environ, **(env or {})})
+        p = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env={**os.environ, **(env or {})},
+                             preexec_fn=pinned(self.cpus))
         self.procs[name] = p
         return p
 
@@ -90,6 +95,56 @@ class Procs:
         self.procs.clear()
 
 
+def pinned(cpus: frozenset[int] | None):
+    """A `preexec_fn` that puts the child on `cpus` (None: leaves it where it is)."""
+    return (lambda: os.sched_setaffinity(0, cpus)) if cpus else None
+
+
+@dataclass(frozen=True)
+class Cores:
+    """Where a load run's processes go: every proxy (Envoy, and the control plane
+    or ContextForge beside it) on `proxy`, the load generator and the upstream on
+    `load`; both None when the host does not allow it. `note` says which, for the
+    results."""
+
+    proxy: frozenset[int] | None
+    load: frozenset[int] | None
+    note: str
+
+
+def cores() -> Cores:
+    """One CPU for the proxies and the rest for wrk and the upstream, if this
+    process may use at least two and may move processes between them."""
+    try:
+        allowed = sorted(os.sched_getaffinity(0))
+    except (AttributeError, OSError) as e:
+        return Cores(None, None, f"not pinned: the CPUs this process may use are unknown ({e})")
+    if len(allowed) < 2:
+        return Cores(None, None, f"not pinned: this process may use only CPU {allowed[0]}, so every process shares it")
+    proxy, load = frozenset(allowed[-1:]), frozenset(allowed[:-1])
+    try:
+        os.sched_setaffinity(0, proxy)
+    except OSError as e:
+        return Cores(None, None, f"not pinned: the host refused to pin a process ({e})")
+    finally:
+        with contextlib.suppress(OSError):
+            os.sched_setaffinity(0, allowed)
+    cpu = lambda s: ",".join(map(str, sorted(s)))
+    return Cores(proxy, load, f"pinned: every proxy (Envoy, the control plane, ContextForge) on CPU {cpu(proxy)}, "
+                              f"wrk and the upstream on CPU {cpu(load)}")
+
+
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time the process `pid` has used so far, every thread's, user and
+    system (utime + stime of /proc/<pid>/stat), in seconds, to 1/SC_CLK_TCK."""
+    # The fields after the command name, which is in parentheses and may hold spaces.
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS
+
+
 def rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -102,7 +157,7 @@ class Target:
 
     name = ""
     prefix = ""  # how it names upstream tools: "b0__" for the server b0's tool
-    proc = None  # the Envoy process whose memory the results report, if any
+    proc = None  # the Envoy process whose memory and CPU time the results report, if any
     fleet = False  # whether it merges several servers into one (else it runs with one server only)
     # A peer we compare against rather than our own stack: a workload it cannot
     # serve correctly is reported as such in the results instead of stopping the run.

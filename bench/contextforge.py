@@ -10,9 +10,10 @@ How it runs, and why:
   * one uvicorn worker (`mcpgateway --workers 1`: one Python process), on a fresh
     sqlite database in the run's workdir, no Redis: the single-node setup its docs
     describe. More workers on sqlite would only add lock contention;
-  * not pinned to a core, like every other target (the Envoy targets run one worker,
-    unpinned). Under load it uses exactly one core (its GIL), and pinning it with
-    `taskset` changed nothing measurable here;
+  * on the proxies' CPU, like every other proxy, when bench/run.py pins them (the
+    Envoy targets run one worker). Under load it uses exactly one core (its GIL);
+    before the proxies were pinned, pinning it alone with `taskset` changed nothing
+    measurable here;
   * the settings a benchmark needs: its rate limiter off (`RATE_LIMITING_ENABLED=false`;
     by default 100 MCP requests a minute), loopback upstreams allowed
     (`SSRF_ALLOW_LOCALHOST=true`), strong random secrets (it refuses to start with

@@ -2,13 +2,17 @@
 each target that can stand where the gateway stands, and a results file.
 
 Targets (see docs/design/benchmarks.md for why these):
-  direct        the upstream itself (bench/server): the physical limit
-  envoy         Envoy 1.40 as a plain proxy (router only): the ceiling of any Envoy-based gateway
-  mcp_router    Envoy 1.40's own C++ MCP router, same binary: what an Envoy user would pick instead
-  gateway       this gateway: Envoy + the wasm filter + the control plane
-  contextforge  IBM ContextForge 1.0.7 (PyPI) federating the same servers (bench/contextforge.py)
-  gateway-b     only when named in --targets: the gateway with the filter BENCH_WASM_B names (and
-                the control plane BENCH_GATEWAY_B names), to compare two builds in one run
+  direct           the upstream itself (bench/server): the physical limit
+  envoy            Envoy 1.40 as a plain proxy (router only): the ceiling of any Envoy-based gateway
+  envoy-buffer     the gateway's own Envoy configuration (listener, connection manager, route,
+                   cluster, bootstrap) with Envoy's C++ buffer filter instead of the wasm filter
+  envoy-noop-wasm  the same with a no-op wasm filter (bench/noop-filter) instead: the wasm floor
+                   (both derived from a running gateway's config dump: bench/baselines.py)
+  mcp_router       Envoy 1.40's own C++ MCP router, same binary: what an Envoy user would pick instead
+  gateway          this gateway: Envoy + the wasm filter + the control plane
+  contextforge     IBM ContextForge 1.0.7 (PyPI) federating the same servers (bench/contextforge.py)
+  gateway-b        only when named in --targets: the gateway with the filter BENCH_WASM_B names (and
+                   the control plane BENCH_GATEWAY_B names), to compare two builds in one run
 
 Besides the load: Envoy's memory with and without the filter at 1, 2 and 4
 workers, and the time a 1,000-server catalog takes from file write to Envoy's
@@ -16,10 +20,14 @@ ACK (bench/push.py).
 
 Every target is first checked to answer correct JSON-RPC; during the load,
 non-2xx answers and socket errors are counted. The load generator is wrk
-(Debian). Envoy runs one worker for every Envoy target, and wrk one thread,
-so that on a 2-core machine they do not fight over cores differently. All
-targets run at once and take turns, repetition by repetition, so that the
-host's drift over the minutes of a run falls on each of them alike.
+(Debian). Envoy runs one worker for every Envoy target, and wrk one thread.
+When the host allows it (at least two CPUs this process may use), every
+proxy runs on one CPU and wrk and the upstream on the others (--no-pin:
+everything everywhere). All targets run at once and take turns, repetition
+by repetition, so that the host's drift over the minutes of a run falls on
+each of them alike. Besides req/s, each Envoy's CPU time per request served
+(/proc/<pid>/stat before and after each run), which the host's drift moves
+much less.
 
     .venv/bin/python bench/run.py [--seconds 10] [--repeat 3] [--smoke]
 
@@ -45,8 +53,10 @@ from pathlib import Path
 import httpx
 import yaml
 
-from common import ACCEPT, MODERN, ROOT, TARGET, Procs, Target, free_port, gateway_bootstrap, port_range, rss_mb, wait_for
+from common import (ACCEPT, MODERN, ROOT, TARGET, Cores, Procs, Target, cores, cpu_seconds, free_port, gateway_bootstrap, pinned, port_range,
+                    rss_mb, wait_for)
 from contextforge import ContextForge
+import baselines
 import push as catalog_push
 
 CONCURRENCY = 16
@@ -77,12 +87,14 @@ class Run:
     p50_ms: float
     p99_ms: float
     errors: int
+    requests: int
+    cpu_us: float | None = None  # the proxy's CPU time per request served, if it is an Envoy
 
 
-def wrk(url: str, body: dict, headers: dict[str, str], seconds: float, script: Path) -> Run:
+def wrk(url: str, body: dict, headers: dict[str, str], seconds: float, script: Path, cpus: frozenset[int] | None = None) -> Run:
     env = {**os.environ, "BENCH_BODY": json.dumps(body), "BENCH_HEADERS": ";".join(f"{k}={v}" for k, v in headers.items())}
     argv = ["wrk", "-t1", f"-c{CONCURRENCY}", f"-d{seconds:g}s", "--latency", "-s", str(script), url]
-    out = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=seconds + 60).stdout
+    out = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=seconds + 60, preexec_fn=pinned(cpus)).stdout
 
     def latency(pct: str) -> float:
         m = re.search(rf"^\s+{pct}%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
@@ -91,9 +103,25 @@ def wrk(url: str, body: dict, headers: dict[str, str], seconds: float, script: P
         return float(m.group(1)) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[m.group(2)]
 
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    requests = int(re.search(r"^\s*(\d+) requests in ", out, re.M).group(1))
     non2xx = sum(int(n) for n in re.findall(r"Non-2xx or 3xx responses: (\d+)", out))
     socket_errors = sum(int(n) for n in re.findall(r"(?:connect|read|write|timeout) (\d+)", out))
-    return Run(rps=rps, p50_ms=latency("50"), p99_ms=latency("99"), errors=non2xx + socket_errors)
+    return Run(rps=rps, p50_ms=latency("50"), p99_ms=latency("99"), errors=non2xx + socket_errors, requests=requests)
+
+
+def load(target: Target, body: dict, headers: dict[str, str], seconds: float, script: Path, cpus: frozenset[int] | None) -> Run:
+    """One wrk run against `target`, and, if it is an Envoy, the CPU time the
+    Envoy process spent per request served: read before and after the run, all
+    its threads, user and system. Only the target under load is busy
+    meanwhile. What else the host runs moves this much less than it moves
+    requests per second, but still some: the caches and the core are shared,
+    and a proxy slowed down handles fewer requests per wakeup."""
+    pid = target.proc.pid if target.proc else None
+    before = cpu_seconds(pid) if pid else 0.0
+    run = wrk(target.url(), body, headers, seconds, script, cpus)
+    if pid and run.requests:
+        run.cpu_us = (cpu_seconds(pid) - before) * 1e6 / run.requests
+    return run
 
 
 class Wrong(Exception):
@@ -245,6 +273,7 @@ class Gateway(Target):
 
     def __init__(self, procs: Procs, ports: list[int], envoy: str, workers: int = 1):
         self.listen, xds, admin, envoy_admin = free_port(), free_port(), free_port(), free_port()
+        self.envoy_admin = envoy_admin
         catalog = {
             "gateway": {"listen": f"127.0.0.1:{self.listen}", "access_log": self.access_log},
             "servers": [{"name": f"b{i}", "url": f"http://127.0.0.1:{p}/mcp"} for i, p in enumerate(ports)],
@@ -286,7 +315,54 @@ class GatewayB(Gateway):
     control_plane = Path(os.environ.get("BENCH_GATEWAY_B", TARGET / "mcp-gateway"))
 
 
-TARGETS = [Direct, PlainEnvoy, McpRouter, Gateway, ContextForge]
+def gateway_dump(procs: Procs, ports: list[int], envoy: str) -> dict:
+    """What the gateway's Envoy runs (its admin's `/config_dump`) for a catalog of
+    the servers at `ports`: a gateway started for it, and stopped after."""
+    source = Procs(procs.workdir / "gateway", procs.cpus)
+    source.workdir.mkdir()
+    try:
+        gateway = Gateway(source, ports, envoy)
+        return httpx.get(f"http://127.0.0.1:{gateway.envoy_admin}/config_dump", timeout=30).json()
+    finally:
+        source.stop_all()
+
+
+class EnvoyBuffer(Target):
+    """The gateway's Envoy configuration with Envoy's C++ buffer filter in the
+    wasm filter's place (bench/baselines.py): what the gateway costs without
+    wasm, the body held as the filter holds it."""
+
+    name = "envoy-buffer"
+
+    def __init__(self, procs: Procs, ports: list[int], envoy: str):
+        dump = gateway_dump(procs, ports, envoy)
+        self.listen = free_port()
+        boot = baselines.derive(dump, self.listen, free_port(), self.http_filter(dump))
+        self.proc = start_envoy(procs, envoy, self.name, boot)
+
+    def http_filter(self, dump: dict) -> dict:
+        return baselines.buffer_filter(dump)
+
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.listen}/mcp"
+
+
+class EnvoyNoopWasm(EnvoyBuffer):
+    """The gateway's Envoy configuration and wasm settings with a no-op module
+    (bench/noop-filter: headers read, request paused, body read): the floor of
+    any proxy-wasm filter that routes on the body."""
+
+    name = "envoy-noop-wasm"
+    module = ROOT / "target" / "mcp_bench_noop.wasm"
+
+    def http_filter(self, dump: dict) -> dict:
+        if not self.module.exists():
+            raise SystemExit(f"bench: {self.module} is missing: build it with "
+                             "`WASM_PACKAGE=mcp-bench-noop WASM_ARTIFACT=mcp_bench_noop scripts/build-wasm.sh` (make bench does)")
+        return baselines.noop_wasm_filter(dump, str(self.module))
+
+
+TARGETS = [Direct, PlainEnvoy, EnvoyBuffer, EnvoyNoopWasm, McpRouter, Gateway, ContextForge]
 OPTIONAL_TARGETS = [GatewayB]
 
 
@@ -308,12 +384,14 @@ def workloads(servers: int) -> list[tuple[str, dict, object, str]]:
     ]
 
 
-def measure(envoy: str, seconds: float, repeat: int, fleet: list[int], targets: list, only: str = "") -> list[dict]:
+def measure(envoy: str, seconds: float, repeat: int, fleet: list[int], targets: list, only: str = "", where: Cores | None = None) -> list[dict]:
     """Every target runs at once, on one bench server, and the repetitions of a
     workload take turns (target A, B, C, then A, B, C again...): the shared
     host's speed drifts over minutes, and a target measured wholly before
     another would carry that drift into their ratio. Idle targets cost next to
-    nothing. Rows come out grouped by target, workloads in order."""
+    nothing. The proxies run on `where.proxy`'s CPUs, wrk and the upstream on
+    `where.load`'s, when pinned. Rows come out grouped by target, workloads in order."""
+    where = where or Cores(None, None, "not pinned")
     rows = []
     workdir = Path(tempfile.mkdtemp(prefix="mcp-bench-"))
     script = workdir / "bench.lua"
@@ -321,8 +399,8 @@ def measure(envoy: str, seconds: float, repeat: int, fleet: list[int], targets: 
     for servers in fleet:
         ports = port_range(servers)
         classes = [cls for cls in targets if cls.fleet or servers == 1]  # a plain proxy or a server alone has no fleet to merge
-        upstream = Procs(workdir / f"upstream-{servers}")
-        each = {cls: Procs(workdir / f"{cls.name}-{servers}") for cls in classes}
+        upstream = Procs(workdir / f"upstream-{servers}", where.load)
+        each = {cls: Procs(workdir / f"{cls.name}-{servers}", where.proxy) for cls in classes}
         try:
             upstream.workdir.mkdir()
             bench_server(upstream, ports, 20)
@@ -345,17 +423,18 @@ def measure(envoy: str, seconds: float, repeat: int, fleet: list[int], targets: 
                             raise SystemExit(f"bench: {e}")
                         # A peer that cannot serve a workload is a result, not a reason to stop.
                         found[(target.name, name)] = {"target": target.name, "workload": name, "rps": 0.0, "p50_ms": None,
-                                                      "p99_ms": None, "errors": None, "envoy_rss_mb": None, "fails": str(e)}
-                        print(f"bench: {target.name:8} {name:22} fails: {e}", flush=True)
+                                                      "p99_ms": None, "errors": None, "envoy_rss_mb": None, "cpu_us": None, "fails": str(e)}
+                        print(f"bench: {target.name:15} {name:24} fails: {e}", flush=True)
                         continue
                     ready.append((target, sent, headers))
                 runs = {target.name: [] for target, _, _ in ready}
                 for _ in range(repeat):
                     for target, sent, headers in ready:
-                        runs[target.name].append(wrk(target.url(), sent, headers, seconds, script))
+                        runs[target.name].append(load(target, sent, headers, seconds, script, where.load))
                 for target, _, _ in ready:
                     done = runs[target.name]
                     pid = target.proc.pid if target.proc else getattr(target, "rss_pid", None)
+                    cpu = [r.cpu_us for r in done if r.cpu_us is not None]
                     row = {
                         "target": target.name, "workload": name,
                         "rps": statistics.median(r.rps for r in done),
@@ -363,9 +442,11 @@ def measure(envoy: str, seconds: float, repeat: int, fleet: list[int], targets: 
                         "p99_ms": statistics.median(r.p99_ms for r in done),
                         "errors": sum(r.errors for r in done),
                         "envoy_rss_mb": rss_mb(pid) if pid else None,
+                        "cpu_us": statistics.median(cpu) if cpu else None,
                     }
                     found[(target.name, name)] = row
-                    print(f"bench: {target.name:8} {name:22} {row['rps']:10.0f} req/s  p50 {row['p50_ms']:.3f} ms  p99 {row['p99_ms']:.3f} ms  errors {row['errors']}", flush=True)
+                    used = f"  CPU {row['cpu_us']:.1f} us/req" if cpu else ""
+                    print(f"bench: {target.name:15} {name:24} {row['rps']:10.0f} req/s  p50 {row['p50_ms']:.3f} ms  p99 {row['p99_ms']:.3f} ms  errors {row['errors']}{used}", flush=True)
             rows.extend(found[(t.name, name)] for t in started for name, *_ in workloads(servers) if (t.name, name) in found)
         finally:
             for procs in [*each.values(), upstream]:
@@ -410,19 +491,25 @@ def memory_table(rows: list[dict]) -> str:
 
 
 def table(rows: list[dict]) -> str:
+    """Throughput ratios (higher is better) and the CPU ratio to plain Envoy
+    (the Envoy's CPU time per request over plain Envoy's: lower is better)."""
     base = {(r["workload"], r["target"]): r for r in rows if not r.get("fails")}
     lines = [
-        "| workload | target | req/s | p50 ms | p99 ms | errors | proxy RSS MB | vs direct | vs plain Envoy | vs mcp_router |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| workload | target | req/s | p50 ms | p99 ms | errors | proxy RSS MB | Envoy CPU µs/req | vs direct | vs plain Envoy | vs mcp_router | CPU / plain Envoy's |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         if r.get("fails"):
-            lines.append(f"| {r['workload']} | {r['target']} | fails: {r['fails'].replace('|', '/')} | | | | | | | |")
+            lines.append(f"| {r['workload']} | {r['target']} | fails: {r['fails'].replace('|', '/')} | | | | | | | | | |")
             continue
         ratio = lambda other: _ratio(r["rps"] / other["rps"]) if other else "–"
         rss = f"{r['envoy_rss_mb']:.0f}" if r["envoy_rss_mb"] else "–"
         others = [ratio(base.get((r["workload"], t))) for t in ("direct", "envoy", "mcp_router")]
-        lines.append(f"| {r['workload']} | {r['target']} | {r['rps']:.0f} | {r['p50_ms']:.3f} | {r['p99_ms']:.3f} | {r['errors']} | {rss} | " + " | ".join(others) + " |")
+        plain = base.get((r["workload"], "envoy"))
+        cpu = f"{r['cpu_us']:.1f}" if r.get("cpu_us") else "–"
+        cpu_ratio = f"{r['cpu_us'] / plain['cpu_us']:.2f}" if r.get("cpu_us") and plain and plain.get("cpu_us") else "–"
+        lines.append(f"| {r['workload']} | {r['target']} | {r['rps']:.0f} | {r['p50_ms']:.3f} | {r['p99_ms']:.3f} | {r['errors']} | {rss} | {cpu} | "
+                     + " | ".join(others) + f" | {cpu_ratio} |")
     return "\n".join(lines)
 
 
@@ -445,6 +532,12 @@ def targets(rows: list[dict], mem: list[dict], push: dict | None) -> str:
 
     ratio_row("tools/call >= 90% of plain Envoy's throughput", "tools/call", "gateway", "envoy", 0.9, "{:.0%}")
     gw, plain = at.get(("tools/call", "gateway")), at.get(("tools/call", "envoy"))
+    if gw and plain and gw.get("cpu_us") and plain.get("cpu_us"):
+        share = plain["cpu_us"] / gw["cpu_us"]
+        lines.append(f"| the same in CPU: plain Envoy's CPU time per tools/call >= 90% of the gateway's | {share:.0%} "
+                     f"({plain['cpu_us']:.0f} / {gw['cpu_us']:.0f} µs) | {'yes' if share >= 0.9 else 'no'} |")
+    else:
+        lines.append("| the same in CPU time per request | not measured | – |")
     if gw and plain:
         added = gw["p99_ms"] - plain["p99_ms"]
         lines.append(f"| added p99 over plain Envoy <= 0.3 ms at concurrency {CONCURRENCY} | {added:+.2f} ms | {'yes' if added <= 0.3 else 'no'} |")
@@ -463,21 +556,38 @@ def targets(rows: list[dict], mem: list[dict], push: dict | None) -> str:
 
 
 def svg(rows: list[dict]) -> str:
-    """Requests per second, a bar per (workload, target)."""
-    width, bar, gap = 760, 18, 6
-    rows = [r for r in rows if not r.get("fails")]
-    top = max(r["rps"] for r in rows) or 1
-    colors = {"direct": "#999999", "envoy": "#4c78a8", "mcp_router": "#72b7b2", "gateway": "#f58518", "contextforge": "#e45756"}
-    parts, y = [], 30
-    for r in rows:
-        w = (width - 260) * r["rps"] / top
-        parts.append(f'<text x="4" y="{y + 13}" font-size="12">{r["workload"]} / {r["target"]}</text>')
-        parts.append(f'<rect x="220" y="{y}" width="{w:.0f}" height="{bar}" fill="{colors.get(r["target"], "#54a24b")}"/>')
-        parts.append(f'<text x="{224 + w:.0f}" y="{y + 13}" font-size="12">{r["rps"]:.0f}</text>')
-        y += bar + gap
-    head = f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{y + 10}" font-family="sans-serif">'
-    title = '<text x="4" y="18" font-size="14" font-weight="bold">Requests per second (median of repetitions; higher is better)</text>'
-    return "\n".join([head, title, *parts, "</svg>"])
+    """Requests per second, a bar per (workload, target); below, each Envoy's CPU
+    time per request over plain Envoy's for the same workload (a 1 MB call costs
+    ten times a small one: the ratio keeps every workload's bars readable)."""
+    width, bar, gap = 800, 18, 6
+    plain = {r["workload"]: r["cpu_us"] for r in rows if r["target"] == "envoy" and r.get("cpu_us")}
+    rows = [{**r, "cpu_ratio": r["cpu_us"] / plain[r["workload"]] if r.get("cpu_us") and r["workload"] in plain else None}
+            for r in rows if not r.get("fails")]
+    colors = {"direct": "#999999", "envoy": "#4c78a8", "envoy-buffer": "#9ecae9", "envoy-noop-wasm": "#b279a2",
+              "mcp_router": "#72b7b2", "gateway": "#f58518", "contextforge": "#e45756"}
+    parts, y = [], 10
+
+    def chart(title: str, key: str, label):
+        nonlocal y
+        shown = [r for r in rows if r.get(key)]
+        if not shown:
+            return
+        parts.append(f'<text x="4" y="{y + 8}" font-size="14" font-weight="bold">{title}</text>')
+        y += 20
+        top = max(r[key] for r in shown)
+        for r in shown:
+            w = (width - 350) * r[key] / top
+            parts.append(f'<text x="4" y="{y + 13}" font-size="12">{r["workload"]} / {r["target"]}</text>')
+            parts.append(f'<rect x="250" y="{y}" width="{w:.0f}" height="{bar}" fill="{colors.get(r["target"], "#54a24b")}"/>')
+            parts.append(f'<text x="{254 + w:.0f}" y="{y + 13}" font-size="12">{label(r)}</text>')
+            y += bar + gap
+        y += 16
+
+    chart("Requests per second (median of repetitions; higher is better)", "rps", lambda r: f"{r['rps']:.0f}")
+    chart("Envoy CPU time per request over plain Envoy's (median of repetitions; lower is better)", "cpu_ratio",
+          lambda r: f"{r['cpu_ratio']:.2f} ({r['cpu_us']:.1f} µs)")
+    head = f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{y}" font-family="sans-serif">'
+    return "\n".join([head, *parts, "</svg>"])
 
 
 def main() -> int:
@@ -485,9 +595,11 @@ def main() -> int:
     ap.add_argument("--seconds", type=float, default=10)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--smoke", action="store_true", help="seconds, not minutes: one short run of each, results not written")
-    ap.add_argument("--targets", default="", help="some of direct,envoy,mcp_router,gateway,contextforge (default all), or gateway-b: the gateway with the filter BENCH_WASM_B names; results not written unless all")
+    ap.add_argument("--targets", default="", help="some of direct,envoy,envoy-buffer,envoy-noop-wasm,mcp_router,gateway,contextforge (default all), "
+                    "or gateway-b: the gateway with the filter BENCH_WASM_B names; results not written unless all")
     ap.add_argument("--fleet", default="", help="the server counts to run, e.g. 1,10 (default 1,10,50); results not written unless the default")
     ap.add_argument("--only", default="", help="run only workloads whose name contains this; results not written")
+    ap.add_argument("--no-pin", action="store_true", help="leave every process on every CPU (by default the proxies get one CPU, wrk and the upstream the rest)")
     args = ap.parse_args()
     if not shutil.which("wrk"):
         raise SystemExit("bench: wrk is not installed: run `scripts/setup.sh bench` (apt-get install wrk)")
@@ -496,7 +608,9 @@ def main() -> int:
     if args.fleet:
         fleet = [int(n) for n in args.fleet.split(",")]
     chosen = [t for t in TARGETS + OPTIONAL_TARGETS if t in TARGETS and not args.targets or t.name in args.targets.split(",")]
-    rows = measure(envoy, seconds, repeat, fleet, chosen, args.only)
+    where = Cores(None, None, "not pinned (--no-pin)") if args.no_pin else cores()
+    print(f"bench: {where.note}", flush=True)
+    rows = measure(envoy, seconds, repeat, fleet, chosen, args.only, where)
     text = table(rows)
     print(text)
     partial = len(chosen) < len(TARGETS) or args.fleet or args.only
@@ -520,8 +634,16 @@ def main() -> int:
     (out / f"{day}.md").write_text(
         f"# Benchmarks, {day}\n\n"
         f"One run on one machine ({os.cpu_count()} cores): wrk with 1 thread and {CONCURRENCY} connections, "
-        f"{seconds:g} s per run, median of {repeat} runs taken in turns across the targets; every Envoy with one worker.\n\n"
-        f"{text}\n\n![requests per second]({day}.svg)\n\n"
+        f"{seconds:g} s per run, median of {repeat} runs taken in turns across the targets; every Envoy with one worker; "
+        f"{where.note}.\n\n"
+        "*Envoy CPU µs/req*: the CPU time of the target's Envoy process (all threads, user and system, from "
+        "`/proc/<pid>/stat`) over each run, divided by the requests wrk saw answered; the median of the runs. "
+        "*CPU / plain Envoy's*: that over plain Envoy's for the same workload (lower is better). "
+        "The rows *envoy-buffer* (Envoy's C++ buffer filter) and *envoy-noop-wasm* (a proxy-wasm filter that only reads "
+        "the headers, pauses and reads the body) run the gateway's own listener, connection manager, route and cluster "
+        "settings, taken from its live configuration (bench/baselines.py); they proxy every request, "
+        "`tools/list` and `initialize` included, which the gateway answers itself (the bench servers are stateless).\n\n"
+        f"{text}\n\n![requests per second and CPU per request]({day}.svg)\n\n"
         f"## Memory\n\nEnvoy's resident memory after a load that reaches every worker.\n\n{memory_table(mem)}\n\n"
         f"{catalog_push.markdown(push)}\n\n"
         f"## Targets\n\n{targets(rows, mem, push)}\n\n"
