@@ -10,6 +10,7 @@ Targets (see docs/design/benchmarks.md for why these):
                    (both derived from a running gateway's config dump: bench/baselines.py)
   mcp_router       Envoy 1.40's own C++ MCP router, same binary: what an Envoy user would pick instead
   gateway          this gateway: Envoy + the wasm filter + the control plane
+  gateway-native   the same with the native filter (gateway.filter: native, an Envoy dynamic module)
   contextforge     IBM ContextForge 1.0.7 (PyPI) federating the same servers (bench/contextforge.py)
   gateway-b        only when named in --targets: the gateway with the filter BENCH_WASM_B names (and
                    the control plane BENCH_GATEWAY_B names), to compare two builds in one run
@@ -267,6 +268,8 @@ class Gateway(Target):
     # a run does not write gigabytes: its cost is measured apart
     # (docs/design/benchmarks.md).
     access_log = os.environ.get("BENCH_ACCESS_LOG", "off")
+    # gateway.filter: the wasm filter, or the native module (GatewayNative).
+    filter = "wasm"
 
     wasm = ROOT / "target" / "mcp_filter.wasm"
     control_plane = TARGET / "mcp-gateway"
@@ -275,7 +278,7 @@ class Gateway(Target):
         self.listen, xds, admin, envoy_admin = free_port(), free_port(), free_port(), free_port()
         self.envoy_admin = envoy_admin
         catalog = {
-            "gateway": {"listen": f"127.0.0.1:{self.listen}", "access_log": self.access_log},
+            "gateway": {"listen": f"127.0.0.1:{self.listen}", "access_log": self.access_log, "filter": self.filter},
             "servers": [{"name": f"b{i}", "url": f"http://127.0.0.1:{p}/mcp"} for i, p in enumerate(ports)],
         }
         catalog_path = procs.workdir / f"{self.name}-catalog.yaml"
@@ -285,7 +288,10 @@ class Gateway(Target):
             "--xds-listen", f"127.0.0.1:{xds}", "--admin-listen", f"127.0.0.1:{admin}",
         ], env={"RUST_LOG": "warn"})
         path = gateway_bootstrap(procs.workdir, f"{self.name}-envoy.yaml", envoy_admin, xds)
-        self.proc = procs.start(f"{self.name}-envoy", [envoy, "-c", str(path), "--concurrency", str(workers), "--disable-hot-restart", "--log-level", "warn"])
+        # Where Envoy finds the native module (used only with filter: native).
+        modules = {"ENVOY_DYNAMIC_MODULES_SEARCH_PATH": str(ROOT / "target" / "native-release")}
+        self.proc = procs.start(f"{self.name}-envoy", [envoy, "-c", str(path), "--concurrency", str(workers), "--disable-hot-restart", "--log-level", "warn"],
+                                env=modules)
         want = len(ports)
         wait_for("the gateway serving every server", lambda: sum(
             s["state"] == "ready" for s in httpx.get(f"http://127.0.0.1:{admin}/servers", timeout=2).json()["servers"]) == want)
@@ -303,6 +309,14 @@ class Gateway(Target):
         if era == "stateless":
             return {"mcp-protocol-version": MODERN}
         return {} if era == "new session" else {"mcp-session-id": self.session}
+
+
+class GatewayNative(Gateway):
+    """The gateway with the same filter core built as a native Envoy dynamic
+    module (`make native`) instead of wasm."""
+
+    name = "gateway-native"
+    filter = "native"
 
 
 class GatewayB(Gateway):
@@ -362,7 +376,7 @@ class EnvoyNoopWasm(EnvoyBuffer):
         return baselines.noop_wasm_filter(dump, str(self.module))
 
 
-TARGETS = [Direct, PlainEnvoy, EnvoyBuffer, EnvoyNoopWasm, McpRouter, Gateway, ContextForge]
+TARGETS = [Direct, PlainEnvoy, EnvoyBuffer, EnvoyNoopWasm, McpRouter, Gateway, GatewayNative, ContextForge]
 OPTIONAL_TARGETS = [GatewayB]
 
 
@@ -542,6 +556,15 @@ def targets(rows: list[dict], mem: list[dict], push: dict | None) -> str:
         added = gw["p99_ms"] - plain["p99_ms"]
         lines.append(f"| added p99 over plain Envoy <= 0.3 ms at concurrency {CONCURRENCY} | {added:+.2f} ms | {'yes' if added <= 0.3 else 'no'} |")
     ratio_row("tools/call >= Envoy's C++ MCP router", "tools/call", "gateway", "mcp_router", 1.0)
+    # Issue 19's targets: the native module, and a leaner wasm path.
+    native = at.get(("tools/call", "gateway-native"))
+    if native and plain and native.get("cpu_us") and plain.get("cpu_us"):
+        r = native["cpu_us"] / plain["cpu_us"]
+        lines.append(f"| native: tools/call CPU per request <= 1.15x plain Envoy's | {r:.2f}x ({native['cpu_us']:.0f} / {plain['cpu_us']:.0f} µs) | {'yes' if r <= 1.15 else 'no'} |")
+    else:
+        lines.append("| native: tools/call CPU per request <= 1.15x plain Envoy's | not measured | – |")
+    ratio_row("native: tools/call >= 1.3x Envoy's C++ MCP router", "tools/call", "gateway-native", "mcp_router", 1.3)
+    ratio_row("wasm: tools/call >= 0.65x plain Envoy's throughput", "tools/call", "gateway", "envoy", 0.65)
     ratio_row("tools/list (10 servers) >= 5x Envoy's C++ MCP router", "tools/list (10x20)", "gateway", "mcp_router", 5.0)
     ratio_row("tools/call >= 20x ContextForge", "tools/call", "gateway", "contextforge", 20.0)
     if push:
@@ -564,7 +587,7 @@ def svg(rows: list[dict]) -> str:
     rows = [{**r, "cpu_ratio": r["cpu_us"] / plain[r["workload"]] if r.get("cpu_us") and r["workload"] in plain else None}
             for r in rows if not r.get("fails")]
     colors = {"direct": "#999999", "envoy": "#4c78a8", "envoy-buffer": "#9ecae9", "envoy-noop-wasm": "#b279a2",
-              "mcp_router": "#72b7b2", "gateway": "#f58518", "contextforge": "#e45756"}
+              "mcp_router": "#72b7b2", "gateway": "#f58518", "gateway-native": "#54a24b", "contextforge": "#e45756"}
     parts, y = [], 10
 
     def chart(title: str, key: str, label):
