@@ -5,9 +5,11 @@
 //! What it builds (see ARCHITECTURE.md for why):
 //! - one cluster per server (`mcp_<name>`) and one for the control plane's
 //!   admin API;
-//! - the wasm filter as an ECDS resource ([`FILTER_NAME`]), with the module
-//!   inline and the [`FilterConfig`] as its configuration, so that catalog
-//!   edits reach Envoy without draining the listener;
+//! - the wasm filter as an ECDS resource ([`FILTER_NAME`]), with the
+//!   [`FilterConfig`] as its configuration, so that catalog edits reach Envoy
+//!   without draining the listener, and its module named by its SHA-256,
+//!   which Envoy fetches from the control plane once and keeps
+//!   (`compile/filter.rs`);
 //! - one listener whose HTTP connection manager gets its routes over RDS and
 //!   its filter over ECDS;
 //! - one route table: admin paths to the control plane, and every request
@@ -15,12 +17,8 @@
 
 use std::collections::BTreeMap;
 
-use envoy_types::pb::envoy::config::core::v3::{
-    config_source, AggregatedConfigSource, ApiVersion, AsyncDataSource, ConfigSource, DataSource, TypedExtensionConfig,
-};
-use envoy_types::pb::envoy::extensions::filters::http::wasm::v3::Wasm;
-use envoy_types::pb::envoy::extensions::wasm::v3::{plugin_config, PluginConfig, VmConfig};
-use envoy_types::pb::google::protobuf::{Any, BoolValue, StringValue};
+use envoy_types::pb::envoy::config::core::v3::{config_source, AggregatedConfigSource, ApiVersion, ConfigSource};
+use envoy_types::pb::google::protobuf::Any;
 use envoy_types::util::pack_any;
 use mcp_filter::config::{
     ApiKey, AuthConfig, AuthorizationConfig, ControlPlane, FilterConfig, JwtClaims, LimitKey, NamedRoute, RateLimit, ServedItem, ServerEra,
@@ -64,8 +62,9 @@ pub struct Inputs<'a> {
     /// Per server name, what it offers. A server that could not be
     /// discovered is absent and contributes nothing.
     pub discovered: &'a BTreeMap<String, Discovered>,
-    /// The filter module, sent inline so that Envoy needs no shared disk.
-    pub wasm: &'a [u8],
+    /// The SHA-256 of the filter module (lowercase hex). Envoy fetches the
+    /// module by it from the admin API ([`module_path`]), once per process.
+    pub module_sha256: &'a str,
     pub session: &'a SessionConfig,
     /// Where Envoy reaches the control plane's admin API.
     pub admin: (&'a str, u16),
@@ -276,7 +275,7 @@ pub fn compile(inputs: &Inputs<'_>) -> Result<Compiled, CompileError> {
     let unversioned = serde_json::to_string(&filter_config).unwrap_or_default();
     hash.update(unversioned.as_bytes());
     hash.update(serde_json::to_vec(catalog).unwrap_or_default());
-    hash.update(Sha256::digest(inputs.wasm));
+    hash.update(inputs.module_sha256.as_bytes());
     // A rotated certificate is a new version, pushed over SDS.
     if let Some(t) = &inputs.tls {
         for part in [t.cert, t.key, t.client_ca.unwrap_or_default()] {
@@ -293,7 +292,7 @@ pub fn compile(inputs: &Inputs<'_>) -> Result<Compiled, CompileError> {
     // thousand servers: the versioned text is the unversioned one with the
     // version put in.
     let json = with_version(&unversioned, &version).unwrap_or_else(|| serde_json::to_string(&filter_config).unwrap_or_default());
-    let filter = filter_extension(json, inputs.wasm);
+    let filter = filter::filter_extension(json, inputs.admin, inputs.module_sha256);
     let jwks_endpoint = match g.auth.as_ref().and_then(|a| a.jwt.as_ref()).and_then(|j| j.jwks_uri.as_deref()) {
         Some(uri) => Some(
             crate::catalog::parse_endpoint(uri)
@@ -471,32 +470,6 @@ fn with_version(unversioned: &str, version: &str) -> Option<String> {
     Some(format!(r#"{{"version":{}{rest}"#, serde_json::Value::from(version)))
 }
 
-fn filter_extension(json: String, wasm: &[u8]) -> TypedExtensionConfig {
-    let plugin = PluginConfig {
-        name: "mcp".into(),
-        root_id: "mcp".into(),
-        configuration: Some(pack_any(StringValue { value: json })),
-        // Let the filter hold the request headers while it reads the body,
-        // so that it can route on the body (Envoy >= 1.35).
-        allow_on_headers_stop_iteration: Some(BoolValue { value: true }),
-        // A VM that traps is rebuilt instead of leaving the worker failing.
-        failure_policy: envoy_types::pb::envoy::extensions::wasm::v3::FailurePolicy::FailReload as i32,
-        vm: Some(plugin_config::Vm::VmConfig(VmConfig {
-            vm_id: "mcp".into(),
-            runtime: "envoy.wasm.runtime.v8".into(),
-            code: Some(AsyncDataSource {
-                specifier: Some(envoy_types::pb::envoy::config::core::v3::async_data_source::Specifier::Local(DataSource {
-                    specifier: Some(envoy_types::pb::envoy::config::core::v3::data_source::Specifier::InlineBytes(wasm.to_vec())),
-                    ..Default::default()
-                })),
-            }),
-            ..Default::default()
-        })),
-        ..Default::default()
-    };
-    TypedExtensionConfig { name: FILTER_NAME.into(), typed_config: Some(pack_any(Wasm { config: Some(plugin) })) }
-}
-
 fn internal(token: &str) -> UpstreamHeader {
     UpstreamHeader { name: INTERNAL_HEADER.into(), value: token.to_string() }
 }
@@ -530,6 +503,12 @@ fn listens_on_loopback_only(g: &GatewaySettings) -> bool {
     loopback(&g.listen) && g.tls.as_ref().and_then(|t| t.listen.as_deref()).is_none_or(loopback)
 }
 
+/// A filter resource as compile makes it, for the ADS server's tests.
+#[cfg(test)]
+pub(crate) fn filter_for_tests() -> Any {
+    pack_any(filter::filter_extension("{}".into(), ("127.0.0.1", 18001), "00"))
+}
+
 /// Decodes a published resource back into its type, for tests and the admin API.
 pub fn decode<M: Message + Default>(any: &Any) -> Option<M> {
     M::decode(any.value.as_slice()).ok()
@@ -537,6 +516,7 @@ pub fn decode<M: Message + Default>(any: &Any) -> Option<M> {
 
 mod access_log;
 mod clusters;
+mod filter;
 mod listeners;
 mod rls;
 mod security;
@@ -544,6 +524,7 @@ mod tracing;
 
 pub use clusters::cluster_name;
 use clusters::{admin_clusters, duration, limit_connections, socket, upstream_cluster};
+pub use filter::{module_path, sent_again, MODULE_PATH_PREFIX, SENT_AGAIN_VARIABLE};
 use listeners::{global_limits, json_body, listeners, route_table};
 
 /// The response header carrying a global limit's JSON-RPC error.

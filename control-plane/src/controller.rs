@@ -35,15 +35,17 @@ use crate::discovery::{self, Discovered};
 use crate::runtime::Runtimes;
 use crate::snapshot::SnapshotCache;
 use crate::state::{
-    Changes, Current, GlobalLimits, Internal, Lists, Published, Reloads, Served, ServerState, ServerStatus, ServerSummary, Status,
+    Changes, Current, FilterModule, GlobalLimits, Internal, Lists, Published, Reloads, Served, ServerState, ServerStatus, ServerSummary,
+    Status,
 };
 use crate::upstream::{self, Clients, Reach, Upstream};
 
 /// What the controller is started with.
 pub struct Settings {
     pub catalog_path: PathBuf,
-    /// The filter module published to Envoy.
-    pub wasm: Vec<u8>,
+    /// The filter module published to Envoy (by its digest; Envoy fetches
+    /// it from the admin API).
+    pub module: Arc<FilterModule>,
     /// Session key used when the catalog names none (hex, 32 bytes).
     pub fallback_session_key: String,
     /// Where Envoy reaches the admin API.
@@ -172,6 +174,11 @@ impl Controller {
     /// The servers the control plane runs or connects to.
     pub fn runtimes(&self) -> Arc<Runtimes> {
         Arc::clone(&self.inner.runtimes)
+    }
+
+    /// The filter module, as the admin API serves it.
+    pub fn module(&self) -> Arc<FilterModule> {
+        Arc::clone(&self.inner.settings.module)
     }
 
     /// What opens the internal endpoints.
@@ -324,7 +331,7 @@ impl Controller {
         let inputs = Inputs {
             catalog,
             discovered: &discovered,
-            wasm: &s.wasm,
+            module_sha256: s.module.sha256(),
             session: &session,
             admin: (&s.admin_advertise.0, s.admin_advertise.1),
             gateway_version: &s.gateway_version,

@@ -6,7 +6,7 @@
 //! and `<name>.inputs.yaml`, everything else `compile` takes that the
 //! controller would have read (the environment for `${VAR}`, the contents of
 //! the files the catalog names, what discovery found on each server). What
-//! the controller takes from its own settings is fixed here ([`WASM`],
+//! the controller takes from its own settings is fixed here ([`MODULE_SHA256`],
 //! [`FALLBACK_SESSION_KEY`], [`ADMIN`], [`GATEWAY_VERSION`],
 //! [`INTERNAL_TOKEN`]); there is no previous configuration.
 //!
@@ -16,7 +16,7 @@
 //! (empty, zero, false, unset, an enum's zero value) are left out, as proto3
 //! cannot tell them from unset; protobuf maps are sorted by key; wrappers
 //! (`UInt32Value`, `BoolValue`, ...) show their value and durations read
-//! `5s`. The wasm module is elided, and the filter configuration is shown as
+//! `5s`. Inline bytes are elided, and the filter configuration is shown as
 //! pretty-printed JSON. The version (a hash of every input) is replaced by
 //! `<version>`: any change changes it, so it would only add noise to every
 //! diff; the test checks instead that two compiles agree on it.
@@ -76,8 +76,9 @@ use serde::Deserialize;
 use serde_json::Value as Json;
 use serde_yaml::{Mapping, Value as Yaml};
 
-/// The filter module: the magic number and version of an empty wasm module.
-const WASM: &[u8] = b"\0asm\x01\0\0\0";
+/// The filter module's SHA-256: that of an empty wasm module (its magic
+/// number and version, `\0asm\x01\0\0\0`).
+const MODULE_SHA256: &str = "93a44bbb96c751218e4c00d479e4c14358122a389acca16205b1e4d0dc5f9476";
 /// The controller's session key for catalogs without `gateway.session_key`.
 const FALLBACK_SESSION_KEY: &str = "0000000000000000000000000000000000000000000000000000000000000001";
 /// Where Envoy reaches the control plane's admin API.
@@ -261,7 +262,7 @@ fn run(catalog: &Catalog, discovered: &BTreeMap<String, Discovered>, files: &Fil
     let inputs = Inputs {
         catalog,
         discovered,
-        wasm: WASM,
+        module_sha256: MODULE_SHA256,
         session: &session,
         admin: ADMIN,
         gateway_version: GATEWAY_VERSION,
@@ -398,8 +399,7 @@ impl Renderer<'_> {
                 ("Some", [inner]) => self.node(inner),
                 ("InlineBytes", [Node::List(bytes)]) => {
                     let bytes = bytes_of(bytes);
-                    let what = if bytes == WASM { "the filter module" } else { "bytes" };
-                    single(name, Yaml::String(format!("<{what}: {} bytes, elided>", bytes.len())))
+                    single(name, Yaml::String(format!("<bytes: {} bytes, elided>", bytes.len())))
                 }
                 (_, [inner]) => single(name, self.node(inner)),
                 (_, items) => single(name, Yaml::Sequence(items.iter().map(|i| self.node(i)).collect())),

@@ -4,9 +4,10 @@ use crate::catalog::load;
 use crate::discovery::Discovered;
 use envoy_types::pb::envoy::config::accesslog::v3::access_log_filter;
 use envoy_types::pb::envoy::config::cluster::v3::{cluster, Cluster};
-use envoy_types::pb::envoy::config::core::v3::data_source;
+use envoy_types::pb::envoy::config::core::v3::{data_source, DataSource, TypedExtensionConfig};
 use envoy_types::pb::envoy::config::listener::v3::{filter, Listener};
 use envoy_types::pb::envoy::config::route::v3::{route, RouteConfiguration};
+use envoy_types::pb::envoy::extensions::filters::http::wasm::v3::Wasm;
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{http_filter, HttpConnectionManager};
 use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::subject_alt_name_matcher::SanType;
 use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{
@@ -14,6 +15,7 @@ use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{
 };
 use envoy_types::pb::envoy::extensions::upstreams::http::v3::HttpProtocolOptions;
 use envoy_types::pb::envoy::r#type::matcher::v3::string_matcher;
+use envoy_types::pb::google::protobuf::{BoolValue, StringValue};
 use mcp_filter::config::SessionKey;
 use serde_json::json;
 
@@ -53,7 +55,7 @@ fn run_after(
     compile(&Inputs {
         catalog: &catalog,
         discovered: &discovered,
-        wasm: b"\0asm",
+        module_sha256: "00",
         session: &session(),
         admin: ("127.0.0.1", 18001),
         gateway_version: "0.1.0",
