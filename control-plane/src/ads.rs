@@ -171,13 +171,14 @@ async fn retry_timer(at: Option<tokio::time::Instant>) {
 
 /// How long to wait before sending again, for the `attempt`th time (from 0), a filter
 /// configuration Envoy rejected because it could not make the wasm VM; `None`: give up (the
-/// next snapshot tries again). The first wait covers fetching the module from the control
-/// plane next to Envoy; the later ones a control plane Envoy cannot reach for a while (about
-/// two minutes in all).
+/// next snapshot tries again). Short at first: a starting Envoy's listener is up without its
+/// filter until then, and the module, from the control plane next to Envoy, is usually there
+/// before the NACK is; the later ones cover a control plane Envoy cannot reach for a while
+/// (about two minutes in all).
 pub fn retry_delay(attempt: u32) -> Option<Duration> {
-    const FIRST: Duration = Duration::from_millis(100);
+    const FIRST: Duration = Duration::from_millis(20);
     const MAX: Duration = Duration::from_secs(30);
-    const ATTEMPTS: u32 = 10;
+    const ATTEMPTS: u32 = 14;
     (attempt < ATTEMPTS).then(|| FIRST.saturating_mul(1 << attempt.min(16)).min(MAX))
 }
 
