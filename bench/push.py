@@ -201,6 +201,9 @@ class PushGateway:
                 out["seen_s"] = at - wall
             elif message == "publishing configuration" and fields.get("version") == version:
                 out["published_s"] = at - wall
+                for stage in ("read", "discover", "compile"):
+                    if f"{stage}_ms" in fields:
+                        out[f"{stage}_s"] = fields[f"{stage}_ms"] / 1000
             elif message == "sending" and fields.get("version") == version and fields.get("node") == NODE:
                 out["sent_by_type_s"].setdefault(TYPES.get(fields.get("type_url"), fields.get("type_url")), at - wall)
         return out
@@ -275,7 +278,10 @@ def measure(envoy: str, workdir: Path, servers: int = 1000, repeat: int = 3) -> 
                 samples[kind if i else "warmup"].append(s)
                 print(f"bench: push {'warm-up' if not i else f'{i}/{repeat}'} {kind:8} ({n:4} servers): ACK {s['ack_s']:.3f} s, "
                       f"ready {s['ready_s']:.3f} s, served {s['served_s']:.3f} s "
-                      f"(seen {s.get('seen_s', float('nan')):.3f} s, published {s.get('published_s', float('nan')):.3f} s)", flush=True)
+                      f"(seen {s.get('seen_s', float('nan')):.3f} s, published {s.get('published_s', float('nan')):.3f} s: "
+                      f"read {s.get('read_s', float('nan')):.3f}, discover {s.get('discover_s', float('nan')):.3f}, "
+                      f"compile {s.get('compile_s', float('nan')):.3f}; clusters ACKed {s['ack_by_type_s'].get('clusters', float('nan')):.3f}, "
+                      f"filter {s['ack_by_type_s'].get('filter', float('nan')):.3f})", flush=True)
     finally:
         procs.stop_all()
     cost = compile_cost(servers)

@@ -61,7 +61,7 @@ pub struct Inputs<'a> {
     pub catalog: &'a Catalog,
     /// Per server name, what it offers. A server that could not be
     /// discovered is absent and contributes nothing.
-    pub discovered: &'a BTreeMap<String, Discovered>,
+    pub discovered: &'a dyn Offered,
     /// The SHA-256 of the filter module (lowercase hex). Envoy fetches the
     /// module by it from the admin API ([`module_path`]), once per process.
     pub module_sha256: &'a str,
@@ -83,6 +83,24 @@ pub struct Inputs<'a> {
     /// The filter configuration running now, if any: a name two servers
     /// expose stays with the one that had it ([`Dropped`]).
     pub previous: Option<&'a FilterConfig>,
+}
+
+/// What each server offers, by server name: a map of them, or the
+/// controller's record (with each server's identity), read without a copy.
+pub trait Offered {
+    fn offer(&self, server: &str) -> Option<&Discovered>;
+}
+
+impl Offered for BTreeMap<String, Discovered> {
+    fn offer(&self, server: &str) -> Option<&Discovered> {
+        self.get(server)
+    }
+}
+
+impl Offered for BTreeMap<String, (String, std::sync::Arc<Discovered>)> {
+    fn offer(&self, server: &str) -> Option<&Discovered> {
+        self.get(server).map(|(_, d)| d.as_ref())
+    }
 }
 
 /// PEM text of the listener's certificate chain and key, and of the CAs
@@ -160,7 +178,7 @@ pub fn compile(inputs: &Inputs<'_>) -> Result<Compiled, CompileError> {
         }
         clusters.push(upstream);
         let index = servers.len();
-        let found = inputs.discovered.get(&s.name).unwrap_or(&none);
+        let found = inputs.discovered.offer(&s.name).unwrap_or(&none);
         let logging = found.capabilities.get("logging").is_some_and(|c| !c.is_null());
         servers.push(UpstreamServer {
             name: s.name.clone(),
@@ -171,7 +189,7 @@ pub fn compile(inputs: &Inputs<'_>) -> Result<Compiled, CompileError> {
             logging,
             // A server not discovered yet is assumed stateful: it then gets
             // an initialize per client session, which suits either kind.
-            stateful: inputs.discovered.get(&s.name).is_none_or(|d| d.stateful),
+            stateful: inputs.discovered.offer(&s.name).is_none_or(|d| d.stateful),
             // Sent as a header: an upstream's odd answer must not break it.
             protocol_version: found
                 .protocol_version
@@ -192,7 +210,7 @@ pub fn compile(inputs: &Inputs<'_>) -> Result<Compiled, CompileError> {
         prompts.add(index, &s.name, prefix.as_deref(), &found.prompts);
         resources.extend(found.resources.iter().map(|d| ServedItem { server: index, definition: d.clone() }));
         resource_templates.extend(found.resource_templates.iter().map(|d| ServedItem { server: index, definition: d.clone() }));
-        if inputs.discovered.contains_key(&s.name) {
+        if inputs.discovered.offer(&s.name).is_some() {
             offered.push(found);
         }
     }
@@ -201,7 +219,7 @@ pub fn compile(inputs: &Inputs<'_>) -> Result<Compiled, CompileError> {
     let instructions = merged_instructions(
         g.instructions.as_deref(),
         catalog.servers.iter().filter_map(|s| {
-            let text = inputs.discovered.get(&s.name)?.instructions.as_deref()?;
+            let text = inputs.discovered.offer(&s.name)?.instructions.as_deref()?;
             let heading = if s.prefix {
                 format!("## Server {} (its tools and prompts are named {}{}<name>)", s.name, s.name, g.tool_separator)
             } else {

@@ -29,6 +29,12 @@ use crate::discovery::Discovered;
 use crate::runtime::ProcessStatus;
 use crate::upstream::{Reach, Upstream};
 
+/// Per server name, its identity when it was asked ([`Reach::identity`]) and
+/// what it offered. Shared, not copied, from one reload to the next: at a
+/// thousand servers a copy of every tool definition costs tens of
+/// milliseconds.
+pub type Offers = BTreeMap<String, (String, Arc<Discovered>)>;
+
 /// The configuration being served, swapped whole by each good reload.
 pub struct Published {
     /// The version Envoy is served (the snapshot's).
@@ -41,7 +47,7 @@ pub struct Published {
     /// What each server offered when last asked, with the identity it had
     /// then ([`Reach::identity`]): a server whose identity changed is asked
     /// again.
-    pub offers: BTreeMap<String, (String, Discovered)>,
+    pub offers: Offers,
     /// The session keys and servers, for the clients' GET streams, the era
     /// bridge and the health checks.
     pub served: Arc<Served>,
