@@ -407,10 +407,13 @@ impl Names {
                 continue;
             };
             let name = format!("{}{upstream_name}", prefix.unwrap_or_default());
-            let mut definition = item.clone();
-            if let Some(obj) = definition.as_object_mut() {
-                obj.insert("name".into(), Value::String(name.clone()));
-            }
+            // Serialised with its new name, without a copy of the item.
+            let definition = match item.as_object() {
+                Some(fields) => serde_json::value::to_raw_value(&Renamed { fields, name: &name })
+                    .map(mcp_filter::config::Definition::from_raw)
+                    .unwrap_or_else(|_| mcp_filter::config::Definition::new(item)),
+                None => mcp_filter::config::Definition::new(item),
+            };
             let route = NamedRoute { name: name.clone(), server, upstream_name: upstream_name.to_string(), definition };
             let Some((at, holder)) = self.taken.get(&name).cloned() else {
                 self.taken.insert(name, (self.routes.len(), server_name.to_string()));
@@ -436,6 +439,28 @@ impl Names {
             };
             self.dropped.push(Dropped { server: loser, kind, name, reason });
         }
+    }
+}
+
+/// A listed item's fields with `name` set to the name the gateway exposes
+/// (in its place if the item has one; an item without one is dropped before).
+struct Renamed<'a> {
+    fields: &'a serde_json::Map<String, Value>,
+    name: &'a str,
+}
+
+impl serde::Serialize for Renamed<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = serializer.serialize_map(Some(self.fields.len()))?;
+        for (key, value) in self.fields {
+            if key == "name" {
+                map.serialize_entry(key, self.name)?;
+            } else {
+                map.serialize_entry(key, value)?;
+            }
+        }
+        map.end()
     }
 }
 

@@ -239,6 +239,24 @@ fn check(fixture: &str) {
     settings.bind(|| insta::assert_snapshot!(fixture, text));
 }
 
+/// Pretty-printed JSON whose definitions kept as text (`Definition`, written
+/// on one line) are pretty-printed like the rest, at their indentation.
+fn pretty_definitions(text: &str) -> String {
+    let mut lines = Vec::new();
+    for line in text.lines() {
+        let indent = line.len() - line.trim_start().len();
+        let Some(rest) = line.trim_start().strip_prefix("\"definition\": ").filter(|r| *r != "{" && *r != "[") else {
+            lines.push(line.to_string());
+            continue;
+        };
+        let (json, comma) = rest.strip_suffix(',').map_or((rest, ""), |j| (j, ","));
+        let value: Json = serde_json::from_str(json).expect("a definition is JSON");
+        let pretty = serde_json::to_string_pretty(&value).unwrap().replace('\n', &format!("\n{}", " ".repeat(indent)));
+        lines.push(format!("{}\"definition\": {pretty}{comma}", " ".repeat(indent)));
+    }
+    lines.join("\n")
+}
+
 /// Compiles as the controller does (`Controller::try_reload`), with the
 /// files read from the fixture instead of the disk.
 fn run(catalog: &Catalog, discovered: &BTreeMap<String, Discovered>, files: &Files) -> Compiled {
@@ -382,7 +400,7 @@ impl Renderer<'_> {
         config.version = "<version>".into();
         let mut out = Mapping::new();
         out.insert("@type".into(), type_url.into());
-        out.insert("value".into(), format!("{}\n", serde_json::to_string_pretty(&config).unwrap()).into());
+        out.insert("value".into(), format!("{}\n", pretty_definitions(&serde_json::to_string_pretty(&config).unwrap())).into());
         Yaml::Mapping(out)
     }
 

@@ -85,7 +85,7 @@ fn names_tools_and_routes_them() {
     let f = &c.filter_config;
     let names: Vec<_> = f.tools.iter().map(|t| (t.name.as_str(), t.server, t.upstream_name.as_str())).collect();
     assert_eq!(names, vec![("time__now", 0, "now"), ("time__zone", 0, "zone"), ("search", 1, "search")]);
-    assert_eq!(f.tools[0].definition, json!({"name": "time__now", "description": "now tool", "inputSchema": {"type": "object"}}));
+    assert_eq!(f.tools[0].definition.value(), json!({"name": "time__now", "description": "now tool", "inputSchema": {"type": "object"}}));
     assert_eq!(
         f.servers[1],
         UpstreamServer {
@@ -219,7 +219,7 @@ fn prompts_resources_capabilities_and_instructions() {
     let discovered = BTreeMap::from([("time".to_string(), time), ("docs".to_string(), docs)]);
     let f = run_with(TWO, discovered).unwrap().filter_config;
     assert_eq!(f.prompts[0].name, "time__greet");
-    assert_eq!(f.prompts[0].definition, json!({"name": "time__greet", "arguments": [{"name": "who"}]}));
+    assert_eq!(f.prompts[0].definition.value(), json!({"name": "time__greet", "arguments": [{"name": "who"}]}));
     assert_eq!((f.resources[0].server, f.resource_templates[0].server), (1, 1));
     assert_eq!(f.resources[0].definition["uri"], "docs://index", "URIs are relayed unchanged");
     assert_eq!(
