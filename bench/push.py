@@ -76,8 +76,8 @@ TOOLS = 20  # per bench server (it lists one more, `big`)
 class PushGateway:
     """The control plane and an Envoy with one worker, on a catalog this class rewrites."""
 
-    def __init__(self, procs: Procs, envoy: str, ports: list[int]):
-        self.procs, self.ports = procs, ports
+    def __init__(self, procs: Procs, envoy: str, ports: list[int], per_port: int = 1):
+        self.procs, self.ports, self.per_port = procs, ports, per_port
         self.listen, xds, self.admin_port, envoy_admin = free_port(), free_port(), free_port(), free_port()
         self.admin = f"http://127.0.0.1:{self.admin_port}"
         # A directory of its own: the control plane watches the catalog's
@@ -108,7 +108,7 @@ class PushGateway:
         Returns (wall clock, monotonic clock) when the rename returned."""
         catalog = {
             "gateway": {"listen": f"127.0.0.1:{self.listen}"},
-            "servers": [{"name": name, "url": f"http://127.0.0.1:{p}/mcp"} for name, p in zip(self.names(prefix, n), self.ports)],
+            "servers": [{"name": name, "url": self.url(i)} for i, name in enumerate(self.names(prefix, n))],
         }
         tmp = self.catalog.with_name(".catalog.yaml.tmp")
         with open(tmp, "w") as f:
@@ -117,6 +117,12 @@ class PushGateway:
             os.fsync(f.fileno())
         os.replace(tmp, self.catalog)
         return time.time(), time.monotonic()
+
+    def url(self, i: int) -> str:
+        """Where the bench server serves server i."""
+        if self.per_port == 1:
+            return f"http://127.0.0.1:{self.ports[i]}/mcp"
+        return f"http://127.0.0.1:{self.ports[i // self.per_port]}/{i % self.per_port}/mcp"
 
     def acked(self, old: str | None) -> dict | None:
         """If the Envoy has ACKed, for every type it subscribed to, the version
@@ -209,6 +215,21 @@ class PushGateway:
         return out
 
 
+def _raise_nofile(want: int) -> None:
+    """Raises this process's open-file limit (inherited by what it starts) to `want`, as far as
+    it may (a hard limit above the current one needs root); says so when it cannot."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft >= want:
+        return
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (want, max(hard, want)))
+    except (ValueError, OSError):
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        print(f"bench: open files limited to {hard}, {want} wanted: the last servers may not answer", file=sys.stderr)
+
+
 def _alive(proc, what: str) -> bool:
     if proc.poll() is not None:
         raise SystemExit(f"bench: {what} exited with status {proc.returncode} (its log is in the workdir)")
@@ -266,11 +287,17 @@ def measure(envoy: str, workdir: Path, servers: int = 1000, repeat: int = 3) -> 
     procs = Procs(workdir)
     samples: dict[str, list[dict]] = {"new": [], "replaced": [], "back": [], "warmup": []}
     try:
-        ports = port_range(servers)
-        upstream = procs.start("push-upstream", [str(TARGET / "mcp-bench-server"), "--ports", f"{ports[0]}-{ports[-1]}", "--tools", str(TOOLS)])
+        # Up to 1,000 servers, one port each; beyond, 1,000 ports with several
+        # servers each (a listener and a pooled connection per port, not per
+        # server: 10,000 of each would pass the machine's open-file limit).
+        per_port = max(1, -(-servers // 1000))
+        ports = port_range(-(-servers // per_port))
+        _raise_nofile(4 * len(ports) + 1024)
+        upstream = procs.start("push-upstream", [str(TARGET / "mcp-bench-server"), "--ports", f"{ports[0]}-{ports[-1]}", "--tools", str(TOOLS),
+                                                 "--per-port", str(per_port)])
         for p in ports:
             wait_for(f"upstream :{p}", lambda p=p: _alive(upstream, "the bench server") and socket.create_connection(("127.0.0.1", p), timeout=1).close() or True)
-        gw = PushGateway(procs, envoy, ports)
+        gw = PushGateway(procs, envoy, ports, per_port)
         for i in range(repeat + 1):
             for kind, prefix, n in (("new", "a", servers), ("replaced", "b", servers), ("back", "s", 1)):
                 s = gw.push(prefix, n)

@@ -522,6 +522,12 @@ impl Discovery {
     }
 }
 
+/// Servers asked at once. Past a few hundred, more in flight only wait for the
+/// CPU and hold sockets on both sides: at 10,000 servers asked at once, the
+/// bench server ran out of file descriptors and its last servers never
+/// answered (docs/design/benchmarks.md).
+const DISCOVERY_CONCURRENCY: usize = 256;
+
 /// Discovers the servers concurrently (all, or those not known), but those
 /// `pending` (being started for this catalog): their offer and status.
 async fn discover(
@@ -531,19 +537,29 @@ async fn discover(
     reach: &Reach,
     pending: &BTreeSet<String>,
 ) -> (Offers, Vec<ServerStatus>) {
+    use futures::StreamExt as _;
     let which = &which;
-    let listings = futures::future::join_all(catalog.servers.iter().map(|s| async move {
-        let identity = reach.identity(s);
-        if pending.contains(&s.name) {
-            return (identity, None);
-        }
-        let listing = match known.get(&s.name) {
-            Some((known_as, d)) if which.reuses(&s.name) && *known_as == identity => Ok(Arc::clone(d)),
-            _ => discovery::discover(&Upstream::of(s, reach), Duration::from_secs(s.discovery_timeout_seconds)).await.map(Arc::new),
-        };
-        (identity, Some(listing))
-    }))
-    .await;
+    let asks: Vec<_> = catalog
+        .servers
+        .iter()
+        .enumerate()
+        .map(|(i, s)| async move {
+            let identity = reach.identity(s);
+            if pending.contains(&s.name) {
+                return (i, identity, None);
+            }
+            let listing = match known.get(&s.name) {
+                Some((known_as, d)) if which.reuses(&s.name) && *known_as == identity => Ok(Arc::clone(d)),
+                _ => discovery::discover(&Upstream::of(s, reach), Duration::from_secs(s.discovery_timeout_seconds)).await.map(Arc::new),
+            };
+            (i, identity, Some(listing))
+        })
+        .collect();
+    // Unordered, so that one server slow to answer holds one slot, not the
+    // start of every server after it.
+    let mut listings: Vec<_> = futures::stream::iter(asks).buffer_unordered(DISCOVERY_CONCURRENCY).collect().await;
+    listings.sort_by_key(|(i, _, _)| *i);
+    let listings = listings.into_iter().map(|(_, identity, listing)| (identity, listing));
     let mut offers = BTreeMap::new();
     let mut statuses = Vec::with_capacity(catalog.servers.len());
     for (server, (identity, listing)) in catalog.servers.iter().zip(listings) {
