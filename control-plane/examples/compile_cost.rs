@@ -3,8 +3,8 @@
 //! builds a catalog of SERVERS servers as `catalog.yaml` text, each with the
 //! 21 tools a bench server (`bench/server`, `--tools 20`) lists, and times
 //! `catalog::load` and `compile` over ITERATIONS runs, printing the medians.
-//! The filter module is `target/mcp_filter.wasm` when built (it travels
-//! inline in the ECDS resource, so its size counts), else as many zeros.
+//! The filter module travels by its digest only (Envoy fetches it once), so
+//! its bytes do not count here.
 //!
 //!     cargo run --release -p mcp-control-plane --example compile_cost -- 1000
 //!
@@ -49,8 +49,7 @@ fn main() {
             (format!("b{i}"), d)
         })
         .collect();
-    let wasm_path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/mcp_filter.wasm");
-    let wasm = std::fs::read(&wasm_path).unwrap_or_else(|_| vec![0; 660 * 1024]);
+    let module_sha256 = "0".repeat(64);
     let session = SessionConfig {
         active_key: "k".into(),
         keys: vec![SessionKey { id: "k".into(), secret_hex: "11".repeat(32) }],
@@ -67,7 +66,7 @@ fn main() {
         let inputs = Inputs {
             catalog: &catalog,
             discovered: &discovered,
-            wasm: &wasm,
+            module_sha256: &module_sha256,
             session: &session,
             admin: ("127.0.0.1", 18001),
             gateway_version: "0.0.0",
@@ -101,12 +100,7 @@ fn main() {
             (short, (items.len(), items.iter().map(|(_, any)| any.encoded_len()).sum()))
         })
         .collect();
-    println!(
-        "servers={servers} tools={} iterations={iterations} wasm_bytes={} catalog_yaml_bytes={}",
-        compiled.filter_config.tools.len(),
-        wasm.len(),
-        yaml.len()
-    );
+    println!("servers={servers} tools={} iterations={iterations} catalog_yaml_bytes={}", compiled.filter_config.tools.len(), yaml.len());
     println!("load_median_ms={:.3}", median_ms(&mut load_times));
     println!("compile_median_ms={:.3}", median_ms(&mut compile_times));
     println!("filter_config_json_median_ms={:.3}", median_ms(&mut json_times));

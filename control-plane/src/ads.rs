@@ -15,14 +15,18 @@
 //!   and is ignored;
 //! - an ACK (the version we sent, no `error_detail`) is recorded and needs no answer;
 //! - a NACK is logged and recorded, and is not answered: resending the version Envoy just
-//!   rejected would loop. The next snapshot brings a new version;
+//!   rejected would loop. The next snapshot brings a new version. The one exception is the
+//!   filter configuration rejected because Envoy could not make the wasm VM: Envoy rejects it
+//!   while it fetches a module it does not have yet (`nack_on_code_cache_miss`), so that
+//!   version is sent again a few times, further and further apart ([`retry_delay`]), until
+//!   Envoy has the module and accepts it (docs/design/module-delivery.md);
 //! - a change of the requested names (routes, extension configs) is answered with the new set;
 //! - a new snapshot is pushed to every subscribed type, clusters first (see [`PUSH_ORDER`]).
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_server::{
     AggregatedDiscoveryService, AggregatedDiscoveryServiceServer,
@@ -34,7 +38,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 use tracing::{debug, info, warn};
 
-use crate::snapshot::{Snapshot, SnapshotCache, CLUSTER_TYPE, LISTENER_TYPE, PUSH_ORDER};
+use crate::snapshot::{Snapshot, SnapshotCache, CLUSTER_TYPE, EXTENSION_CONFIG_TYPE, LISTENER_TYPE, PUSH_ORDER};
 
 /// Largest gRPC message accepted or sent. A whole route table or filter configuration for a
 /// large catalog can exceed tonic's 4 MiB default, and Envoy then sees a stream error instead
@@ -127,6 +131,10 @@ async fn run_stream(
                 }
                 None => Err(StreamClosed),
             },
+            () = retry_timer(stream.retry_at()), if stream.retry_at().is_some() => match snapshot.as_deref() {
+                Some(current) => stream.retry(current).await,
+                None => Ok(()),
+            },
             changed = snapshots.changed(), if watching => match changed {
                 Ok(()) => {
                     snapshot = snapshots.borrow_and_update().clone();
@@ -154,6 +162,42 @@ async fn run_stream(
 #[derive(Debug)]
 struct StreamClosed;
 
+async fn retry_timer(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// How long to wait before sending again, for the `attempt`th time (from 0), a filter
+/// configuration Envoy rejected because it could not make the wasm VM; `None`: give up (the
+/// next snapshot tries again). Short at first: a starting Envoy's listener is up without its
+/// filter until then, and the module, from the control plane next to Envoy, is usually there
+/// before the NACK is; the later ones cover a control plane Envoy cannot reach for a while
+/// (about two minutes in all).
+pub fn retry_delay(attempt: u32) -> Option<Duration> {
+    const FIRST: Duration = Duration::from_millis(20);
+    const MAX: Duration = Duration::from_secs(30);
+    const ATTEMPTS: u32 = 14;
+    (attempt < ATTEMPTS).then(|| FIRST.saturating_mul(1 << attempt.min(16)).min(MAX))
+}
+
+/// Whether a NACK of the filter configuration says the wasm VM could not be made: what Envoy
+/// says while it fetches the module (and also when the module or its configuration fails,
+/// which a few more tries cannot hurt).
+fn vm_not_made(type_url: &str, message: &str) -> bool {
+    type_url == EXTENSION_CONFIG_TYPE && message.contains("Unable to create Wasm")
+}
+
+/// A filter configuration to send again.
+#[derive(Debug)]
+struct Retry {
+    version: String,
+    attempt: u32,
+    /// When; `None` while the last one sent waits for Envoy's answer.
+    at: Option<tokio::time::Instant>,
+}
+
 /// One ADS stream's state.
 struct StreamState {
     cache: SnapshotCache,
@@ -163,11 +207,56 @@ struct StreamState {
     node: Option<Registration>,
     next_nonce: u64,
     types: HashMap<String, TypeState>,
+    retry: Option<Retry>,
 }
 
 impl StreamState {
     fn new(cache: SnapshotCache, id: u64, tx: mpsc::Sender<Result<DiscoveryResponse, Status>>) -> Self {
-        Self { cache, id, tx, node: None, next_nonce: 1, types: HashMap::new() }
+        Self { cache, id, tx, node: None, next_nonce: 1, types: HashMap::new(), retry: None }
+    }
+
+    fn retry_at(&self) -> Option<tokio::time::Instant> {
+        self.retry.as_ref().and_then(|r| r.at)
+    }
+
+    /// Sends again the filter configuration Envoy rejected, if it is still the one served.
+    async fn retry(&mut self, snapshot: &Snapshot) -> Result<(), StreamClosed> {
+        let Some(retry) = self.retry.as_mut() else { return Ok(()) };
+        retry.at = None;
+        let attempt = retry.attempt + 1;
+        if retry.version != snapshot.version {
+            self.retry = None;
+            return Ok(());
+        }
+        info!(node = self.node_id(), version = snapshot.version, attempt, "sending the rejected filter configuration again");
+        self.send_marked(snapshot, EXTENSION_CONFIG_TYPE, Some(attempt)).await
+    }
+
+    /// After a NACK of `rejected`: plans to send it again if Envoy could not make the VM.
+    fn plan_retry(&mut self, type_url: &str, rejected: &str, message: &str, snapshot: Option<&Snapshot>) {
+        if !vm_not_made(type_url, message) || snapshot.is_none_or(|s| s.version != rejected) {
+            return;
+        }
+        let attempt = self.retry.as_ref().filter(|r| r.version == rejected).map_or(0, |r| r.attempt + 1);
+        match retry_delay(attempt) {
+            Some(delay) => {
+                info!(
+                    node = self.node_id(),
+                    version = rejected,
+                    in_ms = delay.as_millis() as u64,
+                    "Envoy could not make the filter's VM (it fetches the module meanwhile, or the module failed); sending it again"
+                );
+                self.retry = Some(Retry { version: rejected.to_owned(), attempt, at: Some(tokio::time::Instant::now() + delay) });
+            }
+            None => {
+                tracing::error!(
+                    node = self.node_id(),
+                    version = rejected,
+                    "Envoy still rejects the filter configuration; it keeps running its last one until the next catalog change"
+                );
+                self.retry = None;
+            }
+        }
     }
 
     fn node_id(&self) -> &str {
@@ -216,10 +305,14 @@ impl StreamState {
                     "Envoy rejected configuration (NACK)"
                 );
                 self.cache.record_nack(self.node_id(), &type_url, &rejected, &message, SystemTime::now());
+                self.plan_retry(&type_url, &rejected, &message, snapshot);
             }
             Verdict::Proceed { acked, respond } => {
                 if let Some(acked) = acked {
                     debug!(node = self.node_id(), type_url, version = acked, "ACK");
+                    if type_url == EXTENSION_CONFIG_TYPE {
+                        self.retry = None;
+                    }
                     self.cache.record_ack(self.node_id(), &type_url, &acked, SystemTime::now());
                 }
                 if respond {
@@ -253,22 +346,39 @@ impl StreamState {
     }
 
     async fn send(&mut self, snapshot: &Snapshot, type_url: &str) -> Result<(), StreamClosed> {
+        self.send_marked(snapshot, type_url, None).await
+    }
+
+    /// Sends `type_url` of `snapshot`; with `again`, the filter configuration marked as sent
+    /// again for that time (`compile::sent_again`: Envoy ignores one it already failed to apply).
+    async fn send_marked(&mut self, snapshot: &Snapshot, type_url: &str, again: Option<u32>) -> Result<(), StreamClosed> {
         let nonce = format!("{}-{}", self.id, self.next_nonce);
         self.next_nonce += 1;
         let state = self.types.entry(type_url.to_owned()).or_default();
-        let response = build_response(snapshot, type_url, &state.names, nonce.clone());
+        let mut response = build_response(snapshot, type_url, &state.names, nonce.clone());
+        if let Some(attempt) = again {
+            for resource in &mut response.resources {
+                if let Some(marked) = crate::compile::sent_again(resource, attempt) {
+                    *resource = marked;
+                }
+            }
+        }
         state.last_nonce = Some(nonce);
         state.sent_version = Some(snapshot.version.clone());
         state.sent_names = state.names.clone();
+        // What each push costs the stream: the filter configuration's share
+        // shows that the module is not in it (docs/design/module-delivery.md).
+        let bytes = prost::Message::encoded_len(&response);
         debug!(
             node = self.node_id(),
             type_url,
             version = snapshot.version,
             resources = response.resources.len(),
+            bytes,
             nonce = response.nonce,
             "sending"
         );
-        self.cache.record_sent(self.node_id(), type_url, &snapshot.version);
+        self.cache.record_sent(self.node_id(), type_url, &snapshot.version, bytes);
         self.tx.send(Ok(response)).await.map_err(|_| StreamClosed)
     }
 }

@@ -5,11 +5,12 @@
 //! What it builds (see ARCHITECTURE.md for why):
 //! - one cluster per server (`mcp_<name>`) and one for the control plane's
 //!   admin API;
-//! - the wasm filter as an ECDS resource ([`FILTER_NAME`]), with the module
-//!   inline and the [`FilterConfig`] as its configuration, so that catalog
-//!   edits reach Envoy without draining the listener (or, with
-//!   `gateway.filter: native`, the same configuration for the native
-//!   dynamic module [`NATIVE_MODULE`], which Envoy loads from its disk);
+//! - the filter as an ECDS resource ([`FILTER_NAME`]), with the
+//!   [`FilterConfig`] as its configuration, so that catalog edits reach Envoy
+//!   without draining the listener: the wasm filter with its module named by
+//!   its SHA-256, which Envoy fetches from the control plane once and keeps,
+//!   or, with `gateway.filter: native`, the native dynamic module
+//!   `NATIVE_MODULE`, which Envoy loads from its disk (`compile/filter.rs`);
 //! - one listener whose HTTP connection manager gets its routes over RDS and
 //!   its filter over ECDS;
 //! - one route table: admin paths to the control plane, and every request
@@ -17,14 +18,8 @@
 
 use std::collections::BTreeMap;
 
-use envoy_types::pb::envoy::config::core::v3::{
-    config_source, AggregatedConfigSource, ApiVersion, AsyncDataSource, ConfigSource, DataSource, TypedExtensionConfig,
-};
-use envoy_types::pb::envoy::extensions::dynamic_modules::v3::DynamicModuleConfig;
-use envoy_types::pb::envoy::extensions::filters::http::dynamic_modules::v3::DynamicModuleFilter;
-use envoy_types::pb::envoy::extensions::filters::http::wasm::v3::Wasm;
-use envoy_types::pb::envoy::extensions::wasm::v3::{plugin_config, PluginConfig, VmConfig};
-use envoy_types::pb::google::protobuf::{Any, BoolValue, StringValue};
+use envoy_types::pb::envoy::config::core::v3::{config_source, AggregatedConfigSource, ApiVersion, ConfigSource};
+use envoy_types::pb::google::protobuf::Any;
 use envoy_types::util::pack_any;
 use mcp_filter::config::{
     ApiKey, AuthConfig, AuthorizationConfig, ControlPlane, FilterConfig, JwtClaims, LimitKey, NamedRoute, RateLimit, ServedItem, ServerEra,
@@ -67,9 +62,10 @@ pub struct Inputs<'a> {
     pub catalog: &'a Catalog,
     /// Per server name, what it offers. A server that could not be
     /// discovered is absent and contributes nothing.
-    pub discovered: &'a BTreeMap<String, Discovered>,
-    /// The filter module, sent inline so that Envoy needs no shared disk.
-    pub wasm: &'a [u8],
+    pub discovered: &'a dyn Offered,
+    /// The SHA-256 of the filter module (lowercase hex). Envoy fetches the
+    /// module by it from the admin API ([`module_path`]), once per process.
+    pub module_sha256: &'a str,
     pub session: &'a SessionConfig,
     /// Where Envoy reaches the control plane's admin API.
     pub admin: (&'a str, u16),
@@ -88,6 +84,24 @@ pub struct Inputs<'a> {
     /// The filter configuration running now, if any: a name two servers
     /// expose stays with the one that had it ([`Dropped`]).
     pub previous: Option<&'a FilterConfig>,
+}
+
+/// What each server offers, by server name: a map of them, or the
+/// controller's record (with each server's identity), read without a copy.
+pub trait Offered {
+    fn offer(&self, server: &str) -> Option<&Discovered>;
+}
+
+impl Offered for BTreeMap<String, Discovered> {
+    fn offer(&self, server: &str) -> Option<&Discovered> {
+        self.get(server)
+    }
+}
+
+impl Offered for BTreeMap<String, (String, std::sync::Arc<Discovered>)> {
+    fn offer(&self, server: &str) -> Option<&Discovered> {
+        self.get(server).map(|(_, d)| d.as_ref())
+    }
 }
 
 /// PEM text of the listener's certificate chain and key, and of the CAs
@@ -142,8 +156,8 @@ pub fn compile(inputs: &Inputs<'_>) -> Result<Compiled, CompileError> {
     let g = &catalog.gateway;
     let mut servers = Vec::with_capacity(catalog.servers.len());
     let mut clusters = Vec::with_capacity(catalog.servers.len() + 1);
-    let mut tools = Names::new("tool", inputs.previous.map(|p| holders(p, &p.tools)).unwrap_or_default());
-    let mut prompts = Names::new("prompt", inputs.previous.map(|p| holders(p, &p.prompts)).unwrap_or_default());
+    let mut tools = Names::new("tool", inputs.previous.map(|p| (p, p.tools.as_slice())));
+    let mut prompts = Names::new("prompt", inputs.previous.map(|p| (p, p.prompts.as_slice())));
     let (mut resources, mut resource_templates) = (Vec::new(), Vec::new());
     let none = Discovered::default();
     let mut offered: Vec<&Discovered> = Vec::new();
@@ -165,7 +179,7 @@ pub fn compile(inputs: &Inputs<'_>) -> Result<Compiled, CompileError> {
         }
         clusters.push(upstream);
         let index = servers.len();
-        let found = inputs.discovered.get(&s.name).unwrap_or(&none);
+        let found = inputs.discovered.offer(&s.name).unwrap_or(&none);
         let logging = found.capabilities.get("logging").is_some_and(|c| !c.is_null());
         servers.push(UpstreamServer {
             name: s.name.clone(),
@@ -176,7 +190,7 @@ pub fn compile(inputs: &Inputs<'_>) -> Result<Compiled, CompileError> {
             logging,
             // A server not discovered yet is assumed stateful: it then gets
             // an initialize per client session, which suits either kind.
-            stateful: inputs.discovered.get(&s.name).is_none_or(|d| d.stateful),
+            stateful: inputs.discovered.offer(&s.name).is_none_or(|d| d.stateful),
             // Sent as a header: an upstream's odd answer must not break it.
             protocol_version: found
                 .protocol_version
@@ -197,7 +211,7 @@ pub fn compile(inputs: &Inputs<'_>) -> Result<Compiled, CompileError> {
         prompts.add(index, &s.name, prefix.as_deref(), &found.prompts);
         resources.extend(found.resources.iter().map(|d| ServedItem { server: index, definition: d.clone() }));
         resource_templates.extend(found.resource_templates.iter().map(|d| ServedItem { server: index, definition: d.clone() }));
-        if inputs.discovered.contains_key(&s.name) {
+        if inputs.discovered.offer(&s.name).is_some() {
             offered.push(found);
         }
     }
@@ -206,7 +220,7 @@ pub fn compile(inputs: &Inputs<'_>) -> Result<Compiled, CompileError> {
     let instructions = merged_instructions(
         g.instructions.as_deref(),
         catalog.servers.iter().filter_map(|s| {
-            let text = inputs.discovered.get(&s.name)?.instructions.as_deref()?;
+            let text = inputs.discovered.offer(&s.name)?.instructions.as_deref()?;
             let heading = if s.prefix {
                 format!("## Server {} (its tools and prompts are named {}{}<name>)", s.name, s.name, g.tool_separator)
             } else {
@@ -280,7 +294,7 @@ pub fn compile(inputs: &Inputs<'_>) -> Result<Compiled, CompileError> {
     let unversioned = serde_json::to_string(&filter_config).unwrap_or_default();
     hash.update(unversioned.as_bytes());
     hash.update(serde_json::to_vec(catalog).unwrap_or_default());
-    hash.update(Sha256::digest(inputs.wasm));
+    hash.update(inputs.module_sha256.as_bytes());
     // A rotated certificate is a new version, pushed over SDS.
     if let Some(t) = &inputs.tls {
         for part in [t.cert, t.key, t.client_ca.unwrap_or_default()] {
@@ -297,8 +311,11 @@ pub fn compile(inputs: &Inputs<'_>) -> Result<Compiled, CompileError> {
     // thousand servers: the versioned text is the unversioned one with the
     // version put in.
     let json = with_version(&unversioned, &version).unwrap_or_else(|| serde_json::to_string(&filter_config).unwrap_or_default());
-    let filter =
-        if g.filter == crate::catalog::FILTER_NATIVE { native_filter_extension(json) } else { filter_extension(json, inputs.wasm) };
+    let filter = if g.filter == crate::catalog::FILTER_NATIVE {
+        filter::native_filter_extension(json)
+    } else {
+        filter::filter_extension(json, inputs.admin, inputs.module_sha256)
+    };
     let jwks_endpoint = match g.auth.as_ref().and_then(|a| a.jwt.as_ref()).and_then(|j| j.jwks_uri.as_deref()) {
         Some(uri) => Some(
             crate::catalog::parse_endpoint(uri)
@@ -365,24 +382,33 @@ fn consistent(snapshot: &Snapshot) -> Result<(), CompileError> {
 
 /// Exposed names of one kind (tools or prompts): each name routes to one
 /// server; what cannot be served is [`Dropped`].
-struct Names {
+struct Names<'a> {
     kind: &'static str,
     routes: Vec<NamedRoute>,
     /// Exposed name -> (index in `routes`, its server's name).
     taken: BTreeMap<String, (usize, String)>,
-    /// Who held each name in the running configuration.
-    holders: BTreeMap<String, String>,
+    /// The running configuration and its routes of this kind.
+    previous: Option<(&'a FilterConfig, &'a [NamedRoute])>,
+    /// Who held each name in the running configuration: made at the first
+    /// name two servers expose (at 210,000 tools, making it for every
+    /// compile cost a tenth of a second).
+    holders: Option<BTreeMap<&'a str, &'a str>>,
     dropped: Vec<Dropped>,
 }
 
-/// Exposed name -> server name, in a compiled configuration.
-fn holders(config: &FilterConfig, routes: &[NamedRoute]) -> BTreeMap<String, String> {
-    routes.iter().filter_map(|r| Some((r.name.clone(), config.servers.get(r.server)?.name.clone()))).collect()
-}
+impl<'a> Names<'a> {
+    fn new(kind: &'static str, previous: Option<(&'a FilterConfig, &'a [NamedRoute])>) -> Self {
+        Names { kind, routes: Vec::new(), taken: BTreeMap::new(), previous, holders: None, dropped: Vec::new() }
+    }
 
-impl Names {
-    fn new(kind: &'static str, holders: BTreeMap<String, String>) -> Self {
-        Names { kind, routes: Vec::new(), taken: BTreeMap::new(), holders, dropped: Vec::new() }
+    /// The server that exposed `name` in the running configuration.
+    fn holder(&mut self, name: &str) -> Option<&'a str> {
+        let previous = self.previous;
+        let holders = self.holders.get_or_insert_with(|| {
+            let Some((config, routes)) = previous else { return BTreeMap::new() };
+            routes.iter().filter_map(|r| Some((r.name.as_str(), config.servers.get(r.server)?.name.as_str()))).collect()
+        });
+        holders.get(name).copied()
     }
 
     /// Adds one server's items, renamed `<prefix><name>` (or kept, without a prefix).
@@ -395,10 +421,13 @@ impl Names {
                 continue;
             };
             let name = format!("{}{upstream_name}", prefix.unwrap_or_default());
-            let mut definition = item.clone();
-            if let Some(obj) = definition.as_object_mut() {
-                obj.insert("name".into(), Value::String(name.clone()));
-            }
+            // Serialised with its new name, without a copy of the item.
+            let definition = match item.as_object() {
+                Some(fields) => serde_json::value::to_raw_value(&Renamed { fields, name: &name })
+                    .map(mcp_filter::config::Definition::from_raw)
+                    .unwrap_or_else(|_| mcp_filter::config::Definition::new(item)),
+                None => mcp_filter::config::Definition::new(item),
+            };
             let route = NamedRoute { name: name.clone(), server, upstream_name: upstream_name.to_string(), definition };
             let Some((at, holder)) = self.taken.get(&name).cloned() else {
                 self.taken.insert(name, (self.routes.len(), server_name.to_string()));
@@ -407,7 +436,7 @@ impl Names {
             };
             let (loser, reason) = if holder == server_name {
                 (server_name.to_string(), format!("it listed {kind} {upstream_name:?} twice"))
-            } else if self.holders.get(&name).map(String::as_str) == Some(server_name) {
+            } else if self.holder(&name) == Some(server_name) {
                 // The newcomer in catalog order held it before: it keeps it.
                 if let Some(slot) = self.routes.get_mut(at) {
                     *slot = route;
@@ -424,6 +453,28 @@ impl Names {
             };
             self.dropped.push(Dropped { server: loser, kind, name, reason });
         }
+    }
+}
+
+/// A listed item's fields with `name` set to the name the gateway exposes
+/// (in its place if the item has one; an item without one is dropped before).
+struct Renamed<'a> {
+    fields: &'a serde_json::Map<String, Value>,
+    name: &'a str,
+}
+
+impl serde::Serialize for Renamed<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = serializer.serialize_map(Some(self.fields.len()))?;
+        for (key, value) in self.fields {
+            if key == "name" {
+                map.serialize_entry(key, self.name)?;
+            } else {
+                map.serialize_entry(key, value)?;
+            }
+        }
+        map.end()
     }
 }
 
@@ -476,60 +527,6 @@ fn with_version(unversioned: &str, version: &str) -> Option<String> {
     Some(format!(r#"{{"version":{}{rest}"#, serde_json::Value::from(version)))
 }
 
-fn filter_extension(json: String, wasm: &[u8]) -> TypedExtensionConfig {
-    let plugin = PluginConfig {
-        name: "mcp".into(),
-        root_id: "mcp".into(),
-        configuration: Some(pack_any(StringValue { value: json })),
-        // Let the filter hold the request headers while it reads the body,
-        // so that it can route on the body (Envoy >= 1.35).
-        allow_on_headers_stop_iteration: Some(BoolValue { value: true }),
-        // A VM that traps is rebuilt instead of leaving the worker failing.
-        failure_policy: envoy_types::pb::envoy::extensions::wasm::v3::FailurePolicy::FailReload as i32,
-        vm: Some(plugin_config::Vm::VmConfig(VmConfig {
-            vm_id: "mcp".into(),
-            runtime: "envoy.wasm.runtime.v8".into(),
-            code: Some(AsyncDataSource {
-                specifier: Some(envoy_types::pb::envoy::config::core::v3::async_data_source::Specifier::Local(DataSource {
-                    specifier: Some(envoy_types::pb::envoy::config::core::v3::data_source::Specifier::InlineBytes(wasm.to_vec())),
-                    ..Default::default()
-                })),
-            }),
-            ..Default::default()
-        })),
-        ..Default::default()
-    };
-    TypedExtensionConfig { name: FILTER_NAME.into(), typed_config: Some(pack_any(Wasm { config: Some(plugin) })) }
-}
-
-/// The name Envoy loads the native filter by: `lib<name>.so` in
-/// `ENVOY_DYNAMIC_MODULES_SEARCH_PATH` (else the working directory, else
-/// the dynamic linker's paths). A name rather than a path, so that the
-/// catalog holds nothing about where Envoy's files are.
-pub const NATIVE_MODULE: &str = "mcp_filter_native";
-
-/// Where a dynamic module's stats live. The wasm filter's are under
-/// `wasmcustom.`, which the bootstrap's histogram buckets and Envoy's
-/// Prometheus output (no `envoy_` prefix for a custom namespace) expect: the
-/// native filter's are put there too, so both expose the same series.
-pub const NATIVE_METRICS_NAMESPACE: &str = "wasmcustom";
-
-/// The filter as a native dynamic module (`gateway.filter: native`), with
-/// the same configuration JSON as the wasm filter's.
-fn native_filter_extension(json: String) -> TypedExtensionConfig {
-    let filter = DynamicModuleFilter {
-        dynamic_module_config: Some(DynamicModuleConfig {
-            name: NATIVE_MODULE.into(),
-            metrics_namespace: NATIVE_METRICS_NAMESPACE.into(),
-            ..Default::default()
-        }),
-        filter_name: "mcp".into(),
-        filter_config: Some(pack_any(StringValue { value: json })),
-        ..Default::default()
-    };
-    TypedExtensionConfig { name: FILTER_NAME.into(), typed_config: Some(pack_any(filter)) }
-}
-
 fn internal(token: &str) -> UpstreamHeader {
     UpstreamHeader { name: INTERNAL_HEADER.into(), value: token.to_string() }
 }
@@ -563,6 +560,12 @@ fn listens_on_loopback_only(g: &GatewaySettings) -> bool {
     loopback(&g.listen) && g.tls.as_ref().and_then(|t| t.listen.as_deref()).is_none_or(loopback)
 }
 
+/// A filter resource as compile makes it, for the ADS server's tests.
+#[cfg(test)]
+pub(crate) fn filter_for_tests() -> Any {
+    pack_any(filter::filter_extension("{}".into(), ("127.0.0.1", 18001), "00"))
+}
+
 /// Decodes a published resource back into its type, for tests and the admin API.
 pub fn decode<M: Message + Default>(any: &Any) -> Option<M> {
     M::decode(any.value.as_slice()).ok()
@@ -570,6 +573,7 @@ pub fn decode<M: Message + Default>(any: &Any) -> Option<M> {
 
 mod access_log;
 mod clusters;
+mod filter;
 mod listeners;
 mod rls;
 mod security;
@@ -577,6 +581,7 @@ mod tracing;
 
 pub use clusters::cluster_name;
 use clusters::{admin_clusters, duration, limit_connections, socket, upstream_cluster};
+pub use filter::{module_path, sent_again, MODULE_PATH_PREFIX, SENT_AGAIN_VARIABLE};
 use listeners::{global_limits, json_body, listeners, route_table};
 
 /// The response header carrying a global limit's JSON-RPC error.

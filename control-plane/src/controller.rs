@@ -31,19 +31,21 @@ use tokio::sync::{mpsc, Mutex};
 
 use crate::catalog::{self, Catalog, Start};
 use crate::compile::{compile, Compiled, Inputs, TlsMaterial};
-use crate::discovery::{self, Discovered};
+use crate::discovery;
 use crate::runtime::Runtimes;
 use crate::snapshot::SnapshotCache;
 use crate::state::{
-    Changes, Current, GlobalLimits, Internal, Lists, Published, Reloads, Served, ServerState, ServerStatus, ServerSummary, Status,
+    Changes, Current, FilterModule, GlobalLimits, Internal, Lists, Offers, Published, Reloads, Served, ServerState, ServerStatus,
+    ServerSummary, Status,
 };
 use crate::upstream::{self, Clients, Reach, Upstream};
 
 /// What the controller is started with.
 pub struct Settings {
     pub catalog_path: PathBuf,
-    /// The filter module published to Envoy.
-    pub wasm: Vec<u8>,
+    /// The filter module published to Envoy (by its digest; Envoy fetches
+    /// it from the admin API).
+    pub module: Arc<FilterModule>,
     /// Session key used when the catalog names none (hex, 32 bytes).
     pub fallback_session_key: String,
     /// Where Envoy reaches the admin API.
@@ -113,12 +115,21 @@ struct Loaded {
 /// What a build made of a loaded catalog, ready to be swapped in.
 struct Built {
     loaded: Loaded,
-    offers: BTreeMap<String, (String, Discovered)>,
+    offers: Offers,
     servers: Vec<ServerStatus>,
     compiled: Compiled,
     /// Servers the control plane runs that the catalog adds or changes: they
     /// start once published, and are asked what they offer then.
     pending: BTreeSet<String>,
+    timings: Timings,
+}
+
+/// How long each stage of a reload took, for the log (`bench/push.py` reads it).
+#[derive(Debug, Default, Clone, Copy)]
+struct Timings {
+    read: Duration,
+    discover: Duration,
+    compile: Duration,
 }
 
 impl Controller {
@@ -174,6 +185,11 @@ impl Controller {
         Arc::clone(&self.inner.runtimes)
     }
 
+    /// The filter module, as the admin API serves it.
+    pub fn module(&self) -> Arc<FilterModule> {
+        Arc::clone(&self.inner.settings.module)
+    }
+
     /// What opens the internal endpoints.
     pub fn internal(&self) -> Internal {
         self.inner.internal.clone()
@@ -224,8 +240,11 @@ impl Controller {
     }
 
     async fn try_reload(&self, which: Discovery) -> Result<String, String> {
+        let started = std::time::Instant::now();
         let loaded = self.read_catalog().await?;
-        let built = self.build(loaded, which).await?;
+        let read = started.elapsed();
+        let mut built = self.build(loaded, which).await?;
+        built.timings.read = read;
         Ok(self.swap(built))
     }
 
@@ -294,7 +313,8 @@ impl Controller {
         let catalog = &loaded.catalog;
         let reach = &loaded.reach;
         let previous = self.published();
-        let known = previous.as_ref().map(|p| p.offers.clone()).unwrap_or_default();
+        let none = Offers::new();
+        let known = previous.as_ref().map_or(&none, |p| &p.offers);
         let runtimes = &self.inner.runtimes;
         let pending: BTreeSet<String> =
             catalog.servers.iter().filter(|s| s.piped() && !runtimes.runs(&s.name, &reach.identity(s))).map(|s| s.name.clone()).collect();
@@ -318,13 +338,14 @@ impl Controller {
             }
             other => other,
         };
-        let (offers, mut servers) = discover(catalog, &known, which, reach, &pending).await;
+        let started = std::time::Instant::now();
+        let (offers, mut servers) = discover(catalog, known, which, reach, &pending).await;
+        let discovered_in = started.elapsed();
         let session = session_config(catalog, &s.fallback_session_key);
-        let discovered: BTreeMap<String, Discovered> = offers.iter().map(|(name, (_, d))| (name.clone(), d.clone())).collect();
         let inputs = Inputs {
             catalog,
-            discovered: &discovered,
-            wasm: &s.wasm,
+            discovered: &offers,
+            module_sha256: s.module.sha256(),
             session: &session,
             admin: (&s.admin_advertise.0, s.admin_advertise.1),
             gateway_version: &s.gateway_version,
@@ -338,21 +359,23 @@ impl Controller {
             upstream_tls: &reach.files,
             previous: previous.as_ref().map(|p| p.filter_config.as_ref()),
         };
+        let started = std::time::Instant::now();
         let compiled = compile(&inputs).map_err(|e| format!("{path}: {e}"))?;
+        let timings = Timings { read: Duration::ZERO, discover: discovered_in, compile: started.elapsed() };
         for d in &compiled.dropped {
             tracing::warn!(server = %d.server, kind = d.kind, name = %d.name, reason = %d.reason, "left out of the lists");
         }
         for status in &mut servers {
             status.dropped = compiled.dropped.iter().filter(|d| d.server == status.summary.name).cloned().collect();
         }
-        Ok(Built { loaded, offers, servers, compiled, pending })
+        Ok(Built { loaded, offers, servers, compiled, pending, timings })
     }
 
     /// Makes a build the configuration served: one value swapped, with the
     /// snapshot Envoy gets; then the processes follow it. Returns the
     /// version served.
     fn swap(&self, built: Built) -> String {
-        let Built { loaded, offers, servers, compiled, pending } = built;
+        let Built { loaded, offers, servers, compiled, pending, timings } = built;
         let Loaded { catalog, tls_files, tls_digest, reach, sealer, .. } = loaded;
         let g = &catalog.gateway;
         if let Some(set) = &self.inner.settings.set_log_level {
@@ -362,7 +385,6 @@ impl Controller {
             }
         }
         let version = compiled.snapshot.version.clone();
-        let lists = Lists::of(&compiled.filter_config);
         let tool_count = compiled.filter_config.tools.len();
         let served = Served { sealer, servers: catalog.servers.iter().map(|server| Upstream::of(server, &reach)).collect() };
         let published = Arc::new(Published {
@@ -381,7 +403,10 @@ impl Controller {
             tls_files,
             tls_digest,
         });
-        self.inner.published.send_replace(Some(Arc::clone(&published)));
+        let previous = self.inner.published.send_replace(Some(Arc::clone(&published)));
+        // Dropping the last configuration (every tool definition, twice) takes
+        // tens of milliseconds at a thousand servers: not on the way to Envoy.
+        tokio::task::spawn_blocking(move || drop(previous));
         self.inner.clients.keep_only(&[&published.reach]);
         // The processes follow the catalog published: start what it adds,
         // restart what it changes, stop what it drops.
@@ -393,13 +418,26 @@ impl Controller {
             let _ = self.inner.changes.send(server.name.clone());
         }
         if self.inner.cache.current().map(|c| c.version.clone()).as_deref() != Some(version.as_str()) {
-            tracing::info!(version = %version, servers = published.catalog.servers.len(), tools = tool_count, "publishing configuration");
+            let ms = |d: Duration| (d.as_secs_f64() * 1e4).round() / 10.0;
+            tracing::info!(
+                version = %version,
+                servers = published.catalog.servers.len(),
+                tools = tool_count,
+                read_ms = ms(timings.read),
+                discover_ms = ms(timings.discover),
+                compile_ms = ms(timings.compile),
+                "publishing configuration"
+            );
             self.inner.cache.set(compiled.snapshot);
             // Tell clients only once the Envoys run the new configuration,
             // so that a client re-listing on the notification sees it.
             let this = self.clone();
+            let config = Arc::clone(&published.filter_config);
             let published = version.clone();
             tokio::spawn(async move {
+                // What clients can list, digested while Envoy applies the
+                // configuration rather than before it is sent.
+                let lists = tokio::task::spawn_blocking(move || Lists::of(&config)).await.unwrap_or_default();
                 this.until_acked(&published, Duration::from_secs(10)).await;
                 this.inner.lists.send_if_modified(|current| {
                     let changed = *current != lists;
@@ -484,28 +522,44 @@ impl Discovery {
     }
 }
 
+/// Servers asked at once. Past a few hundred, more in flight only wait for the
+/// CPU and hold sockets on both sides: at 10,000 servers asked at once, the
+/// bench server ran out of file descriptors and its last servers never
+/// answered (docs/design/benchmarks.md).
+const DISCOVERY_CONCURRENCY: usize = 256;
+
 /// Discovers the servers concurrently (all, or those not known), but those
 /// `pending` (being started for this catalog): their offer and status.
 async fn discover(
     catalog: &Catalog,
-    known: &BTreeMap<String, (String, Discovered)>,
+    known: &Offers,
     which: Discovery,
     reach: &Reach,
     pending: &BTreeSet<String>,
-) -> (BTreeMap<String, (String, Discovered)>, Vec<ServerStatus>) {
+) -> (Offers, Vec<ServerStatus>) {
+    use futures::StreamExt as _;
     let which = &which;
-    let listings = futures::future::join_all(catalog.servers.iter().map(|s| async move {
-        let identity = reach.identity(s);
-        if pending.contains(&s.name) {
-            return (identity, None);
-        }
-        let listing = match known.get(&s.name) {
-            Some((known_as, d)) if which.reuses(&s.name) && *known_as == identity => Ok(d.clone()),
-            _ => discovery::discover(&Upstream::of(s, reach), Duration::from_secs(s.discovery_timeout_seconds)).await,
-        };
-        (identity, Some(listing))
-    }))
-    .await;
+    let asks: Vec<_> = catalog
+        .servers
+        .iter()
+        .enumerate()
+        .map(|(i, s)| async move {
+            let identity = reach.identity(s);
+            if pending.contains(&s.name) {
+                return (i, identity, None);
+            }
+            let listing = match known.get(&s.name) {
+                Some((known_as, d)) if which.reuses(&s.name) && *known_as == identity => Ok(Arc::clone(d)),
+                _ => discovery::discover(&Upstream::of(s, reach), Duration::from_secs(s.discovery_timeout_seconds)).await.map(Arc::new),
+            };
+            (i, identity, Some(listing))
+        })
+        .collect();
+    // Unordered, so that one server slow to answer holds one slot, not the
+    // start of every server after it.
+    let mut listings: Vec<_> = futures::stream::iter(asks).buffer_unordered(DISCOVERY_CONCURRENCY).collect().await;
+    listings.sort_by_key(|(i, _, _)| *i);
+    let listings = listings.into_iter().map(|(_, identity, listing)| (identity, listing));
     let mut offers = BTreeMap::new();
     let mut statuses = Vec::with_capacity(catalog.servers.len());
     for (server, (identity, listing)) in catalog.servers.iter().zip(listings) {
@@ -567,10 +621,10 @@ mod tests {
             load("servers:\n  - {name: known, url: 'http://127.0.0.1:9/mcp'}\n  - {name: new, url: 'http://127.0.0.1:9/new'}\n", |_| None)
                 .unwrap();
         let offer = Discovered { tools: vec![serde_json::json!({"name": "t"})], ..Default::default() };
-        let known = BTreeMap::from([("known".to_string(), (catalog.servers[0].identity(), offer.clone()))]);
+        let known = BTreeMap::from([("known".to_string(), (catalog.servers[0].identity(), std::sync::Arc::new(offer.clone())))]);
         let none = BTreeSet::new();
         let (found, status) = discover(&catalog, &known, Discovery::Unreachable, &reach(&catalog), &none).await;
-        assert_eq!(found.get("known").map(|(_, d)| d), Some(&offer), "reused, not asked again");
+        assert_eq!(found.get("known").map(|(_, d)| d.as_ref()), Some(&offer), "reused, not asked again");
         assert_eq!((status[0].summary.state, status[1].summary.state), (ServerState::Ready, ServerState::Unreachable));
         let (found, _) = discover(&catalog, &known, Discovery::All, &reach(&catalog), &none).await;
         assert!(found.is_empty(), "a full reload asks everyone");

@@ -129,9 +129,11 @@ async fn serve(args: Args, set_log_level: Option<mcp_control_plane::controller::
     let advertise = args.admin_advertise.clone().unwrap_or_else(|| args.admin_listen.to_string());
     let (host, port) = advertise.rsplit_once(':').context("--admin-advertise must be host:port")?;
     let port: u16 = port.parse().context("--admin-advertise must be host:port")?;
+    let module = std::sync::Arc::new(mcp_control_plane::state::FilterModule::new(wasm));
+    tracing::info!(sha256 = module.sha256(), bytes = module.bytes().len(), "filter module read");
     let settings = Settings {
         catalog_path: args.catalog.clone(),
-        wasm,
+        module,
         fallback_session_key: random_key()?,
         admin_advertise: (host.trim_matches(|c| c == '[' || c == ']').to_string(), port),
         rediscover_every: Duration::from_secs(args.rediscover_seconds.max(1)),

@@ -18,6 +18,8 @@ pub struct Inputs<'a> {
     pub nodes: &'a [NodeStatus],
     /// Each server the control plane runs or connects to, with its restarts.
     pub restarts: &'a [(String, u32)],
+    /// Times Envoys fetched the filter module.
+    pub module_fetches: u64,
 }
 
 /// The short name of an xDS type, for the `type` label.
@@ -92,6 +94,22 @@ pub fn render(i: &Inputs) -> String {
             o.sample("mcp_gateway_xds_pushes_total", &[("node", &n.node_id), ("type", type_label(&t.type_url))], t.sent);
         }
     }
+    o.family(
+        "mcp_gateway_xds_pushed_bytes_total",
+        "counter",
+        "Bytes of the xDS responses sent (protobuf encoding), by node and resource type.",
+    );
+    for n in i.nodes {
+        for t in &n.types {
+            o.sample("mcp_gateway_xds_pushed_bytes_total", &[("node", &n.node_id), ("type", type_label(&t.type_url))], t.sent_bytes);
+        }
+    }
+    o.family(
+        "mcp_gateway_filter_module_fetches_total",
+        "counter",
+        "Times an Envoy fetched the filter module (once per Envoy process; a catalog change fetches nothing).",
+    );
+    o.sample("mcp_gateway_filter_module_fetches_total", &[], i.module_fetches);
     o.family("mcp_gateway_xds_acks_total", "counter", "xDS responses an Envoy accepted, by node and resource type.");
     for n in i.nodes {
         for t in &n.types {

@@ -156,6 +156,8 @@ impl SnapshotCache {
                         last_acked_at: t.last_acked_at,
                         last_nack: t.last_nack.clone(),
                         sent: t.sent,
+                        sent_bytes: t.sent_bytes,
+                        last_sent_bytes: t.last_sent_bytes,
                         acks: t.acks,
                         nacks: t.nacks,
                         current: current(type_url, t),
@@ -188,11 +190,14 @@ impl SnapshotCache {
         });
     }
 
-    /// Records that `version` of `type_url` was sent to `node_id`.
-    pub fn record_sent(&self, node_id: &str, type_url: &str, version: &str) {
+    /// Records that `version` of `type_url` was sent to `node_id`, in a
+    /// response of `bytes` bytes (its protobuf encoding).
+    pub fn record_sent(&self, node_id: &str, type_url: &str, version: &str, bytes: usize) {
         self.with_type(node_id, type_url, |t| {
             t.last_sent_version = Some(version.to_owned());
             t.sent += 1;
+            t.sent_bytes += bytes as u64;
+            t.last_sent_bytes = bytes as u64;
         });
     }
 
@@ -242,6 +247,8 @@ struct TypeEntry {
     last_acked_at: Option<SystemTime>,
     last_nack: Option<Nack>,
     sent: u64,
+    sent_bytes: u64,
+    last_sent_bytes: u64,
     acks: u64,
     nacks: u64,
 }
@@ -277,6 +284,9 @@ pub struct TypeStatus {
     pub last_nack: Option<Nack>,
     /// Responses sent, accepted and rejected since the node was first seen.
     pub sent: u64,
+    /// Bytes of those responses (protobuf encoding), in all and of the last.
+    pub sent_bytes: u64,
+    pub last_sent_bytes: u64,
     pub acks: u64,
     pub nacks: u64,
     /// Whether the node runs all of this type that the current snapshot holds
@@ -340,7 +350,7 @@ mod tests {
         let cache = SnapshotCache::new();
         cache.stream_opened("n1");
         cache.stream_opened("n1");
-        cache.record_sent("n1", CLUSTER_TYPE, "3");
+        cache.record_sent("n1", CLUSTER_TYPE, "3", 100);
         let acked_at = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(7);
         cache.record_ack("n1", CLUSTER_TYPE, "3", acked_at);
         let at = SystemTime::UNIX_EPOCH;
@@ -369,6 +379,8 @@ mod tests {
                     last_acked_at: Some(acked_at),
                     last_nack: None,
                     sent: 1,
+                    sent_bytes: 100,
+                    last_sent_bytes: 100,
                     acks: 1,
                     nacks: 0,
                     current: false,
@@ -381,6 +393,8 @@ mod tests {
                     last_acked_at: None,
                     last_nack: Some(Nack { version: "3".into(), error: "bad route".into(), at }),
                     sent: 0,
+                    sent_bytes: 0,
+                    last_sent_bytes: 0,
                     acks: 0,
                     nacks: 1,
                     current: false,
@@ -398,7 +412,7 @@ mod tests {
         resources.insert(SECRET_TYPE.to_string(), vec![("mcp_a/ca".to_string(), any())]);
         cache.set(Snapshot { version: "2".into(), resources });
         cache.stream_opened("n");
-        cache.record_sent("n", CLUSTER_TYPE, "2");
+        cache.record_sent("n", CLUSTER_TYPE, "2", 0);
         cache.record_ack("n", CLUSTER_TYPE, "2", SystemTime::UNIX_EPOCH);
         cache.record_request("n", SECRET_TYPE, &["mcp_a/ca".into()]);
         let current = |cache: &SnapshotCache| cache.status()[0].types.iter().map(|t| t.current).collect::<Vec<_>>();

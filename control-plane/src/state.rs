@@ -29,6 +29,12 @@ use crate::discovery::Discovered;
 use crate::runtime::ProcessStatus;
 use crate::upstream::{Reach, Upstream};
 
+/// Per server name, its identity when it was asked ([`Reach::identity`]) and
+/// what it offered. Shared, not copied, from one reload to the next: at a
+/// thousand servers a copy of every tool definition costs tens of
+/// milliseconds.
+pub type Offers = BTreeMap<String, (String, Arc<Discovered>)>;
+
 /// The configuration being served, swapped whole by each good reload.
 pub struct Published {
     /// The version Envoy is served (the snapshot's).
@@ -41,7 +47,7 @@ pub struct Published {
     /// What each server offered when last asked, with the identity it had
     /// then ([`Reach::identity`]): a server whose identity changed is asked
     /// again.
-    pub offers: BTreeMap<String, (String, Discovered)>,
+    pub offers: Offers,
     /// The session keys and servers, for the clients' GET streams, the era
     /// bridge and the health checks.
     pub served: Arc<Served>,
@@ -89,6 +95,47 @@ pub struct GlobalLimits {
     pub redis_url: Option<String>,
     /// Global limits by name.
     pub limits: BTreeMap<String, RateLimit>,
+}
+
+/// The filter module the control plane publishes, read once at start: its
+/// bytes, their SHA-256 (what each configuration names it by), and how often
+/// Envoys fetched it (`GET /filter/<sha256>.wasm`, once per Envoy process:
+/// Envoy keeps it by its digest, so a catalog change does not fetch it).
+#[derive(Debug)]
+pub struct FilterModule {
+    bytes: Arc<[u8]>,
+    sha256: String,
+    fetches: std::sync::atomic::AtomicU64,
+}
+
+impl FilterModule {
+    pub fn new(bytes: Vec<u8>) -> Self {
+        let sha256 = Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect();
+        FilterModule { bytes: bytes.into(), sha256, fetches: Default::default() }
+    }
+
+    /// Lowercase hex.
+    pub fn sha256(&self) -> &str {
+        &self.sha256
+    }
+
+    pub fn bytes(&self) -> Arc<[u8]> {
+        Arc::clone(&self.bytes)
+    }
+
+    /// The module for a request of `path` (`/filter/<sha256>.wasm`), counted
+    /// as a fetch; `None` for any other path, such as an older module's.
+    pub fn fetch(&self, path: &str) -> Option<Arc<[u8]>> {
+        (path == crate::compile::module_path(&self.sha256)).then(|| {
+            self.fetches.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            self.bytes()
+        })
+    }
+
+    /// Fetches served so far.
+    pub fn fetches(&self) -> u64 {
+        self.fetches.load(std::sync::atomic::Ordering::Relaxed)
+    }
 }
 
 /// What the admin API shows: the configuration served, and how reloads went.
@@ -269,5 +316,17 @@ mod tests {
         assert_eq!(a.changes(&a), Vec::<&str>::new());
         assert_eq!(a.changes(&b), vec!["notifications/tools/list_changed"]);
         assert_eq!(b.changes(&c), vec!["notifications/prompts/list_changed", "notifications/resources/list_changed"]);
+    }
+
+    #[test]
+    fn the_module_is_served_at_its_digest_only_and_each_fetch_counted() {
+        let m = FilterModule::new(b"\0asm\x01\0\0\0".to_vec());
+        // sha256 of the empty wasm module's eight bytes.
+        assert_eq!(m.sha256(), "93a44bbb96c751218e4c00d479e4c14358122a389acca16205b1e4d0dc5f9476");
+        assert_eq!(m.fetch("/filter/00.wasm"), None, "another module's path");
+        assert_eq!(m.fetches(), 0);
+        let path = format!("/filter/{}.wasm", m.sha256());
+        assert_eq!(m.fetch(&path).as_deref(), Some(&b"\0asm\x01\0\0\0"[..]));
+        assert_eq!(m.fetches(), 1);
     }
 }

@@ -6,7 +6,7 @@
 //! and `<name>.inputs.yaml`, everything else `compile` takes that the
 //! controller would have read (the environment for `${VAR}`, the contents of
 //! the files the catalog names, what discovery found on each server). What
-//! the controller takes from its own settings is fixed here ([`WASM`],
+//! the controller takes from its own settings is fixed here ([`MODULE_SHA256`],
 //! [`FALLBACK_SESSION_KEY`], [`ADMIN`], [`GATEWAY_VERSION`],
 //! [`INTERNAL_TOKEN`]); there is no previous configuration.
 //!
@@ -16,7 +16,7 @@
 //! (empty, zero, false, unset, an enum's zero value) are left out, as proto3
 //! cannot tell them from unset; protobuf maps are sorted by key; wrappers
 //! (`UInt32Value`, `BoolValue`, ...) show their value and durations read
-//! `5s`. The wasm module is elided, and the filter configuration is shown as
+//! `5s`. Inline bytes are elided, and the filter configuration is shown as
 //! pretty-printed JSON. The version (a hash of every input) is replaced by
 //! `<version>`: any change changes it, so it would only add noise to every
 //! diff; the test checks instead that two compiles agree on it.
@@ -77,8 +77,9 @@ use serde::Deserialize;
 use serde_json::Value as Json;
 use serde_yaml::{Mapping, Value as Yaml};
 
-/// The filter module: the magic number and version of an empty wasm module.
-const WASM: &[u8] = b"\0asm\x01\0\0\0";
+/// The filter module's SHA-256: that of an empty wasm module (its magic
+/// number and version, `\0asm\x01\0\0\0`).
+const MODULE_SHA256: &str = "93a44bbb96c751218e4c00d479e4c14358122a389acca16205b1e4d0dc5f9476";
 /// The controller's session key for catalogs without `gateway.session_key`.
 const FALLBACK_SESSION_KEY: &str = "0000000000000000000000000000000000000000000000000000000000000001";
 /// Where Envoy reaches the control plane's admin API.
@@ -240,6 +241,24 @@ fn check(fixture: &str) {
     settings.bind(|| insta::assert_snapshot!(fixture, text));
 }
 
+/// Pretty-printed JSON whose definitions kept as text (`Definition`, written
+/// on one line) are pretty-printed like the rest, at their indentation.
+fn pretty_definitions(text: &str) -> String {
+    let mut lines = Vec::new();
+    for line in text.lines() {
+        let indent = line.len() - line.trim_start().len();
+        let Some(rest) = line.trim_start().strip_prefix("\"definition\": ").filter(|r| *r != "{" && *r != "[") else {
+            lines.push(line.to_string());
+            continue;
+        };
+        let (json, comma) = rest.strip_suffix(',').map_or((rest, ""), |j| (j, ","));
+        let value: Json = serde_json::from_str(json).expect("a definition is JSON");
+        let pretty = serde_json::to_string_pretty(&value).unwrap().replace('\n', &format!("\n{}", " ".repeat(indent)));
+        lines.push(format!("{}\"definition\": {pretty}{comma}", " ".repeat(indent)));
+    }
+    lines.join("\n")
+}
+
 /// Compiles as the controller does (`Controller::try_reload`), with the
 /// files read from the fixture instead of the disk.
 fn run(catalog: &Catalog, discovered: &BTreeMap<String, Discovered>, files: &Files) -> Compiled {
@@ -263,7 +282,7 @@ fn run(catalog: &Catalog, discovered: &BTreeMap<String, Discovered>, files: &Fil
     let inputs = Inputs {
         catalog,
         discovered,
-        wasm: WASM,
+        module_sha256: MODULE_SHA256,
         session: &session,
         admin: ADMIN,
         gateway_version: GATEWAY_VERSION,
@@ -384,7 +403,7 @@ impl Renderer<'_> {
         config.version = "<version>".into();
         let mut out = Mapping::new();
         out.insert("@type".into(), type_url.into());
-        out.insert("value".into(), format!("{}\n", serde_json::to_string_pretty(&config).unwrap()).into());
+        out.insert("value".into(), format!("{}\n", pretty_definitions(&serde_json::to_string_pretty(&config).unwrap())).into());
         Yaml::Mapping(out)
     }
 
@@ -401,8 +420,7 @@ impl Renderer<'_> {
                 ("Some", [inner]) => self.node(inner),
                 ("InlineBytes", [Node::List(bytes)]) => {
                     let bytes = bytes_of(bytes);
-                    let what = if bytes == WASM { "the filter module" } else { "bytes" };
-                    single(name, Yaml::String(format!("<{what}: {} bytes, elided>", bytes.len())))
+                    single(name, Yaml::String(format!("<bytes: {} bytes, elided>", bytes.len())))
                 }
                 (_, [inner]) => single(name, self.node(inner)),
                 (_, items) => single(name, Yaml::Sequence(items.iter().map(|i| self.node(i)).collect())),

@@ -32,11 +32,11 @@ fn config(auth: bool) -> FilterConfig {
     let tools = (0..SERVERS)
         .flat_map(|s| (0..TOOLS).map(move |t| (s, t)))
         .map(|(s, t)| NamedRoute {
-            definition: serde_json::json!({
+            definition: mcp_filter::config::Definition::new(&serde_json::json!({
                 "name": format!("s{s}__tool_{t}"),
                 "description": format!("Echo tool {t} of s{s}"),
                 "inputSchema": { "type": "object", "properties": { "text": { "type": "string" } } },
-            }),
+            })),
             ..fixtures::route(&format!("s{s}__tool_{t}"), s, &format!("tool_{t}"))
         })
         .collect();

@@ -59,7 +59,7 @@ pub fn route(name: &str, server: usize, upstream: &str) -> NamedRoute {
         name: name.into(),
         server,
         upstream_name: upstream.into(),
-        definition: json!({ "name": name, "inputSchema": { "type": "object" } }),
+        definition: crate::config::Definition::new(&json!({ "name": name, "inputSchema": { "type": "object" } })),
     }
 }
 

@@ -191,9 +191,19 @@ class Gateway:
         admins = {"gateway-1": self.envoy_admin, "gateway-2": f"http://127.0.0.1:{second_admin}"}
         try:
             wait_until("the second Envoy serving", lambda: httpx.get(f"{admins['gateway-2']}/ready", timeout=2).text.strip() == "LIVE", timeout=30)
+            # LIVE comes with the listener; the filter comes a moment later: its
+            # first configuration names a module this Envoy fetches meanwhile
+            # (docs/design/module-delivery.md).
+            wait_until("the second Envoy running the filter", lambda: self.runs_version_served("gateway-2"), timeout=30)
             yield admins
         finally:
             self.stop("envoy-2")
+
+    def runs_version_served(self, node: str) -> bool:
+        """Whether the Envoy `node` is connected and runs every type of the version served."""
+        h = self.admin("/health")
+        envoy = next((e for e in h["envoys"] if e["node_id"] == node and e["connected"]), None)
+        return bool(envoy and envoy["types"] and all(t["current"] for t in envoy["types"]))
 
     def servers_ready(self, names: set[str]) -> bool:
         status = self.admin("/servers")

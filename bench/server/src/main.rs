@@ -4,6 +4,8 @@
 //! generator measures the proxy in front of it, not it.
 //!
 //! One process serves several servers, one per port (`--ports 9001-9050`),
+//! or several per port with `--per-port N` (`/0/mcp` ... `/N-1/mcp`: one
+//! descriptor per port, not per server, for 10,000 servers),
 //! each with `--tools` tools named `tool_0`, `tool_1`, ...; every tool echoes
 //! `arguments.text`, except `big`, which answers `--big-bytes` of text.
 //! `--stateful` issues session ids at `initialize` (handshake era); otherwise
@@ -37,6 +39,10 @@ struct Args {
     stateful: bool,
     #[arg(long, default_value = "/mcp")]
     path: String,
+    /// Servers per port: with more than one, server `j` of a port answers at
+    /// `/<j><path>`, and servers are numbered across ports.
+    #[arg(long, default_value_t = 1)]
+    per_port: usize,
 }
 
 /// What one server answers, serialised once.
@@ -169,14 +175,23 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let mut servers = Vec::new();
     for (i, port) in ports(&args.ports)?.into_iter().enumerate() {
-        let state = Arc::new(canned(&format!("bench{i}"), args.tools, args.big_bytes, args.stateful));
-        let app = axum::Router::new().route(&args.path, axum::routing::post(mcp)).with_state(state);
+        let app = if args.per_port <= 1 {
+            let state = Arc::new(canned(&format!("bench{i}"), args.tools, args.big_bytes, args.stateful));
+            axum::Router::new().route(&args.path, axum::routing::post(mcp)).with_state(state)
+        } else {
+            let mut app = axum::Router::new();
+            for j in 0..args.per_port {
+                let state = Arc::new(canned(&format!("bench{}", i * args.per_port + j), args.tools, args.big_bytes, args.stateful));
+                app = app.route(&format!("/{j}{}", args.path), axum::routing::post(mcp).with_state(state));
+            }
+            app
+        };
         let listener = tokio::net::TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, port)))
             .await
             .with_context(|| format!("binding 127.0.0.1:{port}"))?;
         servers.push(tokio::spawn(async move { axum::serve(listener, app).await }));
     }
-    println!("serving {} MCP servers", servers.len());
+    println!("serving {} MCP servers", servers.len() * args.per_port.max(1));
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = async { let mut t = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler"); t.recv().await } => {}

@@ -394,3 +394,50 @@ async fn wait_until(mut condition: impl FnMut() -> bool) {
     .await
     .expect("condition not reached");
 }
+
+#[test]
+fn a_rejected_filter_is_sent_again_further_and_further_apart_then_left() {
+    let delays: Vec<Duration> = (0..).map_while(retry_delay).collect();
+    assert_eq!(delays.first(), Some(&Duration::from_millis(20)));
+    assert!(delays.windows(2).all(|w| w[0] <= w[1]), "{delays:?}");
+    assert!(delays.iter().all(|d| *d <= Duration::from_secs(30)));
+    assert!(delays.len() < 20, "it gives up");
+    assert!(vm_not_made(EXTENSION_CONFIG_TYPE, "Unable to create Wasm plugin mcp"));
+    assert!(!vm_not_made(EXTENSION_CONFIG_TYPE, "Error: filter config has type URL x but expect y."));
+    assert!(!vm_not_made(ROUTE_TYPE, "Unable to create Wasm plugin mcp"));
+}
+
+/// What Envoy answers while it fetches the module: a NACK that says the VM could not be made.
+/// The configuration comes again, marked (Envoy would ignore the same bytes), and its ACK
+/// ends the retries; any other NACK is not answered.
+#[tokio::test]
+async fn a_filter_rejected_while_its_module_is_fetched_comes_again() {
+    let filter = crate::compile::filter_for_tests();
+    let cache = SnapshotCache::new();
+    cache.set(Snapshot::new("v1").with_resources(EXTENSION_CONFIG_TYPE, vec![("f".into(), filter.clone())]));
+    let addr = serve(cache.clone()).await;
+    let mut envoy = FakeEnvoy::connect(addr, "envoy-fetching").await;
+    envoy.send(req(EXTENSION_CONFIG_TYPE, "", "", &["f"])).await;
+    let first = envoy.recv().await;
+    assert_eq!(first.resources, vec![filter.clone()]);
+
+    envoy.send(nack(req(EXTENSION_CONFIG_TYPE, "", &first.nonce, &["f"]), "Unable to create Wasm plugin mcp")).await;
+    let again = envoy.recv().await;
+    assert_eq!((again.type_url.as_str(), again.version_info.as_str()), (EXTENSION_CONFIG_TYPE, "v1"));
+    assert_ne!(again.nonce, first.nonce);
+    assert_eq!(again.resources, vec![crate::compile::sent_again(&filter, 1).unwrap()]);
+
+    envoy.send(req(EXTENSION_CONFIG_TYPE, "v1", &again.nonce, &["f"])).await;
+    envoy.barrier().await;
+    let status = type_status(&cache, "envoy-fetching", EXTENSION_CONFIG_TYPE);
+    assert_eq!((status.last_acked_version.as_deref(), status.nacks, status.sent), (Some("v1"), 1, 2));
+
+    // Another reason: not sent again (the barrier's answer comes next, nothing before it).
+    cache.set(Snapshot::new("v2").with_resources(EXTENSION_CONFIG_TYPE, vec![("f".into(), filter.clone())]));
+    let v2 = envoy.recv().await;
+    envoy.send(nack(req(EXTENSION_CONFIG_TYPE, "v1", &v2.nonce, &["f"]), "Error: filter config has type URL x")).await;
+    envoy.barrier().await;
+    // Past the first retry's delay, still nothing came before the next barrier's answer.
+    tokio::time::sleep(retry_delay(0).unwrap() * 3).await;
+    envoy.barrier().await;
+}

@@ -4,9 +4,10 @@ use crate::catalog::load;
 use crate::discovery::Discovered;
 use envoy_types::pb::envoy::config::accesslog::v3::access_log_filter;
 use envoy_types::pb::envoy::config::cluster::v3::{cluster, Cluster};
-use envoy_types::pb::envoy::config::core::v3::data_source;
+use envoy_types::pb::envoy::config::core::v3::{data_source, DataSource, TypedExtensionConfig};
 use envoy_types::pb::envoy::config::listener::v3::{filter, Listener};
 use envoy_types::pb::envoy::config::route::v3::{route, RouteConfiguration};
+use envoy_types::pb::envoy::extensions::filters::http::wasm::v3::Wasm;
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{http_filter, HttpConnectionManager};
 use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::subject_alt_name_matcher::SanType;
 use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{
@@ -14,6 +15,7 @@ use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{
 };
 use envoy_types::pb::envoy::extensions::upstreams::http::v3::HttpProtocolOptions;
 use envoy_types::pb::envoy::r#type::matcher::v3::string_matcher;
+use envoy_types::pb::google::protobuf::{BoolValue, StringValue};
 use mcp_filter::config::SessionKey;
 use serde_json::json;
 
@@ -53,7 +55,7 @@ fn run_after(
     compile(&Inputs {
         catalog: &catalog,
         discovered: &discovered,
-        wasm: b"\0asm",
+        module_sha256: "00",
         session: &session(),
         admin: ("127.0.0.1", 18001),
         gateway_version: "0.1.0",
@@ -83,7 +85,7 @@ fn names_tools_and_routes_them() {
     let f = &c.filter_config;
     let names: Vec<_> = f.tools.iter().map(|t| (t.name.as_str(), t.server, t.upstream_name.as_str())).collect();
     assert_eq!(names, vec![("time__now", 0, "now"), ("time__zone", 0, "zone"), ("search", 1, "search")]);
-    assert_eq!(f.tools[0].definition, json!({"name": "time__now", "description": "now tool", "inputSchema": {"type": "object"}}));
+    assert_eq!(f.tools[0].definition.value(), json!({"name": "time__now", "description": "now tool", "inputSchema": {"type": "object"}}));
     assert_eq!(
         f.servers[1],
         UpstreamServer {
@@ -217,7 +219,7 @@ fn prompts_resources_capabilities_and_instructions() {
     let discovered = BTreeMap::from([("time".to_string(), time), ("docs".to_string(), docs)]);
     let f = run_with(TWO, discovered).unwrap().filter_config;
     assert_eq!(f.prompts[0].name, "time__greet");
-    assert_eq!(f.prompts[0].definition, json!({"name": "time__greet", "arguments": [{"name": "who"}]}));
+    assert_eq!(f.prompts[0].definition.value(), json!({"name": "time__greet", "arguments": [{"name": "who"}]}));
     assert_eq!((f.resources[0].server, f.resource_templates[0].server), (1, 1));
     assert_eq!(f.resources[0].definition["uri"], "docs://index", "URIs are relayed unchanged");
     assert_eq!(

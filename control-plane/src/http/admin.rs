@@ -16,6 +16,7 @@ use serde_json::json;
 use crate::controller::Controller;
 use crate::runtime::Runtimes;
 use crate::snapshot::SnapshotCache;
+use crate::state::FilterModule;
 
 /// The answer to an operator's request without an admin key.
 pub fn unauthorized() -> Response {
@@ -39,8 +40,35 @@ pub async fn health(State(c): State<Controller>, State(cache): State<SnapshotCac
         "version": s.version,
         "last_error": s.last_error,
         "log_level": s.log_level,
+        "module": module_status(&c.module()),
         "envoys": cache.status(),
     }))
+}
+
+fn module_status(m: &FilterModule) -> serde_json::Value {
+    json!({ "sha256": m.sha256(), "path": crate::compile::module_path(m.sha256()), "bytes": m.bytes().len(), "fetches": m.fetches() })
+}
+
+/// `GET /filter/<sha256>.wasm`: the filter module, which Envoy fetches once
+/// per process for the configuration naming it by that digest (and checks
+/// against it). Not secret: the module holds no configuration. Any other
+/// digest (an older module's) is 404: its Envoy NACKs the configuration
+/// naming it, or keeps its last.
+pub async fn module(State(c): State<Controller>, uri: axum::http::Uri) -> Response {
+    let m = c.module();
+    match m.fetch(uri.path()) {
+        Some(bytes) => {
+            tracing::info!(sha256 = m.sha256(), bytes = bytes.len(), fetches = m.fetches(), "an Envoy fetched the filter module");
+            let body = axum::body::Body::from(axum::body::Bytes::from_owner(bytes));
+            ([(axum::http::header::CONTENT_TYPE, "application/wasm")], body).into_response()
+        }
+        None => {
+            tracing::warn!(path = uri.path(), serving = m.sha256(), "a filter module that is not this control plane's was asked for");
+            let error =
+                format!("no filter module at {}; this control plane serves {}", uri.path(), crate::compile::module_path(m.sha256()));
+            (StatusCode::NOT_FOUND, Json(json!({ "status": "error", "error": error }))).into_response()
+        }
+    }
 }
 
 /// Readiness: 200 when the catalog is valid (the last reload published it),
@@ -75,8 +103,13 @@ pub async fn metrics(
         status.servers.iter().filter_map(|s| runtimes.status(&s.summary.name).map(|p| (s.summary.name.clone(), p.restarts))).collect();
     let served = cache.current().map(|s| s.version.clone());
     let nodes = cache.status();
-    let text =
-        crate::metrics::render(&crate::metrics::Inputs { status: &status, served: served.as_deref(), nodes: &nodes, restarts: &restarts });
+    let text = crate::metrics::render(&crate::metrics::Inputs {
+        status: &status,
+        served: served.as_deref(),
+        nodes: &nodes,
+        restarts: &restarts,
+        module_fetches: c.module().fetches(),
+    });
     ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text)
 }
 

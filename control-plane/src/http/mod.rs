@@ -127,6 +127,7 @@ pub fn router(controller: &Controller) -> Router {
         .route("/ready", get(admin::ready))
         .route("/servers", get(admin::servers))
         .route("/metrics", get(admin::metrics))
+        .route(&format!("{}{{file}}", crate::compile::MODULE_PATH_PREFIX), get(admin::module))
         .merge(internal)
         .merge(operator)
         .with_state(state)

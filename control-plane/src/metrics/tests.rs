@@ -26,6 +26,8 @@ fn typed(type_url: &str, acked: Option<&str>, sent: u64, acks: u64, nacks: u64) 
         last_acked_at: None,
         last_nack: (nacks > 0).then(|| Nack { version: "v2".into(), error: "bad".into(), at: UNIX_EPOCH }),
         sent,
+        sent_bytes: sent * 10,
+        last_sent_bytes: 10,
         acks,
         nacks,
         current: acked == Some("v2"),
@@ -62,7 +64,7 @@ fn a_scrape_shows_the_catalog_the_envoys_and_the_servers() {
         },
         NodeStatus { node_id: "gw-2".into(), connected: false, streams: 0, types: vec![typed(EXTENSION_CONFIG_TYPE, Some("v2"), 1, 1, 0)] },
     ];
-    let text = render(&Inputs { status: &status, served: Some("v2"), nodes: &nodes, restarts: &[("files".into(), 2)] });
+    let text = render(&Inputs { status: &status, served: Some("v2"), nodes: &nodes, restarts: &[("files".into(), 2)], module_fetches: 2 });
     assert_eq!(
         samples(&text),
         vec![
@@ -76,6 +78,10 @@ fn a_scrape_shows_the_catalog_the_envoys_and_the_servers() {
             "mcp_gateway_xds_pushes_total{node=\"gw-1\",type=\"clusters\"} 3",
             "mcp_gateway_xds_pushes_total{node=\"gw-1\",type=\"routes\"} 3",
             "mcp_gateway_xds_pushes_total{node=\"gw-2\",type=\"filter\"} 1",
+            "mcp_gateway_xds_pushed_bytes_total{node=\"gw-1\",type=\"clusters\"} 30",
+            "mcp_gateway_xds_pushed_bytes_total{node=\"gw-1\",type=\"routes\"} 30",
+            "mcp_gateway_xds_pushed_bytes_total{node=\"gw-2\",type=\"filter\"} 10",
+            "mcp_gateway_filter_module_fetches_total 2",
             "mcp_gateway_xds_acks_total{node=\"gw-1\",type=\"clusters\"} 3",
             "mcp_gateway_xds_acks_total{node=\"gw-1\",type=\"routes\"} 2",
             "mcp_gateway_xds_acks_total{node=\"gw-2\",type=\"filter\"} 1",
@@ -95,14 +101,14 @@ fn a_scrape_shows_the_catalog_the_envoys_and_the_servers() {
     );
     // Every family is introduced once, before its samples.
     let types: Vec<&str> = text.lines().filter(|l| l.starts_with("# TYPE ")).collect();
-    assert_eq!(types.len(), 14);
+    assert_eq!(types.len(), 16);
     assert!(types.contains(&"# TYPE mcp_gateway_xds_nacks_total counter"));
 }
 
 #[test]
 fn a_failed_reload_and_no_configuration_yet() {
     let status = Status { last_error: Some("bad yaml".into()), reloads_failed: 1, ..Status::default() };
-    let text = render(&Inputs { status: &status, served: None, nodes: &[], restarts: &[] });
+    let text = render(&Inputs { status: &status, served: None, nodes: &[], restarts: &[], module_fetches: 0 });
     let got = samples(&text);
     assert!(got.contains(&"mcp_gateway_catalog_last_reload_success 0"), "{text}");
     assert!(!text.contains("mcp_gateway_catalog_info{"), "no version, no info sample: {text}");

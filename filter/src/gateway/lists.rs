@@ -81,16 +81,16 @@ impl Lists {
             }
         };
         let mut named = |items: &[NamedRoute], kind| {
-            let shown: Vec<_> = items
+            let shown: Vec<(String, String)> = items
                 .iter()
                 .filter(|t| {
                     let shown = visible(kind, t.server, &t.name);
                     note(t.server, shown, false);
                     shown
                 })
-                .map(|t| &t.definition)
+                .map(|t| (t.definition.text().to_string(), t.name.clone()))
                 .collect();
-            list_items(shown.into_iter(), "name")
+            shown
         };
         let tools = named(&config.tools, Kind::Tool);
         let prompts = named(&config.prompts, Kind::Prompt);

@@ -646,7 +646,12 @@ fn lists_page_across_servers_with_cursors() {
 fn handshake_requests_are_translated_for_a_server_of_the_stateless_revision_only() {
     let mut c = config();
     c.servers[2].era = ServerEra::ModernOnly;
-    c.tools.push(NamedRoute { name: "s__add".into(), server: 2, upstream_name: "add".into(), definition: json!({"name": "s__add"}) });
+    c.tools.push(NamedRoute {
+        name: "s__add".into(),
+        server: 2,
+        upstream_name: "add".into(),
+        definition: crate::config::Definition::new(&json!({"name": "s__add"})),
+    });
     let gw = Gateway::new(c).unwrap();
     let token = session(&gw, false);
     let body =
