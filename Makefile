@@ -7,6 +7,7 @@
 #   make run        build, then run mcp-gateway + Envoy on http://127.0.0.1:4444/mcp
 #   make test       build, cargo tests, validate-deploy, the end-to-end tests (pytest tests/e2e), then the main files again against the native filter
 #   make test-native  the main e2e files against the native filter (E2E_FILTER=native; docs/design/native-module.md)
+#   make test-native-all  the whole e2e suite against the native filter (CI runs it after make test)
 #   make test-unit  cargo tests only
 #   make lint       rustfmt and clippy (-D warnings) on every crate, the wasm glue included; no module
 #                   circle and no file over 700 lines (scripts/layout.py)
@@ -44,12 +45,12 @@ FUZZ_TARGETS ?=
 PYTHON := .venv/bin/python
 GATEWAY_RELEASE := target/release/mcp-gateway
 
-.PHONY: all setup build host wasm native test-native test-native-e2e release run test test-unit lint test-e2e test-wasm-fallback validate validate-deploy fuzz fuzz-smoke bench bench-smoke clean distclean help
+.PHONY: all setup build host wasm native test-native test-native-e2e test-native-all release run test test-unit lint test-e2e test-wasm-fallback validate validate-deploy fuzz fuzz-smoke bench bench-smoke clean distclean help
 
 all: build
 
 help:
-	@sed -n '3,27p' Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '3,28p' Makefile | sed 's/^# \{0,1\}//'
 
 setup:
 	@bash scripts/setup.sh
@@ -116,6 +117,11 @@ test-native: build
 
 test-native-e2e:
 	E2E_FILTER=native $(PYTHON) -m pytest -q $(NATIVE_E2E) $(PYTEST_ARGS)
+
+# The whole suite against the native filter: what CI (.ci/run) runs after
+# `make test`, which keeps to the main files for its ~20 minutes.
+test-native-all: build release
+	$(MAKE) --no-print-directory test-native-e2e NATIVE_E2E=tests/e2e
 
 # The fallback route for machines where rustup cannot add the wasm target:
 # build the filter with Debian's rustc-web and -Zbuild-std (installed by

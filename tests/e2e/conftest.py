@@ -187,7 +187,7 @@ class Gateway:
         boot["admin"]["address"]["socket_address"]["port_value"] = second_admin
         path = Path(self.workdir) / "envoy-2.yaml"
         path.write_text(yaml.safe_dump(boot))
-        self.start("envoy-2", [envoy, "-c", str(path), "--concurrency", "1", "--disable-hot-restart", "--log-level", "info"])
+        self.start("envoy-2", [envoy, "-c", str(path), "--concurrency", "1", "--disable-hot-restart", "--log-level", "info"], env=envoy_env())
         admins = {"gateway-1": self.envoy_admin, "gateway-2": f"http://127.0.0.1:{second_admin}"}
         try:
             wait_until("the second Envoy serving", lambda: httpx.get(f"{admins['gateway-2']}/ready", timeout=2).text.strip() == "LIVE", timeout=30)
