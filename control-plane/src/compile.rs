@@ -287,6 +287,8 @@ pub fn compile(inputs: &Inputs<'_>) -> Result<Compiled, CompileError> {
         loopback_only: listens_on_loopback_only(g),
         audit: audited(g),
         trace: g.tracing.is_some(),
+        // The MCP record is written only for an access log that reads it.
+        access_log: g.access_log != "off",
     };
     // The version names the content, so an unchanged catalog publishes the
     // same version and Envoy is not disturbed.

@@ -147,6 +147,10 @@ pub struct FilterConfig {
     /// set as filter state for the span's name and tags.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub trace: bool,
+    /// Whether an access log reads each MCP request's record (filter state
+    /// [`LOG_PROPERTY`]): without one, the filter does not write it.
+    #[serde(default = "default_true")]
+    pub access_log: bool,
     /// Timeout of the filter's own calls to upstreams (the `initialize` fan-out).
     #[serde(default = "default_upstream_timeout_ms")]
     pub upstream_timeout_ms: u64,

@@ -216,6 +216,17 @@ impl HeaderEdits<'_> {
         target.chain(self.set.iter().map(|(k, v)| (k.as_ref(), v.as_ref())))
     }
 
+    /// The writes that change something in a request whose headers are
+    /// `head`: a target's `:path` or `:authority` equal to the client's is
+    /// not written again (each write is a host call).
+    pub fn changes<'s>(&'s self, head: &'s RequestHead) -> impl Iterator<Item = (&'s str, &'s str)> {
+        self.writes().filter(move |(name, value)| match *name {
+            ":path" => head.path != *value,
+            ":authority" => head.host.as_deref() != Some(*value),
+            _ => true,
+        })
+    }
+
     /// The value `name` ends up with, if the edits write it.
     pub fn value(&self, name: &str) -> Option<&str> {
         self.writes().filter(|(k, _)| *k == name).last().map(|(_, v)| v)

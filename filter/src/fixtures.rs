@@ -123,6 +123,7 @@ pub fn config() -> FilterConfig {
         loopback_only: false,
         audit: false,
         trace: false,
+        access_log: true,
         upstream_timeout_ms: 1000,
     }
 }

@@ -172,8 +172,9 @@ struct Request {
 /// well inside Prometheus's default scrape timeout (10 s).
 const SCRAPE_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// How much of a JSON answer is read to find its error code.
-const PEEK_BYTES: usize = 4096;
+/// How much of a JSON answer is read to find its error code: enough for
+/// `jsonrpc`, an id and the start of `error` or `result` (`metrics::PEEK_BYTES`).
+const PEEK_BYTES: usize = metrics::PEEK_BYTES;
 
 impl Request {
     /// Removes a request header, if the client sent it.
@@ -184,13 +185,14 @@ impl Request {
     }
 
     /// Applies a plan of the core's, before the request continues: filter
-    /// state, then the drops, then the writes (see [`HeaderEdits`]).
+    /// state, then the drops, then the writes that change something (see
+    /// [`HeaderEdits`]).
     fn apply(&self, edits: &HeaderEdits) {
         self.set_properties(&edits.properties);
         for name in &edits.drop {
             self.drop_header(name);
         }
-        for (name, value) in edits.writes() {
+        for (name, value) in edits.changes(&self.head) {
             self.set_http_request_header(name, Some(value));
         }
     }
@@ -202,7 +204,12 @@ impl Request {
     }
 
     fn now(&self) -> Now {
-        let since = self.get_current_time().duration_since(UNIX_EPOCH).unwrap_or_default();
+        self.at(self.get_current_time())
+    }
+
+    /// The core's `Now` for a time already read.
+    fn at(&self, time: std::time::SystemTime) -> Now {
+        let since = time.duration_since(UNIX_EPOCH).unwrap_or_default();
         Now { unix_secs: since.as_secs(), entropy: (since.as_nanos() as u64) ^ (u64::from(self.context_id) << 40) }
     }
 
@@ -230,8 +237,12 @@ impl Request {
     }
 
     /// Hands the access log the request's MCP members, once its answer is
-    /// known: Envoy's access loggers run before `on_log`.
+    /// known: Envoy's access loggers run before `on_log`. Nothing when no
+    /// access log reads them.
     fn publish(&self) {
+        if !self.gateway.as_ref().is_some_and(|gw| gw.config().access_log) {
+            return;
+        }
         if let Some(t) = &self.tally {
             self.set_property(vec![LOG_PROPERTY], Some(metrics::log_record(t).as_bytes()));
         }
@@ -427,7 +438,10 @@ impl HttpContext for Request {
             self.reply(&Reply::error(None, &McpError::Internal("the MCP filter has no valid configuration".into())));
             return Action::Pause;
         };
-        // One host call for every header, rather than one per header read.
+        // One clock read for the whole callback, and one host call for
+        // every header, rather than one per header read.
+        let arrived = self.get_current_time();
+        let now = self.at(arrived);
         let sent = self.get_http_request_headers_bytes();
         self.present = sent.iter().map(|(name, _)| name.clone()).collect();
         let header = |name: &str| sent.iter().find(|(n, _)| n == name).map(|(_, v)| String::from_utf8_lossy(v).into_owned());
@@ -451,11 +465,15 @@ impl HttpContext for Request {
             session_ended: false,
             peer_certificate: None,
             caller: None,
-            source: self.get_property(vec!["source", "address"]).map(|b| address_host(&String::from_utf8_lossy(&b)).to_string()),
+            // Read only for what keys on it (a limit on refused callers).
+            source: if gw.needs_source() {
+                self.get_property(vec!["source", "address"]).map(|b| address_host(&String::from_utf8_lossy(&b)).to_string())
+            } else {
+                None
+            },
         };
         if let Some(slot) = self.head.session_id.as_deref().and_then(Slot::of) {
-            let now = self.now().unix_secs;
-            self.head.session_ended = self.get_shared_data(&slot.key).0.is_some_and(|stored| slot.ended(&stored, now));
+            self.head.session_ended = self.get_shared_data(&slot.key).0.is_some_and(|stored| slot.ended(&stored, now.unix_secs));
         }
         if gw.config().auth.as_ref().is_some_and(|a| a.client_certificates) {
             let property = |name: &str| {
@@ -482,7 +500,7 @@ impl HttpContext for Request {
             }
         };
         if let Some(method) = method {
-            self.started = self.get_current_time();
+            self.started = arrived;
             let mut tally = self.tally_of(Tally { method, ..Tally::default() });
             if let HeadAction::Refuse(r) = &action {
                 tally.refused(&r.cause);
@@ -491,7 +509,7 @@ impl HttpContext for Request {
         }
         // Requests decided on their headers take from the rate limits too
         // (GET streams, DELETEs, refusals for credentials, by address).
-        if let Some((audit, buckets, cost)) = gw.head_charge(&self.head, &action, self.now()) {
+        if let Some((audit, buckets, cost)) = gw.head_charge(&self.head, &action, now) {
             if let Some((bucket, retry_ms)) = self.take_tokens(&gw, &buckets, cost) {
                 let refusal = gw.rate_limited(&audit, bucket, retry_ms);
                 if let Some(t) = &mut self.tally {
@@ -504,7 +522,7 @@ impl HttpContext for Request {
         match action {
             HeadAction::PassThrough => Action::Continue,
             HeadAction::Scrape(page, callouts) => {
-                let cached = self.scrapes.try_borrow().ok().and_then(|c| c.fresh(page, self.now()).cloned());
+                let cached = self.scrapes.try_borrow().ok().and_then(|c| c.fresh(page, now).cloned());
                 if let Some(reply) = cached {
                     self.reply(&reply);
                     return Action::Pause;
@@ -520,7 +538,7 @@ impl HttpContext for Request {
                 self.set_properties(&gw.audit_record(&self.head, &Audit::default(), Some(&r.reason)));
                 self.reply_once_read(r.reply, end_of_stream)
             }
-            HeadAction::OpenStream => match gw.open_stream(&self.head, self.now()) {
+            HeadAction::OpenStream => match gw.open_stream(&self.head, now) {
                 Ok(edits) => {
                     self.apply(&edits);
                     // The control plane relays the upstreams' streams itself.
@@ -534,7 +552,6 @@ impl HttpContext for Request {
                 }
             },
             HeadAction::EndSession => {
-                let now = self.now();
                 let (reply, callouts, ended) = gw.end_session(&self.head, &SharedOpened { request: self, now: now.unix_secs }, now);
                 if let Some((slot, until)) = ended {
                     self.record_ended(&slot, until);

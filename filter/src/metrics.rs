@@ -241,6 +241,12 @@ pub fn http_span_name(method: &str, path: &str) -> String {
     format!("{method} {path}")
 }
 
+/// How much of a JSON answer the filter reads to find its error code
+/// ([`error_code`]): `jsonrpc`, an id of up to a few hundred bytes and the
+/// start of `error` or `result`. An error whose `code` comes after a longer
+/// `message` (no SDK writes it so) is counted as an answer without one.
+pub const PEEK_BYTES: usize = 512;
+
 /// The `error.code` of a JSON-RPC answer, from its first bytes (an answer
 /// may be cut anywhere): the top-level members are read in order and
 /// skipped, up to `error` (its code) or `result` (none).

@@ -399,10 +399,12 @@ servers:
     let loggers: Vec<&str> = hcm.access_log.iter().map(|l| l.name.as_str()).collect();
     assert_eq!(loggers, ["mcp_access", "http_access"]);
     assert!(!plain.filter_config.audit);
-    let quiet = run(&format!("gateway:\n  access_log: \"off\"\n{TWO}"), &[]);
-    let listener: Listener = decode(&quiet.unwrap().snapshot.resources[LISTENER_TYPE][0].1).unwrap();
+    assert!(plain.filter_config.access_log, "the filter writes the MCP record the access log reads");
+    let quiet = run(&format!("gateway:\n  access_log: \"off\"\n{TWO}"), &[]).unwrap();
+    let listener: Listener = decode(&quiet.snapshot.resources[LISTENER_TYPE][0].1).unwrap();
     let Some(filter::ConfigType::TypedConfig(any)) = &listener.filter_chains[0].filters[0].config_type else { panic!() };
     assert!(decode::<HttpConnectionManager>(any).unwrap().access_log.is_empty(), "access_log: off");
+    assert!(!quiet.filter_config.access_log, "no access log: the filter writes no record for one");
 }
 
 #[test]

@@ -117,7 +117,7 @@ pub struct Filter {
 const SCRAPE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How much of a JSON answer is read to find its error code.
-const PEEK_BYTES: usize = 4096;
+const PEEK_BYTES: usize = metrics::PEEK_BYTES;
 
 thread_local! {
     /// This worker's operator pages of the current second (`ScrapeCache`),
@@ -144,25 +144,32 @@ impl Filter {
         }
     }
 
-    /// Removes a request header, if the client sent it.
-    fn drop_header(&self, name: &str) {
-        if self.present.iter().any(|p| p == name) {
+    /// Removes a request header, if the client sent it; whether it did.
+    fn drop_header(&self, name: &str) -> bool {
+        let sent = self.present.iter().any(|p| p == name);
+        if sent {
             self.stream.set_header(crate::abi::consts::REQUEST_HEADERS, name, None);
         }
+        sent
     }
 
     /// Applies a plan of the core's, before the request continues: filter
-    /// state, then the drops, then the writes; then the route is chosen
-    /// again (proxy-wasm's host does that on any header change).
+    /// state, then the drops, then the writes that change something; then,
+    /// if a header changed, the route is chosen again (proxy-wasm's host
+    /// does that on any header change).
     fn apply(&self, edits: &HeaderEdits) {
         self.set_properties(&edits.properties);
+        let mut changed = false;
         for name in &edits.drop {
-            self.drop_header(name);
+            changed |= self.drop_header(name);
         }
-        for (name, value) in edits.writes() {
+        for (name, value) in edits.changes(&self.head) {
             self.stream.set_header(crate::abi::consts::REQUEST_HEADERS, name, Some(value));
+            changed = true;
         }
-        self.stream.clear_route_cache();
+        if changed {
+            self.stream.clear_route_cache();
+        }
     }
 
     /// Filter state under the wasm host's names (`wasm.<name>`), which the
@@ -206,7 +213,11 @@ impl Filter {
     }
 
     /// Hands the access log the request's MCP members, once its answer is known.
+    /// Nothing when no access log reads them.
     fn publish(&self) {
+        if !self.gateway.as_ref().is_some_and(|gw| gw.config().access_log) {
+            return;
+        }
         if let Some(t) = &self.tally {
             self.set_property(mcp_filter::config::LOG_PROPERTY, metrics::log_record(t).as_bytes());
         }

@@ -288,6 +288,21 @@ mod tests {
     }
 
     #[test]
+    fn a_target_path_or_authority_the_client_already_sent_is_not_written_again() {
+        let c = config();
+        let f = forward_to(0);
+        let edits = forward(&c, &c.servers[0], &f, vec![]);
+        let target = edits.target.clone().unwrap();
+        let written = |head: &RequestHead| edits.changes(head).map(|(k, _)| k.to_string()).collect::<Vec<_>>();
+        let same = RequestHead { path: target.path.to_string(), host: Some(target.authority.to_string()), ..RequestHead::default() };
+        let names = written(&same);
+        assert!(names.iter().all(|n| n != ":path" && n != ":authority"), "{names:?}");
+        assert!(names.iter().any(|n| n == CLUSTER_HEADER) && names.len() + 2 == edits.writes().count());
+        let other = RequestHead { path: "/other".into(), host: Some("gateway:4444".into()), ..RequestHead::default() };
+        assert_eq!(written(&other).len(), edits.writes().count());
+    }
+
+    #[test]
     fn a_forward_tells_the_upstream_its_own_session_names_and_time_limit() {
         let mut c = config();
         c.servers[0].timeout_ms = Some(1500);

@@ -1,6 +1,6 @@
 use super::*;
 use crate::config::{ControlPlane, NamedRoute, ServerEra};
-use crate::decision::{AuthFailure, Page};
+use crate::decision::{AuthFailure, Cause, Page, Refusal};
 use crate::policy::Caller;
 use serde_json::{json, Value};
 

@@ -3,6 +3,20 @@ use crate::decision::{Audit, AuthFailure};
 use crate::policy::Ruling;
 
 #[test]
+fn the_peek_holds_the_code_of_the_errors_clients_and_servers_write() {
+    // The Python and TypeScript SDKs write `code` first; a 36-character
+    // UUID id and a long message leave it well inside the peek.
+    let long = "x".repeat(10_000);
+    for answer in [
+        format!(r#"{{"jsonrpc":"2.0","id":"0f8fad5b-d9cb-469f-a165-70867728950e","error":{{"code":-32602,"message":"{long}"}}}}"#),
+        format!(r#"{{"id":123456789,"jsonrpc":"2.0","error":{{"code":-32603,"message":"{long}","data":null}}}}"#),
+    ] {
+        let peek = &answer.as_bytes()[..PEEK_BYTES];
+        assert!(error_code(peek).is_some(), "{}", &answer[..80]);
+    }
+}
+
+#[test]
 fn error_codes_are_read_from_the_first_bytes() {
     assert_eq!(error_code(br#"{"jsonrpc":"2.0","id":1,"error":{"code":-32602,"message":"Unknown tool: x"}}"#), Some(-32602));
     // Cut anywhere after the code.

@@ -41,7 +41,12 @@ impl Filter {
             session_ended: false,
             peer_certificate: None,
             caller: None,
-            source: self.stream.attribute(consts::ATTRIBUTE_SOURCE_ADDRESS).map(|a| address_host(&a).to_string()),
+            // Read only for what keys on it (a limit on refused callers).
+            source: if gw.needs_source() {
+                self.stream.attribute(consts::ATTRIBUTE_SOURCE_ADDRESS).map(|a| address_host(&a).to_string())
+            } else {
+                None
+            },
         };
         if let Some(slot) = self.head.session_id.as_deref().and_then(Slot::of) {
             self.head.session_ended = kept::ended(&slot, self.now().unix_secs);
