@@ -7,7 +7,7 @@
 //! operator's pages, the header edits of what goes on), in the terms of
 //! [`decision`]; [`headers`] reads and writes header values, [`uri`] puts
 //! resource URIs in normal form, [`session`]
-//! seals session ids, [`revocation`] and [`opened`] keep what Envoy's shared
+//! seals session ids, [`search`] ranks tools for a task, [`revocation`] and [`opened`] keep what Envoy's shared
 //! data holds of sessions (ended ones, upstream sessions opened on first use), [`policy`] and [`ratelimit`] rule on callers,
 //! [`relay`] and [`sse`] rewrite streams, [`error`] maps refusals to
 //! JSON-RPC codes, [`metrics`] names what a finished request adds to the
@@ -39,6 +39,7 @@ pub mod policy;
 pub mod ratelimit;
 pub mod relay;
 pub mod revocation;
+pub mod search;
 pub mod session;
 pub mod sse;
 pub mod status;
