@@ -172,10 +172,6 @@ struct Request {
 /// well inside Prometheus's default scrape timeout (10 s).
 const SCRAPE_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// How much of a JSON answer is read to find its error code: enough for
-/// `jsonrpc`, an id and the start of `error` or `result` (`metrics::PEEK_BYTES`).
-const PEEK_BYTES: usize = metrics::PEEK_BYTES;
-
 impl Request {
     /// Removes a request header, if the client sent it.
     fn drop_header(&self, name: &str) {
@@ -661,7 +657,7 @@ impl HttpContext for Request {
     fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
         if self.peek && (body_size > 0 || end_of_stream) {
             self.peek = false;
-            let first = self.get_http_response_body(0, body_size.min(PEEK_BYTES)).unwrap_or_default();
+            let first = self.get_http_response_body(0, body_size.min(metrics::PEEK_BYTES)).unwrap_or_default();
             if let Some(t) = &mut self.tally {
                 t.code = metrics::error_code(&first);
             }

@@ -116,9 +116,6 @@ pub struct Filter {
 /// How long `GET /metrics` waits for Envoy's stats and the control plane's.
 const SCRAPE_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// How much of a JSON answer is read to find its error code.
-const PEEK_BYTES: usize = metrics::PEEK_BYTES;
-
 thread_local! {
     /// This worker's operator pages of the current second (`ScrapeCache`),
     /// as the wasm filter keeps them per VM.

@@ -56,7 +56,7 @@ impl Gateway {
     /// from the limits that concern every caller, in a bucket of its source
     /// address, so that guessing keys is limited like calling.
     pub fn head_charge(&self, head: &RequestHead, action: &HeadAction, now: Now) -> Option<(Audit, Vec<Bucket>, u32)> {
-        if self.config.rate_limits.iter().all(|l| l.global) {
+        if !self.needs_source() {
             return None;
         }
         let audit = Audit { method: head.method.clone(), ..Audit::default() };
@@ -78,9 +78,9 @@ impl Gateway {
         Some((audit, buckets, u32::try_from(cost).unwrap_or(u32::MAX).max(1)))
     }
 
-    /// Whether a request's source address matters: it keys the local rate
-    /// limits of callers refused for their credentials (`head_charge`).
-    /// Without such a limit the glue need not read it.
+    /// Whether there is a local limit, and so a request's source address
+    /// matters: it keys the local limits of callers refused for their
+    /// credentials (`head_charge`). Without one the glue need not read it.
     pub fn needs_source(&self) -> bool {
         self.config.rate_limits.iter().any(|l| !l.global)
     }

@@ -6,7 +6,7 @@ use mcp_filter::decision::CalloutResponse;
 use mcp_filter::metrics;
 use mcp_filter::relay::SseRelay;
 
-use super::{Action, Filter, State, PEEK_BYTES};
+use super::{Action, Filter, State};
 use crate::abi::consts;
 use crate::stats::{self, Kind, FAMILIES};
 
@@ -110,7 +110,7 @@ impl Filter {
         let chunk = self.stream.body(consts::RECEIVED_RESPONSE_BODY);
         if self.peek && (!chunk.is_empty() || end_of_stream) {
             self.peek = false;
-            let first = chunk.get(..chunk.len().min(PEEK_BYTES)).unwrap_or_default();
+            let first = chunk.get(..chunk.len().min(mcp_filter::metrics::PEEK_BYTES)).unwrap_or_default();
             if let Some(t) = &mut self.tally {
                 t.code = metrics::error_code(first);
             }
