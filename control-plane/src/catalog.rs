@@ -105,6 +105,8 @@ pub struct GatewaySettings {
     /// Left out of the serialised catalog when `wasm`, so that it does not change existing versions.
     #[serde(skip_serializing_if = "is_wasm")]
     pub filter: String,
+    /// The tool router: `POST /tools` and the search tools inside MCP.
+    pub tool_router: ToolRouterSettings,
 }
 
 /// `gateway.filter`'s values.
@@ -336,6 +338,7 @@ impl Default for GatewaySettings {
             tls: None,
             global_rate_limits: None,
             filter: FILTER_WASM.into(),
+            tool_router: ToolRouterSettings::default(),
         }
     }
 }
@@ -603,9 +606,11 @@ pub fn interpolate(text: &str, env: impl Fn(&str) -> Option<String>) -> Result<S
 pub const DEFAULT_LIMIT: &str = "default";
 
 mod endpoint;
+mod router;
 mod streams;
 mod validate;
 pub use endpoint::{parse_endpoint, Endpoint};
+pub use router::ToolRouterSettings;
 pub use streams::StreamLimits;
 pub use validate::{validate, MAX_TIMEOUT_SECONDS};
 

@@ -22,9 +22,10 @@ use envoy_types::pb::envoy::config::core::v3::{config_source, AggregatedConfigSo
 use envoy_types::pb::google::protobuf::Any;
 use envoy_types::util::pack_any;
 use mcp_filter::config::{
-    ApiKey, AuthConfig, AuthorizationConfig, ControlPlane, FilterConfig, JwtClaims, LimitKey, NamedRoute, RateLimit, ServedItem, ServerEra,
-    ServerInfo, SessionConfig, UpstreamHeader, UpstreamServer, INTERNAL_HEADER,
+    ApiKey, AuthConfig, AuthorizationConfig, ControlPlane, FilterConfig, InMcp, JwtClaims, LimitKey, NamedRoute, RateLimit, ServedItem,
+    ServerEra, ServerInfo, SessionConfig, ToolRouter, UpstreamHeader, UpstreamServer, CALL_TOOL, INTERNAL_HEADER, SEARCH_TOOL,
 };
+use mcp_filter::search::IndexBuilder;
 use prost::Message;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -157,6 +158,10 @@ pub fn compile(inputs: &Inputs<'_>) -> Result<Compiled, CompileError> {
     let mut servers = Vec::with_capacity(catalog.servers.len());
     let mut clusters = Vec::with_capacity(catalog.servers.len() + 1);
     let mut tools = Names::new("tool", inputs.previous.map(|p| (p, p.tools.as_slice())));
+    let router = g.tool_router.enabled.then_some(&g.tool_router);
+    if let Some(r) = router {
+        tools = tools.indexed(r.in_mcp);
+    }
     let mut prompts = Names::new("prompt", inputs.previous.map(|p| (p, p.prompts.as_slice())));
     let (mut resources, mut resource_templates) = (Vec::new(), Vec::new());
     let none = Discovered::default();
@@ -289,6 +294,13 @@ pub fn compile(inputs: &Inputs<'_>) -> Result<Compiled, CompileError> {
         trace: g.tracing.is_some(),
         // The MCP record is written only for an access log that reads it.
         access_log: g.access_log != "off",
+        router: router.map(|r| ToolRouter {
+            path: r.path.clone(),
+            in_mcp: r.in_mcp,
+            default_limit: r.default_limit,
+            max_limit: r.max_limit,
+            index: tools.index.take().unwrap_or_default().finish(),
+        }),
     };
     // The version names the content, so an unchanged catalog publishes the
     // same version and Envoy is not disturbed.
@@ -396,11 +408,26 @@ struct Names<'a> {
     /// compile cost a tenth of a second).
     holders: Option<BTreeMap<&'a str, &'a str>>,
     dropped: Vec<Dropped>,
+    /// Each route's words for the tool router, when it is on (tools only).
+    index: Option<IndexBuilder>,
+    /// Names the gateway keeps for its own tools: an upstream's is dropped.
+    reserved: &'static [&'static str],
 }
 
 impl<'a> Names<'a> {
     fn new(kind: &'static str, previous: Option<(&'a FilterConfig, &'a [NamedRoute])>) -> Self {
-        Names { kind, routes: Vec::new(), taken: BTreeMap::new(), previous, holders: None, dropped: Vec::new() }
+        Names { kind, routes: Vec::new(), taken: BTreeMap::new(), previous, holders: None, dropped: Vec::new(), index: None, reserved: &[] }
+    }
+
+    /// Also computes each item's words for the tool router, and keeps the
+    /// names of the gateway's own tools that it offers inside MCP.
+    fn indexed(self, in_mcp: InMcp) -> Self {
+        let reserved: &'static [&'static str] = match in_mcp {
+            InMcp::Off => &[],
+            InMcp::Alongside => &[SEARCH_TOOL],
+            InMcp::Only => &[SEARCH_TOOL, CALL_TOOL],
+        };
+        Names { index: Some(IndexBuilder::default()), reserved, ..self }
     }
 
     /// The server that exposed `name` in the running configuration.
@@ -430,8 +457,17 @@ impl<'a> Names<'a> {
                     .unwrap_or_else(|_| mcp_filter::config::Definition::new(item)),
                 None => mcp_filter::config::Definition::new(item),
             };
+            if self.reserved.contains(&name.as_str()) {
+                let reason =
+                    format!("{kind} name {name:?} is the gateway's own (gateway.tool_router.in_mcp); set prefix: true on this server");
+                self.dropped.push(Dropped { server: server_name.to_string(), kind, name, reason });
+                continue;
+            }
             let route = NamedRoute { name: name.clone(), server, upstream_name: upstream_name.to_string(), definition };
             let Some((at, holder)) = self.taken.get(&name).cloned() else {
+                if let Some(index) = &mut self.index {
+                    index.push_definition(&name, item);
+                }
                 self.taken.insert(name, (self.routes.len(), server_name.to_string()));
                 self.routes.push(route);
                 continue;
@@ -442,6 +478,9 @@ impl<'a> Names<'a> {
                 // The newcomer in catalog order held it before: it keeps it.
                 if let Some(slot) = self.routes.get_mut(at) {
                     *slot = route;
+                }
+                if let Some(index) = &mut self.index {
+                    index.replace_definition(at, &name, item);
                 }
                 self.taken.insert(name.clone(), (at, server_name.to_string()));
                 (holder, format!("{kind} name {name:?} is also exposed by server {server_name:?}, which had it first; set prefix: true on one of them"))

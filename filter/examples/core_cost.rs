@@ -72,6 +72,7 @@ fn config(auth: bool) -> FilterConfig {
         }),
         audit: auth,
         upstream_timeout_ms: 10_000,
+        router: None,
         ..fixtures::config()
     }
 }

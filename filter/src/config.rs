@@ -154,6 +154,50 @@ pub struct FilterConfig {
     /// Timeout of the filter's own calls to upstreams (the `initialize` fan-out).
     #[serde(default = "default_upstream_timeout_ms")]
     pub upstream_timeout_ms: u64,
+    /// The tool router: which tools fit a task (`POST /tools`, and the
+    /// search tool inside MCP). `None`: off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub router: Option<ToolRouter>,
+}
+
+/// The name of the gateway's own tool that searches the tools
+/// ([`InMcp::Alongside`], [`InMcp::Only`]).
+pub const SEARCH_TOOL: &str = "search_tools";
+/// The name of the gateway's own tool that calls a tool found by name
+/// ([`InMcp::Only`]).
+pub const CALL_TOOL: &str = "call_tool";
+
+/// The tool router (issue 20): `POST <path>` answers which tools fit a task,
+/// `GET <path>/status` describes the index; inside MCP, the search tool.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ToolRouter {
+    /// Where it answers on the gateway's port (`/tools`).
+    pub path: String,
+    /// What `tools/list` offers of it.
+    #[serde(default)]
+    pub in_mcp: InMcp,
+    /// How many tools an answer holds when the request does not say.
+    pub default_limit: usize,
+    /// The most tools a request may ask for.
+    pub max_limit: usize,
+    /// Every tool's words, in the order of [`FilterConfig::tools`].
+    pub index: crate::search::ToolIndex,
+}
+
+/// What `tools/list` offers of the tool router.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InMcp {
+    /// Nothing: the tools as the servers list them.
+    #[default]
+    Off,
+    /// [`SEARCH_TOOL`] beside every tool.
+    Alongside,
+    /// [`SEARCH_TOOL`] and [`CALL_TOOL`] instead of the tools: a client loads
+    /// two tools, finds the few that fit, and calls them through the second.
+    /// The tools themselves can still be called by name.
+    Only,
 }
 
 /// The `serverInfo` block of the gateway's `initialize` answer.

@@ -367,8 +367,10 @@ impl Reply {
     pub fn error(id: Option<&str>, e: &McpError) -> Reply {
         let (code, status) = e.code_and_status();
         let mut reply = Reply::json(status, jsonrpc::error_body(id, code, &e.to_string()));
-        if matches!(e, McpError::MethodNotAllowed(_)) {
-            reply.headers.push(("allow", "POST".to_string()));
+        match e {
+            McpError::MethodNotAllowed(_) => reply.headers.push(("allow", "POST".to_string())),
+            McpError::NotAllowedOn { allow, .. } => reply.headers.push(("allow", allow.to_string())),
+            _ => {}
         }
         reply
     }

@@ -28,6 +28,8 @@ pub enum McpError {
     NotAcceptable(String),
     #[error("HTTP method {0} is not allowed on the MCP endpoint: use POST")]
     MethodNotAllowed(String),
+    #[error("HTTP method {method} is not allowed on {path}: use {allow}")]
+    NotAllowedOn { method: String, path: String, allow: &'static str },
     #[error("Header mismatch: {0}")]
     HeaderMismatch(String),
     #[error("Bad request: missing Mcp-Session-Id header; send initialize first")]
@@ -78,7 +80,7 @@ impl McpError {
             McpError::BodyTooLarge { .. } => (-32600, 413),
             McpError::UnsupportedMediaType(_) => (-32600, 415),
             McpError::NotAcceptable(_) => (-32600, 406),
-            McpError::MethodNotAllowed(_) => (-32600, 405),
+            McpError::MethodNotAllowed(_) | McpError::NotAllowedOn { .. } => (-32600, 405),
             McpError::HeaderMismatch(_) => (-32020, 400),
             McpError::MissingSession => (-32600, 400),
             McpError::SessionNotFound(_) => (-32001, 404),

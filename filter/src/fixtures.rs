@@ -125,6 +125,7 @@ pub fn config() -> FilterConfig {
         trace: false,
         access_log: true,
         upstream_timeout_ms: 1000,
+        router: None,
     }
 }
 

@@ -14,6 +14,7 @@
 //! - `handshake`: `initialize`, `server/discover`, and opening sessions;
 //! - `era`: the protocol revisions, the era bridge, the translation for a
 //!   server of 2026-07-28 only;
+//! - `router`: the tool router (`POST /tools`, `search_tools`, `call_tool`);
 //! - `scrape`: the operator's pages (`/metrics`, `/stats`, the probes) and their cache;
 //! - `edits`: what a request that goes on carries ([`HeaderEdits`]): the
 //!   headers dropped and set, its target, the filter state.
@@ -29,6 +30,7 @@ mod handshake;
 mod limits;
 mod lists;
 mod route;
+mod router;
 mod scrape;
 
 use std::borrow::Cow;
@@ -66,6 +68,9 @@ pub struct Gateway {
     api_keys: auth::ApiKeys,
     lists: lists::ListCache,
     handshake: handshake::Handshake,
+    /// When the host loaded this configuration (Unix seconds), for the
+    /// router's status.
+    loaded_at: Option<u64>,
 }
 
 impl Gateway {
@@ -79,7 +84,13 @@ impl Gateway {
             lists: lists::ListCache::new(&config),
             handshake: handshake::Handshake::new(&config)?,
             config,
+            loaded_at: None,
         })
+    }
+
+    /// The same gateway, loaded by the host at `unix_secs`.
+    pub fn loaded(self, unix_secs: u64) -> Self {
+        Gateway { loaded_at: Some(unix_secs), ..self }
     }
 
     pub fn config(&self) -> &FilterConfig {
@@ -111,7 +122,11 @@ impl Gateway {
             }
         }
         if path != self.config.mcp_path {
-            return HeadAction::PassThrough;
+            if self.config.router.is_none() {
+                return HeadAction::PassThrough;
+            }
+            let path = path.to_string();
+            return self.router_head(head, &path).unwrap_or(HeadAction::PassThrough);
         }
         match self.authenticate(head) {
             Ok(caller) => head.caller = caller,
@@ -308,6 +323,9 @@ impl Gateway {
     }
 
     fn decide_into(&self, head: &RequestHead, body: &[u8], now: Now, opened: &dyn OpenedSessions, audit: &mut Audit) -> BodyAction {
+        if self.config.router.is_some() && self.is_router_request(head) {
+            return self.router_search(head, body, audit);
+        }
         if let Some(reply) = self.check_size(body.len()) {
             return BodyAction::Reply(reply);
         }
@@ -363,13 +381,27 @@ impl Gateway {
             "tools/call" | "prompts/get" => session().and_then(|s| {
                 let (name, span) = jsonrpc::tool_name(body, params)?;
                 check_name_header(head, &name)?;
+                let own = if method == "tools/call" { self.own_tool(&name) } else { None };
+                // The gateway's own tools: a search answered here, or a call
+                // of the tool it names, as if the client had called it.
+                let called;
+                let (body, name, span) = match own {
+                    Some(router::OwnTool::Search) => return self.search_tool(caller, id, params, s.version == STATELESS_VERSION),
+                    Some(router::OwnTool::Call) => {
+                        called = self.called_through(id, params)?;
+                        (called.0.as_slice(), Cow::Owned(called.1.clone()), called.2.clone())
+                    }
+                    None => (body, name, span),
+                };
                 let (found, unknown, kind): (_, fn(String) -> McpError, _) = match method.as_ref() {
                     "tools/call" => (self.routes.tool(&name), McpError::UnknownTool, Kind::Tool),
                     _ => (self.routes.prompt(&name), McpError::UnknownPrompt, Kind::Prompt),
                 };
                 // A denied name is refused exactly as an unknown one.
                 let route = found.filter(|r| check(kind, r.server, &name)).ok_or_else(|| unknown(name.to_string()))?;
-                let mut forward = self.forward(id, route.server, &s, route.renamed(body, span, &name))?;
+                let renamed = route.renamed(body, span, &name);
+                let new_body = if own.is_some() { renamed.or_else(|| Some(body.to_vec())) } else { renamed };
+                let mut forward = self.forward(id, route.server, &s, new_body)?;
                 if head.mcp_name.is_some() {
                     forward.mcp_name = Some(encode_header_value(&route.upstream_name));
                 }

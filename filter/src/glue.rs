@@ -58,6 +58,8 @@ impl RootContext for Root {
         let parsed = serde_json::from_slice::<FilterConfig>(&bytes)
             .map_err(|e| format!("invalid configuration: {e}"))
             .and_then(|c| Gateway::new(c).map_err(|e| format!("invalid configuration: {e}")));
+        let loaded_at = self.get_current_time().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        let parsed = parsed.map(|gw| gw.loaded(loaded_at));
         match parsed {
             Ok(gw) => {
                 let c = gw.config();

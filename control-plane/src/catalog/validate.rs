@@ -73,6 +73,9 @@ pub fn validate(c: &Catalog) -> Vec<String> {
     if !g.mcp_path.starts_with('/') {
         p.push(format!("gateway.mcp_path: {:?} must start with /", g.mcp_path));
     }
+    let mut reserved = vec![mcp_filter::gateway::METRICS_PATH, mcp_filter::gateway::STATS_PATH, "/.well-known", "/admin"];
+    reserved.extend(mcp_filter::gateway::ROUTED_PATHS);
+    p.extend(g.tool_router.problems(&g.mcp_path, &reserved));
     if g.tool_separator.is_empty() || !g.tool_separator.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b)) {
         p.push(format!("gateway.tool_separator: {:?} must be one or more of A-Z a-z 0-9 _ . -", g.tool_separator));
     }

@@ -24,6 +24,8 @@ pub struct Config {
     /// Each metric family's id in Envoy (`stats::FAMILIES`, same order),
     /// or `None` where Envoy refused the definition.
     pub metrics: Vec<Option<usize>>,
+    /// When Envoy handed it over (Unix seconds), for the tool router's status.
+    pub loaded_at: u64,
 }
 
 /// Why a configuration is refused (Envoy then NACKs it, keeping the last).
@@ -45,7 +47,8 @@ thread_local! {
 impl Config {
     pub fn new(filter: FilterConfig, metrics: Vec<Option<usize>>) -> Config {
         static NEXT: AtomicU64 = AtomicU64::new(1);
-        Config { id: NEXT.fetch_add(1, Ordering::Relaxed), filter, metrics }
+        let loaded_at = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        Config { id: NEXT.fetch_add(1, Ordering::Relaxed), filter, metrics, loaded_at }
     }
 
     /// This worker's `Gateway` for this configuration, built on first use.
@@ -56,7 +59,7 @@ impl Config {
             if let Some((_, gw)) = built.iter().find(|(id, _)| *id == self.id) {
                 return Some(Rc::clone(gw));
             }
-            let gw = Rc::new(Gateway::new(self.filter.clone()).ok()?);
+            let gw = Rc::new(Gateway::new(self.filter.clone()).ok()?.loaded(self.loaded_at));
             if built.len() >= KEPT {
                 built.pop_front();
             }

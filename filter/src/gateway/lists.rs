@@ -15,7 +15,8 @@ use base64::Engine as _;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use crate::config::{FilterConfig, NamedRoute, ServedItem};
+use super::router;
+use crate::config::{FilterConfig, InMcp, NamedRoute, ServedItem};
 use crate::error::McpError;
 use crate::policy::{Applicable, Kind, Offer};
 use crate::uri;
@@ -65,6 +66,9 @@ pub struct Lists {
     resources: ListAnswer,
     templates: ListAnswer,
     reachable: Vec<bool>,
+    /// Which of the configuration's tools these callers see (the tool
+    /// router ranks only those).
+    tools_shown: Vec<bool>,
 }
 
 impl Lists {
@@ -81,19 +85,27 @@ impl Lists {
             }
         };
         let mut named = |items: &[NamedRoute], kind| {
-            let shown: Vec<(String, String)> = items
+            let shown: Vec<bool> = items
                 .iter()
-                .filter(|t| {
+                .map(|t| {
                     let shown = visible(kind, t.server, &t.name);
                     note(t.server, shown, false);
                     shown
                 })
-                .map(|t| (t.definition.text().to_string(), t.name.clone()))
                 .collect();
-            shown
+            let listed: Vec<(String, String)> =
+                items.iter().zip(&shown).filter(|(_, s)| **s).map(|(t, _)| (t.definition.text().to_string(), t.name.clone())).collect();
+            (listed, shown)
         };
-        let tools = named(&config.tools, Kind::Tool);
-        let prompts = named(&config.prompts, Kind::Prompt);
+        let (mut tools, tools_shown) = named(&config.tools, Kind::Tool);
+        // The tool router's own tools, beside the tools or in their place.
+        let own = router::own_tools(config.router.as_ref());
+        if config.router.as_ref().is_some_and(|r| r.in_mcp == InMcp::Only) {
+            tools = own;
+        } else {
+            tools.extend(own);
+        }
+        let (prompts, _) = named(&config.prompts, Kind::Prompt);
         // A resource is judged by its normalised URI, as reads are; one
         // without a canonical form could not be read, and is not listed.
         let mut served = |items: &[ServedItem], key, kind| {
@@ -117,6 +129,7 @@ impl Lists {
             resources: ListAnswer::new("resources", resources, size),
             templates: ListAnswer::new("resourceTemplates", templates, size),
             reachable: offers.into_iter().enumerate().map(|(i, offer)| reaches(i, offer)).collect(),
+            tools_shown,
         }
     }
 
@@ -125,6 +138,11 @@ impl Lists {
     /// requests, stream from it.
     pub fn reaches(&self, index: usize) -> bool {
         self.reachable.get(index).copied().unwrap_or(false)
+    }
+
+    /// Whether these callers see the configuration's tool `index`.
+    pub fn shows_tool(&self, index: usize) -> bool {
+        self.tools_shown.get(index).copied().unwrap_or(false)
     }
 
     /// The answer to list `method`, if it is one of the lists.
