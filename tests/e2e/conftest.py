@@ -320,11 +320,17 @@ def BASE_SERVERS(ports: dict[str, int]) -> list[dict]:
 
 
 def pytest_terminal_summary(terminalreporter):
-    """What the conformance suite itself counted, when it ran."""
+    """What the conformance suite itself counted, and the tool router's
+    recall, when they ran."""
     summaries = getattr(sys.modules.get("test_conformance"), "SUMMARIES", [])
     if summaries:
         terminalreporter.section("MCP conformance suite")
         for line in summaries:
+            terminalreporter.write_line(line)
+    router = getattr(sys.modules.get("test_quickstart"), "ROUTER_SUMMARY", [])
+    if router:
+        terminalreporter.section("Tool router recall (tests/router/tasks.yaml)")
+        for line in router:
             terminalreporter.write_line(line)
 
 

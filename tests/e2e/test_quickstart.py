@@ -10,6 +10,7 @@ a `make run` of your own on this machine must be stopped first.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -38,6 +39,10 @@ CALLS = {
     "everything": ("everything__get-sum", {"a": 2, "b": 3}, "The sum of 2 and 3 is 5."),
     "echo": ("echo__add", {"a": 40, "b": 2}, "42"),
 }
+
+
+# What the tool router's recall set scored, for the terminal summary.
+ROUTER_SUMMARY: list[str] = []
 
 
 def readme_snippet() -> str:
@@ -123,3 +128,50 @@ def test_the_tls_endpoint_the_readme_names_answers_with_the_development_certific
     body, _, status = done.stdout.rpartition("\n")
     assert status.split()[0] == "200", done.stdout
     assert '"serverInfo"' in body and "mcp-gateway" in body
+
+
+def test_the_readme_tool_router_commands_work_as_typed(make_run):
+    """The README's tool-router block (the Forge guide's own `curl -X POST
+    http://localhost:4444/tools ...`, then the status), run as it is."""
+    blocks = [b for b in re.findall(r"```sh\n(.*?)```", README.read_text(), flags=re.S) if "localhost:4444/tools" in b]
+    assert len(blocks) == 1, f"README.md should hold one block calling the tool router, found {len(blocks)}"
+    assert '-d \'{"task": "test query", "context": "testing"}\'' in blocks[0], "the seed's command, as its users type it"
+    done = subprocess.run(["bash", "-euo", "pipefail", "-c", blocks[0]], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, f"the README's tool-router block failed:\n{done.stdout}\n{done.stderr[-4000:]}"
+    answers = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    assert len(answers) == 2, done.stdout
+    found, status = answers
+    assert found["task"] == "test query" and isinstance(found["tools"], list), found
+    for tool in found["tools"]:
+        assert {"name", "server", "score", "inputSchema"} <= tool.keys(), tool
+    names = {s["name"] for s in yaml.safe_load(CATALOG.read_text())["servers"]}
+    assert status["status"] == "ready" and status["servers"] == len(names) and status["tools"] > 20, status
+
+
+def test_the_tool_router_finds_the_tools_a_person_would_pick(make_run):
+    """The recall set (tests/router/tasks.yaml) against the example catalog:
+    recall at 1 and at 5 are reported; at 5 it must reach 0.8."""
+    tasks = yaml.safe_load((ROOT / "tests" / "router" / "tasks.yaml").read_text())["tasks"]
+    assert len(tasks) >= 40
+    listed = {t["name"] for t in httpx.post("http://127.0.0.1:4444/tools", json={"task": "x"}, timeout=10).json()["tools"]}
+    every = set()
+    for t in tasks:
+        every.update(t["tools"])
+    at1 = at5 = 0
+    misses = []
+    with httpx.Client(timeout=10) as client:
+        status = client.get("http://127.0.0.1:4444/tools/status").json()
+        for t in tasks:
+            r = client.post("http://127.0.0.1:4444/tools", json={"task": t["task"], "limit": 5})
+            assert r.status_code == 200, r.text
+            names = [x["name"] for x in r.json()["tools"]]
+            at1 += bool(names) and names[0] in t["tools"]
+            hit = any(n in t["tools"] for n in names)
+            at5 += hit
+            if not hit:
+                misses.append(f"  {t['task']!r}: got {names}, wanted one of {t['tools']}")
+    n = len(tasks)
+    ROUTER_SUMMARY.append(f"{n} tasks over {status['tools']} tools of the example catalog: recall@1 {at1 / n:.2f}, recall@5 {at5 / n:.2f}")
+    ROUTER_SUMMARY.extend(["missed at 5:", *misses] if misses else [])
+    assert not listed, "a task of one letter fits nothing"
+    assert at5 / n >= 0.8, f"recall@5 {at5 / n:.2f} is under 0.8; missed:\n" + "\n".join(misses)
