@@ -405,6 +405,35 @@ pub struct Server {
     /// certificate the gateway presents to it (mTLS).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<UpstreamTlsSettings>,
+    /// Which of its tools the gateway serves (default: all of them).
+    #[serde(default, skip_serializing_if = "ToolFilter::serves_all")]
+    pub tools: ToolFilter,
+}
+
+/// Which of a server's tools the gateway serves: globs (`*`, `?`) over the
+/// server's own tool names, before any prefix. A tool is served when it
+/// matches an `include` pattern (or `include` is left out) and no `exclude`
+/// pattern. The others are not listed, not searched and not callable, as if
+/// the server did not offer them; `/servers` names them (`hidden_tools`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ToolFilter {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub include: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exclude: Vec<String>,
+}
+
+impl ToolFilter {
+    pub fn serves_all(&self) -> bool {
+        self.include.is_none() && self.exclude.is_empty()
+    }
+
+    /// Whether the gateway serves the server's tool `name` (its own name).
+    pub fn serves(&self, name: &str) -> bool {
+        use mcp_filter::policy::any_matches;
+        self.include.as_ref().is_none_or(|include| any_matches(include, name)) && !any_matches(&self.exclude, name)
+    }
 }
 
 /// How the gateway verifies an `https://` server, and what it shows one that

@@ -121,6 +121,9 @@ pub struct Compiled {
     pub snapshot: Snapshot,
     pub filter_config: FilterConfig,
     pub dropped: Vec<Dropped>,
+    /// The tools each server offers that its `tools` filter leaves out, by
+    /// server name (their upstream names).
+    pub hidden_tools: BTreeMap<String, Vec<String>>,
 }
 
 /// A tool or prompt of one server that the gateway does not serve, because
@@ -163,6 +166,7 @@ pub fn compile(inputs: &Inputs<'_>) -> Result<Compiled, CompileError> {
         tools = tools.indexed(r.in_mcp);
     }
     let mut prompts = Names::new("prompt", inputs.previous.map(|p| (p, p.prompts.as_slice())));
+    let mut hidden_tools: BTreeMap<String, Vec<String>> = BTreeMap::new();
     let (mut resources, mut resource_templates) = (Vec::new(), Vec::new());
     let none = Discovered::default();
     let mut offered: Vec<&Discovered> = Vec::new();
@@ -212,7 +216,13 @@ pub fn compile(inputs: &Inputs<'_>) -> Result<Compiled, CompileError> {
             forward_authorization: s.forward_authorization && !s.piped(),
         });
         let prefix = s.prefix.then(|| format!("{}{}", s.name, g.tool_separator));
-        tools.add(index, &s.name, prefix.as_deref(), &found.tools);
+        let upstream_name = |t: &Value| t.get("name").and_then(Value::as_str).map(str::to_string);
+        let (served, hidden): (Vec<&Value>, Vec<&Value>) =
+            found.tools.iter().partition(|t| upstream_name(t).is_none_or(|n| s.tools.serves(&n)));
+        if !hidden.is_empty() {
+            hidden_tools.insert(s.name.clone(), hidden.into_iter().filter_map(upstream_name).collect());
+        }
+        tools.add(index, &s.name, prefix.as_deref(), served);
         prompts.add(index, &s.name, prefix.as_deref(), &found.prompts);
         resources.extend(found.resources.iter().map(|d| ServedItem { server: index, definition: d.clone() }));
         resource_templates.extend(found.resource_templates.iter().map(|d| ServedItem { server: index, definition: d.clone() }));
@@ -377,7 +387,7 @@ pub fn compile(inputs: &Inputs<'_>) -> Result<Compiled, CompileError> {
     resources.insert(ROUTE_TYPE.to_string(), vec![(ROUTE_NAME.to_string(), pack_any(routes))]);
     let snapshot = Snapshot { version, resources };
     consistent(&snapshot)?;
-    Ok(Compiled { snapshot, filter_config, dropped })
+    Ok(Compiled { snapshot, filter_config, dropped, hidden_tools })
 }
 
 /// What Envoy would reject whole must never be published: resource names
@@ -441,7 +451,7 @@ impl<'a> Names<'a> {
     }
 
     /// Adds one server's items, renamed `<prefix><name>` (or kept, without a prefix).
-    fn add(&mut self, server: usize, server_name: &str, prefix: Option<&str>, items: &[Value]) {
+    fn add<'i>(&mut self, server: usize, server_name: &str, prefix: Option<&str>, items: impl IntoIterator<Item = &'i Value>) {
         let kind = self.kind;
         for item in items {
             let Some(upstream_name) = item.get("name").and_then(Value::as_str) else {

@@ -367,6 +367,7 @@ impl Controller {
         }
         for status in &mut servers {
             status.dropped = compiled.dropped.iter().filter(|d| d.server == status.summary.name).cloned().collect();
+            status.hidden_tools = compiled.hidden_tools.get(&status.summary.name).cloned().unwrap_or_default();
         }
         Ok(Built { loaded, offers, servers, compiled, pending, timings })
     }
@@ -572,6 +573,7 @@ async fn discover(
             resources: 0,
             last_error: None,
             dropped: Vec::new(),
+            hidden_tools: Vec::new(),
         };
         match listing {
             None => {}

@@ -198,6 +198,9 @@ pub struct ServerStatus {
     /// server has, no name).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub dropped: Vec<Dropped>,
+    /// Its tools the catalog's `tools` filter leaves out (their own names).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub hidden_tools: Vec<String>,
     /// For servers the control plane runs or connects to: how that goes now
     /// (filled in when shown).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -296,6 +299,7 @@ mod tests {
             resources: 0,
             last_error: None,
             dropped: Vec::new(),
+            hidden_tools: Vec::new(),
             process: None,
         };
         let page = mcp_filter::status::ServersPage { version: Some("v1".into()), last_error: None, servers: vec![status] };

@@ -11,7 +11,7 @@ from __future__ import annotations
 import httpx
 
 import modes
-from conftest import BASE_SERVERS, GATEWAY_SECRETS, jsonrpc, parse_answer
+from conftest import BASE_SERVERS, GATEWAY_SECRETS, RawSession, jsonrpc, parse_answer
 
 
 def tools_url(gateway) -> str:
@@ -124,3 +124,38 @@ def test_inside_mcp_clients_search_then_call_in_every_mode(gateway):
     finally:
         gateway.write_catalog_and_wait(base, "the base catalog back")
     assert "search_tools" not in str(modern(gateway, "tools/list"))
+
+
+def test_a_servers_tool_filter_hides_its_tools_everywhere_in_both_eras(gateway):
+    """`tools: {include, exclude}` on a server: what it leaves out is not
+    listed, not found and not callable, in the handshake era and in
+    2026-07-28, and `/servers` names it."""
+    base = BASE_SERVERS(gateway.ports)
+    filtered = [
+        {**base[0], "tools": {"include": ["add", "echo*"]}},
+        {**base[1], "tools": {"exclude": ["get-sum", "*-resource*"]}},
+    ]
+    try:
+        gateway.write_catalog_and_wait(filtered, "a catalog with tool filters")
+        session = RawSession(gateway.url)
+        session.initialize()
+        for names in (session.tool_names(), {t["name"] for t in modern(gateway, "tools/list")["result"]["tools"]}):
+            echo = {n for n in names if n.startswith("echo__")}
+            assert echo and all(n == "echo__add" or n.startswith("echo__echo") for n in echo), names
+            assert "everything__get-sum" not in names and "everything__echo" in names, names
+            assert not [n for n in names if n.startswith("everything__") and "-resource" in n], names
+        hidden_call = session.request("tools/call", {"name": "everything__get-sum", "arguments": {"a": 1, "b": 2}})
+        assert hidden_call["error"]["code"] == -32602 and "everything__get-sum" in hidden_call["error"]["message"], hidden_call
+        modern_call = modern(gateway, "tools/call", {"name": "everything__get-sum", "arguments": {"a": 1, "b": 2}}, name="everything__get-sum")
+        assert modern_call["error"]["code"] == -32602, modern_call
+        kept = session.request("tools/call", {"name": "echo__add", "arguments": {"a": 2, "b": 3}})
+        assert "5" in str(kept["result"]["content"]), kept
+        found = httpx.post(tools_url(gateway), json={"task": "sum of two numbers", "limit": 50}, timeout=10).json()
+        assert "everything__get-sum" not in [t["name"] for t in found["tools"]], found
+        servers = {s["name"]: s for s in gateway.admin("/servers")["servers"]}
+        assert "get-sum" in servers["everything"]["hidden_tools"], servers["everything"]
+        assert "add" not in servers["echo"].get("hidden_tools", []) and servers["echo"]["hidden_tools"], servers["echo"]
+        assert "dropped" not in servers["everything"], "a filtered tool is not a dropped one"
+    finally:
+        gateway.write_catalog_and_wait(base, "the base catalog back")
+    assert "everything__get-sum" in str(modern(gateway, "tools/list"))

@@ -278,6 +278,14 @@ pub fn validate(c: &Catalog) -> Vec<String> {
         if let Some(t) = &s.tls {
             validate_upstream_tls(s, t, &at, &mut p);
         }
+        if s.tools.include.as_ref().is_some_and(Vec::is_empty) {
+            p.push(format!("{at}: tools.include: [] would serve none of its tools; leave include out to serve all"));
+        }
+        for pattern in s.tools.include.iter().flatten().chain(&s.tools.exclude) {
+            if pattern.is_empty() || pattern.chars().any(char::is_control) {
+                p.push(format!("{at}: tools: {pattern:?} is not a pattern (a tool name, with * and ? as wildcards)"));
+            }
+        }
         for name in s.headers.0.keys() {
             let token = !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
             let reserved = [

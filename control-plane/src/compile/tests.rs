@@ -187,6 +187,19 @@ fn an_unnamed_or_repeated_item_is_dropped_not_fatal() {
 }
 
 #[test]
+fn a_servers_tool_filter_leaves_out_what_it_does_not_include_or_excludes() {
+    let yaml = "servers:\n  - name: a\n    url: 'http://127.0.0.1:1/'\n    tools: {include: ['read_*', 'list_?'], exclude: ['*_secret']}\n  - {name: b, url: 'http://127.0.0.1:2/', tools: {exclude: [drop]}}\n";
+    let c = run(yaml, &[("a", &["read_file", "read_secret", "list_x", "list_xy", "write_file"]), ("b", &["keep", "drop"])]).unwrap();
+    let served: Vec<&str> = c.filter_config.tools.iter().map(|t| t.name.as_str()).collect();
+    assert_eq!(served, vec!["a__read_file", "a__list_x", "b__keep"]);
+    assert_eq!(c.hidden_tools.get("a").unwrap(), &vec!["read_secret", "list_xy", "write_file"]);
+    assert_eq!(c.hidden_tools.get("b").unwrap(), &vec!["drop"]);
+    assert!(c.dropped.is_empty(), "a filtered tool is not a dropped one");
+    let index = &c.filter_config.router.as_ref().unwrap().index;
+    assert_eq!(index.tools.len(), 3, "the router indexes only what is served");
+}
+
+#[test]
 fn version_put_into_serialised_configuration() {
     assert_eq!(with_version(r#"{"version":"","a":1}"#, "0f").as_deref(), Some(r#"{"version":"0f","a":1}"#));
     assert_eq!(with_version(r#"{"a":1,"version":""}"#, "0f"), None, "not first: serialised again instead");

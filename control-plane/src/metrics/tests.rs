@@ -13,6 +13,7 @@ fn server(name: &str, state: ServerState, tools: usize) -> ServerStatus {
         resources: 0,
         last_error: None,
         dropped: Vec::new(),
+        hidden_tools: Vec::new(),
         process: None,
     }
 }
