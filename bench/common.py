@@ -166,6 +166,10 @@ class Target:
     def url(self) -> str:
         raise NotImplementedError
 
+    def router_url(self) -> str | None:
+        """Where it answers which tools fit a task (`POST /tools`), if it does."""
+        return None
+
     def tool(self, name: str) -> str:
         """The name a client calls the first server's tool `name` by, through this target."""
         return self.prefix + name

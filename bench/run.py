@@ -63,6 +63,11 @@ import push as catalog_push
 CONCURRENCY = 16
 CALL = {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "tool_0", "arguments": {"text": "hello"}}}
 LIST = {"jsonrpc": "2.0", "id": 1, "method": "tools/list"}
+# The tool router (issue 20): a task every bench tool shares words with, so
+# that every tool's postings are read (the most a search costs), asked of
+# POST /tools and of the search_tools tool inside MCP.
+TASK = {"task": "echo tool 17", "limit": 5}
+SEARCH = {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "search_tools", "arguments": TASK}}
 BIG = {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "big", "arguments": {}}}
 INIT = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "bench", "version": "0"}}}
 # A 2026-07-28 request: no session, the revision and the client in `_meta`.
@@ -110,7 +115,7 @@ def wrk(url: str, body: dict, headers: dict[str, str], seconds: float, script: P
     return Run(rps=rps, p50_ms=latency("50"), p99_ms=latency("99"), errors=non2xx + socket_errors, requests=requests)
 
 
-def load(target: Target, body: dict, headers: dict[str, str], seconds: float, script: Path, cpus: frozenset[int] | None) -> Run:
+def load(target: Target, url: str, body: dict, headers: dict[str, str], seconds: float, script: Path, cpus: frozenset[int] | None) -> Run:
     """One wrk run against `target`, and, if it is an Envoy, the CPU time the
     Envoy process spent per request served: read before and after the run, all
     its threads, user and system. Only the target under load is busy
@@ -119,7 +124,7 @@ def load(target: Target, body: dict, headers: dict[str, str], seconds: float, sc
     and a proxy slowed down handles fewer requests per wakeup."""
     pid = target.proc.pid if target.proc else None
     before = cpu_seconds(pid) if pid else 0.0
-    run = wrk(target.url(), body, headers, seconds, script, cpus)
+    run = wrk(url, body, headers, seconds, script, cpus)
     if pid and run.requests:
         run.cpu_us = (cpu_seconds(pid) - before) * 1e6 / run.requests
     return run
@@ -129,8 +134,9 @@ class Wrong(Exception):
     """A target's answer to the check before a load was not the right JSON-RPC result."""
 
 
-def check(url: str, body: dict, headers: dict[str, str], want) -> None:
-    """One request, and its answer must be the right JSON-RPC result."""
+def check(url: str, body: dict, headers: dict[str, str], want, plain: bool = False) -> None:
+    """One request, and its answer must be the right JSON-RPC result (or,
+    `plain`, the right JSON)."""
     r = httpx.post(url, json=body, headers={"accept": ACCEPT, **headers}, timeout=30)
     if r.status_code != 200:
         raise Wrong(f"{url} answered HTTP {r.status_code}: {r.text[:200]!r}")
@@ -138,8 +144,8 @@ def check(url: str, body: dict, headers: dict[str, str], want) -> None:
         answer = r.json()
     except ValueError:
         answer = parse_sse(r.text)
-    if not isinstance(answer, dict) or not want(answer.get("result")):
-        raise Wrong(f"{url} gave a wrong answer to {body['method']}: {json.dumps(answer)[:200]}")
+    if not isinstance(answer, dict) or not want(answer if plain else answer.get("result")):
+        raise Wrong(f"{url} gave a wrong answer to {body.get('method', 'POST')}: {json.dumps(answer)[:200]}")
 
 
 def parse_sse(text: str):
@@ -278,7 +284,8 @@ class Gateway(Target):
         self.listen, xds, admin, envoy_admin = free_port(), free_port(), free_port(), free_port()
         self.envoy_admin = envoy_admin
         catalog = {
-            "gateway": {"listen": f"127.0.0.1:{self.listen}", "access_log": self.access_log, "filter": self.filter},
+            "gateway": {"listen": f"127.0.0.1:{self.listen}", "access_log": self.access_log, "filter": self.filter,
+                        "tool_router": {"in_mcp": "alongside"}},
             "servers": [{"name": f"b{i}", "url": f"http://127.0.0.1:{p}/mcp"} for i, p in enumerate(ports)],
         }
         catalog_path = procs.workdir / f"{self.name}-catalog.yaml"
@@ -304,6 +311,9 @@ class Gateway(Target):
 
     def url(self) -> str:
         return f"http://127.0.0.1:{self.listen}/mcp"
+
+    def router_url(self) -> str | None:
+        return f"http://127.0.0.1:{self.listen}/tools"
 
     def headers(self, era: str) -> dict[str, str]:
         if era == "stateless":
@@ -381,17 +391,21 @@ OPTIONAL_TARGETS = [GatewayB]
 
 
 def named(body: dict, target: Target) -> dict:
-    if body.get("method") != "tools/call":
+    if body.get("method") != "tools/call" or body["params"]["name"] == "search_tools":
         return body
     return {**body, "params": {**body["params"], "name": target.tool(body["params"]["name"])}}
 
 
 def workloads(servers: int) -> list[tuple[str, dict, object, str]]:
-    """(name, body, check of the result, era: which headers the target adds)."""
+    """(name, body, check of the result, era: which headers the target adds;
+    `router` and `search`: the tool router's, on the targets that have one)."""
     echoed = lambda r: r and r["content"][0]["text"] == "hello"
+    found = lambda tools: tools and len(tools) == 5 and tools[0]["name"].endswith("tool_17")
     return [
         ("tools/call", CALL, echoed, "handshake"),
         (f"tools/list ({servers}x20)", LIST, lambda r: r and len(r["tools"]) >= 20 * servers, "handshake"),
+        (f"POST /tools ({servers}x20)", TASK, lambda r: found(r.get("tools")), "router"),
+        (f"search_tools ({servers}x20)", SEARCH, lambda r: r and found(r["structuredContent"]["tools"]), "search"),
         ("tools/call 1 MB", BIG, lambda r: r and len(r["content"][0]["text"]) == 1 << 20, "handshake"),
         ("initialize (new session)", INIT, lambda r: r and r.get("protocolVersion"), "new session"),
         ("tools/call, 2026-07-28", MODERN_CALL, echoed, "stateless"),
@@ -424,14 +438,17 @@ def measure(envoy: str, seconds: float, repeat: int, fleet: list[int], targets: 
                 started.append(cls(each[cls], ports, envoy))
             found: dict[tuple[str, str], dict] = {}
             for name, body, want, era in workloads(servers):
-                if servers > 1 and not name.startswith("tools/list") or only not in name:
+                if servers > 1 and not name.endswith("x20)") or only not in name:
                     continue
                 ready = []
                 for target in started:
+                    if era in ("router", "search") and not target.router_url():
+                        continue
                     sent = named(body, target)
-                    headers = target.headers(era)
+                    headers = target.headers("handshake" if era == "search" else era)
+                    url = target.router_url() if era == "router" else target.url()
                     try:
-                        check(target.url(), sent, headers, want)
+                        check(url, sent, headers, want, plain=era == "router")
                     except Wrong as e:
                         if not target.peer:
                             raise SystemExit(f"bench: {e}")
@@ -440,12 +457,12 @@ def measure(envoy: str, seconds: float, repeat: int, fleet: list[int], targets: 
                                                       "p99_ms": None, "errors": None, "envoy_rss_mb": None, "cpu_us": None, "fails": str(e)}
                         print(f"bench: {target.name:15} {name:24} fails: {e}", flush=True)
                         continue
-                    ready.append((target, sent, headers))
-                runs = {target.name: [] for target, _, _ in ready}
+                    ready.append((target, sent, headers, url))
+                runs = {target.name: [] for target, *_ in ready}
                 for _ in range(repeat):
-                    for target, sent, headers in ready:
-                        runs[target.name].append(load(target, sent, headers, seconds, script, where.load))
-                for target, _, _ in ready:
+                    for target, sent, headers, url in ready:
+                        runs[target.name].append(load(target, url, sent, headers, seconds, script, where.load))
+                for target, *_ in ready:
                     done = runs[target.name]
                     pid = target.proc.pid if target.proc else getattr(target, "rss_pid", None)
                     cpu = [r.cpu_us for r in done if r.cpu_us is not None]
@@ -567,6 +584,17 @@ def targets(rows: list[dict], mem: list[dict], push: dict | None, push_large: di
     ratio_row("wasm: tools/call >= 0.65x plain Envoy's throughput", "tools/call", "gateway", "envoy", 0.65)
     ratio_row("tools/list (10 servers) >= 5x Envoy's C++ MCP router", "tools/list (10x20)", "gateway", "mcp_router", 5.0)
     ratio_row("tools/call >= 20x ContextForge", "tools/call", "gateway", "contextforge", 20.0)
+    # Issue 20: the tool router answers at list speed (the same target, its
+    # answer to a search over 1,000 tools against its answer to tools/list).
+    for target in ("gateway", "gateway-native"):
+        for workload in ("POST /tools", "search_tools"):
+            a, b = at.get((f"{workload} (50x20)", target)), at.get(("tools/list (50x20)", target))
+            what = f"{target}: {workload} over 1,000 tools >= its tools/list throughput (issue 20)"
+            if a and b:
+                r = a["rps"] / b["rps"]
+                lines.append(f"| {what} | {r:.2f}x | {'yes' if r >= 1.0 else 'no'} |")
+            else:
+                lines.append(f"| {what} | not measured | – |")
     if push:
         took = push["ack_s"]
         lines.append(f"| 1,000-server catalog compiled and pushed (file write to Envoy's ACK) < 0.5 s (issue 19; < 1 s in issue 6) | {took:.2f} s | {'yes' if took < 0.5 else 'no'} |")
