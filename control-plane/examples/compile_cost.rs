@@ -75,6 +75,7 @@ fn main() {
             tls: None,
             upstream_tls: &Default::default(),
             previous: None,
+            held: &Default::default(),
         };
         let start = Instant::now();
         let compiled = compile(&inputs).expect("the generated catalog compiles");

@@ -107,6 +107,14 @@ pub struct GatewaySettings {
     pub filter: String,
     /// The tool router: `POST /tools` and the search tools inside MCP.
     pub tool_router: ToolRouterSettings,
+    /// What a change of a tool's definition since it was approved does:
+    /// `off` (default), `warn` or `hold` (docs/design/tool-router.md).
+    #[serde(skip_serializing_if = "PinMode::is_off")]
+    pub pin: PinMode,
+    /// Where approved definitions are kept (default: `<catalog>.pins.json`
+    /// beside the catalog; relative paths from the catalog's directory).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pin_file: Option<String>,
 }
 
 /// `gateway.filter`'s values.
@@ -339,6 +347,8 @@ impl Default for GatewaySettings {
             global_rate_limits: None,
             filter: FILTER_WASM.into(),
             tool_router: ToolRouterSettings::default(),
+            pin: PinMode::Off,
+            pin_file: None,
         }
     }
 }
@@ -408,32 +418,10 @@ pub struct Server {
     /// Which of its tools the gateway serves (default: all of them).
     #[serde(default, skip_serializing_if = "ToolFilter::serves_all")]
     pub tools: ToolFilter,
-}
-
-/// Which of a server's tools the gateway serves: globs (`*`, `?`) over the
-/// server's own tool names, before any prefix. A tool is served when it
-/// matches an `include` pattern (or `include` is left out) and no `exclude`
-/// pattern. The others are not listed, not searched and not callable, as if
-/// the server did not offer them; `/servers` names them (`hidden_tools`).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ToolFilter {
+    /// What a change of one of its tools' definitions does (default:
+    /// `gateway.pin`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub include: Option<Vec<String>>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub exclude: Vec<String>,
-}
-
-impl ToolFilter {
-    pub fn serves_all(&self) -> bool {
-        self.include.is_none() && self.exclude.is_empty()
-    }
-
-    /// Whether the gateway serves the server's tool `name` (its own name).
-    pub fn serves(&self, name: &str) -> bool {
-        use mcp_filter::policy::any_matches;
-        self.include.as_ref().is_none_or(|include| any_matches(include, name)) && !any_matches(&self.exclude, name)
-    }
+    pub pin: Option<PinMode>,
 }
 
 /// How the gateway verifies an `https://` server, and what it shows one that
@@ -637,10 +625,12 @@ pub const DEFAULT_LIMIT: &str = "default";
 mod endpoint;
 mod router;
 mod streams;
+mod tools;
 mod validate;
 pub use endpoint::{parse_endpoint, Endpoint};
 pub use router::ToolRouterSettings;
 pub use streams::StreamLimits;
+pub use tools::{PinMode, ToolFilter};
 pub use validate::{validate, MAX_TIMEOUT_SECONDS};
 
 #[cfg(test)]

@@ -22,15 +22,15 @@ use envoy_types::pb::envoy::config::core::v3::{config_source, AggregatedConfigSo
 use envoy_types::pb::google::protobuf::Any;
 use envoy_types::util::pack_any;
 use mcp_filter::config::{
-    ApiKey, AuthConfig, AuthorizationConfig, ControlPlane, FilterConfig, InMcp, JwtClaims, LimitKey, NamedRoute, RateLimit, ServedItem,
-    ServerEra, ServerInfo, SessionConfig, ToolRouter, UpstreamHeader, UpstreamServer, CALL_TOOL, INTERNAL_HEADER, SEARCH_TOOL,
+    ApiKey, AuthConfig, AuthorizationConfig, ControlPlane, FilterConfig, HeldTool, InMcp, JwtClaims, LimitKey, NamedRoute, RateLimit,
+    ServedItem, ServerEra, ServerInfo, SessionConfig, ToolRouter, UpstreamHeader, UpstreamServer, CALL_TOOL, INTERNAL_HEADER, SEARCH_TOOL,
 };
 use mcp_filter::search::IndexBuilder;
 use prost::Message;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use crate::catalog::{Catalog, DefaultDecision, GatewaySettings, DEFAULT_LIMIT};
+use crate::catalog::{Catalog, DefaultDecision, GatewaySettings, Server, DEFAULT_LIMIT};
 use crate::discovery::Discovered;
 use crate::snapshot::{Snapshot, CLUSTER_TYPE, EXTENSION_CONFIG_TYPE, LISTENER_TYPE, ROUTE_TYPE, SECRET_TYPE};
 use crate::upstream::UpstreamTls;
@@ -85,6 +85,10 @@ pub struct Inputs<'a> {
     /// The filter configuration running now, if any: a name two servers
     /// expose stays with the one that had it ([`Dropped`]).
     pub previous: Option<&'a FilterConfig>,
+    /// Tools held because their definition changed since it was approved
+    /// (`pin: hold`): server name -> its own tool name -> the change, in
+    /// words (`pins::Review::held`). Not served; a call names the change.
+    pub held: &'a BTreeMap<String, BTreeMap<String, String>>,
 }
 
 /// What each server offers, by server name: a map of them, or the
@@ -167,6 +171,7 @@ pub fn compile(inputs: &Inputs<'_>) -> Result<Compiled, CompileError> {
     }
     let mut prompts = Names::new("prompt", inputs.previous.map(|p| (p, p.prompts.as_slice())));
     let mut hidden_tools: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut held_tools: Vec<HeldTool> = Vec::new();
     let (mut resources, mut resource_templates) = (Vec::new(), Vec::new());
     let none = Discovered::default();
     let mut offered: Vec<&Discovered> = Vec::new();
@@ -216,12 +221,16 @@ pub fn compile(inputs: &Inputs<'_>) -> Result<Compiled, CompileError> {
             forward_authorization: s.forward_authorization && !s.piped(),
         });
         let prefix = s.prefix.then(|| format!("{}{}", s.name, g.tool_separator));
-        let upstream_name = |t: &Value| t.get("name").and_then(Value::as_str).map(str::to_string);
-        let (served, hidden): (Vec<&Value>, Vec<&Value>) =
-            found.tools.iter().partition(|t| upstream_name(t).is_none_or(|n| s.tools.serves(&n)));
+        let (served, hidden, held) = sort_tools(s, &found.tools, inputs.held.get(&s.name));
         if !hidden.is_empty() {
-            hidden_tools.insert(s.name.clone(), hidden.into_iter().filter_map(upstream_name).collect());
+            hidden_tools.insert(s.name.clone(), hidden);
         }
+        held_tools.extend(held.into_iter().map(|(upstream_name, change)| HeldTool {
+            name: format!("{}{upstream_name}", prefix.as_deref().unwrap_or_default()),
+            server: index,
+            upstream_name,
+            change,
+        }));
         tools.add(index, &s.name, prefix.as_deref(), served);
         prompts.add(index, &s.name, prefix.as_deref(), &found.prompts);
         resources.extend(found.resources.iter().map(|d| ServedItem { server: index, definition: d.clone() }));
@@ -311,6 +320,7 @@ pub fn compile(inputs: &Inputs<'_>) -> Result<Compiled, CompileError> {
             max_limit: r.max_limit,
             index: tools.index.take().unwrap_or_default().finish(),
         }),
+        held_tools,
     };
     // The version names the content, so an unchanged catalog publishes the
     // same version and Envoy is not disturbed.
@@ -402,6 +412,28 @@ fn consistent(snapshot: &Snapshot) -> Result<(), CompileError> {
         }
     }
     Ok(())
+}
+
+/// A server's tools as the catalog has them served: the rest, the names of
+/// those its `tools` filter leaves out, and those held (`pin: hold`), with
+/// their change. An unnamed tool is served, to be dropped with a reason.
+fn sort_tools<'v>(
+    s: &Server,
+    tools: &'v [Value],
+    held: Option<&BTreeMap<String, String>>,
+) -> (Vec<&'v Value>, Vec<String>, Vec<(String, String)>) {
+    let (mut served, mut hidden, mut holding) = (Vec::new(), Vec::new(), Vec::new());
+    for tool in tools {
+        match tool.get("name").and_then(Value::as_str) {
+            Some(name) if !s.tools.serves(name) => hidden.push(name.to_string()),
+            Some(name) => match held.and_then(|h| h.get(name)) {
+                Some(change) => holding.push((name.to_string(), change.clone())),
+                None => served.push(tool),
+            },
+            None => served.push(tool),
+        }
+    }
+    (served, hidden, holding)
 }
 
 /// Exposed names of one kind (tools or prompts): each name routes to one

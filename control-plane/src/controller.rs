@@ -17,7 +17,10 @@
 //! cache and the published value, which they read.
 
 mod health;
+mod pins;
 mod watch;
+
+pub use pins::{ApproveError, Approved};
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -122,6 +125,9 @@ struct Built {
     /// start once published, and are asked what they offer then.
     pending: BTreeSet<String>,
     timings: Timings,
+    /// The pins file, to be written before the build is served: it gained
+    /// a pin.
+    pins: pins::ToSave,
 }
 
 /// How long each stage of a reload took, for the log (`bench/push.py` reads it).
@@ -245,6 +251,11 @@ impl Controller {
         let read = started.elapsed();
         let mut built = self.build(loaded, which).await?;
         built.timings.read = read;
+        // Written before serving what it approved: a tool trusted on first
+        // use stays trusted across restarts, or the reload fails.
+        if let Some((path, file)) = built.pins.take() {
+            crate::pins::write(&path, &file).await?;
+        }
         Ok(self.swap(built))
     }
 
@@ -341,6 +352,8 @@ impl Controller {
         let started = std::time::Instant::now();
         let (offers, mut servers) = discover(catalog, known, which, reach, &pending).await;
         let discovered_in = started.elapsed();
+        let (review, pins) = self.review_pins(catalog, &offers).await.map_err(|e| format!("{path}: {e}"))?;
+        let held = review.held();
         let session = session_config(catalog, &s.fallback_session_key);
         let inputs = Inputs {
             catalog,
@@ -358,6 +371,7 @@ impl Controller {
             },
             upstream_tls: &reach.files,
             previous: previous.as_ref().map(|p| p.filter_config.as_ref()),
+            held: &held,
         };
         let started = std::time::Instant::now();
         let compiled = compile(&inputs).map_err(|e| format!("{path}: {e}"))?;
@@ -368,15 +382,17 @@ impl Controller {
         for status in &mut servers {
             status.dropped = compiled.dropped.iter().filter(|d| d.server == status.summary.name).cloned().collect();
             status.hidden_tools = compiled.hidden_tools.get(&status.summary.name).cloned().unwrap_or_default();
+            status.changed_tools = review.changes.get(&status.summary.name).cloned().unwrap_or_default();
         }
-        Ok(Built { loaded, offers, servers, compiled, pending, timings })
+        Ok(Built { loaded, offers, servers, compiled, pending, timings, pins })
     }
 
     /// Makes a build the configuration served: one value swapped, with the
     /// snapshot Envoy gets; then the processes follow it. Returns the
     /// version served.
     fn swap(&self, built: Built) -> String {
-        let Built { loaded, offers, servers, compiled, pending, timings } = built;
+        let Built { loaded, offers, servers, compiled, pending, timings, .. } = built;
+        pins::log_new_changes(self.published().as_deref().map(|p| p.servers.as_slice()), &servers);
         let Loaded { catalog, tls_files, tls_digest, reach, sealer, .. } = loaded;
         let g = &catalog.gateway;
         if let Some(set) = &self.inner.settings.set_log_level {
@@ -574,6 +590,7 @@ async fn discover(
             last_error: None,
             dropped: Vec::new(),
             hidden_tools: Vec::new(),
+            changed_tools: Vec::new(),
         };
         match listing {
             None => {}

@@ -25,6 +25,7 @@ pub mod controller;
 pub mod discovery;
 pub mod http;
 pub mod metrics;
+pub mod pins;
 pub mod rls;
 pub mod runtime;
 pub mod snapshot;

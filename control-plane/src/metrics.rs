@@ -149,6 +149,23 @@ pub fn render(i: &Inputs) -> String {
         o.sample("mcp_gateway_server_dropped_items", &[("server", &server.summary.name)], server.dropped.len());
     }
     o.family(
+        "mcp_gateway_server_changed_tools",
+        "gauge",
+        "Tools of the server whose definition changed since it was approved (gateway.pin), held or not; /servers shows the change.",
+    );
+    for server in &s.servers {
+        o.sample("mcp_gateway_server_changed_tools", &[("server", &server.summary.name)], server.changed_tools.len());
+    }
+    o.family(
+        "mcp_gateway_server_held_tools",
+        "gauge",
+        "Tools of the server held until an administrator approves their changed definition (pin: hold).",
+    );
+    for server in &s.servers {
+        let held = server.changed_tools.iter().filter(|c| c.held).count();
+        o.sample("mcp_gateway_server_held_tools", &[("server", &server.summary.name)], held);
+    }
+    o.family(
         "mcp_gateway_server_restarts_total",
         "counter",
         "Times a server the control plane runs (stdio) or connects to (SSE) died and was restarted.",

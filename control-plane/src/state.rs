@@ -201,6 +201,10 @@ pub struct ServerStatus {
     /// Its tools the catalog's `tools` filter leaves out (their own names).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub hidden_tools: Vec<String>,
+    /// Its tools whose definition changed since it was approved (`pin`),
+    /// with what changed; `held` ones are not served.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub changed_tools: Vec<crate::pins::Change>,
     /// For servers the control plane runs or connects to: how that goes now
     /// (filled in when shown).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -300,6 +304,7 @@ mod tests {
             last_error: None,
             dropped: Vec::new(),
             hidden_tools: Vec::new(),
+            changed_tools: Vec::new(),
             process: None,
         };
         let page = mcp_filter::status::ServersPage { version: Some("v1".into()), last_error: None, servers: vec![status] };

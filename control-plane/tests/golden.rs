@@ -291,6 +291,7 @@ fn run(catalog: &Catalog, discovered: &BTreeMap<String, Discovered>, files: &Fil
         tls: tls_files.as_ref().map(|(cert, key, client_ca)| TlsMaterial { cert, key, client_ca: client_ca.as_deref() }),
         upstream_tls: &upstream_tls,
         previous: None,
+        held: &Default::default(),
     };
     compile(&inputs).unwrap_or_else(|e| panic!("compile: {e}"))
 }

@@ -73,6 +73,7 @@ fn config(auth: bool) -> FilterConfig {
         audit: auth,
         upstream_timeout_ms: 10_000,
         router: None,
+        held_tools: Vec::new(),
         ..fixtures::config()
     }
 }

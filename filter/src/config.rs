@@ -158,6 +158,25 @@ pub struct FilterConfig {
     /// search tool inside MCP). `None`: off.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub router: Option<ToolRouter>,
+    /// Tools left out because their server changed their definition since
+    /// it was approved (`pin: hold`): a call gets an error naming the change
+    /// instead of "unknown tool".
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub held_tools: Vec<HeldTool>,
+}
+
+/// A tool held until an administrator approves its new definition.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeldTool {
+    /// The name the gateway exposes it by.
+    pub name: String,
+    /// Index into [`FilterConfig::servers`].
+    pub server: usize,
+    /// The server's own name for it (for the approval's path).
+    pub upstream_name: String,
+    /// What changed, in words.
+    pub change: String,
 }
 
 /// The name of the gateway's own tool that searches the tools

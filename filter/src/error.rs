@@ -16,6 +16,11 @@ pub enum McpError {
     InvalidParams(String),
     #[error("Unknown tool: {0}")]
     UnknownTool(String),
+    #[error(
+        "Tool {name} is held by the gateway: server '{server}' changed it ({change}), and it cannot be called until a \
+         gateway administrator approves the change (POST /servers/{server}/tools/{upstream_name}/approve)"
+    )]
+    ToolHeld { name: String, server: String, upstream_name: String, change: String },
     #[error("Unknown prompt: {0}")]
     UnknownPrompt(String),
     #[error("Resource not found: no server behind this gateway serves {0}")]
@@ -75,7 +80,7 @@ impl McpError {
             McpError::Parse(_) => (-32700, 400),
             McpError::InvalidRequest(_) => (-32600, 400),
             McpError::MethodNotFound(_) => (-32601, 200),
-            McpError::InvalidParams(_) | McpError::UnknownTool(_) | McpError::UnknownPrompt(_) => (-32602, 200),
+            McpError::InvalidParams(_) | McpError::UnknownTool(_) | McpError::UnknownPrompt(_) | McpError::ToolHeld { .. } => (-32602, 200),
             McpError::UnknownResource(_) => (-32002, 200),
             McpError::BodyTooLarge { .. } => (-32600, 413),
             McpError::UnsupportedMediaType(_) => (-32600, 415),

@@ -126,6 +126,7 @@ pub fn config() -> FilterConfig {
         access_log: true,
         upstream_timeout_ms: 1000,
         router: None,
+        held_tools: Vec::new(),
     }
 }
 

@@ -397,8 +397,20 @@ impl Gateway {
                     "tools/call" => (self.routes.tool(&name), McpError::UnknownTool, Kind::Tool),
                     _ => (self.routes.prompt(&name), McpError::UnknownPrompt, Kind::Prompt),
                 };
-                // A denied name is refused exactly as an unknown one.
-                let route = found.filter(|r| check(kind, r.server, &name)).ok_or_else(|| unknown(name.to_string()))?;
+                // A denied name is refused exactly as an unknown one; a held
+                // one the caller may call, with what changed.
+                let route = found.filter(|r| check(kind, r.server, &name)).ok_or_else(|| {
+                    let held = self.config.held_tools.iter().find(|h| kind == Kind::Tool && h.name == name);
+                    match held.filter(|h| check(kind, h.server, &name)) {
+                        Some(h) => McpError::ToolHeld {
+                            name: h.name.clone(),
+                            server: self.config.servers.get(h.server).map(|s| s.name.clone()).unwrap_or_default(),
+                            upstream_name: h.upstream_name.clone(),
+                            change: h.change.clone(),
+                        },
+                        None => unknown(name.to_string()),
+                    }
+                })?;
                 let renamed = route.renamed(body, span, &name);
                 let new_body = if own.is_some() { renamed.or_else(|| Some(body.to_vec())) } else { renamed };
                 let mut forward = self.forward(id, route.server, &s, new_body)?;

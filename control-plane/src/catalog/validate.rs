@@ -105,6 +105,9 @@ pub fn validate(c: &Catalog) -> Vec<String> {
             p.push("gateway.tracing.service_name: must not be empty".into());
         }
     }
+    if g.pin_file.as_deref().is_some_and(|f| f.trim().is_empty()) {
+        p.push("gateway.pin_file: must name a file (or be left out for <catalog>.pins.json beside the catalog)".into());
+    }
     if g.max_connections_per_server == 0 {
         p.push("gateway.max_connections_per_server: must be at least 1".into());
     }

@@ -51,6 +51,17 @@ fn run_after(
     upstream_tls: &BTreeMap<String, UpstreamTls>,
     previous: Option<&FilterConfig>,
 ) -> Result<Compiled, CompileError> {
+    run_held(yaml, discovered, upstream_tls, previous, &BTreeMap::new())
+}
+
+/// Compiles `yaml` with `held` tools (`pin: hold`).
+fn run_held(
+    yaml: &str,
+    discovered: BTreeMap<String, Discovered>,
+    upstream_tls: &BTreeMap<String, UpstreamTls>,
+    previous: Option<&FilterConfig>,
+    held: &BTreeMap<String, BTreeMap<String, String>>,
+) -> Result<Compiled, CompileError> {
     let catalog = load(yaml, |_| None).unwrap();
     compile(&Inputs {
         catalog: &catalog,
@@ -64,6 +75,7 @@ fn run_after(
         tls: None,
         upstream_tls,
         previous,
+        held,
     })
 }
 
@@ -197,6 +209,26 @@ fn a_servers_tool_filter_leaves_out_what_it_does_not_include_or_excludes() {
     assert!(c.dropped.is_empty(), "a filtered tool is not a dropped one");
     let index = &c.filter_config.router.as_ref().unwrap().index;
     assert_eq!(index.tools.len(), 3, "the router indexes only what is served");
+}
+
+#[test]
+fn a_held_tool_is_not_served_and_its_change_goes_to_the_filter() {
+    let yaml = "servers:\n  - {name: a, url: 'http://127.0.0.1:1/', tools: {exclude: [gone]}}\n";
+    let discovered = BTreeMap::from([(
+        "a".to_string(),
+        Discovered { tools: vec![tool("keep"), tool("changed"), tool("gone")], stateful: true, ..Default::default() },
+    )]);
+    let held = BTreeMap::from([(
+        "a".to_string(),
+        BTreeMap::from([("changed".to_string(), "its description changed".to_string()), ("gone".to_string(), "x".to_string())]),
+    )]);
+    let c = run_held(yaml, discovered, &BTreeMap::new(), None, &held).unwrap();
+    let served: Vec<&str> = c.filter_config.tools.iter().map(|t| t.name.as_str()).collect();
+    assert_eq!(served, vec!["a__keep"]);
+    let held: Vec<(&str, &str, &str)> =
+        c.filter_config.held_tools.iter().map(|h| (h.name.as_str(), h.upstream_name.as_str(), h.change.as_str())).collect();
+    assert_eq!(held, vec![("a__changed", "changed", "its description changed")], "a tool the filter hides is not held");
+    assert_eq!(c.filter_config.router.as_ref().unwrap().index.tools.len(), 1, "a held tool is not searched");
 }
 
 #[test]

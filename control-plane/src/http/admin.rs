@@ -1,6 +1,8 @@
 //! The operator's API: `GET /health`, `/ready`, `/servers`, `/metrics`, and,
 //! with an admin key once authentication is on, `POST /admin/reload` and
-//! `POST /servers/{name}/start|stop|restart`; none of these from another
+//! `POST /servers/{name}/start|stop|restart` and the approval of changed
+//! tool definitions (`POST /servers/{name}/tools/{tool}/approve`,
+//! `.../tools/approve-all`); none of these from another
 //! browser origin. `/health`, `/ready` and
 //! `/servers` are also routed through the gateway port by Envoy (GET only),
 //! as the seeds' users expect.
@@ -136,4 +138,29 @@ pub async fn reload(State(c): State<Controller>) -> impl IntoResponse {
         Ok(version) => (StatusCode::OK, Json(json!({ "status": "ok", "version": version }))),
         Err(e) => (StatusCode::UNPROCESSABLE_ENTITY, Json(json!({ "status": "error", "error": e }))),
     }
+}
+
+/// `POST /servers/{name}/tools/{tool}/approve`: approves the definition a
+/// server offers now for its tool (its own name), when the catalog pins it.
+pub async fn approve_tool(State(c): State<Controller>, Path((server, tool)): Path<(String, String)>) -> Response {
+    approved(c.approve(&server, Some(&tool)).await, &server)
+}
+
+/// `POST /servers/{name}/tools/approve-all`: every tool of the server.
+pub async fn approve_all(State(c): State<Controller>, Path(server): Path<String>) -> Response {
+    approved(c.approve(&server, None).await, &server)
+}
+
+fn approved(outcome: Result<crate::controller::Approved, crate::controller::ApproveError>, server: &str) -> Response {
+    use crate::controller::ApproveError;
+    let (status, error) = match outcome {
+        Ok(done) => {
+            let body = json!({ "status": "ok", "server": server, "approved": done.tools, "version": done.version });
+            return (StatusCode::OK, Json(body)).into_response();
+        }
+        Err(ApproveError::NotFound(e)) => (StatusCode::NOT_FOUND, e),
+        Err(ApproveError::Conflict(e)) => (StatusCode::CONFLICT, e),
+        Err(ApproveError::Failed(e)) => (StatusCode::INTERNAL_SERVER_ERROR, e),
+    };
+    (status, Json(json!({ "status": "error", "error": error }))).into_response()
 }

@@ -120,6 +120,8 @@ pub fn router(controller: &Controller) -> Router {
     // What changes state needs an admin key once authentication is on.
     let operator = Router::new()
         .route("/servers/{server}/{action}", post(admin::server_action))
+        .route("/servers/{server}/tools/approve-all", post(admin::approve_all))
+        .route("/servers/{server}/tools/{tool}/approve", post(admin::approve_tool))
         .route("/admin/reload", post(admin::reload))
         .route_layer(middleware::from_fn_with_state(state.clone(), admin_only));
     Router::new()

@@ -14,6 +14,7 @@ fn server(name: &str, state: ServerState, tools: usize) -> ServerStatus {
         last_error: None,
         dropped: Vec::new(),
         hidden_tools: Vec::new(),
+        changed_tools: Vec::new(),
         process: None,
     }
 }
@@ -97,12 +98,16 @@ fn a_scrape_shows_the_catalog_the_envoys_and_the_servers() {
             "mcp_gateway_server_tools{server=\"we\\\"ird\"} 0",
             "mcp_gateway_server_dropped_items{server=\"echo\"} 1",
             "mcp_gateway_server_dropped_items{server=\"we\\\"ird\"} 0",
+            "mcp_gateway_server_changed_tools{server=\"echo\"} 0",
+            "mcp_gateway_server_changed_tools{server=\"we\\\"ird\"} 0",
+            "mcp_gateway_server_held_tools{server=\"echo\"} 0",
+            "mcp_gateway_server_held_tools{server=\"we\\\"ird\"} 0",
             "mcp_gateway_server_restarts_total{server=\"files\"} 2",
         ]
     );
     // Every family is introduced once, before its samples.
     let types: Vec<&str> = text.lines().filter(|l| l.starts_with("# TYPE ")).collect();
-    assert_eq!(types.len(), 16);
+    assert_eq!(types.len(), 18);
     assert!(types.contains(&"# TYPE mcp_gateway_xds_nacks_total counter"));
 }
 

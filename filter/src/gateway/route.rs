@@ -44,6 +44,9 @@ impl Routes {
         let prompts = named_table(&config.prompts, n)?;
         check_servers(&config.resources, n, "resources")?;
         check_servers(&config.resource_templates, n, "resourceTemplates")?;
+        if let Some(bad) = config.held_tools.iter().find(|h| h.server >= n) {
+            return Err(ConfigError::NoSuchServer { tool: bad.name.clone(), server: bad.server, count: n });
+        }
         Ok(Routes { tools, prompts, uris: UriRouter::new(&config.resources, &config.resource_templates) })
     }
 

@@ -247,6 +247,38 @@ fn unknown_tool_errors_name_the_tool() {
 }
 
 #[test]
+fn a_held_tool_is_refused_with_its_change_to_a_caller_who_may_call_it() {
+    use crate::config::{AuthorizationConfig, HeldTool, PolicyRule, Targets};
+    let mut c = config();
+    c.held_tools =
+        vec![HeldTool { name: "a__add".into(), server: 0, upstream_name: "add".into(), change: "its description changed".into() }];
+    let call = |gw: &Gateway| {
+        let token = session(gw, false);
+        match gw.on_body(&post(Some(&token)), br#"{"jsonrpc":"2.0","id":4,"method":"tools/call","params":{"name":"a__add"}}"#, NOW) {
+            BodyAction::Reply(r) => reply_json(&r),
+            other => panic!("{other:?}"),
+        }
+    };
+    let v = call(&Gateway::new(c.clone()).unwrap());
+    assert_eq!(v["error"]["code"], -32602);
+    let message = v["error"]["message"].as_str().unwrap();
+    assert!(message.contains("a__add is held") && message.contains("its description changed"), "{message}");
+    assert!(message.contains("POST /servers/a/tools/add/approve"), "{message}");
+    // A caller whose rules deny the tool learns nothing of it.
+    c.authorization = Some(AuthorizationConfig {
+        default_allow: true,
+        rules: vec![PolicyRule {
+            name: "no-add".into(),
+            principals: vec![],
+            groups: vec![],
+            allow: Targets::default(),
+            deny: Targets { tools: vec!["*add".into()], ..Default::default() },
+        }],
+    });
+    assert_eq!(call(&Gateway::new(c).unwrap())["error"]["message"], "Unknown tool: a__add");
+}
+
+#[test]
 fn tools_list_is_the_configured_definitions() {
     let gw = Gateway::new(config()).unwrap();
     let token = session(&gw, false);
