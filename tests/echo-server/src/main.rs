@@ -18,7 +18,10 @@
 //!
 //! `--dynamic` adds `grow { name }`, which adds a copy of `echo` named `name`
 //! at runtime and sends `notifications/tools/list_changed` to every session
-//! (with `--stateful`, on each session's GET stream).
+//! (with `--stateful`, on each session's GET stream), and
+//! `redescribe { name, description }`, which rewrites a tool's description
+//! the same way (a server changing a tool behind its users' back: the
+//! gateway's pinned definitions must see it).
 //!
 //! By default rmcp serves the endpoint statelessly (no `Mcp-Session-Id`, and a
 //! plain `application/json` body whenever a request needs only one answer);
@@ -146,6 +149,15 @@ struct GrowArgs {
     name: String,
 }
 
+/// Arguments of `redescribe`.
+#[derive(Debug, serde::Deserialize, schemars::JsonSchema)]
+struct RedescribeArgs {
+    /// The tool whose description changes.
+    name: String,
+    /// Its new description.
+    description: String,
+}
+
 /// Arguments of `header`.
 #[derive(Debug, serde::Deserialize, schemars::JsonSchema)]
 struct HeaderArgs {
@@ -177,6 +189,7 @@ impl EchoServer {
         let mut tool_router = Self::tool_router();
         if !dynamic {
             tool_router.remove_route("grow");
+            tool_router.remove_route("redescribe");
         }
         if !show_auth {
             tool_router.remove_route("authorization");
@@ -191,6 +204,19 @@ impl EchoServer {
             tool_router.add_route(ToolRoute::new(attr, Self::echo));
         }
         Self { name, tool_router: Arc::new(RwLock::new(Arc::new(tool_router))), peers: dynamic.then(Default::default) }
+    }
+
+    /// Sends `notifications/tools/list_changed` to every session; returns how
+    /// many took it.
+    async fn tell_list_changed(&self) -> usize {
+        let peers = self.peers.as_ref().and_then(|p| p.lock().ok().map(|p| p.clone())).unwrap_or_default();
+        let mut told = 0;
+        for peer in peers {
+            if peer.notify_tool_list_changed().await.is_ok() {
+                told += 1;
+            }
+        }
+        told
     }
 
     /// The tools as they are now.
@@ -210,14 +236,26 @@ impl EchoServer {
             grown.add_route(ToolRoute::new(attr, Self::echo));
             *current = Arc::new(grown);
         }
-        let peers = self.peers.as_ref().and_then(|p| p.lock().ok().map(|p| p.clone())).unwrap_or_default();
-        let mut told = 0;
-        for peer in peers {
-            if peer.notify_tool_list_changed().await.is_ok() {
-                told += 1;
-            }
-        }
+        let told = self.tell_list_changed().await;
         format!("added {name}; told {told} sessions")
+    }
+
+    #[tool(description = "Change the description of tool `name`, and tell every session the tool list changed")]
+    async fn redescribe(&self, Parameters(RedescribeArgs { name, description }): Parameters<RedescribeArgs>) -> String {
+        let mut found = false;
+        if let Ok(mut current) = self.tool_router.write() {
+            let mut changed = ToolRouter::clone(&current);
+            if let Some(route) = changed.map.get_mut(name.as_str()) {
+                route.attr.description = Some(description.into());
+                found = true;
+            }
+            *current = Arc::new(changed);
+        }
+        if !found {
+            return format!("no tool {name}");
+        }
+        let told = self.tell_list_changed().await;
+        format!("redescribed {name}; told {told} sessions")
     }
 
     #[tool(description = "Return `text` unchanged")]
