@@ -8,7 +8,7 @@
 
 use std::collections::BTreeMap;
 
-use mcp_filter::config::{PolicyRule, ProtectedResource, RateLimit};
+use mcp_filter::config::{PolicyRule, ProtectedResource, RateLimit, Subset};
 use serde::{Deserialize, Serialize};
 
 /// The whole catalog.
@@ -19,6 +19,9 @@ pub struct Catalog {
     pub gateway: GatewaySettings,
     #[serde(default)]
     pub servers: Vec<Server>,
+    /// Virtual servers: MCP endpoints exposing a subset of the gateway.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub endpoints: Vec<EndpointSettings>,
 }
 
 /// Settings of the gateway itself.
@@ -415,9 +418,12 @@ pub struct Server {
     /// certificate the gateway presents to it (mTLS).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<UpstreamTlsSettings>,
-    /// Which of its tools the gateway serves (default: all of them).
-    #[serde(default, skip_serializing_if = "ToolFilter::serves_all")]
-    pub tools: ToolFilter,
+    /// Which of its tools the gateway serves, by the server's own names:
+    /// those an include matches (all, without include) and no exclude
+    /// does. The others are not listed, searched or callable; `/servers`
+    /// names them (`hidden_tools`).
+    #[serde(default, skip_serializing_if = "Subset::is_all")]
+    pub tools: Subset,
     /// What a change of one of its tools' definitions does (default:
     /// `gateway.pin`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -623,14 +629,16 @@ pub fn interpolate(text: &str, env: impl Fn(&str) -> Option<String>) -> Result<S
 pub const DEFAULT_LIMIT: &str = "default";
 
 mod endpoint;
+mod endpoints;
 mod router;
 mod streams;
 mod tools;
 mod validate;
 pub use endpoint::{parse_endpoint, Endpoint};
+pub use endpoints::{path_of, EndpointSettings};
 pub use router::ToolRouterSettings;
 pub use streams::StreamLimits;
-pub use tools::{PinMode, ToolFilter};
+pub use tools::PinMode;
 pub use validate::{validate, MAX_TIMEOUT_SECONDS};
 
 #[cfg(test)]

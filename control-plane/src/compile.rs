@@ -240,7 +240,8 @@ pub fn compile(inputs: &Inputs<'_>) -> Result<Compiled, CompileError> {
         }
     }
     clusters.extend(admin_clusters(inputs.admin.0, inputs.admin.1, g.streams.max_open));
-    let dropped: Vec<Dropped> = tools.dropped.drain(..).chain(prompts.dropped.drain(..)).collect();
+    let mut dropped: Vec<Dropped> = tools.dropped.drain(..).chain(prompts.dropped.drain(..)).collect();
+    let endpoints = endpoints::virtual_servers(catalog, &tools.routes, &prompts.routes, &mut dropped);
     let instructions = merged_instructions(
         g.instructions.as_deref(),
         catalog.servers.iter().filter_map(|s| {
@@ -321,6 +322,7 @@ pub fn compile(inputs: &Inputs<'_>) -> Result<Compiled, CompileError> {
             index: tools.index.take().unwrap_or_default().finish(),
         }),
         held_tools,
+        endpoints,
     };
     // The version names the content, so an unchanged catalog publishes the
     // same version and Envoy is not disturbed.
@@ -425,7 +427,7 @@ fn sort_tools<'v>(
     let (mut served, mut hidden, mut holding) = (Vec::new(), Vec::new(), Vec::new());
     for tool in tools {
         match tool.get("name").and_then(Value::as_str) {
-            Some(name) if !s.tools.serves(name) => hidden.push(name.to_string()),
+            Some(name) if !mcp_filter::policy::in_subset(&s.tools, name) => hidden.push(name.to_string()),
             Some(name) => match held.and_then(|h| h.get(name)) {
                 Some(change) => holding.push((name.to_string(), change.clone())),
                 None => served.push(tool),
@@ -623,6 +625,7 @@ fn rate_limits(g: &GatewaySettings) -> Vec<RateLimit> {
         groups: Vec::new(),
         servers: Vec::new(),
         tools: Vec::new(),
+        endpoints: vec![],
         requests_per_minute: n,
         burst: n,
         global: false,
@@ -656,6 +659,7 @@ pub fn decode<M: Message + Default>(any: &Any) -> Option<M> {
 
 mod access_log;
 mod clusters;
+mod endpoints;
 mod filter;
 mod listeners;
 mod rls;

@@ -74,6 +74,7 @@ fn config(auth: bool) -> FilterConfig {
         upstream_timeout_ms: 10_000,
         router: None,
         held_tools: Vec::new(),
+        endpoints: Vec::new(),
         ..fixtures::config()
     }
 }

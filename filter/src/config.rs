@@ -7,6 +7,9 @@
 
 use serde::{Deserialize, Serialize};
 
+mod tools;
+pub use tools::{HeldTool, InMcp, Subset, ToolRouter, VirtualServer, CALL_TOOL, SEARCH_TOOL};
+
 /// The request header the filter sets to the chosen upstream cluster; the
 /// route table sends requests carrying it to that cluster.
 pub const CLUSTER_HEADER: &str = "x-mcp-cluster";
@@ -163,60 +166,10 @@ pub struct FilterConfig {
     /// instead of "unknown tool".
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub held_tools: Vec<HeldTool>,
-}
-
-/// A tool held until an administrator approves its new definition.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct HeldTool {
-    /// The name the gateway exposes it by.
-    pub name: String,
-    /// Index into [`FilterConfig::servers`].
-    pub server: usize,
-    /// The server's own name for it (for the approval's path).
-    pub upstream_name: String,
-    /// What changed, in words.
-    pub change: String,
-}
-
-/// The name of the gateway's own tool that searches the tools
-/// ([`InMcp::Alongside`], [`InMcp::Only`]).
-pub const SEARCH_TOOL: &str = "search_tools";
-/// The name of the gateway's own tool that calls a tool found by name
-/// ([`InMcp::Only`]).
-pub const CALL_TOOL: &str = "call_tool";
-
-/// The tool router (issue 20): `POST <path>` answers which tools fit a task,
-/// `GET <path>/status` describes the index; inside MCP, the search tool.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ToolRouter {
-    /// Where it answers on the gateway's port (`/tools`).
-    pub path: String,
-    /// What `tools/list` offers of it.
-    #[serde(default)]
-    pub in_mcp: InMcp,
-    /// How many tools an answer holds when the request does not say.
-    pub default_limit: usize,
-    /// The most tools a request may ask for.
-    pub max_limit: usize,
-    /// Every tool's words, in the order of [`FilterConfig::tools`].
-    pub index: crate::search::ToolIndex,
-}
-
-/// What `tools/list` offers of the tool router.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum InMcp {
-    /// Nothing: the tools as the servers list them.
-    #[default]
-    Off,
-    /// [`SEARCH_TOOL`] beside every tool.
-    Alongside,
-    /// [`SEARCH_TOOL`] and [`CALL_TOOL`] instead of the tools: a client loads
-    /// two tools, finds the few that fit, and calls them through the second.
-    /// The tools themselves can still be called by name.
-    Only,
+    /// Virtual servers: named MCP endpoints under [`FilterConfig::mcp_path`]
+    /// (`/mcp/<name>`), each exposing a subset of the gateway.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub endpoints: Vec<VirtualServer>,
 }
 
 /// The `serverInfo` block of the gateway's `initialize` answer.
@@ -538,6 +491,10 @@ pub struct RateLimit {
     pub servers: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tools: Vec<String>,
+    /// Virtual servers (`endpoints`, by name, globs) whose requests it
+    /// concerns. Empty: requests on any endpoint, the gateway's included.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub endpoints: Vec<String>,
     /// Tokens added per minute.
     pub requests_per_minute: u32,
     /// The bucket's size: how many requests may come at once.

@@ -390,4 +390,6 @@ pub enum ConfigError {
     BadKeyHash(usize),
     #[error("rate limit {0:?}: requests_per_minute and burst must be greater than 0")]
     BadLimit(String),
+    #[error("endpoints: {0}")]
+    Endpoint(String),
 }

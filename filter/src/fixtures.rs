@@ -127,6 +127,7 @@ pub fn config() -> FilterConfig {
         upstream_timeout_ms: 1000,
         router: None,
         held_tools: Vec::new(),
+        endpoints: Vec::new(),
     }
 }
 

@@ -25,6 +25,7 @@
 
 mod auth;
 mod edits;
+mod endpoint;
 mod era;
 mod handshake;
 mod limits;
@@ -67,6 +68,8 @@ pub struct Gateway {
     routes: route::Routes,
     api_keys: auth::ApiKeys,
     lists: lists::ListCache,
+    /// The virtual servers, in the configuration's order.
+    views: Vec<endpoint::View>,
     handshake: handshake::Handshake,
     /// When the host loaded this configuration (Unix seconds), for the
     /// router's status.
@@ -81,7 +84,8 @@ impl Gateway {
         Ok(Gateway {
             routes: route::Routes::new(&config)?,
             api_keys: auth::ApiKeys::new(&config)?,
-            lists: lists::ListCache::new(&config),
+            lists: lists::ListCache::new(&config, None),
+            views: (0..config.endpoints.len()).map(|i| endpoint::View::new(&config, i)).collect::<Result<_, _>>()?,
             handshake: handshake::Handshake::new(&config)?,
             config,
             loaded_at: None,
@@ -121,7 +125,7 @@ impl Gateway {
                 return self.operator(head, op);
             }
         }
-        if path != self.config.mcp_path {
+        if path != self.config.mcp_path && endpoint::of_path(&self.config, path).is_none() {
             if self.config.router.is_none() {
                 return HeadAction::PassThrough;
             }
@@ -350,9 +354,11 @@ impl Gateway {
             return BodyAction::Reply(Reply::error(Some(id), &e));
         }
         let caller = head.caller.as_ref();
-        // Checks the caller may use `name` on `server`, noting it for the audit log.
+        let view = self.view(head);
+        // Checks the caller may use `name` on `server` (here: on the virtual
+        // server the path names, if it does), noting it for the audit log.
         let mut check = |kind: Kind, server: usize, name: &str| -> bool {
-            let ruling = auth::authorize(&self.config, caller, kind, server, name);
+            let ruling = self.authorize(view, caller, kind, server, name);
             let allowed = ruling.allowed;
             audit.server = self.server(server).map(|s| s.name.clone());
             audit.target = Some(name.to_string());
@@ -362,7 +368,7 @@ impl Gateway {
         let session = || self.in_session(head, now, opened);
         let result = match method.as_ref() {
             "initialize" => {
-                let reach = self.seen_by(caller);
+                let reach = self.seen_by(caller, view);
                 let principal = caller.map(|c| c.principal.as_str());
                 return self.handshake.initialize(&self.config, id, params, principal, |i| reach.reaches(i), now);
             }
@@ -371,7 +377,7 @@ impl Gateway {
                 Ok(BodyAction::Reply(Reply::json(200, jsonrpc::result_body(id, self.handshake.discover_result()))))
             }
             list @ ("tools/list" | "prompts/list" | "resources/list" | "resources/templates/list") => {
-                let lists = self.seen_by(caller);
+                let lists = self.seen_by(caller, view);
                 session().and_then(|s| {
                     let answer = lists.of(list).ok_or_else(|| McpError::MethodNotFound(list.to_string()))?;
                     let result = answer.answer(params, s.version == STATELESS_VERSION)?;
@@ -386,22 +392,25 @@ impl Gateway {
                 // of the tool it names, as if the client had called it.
                 let called;
                 let (body, name, span) = match own {
-                    Some(router::OwnTool::Search) => return self.search_tool(caller, id, params, s.version == STATELESS_VERSION),
+                    Some(router::OwnTool::Search) => return self.search_tool(caller, view, id, params, s.version == STATELESS_VERSION),
                     Some(router::OwnTool::Call) => {
                         called = self.called_through(id, params)?;
                         (called.0.as_slice(), Cow::Owned(called.1.clone()), called.2.clone())
                     }
                     None => (body, name, span),
                 };
+                // On a virtual server, the gateway's name of what it calls `name`.
+                let gateway_name = view.map_or(Some(name.as_ref()), |v| v.gateway_name(&name)).unwrap_or_default();
                 let (found, unknown, kind): (_, fn(String) -> McpError, _) = match method.as_ref() {
-                    "tools/call" => (self.routes.tool(&name), McpError::UnknownTool, Kind::Tool),
-                    _ => (self.routes.prompt(&name), McpError::UnknownPrompt, Kind::Prompt),
+                    "tools/call" => (self.routes.tool(gateway_name), McpError::UnknownTool, Kind::Tool),
+                    _ => (self.routes.prompt(gateway_name), McpError::UnknownPrompt, Kind::Prompt),
                 };
                 // A denied name is refused exactly as an unknown one; a held
                 // one the caller may call, with what changed.
-                let route = found.filter(|r| check(kind, r.server, &name)).ok_or_else(|| {
-                    let held = self.config.held_tools.iter().find(|h| kind == Kind::Tool && h.name == name);
-                    match held.filter(|h| check(kind, h.server, &name)) {
+                let route = found.filter(|r| check(kind, r.server, gateway_name)).ok_or_else(|| {
+                    let held =
+                        self.config.held_tools.iter().find(|h| kind == Kind::Tool && !gateway_name.is_empty() && h.name == gateway_name);
+                    match held.filter(|h| check(kind, h.server, gateway_name)) {
                         Some(h) => McpError::ToolHeld {
                             name: h.name.clone(),
                             server: self.config.servers.get(h.server).map(|s| s.name.clone()).unwrap_or_default(),
@@ -433,7 +442,8 @@ impl Gateway {
             "completion/complete" => session().and_then(|s| match jsonrpc::completion_ref(body, params)? {
                 CompletionRef::Prompt(name, span) => {
                     check_name_header(head, &name)?;
-                    let route = self.routes.prompt(&name).filter(|r| check(Kind::Prompt, r.server, &name));
+                    let gateway_name = view.map_or(Some(name.as_ref()), |v| v.gateway_name(&name)).unwrap_or_default();
+                    let route = self.routes.prompt(gateway_name).filter(|r| check(Kind::Prompt, r.server, gateway_name));
                     let route = route.ok_or_else(|| McpError::UnknownPrompt(name.to_string()))?;
                     let mut forward = self.forward(id, route.server, &s, route.renamed(body, span, &name))?;
                     if head.mcp_name.is_some() {
@@ -513,7 +523,7 @@ impl Gateway {
                 // have asked it anything: an answer naming another is refused
                 // as one for a server that is not there.
                 let in_session = !self.config.servers.get(server).is_some_and(|s| s.stateful) || s.upstream(&name).is_some();
-                let reached = self.seen_by(head.caller.as_ref()).reaches(server) && in_session;
+                let reached = self.seen_by(head.caller.as_ref(), self.view(head)).reaches(server) && in_session;
                 audit.ruling = Some(Ruling {
                     allowed: reached,
                     reason: if reached { "an answer to its request".into() } else { "the caller may not reach this server".into() },
@@ -527,15 +537,38 @@ impl Gateway {
         result.map(BodyAction::Forward).unwrap_or_else(|e| BodyAction::Reply(Reply::error(None, &e)))
     }
 
-    /// The lists a caller sees, and the servers it may reach.
-    fn seen_by(&self, caller: Option<&Caller>) -> std::rc::Rc<lists::Lists> {
-        self.lists.seen_with(&self.config, auth::applicable(&self.config, caller))
+    /// The lists a caller sees, on the gateway's endpoint or on a virtual
+    /// server's, and the servers it may reach there.
+    fn seen_by(&self, caller: Option<&Caller>, view: Option<&endpoint::View>) -> std::rc::Rc<lists::Lists> {
+        view.map_or(&self.lists, |v| &v.lists).seen_with(&self.config, view, caller)
+    }
+
+    /// The name of the virtual server a request's path names, if any.
+    fn view_name(&self, head: &RequestHead) -> Option<&str> {
+        let path = head.path.split('?').next().unwrap_or_default();
+        endpoint::of_path(&self.config, path).and_then(|i| self.config.endpoints.get(i)).map(|e| e.name.as_str())
+    }
+
+    /// The virtual server a request's path names, if any.
+    fn view(&self, head: &RequestHead) -> Option<&endpoint::View> {
+        let path = head.path.split('?').next().unwrap_or_default();
+        endpoint::of_path(&self.config, path).and_then(|i| self.views.get(i))
+    }
+
+    /// May the caller use `name` of `server`: the gateway's rules, then on a
+    /// virtual server what it offers and its own rules.
+    fn authorize(&self, view: Option<&endpoint::View>, caller: Option<&Caller>, kind: Kind, server: usize, name: &str) -> Ruling {
+        let ruling = auth::authorize(&self.config, caller, kind, server, name);
+        match view {
+            Some(v) if ruling.allowed => v.authorize(&self.config, caller, kind, self.server(server).map_or("", |s| s.name.as_str()), name),
+            _ => ruling,
+        }
     }
 
     /// `body` sent as it is to each chosen server the session can reach and
     /// the caller may.
     fn fan_out(&self, head: &RequestHead, session: &InSession<'_>, body: &[u8], choose: impl Fn(&UpstreamServer) -> bool) -> Vec<Callout> {
-        let reach = self.seen_by(head.caller.as_ref());
+        let reach = self.seen_by(head.caller.as_ref(), self.view(head));
         self.config
             .servers
             .iter()

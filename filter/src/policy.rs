@@ -117,6 +117,12 @@ pub fn any_matches(patterns: &[String], text: &str) -> bool {
     patterns.iter().any(|p| glob(p, text))
 }
 
+/// Whether `subset` holds `name`: an include matches (or there is none) and
+/// no exclude does.
+pub fn in_subset(subset: &crate::config::Subset, name: &str) -> bool {
+    subset.include.as_ref().is_none_or(|include| any_matches(include, name)) && !any_matches(&subset.exclude, name)
+}
+
 /// Whether a rule (or a limit) naming `principals` and `groups` concerns the
 /// caller. Neither listed: every caller, even an anonymous one.
 pub fn concerns(principals: &[String], groups: &[String], caller: Option<&Caller>) -> bool {

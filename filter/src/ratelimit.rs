@@ -41,6 +41,8 @@ pub struct Subject<'a> {
     pub server: Option<&'a str>,
     /// The tool (or prompt, or resource URI) named.
     pub tool: Option<&'a str>,
+    /// The virtual server the request came to, if any.
+    pub endpoint: Option<&'a str>,
 }
 
 /// The buckets of every limit that concerns the request, in configuration order.
@@ -53,6 +55,8 @@ pub fn buckets(limits: &[RateLimit], subject: Subject<'_>) -> Vec<Bucket> {
         // A limit on servers or tools concerns only requests that name one.
         .filter(|(_, l)| l.servers.is_empty() || subject.server.is_some_and(|s| any_matches(&l.servers, s)))
         .filter(|(_, l)| l.tools.is_empty() || subject.tool.is_some_and(|t| any_matches(&l.tools, t)))
+        // A limit on endpoints concerns only requests to one of them.
+        .filter(|(_, l)| l.endpoints.is_empty() || subject.endpoint.is_some_and(|e| any_matches(&l.endpoints, e)))
         .filter(|(_, l)| !l.per.contains(&LimitKey::Server) || subject.server.is_some())
         .filter(|(_, l)| !l.per.contains(&LimitKey::Tool) || subject.tool.is_some())
         .map(|(i, l)| {
@@ -246,6 +250,7 @@ mod tests {
             groups: vec![],
             servers: vec![],
             tools: vec![],
+            endpoints: vec![],
             requests_per_minute: per_minute,
             burst,
             global: false,
@@ -321,12 +326,12 @@ mod tests {
         tool_limit.per = vec![LimitKey::Principal, LimitKey::Tool];
         tool_limit.tools = vec!["time__*".into()];
         let limits = vec![limit(600, 10), tool_limit];
-        let call = Subject { caller: Some(&alice), server: Some("time"), tool: Some("time__now") };
+        let call = Subject { caller: Some(&alice), server: Some("time"), tool: Some("time__now"), endpoint: None };
         let got = buckets(&limits, call);
         assert_eq!(got.iter().map(|b| b.key.as_str()).collect::<Vec<_>>(), ["mcp-rl/1:l/5:alice", "mcp-rl/4:slow/5:alice/9:time__now"]);
-        let list = Subject { caller: Some(&alice), server: None, tool: None };
+        let list = Subject { caller: Some(&alice), server: None, tool: None, endpoint: None };
         assert_eq!(buckets(&limits, list).len(), 1);
-        let anon = Subject { caller: None, server: None, tool: None };
+        let anon = Subject { caller: None, server: None, tool: None, endpoint: None };
         assert_eq!(buckets(&limits, anon)[0].key, "mcp-rl/1:l/9:anonymous");
     }
 
@@ -335,14 +340,24 @@ mod tests {
         let mut per_tool = limit(60, 1);
         per_tool.per = vec![LimitKey::Tool];
         let uri = format!("file:///{}", "a".repeat(60_000));
-        let got = buckets(&[per_tool.clone()], Subject { caller: None, server: Some("s"), tool: Some(&uri) });
+        let got = buckets(&[per_tool.clone()], Subject { caller: None, server: Some("s"), tool: Some(&uri), endpoint: None });
         assert_eq!(got[0].key.len(), "mcp-rl/1:l/h:".len() + 64, "{}", got[0].key);
         let other = format!("file:///{}", "b".repeat(60_000));
-        let got2 = buckets(&[per_tool.clone()], Subject { caller: None, server: Some("s"), tool: Some(&other) });
+        let got2 = buckets(&[per_tool.clone()], Subject { caller: None, server: Some("s"), tool: Some(&other), endpoint: None });
         assert_ne!(got[0].key, got2[0].key);
         // A short value that looks like a digest is still its own key.
-        let short = buckets(&[per_tool], Subject { caller: None, server: None, tool: Some("h:x") });
+        let short = buckets(&[per_tool], Subject { caller: None, server: None, tool: Some("h:x"), endpoint: None });
         assert_eq!(short[0].key, "mcp-rl/1:l/3:h:x");
+    }
+
+    #[test]
+    fn a_limit_on_endpoints_concerns_only_their_requests() {
+        let mut on_support = limit(60, 5);
+        on_support.endpoints = vec!["supp*".into()];
+        let at = |endpoint| buckets(&[on_support.clone()], Subject { caller: None, server: None, tool: None, endpoint });
+        assert_eq!(at(Some("support")).len(), 1);
+        assert!(at(Some("ops")).is_empty());
+        assert!(at(None).is_empty(), "the gateway's own endpoint is none of them");
     }
 
     fn bucket(n: usize) -> Bucket {

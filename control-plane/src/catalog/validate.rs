@@ -76,6 +76,7 @@ pub fn validate(c: &Catalog) -> Vec<String> {
     let mut reserved = vec![mcp_filter::gateway::METRICS_PATH, mcp_filter::gateway::STATS_PATH, "/.well-known", "/admin"];
     reserved.extend(mcp_filter::gateway::ROUTED_PATHS);
     p.extend(g.tool_router.problems(&g.mcp_path, &reserved));
+    p.extend(super::endpoints::problems(&c.endpoints));
     if g.tool_separator.is_empty() || !g.tool_separator.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b)) {
         p.push(format!("gateway.tool_separator: {:?} must be one or more of A-Z a-z 0-9 _ . -", g.tool_separator));
     }
@@ -217,6 +218,12 @@ pub fn validate(c: &Catalog) -> Vec<String> {
         }
         if l.requests_per_minute == 0 || l.burst == 0 {
             p.push(format!("{at}: requests_per_minute and burst must be greater than 0"));
+        }
+        // A literal endpoint name that is not in the catalog is a typo.
+        for e in l.endpoints.iter().filter(|e| !e.contains(['*', '?'])) {
+            if !c.endpoints.iter().any(|x| &x.name == e) {
+                p.push(format!("{at}: endpoint {e:?} is not in the catalog's endpoints"));
+            }
         }
     }
     if let Some(gl) = &g.global_rate_limits {

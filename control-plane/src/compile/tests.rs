@@ -232,6 +232,19 @@ fn a_held_tool_is_not_served_and_its_change_goes_to_the_filter() {
 }
 
 #[test]
+fn an_endpoint_compiles_to_its_path_and_a_clashing_rename_is_left_out() {
+    let yaml = "gateway: {mcp_path: /mcp/}\nservers:\n  - {name: a, url: 'http://127.0.0.1:1/'}\nendpoints:\n  - name: ops\n    tools: {include: ['a__*']}\n    rename: {a__x: sum, a__y: a__z}\n    describe: {a__x: Adds}\n    authorization: {default: allow, rules: []}\n";
+    let c = run(yaml, &[("a", &["x", "y", "z"])]).unwrap();
+    let e = &c.filter_config.endpoints[0];
+    assert_eq!((e.name.as_str(), e.path.as_str()), ("ops", "/mcp/ops"));
+    assert_eq!(e.renames, vec![("a__x".to_string(), "sum".to_string())]);
+    assert_eq!(e.descriptions, vec![("a__x".to_string(), "Adds".to_string())]);
+    assert!(e.authorization.as_ref().is_some_and(|a| a.default_allow));
+    let clash = c.dropped.iter().find(|d| d.kind == "rename").unwrap();
+    assert!(clash.reason.contains("renames \"a__y\" to \"a__z\", a name it already offers"), "{}", clash.reason);
+}
+
+#[test]
 fn version_put_into_serialised_configuration() {
     assert_eq!(with_version(r#"{"version":"","a":1}"#, "0f").as_deref(), Some(r#"{"version":"0f","a":1}"#));
     assert_eq!(with_version(r#"{"a":1,"version":""}"#, "0f"), None, "not first: serialised again instead");

@@ -41,7 +41,7 @@ fn name(tool: &Value) -> Option<&str> {
 
 /// The tools of `server` the catalog serves (its `tools` filter).
 fn served<'a>(server: &Server, offer: &'a [Value]) -> Vec<&'a Value> {
-    offer.iter().filter(|t| name(t).is_some_and(|n| server.tools.serves(n))).collect()
+    offer.iter().filter(|t| name(t).is_some_and(|n| mcp_filter::policy::in_subset(&server.tools, n))).collect()
 }
 
 impl Controller {

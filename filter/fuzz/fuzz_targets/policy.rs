@@ -47,7 +47,7 @@ fuzz_target!(|data: &[u8]| {
 
     let limits = rate_limits();
     let limit = &limits[usize::from(sel >> 5) % limits.len()];
-    let _ = ratelimit::buckets(&limits, Subject { caller, server: Some(&text), tool: Some(&text) });
+    let _ = ratelimit::buckets(&limits, Subject { caller, server: Some(&text), tool: Some(&text), endpoint: Some(&text) });
     let state = State::decode(rest);
     let now = rest.get(16..24).map_or(0, |b| u64::from_le_bytes(b.try_into().unwrap_or_default()));
     let (after, taken) = ratelimit::take(limit, state, now);

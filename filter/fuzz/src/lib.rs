@@ -115,6 +115,7 @@ pub fn rate_limits() -> Vec<RateLimit> {
         groups: vec![],
         servers: vec![],
         tools: vec![],
+        endpoints: vec![],
         requests_per_minute: 60,
         burst: 5,
         global: false,
@@ -125,6 +126,7 @@ pub fn rate_limits() -> Vec<RateLimit> {
         RateLimit {
             servers: globs(&["a", "b"]),
             tools: globs(&["*echo"]),
+            endpoints: vec![],
             ..limit("echo", vec![LimitKey::Principal, LimitKey::Server, LimitKey::Tool])
         },
         RateLimit { groups: globs(&["ops"]), requests_per_minute: 1, burst: 1, ..limit("ops", vec![LimitKey::Tool]) },

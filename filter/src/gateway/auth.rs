@@ -115,7 +115,7 @@ pub fn resource_metadata(config: &FilterConfig, method: &str, path: &str) -> Opt
     const WELL_KNOWN: &str = "/.well-known/oauth-protected-resource";
     let pr = config.auth.as_ref()?.protected_resource.as_ref()?;
     let rest = path.strip_prefix(WELL_KNOWN)?;
-    if !(rest.is_empty() || rest == config.mcp_path) {
+    if !(rest.is_empty() || rest == config.mcp_path || config.endpoints.iter().any(|e| e.path == rest)) {
         return None;
     }
     if method != "GET" && method != "HEAD" {

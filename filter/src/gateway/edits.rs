@@ -203,6 +203,7 @@ mod tests {
             groups: vec![],
             servers: vec![],
             tools: vec![],
+            endpoints: vec![],
             requests_per_minute: 60,
             burst: 5,
             global: true,

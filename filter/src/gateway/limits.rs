@@ -22,7 +22,9 @@ impl Gateway {
     pub(super) fn limit_buckets(&self, head: &RequestHead, audit: &Audit, global: bool) -> impl Iterator<Item = Bucket> + '_ {
         let limits = &self.config.rate_limits;
         let concerned = if limits.iter().any(|l| l.global == global) {
-            let subject = Subject { caller: head.caller.as_ref(), server: audit.server.as_deref(), tool: audit.target.as_deref() };
+            let endpoint = self.view_name(head);
+            let subject =
+                Subject { caller: head.caller.as_ref(), server: audit.server.as_deref(), tool: audit.target.as_deref(), endpoint };
             ratelimit::buckets(limits, subject)
         } else {
             Vec::new()
@@ -72,7 +74,7 @@ impl Gateway {
             }
             _ => return None,
         };
-        let subject = Subject { caller: caller.as_ref(), server: None, tool: None };
+        let subject = Subject { caller: caller.as_ref(), server: None, tool: None, endpoint: self.view_name(head) };
         let limits = &self.config.rate_limits;
         let buckets = ratelimit::buckets(limits, subject).into_iter().filter(|b| limits.get(b.limit).is_some_and(|l| !l.global)).collect();
         Some((audit, buckets, u32::try_from(cost).unwrap_or(u32::MAX).max(1)))

@@ -15,45 +15,80 @@ use base64::Engine as _;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
+use super::endpoint::View;
 use super::router;
 use crate::config::{FilterConfig, InMcp, NamedRoute, ServedItem};
 use crate::error::McpError;
-use crate::policy::{Applicable, Kind, Offer};
+use crate::policy::{Applicable, Caller, Kind, Offer};
 use crate::uri;
 
 /// How many filtered sets of lists are kept; past it the cache starts over.
 const MAX_FILTERED_LISTS: usize = 256;
 
-/// Every list unfiltered, and the lists filtered for each set of
-/// applicable rules met so far.
+/// The rules that apply to a caller: the gateway's, and a virtual
+/// server's own.
+type RuleSets = (Option<Applicable>, Option<Applicable>);
+
+/// Every list of the gateway or of one virtual server (a [`View`]) without
+/// rules, and the lists filtered for each set of applicable rules met so far.
 pub struct ListCache {
     all: Rc<Lists>,
-    filtered: RefCell<HashMap<Applicable, Rc<Lists>>>,
+    filtered: RefCell<HashMap<RuleSets, Rc<Lists>>>,
 }
 
 impl ListCache {
-    pub fn new(config: &FilterConfig) -> ListCache {
-        ListCache { all: Rc::new(Lists::new(config, |_, _, _| true, |_, _| true)), filtered: RefCell::new(HashMap::new()) }
+    pub fn new(config: &FilterConfig, view: Option<&View>) -> ListCache {
+        let offered = |kind, _, name: &str| view.is_none_or(|v| v.offers(config, kind, name));
+        let reaches = |_, offer: Offer| view.is_none() || offer.visible;
+        ListCache { all: Rc::new(Lists::new(config, view, offered, reaches)), filtered: RefCell::new(HashMap::new()) }
     }
 
-    /// The lists as a caller to whom `applicable` rules apply may see them
-    /// (`None`: no authorization, every item).
-    pub fn seen_with(&self, config: &FilterConfig, applicable: Option<Applicable>) -> Rc<Lists> {
-        let (Some(authz), Some(set)) = (&config.authorization, applicable) else { return self.all.clone() };
-        if let Some(found) = self.filtered.borrow().get(&set) {
+    /// A cache with no lists, for a view being built.
+    pub fn empty() -> ListCache {
+        let none = Lists {
+            tools: ListAnswer::new("tools", Vec::new(), None),
+            prompts: ListAnswer::new("prompts", Vec::new(), None),
+            resources: ListAnswer::new("resources", Vec::new(), None),
+            templates: ListAnswer::new("resourceTemplates", Vec::new(), None),
+            reachable: Vec::new(),
+            tools_shown: Vec::new(),
+        };
+        ListCache { all: Rc::new(none), filtered: RefCell::new(HashMap::new()) }
+    }
+
+    /// The lists as `caller` may see them, on the gateway's endpoint or on
+    /// `view`'s: what the gateway's rules and the view's own allow.
+    pub fn seen_with(&self, config: &FilterConfig, view: Option<&View>, caller: Option<&Caller>) -> Rc<Lists> {
+        let own_rules = view.and_then(|v| v.rules(config));
+        let sets: RuleSets = (config.authorization.as_ref().map(|a| a.applicable(caller)), own_rules.map(|a| a.applicable(caller)));
+        if sets == (None, None) {
+            return self.all.clone();
+        }
+        if let Some(found) = self.filtered.borrow().get(&sets) {
             return found.clone();
         }
         let names: Vec<&str> = config.servers.iter().map(|s| s.name.as_str()).collect();
+        let (global, own) = (config.authorization.as_ref().zip(sets.0.as_ref()), own_rules.zip(sets.1.as_ref()));
         let lists = Rc::new(Lists::new(
             config,
-            |kind, server, name| names.get(server).is_some_and(|s| authz.decide(&set, kind, s, name).allowed),
-            |server, offer| names.get(server).is_some_and(|s| authz.reaches(&set, s, offer)),
+            view,
+            |kind, server, name| {
+                names.get(server).is_some_and(|s| {
+                    global.is_none_or(|(a, set)| a.decide(set, kind, s, name).allowed)
+                        && view.is_none_or(|v| v.offers(config, kind, name))
+                        && own.is_none_or(|(a, set)| a.decide(set, kind, s, name).allowed)
+                })
+            },
+            |server, offer| {
+                names.get(server).is_some_and(|s| global.is_none_or(|(a, set)| a.reaches(set, s, offer)))
+                    && (view.is_none() || offer.visible)
+            },
         ));
         let mut cache = self.filtered.borrow_mut();
         if cache.len() >= MAX_FILTERED_LISTS {
             cache.clear();
         }
-        cache.insert(set, lists.clone());
+        cache.insert(sets, lists.clone());
         lists
     }
 }
@@ -74,7 +109,12 @@ pub struct Lists {
 impl Lists {
     /// The lists of what `visible` lets through; `reaches` says whether a
     /// server (by index) may be reached, given what it offers them.
-    fn new(config: &FilterConfig, visible: impl Fn(Kind, usize, &str) -> bool, reaches: impl Fn(usize, Offer) -> bool) -> Self {
+    fn new(
+        config: &FilterConfig,
+        view: Option<&View>,
+        visible: impl Fn(Kind, usize, &str) -> bool,
+        reaches: impl Fn(usize, Offer) -> bool,
+    ) -> Self {
         let size = config.list_page_size;
         let mut offers = vec![Offer::default(); config.servers.len()];
         let mut note = |server: usize, shown: bool, template: bool| {
@@ -93,8 +133,15 @@ impl Lists {
                     shown
                 })
                 .collect();
-            let listed: Vec<(String, String)> =
-                items.iter().zip(&shown).filter(|(_, s)| **s).map(|(t, _)| (t.definition.text().to_string(), t.name.clone())).collect();
+            let listed: Vec<(String, String)> = items
+                .iter()
+                .zip(&shown)
+                .filter(|(_, s)| **s)
+                .map(|(t, _)| match view {
+                    Some(v) => (v.definition(t).into_owned(), v.shown_name(&t.name).to_string()),
+                    None => (t.definition.text().to_string(), t.name.clone()),
+                })
+                .collect();
             (listed, shown)
         };
         let (mut tools, tools_shown) = named(&config.tools, Kind::Tool);

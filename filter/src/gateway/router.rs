@@ -14,6 +14,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
+use super::endpoint::View;
 use super::{auth, Gateway};
 use crate::config::{InMcp, NamedRoute, ToolRouter, CALL_TOOL, SEARCH_TOOL};
 use crate::decision::{Audit, BodyAction, HeadAction, Reply, RequestHead};
@@ -150,7 +151,7 @@ impl Gateway {
             }
             Err(e) => return BodyAction::Reply(Reply::error(None, &McpError::InvalidRequest(format!("{e}; send {EXAMPLE}")))),
         };
-        match self.ranked(head.caller.as_ref(), &ask) {
+        match self.ranked(head.caller.as_ref(), None, &ask) {
             Ok(found) => {
                 let answer = format!(
                     r#"{{"task":{},"tools":{},"version":{}}}"#,
@@ -180,6 +181,7 @@ impl Gateway {
     pub(super) fn search_tool(
         &self,
         caller: Option<&Caller>,
+        view: Option<&View>,
         id: &str,
         params: Option<&RawValue>,
         stateless: bool,
@@ -187,7 +189,7 @@ impl Gateway {
         let ask: Ask = serde_json::from_str(arguments(params)?.get()).map_err(|e| {
             McpError::InvalidParams(format!("search_tools takes {{\"task\": \"...\"}} and optionally context, limit, servers: {e}"))
         })?;
-        let found = self.ranked(caller, &ask).map_err(McpError::InvalidParams)?;
+        let found = self.ranked(caller, view, &ask).map_err(McpError::InvalidParams)?;
         let kind = if stateless { r#""resultType":"complete","# } else { "" };
         let result = format!(
             r#"{{{kind}"content":[{{"type":"text","text":{}}}],"structuredContent":{{"tools":{found}}}}}"#,
@@ -233,7 +235,7 @@ impl Gateway {
 
     /// The tools that fit `ask` among those the caller may see, as a JSON
     /// array; or why the request cannot be answered.
-    fn ranked(&self, caller: Option<&Caller>, ask: &Ask) -> Result<String, String> {
+    fn ranked(&self, caller: Option<&Caller>, view: Option<&View>, ask: &Ask) -> Result<String, String> {
         let router = self.config.router.as_ref().ok_or("the tool router is off (gateway.tool_router.enabled)")?;
         if ask.task.trim().is_empty() {
             return Err(format!("task is empty: say in words what you want to do, for example {EXAMPLE}"));
@@ -248,7 +250,7 @@ impl Gateway {
             Some(n) if n >= 1 && n <= router.max_limit as u64 => n as usize,
             Some(n) => return Err(format!("limit {n} is out of range: ask for 1 to {} tools", router.max_limit)),
         };
-        let lists = self.seen_by(caller);
+        let lists = self.seen_by(caller, view);
         let only: Option<Vec<usize>> = match &ask.servers {
             None => None,
             Some(names) => Some(
@@ -275,12 +277,14 @@ impl Gateway {
             let Some(route) = tools.get(i) else { continue };
             let parts: Parts =
                 serde_json::from_str(route.definition.text()).unwrap_or(Parts { title: None, description: None, input_schema: None });
+            // On a virtual server, under its names and descriptions.
+            let described = view.and_then(|v| v.description(&route.name)).and_then(|d| RawValue::from_string(jsonrpc::json_string(d)).ok());
             let item = Found {
-                name: &route.name,
+                name: view.map_or(route.name.as_str(), |v| v.shown_name(&route.name)),
                 server: self.server(route.server).map_or("", |s| s.name.as_str()),
                 score: (f64::from(score) * 1000.0).round() / 1000.0,
                 title: parts.title,
-                description: parts.description,
+                description: described.as_deref().or(parts.description),
                 input_schema: parts.input_schema,
             };
             if n > 0 {
@@ -300,7 +304,7 @@ impl Gateway {
     /// `GET /tools/status`: the index as the caller sees it.
     fn router_status(&self, caller: Option<&Caller>) -> Reply {
         let Some(router) = &self.config.router else { return Reply::error(None, &McpError::Internal("no tool router".into())) };
-        let lists = self.seen_by(caller);
+        let lists = self.seen_by(caller, None);
         let tools = (0..self.config.tools.len()).filter(|i| lists.shows_tool(*i)).count();
         let mut servers: Vec<&str> = self.reachable_servers(&lists).collect();
         servers.retain(|name| {

@@ -953,6 +953,7 @@ fn over_a_limit_the_answer_says_which_and_when_to_retry() {
         groups: vec![],
         servers: vec![],
         tools: vec!["plain".into()],
+        endpoints: vec![],
         requests_per_minute: 30,
         burst: 2,
         global: false,
@@ -985,6 +986,7 @@ fn over_a_limit_the_answer_says_which_and_when_to_retry() {
         groups: vec![],
         servers: vec![],
         tools: vec![],
+        endpoints: vec![],
         requests_per_minute: 60,
         burst: 1,
     }];
@@ -1159,6 +1161,7 @@ fn requests_decided_on_their_headers_take_from_the_limits_too() {
         groups: vec![],
         servers: vec![],
         tools: vec![],
+        endpoints: vec![],
         requests_per_minute: 60,
         burst: 10,
         global: false,
@@ -1590,4 +1593,109 @@ fn a_thousand_stateful_servers_leave_the_session_id_bounded() {
     assert!(token.len() <= 4096, "{}", token.len());
     let BodyAction::Forward(f) = call(&gw, token, "s999__echo", &NoneOpened) else { panic!() };
     assert!(f.open_first);
+}
+
+/// The fixture with a virtual server `ops` at `/mcp/ops`: `a`'s tools and
+/// `plain`, `a__echo` renamed `echo` and described anew, `a__greet` and no
+/// other prompt, only `file:///etc/*` resources.
+fn with_ops_endpoint() -> Gateway {
+    use crate::config::{Subset, VirtualServer};
+    let globs = |v: &[&str]| Some(v.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+    let mut c = config();
+    c.endpoints = vec![VirtualServer {
+        name: "ops".into(),
+        path: "/mcp/ops".into(),
+        tools: Subset { include: globs(&["a__*", "plain"]), exclude: vec![] },
+        prompts: Subset { include: globs(&["a__greet"]), exclude: vec![] },
+        resources: Subset { include: globs(&["file:///etc/*"]), exclude: vec![] },
+        renames: vec![("a__echo".into(), "echo".into())],
+        descriptions: vec![("plain".into(), "Plain, for ops".into())],
+        authorization: None,
+    }];
+    Gateway::new(c).unwrap()
+}
+
+fn on_ops(token: Option<&str>) -> RequestHead {
+    RequestHead { path: "/mcp/ops".into(), ..post(token) }
+}
+
+#[test]
+fn a_virtual_server_lists_and_routes_only_its_subset_under_its_names() {
+    let gw = with_ops_endpoint();
+    let token = session_as(&gw, on_ops(None), false);
+    let ask = |method: &str, params: Value| {
+        let body = json!({"jsonrpc": "2.0", "id": 9, "method": method, "params": params}).to_string();
+        gw.on_body(&on_ops(Some(&token)), body.as_bytes(), NOW)
+    };
+    let listed = match ask("tools/list", json!({})) {
+        BodyAction::Reply(r) => reply_json(&r)["result"]["tools"].clone(),
+        other => panic!("{other:?}"),
+    };
+    let names: Vec<&str> = listed.as_array().unwrap().iter().map(|t| t["name"].as_str().unwrap()).collect();
+    assert_eq!(names, vec!["echo", "plain"]);
+    assert_eq!(listed[1]["description"], "Plain, for ops");
+    // Called by its name here, routed by the gateway's, sent by the server's.
+    match ask("tools/call", json!({"name": "echo", "arguments": {}})) {
+        BodyAction::Forward(f) => {
+            assert_eq!(f.server, 0);
+            assert!(f.body.is_none(), "sent as it came: `echo` is also the server's own name");
+        }
+        other => panic!("{other:?}"),
+    }
+    match ask("tools/call", json!({"name": "plain"})) {
+        BodyAction::Forward(f) => assert_eq!(f.server, 1),
+        other => panic!("{other:?}"),
+    }
+    // The gateway's name of a renamed tool, and a tool outside the subset, are unknown here.
+    for name in ["a__echo", "b__echo"] {
+        match ask("tools/call", json!({"name": name})) {
+            BodyAction::Reply(r) => assert_eq!(reply_json(&r)["error"]["message"], format!("Unknown tool: {name}")),
+            other => panic!("{other:?}"),
+        }
+    }
+    // Resources: only what the subset names.
+    assert!(matches!(ask("resources/read", json!({"uri": "file:///etc/motd"})), BodyAction::Forward(_)));
+    match ask("resources/read", json!({"uri": "notes://1/text"})) {
+        BodyAction::Reply(r) => assert_eq!(reply_json(&r)["error"]["code"], -32002),
+        other => panic!("{other:?}"),
+    }
+    // The gateway's own endpoint is unchanged.
+    let whole = session(&gw, false);
+    assert!(matches!(routed(&gw, &whole, "tools/call", json!({"name": "b__echo"})), Ok((1, _))));
+    // An endpoint's path that is not configured is not MCP.
+    let mut other = RequestHead { path: "/mcp/nope".into(), ..post(None) };
+    assert!(matches!(gw.on_headers(&mut other), HeadAction::PassThrough));
+}
+
+#[test]
+fn a_virtual_servers_own_rules_narrow_the_gateways() {
+    use crate::config::{AuthorizationConfig, PolicyRule, Targets, VirtualServer};
+    let mut c = config();
+    c.endpoints = vec![VirtualServer {
+        name: "ops".into(),
+        path: "/mcp/ops".into(),
+        tools: Default::default(),
+        prompts: Default::default(),
+        resources: Default::default(),
+        renames: vec![],
+        descriptions: vec![],
+        authorization: Some(AuthorizationConfig {
+            default_allow: false,
+            rules: vec![PolicyRule {
+                name: "only-plain".into(),
+                principals: vec![],
+                groups: vec![],
+                allow: Targets { tools: vec!["plain".into()], ..Default::default() },
+                deny: Targets::default(),
+            }],
+        }),
+    }];
+    let gw = Gateway::new(c).unwrap();
+    let token = session_as(&gw, on_ops(None), false);
+    let listed = match gw.on_body(&on_ops(Some(&token)), br#"{"jsonrpc":"2.0","id":2,"method":"tools/list"}"#, NOW) {
+        BodyAction::Reply(r) => reply_json(&r)["result"]["tools"].clone(),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(listed.as_array().unwrap().len(), 1);
+    assert_eq!(listed[0]["name"], "plain");
 }
