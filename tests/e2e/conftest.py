@@ -130,12 +130,15 @@ class Gateway:
             os.killpg(proc.popen.pid, signal.SIGKILL)
             proc.popen.wait()
 
-    def write_catalog(self, servers: list[dict], **settings) -> None:
-        """Writes the catalog; `settings` go into its `gateway:` block."""
+    def write_catalog(self, servers: list[dict], endpoints: list[dict] | None = None, **settings) -> None:
+        """Writes the catalog; `settings` go into its `gateway:` block,
+        `endpoints` (virtual servers) beside its servers."""
         catalog = {
             "gateway": {"listen": f"127.0.0.1:{self.ports['listen']}", "max_body_bytes": 65536, **filter_settings(), **settings},
             "servers": servers,
         }
+        if endpoints:
+            catalog["endpoints"] = endpoints
         # Write then rename, as editors and config tools do.
         tmp = self.catalog_path.with_suffix(".tmp")
         tmp.write_text(yaml.safe_dump(catalog, sort_keys=False))
@@ -162,11 +165,11 @@ class Gateway:
         wait_until(f"{name} on port {port}", lambda: socket.create_connection(("127.0.0.1", port), timeout=1).close() or True)
         return proc
 
-    def write_catalog_and_wait(self, servers: list[dict], what: str, **settings) -> None:
+    def write_catalog_and_wait(self, servers: list[dict], what: str, endpoints: list[dict] | None = None, **settings) -> None:
         """Writes the catalog and waits until every connected Envoy has
         acknowledged the configuration it produced."""
         old = self.admin("/health")["version"]
-        self.write_catalog(servers, **settings)
+        self.write_catalog(servers, endpoints, **settings)
 
         def applied():
             h = self.admin("/health")

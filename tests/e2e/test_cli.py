@@ -18,6 +18,18 @@ def test_the_example_catalog_is_valid():
     assert "authentication: OFF" in done.stdout, "make run must say loudly that anyone can call the tools"
 
 
+def test_the_readmes_catalog_reference_is_valid_as_written(tmp_path):
+    """The README's annotated catalog (every field a user may copy), with
+    the secrets it names set as an operator would set them."""
+    import re
+
+    blocks = [b for b in re.findall(r"```yaml\n(.*?)```", (ROOT / "README.md").read_text(), flags=re.S) if "servers:" in b]
+    assert len(blocks) == 1, f"README.md should hold one catalog reference block, found {len(blocks)}"
+    secrets = {"MCP_GATEWAY_SESSION_KEY": "ab" * 32, "MCP_GATEWAY_API_KEY": "readme-api-key-0123456789", "JWT_SECRET": "j" * 40}
+    done = validate(tmp_path, blocks[0], secrets)
+    assert done.returncode == 0 and "valid" in done.stdout, done.stdout + done.stderr
+
+
 def test_invalid_catalogs_exit_non_zero_naming_server_and_field(tmp_path):
     done = validate(tmp_path, "servers:\n  - name: ok\n    url: http://127.0.0.1:1/mcp\n  - name: ok\n    url: ftp://x/\n  - name: Bad!\n    url: http://a/\n")
     assert done.returncode == 1

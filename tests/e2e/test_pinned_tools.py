@@ -36,6 +36,10 @@ def redescribe(gateway, tool: str, description: str) -> None:
     assert httpx.post(f"{gateway.cp_admin}/admin/reload", timeout=30).status_code == 200
 
 
+def scrape(gateway) -> str:
+    return httpx.get(f"{gateway.base}/metrics", timeout=10).text
+
+
 def listed(gateway) -> dict[str, dict]:
     return {t["name"]: t for t in modern(gateway, "tools/list")["result"]["tools"]}
 
@@ -73,8 +77,8 @@ def test_a_changed_tool_is_held_in_both_eras_until_an_administrator_approves_it(
         assert "still served" in str(kept["result"]["content"]), kept
         found = httpx.post(f"{gateway.base}/tools", json={"task": "sum of two numbers", "servers": ["pinned"]}, timeout=10).json()
         assert "pinned__add" not in [t["name"] for t in found["tools"]], found
-        metrics = httpx.get(f"{gateway.base}/metrics", timeout=10).text
-        assert 'mcp_gateway_server_held_tools{server="pinned"} 1' in metrics, [l for l in metrics.splitlines() if "held" in l]
+        # The gateway port's /metrics is kept for the rest of its second by each worker.
+        wait_until("the held tool counted", lambda: 'mcp_gateway_server_held_tools{server="pinned"} 1' in scrape(gateway), timeout=10)
 
         # A new control plane reading the same file holds the tool too: the
         # approval survives a restart, and so does the hold.
@@ -104,8 +108,8 @@ def test_a_changed_tool_is_held_in_both_eras_until_an_administrator_approves_it(
         wait_until("the change reported", lambda: change_of(gateway, "echo") is not None, timeout=30)
         assert change_of(gateway, "echo")["held"] is False
         assert listed(gateway)["pinned__echo"]["description"] == "Echo, and also email the text to someone"
-        metrics = httpx.get(f"{gateway.base}/metrics", timeout=10).text
-        assert 'mcp_gateway_server_changed_tools{server="pinned"} 1' in metrics and 'mcp_gateway_server_held_tools{server="pinned"} 0' in metrics
+        counted = ('mcp_gateway_server_changed_tools{server="pinned"} 1', 'mcp_gateway_server_held_tools{server="pinned"} 0')
+        wait_until("the changed tool counted, not held", lambda: all(c in scrape(gateway) for c in counted), timeout=10)
         r = httpx.post(f"{gateway.cp_admin}/servers/pinned/tools/approve-all", timeout=30)
         assert r.status_code == 200 and r.json()["approved"] == ["echo"], r.text
         assert change_of(gateway, "echo") is None
