@@ -211,38 +211,71 @@ pub struct ServerStatus {
     pub process: Option<ProcessStatus>,
 }
 
-/// Digests of what clients can list, per kind. A change of one is what the
-/// gateway notifies clients of.
+/// Digests of what clients can list, per kind: on the gateway's endpoint,
+/// and on each virtual server (what its subset, names and descriptions
+/// make of the lists). A change of one is what the gateway notifies the
+/// clients of that endpoint of.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Lists {
     pub tools: [u8; 32],
     pub prompts: [u8; 32],
     pub resources: [u8; 32],
+    /// Per virtual server, by name: its tools, prompts and resources.
+    pub endpoints: BTreeMap<String, [[u8; 32]; 3]>,
 }
 
 impl Lists {
     pub fn of(config: &FilterConfig) -> Self {
         let digest = |v: serde_json::Result<Vec<u8>>| Sha256::digest(v.unwrap_or_default()).into();
+        let endpoints = config
+            .endpoints
+            .iter()
+            .map(|e| {
+                use mcp_filter::policy::in_subset;
+                // The items it offers, with the renames and descriptions of those.
+                let named = |routes: &[mcp_filter::config::NamedRoute], subset| {
+                    let kept: Vec<_> = routes.iter().filter(|r| in_subset(subset, &r.name)).collect();
+                    let of_kept = |pairs: &[(String, String)]| -> Vec<(String, String)> {
+                        pairs.iter().filter(|(name, _)| kept.iter().any(|r| &r.name == name)).cloned().collect()
+                    };
+                    digest(serde_json::to_vec(&(&kept, of_kept(&e.renames), of_kept(&e.descriptions))))
+                };
+                let uri = |item: &serde_json::Value, key: &str| {
+                    let raw = item.get(key).and_then(serde_json::Value::as_str).unwrap_or_default();
+                    mcp_filter::uri::normalize(raw).is_ok_and(|n| in_subset(&e.resources, &n))
+                };
+                let resources: Vec<_> = config.resources.iter().filter(|r| uri(&r.definition, "uri")).collect();
+                let templates: Vec<_> = config.resource_templates.iter().filter(|r| uri(&r.definition, "uriTemplate")).collect();
+                let lists = [
+                    named(&config.tools, &e.tools),
+                    named(&config.prompts, &e.prompts),
+                    digest(serde_json::to_vec(&(resources, templates))),
+                ];
+                (e.name.clone(), lists)
+            })
+            .collect();
         Lists {
             tools: digest(serde_json::to_vec(&config.tools)),
             prompts: digest(serde_json::to_vec(&config.prompts)),
             resources: digest(serde_json::to_vec(&(&config.resources, &config.resource_templates))),
+            endpoints,
         }
     }
 
-    /// The notification methods for what differs between `self` and `newer`.
-    pub fn changes(&self, newer: &Lists) -> Vec<&'static str> {
-        let mut out = Vec::new();
-        if self.tools != newer.tools {
-            out.push("notifications/tools/list_changed");
-        }
-        if self.prompts != newer.prompts {
-            out.push("notifications/prompts/list_changed");
-        }
-        if self.resources != newer.resources {
-            out.push("notifications/resources/list_changed");
-        }
-        out
+    /// The notification methods for what differs between `self` and `newer`,
+    /// for a client of the gateway's endpoint (`None`) or of a virtual
+    /// server. An endpoint that comes or goes changes every list.
+    pub fn changes(&self, newer: &Lists, endpoint: Option<&str>) -> Vec<&'static str> {
+        let (old, new) = match endpoint {
+            None => ([self.tools, self.prompts, self.resources], [newer.tools, newer.prompts, newer.resources]),
+            Some(name) => match (self.endpoints.get(name), newer.endpoints.get(name)) {
+                (Some(old), Some(new)) => (*old, *new),
+                (None, None) => return Vec::new(),
+                _ => ([[0; 32]; 3], [[1; 32]; 3]),
+            },
+        };
+        let methods = ["notifications/tools/list_changed", "notifications/prompts/list_changed", "notifications/resources/list_changed"];
+        methods.into_iter().zip(old.iter().zip(&new)).filter(|(_, (a, b))| a != b).map(|(m, _)| m).collect()
     }
 }
 
@@ -322,9 +355,42 @@ mod tests {
         let a = Lists::default();
         let b = Lists { tools: [1; 32], ..Lists::default() };
         let c = Lists { prompts: [1; 32], resources: [2; 32], ..b.clone() };
-        assert_eq!(a.changes(&a), Vec::<&str>::new());
-        assert_eq!(a.changes(&b), vec!["notifications/tools/list_changed"]);
-        assert_eq!(b.changes(&c), vec!["notifications/prompts/list_changed", "notifications/resources/list_changed"]);
+        assert_eq!(a.changes(&a, None), Vec::<&str>::new());
+        assert_eq!(a.changes(&b, None), vec!["notifications/tools/list_changed"]);
+        assert_eq!(b.changes(&c, None), vec!["notifications/prompts/list_changed", "notifications/resources/list_changed"]);
+    }
+
+    #[test]
+    fn a_virtual_servers_clients_hear_only_of_its_lists() {
+        use mcp_filter::config::{Subset, VirtualServer};
+        let mut config = mcp_filter::fixtures::config();
+        config.endpoints = vec![VirtualServer {
+            name: "ops".into(),
+            path: "/mcp/ops".into(),
+            tools: Subset { include: Some(vec!["a__*".into()]), exclude: vec![] },
+            prompts: Subset::default(),
+            resources: Subset { include: Some(vec!["file:///etc/*".into()]), exclude: vec![] },
+            renames: vec![],
+            descriptions: vec![],
+            authorization: None,
+        }];
+        let before = Lists::of(&config);
+        // A tool outside the endpoint's subset changes: its clients hear nothing.
+        config.tools.retain(|t| t.name != "b__echo");
+        let after = Lists::of(&config);
+        assert_eq!(before.changes(&after, None), vec!["notifications/tools/list_changed"]);
+        assert!(before.changes(&after, Some("ops")).is_empty());
+        // One inside it: they do.
+        config.tools.retain(|t| t.name != "a__echo");
+        assert_eq!(after.changes(&Lists::of(&config), Some("ops")), vec!["notifications/tools/list_changed"]);
+        // A rename changes its list, not the gateway's.
+        config.endpoints[0].renames = vec![("a__greet".into(), "hello".into())];
+        config.endpoints[0].tools = Subset::default();
+        let renamed = Lists::of(&config);
+        config.endpoints[0].renames.clear();
+        let plain = Lists::of(&config);
+        assert_eq!(plain.changes(&renamed, Some("ops")), vec!["notifications/prompts/list_changed"], "a__greet is a prompt");
+        assert!(plain.changes(&renamed, None).is_empty());
     }
 
     #[test]

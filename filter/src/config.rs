@@ -57,6 +57,10 @@ pub const INTERNAL_HEADER: &str = "x-mcp-gateway-internal";
 /// filter tells the control plane so that it can cap each caller's
 /// streams. Dropped from whatever a client sends.
 pub const PRINCIPAL_HEADER: &str = "x-mcp-principal";
+/// The virtual server a GET stream was opened on (its name), which the
+/// filter tells the control plane so that it notifies the client only of
+/// changes to that endpoint's lists. Dropped from whatever a client sends.
+pub const ENDPOINT_HEADER: &str = "x-mcp-endpoint";
 
 /// Marks the control plane's own discovery requests, so that its runtimes
 /// do not count them as use of an on-demand server. Only the control plane

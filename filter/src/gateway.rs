@@ -222,7 +222,7 @@ impl Gateway {
         }
         self.handshake.open(&self.config, head, now).map_err(|e| Reply::error(None, &e))?;
         let caller = head.caller.as_ref().map(|c| encode_header_value(&c.principal));
-        Ok(edits::stream(&self.config, cp, caller))
+        Ok(edits::stream(&self.config, cp, caller, self.view_name(head)))
     }
 
     /// Ends a client session (see `handshake`): the reply, the DELETEs of

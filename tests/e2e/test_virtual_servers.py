@@ -113,3 +113,54 @@ def test_a_rate_limit_on_a_virtual_server_holds_there_only(gateway):
         assert all("result" in modern_at(gateway.url, "tools/list") for _ in range(4))
     finally:
         gateway.write_catalog_and_wait(base, "the base catalog back")
+
+
+def test_a_virtual_servers_clients_hear_only_of_changes_to_its_lists(gateway):
+    """Two clients hold GET streams, one on /mcp, one on a virtual server
+    offering only `third__echo`. A catalog edit adds third's other tools
+    (outside the subset), then third__echo: the /mcp client hears of both,
+    the other only of the second (it would have heard of the first before)."""
+    import asyncio
+
+    import anyio
+    from mcp.client.client import Client
+
+    from conftest import wait_until
+
+    base = BASE_SERVERS(gateway.ports)
+    narrow = [{"name": "narrow", "tools": {"include": ["third__echo"]}}]
+    third = {"name": "third", "url": f"http://127.0.0.1:{gateway.ports['third']}/mcp"}
+    heard = {"whole": 0, "narrow": 0}
+
+    def handler(who: str):
+        async def count(message):
+            if "ToolListChanged" in type(getattr(message, "root", message)).__name__:
+                heard[who] += 1
+        return count
+
+    async def scenario():
+        async with Client(gateway.url, mode="legacy", message_handler=handler("whole")) as whole, \
+                Client(f"{gateway.base}/mcp/narrow", mode="legacy", message_handler=handler("narrow")) as on_narrow:
+            await whole.list_tools()
+            assert [t.name for t in (await on_narrow.list_tools()).tools] == []
+            streams = lambda: gateway.envoy_stat("cluster.gateway_streams.upstream_rq_active") >= 2
+            await anyio.to_thread.run_sync(lambda: wait_until("both GET streams open", streams, timeout=30))
+            gateway.write_catalog(base + [{**third, "tools": {"exclude": ["echo"]}}], narrow)
+            with anyio.fail_after(30):
+                while heard["whole"] < 1:
+                    await anyio.sleep(0.05)
+            gateway.write_catalog(base + [third], narrow)
+            with anyio.fail_after(30):
+                while heard["narrow"] < 1 or heard["whole"] < 2:
+                    await anyio.sleep(0.05)
+            return [t.name for t in (await on_narrow.list_tools()).tools]
+
+    gateway.echo_server("third", gateway.ports["third"])
+    try:
+        gateway.write_catalog_and_wait(base, "a catalog with a narrow virtual server", narrow)
+        names = asyncio.run(scenario())
+        assert heard["narrow"] == 1 and heard["whole"] >= 2, heard
+        assert names == ["third__echo"], names
+    finally:
+        gateway.write_catalog_and_wait(base, "the base catalog back")
+        gateway.stop("third")

@@ -216,7 +216,9 @@ pub async fn events(State(s): State<StreamState>, headers: HeaderMap) -> Respons
             streams.push(Box::pin(upstream_events(s.changes.clone(), *u, from)));
         }
         Ok(Plan::Stream(upstreams)) => {
-            streams.push(Box::pin(gateway_events(s.lists.clone())));
+            // The filter names the virtual server the stream was opened on.
+            let endpoint = headers.get(mcp_filter::config::ENDPOINT_HEADER).and_then(|v| v.to_str().ok()).filter(|e| !e.is_empty());
+            streams.push(Box::pin(gateway_events(s.lists.clone(), endpoint.map(str::to_string))));
             streams.push(Box::pin(keepalive()));
             let mut joined = Joined::default();
             for (u, from) in upstreams {
@@ -314,18 +316,20 @@ fn opened_later(
 }
 
 /// `list_changed` for each kind of list that changed, once the Envoys run it.
-fn gateway_events(rx: tokio::sync::watch::Receiver<Lists>) -> impl Stream<Item = Bytes> + Send {
+/// The gateway's own list changes, for a client of the gateway's endpoint
+/// or of the virtual server `endpoint`.
+fn gateway_events(rx: tokio::sync::watch::Receiver<Lists>, endpoint: Option<String>) -> impl Stream<Item = Bytes> + Send {
     let seen = rx.borrow().clone();
-    futures::stream::unfold((rx, seen), |(mut rx, mut seen)| async move {
+    futures::stream::unfold((rx, seen, endpoint), |(mut rx, mut seen, endpoint)| async move {
         loop {
             rx.changed().await.ok()?;
             let now = rx.borrow_and_update().clone();
-            let methods = seen.changes(&now);
+            let methods = seen.changes(&now, endpoint.as_deref());
             seen = now;
             if !methods.is_empty() {
                 let events: String =
                     methods.iter().map(|m| format!("event: message\ndata: {{\"jsonrpc\":\"2.0\",\"method\":\"{m}\"}}\n\n")).collect();
-                return Some((Bytes::from(events), (rx, seen)));
+                return Some((Bytes::from(events), (rx, seen, endpoint)));
             }
         }
     })

@@ -20,7 +20,7 @@
 use std::borrow::Cow;
 
 use crate::config::{
-    ControlPlane, FilterConfig, UpstreamServer, BRIDGE_PATH_PREFIX, CLUSTER_HEADER, DECISION_PROPERTY, DISCOVERY_HEADER,
+    ControlPlane, FilterConfig, UpstreamServer, BRIDGE_PATH_PREFIX, CLUSTER_HEADER, DECISION_PROPERTY, DISCOVERY_HEADER, ENDPOINT_HEADER,
     JWT_FAILURE_HEADER, JWT_PAYLOAD_HEADER, META_TRACEPARENT_PROPERTY, METHOD_PROPERTY, PRINCIPAL_HEADER, PRINCIPAL_PROPERTY,
     RATE_LIMIT_HEADER_PREFIX, REASON_PROPERTY, REQUEST_ID_PROPERTY, SERVER_PROPERTY, SPAN_PROPERTY, TARGET_PROPERTY,
 };
@@ -33,8 +33,10 @@ use crate::metrics;
 /// client could use an on-demand server without keeping it awake), and,
 /// when tracing, the name of its span.
 pub fn arrival<'a>(config: &FilterConfig, head: &RequestHead) -> HeaderEdits<'a> {
-    let mut edits =
-        HeaderEdits { drop: vec![CLUSTER_HEADER.into(), DISCOVERY_HEADER.into(), PRINCIPAL_HEADER.into()], ..HeaderEdits::default() };
+    let mut edits = HeaderEdits {
+        drop: vec![CLUSTER_HEADER.into(), DISCOVERY_HEADER.into(), PRINCIPAL_HEADER.into(), ENDPOINT_HEADER.into()],
+        ..HeaderEdits::default()
+    };
     if config.trace {
         edits.properties.push((SPAN_PROPERTY, metrics::http_span_name(&head.method, &head.path).into()));
     }
@@ -91,7 +93,7 @@ pub fn forward<'a>(config: &'a FilterConfig, server: &'a UpstreamServer, f: &'a 
 /// A client's GET stream, to the control plane `cp`, which relays the
 /// upstreams' streams itself, and counts each caller's (`caller`, its
 /// principal, MCP-encoded; `None` without authentication).
-pub fn stream<'a>(config: &'a FilterConfig, cp: &'a ControlPlane, caller: Option<String>) -> HeaderEdits<'a> {
+pub fn stream<'a>(config: &'a FilterConfig, cp: &'a ControlPlane, caller: Option<String>, endpoint: Option<&'a str>) -> HeaderEdits<'a> {
     let cluster = cp.streams_cluster.as_deref().unwrap_or(&cp.cluster);
     let mut edits = HeaderEdits {
         // Envoy's own error, should the control plane be down, names the
@@ -105,6 +107,9 @@ pub fn stream<'a>(config: &'a FilterConfig, cp: &'a ControlPlane, caller: Option
     edits.set.push(("x-envoy-upstream-rq-timeout-ms".into(), "0".into()));
     if let Some(principal) = caller {
         edits.set.push((PRINCIPAL_HEADER.into(), principal.into()));
+    }
+    if let Some(endpoint) = endpoint {
+        edits.set.push((ENDPOINT_HEADER.into(), endpoint.into()));
     }
     edits
 }
@@ -249,8 +254,9 @@ mod tests {
         assert_eq!(edits.value("x-mcp-gateway-internal"), Some("t"));
         // A GET stream, to the control plane: no client credential at all.
         let cp = c.control_plane.as_ref().unwrap();
-        let stream = stream(&c, cp, Some("alice".into()));
+        let stream = stream(&c, cp, Some("alice".into()), Some("ops"));
         assert_eq!(stream.value(PRINCIPAL_HEADER), Some("alice"), "the control plane counts the caller's streams");
+        assert_eq!(stream.value(ENDPOINT_HEADER), Some("ops"), "the control plane notifies of that endpoint's lists");
         assert!(["authorization", "x-api-key", JWT_PAYLOAD_HEADER, "x-mcp-rate-limit-shared"].iter().all(|h| stream.drops(h)));
         assert_eq!(stream.value("x-mcp-gateway-internal"), Some("t"));
     }
@@ -266,7 +272,11 @@ mod tests {
             let head = RequestHead { method: method.into(), path: path.into(), ..Default::default() };
             let edits = gw.arrival(&head);
             assert!(
-                edits.drops(CLUSTER_HEADER) && edits.drops(PRINCIPAL_HEADER) && edits.target.is_none() && edits.set.is_empty(),
+                edits.drops(CLUSTER_HEADER)
+                    && edits.drops(PRINCIPAL_HEADER)
+                    && edits.drops(ENDPOINT_HEADER)
+                    && edits.target.is_none()
+                    && edits.set.is_empty(),
                 "{method} {path}"
             );
             assert!(edits.drops(DISCOVERY_HEADER), "only the control plane marks its discovery: {method} {path}");
@@ -282,8 +292,8 @@ mod tests {
         let edits = forward(&c, &c.servers[1], &bridged, vec![]);
         assert_eq!(cluster_writes(&edits), ["gateway_admin"]);
         assert_eq!(edits.value(":path"), Some("/mcp-bridge/b"));
-        assert_eq!(cluster_writes(&stream(&c, c.control_plane.as_ref().unwrap(), None)), ["gateway_admin"]);
-        for (name, _) in edits.set.iter().chain(&stream(&c, c.control_plane.as_ref().unwrap(), None).set) {
+        assert_eq!(cluster_writes(&stream(&c, c.control_plane.as_ref().unwrap(), None, None)), ["gateway_admin"]);
+        for (name, _) in edits.set.iter().chain(&stream(&c, c.control_plane.as_ref().unwrap(), None, None).set) {
             assert_ne!(name, CLUSTER_HEADER, "never by a plain write");
         }
     }
