@@ -167,7 +167,13 @@ pub fn compile(inputs: &Inputs<'_>) -> Result<Compiled, CompileError> {
     let mut tools = Names::new("tool", inputs.previous.map(|p| (p, p.tools.as_slice())));
     let router = g.tool_router.enabled.then_some(&g.tool_router);
     if let Some(r) = router {
-        tools = tools.indexed(r.in_mcp);
+        // The names of the gateway's own tools are kept wherever they are offered.
+        let widest = catalog.endpoints.iter().filter_map(|e| e.in_mcp).fold(r.in_mcp, |a, b| match (a, b) {
+            (InMcp::Only, _) | (_, InMcp::Only) => InMcp::Only,
+            (InMcp::Alongside, _) | (_, InMcp::Alongside) => InMcp::Alongside,
+            _ => InMcp::Off,
+        });
+        tools = tools.indexed(widest);
     }
     let mut prompts = Names::new("prompt", inputs.previous.map(|p| (p, p.prompts.as_slice())));
     let mut hidden_tools: BTreeMap<String, Vec<String>> = BTreeMap::new();

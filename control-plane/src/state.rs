@@ -373,6 +373,7 @@ mod tests {
             renames: vec![],
             descriptions: vec![],
             authorization: None,
+            in_mcp: None,
         }];
         let before = Lists::of(&config);
         // A tool outside the endpoint's subset changes: its clients hear nothing.

@@ -387,14 +387,14 @@ impl Gateway {
             "tools/call" | "prompts/get" => session().and_then(|s| {
                 let (name, span) = jsonrpc::tool_name(body, params)?;
                 check_name_header(head, &name)?;
-                let own = if method == "tools/call" { self.own_tool(&name) } else { None };
+                let own = if method == "tools/call" { self.own_tool(&name, view) } else { None };
                 // The gateway's own tools: a search answered here, or a call
                 // of the tool it names, as if the client had called it.
                 let called;
                 let (body, name, span) = match own {
                     Some(router::OwnTool::Search) => return self.search_tool(caller, view, id, params, s.version == STATELESS_VERSION),
                     Some(router::OwnTool::Call) => {
-                        called = self.called_through(id, params)?;
+                        called = self.called_through(view, id, params)?;
                         (called.0.as_slice(), Cow::Owned(called.1.clone()), called.2.clone())
                     }
                     None => (body, name, span),

@@ -35,7 +35,8 @@ def test_a_virtual_server_offers_its_subset_under_its_names_in_every_client_mode
     base = BASE_SERVERS(gateway.ports)
     url = f"{gateway.base}/mcp/support"
     try:
-        gateway.write_catalog_and_wait(base, "a catalog with a virtual server", [SUPPORT], tool_router={"in_mcp": "alongside"})
+        finder = {"name": "finder", "tools": {"include": ["echo__*"]}, "in_mcp": "only"}
+        gateway.write_catalog_and_wait(base, "a catalog with virtual servers", [SUPPORT, finder], tool_router={"in_mcp": "alongside"})
 
         calls = {"renamed": ("sum", {"a": 2, "b": 3}), "described": ("everything__get-sum", {"a": 40, "b": 2})}
         found = modes.probe(url, calls)
@@ -59,6 +60,11 @@ def test_a_virtual_server_offers_its_subset_under_its_names_in_every_client_mode
         hits = [t["name"] for t in searched["result"]["structuredContent"]["tools"]]
         assert "sum" in hits and not {"echo__add", "everything__echo"} & set(hits), hits
 
+        # An endpoint with its own in_mcp: the search tools only, searching its subset.
+        finder_url = f"{gateway.base}/mcp/finder"
+        assert [t["name"] for t in modern_at(finder_url, "tools/list")["result"]["tools"]] == ["search_tools", "call_tool"]
+        through = modern_at(finder_url, "tools/call", {"name": "call_tool", "arguments": {"name": "echo__add", "arguments": {"a": 1, "b": 1}}}, name="call_tool")
+        assert "2" in str(through["result"]["content"]), through
         # The gateway's own endpoint is unchanged.
         whole = RawSession(gateway.url)
         whole.initialize()

@@ -5,7 +5,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use mcp_filter::config::Subset;
+use mcp_filter::config::{InMcp, Subset};
 use serde::{Deserialize, Serialize};
 
 use super::AuthorizationSettings;
@@ -36,6 +36,10 @@ pub struct EndpointSettings {
     /// uses here only what both allow.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub authorization: Option<AuthorizationSettings>,
+    /// What its `tools/list` offers of the tool router (`off`, `alongside`,
+    /// `only`); default: `gateway.tool_router.in_mcp`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub in_mcp: Option<InMcp>,
 }
 
 /// The path of virtual server `name`.

@@ -51,6 +51,7 @@ pub fn virtual_servers(catalog: &Catalog, tools: &[NamedRoute], prompts: &[Named
                     .authorization
                     .as_ref()
                     .map(|a| AuthorizationConfig { default_allow: a.default == DefaultDecision::Allow, rules: a.rules.clone() }),
+                in_mcp: e.in_mcp,
             }
         })
         .collect()

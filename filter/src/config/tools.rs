@@ -35,6 +35,10 @@ pub struct VirtualServer {
     /// Its own rules, on top of the gateway's. `None`: the gateway's alone.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub authorization: Option<AuthorizationConfig>,
+    /// What its `tools/list` offers of the tool router. `None`: the
+    /// gateway's setting ([`ToolRouter::in_mcp`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub in_mcp: Option<InMcp>,
 }
 
 /// Globs (`*`, `?`) saying which names are in: those an `include` pattern

@@ -146,8 +146,9 @@ impl Lists {
         };
         let (mut tools, tools_shown) = named(&config.tools, Kind::Tool);
         // The tool router's own tools, beside the tools or in their place.
-        let own = router::own_tools(config.router.as_ref());
-        if config.router.as_ref().is_some_and(|r| r.in_mcp == InMcp::Only) {
+        let in_mcp = router::in_mcp(config, view);
+        let own = router::own_tools(in_mcp);
+        if in_mcp == InMcp::Only {
             tools = own;
         } else {
             tools.extend(own);

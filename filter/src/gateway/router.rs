@@ -16,7 +16,7 @@ use serde_json::value::RawValue;
 
 use super::endpoint::View;
 use super::{auth, Gateway};
-use crate::config::{InMcp, NamedRoute, ToolRouter, CALL_TOOL, SEARCH_TOOL};
+use crate::config::{FilterConfig, InMcp, NamedRoute, CALL_TOOL, SEARCH_TOOL};
 use crate::decision::{Audit, BodyAction, HeadAction, Reply, RequestHead};
 use crate::error::McpError;
 use crate::headers::media_type;
@@ -38,13 +38,21 @@ const SEARCH_DEFINITION: &str = r#"{"name":"search_tools","title":"Search the ga
 const CALL_DEFINITION: &str = r#"{"name":"call_tool","title":"Call a tool found by search_tools","description":"Call one of the gateway's tools by the name search_tools gave, with its arguments as its input schema describes them.","inputSchema":{"type":"object","properties":{"name":{"type":"string","description":"The tool's name, as search_tools gave it"},"arguments":{"type":"object","description":"The tool's arguments"}},"required":["name"]}}"#;
 
 /// The gateway's own tools `tools/list` shows, as (definition, name).
-pub(super) fn own_tools(router: Option<&ToolRouter>) -> Vec<(String, String)> {
+pub(super) fn own_tools(in_mcp: InMcp) -> Vec<(String, String)> {
     let search = (SEARCH_DEFINITION.to_string(), SEARCH_TOOL.to_string());
-    match router.map(|r| r.in_mcp) {
-        None | Some(InMcp::Off) => Vec::new(),
-        Some(InMcp::Alongside) => vec![search],
-        Some(InMcp::Only) => vec![search, (CALL_DEFINITION.to_string(), CALL_TOOL.to_string())],
+    match in_mcp {
+        InMcp::Off => Vec::new(),
+        InMcp::Alongside => vec![search],
+        InMcp::Only => vec![search, (CALL_DEFINITION.to_string(), CALL_TOOL.to_string())],
     }
+}
+
+/// What `tools/list` offers of the tool router on the gateway's endpoint
+/// (`view` `None`) or a virtual server's: the endpoint's own setting, else
+/// the router's; nothing without a router.
+pub(super) fn in_mcp(config: &FilterConfig, view: Option<&View>) -> InMcp {
+    let Some(router) = &config.router else { return InMcp::Off };
+    view.and_then(|v| v.endpoint(config)).and_then(|e| e.in_mcp).unwrap_or(router.in_mcp)
 }
 
 /// One of the gateway's own tools, called by name.
@@ -166,9 +174,8 @@ impl Gateway {
     }
 
     /// The gateway's own tool named `name`, if the router offers it in MCP.
-    pub(super) fn own_tool(&self, name: &str) -> Option<OwnTool> {
-        let in_mcp = self.config.router.as_ref().map_or(InMcp::Off, |r| r.in_mcp);
-        match (in_mcp, name) {
+    pub(super) fn own_tool(&self, name: &str, view: Option<&View>) -> Option<OwnTool> {
+        match (in_mcp(&self.config, view), name) {
             (InMcp::Alongside | InMcp::Only, SEARCH_TOOL) => Some(OwnTool::Search),
             (InMcp::Only, CALL_TOOL) => Some(OwnTool::Call),
             _ => None,
@@ -203,6 +210,7 @@ impl Gateway {
     /// of the name in it.
     pub(super) fn called_through(
         &self,
+        view: Option<&View>,
         id: &str,
         params: Option<&RawValue>,
     ) -> Result<(Vec<u8>, String, std::ops::Range<usize>), McpError> {
@@ -215,7 +223,7 @@ impl Gateway {
         let call: CallArguments = serde_json::from_str(raw.get()).map_err(|e| {
             McpError::InvalidParams(format!("call_tool takes {{\"name\": \"<a tool search_tools found>\", \"arguments\": {{...}}}}: {e}"))
         })?;
-        if self.own_tool(&call.name).is_some() {
+        if self.own_tool(&call.name, view).is_some() {
             return Err(McpError::InvalidParams(format!("call_tool calls the servers' tools; call {} directly", call.name)));
         }
         let meta = params.and_then(|p| serde_json::from_str::<Meta>(p.get()).ok()).and_then(|m| m.meta);

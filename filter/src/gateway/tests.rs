@@ -1611,6 +1611,7 @@ fn with_ops_endpoint() -> Gateway {
         renames: vec![("a__echo".into(), "echo".into())],
         descriptions: vec![("plain".into(), "Plain, for ops".into())],
         authorization: None,
+        in_mcp: None,
     }];
     Gateway::new(c).unwrap()
 }
@@ -1689,6 +1690,7 @@ fn a_virtual_servers_own_rules_narrow_the_gateways() {
                 deny: Targets::default(),
             }],
         }),
+        in_mcp: None,
     }];
     let gw = Gateway::new(c).unwrap();
     let token = session_as(&gw, on_ops(None), false);

@@ -242,3 +242,42 @@ fn search_tools_answers_in_mcp_and_call_tool_calls_what_it_found() {
     let direct = json!({"jsonrpc": "2.0", "id": 11, "method": "tools/call", "params": {"name": "time__get_current_time", "arguments": {}}});
     assert!(matches!(mcp(&gw, direct), BodyAction::Forward(f) if f.server == 0));
 }
+
+#[test]
+fn a_virtual_server_has_its_own_in_mcp_and_searches_and_calls_only_its_subset() {
+    use crate::config::{Subset, VirtualServer};
+    let gw = gateway(InMcp::Off, |c| {
+        c.endpoints = vec![VirtualServer {
+            name: "files".into(),
+            path: "/mcp/files".into(),
+            tools: Subset { include: Some(vec!["fs__*".into()]), exclude: vec![] },
+            prompts: Subset::default(),
+            resources: Subset::default(),
+            renames: vec![("fs__read_file".into(), "read".into())],
+            descriptions: vec![],
+            authorization: None,
+            in_mcp: Some(InMcp::Only),
+        }];
+    });
+    assert_eq!(listed(&gw).len(), 4, "the gateway's endpoint keeps its setting");
+    let on_files = |body: Value| {
+        let h = RequestHead { session_id: Some(session(&gw)), ..head("POST", "/mcp/files") };
+        gw.on_body(&h, body.to_string().as_bytes(), NOW)
+    };
+    let BodyAction::Reply(r) = on_files(json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"})) else { panic!() };
+    let names: Vec<Value> = json_of(&r)["result"]["tools"].as_array().unwrap().iter().map(|t| t["name"].clone()).collect();
+    assert_eq!(names, [json!("search_tools"), json!("call_tool")]);
+    let search = json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": {"name": "search_tools", "arguments": {"task": "read a file and get the current time", "limit": 10}}});
+    let BodyAction::Reply(r) = on_files(search) else { panic!() };
+    let found: Vec<Value> =
+        json_of(&r)["result"]["structuredContent"]["tools"].as_array().unwrap().iter().map(|t| t["name"].clone()).collect();
+    assert!(found.contains(&json!("read")) && !found.contains(&json!("time__get_current_time")), "{found:?}");
+    // call_tool by the name here reaches the server by its own name; a tool outside is unknown.
+    let call = json!({"jsonrpc": "2.0", "id": 4, "method": "tools/call", "params": {"name": "call_tool", "arguments": {"name": "read", "arguments": {"path": "/a"}}}});
+    let BodyAction::Forward(f) = on_files(call) else { panic!() };
+    let sent: Value = serde_json::from_slice(f.body.as_deref().unwrap()).unwrap();
+    assert_eq!((f.server, sent["params"]["name"].clone()), (1, json!("read_file")));
+    let outside = json!({"jsonrpc": "2.0", "id": 5, "method": "tools/call", "params": {"name": "call_tool", "arguments": {"name": "time__get_current_time"}}});
+    let BodyAction::Reply(r) = on_files(outside) else { panic!() };
+    assert_eq!(json_of(&r)["error"]["message"], "Unknown tool: time__get_current_time");
+}
