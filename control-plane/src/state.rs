@@ -226,19 +226,24 @@ pub struct Lists {
 
 impl Lists {
     pub fn of(config: &FilterConfig) -> Self {
+        use mcp_filter::policy::in_subset;
         let digest = |v: serde_json::Result<Vec<u8>>| Sha256::digest(v.unwrap_or_default()).into();
+        // What a caller sees of a list is decided by the rules too, and the
+        // tools list holds the router's tools as in_mcp says.
+        let rules = &config.authorization;
+        let in_mcp = config.router.as_ref().map(|r| r.in_mcp);
         let endpoints = config
             .endpoints
             .iter()
             .map(|e| {
-                use mcp_filter::policy::in_subset;
+                let rules = (rules, &e.authorization);
                 // The items it offers, with the renames and descriptions of those.
                 let named = |routes: &[mcp_filter::config::NamedRoute], subset| {
                     let kept: Vec<_> = routes.iter().filter(|r| in_subset(subset, &r.name)).collect();
                     let of_kept = |pairs: &[(String, String)]| -> Vec<(String, String)> {
                         pairs.iter().filter(|(name, _)| kept.iter().any(|r| &r.name == name)).cloned().collect()
                     };
-                    digest(serde_json::to_vec(&(&kept, of_kept(&e.renames), of_kept(&e.descriptions))))
+                    digest(serde_json::to_vec(&(&kept, of_kept(&e.renames), of_kept(&e.descriptions), rules)))
                 };
                 let uri = |item: &serde_json::Value, key: &str| {
                     let raw = item.get(key).and_then(serde_json::Value::as_str).unwrap_or_default();
@@ -246,18 +251,19 @@ impl Lists {
                 };
                 let resources: Vec<_> = config.resources.iter().filter(|r| uri(&r.definition, "uri")).collect();
                 let templates: Vec<_> = config.resource_templates.iter().filter(|r| uri(&r.definition, "uriTemplate")).collect();
+                let own_in_mcp = config.router.as_ref().map(|r| e.in_mcp.unwrap_or(r.in_mcp));
                 let lists = [
-                    named(&config.tools, &e.tools),
+                    digest(serde_json::to_vec(&(named(&config.tools, &e.tools), own_in_mcp))),
                     named(&config.prompts, &e.prompts),
-                    digest(serde_json::to_vec(&(resources, templates))),
+                    digest(serde_json::to_vec(&(resources, templates, rules))),
                 ];
                 (e.name.clone(), lists)
             })
             .collect();
         Lists {
-            tools: digest(serde_json::to_vec(&config.tools)),
-            prompts: digest(serde_json::to_vec(&config.prompts)),
-            resources: digest(serde_json::to_vec(&(&config.resources, &config.resource_templates))),
+            tools: digest(serde_json::to_vec(&(&config.tools, rules, in_mcp))),
+            prompts: digest(serde_json::to_vec(&(&config.prompts, rules))),
+            resources: digest(serde_json::to_vec(&(&config.resources, &config.resource_templates, rules))),
             endpoints,
         }
     }
@@ -392,6 +398,10 @@ mod tests {
         let plain = Lists::of(&config);
         assert_eq!(plain.changes(&renamed, Some("ops")), vec!["notifications/prompts/list_changed"], "a__greet is a prompt");
         assert!(plain.changes(&renamed, None).is_empty());
+        // Rules decide what a caller sees: a change of them is a change of every list.
+        config.endpoints[0].authorization = Some(mcp_filter::config::AuthorizationConfig { default_allow: true, rules: vec![] });
+        assert_eq!(plain.changes(&Lists::of(&config), Some("ops")).len(), 3);
+        assert!(plain.changes(&Lists::of(&config), None).is_empty(), "the endpoint's rules are its own");
     }
 
     #[test]

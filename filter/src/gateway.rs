@@ -400,19 +400,22 @@ impl Gateway {
                     None => (body, name, span),
                 };
                 // On a virtual server, the gateway's name of what it calls `name`.
-                let gateway_name = view.map_or(Some(name.as_ref()), |v| v.gateway_name(&name)).unwrap_or_default();
+                // (`None`: a gateway name it shows under another, unknown there.)
+                let gateway_name = view.map_or(Some(name.as_ref()), |v| v.gateway_name(&name));
                 let (found, unknown, kind): (_, fn(String) -> McpError, _) = match method.as_ref() {
-                    "tools/call" => (self.routes.tool(gateway_name), McpError::UnknownTool, Kind::Tool),
-                    _ => (self.routes.prompt(gateway_name), McpError::UnknownPrompt, Kind::Prompt),
+                    "tools/call" => (gateway_name.and_then(|g| self.routes.tool(g)), McpError::UnknownTool, Kind::Tool),
+                    _ => (gateway_name.and_then(|g| self.routes.prompt(g)), McpError::UnknownPrompt, Kind::Prompt),
                 };
+                let gateway_name = gateway_name.unwrap_or_default();
                 // A denied name is refused exactly as an unknown one; a held
-                // one the caller may call, with what changed.
+                // one the caller may call, with what changed (under the name
+                // it was called by).
                 let route = found.filter(|r| check(kind, r.server, gateway_name)).ok_or_else(|| {
                     let held =
                         self.config.held_tools.iter().find(|h| kind == Kind::Tool && !gateway_name.is_empty() && h.name == gateway_name);
                     match held.filter(|h| check(kind, h.server, gateway_name)) {
                         Some(h) => McpError::ToolHeld {
-                            name: h.name.clone(),
+                            name: name.to_string(),
                             server: self.config.servers.get(h.server).map(|s| s.name.clone()).unwrap_or_default(),
                             upstream_name: h.upstream_name.clone(),
                             change: h.change.clone(),
@@ -442,8 +445,9 @@ impl Gateway {
             "completion/complete" => session().and_then(|s| match jsonrpc::completion_ref(body, params)? {
                 CompletionRef::Prompt(name, span) => {
                     check_name_header(head, &name)?;
-                    let gateway_name = view.map_or(Some(name.as_ref()), |v| v.gateway_name(&name)).unwrap_or_default();
-                    let route = self.routes.prompt(gateway_name).filter(|r| check(Kind::Prompt, r.server, gateway_name));
+                    let gateway_name = view.map_or(Some(name.as_ref()), |v| v.gateway_name(&name));
+                    let found = gateway_name.and_then(|g| self.routes.prompt(g).map(|r| (g, r)));
+                    let route = found.filter(|(g, r)| check(Kind::Prompt, r.server, g)).map(|(_, r)| r);
                     let route = route.ok_or_else(|| McpError::UnknownPrompt(name.to_string()))?;
                     let mut forward = self.forward(id, route.server, &s, route.renamed(body, span, &name))?;
                     if head.mcp_name.is_some() {

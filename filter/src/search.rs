@@ -45,13 +45,15 @@ fn each_word(text: &str, mut f: impl FnMut(&str)) {
     let mut current = String::new();
     let mut previous: Option<char> = None;
     let mut push = |w: &mut String| {
-        if !w.is_empty() {
+        // A common word is dropped as it is written (`please`) or as its
+        // stem (`uses` -> `use`).
+        if !w.is_empty() && STOPWORDS.binary_search(&w.as_str()).is_err() {
             let word = stem(w);
             if word.chars().nth(1).is_some() && STOPWORDS.binary_search(&word).is_err() {
                 f(word);
             }
-            w.clear();
         }
+        w.clear();
     };
     for c in text.chars() {
         if !c.is_alphanumeric() {
@@ -255,6 +257,9 @@ impl std::hash::Hasher for Fnv {
 
 /// How much the words of a task's context weigh against the task's own.
 const CONTEXT_WEIGHT: f32 = 0.5;
+/// The most distinct words of a query that count: a task is a sentence,
+/// and past this a query would cost each search more without ranking better.
+pub const MAX_QUERY_WORDS: usize = 64;
 
 /// A task's words, each with its weight: 1 for the task's, less for the
 /// words only its context holds.
@@ -268,7 +273,7 @@ impl Query {
         let mut words: Vec<(String, f32)> = Vec::new();
         for (text, weight) in [(task, 1.0), (context, CONTEXT_WEIGHT)] {
             each_word(text, |w| {
-                if !words.iter().any(|(k, _)| k == w) {
+                if words.len() < MAX_QUERY_WORDS && !words.iter().any(|(k, _)| k == w) {
                     words.push((w.to_string(), weight));
                 }
             });
@@ -320,6 +325,10 @@ impl ToolIndex {
         if weights.is_empty() {
             return Vec::new();
         }
+        // By id, so that each of a tool's words is looked up in log time.
+        let mut weights = weights;
+        weights.sort_unstable_by_key(|(id, _)| *id);
+        let weight_of = |id: u32| weights.binary_search_by_key(&id, |(w, _)| *w).ok().and_then(|at| weights.get(at)).map(|(_, idf)| *idf);
         let average = if self.average_len.is_finite() { self.average_len.max(1.0) } else { 1.0 };
         let mut scored: Vec<(usize, f32)> = self
             .tools
@@ -327,15 +336,12 @@ impl ToolIndex {
             .enumerate()
             .filter_map(|(i, postings)| {
                 let pairs = || postings.chunks_exact(2).filter_map(|p| if let [id, count] = p { Some((*id, *count as f32)) } else { None });
-                let shares = pairs().any(|(id, _)| weights.iter().any(|(w, _)| *w == id));
-                if !shares || !visible(i) {
+                if !pairs().any(|(id, _)| weight_of(id).is_some()) || !visible(i) {
                     return None;
                 }
                 let len: f32 = pairs().map(|(_, c)| c).sum();
                 let norm = K1 * (1.0 - B + B * len / average);
-                let score: f32 = pairs()
-                    .filter_map(|(id, tf)| weights.iter().find(|(w, _)| *w == id).map(|(_, idf)| idf * tf * (K1 + 1.0) / (tf + norm)))
-                    .sum();
+                let score: f32 = pairs().filter_map(|(id, tf)| weight_of(id).map(|idf| idf * tf * (K1 + 1.0) / (tf + norm))).sum();
                 (score > 0.0 && score.is_finite()).then_some((i, score))
             })
             .collect();
@@ -353,6 +359,9 @@ mod tests {
     fn words_split_cases_and_drop_what_says_nothing() {
         assert_eq!(words("getWeatherForecast"), ["weather", "forecast"]);
         assert_eq!(words("read_text_file"), ["read", "text", "file"]);
+        assert_eq!(words("Please read it"), ["read"], "a common word is dropped before its stem is taken");
+        let long: String = (0..500).map(|i| format!("word{i}x ")).collect();
+        assert_eq!(Query::new(&long, "").words.len(), MAX_QUERY_WORDS, "a query counts its first words only");
         assert_eq!(words("Lists the files in a directory"), ["list", "file", "directory"]);
         assert_eq!(words("base64Decode"), ["base", "64", "decod"], "stems, not words: decode and decoded meet");
         assert_eq!(words("queries, listed, reading, bus, class"), ["query", "list", "read", "bus", "class"]);

@@ -93,7 +93,9 @@ def test_a_changed_tool_is_held_in_both_eras_until_an_administrator_approves_it(
             r = httpx.post(f"{gateway.cp_admin}{path}", timeout=30)
             assert r.status_code == status and says in r.json()["error"], (path, r.status_code, r.text)
 
-        r = httpx.post(f"{gateway.cp_admin}/servers/pinned/tools/add/approve", timeout=30)
+        stale = httpx.post(f"{gateway.cp_admin}/servers/pinned/tools/add/approve", json={"sha256": "0" * 64}, timeout=30)
+        assert stale.status_code == 409 and "changed again" in stale.json()["error"], stale.text
+        r = httpx.post(f"{gateway.cp_admin}/servers/pinned/tools/add/approve", json={"sha256": change["offered_sha256"]}, timeout=30)
         assert r.status_code == 200 and r.json()["approved"] == ["add"], r.text
         wait_until("the approved tool served again", lambda: "pinned__add" in listed(gateway), timeout=30)
         assert listed(gateway)["pinned__add"]["description"] == POISONED, "what was approved is what is served"
@@ -101,6 +103,16 @@ def test_a_changed_tool_is_held_in_both_eras_until_an_administrator_approves_it(
         again = session.request("tools/call", {"name": "pinned__add", "arguments": {"a": 1, "b": 2}})
         assert "3" in str(again["result"]["content"]), again
         assert json.loads(pins.read_text())["servers"]["pinned"]["add"]["definition"]["description"] == POISONED
+
+        # A tool new since the server's tools were approved waits for approval too.
+        grown = modern(gateway, "tools/call", {"name": "pinned__grow", "arguments": {"name": "fresh"}}, name="pinned__grow")
+        assert "added fresh" in str(grown["result"]["content"]), grown
+        assert httpx.post(f"{gateway.cp_admin}/admin/reload", timeout=30).status_code == 200
+        wait_until("the new tool held", lambda: (c := change_of(gateway, "fresh")) is not None and c["held"] and c["new"], timeout=30)
+        assert "pinned__fresh" not in listed(gateway)
+        r = httpx.post(f"{gateway.cp_admin}/servers/pinned/tools/fresh/approve", timeout=30)
+        assert r.status_code == 200 and r.json()["approved"] == ["fresh"], r.text
+        wait_until("the new tool served once approved", lambda: "pinned__fresh" in listed(gateway), timeout=30)
 
         # pin: warn: the change is reported, the tool stays served.
         gateway.write_catalog_and_wait(base + [{**pinned_server(gateway), "pin": "warn"}], "the server pinned with warn", pin_file=str(pins))

@@ -77,6 +77,9 @@ pub fn problems(endpoints: &[EndpointSettings]) -> Vec<String> {
             if to.is_empty() || to.len() > 128 || to.chars().any(|c| c.is_control() || c.is_whitespace()) {
                 p.push(format!("{at}: rename: {from:?} -> {to:?}: the new name must be 1-128 characters, no spaces"));
             }
+            if [mcp_filter::config::SEARCH_TOOL, mcp_filter::config::CALL_TOOL].contains(&to.as_str()) {
+                p.push(format!("{at}: rename: {to:?} is the name of one of the gateway's own tools; choose another"));
+            }
             if !targets.insert(to.as_str()) {
                 p.push(format!("{at}: rename: two names are renamed {to:?}"));
             }

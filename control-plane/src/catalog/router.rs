@@ -50,7 +50,8 @@ impl ToolRouterSettings {
         if clash(mcp_path) {
             p.push(format!("{at}.path: {:?} overlaps the MCP endpoint {mcp_path:?}: choose another path", self.path));
         }
-        if let Some(r) = reserved.iter().find(|r| clash(r)) {
+        // The gateway's pages match by prefix (`/health` takes `/healthz/status`).
+        if let Some(r) = reserved.iter().find(|r| clash(r) || self.path.starts_with(**r)) {
             p.push(format!("{at}.path: {:?} overlaps the gateway's own page {r:?}: choose another path", self.path));
         }
         if self.max_limit == 0 || self.max_limit > MAX_LIMIT {

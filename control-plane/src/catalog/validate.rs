@@ -77,6 +77,13 @@ pub fn validate(c: &Catalog) -> Vec<String> {
     reserved.extend(mcp_filter::gateway::ROUTED_PATHS);
     p.extend(g.tool_router.problems(&g.mcp_path, &reserved));
     p.extend(super::endpoints::problems(&c.endpoints));
+    for e in &c.endpoints {
+        let path = super::path_of(&g.mcp_path, &e.name);
+        let router = &g.tool_router.path;
+        if g.tool_router.enabled && (&path == router || router.starts_with(&format!("{path}/"))) {
+            p.push(format!("endpoint {:?}: its path {path:?} is the tool router's ({router:?}): rename one of them", e.name));
+        }
+    }
     if g.tool_separator.is_empty() || !g.tool_separator.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b)) {
         p.push(format!("gateway.tool_separator: {:?} must be one or more of A-Z a-z 0-9 _ . -", g.tool_separator));
     }

@@ -232,6 +232,23 @@ fn a_held_tool_is_not_served_and_its_change_goes_to_the_filter() {
 }
 
 #[test]
+fn a_held_name_is_not_taken_by_another_server_meanwhile() {
+    let yaml =
+        "servers:\n  - {name: a, url: 'http://127.0.0.1:1/', prefix: false}\n  - {name: b, url: 'http://127.0.0.1:2/', prefix: false}\n";
+    let discovered: BTreeMap<String, Discovered> = [("a", ["search"]), ("b", ["search"])]
+        .iter()
+        .map(|(s, names)| {
+            (s.to_string(), Discovered { tools: names.iter().map(|n| tool(n)).collect(), stateful: true, ..Default::default() })
+        })
+        .collect();
+    let held = BTreeMap::from([("a".to_string(), BTreeMap::from([("search".to_string(), "its description changed".to_string())]))]);
+    let c = run_held(yaml, discovered, &BTreeMap::new(), None, &held).unwrap();
+    assert!(c.filter_config.tools.is_empty(), "b does not take a's held name");
+    assert_eq!(c.filter_config.held_tools[0].name, "search");
+    assert!(c.dropped.iter().any(|d| d.server == "b" && d.reason.contains("held for server \"a\"")), "{:?}", c.dropped);
+}
+
+#[test]
 fn an_endpoint_compiles_to_its_path_and_a_clashing_rename_is_left_out() {
     let yaml = "gateway: {mcp_path: /mcp/}\nservers:\n  - {name: a, url: 'http://127.0.0.1:1/'}\nendpoints:\n  - name: ops\n    tools: {include: ['a__*']}\n    rename: {a__x: sum, a__y: a__z}\n    describe: {a__x: Adds}\n    authorization: {default: allow, rules: []}\n";
     let c = run(yaml, &[("a", &["x", "y", "z"])]).unwrap();

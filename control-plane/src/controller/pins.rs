@@ -64,7 +64,9 @@ impl Controller {
 
     /// Approves `tool` of `server` (its own name) as it offers it now, or
     /// every tool of it (`None`), then reloads so that a held tool is served.
-    pub async fn approve(&self, server: &str, tool: Option<&str>) -> Result<Approved, ApproveError> {
+    /// With `expect`, only if what it offers now has that digest (the one
+    /// `/servers` showed the administrator).
+    pub async fn approve(&self, server: &str, tool: Option<&str>, expect: Option<&str>) -> Result<Approved, ApproveError> {
         let tools = {
             let _one_at_a_time = self.inner.reloading.lock().await;
             let published = self.published().ok_or_else(|| ApproveError::Conflict("the gateway has not loaded its catalog yet".into()))?;
@@ -85,10 +87,22 @@ impl Controller {
             if let Some(tool) = tool {
                 chosen.retain(|t| name(t) == Some(tool));
                 if chosen.is_empty() {
-                    let error = format!(
-                        "server {server:?} offers no tool {tool:?} (name it by the server's own name, without the gateway's prefix)"
-                    );
+                    let hidden = offer.tools.iter().any(|t| name(t) == Some(tool));
+                    let error = if hidden {
+                        format!("server {server:?}'s tool {tool:?} is left out by its tools filter (servers[].tools): there is nothing to approve")
+                    } else {
+                        format!(
+                            "server {server:?} offers no tool {tool:?} (name it by the server's own name, without the gateway's prefix)"
+                        )
+                    };
                     return Err(ApproveError::NotFound(error));
+                }
+                if let Some(expected) = expect {
+                    let now = chosen.first().map(|t| pins::Pin::of(t).sha256).unwrap_or_default();
+                    if now != expected {
+                        let error = format!("server {server:?}'s tool {tool:?} changed again (sha256 {now}, not {expected}): review it in GET /servers, then approve what it offers now");
+                        return Err(ApproveError::Conflict(error));
+                    }
                 }
             }
             let path = pins::path(catalog, &self.inner.settings.catalog_path);
@@ -101,7 +115,10 @@ impl Controller {
         for tool in &tools {
             tracing::info!(server, tool = %tool, "tool definition approved");
         }
-        let version = self.reload_with(Discovery::Unreachable).await.map_err(ApproveError::Failed)?;
+        let version = self
+            .reload_with(Discovery::Unreachable)
+            .await
+            .map_err(|e| ApproveError::Failed(format!("the approval is recorded, but the reload that serves it failed: {e}")))?;
         Ok(Approved { tools, version })
     }
 }

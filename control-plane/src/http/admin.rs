@@ -142,13 +142,31 @@ pub async fn reload(State(c): State<Controller>) -> impl IntoResponse {
 
 /// `POST /servers/{name}/tools/{tool}/approve`: approves the definition a
 /// server offers now for its tool (its own name), when the catalog pins it.
-pub async fn approve_tool(State(c): State<Controller>, Path((server, tool)): Path<(String, String)>) -> Response {
-    approved(c.approve(&server, Some(&tool)).await, &server)
+/// An optional body `{"sha256": "..."}` (the `offered_sha256` `/servers`
+/// showed) approves only that definition.
+pub async fn approve_tool(State(c): State<Controller>, Path((server, tool)): Path<(String, String)>, body: axum::body::Bytes) -> Response {
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Expect {
+        sha256: String,
+    }
+    let expect = if body.iter().all(u8::is_ascii_whitespace) {
+        None
+    } else {
+        match serde_json::from_slice::<Expect>(&body) {
+            Ok(e) => Some(e.sha256),
+            Err(e) => {
+                let error = format!("the body, if any, is {{\"sha256\": \"<offered_sha256 from GET /servers>\"}}: {e}");
+                return (StatusCode::BAD_REQUEST, Json(json!({ "status": "error", "error": error }))).into_response();
+            }
+        }
+    };
+    approved(c.approve(&server, Some(&tool), expect.as_deref()).await, &server)
 }
 
 /// `POST /servers/{name}/tools/approve-all`: every tool of the server.
 pub async fn approve_all(State(c): State<Controller>, Path(server): Path<String>) -> Response {
-    approved(c.approve(&server, None).await, &server)
+    approved(c.approve(&server, None, None).await, &server)
 }
 
 fn approved(outcome: Result<crate::controller::Approved, crate::controller::ApproveError>, server: &str) -> Response {

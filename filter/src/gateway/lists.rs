@@ -39,7 +39,10 @@ pub struct ListCache {
 impl ListCache {
     pub fn new(config: &FilterConfig, view: Option<&View>) -> ListCache {
         let offered = |kind, _, name: &str| view.is_none_or(|v| v.offers(config, kind, name));
-        let reaches = |_, offer: Offer| view.is_none() || offer.visible;
+        // On a virtual server, a server is reached when something of it is
+        // offered there, or it has templates (reads through them are judged
+        // by URI, like the gateway's).
+        let reaches = |_, offer: Offer| view.is_none() || offer.visible || offer.templates;
         ListCache { all: Rc::new(Lists::new(config, view, offered, reaches)), filtered: RefCell::new(HashMap::new()) }
     }
 
@@ -81,7 +84,7 @@ impl ListCache {
             },
             |server, offer| {
                 names.get(server).is_some_and(|s| global.is_none_or(|(a, set)| a.reaches(set, s, offer)))
-                    && (view.is_none() || offer.visible)
+                    && (view.is_none() || offer.visible || offer.templates)
             },
         ));
         let mut cache = self.filtered.borrow_mut();

@@ -259,6 +259,9 @@ impl Gateway {
             Some(n) => return Err(format!("limit {n} is out of range: ask for 1 to {} tools", router.max_limit)),
         };
         let lists = self.seen_by(caller, view);
+        if ask.servers.as_ref().is_some_and(|names| names.len() > self.config.servers.len()) {
+            return Err(format!("servers names more servers than the gateway has ({}): name each at most once", self.config.servers.len()));
+        }
         let only: Option<Vec<usize>> = match &ask.servers {
             None => None,
             Some(names) => Some(
@@ -275,8 +278,19 @@ impl Gateway {
             ),
         };
         let tools = &self.config.tools;
+        // Which servers the search may take tools from, by index.
+        let only: Option<Vec<bool>> = only.map(|chosen| {
+            let mut picked = vec![false; self.config.servers.len()];
+            for i in chosen {
+                if let Some(slot) = picked.get_mut(i) {
+                    *slot = true;
+                }
+            }
+            picked
+        });
         let visible = |i: usize| {
-            lists.shows_tool(i) && tools.get(i).is_some_and(|t: &NamedRoute| only.as_ref().is_none_or(|o| o.contains(&t.server)))
+            lists.shows_tool(i)
+                && tools.get(i).is_some_and(|t: &NamedRoute| only.as_ref().is_none_or(|o| o.get(t.server).copied().unwrap_or(false)))
         };
         let query = Query::new(&ask.task, context);
         let found = router.index.search(&query, limit, visible);
