@@ -549,8 +549,7 @@ impl Gateway {
 
     /// The name of the virtual server a request's path names, if any.
     fn view_name(&self, head: &RequestHead) -> Option<&str> {
-        let path = head.path.split('?').next().unwrap_or_default();
-        endpoint::of_path(&self.config, path).and_then(|i| self.config.endpoints.get(i)).map(|e| e.name.as_str())
+        self.view(head).and_then(|v| v.endpoint(&self.config)).map(|e| e.name.as_str())
     }
 
     /// The virtual server a request's path names, if any.
