@@ -36,6 +36,16 @@
 //! `--tls-client-ca FILE` then requires a client certificate signed by one of
 //! those CAs (mTLS): the gateway's tests of `https://` upstreams use them.
 //!
+//! `--require-jwt-audience AUD --jwt-hs256-secret SECRET [--jwt-issuer ISS]`
+//! refuses (401) every request without a valid HS256 JWT for `AUD` (checked by
+//! hand: HMAC-SHA256, `exp`, `nbf`, `aud`, `iss`), as an upstream that trusts
+//! an authorization server does, and adds `token_claims {}`, which returns the
+//! verified token's claims as JSON. `--resource-metadata-as URL` serves the
+//! RFC 9728 metadata naming that authorization server and names it in every
+//! 401 challenge. `--record-auth FILE` appends the Authorization header of
+//! every request received (`-` without one) to FILE, so that a test can tell
+//! exactly what reached the server.
+//!
 //! The server prints `listening on http://127.0.0.1:PORT/PATH` (or `https://`)
 //! on stdout once the socket is bound, and exits cleanly on SIGTERM or ctrl-c.
 //! It never binds anything but loopback: it is a test fixture, not a service.
@@ -106,9 +116,31 @@ struct Args {
     /// users only do.
     #[arg(long, requires = "require_bearer")]
     bearer_for_calls_only: bool,
-    /// The `WWW-Authenticate` challenge of a refusal (default `Bearer`).
+    /// The `WWW-Authenticate` challenge of a `--require-bearer` refusal
+    /// (default `Bearer`; `--resource-metadata-as` adds its parameter).
     #[arg(long, value_name = "VALUE", default_value = "Bearer")]
     challenge: String,
+    /// Refuse (HTTP 401, RFC 6750) every request without `Authorization:
+    /// Bearer <JWT>`: an HS256 JWT signed with `--jwt-hs256-secret`, unexpired,
+    /// whose `aud` is (or contains) AUD. Adds the tool `token_claims`.
+    #[arg(long, value_name = "AUD", requires = "jwt_hs256_secret", conflicts_with = "require_bearer")]
+    require_jwt_audience: Option<String>,
+    /// The HMAC key of `--require-jwt-audience`'s tokens.
+    #[arg(long, value_name = "SECRET", requires = "require_jwt_audience")]
+    jwt_hs256_secret: Option<String>,
+    /// With `--require-jwt-audience`: the tokens' `iss` must be ISS.
+    #[arg(long, value_name = "ISS", requires = "require_jwt_audience")]
+    jwt_issuer: Option<String>,
+    /// Serve RFC 9728 protected resource metadata naming URL as the
+    /// authorization server, at `/.well-known/oauth-protected-resource<path>`
+    /// (and without the path), and name it in every 401 challenge
+    /// (`resource_metadata=`). Refuses nothing by itself.
+    #[arg(long, value_name = "URL")]
+    resource_metadata_as: Option<String>,
+    /// Append one line per HTTP request received to FILE: its Authorization
+    /// header as received (several joined by ", "), or `-` without one.
+    #[arg(long, value_name = "FILE")]
+    record_auth: Option<std::path::PathBuf>,
     /// Offer `authorization`, which returns the Authorization header the
     /// request arrived with, and `header`, any header's value (to show what
     /// a gateway passes on).
@@ -185,7 +217,7 @@ struct EchoServer {
 
 #[tool_router]
 impl EchoServer {
-    fn new(name: Arc<str>, extra_tools: usize, dynamic: bool, show_auth: bool) -> Self {
+    fn new(name: Arc<str>, extra_tools: usize, dynamic: bool, show_auth: bool, token_claims: bool) -> Self {
         let mut tool_router = Self::tool_router();
         if !dynamic {
             tool_router.remove_route("grow");
@@ -194,6 +226,9 @@ impl EchoServer {
         if !show_auth {
             tool_router.remove_route("authorization");
             tool_router.remove_route("header");
+        }
+        if !token_claims {
+            tool_router.remove_route("token_claims");
         }
         for i in 0..extra_tools {
             // Reuse `echo`'s schema and handler so the generated tools behave
@@ -291,6 +326,15 @@ impl EchoServer {
         }
     }
 
+    #[tool(description = "Return the claims of the verified bearer token this request arrived with, as JSON")]
+    fn token_claims(&self, context: RequestContext<RoleServer>) -> String {
+        context
+            .extensions
+            .get::<axum::http::request::Parts>()
+            .and_then(|p| p.extensions.get::<jwt::Claims>())
+            .map_or_else(|| "null".to_string(), |claims| claims.0.to_string())
+    }
+
     #[tool(description = "Return this server's name")]
     fn whoami(&self) -> String {
         self.name.to_string()
@@ -352,18 +396,43 @@ async fn main() -> anyhow::Result<()> {
         config.allowed_hosts.extend(args.allowed_hosts);
     }
 
-    let server = EchoServer::new(args.name.into(), args.extra_tools, args.dynamic, args.show_auth);
+    let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, args.port))
+        .await
+        .with_context(|| format!("binding 127.0.0.1:{}", args.port))?;
+    let addr = listener.local_addr()?;
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(tls::config(cert, key, args.tls_client_ca.as_deref())?),
+        _ => None,
+    };
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let metadata = args.resource_metadata_as.map(|authorization_server| ResourceMetadata {
+        scheme,
+        path: args.path.as_str().into(),
+        authorization_server: authorization_server.into(),
+        local: addr.to_string().into(),
+    });
+
+    let jwt = match (args.require_jwt_audience, args.jwt_hs256_secret) {
+        (Some(audience), Some(secret)) => Some(jwt::Check { secret: secret.into_bytes(), audience, issuer: args.jwt_issuer }),
+        _ => None,
+    };
+    let server = EchoServer::new(args.name.into(), args.extra_tools, args.dynamic, args.show_auth, jwt.is_some());
     let service = StreamableHttpService::new(move || Ok(server.clone()), Arc::new(LocalSessionManager::default()), config);
     let mut app = axum::Router::new().route_service(&args.path, service);
     if args.modern_only {
         app = app.layer(axum::middleware::from_fn(modern_only));
     }
+    if let Some(check) = jwt {
+        let auth = Arc::new(JwtAuth { check, metadata: metadata.clone() });
+        app = app.layer(axum::middleware::from_fn_with_state(auth, require_jwt));
+    }
     if let Some(token) = args.require_bearer {
         let wanted: Arc<str> = format!("Bearer {token}").into();
         let challenge: Arc<str> = args.challenge.into();
         let calls_only = args.bearer_for_calls_only;
+        let metadata = metadata.clone();
         app = app.layer(axum::middleware::from_fn(move |request: axum::extract::Request, next: axum::middleware::Next| {
-            let (wanted, challenge) = (Arc::clone(&wanted), Arc::clone(&challenge));
+            let (wanted, challenge, metadata) = (Arc::clone(&wanted), Arc::clone(&challenge), metadata.clone());
             async move {
                 use axum::response::IntoResponse as _;
                 let presented = request.headers().get("authorization").map(|v| v.as_bytes().to_vec());
@@ -376,9 +445,10 @@ async fn main() -> anyhow::Result<()> {
                     request = axum::extract::Request::from_parts(parts, axum::body::Body::from(bytes));
                 }
                 if concerned && presented.as_deref() != Some(wanted.as_bytes()) {
+                    let params: Vec<String> = metadata.iter().map(|m| m.challenge_param(request.headers())).collect();
                     return (
                         axum::http::StatusCode::UNAUTHORIZED,
-                        [("www-authenticate", challenge.to_string())],
+                        [("www-authenticate", www_authenticate(&challenge, &params))],
                         "this server needs its bearer token",
                     )
                         .into_response();
@@ -387,19 +457,23 @@ async fn main() -> anyhow::Result<()> {
             }
         }));
     }
+    // Added after the layers above: anyone may read the metadata.
+    if let Some(metadata) = metadata {
+        for path in metadata.well_known_paths() {
+            let metadata = metadata.clone();
+            app = app.route(&path, axum::routing::get(move |headers: axum::http::HeaderMap| async move { metadata.document(&headers) }));
+        }
+    }
+    // Outermost: every request is recorded, the refused ones too.
+    if let Some(file) = args.record_auth {
+        let file =
+            std::fs::OpenOptions::new().create(true).append(true).open(&file).with_context(|| format!("opening {}", file.display()))?;
+        app = app.layer(axum::middleware::from_fn_with_state(Arc::new(Mutex::new(file)), record_auth));
+    }
 
-    let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, args.port))
-        .await
-        .with_context(|| format!("binding 127.0.0.1:{}", args.port))?;
-    let addr = listener.local_addr()?;
-    let tls = match (&args.tls_cert, &args.tls_key) {
-        (Some(cert), Some(key)) => Some(tls::config(cert, key, args.tls_client_ca.as_deref())?),
-        _ => None,
-    };
     {
         use std::io::Write as _;
         let mut out = std::io::stdout().lock();
-        let scheme = if tls.is_some() { "https" } else { "http" };
         writeln!(out, "listening on {scheme}://{addr}{}", args.path)?;
         out.flush()?;
     }
@@ -531,6 +605,274 @@ async fn modern_only(request: axum::extract::Request, next: axum::middleware::Ne
         return refuse(axum::http::StatusCode::BAD_REQUEST, -32600, "this server speaks only MCP 2026-07-28");
     }
     next.run(axum::extract::Request::from_parts(parts, axum::body::Body::from(bytes))).await
+}
+
+/// A `WWW-Authenticate` value: `base` (a scheme, perhaps with parameters of
+/// its own) followed by `params` (`name="value"`).
+fn www_authenticate(base: &str, params: &[String]) -> String {
+    match (params.is_empty(), base.trim().contains(' ')) {
+        (true, _) => base.to_string(),
+        (false, false) => format!("{base} {}", params.join(", ")),
+        (false, true) => format!("{base}, {}", params.join(", ")),
+    }
+}
+
+/// `--resource-metadata-as`: this server's RFC 9728 metadata. Its URLs are
+/// built from the `Host` header a request arrived with, so that they name the
+/// server as that client reaches it.
+#[derive(Clone)]
+struct ResourceMetadata {
+    scheme: &'static str,
+    /// The MCP endpoint's path.
+    path: Arc<str>,
+    /// The one authorization server named.
+    authorization_server: Arc<str>,
+    /// The authority when a request has no usable `Host` header.
+    local: Arc<str>,
+}
+
+impl ResourceMetadata {
+    const WELL_KNOWN: &str = "/.well-known/oauth-protected-resource";
+
+    /// Where the metadata is served: the well-known path inserted before the
+    /// endpoint's path (RFC 9728 §3.1), and the bare well-known path.
+    fn well_known_paths(&self) -> Vec<String> {
+        let inserted = format!("{}{}", Self::WELL_KNOWN, self.path.trim_end_matches('/'));
+        if inserted == Self::WELL_KNOWN {
+            vec![inserted]
+        } else {
+            vec![inserted, Self::WELL_KNOWN.to_string()]
+        }
+    }
+
+    fn authority<'a>(&'a self, headers: &'a axum::http::HeaderMap) -> &'a str {
+        headers.get("host").and_then(|h| h.to_str().ok()).filter(|h| !h.is_empty() && !h.contains(['"', '\\'])).unwrap_or(&self.local)
+    }
+
+    /// The `resource_metadata` parameter of a 401's challenge (RFC 9728 §5.1).
+    fn challenge_param(&self, headers: &axum::http::HeaderMap) -> String {
+        let path = self.well_known_paths().swap_remove(0);
+        format!("resource_metadata=\"{}://{}{path}\"", self.scheme, self.authority(headers))
+    }
+
+    /// The metadata document (RFC 9728 §2): the resource is the MCP endpoint.
+    fn document(&self, headers: &axum::http::HeaderMap) -> ([(&'static str, &'static str); 1], String) {
+        let document = serde_json::json!({
+            "resource": format!("{}://{}{}", self.scheme, self.authority(headers), self.path),
+            "authorization_servers": [&*self.authorization_server],
+            "bearer_methods_supported": ["header"],
+        });
+        ([("content-type", "application/json")], document.to_string())
+    }
+}
+
+/// The state of `require_jwt`.
+struct JwtAuth {
+    check: jwt::Check,
+    metadata: Option<ResourceMetadata>,
+}
+
+/// `--require-jwt-audience`: lets through a request whose bearer token passes
+/// the check, its claims in the request's extensions (for `token_claims`);
+/// refuses any other as RFC 6750 §3 says.
+async fn require_jwt(
+    axum::extract::State(auth): axum::extract::State<Arc<JwtAuth>>,
+    mut request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::{http::StatusCode, response::IntoResponse as _};
+    let mut presented = request.headers().get_all("authorization").iter();
+    let refusal = match (presented.next(), presented.next()) {
+        (Some(_), Some(_)) => Some((StatusCode::BAD_REQUEST, "invalid_request", "more than one Authorization header")),
+        (Some(value), None) => match bearer_token(value) {
+            Some(token) => match auth.check.verify(token, now()) {
+                Ok(claims) => {
+                    request.extensions_mut().insert(jwt::Claims(claims));
+                    return next.run(request).await;
+                }
+                Err(why) => Some((StatusCode::UNAUTHORIZED, "invalid_token", why)),
+            },
+            None => None,
+        },
+        (None, _) => None,
+    };
+    // Without a bearer token at all, the challenge carries no error (RFC 6750 §3.1).
+    let mut params: Vec<String> =
+        refusal.iter().flat_map(|(_, code, why)| [format!("error=\"{code}\""), format!("error_description=\"{why}\"")]).collect();
+    params.extend(auth.metadata.iter().map(|m| m.challenge_param(request.headers())));
+    let (status, body) = refusal.map_or((StatusCode::UNAUTHORIZED, "this server needs a bearer token"), |(status, _, why)| (status, why));
+    (status, [("www-authenticate", www_authenticate("Bearer", &params))], body).into_response()
+}
+
+/// The token of an `Authorization: Bearer <token>` value (the scheme's case
+/// does not matter, RFC 9110 §11.1); `None` for another scheme.
+fn bearer_token(value: &axum::http::HeaderValue) -> Option<&str> {
+    let (scheme, token) = value.to_str().ok()?.split_once(' ')?;
+    Some(token.trim()).filter(|t| scheme.eq_ignore_ascii_case("bearer") && !t.is_empty())
+}
+
+/// Seconds since the Unix epoch.
+fn now() -> f64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// `--record-auth`: appends the request's Authorization header as received
+/// (`-` without one) to the file. One `write` per line: lines never mix.
+async fn record_auth(
+    axum::extract::State(file): axum::extract::State<Arc<Mutex<std::fs::File>>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use std::io::Write as _;
+    let values: Vec<String> =
+        request.headers().get_all("authorization").iter().map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned()).collect();
+    let line = if values.is_empty() { "-\n".to_string() } else { format!("{}\n", values.join(", ")) };
+    let written = match file.lock() {
+        Ok(mut file) => file.write_all(line.as_bytes()),
+        Err(poisoned) => poisoned.into_inner().write_all(line.as_bytes()),
+    };
+    if let Err(e) = written {
+        eprintln!("cannot record the Authorization header: {e}");
+    }
+    next.run(request).await
+}
+
+/// HS256 JSON Web Tokens (RFC 7519), checked by hand: the signature
+/// (HMAC-SHA256, compared in constant time), `exp`, `nbf`, `aud` and, when
+/// asked, `iss`. Nothing else of JOSE: a test fixture, not a library.
+mod jwt {
+    use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine as _};
+    use hmac::{Hmac, Mac as _};
+    use serde_json::Value;
+    use sha2::Sha256;
+
+    /// A verified token's claims, kept in the request's extensions.
+    #[derive(Clone, Debug)]
+    pub struct Claims(pub Value);
+
+    /// What a token must be.
+    pub struct Check {
+        /// The HMAC key.
+        pub secret: Vec<u8>,
+        /// `aud` must be this, or an array containing it.
+        pub audience: String,
+        /// `iss` must be this, when given.
+        pub issuer: Option<String>,
+    }
+
+    const MALFORMED: &str = "the token is not a JWT";
+
+    impl Check {
+        /// The claims of `token` if it passes at `now` (seconds since the
+        /// epoch), else why not (an `error_description`: no quotes).
+        pub fn verify(&self, token: &str, now: f64) -> Result<Value, &'static str> {
+            let (signed, signature) = token.rsplit_once('.').ok_or(MALFORMED)?;
+            let (header, payload) = signed.split_once('.').filter(|(_, p)| !p.contains('.')).ok_or(MALFORMED)?;
+            if decode(header)?["alg"] != "HS256" {
+                return Err("the token is not signed with HS256");
+            }
+            let signature = URL_SAFE_NO_PAD.decode(signature).map_err(|_| MALFORMED)?;
+            let mut mac = Hmac::<Sha256>::new_from_slice(&self.secret).map_err(|_| "unusable key")?;
+            mac.update(signed.as_bytes());
+            mac.verify_slice(&signature).map_err(|_| "the signature does not verify")?;
+            let claims = decode(payload)?;
+            if !claims.is_object() {
+                return Err(MALFORMED);
+            }
+            match claims.get("exp").map(Value::as_f64) {
+                None => return Err("the token has no exp"),
+                Some(Some(exp)) if now < exp => {}
+                Some(Some(_)) => return Err("the token has expired"),
+                Some(None) => return Err(MALFORMED),
+            }
+            if claims.get("nbf").is_some_and(|nbf| nbf.as_f64().is_none_or(|nbf| now < nbf)) {
+                return Err("the token is not valid yet");
+            }
+            let audience = self.audience.as_str();
+            let for_us = match &claims["aud"] {
+                Value::String(aud) => aud == audience,
+                Value::Array(auds) => auds.iter().any(|aud| aud == audience),
+                _ => false,
+            };
+            if !for_us {
+                return Err("the token is not for this audience");
+            }
+            if self.issuer.as_deref().is_some_and(|issuer| claims["iss"] != issuer) {
+                return Err("the token is from another issuer");
+            }
+            Ok(claims)
+        }
+    }
+
+    /// A base64url segment holding JSON.
+    fn decode(segment: &str) -> Result<Value, &'static str> {
+        let bytes = URL_SAFE_NO_PAD.decode(segment).map_err(|_| MALFORMED)?;
+        serde_json::from_slice(&bytes).map_err(|_| MALFORMED)
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        const NOW: f64 = 1_800_000_000.0;
+
+        fn sign(header: &Value, claims: &Value, secret: &[u8]) -> String {
+            let signed = format!("{}.{}", URL_SAFE_NO_PAD.encode(header.to_string()), URL_SAFE_NO_PAD.encode(claims.to_string()));
+            let mut mac = Hmac::<Sha256>::new_from_slice(secret).unwrap();
+            mac.update(signed.as_bytes());
+            format!("{signed}.{}", URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes()))
+        }
+
+        fn token(claims: Value) -> String {
+            sign(&serde_json::json!({"alg": "HS256", "typ": "JWT"}), &claims, b"key")
+        }
+
+        fn check(issuer: Option<&str>) -> Check {
+            Check { secret: b"key".to_vec(), audience: "crm".into(), issuer: issuer.map(Into::into) }
+        }
+
+        #[test]
+        fn a_good_token_passes_with_its_claims() {
+            use serde_json::json;
+            let claims = json!({"iss": "http://as", "sub": "gw", "aud": "crm", "exp": NOW + 60.0});
+            assert_eq!(check(Some("http://as")).verify(&token(claims.clone()), NOW), Ok(claims));
+            let many = json!({"aud": ["other", "crm"], "exp": NOW + 1.0, "nbf": NOW});
+            assert!(check(None).verify(&token(many), NOW).is_ok());
+        }
+
+        #[test]
+        fn bad_tokens_are_refused_saying_why() {
+            use serde_json::json;
+            let c = check(Some("http://as"));
+            let refused = |claims: Value| c.verify(&token(claims), NOW).unwrap_err();
+            assert_eq!(refused(json!({"iss": "http://as", "aud": "crm", "exp": NOW})), "the token has expired");
+            assert_eq!(refused(json!({"iss": "http://as", "aud": "crm"})), "the token has no exp");
+            assert_eq!(refused(json!({"iss": "http://as", "aud": "other", "exp": NOW + 9.0})), "the token is not for this audience");
+            assert_eq!(refused(json!({"iss": "http://as", "aud": ["a", "b"], "exp": NOW + 9.0})), "the token is not for this audience");
+            assert_eq!(refused(json!({"iss": "http://as", "exp": NOW + 9.0})), "the token is not for this audience");
+            assert_eq!(refused(json!({"iss": "http://evil", "aud": "crm", "exp": NOW + 9.0})), "the token is from another issuer");
+            assert_eq!(
+                refused(json!({"iss": "http://as", "aud": "crm", "exp": NOW + 9.0, "nbf": NOW + 5.0})),
+                "the token is not valid yet"
+            );
+
+            let good = json!({"iss": "http://as", "aud": "crm", "exp": NOW + 9.0});
+            let other_key = sign(&json!({"alg": "HS256"}), &good, b"not the key");
+            assert_eq!(c.verify(&other_key, NOW).unwrap_err(), "the signature does not verify");
+            let none = format!("{}.{}.", URL_SAFE_NO_PAD.encode(r#"{"alg":"none"}"#), URL_SAFE_NO_PAD.encode(good.to_string()));
+            assert_eq!(c.verify(&none, NOW).unwrap_err(), "the token is not signed with HS256");
+            // The payload changed under the same signature.
+            let t = token(good);
+            let (head, rest) = t.split_once('.').unwrap();
+            let signature = rest.split_once('.').unwrap().1;
+            let forged = json!({"iss": "http://as", "aud": "crm", "exp": NOW + 9e9});
+            let tampered = format!("{head}.{}.{signature}", URL_SAFE_NO_PAD.encode(forged.to_string()));
+            assert_eq!(c.verify(&tampered, NOW).unwrap_err(), "the signature does not verify");
+            for junk in ["", "a.b", "a.b.c.d", "opaque-token", &format!("{t}.x")] {
+                assert_eq!(c.verify(junk, NOW).unwrap_err(), MALFORMED, "{junk}");
+            }
+        }
+    }
 }
 
 /// Resolves on ctrl-c or, on Unix, SIGTERM.
