@@ -112,7 +112,8 @@ test-e2e:
 # the whole suite would not fit its ~20 minutes on 2 cores (docs/design/native-module.md).
 NATIVE_E2E ?= tests/e2e/test_clients.py tests/e2e/test_sessions.py tests/e2e/test_security.py tests/e2e/test_bad_input.py \
 	tests/e2e/test_many_servers.py tests/e2e/test_streaming.py tests/e2e/test_metrics.py tests/e2e/test_access_log.py \
-	tests/e2e/test_tool_router.py tests/e2e/test_pinned_tools.py tests/e2e/test_virtual_servers.py
+	tests/e2e/test_tool_router.py tests/e2e/test_pinned_tools.py tests/e2e/test_virtual_servers.py tests/e2e/test_file_secrets.py \
+	tests/e2e/test_upstream_oauth.py
 test-native: build
 	$(MAKE) --no-print-directory test-native-e2e
 

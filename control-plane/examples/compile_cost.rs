@@ -76,6 +76,7 @@ fn main() {
             upstream_tls: &Default::default(),
             previous: None,
             held: &Default::default(),
+            credentials: &Default::default(),
         };
         let start = Instant::now();
         let compiled = compile(&inputs).expect("the generated catalog compiles");

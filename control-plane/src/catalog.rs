@@ -1,10 +1,11 @@
-//! `catalog.yaml`: what operators write. Parsing, `${ENV_VAR}` interpolation
-//! and validation with messages that name the server and the field.
+//! `catalog.yaml`: what operators write. Parsing, `${ENV_VAR}` and
+//! `${file:PATH}` interpolation, and validation with messages that name the
+//! server and the field.
 //! It never reads a file or the network: the controller reads the catalog
 //! and the files it names, and hands the text in.
 //!
 //! This module reads no file: callers hand it the text and a way to look up
-//! environment variables, so that tests need neither.
+//! environment variables and secret files, so that tests need neither.
 
 use std::collections::BTreeMap;
 
@@ -428,6 +429,11 @@ pub struct Server {
     /// `gateway.pin`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pin: Option<PinMode>,
+    /// `http` and `sse`: the gateway's OAuth client registration at the
+    /// server's authorization server; the control plane gets and refreshes
+    /// tokens with it, and they go with every request to the server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oauth: Option<OAuthSettings>,
 }
 
 /// How the gateway verifies an `https://` server, and what it shows one that
@@ -544,23 +550,30 @@ pub enum CatalogError {
     Yaml(String),
     #[error("catalog refers to undefined environment variables: {}", .0.join(", "))]
     MissingEnv(Vec<String>),
+    /// Secret files that could not be read (and any undefined variables
+    /// beside them), each named with the reason; never a value.
+    #[error("catalog refers to secrets it cannot get:\n  - {}", .0.join("\n  - "))]
+    Unresolved(Vec<String>),
     #[error("invalid catalog:\n  - {}", .0.join("\n  - "))]
     Invalid(Vec<String>),
 }
 
-/// Parses, interpolates and validates catalog text.
+/// Parses, interpolates and validates catalog text, looking `${NAME}` up in
+/// `env` (a `${file:...}` is then an unset variable: see [`load_with`]).
+pub fn load(text: &str, env: impl Fn(&str) -> Option<String>) -> Result<Catalog, CatalogError> {
+    load_with(text, |name| Ok(env(name)))
+}
+
+/// Parses, interpolates and validates catalog text; `lookup` gives the value
+/// of each `${NAME}` and `${file:PATH}` (the controller's reads the files,
+/// relative to the catalog, and remembers which it read).
 ///
 /// Interpolation happens in string values after parsing, not in the text:
 /// comments are left alone, and a variable's value can never add YAML
 /// structure (a value with `\n  - name: evil` stays one string).
-pub fn load(text: &str, env: impl Fn(&str) -> Option<String>) -> Result<Catalog, CatalogError> {
+pub fn load_with(text: &str, lookup: impl Fn(&str) -> Lookup) -> Result<Catalog, CatalogError> {
     let mut doc: serde_yaml::Value = serde_yaml::from_str(text).map_err(|e| CatalogError::Yaml(e.to_string()))?;
-    let mut missing = Vec::new();
-    interpolate_strings(&mut doc, &env, &mut missing);
-    if !missing.is_empty() {
-        missing.dedup();
-        return Err(CatalogError::MissingEnv(missing));
-    }
+    interpolate::interpolate_doc(&mut doc, &lookup)?;
     let catalog: Catalog = serde_yaml::from_value(doc).map_err(|e| CatalogError::Yaml(e.to_string()))?;
     let problems = validate(&catalog);
     if problems.is_empty() {
@@ -570,72 +583,21 @@ pub fn load(text: &str, env: impl Fn(&str) -> Option<String>) -> Result<Catalog,
     }
 }
 
-fn interpolate_strings(v: &mut serde_yaml::Value, env: &impl Fn(&str) -> Option<String>, missing: &mut Vec<String>) {
-    match v {
-        serde_yaml::Value::String(s) => match interpolate(s, env) {
-            Ok(new) => *s = new,
-            Err(CatalogError::MissingEnv(names)) => missing.extend(names),
-            Err(_) => {}
-        },
-        serde_yaml::Value::Sequence(items) => items.iter_mut().for_each(|i| interpolate_strings(i, env, missing)),
-        serde_yaml::Value::Mapping(m) => m.iter_mut().for_each(|(_, i)| interpolate_strings(i, env, missing)),
-        serde_yaml::Value::Tagged(t) => interpolate_strings(&mut t.value, env, missing),
-        _ => {}
-    }
-}
-
-/// Replaces `${NAME}` by the variable's value and `${NAME:-default}` by the
-/// value or, when unset or empty, the default; `$${` stands for a literal `${`.
-/// Every undefined variable is reported at once.
-pub fn interpolate(text: &str, env: impl Fn(&str) -> Option<String>) -> Result<String, CatalogError> {
-    let mut out = String::with_capacity(text.len());
-    let mut missing = Vec::new();
-    let mut rest = text;
-    while let Some(start) = rest.find("${") {
-        if rest[..start].ends_with('$') {
-            out.push_str(&rest[..start - 1]);
-            out.push_str("${");
-            rest = &rest[start + 2..];
-            continue;
-        }
-        out.push_str(&rest[..start]);
-        let after = &rest[start + 2..];
-        let Some(end) = after.find('}') else {
-            out.push_str(&rest[start..]);
-            rest = "";
-            break;
-        };
-        // `${NAME:-default}` falls back to the default when NAME is unset or empty.
-        let (name, default) = match after[..end].split_once(":-") {
-            Some((n, d)) => (n, Some(d)),
-            None => (&after[..end], None),
-        };
-        match (env(name).filter(|v| !v.is_empty() || default.is_none()), default) {
-            (Some(v), _) => out.push_str(&v),
-            (None, Some(d)) => out.push_str(d),
-            (None, None) => missing.push(name.to_string()),
-        }
-        rest = &after[end + 1..];
-    }
-    out.push_str(rest);
-    if missing.is_empty() {
-        Ok(out)
-    } else {
-        Err(CatalogError::MissingEnv(missing))
-    }
-}
-
 /// The name of the limit `gateway.rate_limit_per_minute` makes.
 pub const DEFAULT_LIMIT: &str = "default";
 
 mod endpoint;
 mod endpoints;
+mod interpolate;
+mod oauth;
 mod router;
 mod streams;
 mod tools;
 mod validate;
 pub use endpoint::{parse_endpoint, Endpoint};
 pub use endpoints::{path_of, EndpointSettings};
+pub use interpolate::{interpolate, interpolate_with, Lookup, Unreadable, FILE_PREFIX};
+pub use oauth::{token_url_allowed, ClientAuth, OAuthSettings};
 pub use router::ToolRouterSettings;
 pub use streams::StreamLimits;
 pub use tools::PinMode;

@@ -88,6 +88,9 @@ pub struct Inputs<'a> {
     /// (`pin: hold`): server name -> its own tool name -> the change, in
     /// words (`pins::Review::held`). Not served; a call names the change.
     pub held: &'a BTreeMap<String, BTreeMap<String, String>>,
+    /// The token of each server with `oauth`, or why it has none; a server
+    /// absent here has none yet.
+    pub credentials: &'a BTreeMap<String, Credential>,
 }
 
 /// What each server offers, by server name: a map of them, or the
@@ -203,6 +206,7 @@ pub fn compile(inputs: &Inputs<'_>) -> Result<Compiled, CompileError> {
                 &mut upstream,
                 s.max_connections.unwrap_or(g.max_connections_per_server),
                 s.idle_timeout_seconds.unwrap_or(g.idle_timeout_seconds),
+                if s.oauth.is_some() { credentials::upstream_filters(&s.name) } else { Vec::new() },
             );
         }
         clusters.push(upstream);
@@ -233,6 +237,11 @@ pub fn compile(inputs: &Inputs<'_>) -> Result<Compiled, CompileError> {
                 s.headers.0.iter().map(|(k, v)| UpstreamHeader { name: k.to_ascii_lowercase(), value: v.clone() }).collect()
             },
             forward_authorization: s.forward_authorization && !s.piped(),
+            credential_error: s.oauth.as_ref().and_then(|_| match inputs.credentials.get(&s.name) {
+                Some(Credential::Token(_)) => None,
+                Some(Credential::Unavailable(why)) => Some(why.clone()),
+                None => Some("the gateway has not got a token for it yet".into()),
+            }),
         });
         let prefix = s.prefix.then(|| format!("{}{}", s.name, g.tool_separator));
         let (served, hidden, held) = sort_tools(s, &found.tools, inputs.held.get(&s.name));
@@ -355,6 +364,13 @@ pub fn compile(inputs: &Inputs<'_>) -> Result<Compiled, CompileError> {
         hash.update(Sha256::digest(server.as_bytes()));
         hash.update(files.digest().as_bytes());
     }
+    // A refreshed token is a new version, pushed over SDS.
+    for (server, credential) in inputs.credentials {
+        if let Credential::Token(token) = credential {
+            hash.update(Sha256::digest(server.as_bytes()));
+            hash.update(Sha256::digest(token.as_bytes()));
+        }
+    }
     let version: String = hash.finalize().iter().take(8).map(|b| format!("{b:02x}")).collect();
     filter_config.version = version.clone();
     // Serialising a large configuration costs tens of milliseconds at a
@@ -405,6 +421,10 @@ pub fn compile(inputs: &Inputs<'_>) -> Result<Compiled, CompileError> {
     for s in catalog.servers.iter().filter(|s| !s.piped()) {
         if let Some(files) = inputs.upstream_tls.get(&s.name) {
             secrets.extend(tls::upstream_secrets(&s.name, files));
+        }
+        if s.oauth.is_some() {
+            let none = Credential::Unavailable(String::new());
+            secrets.push(credentials::secret_of(&s.name, inputs.credentials.get(&s.name).unwrap_or(&none)));
         }
     }
     if !secrets.is_empty() {
@@ -526,6 +546,8 @@ pub fn decode<M: Message + Default>(any: &Any) -> Option<M> {
 
 mod access_log;
 mod clusters;
+mod credentials;
+pub use credentials::{token_secret, Credential};
 mod endpoints;
 mod names;
 use names::{sort_tools, Names};

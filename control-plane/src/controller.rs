@@ -18,9 +18,11 @@
 
 mod health;
 mod pins;
+mod secrets;
 mod watch;
 
 pub use pins::{ApproveError, Approved};
+pub use secrets::{SecretFile, SecretFiles};
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -33,7 +35,8 @@ use sha2::{Digest, Sha256};
 use tokio::sync::{mpsc, Mutex};
 
 use crate::catalog::{self, Catalog, Start};
-use crate::compile::{compile, Compiled, Inputs, TlsMaterial};
+use crate::compile::{compile, Compiled, Credential, Inputs, TlsMaterial};
+use crate::credentials::Credentials;
 use crate::discovery;
 use crate::runtime::Runtimes;
 use crate::snapshot::SnapshotCache;
@@ -98,6 +101,10 @@ struct Inner {
     /// a reload of its own found one so.
     retry_soon: tokio::sync::Notify,
     internal: Internal,
+    /// The gateway's OAuth tokens for servers with `oauth`, kept current by
+    /// tasks of their own that name a server on `changes` when its token
+    /// changes.
+    credentials: Credentials,
 }
 
 /// A catalog read and checked, with the files it names.
@@ -110,6 +117,9 @@ struct Loaded {
     /// what they hold.
     tls_files: Vec<PathBuf>,
     tls_digest: [u8; 32],
+    /// The secret files its `${file:...}` name, and a digest of what each
+    /// held (never the content).
+    secret_files: Vec<SecretFile>,
     /// The servers' clients, made for their TLS files.
     reach: Reach,
     sealer: Sealer,
@@ -149,6 +159,7 @@ impl Controller {
             .unwrap_or_else(|| PathBuf::from("."));
         let runtimes = Arc::new(Runtimes::new(catalog_dir, changes.clone()));
         let internal = Internal::new(&settings.internal_token);
+        let credentials = Credentials::new(changes.clone());
         Controller {
             inner: Arc::new(Inner {
                 settings,
@@ -163,6 +174,7 @@ impl Controller {
                 changed: std::sync::Mutex::new(Some(changed)),
                 retry_soon: tokio::sync::Notify::new(),
                 internal,
+                credentials,
             }),
         }
     }
@@ -214,7 +226,11 @@ impl Controller {
 
     pub fn status(&self) -> Status {
         let reloads = self.inner.reloads.read().map(|r| r.clone()).unwrap_or_default();
-        Status::of(self.published().as_deref(), &reloads)
+        let mut status = Status::of(self.published().as_deref(), &reloads);
+        for server in &mut status.servers {
+            server.credential = self.inner.credentials.status(&server.summary.name);
+        }
+        status
     }
 
     /// Reloads now, asking every server again. Returns the version being
@@ -265,7 +281,11 @@ impl Controller {
         let s = &self.inner.settings;
         let path = s.catalog_path.display();
         let text = tokio::fs::read_to_string(&s.catalog_path).await.map_err(|e| format!("cannot read catalog {path}: {e}"))?;
-        let catalog = catalog::load(&text, |name| std::env::var(name).ok()).map_err(|e| format!("{path}: {e}"))?;
+        // `${file:...}` secrets are read now (relative to the catalog) and
+        // remembered, so that a change to one reloads (`watch.rs`).
+        let secrets = SecretFiles::new(s.catalog_path.parent().unwrap_or(std::path::Path::new(".")));
+        let catalog = catalog::load_with(&text, |name| secrets.lookup(name)).map_err(|e| format!("{path}: {e}"))?;
+        let secret_files = secrets.into_read();
         let sealer =
             Sealer::new(&session_config(&catalog, &s.fallback_session_key)).map_err(|e| format!("{path}: gateway.session_key: {e}"))?;
         let base_dir = s.catalog_path.parent().unwrap_or(std::path::Path::new(".")).to_path_buf();
@@ -308,9 +328,10 @@ impl Controller {
             let [ca, client_cert, client_key] = texts;
             files.insert(server.name.clone(), upstream::UpstreamTls { ca, client_cert, client_key });
         }
-        let reach =
+        let mut reach =
             self.inner.clients.reach(&catalog, &self.bridge_base(), &s.internal_token, files).map_err(|e| format!("{path}: {e}"))?;
-        Ok(Loaded { catalog, jwks, tls, tls_files, tls_digest: digest_of(&contents), reach, sealer })
+        reach.tokens = self.inner.credentials.handles();
+        Ok(Loaded { catalog, jwks, tls, tls_files, tls_digest: digest_of(&contents), secret_files, reach, sealer })
     }
 
     /// Asks the servers what they offer (those `which` names, and those
@@ -339,6 +360,17 @@ impl Controller {
             .filter(|s| known.get(&s.name).is_some_and(|(identity, _)| *identity == reach.identity(s)))
             .map(|s| s.name.clone())
             .collect();
+        // A server the gateway has no token for would refuse discovery: it
+        // keeps what it offered last, so that its tools stay listed and
+        // their calls get the error that says why (not "unknown tool").
+        let credentials = self.inner.credentials.current();
+        let tokenless = catalog
+            .servers
+            .iter()
+            .filter(|s| s.oauth.is_some() && !matches!(credentials.get(&s.name), Some(Credential::Token(_))))
+            .filter(|s| known.get(&s.name).is_some_and(|(identity, _)| *identity == reach.identity(s)))
+            .map(|s| s.name.clone());
+        let asleep: BTreeSet<String> = asleep.into_iter().chain(tokenless).collect();
         let which = match which {
             Discovery::All if !asleep.is_empty() => {
                 Discovery::Servers(catalog.servers.iter().map(|s| s.name.clone()).filter(|n| !asleep.contains(n)).collect())
@@ -372,6 +404,7 @@ impl Controller {
             upstream_tls: &reach.files,
             previous: previous.as_ref().map(|p| p.filter_config.as_ref()),
             held: &held,
+            credentials: &credentials,
         };
         let started = std::time::Instant::now();
         let compiled = compile(&inputs).map_err(|e| format!("{path}: {e}"))?;
@@ -393,7 +426,11 @@ impl Controller {
     fn swap(&self, built: Built) -> String {
         let Built { loaded, offers, servers, compiled, pending, timings, .. } = built;
         pins::log_new_changes(self.published().as_deref().map(|p| p.servers.as_slice()), &servers);
-        let Loaded { catalog, tls_files, tls_digest, reach, sealer, .. } = loaded;
+        let Loaded { catalog, tls_files, tls_digest, secret_files, mut reach, sealer, .. } = loaded;
+        // Tokens for the servers with `oauth` it names: a new one is got,
+        // and a reload follows (through `changes`) that serves it.
+        self.inner.credentials.sync(&catalog, &reach);
+        reach.tokens = self.inner.credentials.handles();
         let g = &catalog.gateway;
         if let Some(set) = &self.inner.settings.set_log_level {
             set(g.log_level.as_str());
@@ -419,6 +456,7 @@ impl Controller {
             servers,
             tls_files,
             tls_digest,
+            secret_files,
         });
         let previous = self.inner.published.send_replace(Some(Arc::clone(&published)));
         // Dropping the last configuration (every tool definition, twice) takes
@@ -584,6 +622,7 @@ async fn discover(
             summary: ServerSummary { name: server.name.clone(), state: ServerState::Starting, tools: 0 },
             runtime: server.runtime,
             process: None,
+            credential: None,
             url: server.display_url(),
             prompts: 0,
             resources: 0,

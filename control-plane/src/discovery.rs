@@ -127,6 +127,8 @@ pub struct Session {
     modern: bool,
     /// The server's own headers from the catalog (its credentials).
     headers: Vec<(String, String)>,
+    /// The gateway's OAuth token for the server, read at each request.
+    token: Option<crate::token::TokenHandle>,
     /// Whether the requests are a client's (the era bridge), not the
     /// gateway's own probes: only a client's keep an on-demand server awake.
     for_client: bool,
@@ -158,6 +160,7 @@ impl Session {
             next_id: 0,
             modern: false,
             headers: upstream.headers.clone(),
+            token: upstream.token.clone(),
             for_client: false,
         }
     }
@@ -200,6 +203,9 @@ impl Session {
         }
         for (name, value) in &self.headers {
             req = req.header(name, value);
+        }
+        if let Some(bearer) = self.token.as_ref().and_then(|t| t.bearer()) {
+            req = req.header("authorization", bearer);
         }
         if let Some(id) = &self.id {
             req = req.header("mcp-session-id", id);
@@ -372,7 +378,7 @@ impl Session {
     /// Whether this session is with `upstream` as it is reached now (its
     /// URL, credentials and TLS setting).
     pub fn serves(&self, upstream: &Upstream) -> bool {
-        self.url == upstream.url && self.headers == upstream.headers && self.http == upstream.http
+        self.url == upstream.url && self.headers == upstream.headers && self.token == upstream.token && self.http == upstream.http
     }
 
     /// Ends the session (DELETE), if the server issued one.
@@ -384,6 +390,9 @@ impl Session {
             let mut req = self.http.client.delete(&self.url).header("mcp-session-id", id);
             for (name, value) in &self.headers {
                 req = req.header(name, value);
+            }
+            if let Some(bearer) = self.token.as_ref().and_then(|t| t.bearer()) {
+                req = req.header("authorization", bearer);
             }
             if let Some(v) = &self.version {
                 req = req.header("mcp-protocol-version", v);

@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::Parser;
 use mcp_control_plane::ads::AdsServer;
-use mcp_control_plane::controller::{Controller, Settings};
+use mcp_control_plane::controller::{Controller, SecretFiles, Settings};
 use mcp_control_plane::snapshot::SnapshotCache;
 use mcp_control_plane::{catalog, http};
 
@@ -81,7 +81,9 @@ fn validate(file: &PathBuf) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match catalog::load(&text, |name| std::env::var(name).ok()) {
+    // `${file:...}` secrets as the controller reads them (relative to the catalog).
+    let secrets = SecretFiles::new(file.parent().unwrap_or(std::path::Path::new(".")));
+    match catalog::load_with(&text, |name| secrets.lookup(name)) {
         Ok(c) => {
             let g = &c.gateway;
             let auth = match &g.auth {

@@ -9,6 +9,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::snapshot::{NodeStatus, CLUSTER_TYPE, EXTENSION_CONFIG_TYPE, LISTENER_TYPE, ROUTE_TYPE, SECRET_TYPE};
 use crate::state::{ServerState, Status};
+use crate::token::CredentialState;
 
 /// What a scrape shows.
 pub struct Inputs<'a> {
@@ -164,6 +165,35 @@ pub fn render(i: &Inputs) -> String {
     for server in &s.servers {
         let held = server.changed_tools.iter().filter(|c| c.held).count();
         o.sample("mcp_gateway_server_held_tools", &[("server", &server.summary.name)], held);
+    }
+    let with_token = || s.servers.iter().filter_map(|server| Some((server.summary.name.as_str(), server.credential.as_ref()?)));
+    o.family(
+        "mcp_gateway_upstream_credential_valid",
+        "gauge",
+        "For servers with oauth: 1 if the gateway holds a valid token for it; 0 and its calls are refused if not (/servers says why).",
+    );
+    for (name, c) in with_token() {
+        let valid = matches!(c.state, CredentialState::Valid | CredentialState::RefreshFailing);
+        o.sample("mcp_gateway_upstream_credential_valid", &[("server", name)], u8::from(valid));
+    }
+    o.family(
+        "mcp_gateway_upstream_credential_expiry_timestamp_seconds",
+        "gauge",
+        "When the gateway's current token for the server expires, in seconds since the epoch.",
+    );
+    for (name, c) in with_token() {
+        if let Some(at) = c.expires_at {
+            o.sample("mcp_gateway_upstream_credential_expiry_timestamp_seconds", &[("server", name)], at);
+        }
+    }
+    o.family(
+        "mcp_gateway_upstream_credential_refreshes_total",
+        "counter",
+        "Tries to get a token for the server from its token endpoint, by result.",
+    );
+    for (name, c) in with_token() {
+        o.sample("mcp_gateway_upstream_credential_refreshes_total", &[("server", name), ("result", "ok")], c.refreshes);
+        o.sample("mcp_gateway_upstream_credential_refreshes_total", &[("server", name), ("result", "error")], c.failures);
     }
     o.family(
         "mcp_gateway_server_restarts_total",

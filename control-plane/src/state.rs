@@ -62,6 +62,10 @@ pub struct Published {
     /// and a digest of what they held: when it changes, a reload pushes them.
     pub tls_files: Vec<PathBuf>,
     pub tls_digest: [u8; 32],
+    /// Every secret file the catalog names (`${file:...}`), with a digest of
+    /// what it held (or of its absence): when one changes, a reload reads
+    /// them again.
+    pub secret_files: Vec<(PathBuf, [u8; 32])>,
 }
 
 impl Published {
@@ -209,6 +213,10 @@ pub struct ServerStatus {
     /// (filled in when shown).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub process: Option<ProcessStatus>,
+    /// For servers with `oauth`: the gateway's token for it (filled in
+    /// when shown).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub credential: Option<crate::token::CredentialStatus>,
 }
 
 /// Digests of what clients can list, per kind: on the gateway's endpoint,
@@ -345,6 +353,7 @@ mod tests {
             hidden_tools: Vec::new(),
             changed_tools: Vec::new(),
             process: None,
+            credential: None,
         };
         let page = mcp_filter::status::ServersPage { version: Some("v1".into()), last_error: None, servers: vec![status] };
         let text = serde_json::to_string(&page).unwrap();

@@ -24,6 +24,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 
 use crate::catalog::{Catalog, Server};
+use crate::token::TokenHandle;
 pub use tls::UpstreamTls;
 
 /// Where the control plane reaches a server, and what it may show of it.
@@ -36,6 +37,9 @@ pub struct Upstream {
     /// Sent with every request: the server's credentials from the catalog,
     /// or the internal token for the control plane's own pipe.
     pub headers: Vec<(String, String)>,
+    /// The gateway's OAuth token for it (`oauth`), read at each request:
+    /// it is renewed while the `Upstream` lives.
+    pub token: Option<TokenHandle>,
     /// The client that reaches `url`.
     pub http: Http,
 }
@@ -48,7 +52,18 @@ impl Upstream {
         } else {
             (server.headers.0.iter().map(|(k, v)| (k.to_ascii_lowercase(), v.clone())).collect(), reach.own(&server.name))
         };
-        Upstream { name: server.name.clone(), url: server.reach_url(&reach.bridge_base), shown: server.display_url(), headers, http }
+        let token = reach.tokens.get(&server.name).filter(|_| !server.piped()).cloned();
+        Upstream { name: server.name.clone(), url: server.reach_url(&reach.bridge_base), shown: server.display_url(), headers, token, http }
+    }
+
+    /// Every header its requests carry: the catalog's, and the gateway's
+    /// token while it has a valid one.
+    pub fn auth_headers(&self) -> Vec<(String, String)> {
+        let mut headers = self.headers.clone();
+        if let Some(bearer) = self.token.as_ref().and_then(TokenHandle::bearer) {
+            headers.push(("authorization".into(), bearer));
+        }
+        headers
     }
 }
 
@@ -133,7 +148,14 @@ impl Clients {
                 own.insert(s.name.clone(), self.get(Some(t)).map_err(|e| format!("server {:?}: {e}", s.name))?);
             }
         }
-        Ok(Reach { bridge_base: bridge_base.to_string(), internal_token: internal_token.to_string(), plain, own, files })
+        Ok(Reach {
+            bridge_base: bridge_base.to_string(),
+            internal_token: internal_token.to_string(),
+            plain,
+            own,
+            files,
+            tokens: BTreeMap::new(),
+        })
     }
 
     /// Forgets the clients of settings no catalog in use names (rotated or
@@ -160,9 +182,16 @@ pub struct Reach {
     own: BTreeMap<String, Http>,
     /// What their `tls` files hold, by server name (Envoy gets it too).
     pub files: BTreeMap<String, UpstreamTls>,
+    /// The gateway's OAuth tokens, by server name (`crate::credentials`).
+    pub tokens: BTreeMap<String, TokenHandle>,
 }
 
 impl Reach {
+    /// The client with the system's CAs and no client certificate.
+    pub fn plain(&self) -> Http {
+        self.plain.clone()
+    }
+
     /// The client that reaches the server's own URL.
     pub fn own(&self, server: &str) -> Http {
         self.own.get(server).unwrap_or(&self.plain).clone()

@@ -55,19 +55,22 @@ use envoy_types::pb::envoy::config::route::v3::RouteConfiguration;
 use envoy_types::pb::envoy::config::trace::v3::OpenTelemetryConfig;
 use envoy_types::pb::envoy::extensions::access_loggers::file::v3::FileAccessLog;
 use envoy_types::pb::envoy::extensions::access_loggers::filters::cel::v3::ExpressionFilter;
+use envoy_types::pb::envoy::extensions::filters::http::credential_injector::v3::CredentialInjector;
 use envoy_types::pb::envoy::extensions::filters::http::dynamic_modules::v3::DynamicModuleFilter;
 use envoy_types::pb::envoy::extensions::filters::http::header_mutation::v3::HeaderMutation;
 use envoy_types::pb::envoy::extensions::filters::http::jwt_authn::v3::JwtAuthentication;
 use envoy_types::pb::envoy::extensions::filters::http::ratelimit::v3::RateLimit;
 use envoy_types::pb::envoy::extensions::filters::http::router::v3::Router;
+use envoy_types::pb::envoy::extensions::filters::http::upstream_codec::v3::UpstreamCodec;
 use envoy_types::pb::envoy::extensions::filters::http::wasm::v3::Wasm;
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::HttpConnectionManager;
 use envoy_types::pb::envoy::extensions::formatter::req_without_query::v3::ReqWithoutQuery;
+use envoy_types::pb::envoy::extensions::http::injected_credentials::generic::v3::Generic;
 use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{DownstreamTlsContext, Secret, UpstreamTlsContext};
 use envoy_types::pb::envoy::extensions::upstreams::http::v3::HttpProtocolOptions;
 use envoy_types::pb::google::protobuf::StringValue;
 use mcp_control_plane::catalog::{self, Catalog};
-use mcp_control_plane::compile::{compile, Compiled, Inputs, TlsMaterial};
+use mcp_control_plane::compile::{compile, Compiled, Credential, Inputs, TlsMaterial};
 use mcp_control_plane::controller::session_config;
 use mcp_control_plane::discovery::Discovered;
 use mcp_control_plane::snapshot::{CLUSTER_TYPE, EXTENSION_CONFIG_TYPE, LISTENER_TYPE, ROUTE_TYPE, SECRET_TYPE};
@@ -100,6 +103,7 @@ golden! {
     servers => "servers",
     offers => "offers",
     upstream_tls => "upstream-tls",
+    upstream_oauth => "upstream-oauth",
     gateway_settings => "gateway-settings",
     auth => "auth",
     jwt_jwks_file => "jwt-jwks-file",
@@ -279,6 +283,13 @@ fn run(catalog: &Catalog, discovered: &BTreeMap<String, Discovered>, files: &Fil
             ))
         })
         .collect();
+    // A server with `oauth` holds a token, as the control plane would.
+    let credentials = catalog
+        .servers
+        .iter()
+        .filter(|s| s.oauth.is_some())
+        .map(|s| (s.name.clone(), Credential::Token(format!("golden-token-of-{}", s.name))))
+        .collect();
     let inputs = Inputs {
         catalog,
         discovered,
@@ -292,6 +303,7 @@ fn run(catalog: &Catalog, discovered: &BTreeMap<String, Discovered>, files: &Fil
         upstream_tls: &upstream_tls,
         previous: None,
         held: &Default::default(),
+        credentials: &credentials,
     };
     compile(&inputs).unwrap_or_else(|e| panic!("compile: {e}"))
 }
@@ -381,6 +393,9 @@ impl Renderer<'_> {
                 UpstreamTlsContext,
                 DownstreamTlsContext,
                 OpenTelemetryConfig,
+                CredentialInjector,
+                Generic,
+                UpstreamCodec,
             ]
         )
         .unwrap_or_else(|| panic!("compile packs a {type_url}: add its message to Renderer::any"));

@@ -223,6 +223,13 @@ pub struct UpstreamServer {
     /// client's token through by default.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub forward_authorization: bool,
+    /// Set when the server needs the gateway's OAuth token (`oauth` in the
+    /// catalog) and the control plane has none that is valid: why, in
+    /// words. Calls to it are refused with that reason rather than sent
+    /// without a token. (The token itself reaches Envoy over SDS, never
+    /// in this configuration.)
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credential_error: Option<String>,
 }
 
 /// Which eras of the protocol a server speaks: the handshake era

@@ -50,9 +50,15 @@ pub enum McpError {
     UpstreamEventTooLarge { server: String, limit: usize },
     #[error(
         "Upstream server '{server}' refused the gateway's credentials (HTTP {status}); the gateway's operator must fix \
-         servers[].headers for it in the catalog. Your own credentials were accepted"
+         servers[].headers or servers[].oauth for it in the catalog. Your own credentials were accepted"
     )]
     UpstreamRefusedCredentials { server: String, status: u16 },
+    #[error(
+        "Upstream server '{server}' cannot be called: the gateway has no valid OAuth token for it ({reason}); the gateway's \
+         operator must fix servers[].oauth for it in the catalog (GET /servers shows the token's state). Your own \
+         credentials were accepted"
+    )]
+    UpstreamCredential { server: String, reason: String },
     #[error("Unauthorized: {0}")]
     Unauthorized(String),
     #[error("Forbidden: {0}")]
@@ -92,9 +98,10 @@ impl McpError {
             // Failures of an upstream, not of the client's request: the
             // client's credentials were fine, so never a 401 or 403 that
             // would send its OAuth flow elsewhere.
-            McpError::UpstreamUnavailable { .. } | McpError::UpstreamEventTooLarge { .. } | McpError::UpstreamRefusedCredentials { .. } => {
-                (-32603, 200)
-            }
+            McpError::UpstreamUnavailable { .. }
+            | McpError::UpstreamEventTooLarge { .. }
+            | McpError::UpstreamRefusedCredentials { .. }
+            | McpError::UpstreamCredential { .. } => (-32603, 200),
             McpError::Unauthorized(_) => (-32001, 401),
             McpError::Forbidden(_) | McpError::InsufficientScope(_) => (-32003, 403),
             McpError::MisdirectedHost(_) => (-32600, 421),

@@ -33,6 +33,7 @@ pub fn server(name: &str) -> UpstreamServer {
         era: ServerEra::HandshakeOnly,
         headers: vec![],
         forward_authorization: false,
+        credential_error: None,
     }
 }
 

@@ -613,6 +613,9 @@ impl Gateway {
     /// Sends the request to `server`, in the client's session with it.
     fn forward(&self, id: &str, server: usize, session: &InSession<'_>, body: Option<Vec<u8>>) -> Result<Forward, McpError> {
         let upstream_server = self.server(server).ok_or_else(|| McpError::Internal("route to a missing server".into()))?;
+        if let Some(reason) = &upstream_server.credential_error {
+            return Err(McpError::UpstreamCredential { server: upstream_server.name.clone(), reason: reason.clone() });
+        }
         let forward = Forward {
             request_id: id.to_string(),
             server,

@@ -47,6 +47,92 @@ fn interpolation_reports_every_missing_variable_and_escapes() {
     assert_eq!(interpolate("${NOPE:-0.0.0.0:4444} ${HOST:-x} ${NOPE:-}", env).unwrap(), "0.0.0.0:4444 10.0.0.1 ");
 }
 
+/// A directory of its own for a test's secret files.
+fn secrets_dir(test: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("mcp-catalog-{test}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("sub")).unwrap();
+    dir
+}
+
+#[test]
+fn file_secrets_are_read_without_their_trailing_newlines() {
+    let dir = secrets_dir("files");
+    std::fs::write(dir.join("sub/echoed"), "s3cret-from-echo\n").unwrap();
+    std::fs::write(dir.join("crlf"), "from-windows\r\n\r\n").unwrap();
+    std::fs::write(dir.join("inner"), "two\nlines\n").unwrap();
+    std::fs::write(dir.join("bare"), "no-newline").unwrap();
+    let abs = dir.join("bare");
+    let secrets = crate::controller::SecretFiles::new(&dir);
+    let lookup = |n: &str| secrets.lookup(n);
+    // Relative paths are from the catalog's directory; absolute ones are themselves.
+    let text = format!("${{file:sub/echoed}} ${{file:crlf}} [${{file:inner}}] ${{file:{}}}", abs.display());
+    assert_eq!(interpolate_with(&text, lookup).unwrap(), "s3cret-from-echo from-windows [two\nlines] no-newline");
+    // In a catalog, beside variables, in any string value.
+    let c = load_with(
+        "gateway:\n  auth:\n    api_keys:\n      - {key: '${file:sub/echoed}', principal: a}\nservers:\n  - {name: t, url: 'http://127.0.0.1:9/mcp', headers: {authorization: 'Bearer ${file:bare}'}}\n",
+        lookup,
+    )
+    .unwrap();
+    assert_eq!(c.gateway.auth.unwrap().api_keys[0].key, "s3cret-from-echo");
+    assert_eq!(c.servers[0].headers.0["authorization"], "Bearer no-newline");
+    let read: Vec<_> = secrets.into_read().into_iter().map(|(p, _)| p).collect();
+    assert_eq!(read, vec![abs, dir.join("crlf"), dir.join("inner"), dir.join("sub/echoed")], "every file read is remembered");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn unreadable_files_are_reported_all_at_once_by_name_and_never_by_content() {
+    let dir = secrets_dir("missing");
+    std::fs::write(dir.join("present"), "the-value-itself\n").unwrap();
+    let secrets = crate::controller::SecretFiles::new(&dir);
+    let text = "a: ${file:gone} b: ${NOPE} c: ${file:sub} d: ${file:present} e: ${file:gone}";
+    let err = interpolate_with(text, |n| secrets.lookup(n)).unwrap_err();
+    let CatalogError::Unresolved(problems) = &err else { panic!("{err:?}") };
+    let gone = dir.join("gone").display().to_string();
+    assert_eq!(problems.len(), 3, "once each: {problems:?}");
+    assert_eq!(problems[0], "undefined environment variable NOPE");
+    assert!(problems[1].contains(&gone) && problems[1].contains("No such file or directory"), "{problems:?}");
+    assert!(problems[2].contains(&dir.join("sub").display().to_string()), "a directory: {problems:?}");
+    assert!(!err.to_string().contains("the-value-itself"), "{err}");
+    // A catalog naming a missing file fails to load, naming it.
+    let loaded = load_with("servers: []\ngateway:\n  session_key: ${file:gone}\n", |n| secrets.lookup(n));
+    assert!(matches!(&loaded, Err(CatalogError::Unresolved(p)) if p.len() == 1 && p[0].contains(&gone)), "{loaded:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn file_defaults_escapes_and_lookups_without_files() {
+    // A lookup as the controller's, without a disk: `gone` does not exist,
+    // `empty` is empty (once its newline is trimmed), `locked` cannot be read.
+    let lookup = |name: &str| match name {
+        "file:k" => Ok(Some("v\n".to_string())),
+        "file:empty" => Ok(Some("\n".to_string())),
+        "file:gone" => Err(Unreadable { reason: "cannot read secret file /c/gone: not found".into(), absent: true }),
+        "file:locked" => Err(Unreadable { reason: "cannot read secret file /c/locked: denied".into(), absent: false }),
+        other => Ok(env(other)),
+    };
+    assert_eq!(interpolate_with("${file:gone:-dflt} ${file:empty:-e} ${file:k:-x} ${file:empty}|", lookup).unwrap(), "dflt e v |");
+    assert_eq!(interpolate_with("${file:gone:-}${HOST}", lookup).unwrap(), "10.0.0.1");
+    // A file there but unreadable is an error even with a default.
+    match interpolate_with("${file:locked:-x}", lookup) {
+        Err(CatalogError::Unresolved(p)) => assert_eq!(p, vec!["cannot read secret file /c/locked: denied"]),
+        other => panic!("{other:?}"),
+    }
+    // `$${file:` stays literal, and is not looked up.
+    assert_eq!(interpolate_with("$${file:gone} $${file:k}", lookup).unwrap(), "${file:gone} ${file:k}");
+    // Variables only: a file name is an unset variable; missing variables
+    // alone are reported as before.
+    match interpolate("${file:k}", env) {
+        Err(CatalogError::MissingEnv(v)) => assert_eq!(v, vec!["file:k"]),
+        other => panic!("{other:?}"),
+    }
+    match interpolate_with("${NOPE} ${NOPE}", lookup) {
+        Err(CatalogError::MissingEnv(v)) => assert_eq!(v, vec!["NOPE"]),
+        other => panic!("{other:?}"),
+    }
+}
+
 /// The problems reported for a catalog text.
 fn problems(text: &str) -> Vec<String> {
     match load(text, env) {

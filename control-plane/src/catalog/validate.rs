@@ -292,6 +292,18 @@ pub fn validate(c: &Catalog) -> Vec<String> {
         if s.runtime == Runtime::Stdio && (!s.headers.is_empty() || s.forward_authorization) {
             p.push(format!("{at}: headers and forward_authorization are for runtime http or sse"));
         }
+        if let Some(o) = &s.oauth {
+            if s.runtime != Runtime::Http {
+                p.push(format!("{at}: oauth is for runtime http (the gateway's tokens go with Envoy's requests to its url)"));
+            }
+            if s.forward_authorization {
+                p.push(format!("{at}: oauth and forward_authorization both set the upstream's Authorization header; keep one"));
+            }
+            if s.headers.0.keys().any(|k| k.eq_ignore_ascii_case("authorization")) {
+                p.push(format!("{at}: oauth and headers.Authorization both set the upstream's Authorization header; keep one"));
+            }
+            p.extend(o.problems(&at));
+        }
         if let Some(t) = &s.tls {
             validate_upstream_tls(s, t, &at, &mut p);
         }

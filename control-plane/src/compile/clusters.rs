@@ -8,6 +8,7 @@ use envoy_types::pb::envoy::config::cluster::v3::{circuit_breakers, cluster, Cir
 use envoy_types::pb::envoy::config::core::v3::HttpProtocolOptions as HttpProtocolOptionsCommon;
 use envoy_types::pb::envoy::config::core::v3::{address, socket_address, Address, SocketAddress};
 use envoy_types::pb::envoy::config::endpoint::v3::{lb_endpoint, ClusterLoadAssignment, Endpoint, LbEndpoint, LocalityLbEndpoints};
+use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::HttpFilter;
 use envoy_types::pb::envoy::extensions::upstreams::http::v3::{http_protocol_options, HttpProtocolOptions};
 use envoy_types::pb::google::protobuf::{Duration as PbDuration, UInt32Value};
 use envoy_types::util::pack_any;
@@ -71,7 +72,7 @@ pub(super) fn static_or_dns_cluster(name: &str, host: &str, port: u16) -> Cluste
 /// would keep another from opening any (its calls would wait for the idle
 /// timeout). On HTTP/1.1 a call in flight holds one connection, so calls
 /// bound connections anyway.
-pub(super) fn limit_connections(c: &mut Cluster, max: u32, idle_seconds: u64) {
+pub(super) fn limit_connections(c: &mut Cluster, max: u32, idle_seconds: u64, http_filters: Vec<HttpFilter>) {
     let max = Some(UInt32Value { value: max });
     c.circuit_breakers = Some(CircuitBreakers {
         thresholds: vec![circuit_breakers::Thresholds {
@@ -92,6 +93,8 @@ pub(super) fn limit_connections(c: &mut Cluster, max: u32, idle_seconds: u64) {
                 protocol_config: Some(http_protocol_options::explicit_http_config::ProtocolConfig::HttpProtocolOptions(Default::default())),
             },
         )),
+        // Upstream filters (a server's token, `credentials.rs`), if any.
+        http_filters,
         ..Default::default()
     };
     c.typed_extension_protocol_options.insert("envoy.extensions.upstreams.http.v3.HttpProtocolOptions".into(), pack_any(options));

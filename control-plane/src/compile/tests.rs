@@ -62,6 +62,18 @@ fn run_held(
     previous: Option<&FilterConfig>,
     held: &BTreeMap<String, BTreeMap<String, String>>,
 ) -> Result<Compiled, CompileError> {
+    run_full(yaml, discovered, upstream_tls, previous, held, &BTreeMap::new())
+}
+
+/// Compiles `yaml` with everything compile takes from outside the catalog.
+pub(in crate::compile) fn run_full(
+    yaml: &str,
+    discovered: BTreeMap<String, Discovered>,
+    upstream_tls: &BTreeMap<String, UpstreamTls>,
+    previous: Option<&FilterConfig>,
+    held: &BTreeMap<String, BTreeMap<String, String>>,
+    credentials: &BTreeMap<String, Credential>,
+) -> Result<Compiled, CompileError> {
     let catalog = load(yaml, |_| None).unwrap();
     compile(&Inputs {
         catalog: &catalog,
@@ -76,6 +88,7 @@ fn run_held(
         upstream_tls,
         previous,
         held,
+        credentials,
     })
 }
 
@@ -111,7 +124,8 @@ fn names_tools_and_routes_them() {
             protocol_version: None,
             era: mcp_filter::config::ServerEra::HandshakeOnly,
             headers: vec![],
-            forward_authorization: false
+            forward_authorization: false,
+            credential_error: None
         }
     );
     assert_eq!(f.version, c.snapshot.version);

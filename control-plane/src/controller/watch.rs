@@ -1,7 +1,8 @@
 //! When the controller reloads: on start; when the catalog file changes (an
 //! editor's write or rename, a Kubernetes ConfigMap's swap); when the TLS
-//! files it names change (polled); every `rediscover_every` (everyone asked
-//! again), and sooner while a server is not ready (1 s, 2 s, 4 s, ...); and
+//! files or `${file:...}` secrets it names change (polled); every
+//! `rediscover_every` (everyone asked again), and sooner while a server is
+//! not ready (1 s, 2 s, 4 s, ...); and
 //! when something says a server's offer may have changed (the one
 //! [`Changes`](crate::state::Changes) channel).
 
@@ -12,14 +13,15 @@ use std::time::Duration;
 use notify::Watcher;
 use tokio::sync::mpsc;
 
-use super::{digest_of, read_all, Controller, Discovery};
+use super::{digest_of, read_all, secrets, Controller, Discovery, SecretFile};
 
 /// The directory entry Kubernetes swaps to update a mounted ConfigMap.
 const CONFIGMAP_DATA: &str = "..data";
 
-/// How often the TLS files are checked for a rotation. Polling, not file
-/// events: certificate managers and Kubernetes replace files through
-/// symlink swaps that directory watches see inconsistently.
+/// How often the TLS files and secret files are checked for a rotation.
+/// Polling, not file events: certificate managers, Vault agents and
+/// Kubernetes replace files through symlink swaps that directory watches see
+/// inconsistently.
 const TLS_POLL: Duration = Duration::from_secs(2);
 
 /// Reports arriving this close together make one rediscovery (every
@@ -73,6 +75,10 @@ impl Controller {
         let mut tls_poll = tokio::time::interval(TLS_POLL);
         tls_poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut deadline = None;
+        // The secret files as the last poll that reloaded for them found
+        // them: a file that stays missing (the reload failed, the last good
+        // configuration stays) is not reloaded for again at every poll.
+        let mut secrets_seen = None;
         loop {
             // When to ask the servers again, kept across the TLS polls.
             let next = *deadline.get_or_insert_with(|| {
@@ -105,6 +111,10 @@ impl Controller {
                 _ = tls_poll.tick() => {
                     if self.tls_files_changed().await {
                         tracing::info!("TLS files changed; pushing the new certificates");
+                        let _ = self.reload_with(Discovery::Unreachable).await;
+                    } else if let Some(files) = self.secret_files_changed(&mut secrets_seen).await {
+                        // The paths only: never what they hold.
+                        tracing::info!(?files, "secret files changed; reloading");
                         let _ = self.reload_with(Discovery::Unreachable).await;
                     }
                 }
@@ -139,6 +149,27 @@ impl Controller {
                 self.inner.retry_soon.notify_one();
             }
         }
+    }
+
+    /// The secret files that hold something else (or are missing, or back)
+    /// than at the last good reload, unless the last poll found them so
+    /// already (`seen`).
+    async fn secret_files_changed(&self, seen: &mut Option<Vec<SecretFile>>) -> Option<Vec<PathBuf>> {
+        let published = self.published()?;
+        if published.secret_files.is_empty() {
+            return None;
+        }
+        let now = secrets::read_again(&published.secret_files).await;
+        if now == published.secret_files {
+            *seen = None;
+            return None;
+        }
+        if seen.as_ref() == Some(&now) {
+            return None;
+        }
+        let changed = now.iter().zip(&published.secret_files).filter(|(a, b)| a != b).map(|(a, _)| a.0.clone()).collect();
+        *seen = Some(now);
+        Some(changed)
     }
 
     /// Whether the TLS files hold something else than at the last reload.

@@ -467,7 +467,7 @@ async fn connect(u: &UpstreamStream, last_event_id: Option<String>) -> Result<Op
     if let Some(id) = last_event_id {
         request = request.header("last-event-id", id);
     }
-    for (name, value) in &u.server.headers {
+    for (name, value) in u.server.auth_headers() {
         request = request.header(name, value);
     }
     if let Some(v) = &u.version {
@@ -511,7 +511,7 @@ pub(crate) mod tests {
     /// Server `name`, reached at `url`.
     pub(crate) fn server_at(name: &str, url: &str) -> Upstream {
         let http = crate::upstream::Clients::default().get(None).unwrap();
-        Upstream { name: name.into(), url: url.into(), shown: name.into(), headers: vec![], http }
+        Upstream { name: name.into(), url: url.into(), shown: name.into(), headers: vec![], token: None, http }
     }
 
     pub(crate) fn server(name: &str) -> Upstream {

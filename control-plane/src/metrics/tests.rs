@@ -16,6 +16,7 @@ fn server(name: &str, state: ServerState, tools: usize) -> ServerStatus {
         hidden_tools: Vec::new(),
         changed_tools: Vec::new(),
         process: None,
+        credential: None,
     }
 }
 
@@ -49,6 +50,16 @@ fn a_scrape_shows_the_catalog_the_envoys_and_the_servers() {
         servers: vec![
             ServerStatus {
                 dropped: vec![crate::compile::Dropped { server: "echo".into(), kind: "tool", name: "x".into(), reason: "taken".into() }],
+                credential: Some(crate::token::CredentialStatus {
+                    grant: "client_credentials",
+                    state: CredentialState::RefreshFailing,
+                    token_url: None,
+                    expires_at: Some(2_000),
+                    refreshed_at: None,
+                    last_error: Some("refused".into()),
+                    refreshes: 3,
+                    failures: 1,
+                }),
                 ..server("echo", ServerState::Ready, 3)
             },
             server("we\"ird", ServerState::Unreachable, 0),
@@ -102,12 +113,16 @@ fn a_scrape_shows_the_catalog_the_envoys_and_the_servers() {
             "mcp_gateway_server_changed_tools{server=\"we\\\"ird\"} 0",
             "mcp_gateway_server_held_tools{server=\"echo\"} 0",
             "mcp_gateway_server_held_tools{server=\"we\\\"ird\"} 0",
+            "mcp_gateway_upstream_credential_valid{server=\"echo\"} 1",
+            "mcp_gateway_upstream_credential_expiry_timestamp_seconds{server=\"echo\"} 2000",
+            "mcp_gateway_upstream_credential_refreshes_total{server=\"echo\",result=\"ok\"} 3",
+            "mcp_gateway_upstream_credential_refreshes_total{server=\"echo\",result=\"error\"} 1",
             "mcp_gateway_server_restarts_total{server=\"files\"} 2",
         ]
     );
     // Every family is introduced once, before its samples.
     let types: Vec<&str> = text.lines().filter(|l| l.starts_with("# TYPE ")).collect();
-    assert_eq!(types.len(), 18);
+    assert_eq!(types.len(), 21);
     assert!(types.contains(&"# TYPE mcp_gateway_xds_nacks_total counter"));
 }
 

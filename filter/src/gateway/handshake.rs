@@ -213,10 +213,15 @@ impl Handshake {
         // reckoned to add while there is room.
         let mut used = serde_json::to_vec(&self.state(&plan, now)).map_or(0, |v| v.len());
         let room = config.session.max_id_bytes;
-        let opened = config.servers.iter().enumerate().filter(|(i, s)| s.stateful && reaches(*i)).take_while(|(_, s)| {
-            used += jsonrpc::json_string(&s.name).len() + 2 + RECKONED_UPSTREAM_BYTES;
-            self.sealer.sealed_len(used) <= room
-        });
+        // A server without a valid token is left to the client's first call
+        // to it, which is refused saying why.
+        let opened =
+            config.servers.iter().enumerate().filter(|(i, s)| s.stateful && s.credential_error.is_none() && reaches(*i)).take_while(
+                |(_, s)| {
+                    used += jsonrpc::json_string(&s.name).len() + 2 + RECKONED_UPSTREAM_BYTES;
+                    self.sealer.sealed_len(used) <= room
+                },
+            );
         let init_body = self.init_body(&plan.version, plan.capabilities.as_deref());
         // Stateless servers need no session: they are called as they are.
         plan.callouts = opened.map(|(i, s)| Callout::to(i, s, None, None, init_body.clone())).collect();

@@ -1701,3 +1701,30 @@ fn a_virtual_servers_own_rules_narrow_the_gateways() {
     assert_eq!(listed.as_array().unwrap().len(), 1);
     assert_eq!(listed[0]["name"], "plain");
 }
+
+#[test]
+fn a_server_without_a_valid_token_is_refused_by_name_and_left_out_of_initialize() {
+    let mut c = config();
+    c.servers[0].credential_error = Some("token endpoint https://as/token refused the gateway's client: invalid_client".into());
+    let gw = Gateway::new(c).unwrap();
+    let plan = match gw.on_body(&post(None), br#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{}}"#, NOW) {
+        BodyAction::Initialize(p) => p,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(plan.callouts.iter().map(|c| c.cluster.as_str()).collect::<Vec<_>>(), ["mcp_b"], "no initialize for a");
+    let (reply, _, _) = gw.initialized(&plan, &[None], NOW);
+    let token = reply.headers.iter().find(|(k, _)| *k == "mcp-session-id").unwrap().1.clone();
+    let body = br#"{"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"name":"a__echo","arguments":{"text":"hi"}}}"#;
+    match gw.on_body(&post(Some(&token)), body, NOW) {
+        BodyAction::Reply(r) => {
+            let v = reply_json(&r);
+            assert_eq!((r.status, v["error"]["code"].as_i64()), (200, Some(-32603)));
+            let message = v["error"]["message"].as_str().unwrap();
+            assert!(message.contains("'a'") && message.contains("invalid_client") && message.contains("servers[].oauth"), "{message}");
+        }
+        other => panic!("{other:?}"),
+    }
+    // Its other servers are served.
+    let body = br#"{"jsonrpc":"2.0","id":6,"method":"tools/call","params":{"name":"s__ping"}}"#;
+    assert!(matches!(gw.on_body(&post(Some(&token)), body, NOW), BodyAction::Forward(f) if f.server == 2));
+}
