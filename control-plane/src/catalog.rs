@@ -597,7 +597,7 @@ mod validate;
 pub use endpoint::{parse_endpoint, Endpoint};
 pub use endpoints::{path_of, EndpointSettings};
 pub use interpolate::{interpolate, interpolate_with, Lookup, Unreadable, FILE_PREFIX};
-pub use oauth::{token_url_allowed, ClientAuth, OAuthSettings};
+pub use oauth::{token_url_allowed, ClientAuth, Grant, OAuthSettings};
 pub use router::ToolRouterSettings;
 pub use streams::StreamLimits;
 pub use tools::PinMode;

@@ -29,7 +29,7 @@ use prost::Message;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use crate::catalog::{Catalog, DefaultDecision, GatewaySettings, DEFAULT_LIMIT};
+use crate::catalog::{Catalog, DefaultDecision, GatewaySettings, Grant, Server, DEFAULT_LIMIT};
 use crate::discovery::Discovered;
 use crate::snapshot::{Snapshot, CLUSTER_TYPE, EXTENSION_CONFIG_TYPE, LISTENER_TYPE, ROUTE_TYPE, SECRET_TYPE};
 use crate::upstream::UpstreamTls;
@@ -206,7 +206,7 @@ pub fn compile(inputs: &Inputs<'_>) -> Result<Compiled, CompileError> {
                 &mut upstream,
                 s.max_connections.unwrap_or(g.max_connections_per_server),
                 s.idle_timeout_seconds.unwrap_or(g.idle_timeout_seconds),
-                if s.oauth.is_some() { credentials::upstream_filters(&s.name) } else { Vec::new() },
+                if gateway_token(s) { credentials::upstream_filters(&s.name) } else { Vec::new() },
             );
         }
         clusters.push(upstream);
@@ -237,7 +237,8 @@ pub fn compile(inputs: &Inputs<'_>) -> Result<Compiled, CompileError> {
                 s.headers.0.iter().map(|(k, v)| UpstreamHeader { name: k.to_ascii_lowercase(), value: v.clone() }).collect()
             },
             forward_authorization: s.forward_authorization && !s.piped(),
-            credential_error: s.oauth.as_ref().and_then(|_| match inputs.credentials.get(&s.name) {
+            token_exchange: s.oauth.as_ref().is_some_and(|o| o.grant == Grant::TokenExchange),
+            credential_error: gateway_token(s).then_some(()).and_then(|_| match inputs.credentials.get(&s.name) {
                 Some(Credential::Token(_)) => None,
                 Some(Credential::Unavailable(why)) => Some(why.clone()),
                 None => Some("the gateway has not got a token for it yet".into()),
@@ -422,7 +423,7 @@ pub fn compile(inputs: &Inputs<'_>) -> Result<Compiled, CompileError> {
         if let Some(files) = inputs.upstream_tls.get(&s.name) {
             secrets.extend(tls::upstream_secrets(&s.name, files));
         }
-        if s.oauth.is_some() {
+        if gateway_token(s) {
             let none = Credential::Unavailable(String::new());
             secrets.push(credentials::secret_of(&s.name, inputs.credentials.get(&s.name).unwrap_or(&none)));
         }
@@ -434,6 +435,13 @@ pub fn compile(inputs: &Inputs<'_>) -> Result<Compiled, CompileError> {
     let snapshot = Snapshot { version, resources };
     consistent(&snapshot)?;
     Ok(Compiled { snapshot, filter_config, dropped, hidden_tools })
+}
+
+/// Whether Envoy adds the gateway's own token to every request to the
+/// server (`oauth` with the client credentials grant); a server that takes
+/// each caller's own gets it from the filter instead.
+fn gateway_token(s: &Server) -> bool {
+    s.oauth.as_ref().is_some_and(|o| o.grant == Grant::ClientCredentials)
 }
 
 /// What Envoy would reject whole must never be published: resource names

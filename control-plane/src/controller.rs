@@ -208,6 +208,12 @@ impl Controller {
         Arc::clone(&self.inner.settings.module)
     }
 
+    /// A caller's JWT exchanged for a token of `server` (RFC 8693): the token
+    /// and the seconds it may be used, or why not.
+    pub async fn exchange(&self, server: &str, subject: &str) -> Result<(String, u64), String> {
+        self.inner.credentials.exchange(server, subject).await
+    }
+
     /// What opens the internal endpoints.
     pub fn internal(&self) -> Internal {
         self.inner.internal.clone()

@@ -18,14 +18,15 @@
 //! `mcp_gateway_upstream_credential_*` say so. docs/security.md.
 
 pub mod discover;
+mod exchange;
 
 use std::collections::BTreeMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use base64::Engine;
 
-use crate::catalog::{token_url_allowed, Catalog, ClientAuth, OAuthSettings, Server};
+use crate::catalog::{token_url_allowed, Catalog, ClientAuth, Grant, OAuthSettings, Server};
 use crate::state::Changes;
 pub use crate::token::{Credential, CredentialState, CredentialStatus};
 use crate::token::{Token, TokenHandle};
@@ -45,6 +46,8 @@ struct Entry {
     key: String,
     handle: TokenHandle,
     task: tokio::task::AbortHandle,
+    /// What a token exchange for the server takes (`grant: token_exchange`).
+    exchange: Option<Arc<exchange::Exchanger>>,
 }
 
 impl Drop for Entry {
@@ -57,11 +60,13 @@ impl Drop for Entry {
 pub struct Credentials {
     entries: Mutex<BTreeMap<String, Entry>>,
     changes: Changes,
+    /// Callers' exchanged tokens, bounded, by caller token and server.
+    exchanged: exchange::Cache,
 }
 
 impl Credentials {
     pub fn new(changes: Changes) -> Self {
-        Credentials { entries: Mutex::new(BTreeMap::new()), changes }
+        Credentials { entries: Mutex::new(BTreeMap::new()), changes, exchanged: exchange::Cache::default() }
     }
 
     /// Follows a catalog just published: a task for each server with
@@ -87,8 +92,16 @@ impl Credentials {
                 handle: handle.clone(),
                 changes: self.changes.clone(),
             };
+            let exchange = (oauth.grant == Grant::TokenExchange).then(|| {
+                Arc::new(exchange::Exchanger {
+                    url: server.url.clone(),
+                    oauth: oauth.clone(),
+                    token_client: reach.plain(),
+                    handle: handle.clone(),
+                })
+            });
             let task = tokio::spawn(job.run()).abort_handle();
-            entries.insert(name.to_string(), Entry { key, handle, task });
+            entries.insert(name.to_string(), Entry { key, handle, task, exchange });
         }
     }
 
@@ -107,6 +120,18 @@ impl Credentials {
     pub fn status(&self, server: &str) -> Option<CredentialStatus> {
         let entries = self.entries.lock().ok()?;
         entries.get(server).map(|e| e.handle.status())
+    }
+
+    /// A caller's JWT exchanged for a token of `server` (RFC 8693): from
+    /// the cache, or from the token endpoint. The token and how many
+    /// seconds it may be used; or why not, in words for the caller.
+    pub async fn exchange(&self, server: &str, subject: &str) -> Result<(String, u64), String> {
+        let exchanger = {
+            let entries = self.entries.lock().map_err(|_| "the gateway's token store failed".to_string())?;
+            entries.get(server).and_then(|e| e.exchange.clone())
+        };
+        let exchanger = exchanger.ok_or_else(|| format!("server {server:?} takes no exchanged tokens (oauth.grant: token_exchange)"))?;
+        self.exchanged.get_or_exchange(server, subject, &exchanger).await
     }
 }
 
@@ -185,26 +210,26 @@ impl Refresh {
             }
         };
         self.handle.update(|slot| slot.token_url = Some(token_url.clone()));
-        let body = form(&self.oauth, resource.as_deref());
-        let mut request = self
-            .token_client
-            .client
-            .post(&token_url)
-            .timeout(TIMEOUT)
-            .header("content-type", "application/x-www-form-urlencoded")
-            .header("accept", "application/json");
-        if self.oauth.client_auth == ClientAuth::Basic {
-            request = request.header("authorization", basic(&self.oauth.client_id, &self.oauth.client_secret));
-        }
-        let response = request
-            .body(body)
-            .send()
-            .await
-            .map_err(|e| format!("token endpoint {token_url}: {}", self.token_client.failure(&e, &token_url)))?;
-        let status = response.status().as_u16();
-        let text = read_limited(response).await.map_err(|e| format!("token endpoint {token_url}: {e}"))?;
-        token_of(status, &text, SystemTime::now()).map_err(|e| format!("token endpoint {token_url} {e}"))
+        post_form(&self.token_client, &token_url, &self.oauth, form(&self.oauth, resource.as_deref(), None)).await
     }
+}
+
+/// Sends a token request (the client authenticated as the catalog says)
+/// and reads its answer.
+async fn post_form(client: &Http, token_url: &str, oauth: &OAuthSettings, body: String) -> Result<Token, String> {
+    let mut request = client
+        .client
+        .post(token_url)
+        .timeout(TIMEOUT)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("accept", "application/json");
+    if oauth.client_auth == ClientAuth::Basic {
+        request = request.header("authorization", basic(&oauth.client_id, &oauth.client_secret));
+    }
+    let response = request.body(body).send().await.map_err(|e| format!("token endpoint {token_url}: {}", client.failure(&e, token_url)))?;
+    let status = response.status().as_u16();
+    let text = read_limited(response).await.map_err(|e| format!("token endpoint {token_url}: {e}"))?;
+    token_of(status, &text, SystemTime::now()).map_err(|e| format!("token endpoint {token_url} {e}"))
 }
 
 /// When to get the next token: three quarters through the lifetime.
@@ -212,10 +237,19 @@ fn renew_after(lifetime: Duration) -> Duration {
     (lifetime * 3 / 4).max(Duration::from_secs(1))
 }
 
-/// The token request's form (RFC 6749 §4.4.2, RFC 8707 `resource`).
-fn form(oauth: &OAuthSettings, resource: Option<&str>) -> String {
+/// The token request's form: the client credentials grant (RFC 6749
+/// §4.4.2), or with a caller's JWT (`subject`) the token exchange grant
+/// (RFC 8693 §2.1); RFC 8707 `resource`.
+fn form(oauth: &OAuthSettings, resource: Option<&str>, subject: Option<&str>) -> String {
     let mut form = url::form_urlencoded::Serializer::new(String::new());
-    form.append_pair("grant_type", "client_credentials");
+    match subject {
+        None => form.append_pair("grant_type", "client_credentials"),
+        Some(token) => form
+            .append_pair("grant_type", "urn:ietf:params:oauth:grant-type:token-exchange")
+            .append_pair("subject_token", token)
+            .append_pair("subject_token_type", "urn:ietf:params:oauth:token-type:jwt")
+            .append_pair("requested_token_type", "urn:ietf:params:oauth:token-type:access_token"),
+    };
     if !oauth.scopes.is_empty() {
         form.append_pair("scope", &oauth.scopes.join(" "));
     }

@@ -46,6 +46,9 @@ pub const META_TRACEPARENT_PROPERTY: &str = "mcp_meta_traceparent";
 /// server that needs a session or speaks an older revision: this prefix and
 /// the server's name, on the [`FilterConfig::control_plane`]'s cluster.
 pub const BRIDGE_PATH_PREFIX: &str = "/mcp-bridge/";
+/// Where the filter asks the control plane to exchange a caller's token for
+/// one of a server's (`<prefix><server>`, the caller's token as its bearer).
+pub const EXCHANGE_PATH_PREFIX: &str = "/mcp-exchange/";
 
 /// The header that proves a request to the control plane's internal
 /// endpoints (GET streams, the era bridge, the runtimes' pipes) comes
@@ -230,6 +233,11 @@ pub struct UpstreamServer {
     /// in this configuration.)
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub credential_error: Option<String>,
+    /// It takes each caller's own identity: requests to it carry the
+    /// caller's JWT exchanged for a token of its (RFC 8693, by the control
+    /// plane; `gateway/exchange.rs`), and callers without a JWT are refused.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub token_exchange: bool,
 }
 
 /// Which eras of the protocol a server speaks: the handshake era

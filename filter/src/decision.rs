@@ -265,6 +265,20 @@ pub struct Forward {
     /// it yet (neither sealed in its id nor opened by this Envoy): the glue
     /// opens one first (`Gateway::open_upstream`), then sends the request in it.
     pub open_first: bool,
+    /// `Authorization` for the upstream: the caller's exchanged token, for a
+    /// server that takes each caller's own identity
+    /// (`Gateway::upstream_token`). A secret: never logged.
+    pub upstream_authorization: Option<String>,
+}
+
+/// A forward's upstream token ([`crate::gateway::Gateway::upstream_token`]).
+#[derive(Debug, PartialEq)]
+pub enum TokenStep {
+    /// Send it (with the token, if its server takes one).
+    Ready(Forward),
+    /// Make the callout (the control plane's token exchange) first, then
+    /// give its answer to `Gateway::upstream_token_exchanged`.
+    Exchange(Forward, Callout),
 }
 
 /// The upstream sessions this Envoy opened on first use (`opened.rs`), as

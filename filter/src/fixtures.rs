@@ -34,6 +34,7 @@ pub fn server(name: &str) -> UpstreamServer {
         headers: vec![],
         forward_authorization: false,
         credential_error: None,
+        token_exchange: false,
     }
 }
 

@@ -27,6 +27,7 @@ mod auth;
 mod edits;
 mod endpoint;
 mod era;
+mod exchange;
 mod handshake;
 mod limits;
 mod lists;
@@ -71,6 +72,8 @@ pub struct Gateway {
     /// The virtual servers, in the configuration's order.
     views: Vec<endpoint::View>,
     handshake: handshake::Handshake,
+    /// Callers' exchanged tokens, per server that takes them.
+    exchanged: exchange::ExchangeCache,
     /// When the host loaded this configuration (Unix seconds), for the
     /// router's status.
     loaded_at: Option<u64>,
@@ -87,6 +90,7 @@ impl Gateway {
             lists: lists::ListCache::new(&config, None),
             views: (0..config.endpoints.len()).map(|i| endpoint::View::new(&config, i)).collect::<Result<_, _>>()?,
             handshake: handshake::Handshake::new(&config)?,
+            exchanged: exchange::ExchangeCache::default(),
             config,
             loaded_at: None,
         })
@@ -237,36 +241,6 @@ impl Gateway {
     /// sessions the id had no room for, for the glue to record.
     pub fn initialized(&self, plan: &InitPlan, responses: &[Option<CalloutResponse>], now: Now) -> (Reply, Vec<Callout>, Vec<Opened>) {
         self.handshake.initialized(&self.config, plan, responses, now)
-    }
-
-    /// The `initialize` that opens the upstream session a forward needs
-    /// ([`Forward::open_first`]).
-    pub fn open_upstream(&self, head: &RequestHead, f: &Forward, now: Now) -> Result<Callout, Reply> {
-        self.handshake.open_upstream(&self.config, head, f.server, now).map_err(|e| Reply::error(Some(&f.request_id), &e))
-    }
-
-    /// The answer to [`Gateway::open_upstream`]: the forward, now in its
-    /// upstream session, the session to record, and the callouts to make
-    /// before the request goes on; or the client's error (naming the
-    /// server) when it could not be opened.
-    pub fn upstream_opened(
-        &self,
-        head: &RequestHead,
-        f: Forward,
-        response: Option<&CalloutResponse>,
-        now: Now,
-    ) -> Result<(Forward, Opened, Vec<Callout>), Reply> {
-        let (opened, callouts) = self
-            .handshake
-            .upstream_opened(&self.config, head, f.server, response, now)
-            .map_err(|e| Reply::error(Some(&f.request_id), &e))?;
-        let f = Forward {
-            upstream_session: opened.session.id.clone(),
-            upstream_version: opened.session.version.clone(),
-            open_first: false,
-            ..f
-        };
-        Ok((f, opened, callouts))
     }
 
     /// The largest answer the filter reads of one of its own calls: an
@@ -626,6 +600,7 @@ impl Gateway {
             bridge: false,
             mcp_method: None,
             open_first: false,
+            upstream_authorization: None,
         };
         if era::bridged(&self.config, &session.version, upstream_server)? {
             return Ok(Forward { bridge: true, ..forward });

@@ -13,7 +13,6 @@
 //! passed is a host error that the SDK turns into a panic.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -21,7 +20,7 @@ use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType, LogLevel};
 
 use crate::config::{FilterConfig, JWT_FAILURE_HEADER, JWT_PAYLOAD_HEADER, LOG_PROPERTY, OWN_REPLY_PROPERTY};
-use crate::decision::{Audit, BodyAction, CalloutResponse, Forward, HeadAction, HeaderEdits, InitPlan, Now, Page, Reply, RequestHead};
+use crate::decision::{Audit, BodyAction, CalloutResponse, Forward, HeadAction, HeaderEdits, Now, Reply, RequestHead, TokenStep};
 use crate::error::McpError;
 use crate::gateway::{scrape_reply, Gateway, ScrapeCache};
 use crate::headers::{address_host, bearer};
@@ -32,8 +31,10 @@ use crate::revocation::Slot;
 
 mod callouts;
 mod shared;
+mod state;
 mod stats;
 use shared::SharedOpened;
+use state::State;
 use stats::apply;
 
 proxy_wasm::main! {{
@@ -94,61 +95,6 @@ impl RootContext for Root {
     fn get_type(&self) -> Option<ContextType> {
         Some(ContextType::HttpContext)
     }
-}
-
-enum State {
-    /// Not an MCP request, or already answered.
-    Idle,
-    /// Refused on its headers; the answer goes once the body is in. An
-    /// answer sent while a client is still uploading makes some HTTP/2
-    /// clients (curl) report a stream error instead of the answer.
-    Refusing(Reply),
-    ReadingBody,
-    /// Waiting for the upstreams' answers to `initialize`.
-    Initializing {
-        plan: InitPlan,
-        tokens: HashMap<u32, usize>,
-        responses: Vec<Option<CalloutResponse>>,
-    },
-    /// Waiting for an upstream's answer to the `initialize` that opens the
-    /// session a forwarded request needs (`Forward::open_first`).
-    Opening {
-        forward: Forward,
-        audit: Audit,
-        tokens: HashMap<u32, usize>,
-        response: Option<CalloutResponse>,
-    },
-    /// That session opened: waiting for the upstream to take
-    /// `notifications/initialized` (and the control plane to hear of it),
-    /// then the request goes on in it.
-    Resuming {
-        forward: Forward,
-        audit: Audit,
-        tokens: HashMap<u32, usize>,
-    },
-    /// Waiting for the upstreams to take `notifications/initialized` (after
-    /// `initialize`) or DELETE (ending a session), then sending `reply`.
-    Confirming {
-        reply: Reply,
-        tokens: HashMap<u32, usize>,
-    },
-    /// `GET /metrics` or `/stats`: waiting for Envoy's stats and the control plane's.
-    Scraping {
-        page: Page,
-        tokens: HashMap<u32, usize>,
-        responses: Vec<Option<CalloutResponse>>,
-    },
-    /// Sent upstream; the response must carry the client's session id back.
-    /// `server` names the upstream, whose requests inside an SSE answer
-    /// (sampling, elicitation, roots) `relay` rewrites on their way out.
-    /// `request_id` (raw JSON) is what an error of the gateway's in place of
-    /// the upstream's answer answers.
-    Forwarded {
-        client_session: Option<String>,
-        server: Option<String>,
-        request_id: Option<String>,
-        relay: Option<SseRelay>,
-    },
 }
 
 struct Request {
@@ -267,6 +213,28 @@ impl Request {
         true
     }
 
+    /// Sends a forward on, or first opens the client's session with its
+    /// server (the request waits, its body already in the form the server
+    /// takes; `body_len`, the client's body's length, when not done
+    /// already). True when the request goes on now.
+    fn go_on(&mut self, gw: &Gateway, f: Forward, audit: Audit, body_len: Option<usize>, now: Now) -> bool {
+        if !f.open_first {
+            return self.send_on(gw, &f, &audit, body_len);
+        }
+        match gw.open_upstream(&self.head, &f, now) {
+            Ok(callout) => {
+                if let (Some(new_body), Some(len)) = (&f.body, body_len) {
+                    self.set_http_request_body(0, len, new_body);
+                }
+                let tokens = self.dispatch(gw, &[callout], Self::timeout(gw));
+                self.state = State::Opening { forward: f, audit, tokens, response: None };
+                self.advance(gw);
+            }
+            Err(reply) => self.reply(&reply),
+        }
+        false
+    }
+
     fn on_complete_body(&mut self, gw: &Gateway, body: &[u8]) -> Action {
         let now = self.now();
         let decision = gw.decide_with(&self.head, body, now, &SharedOpened { request: self, now: now.unix_secs });
@@ -287,15 +255,22 @@ impl Request {
                 self.reply(&r);
                 Action::Pause
             }
-            // The client's session with the server is opened first; the
-            // request waits, its body already in the form the server takes.
-            BodyAction::Forward(f) if f.open_first => match gw.open_upstream(&self.head, &f, now) {
-                Ok(callout) => {
+            BodyAction::Forward(f) => match gw.upstream_token(&self.head, f, now) {
+                Ok(TokenStep::Ready(f)) => {
+                    if self.go_on(gw, f, decision.audit, Some(body.len()), now) {
+                        Action::Continue
+                    } else {
+                        Action::Pause
+                    }
+                }
+                // The caller's token is exchanged first; the request waits,
+                // its body already in the form the server takes.
+                Ok(TokenStep::Exchange(f, callout)) => {
                     if let Some(new_body) = &f.body {
                         self.set_http_request_body(0, body.len(), new_body);
                     }
                     let tokens = self.dispatch(gw, &[callout], Self::timeout(gw));
-                    self.state = State::Opening { forward: f, audit: decision.audit, tokens, response: None };
+                    self.state = State::Exchanging { forward: f, audit: decision.audit, tokens, response: None };
                     self.advance(gw);
                     Action::Pause
                 }
@@ -304,13 +279,6 @@ impl Request {
                     Action::Pause
                 }
             },
-            BodyAction::Forward(f) => {
-                if self.send_on(gw, &f, &decision.audit, Some(body.len())) {
-                    Action::Continue
-                } else {
-                    Action::Pause
-                }
-            }
             BodyAction::FanOut(reply, callouts) => {
                 let tokens = self.dispatch(gw, &callouts, Self::timeout(gw));
                 self.state = State::Confirming { reply, tokens };
@@ -362,6 +330,17 @@ impl Request {
                 self.advance(gw);
             }
             State::Confirming { reply, tokens } if tokens.is_empty() => self.reply(&reply),
+            State::Exchanging { forward, audit, tokens, response } if tokens.is_empty() => {
+                let now = self.now();
+                match gw.upstream_token_exchanged(&self.head, forward, response.as_ref(), now) {
+                    Ok(forward) => {
+                        if self.go_on(gw, forward, audit, None, now) {
+                            self.resume_http_request();
+                        }
+                    }
+                    Err(reply) => self.reply(&reply),
+                }
+            }
             State::Opening { forward, audit, tokens, response } if tokens.is_empty() => {
                 match gw.upstream_opened(&self.head, forward, response.as_ref(), self.now()) {
                     Ok((forward, opened, callouts)) => {
@@ -416,7 +395,7 @@ impl Context for Request {
                     }
                 }
             }
-            State::Opening { tokens, response: answer, .. } => {
+            State::Opening { tokens, response: answer, .. } | State::Exchanging { tokens, response: answer, .. } => {
                 if tokens.remove(&token).is_some() {
                     *answer = response;
                 }
@@ -581,6 +560,7 @@ impl HttpContext for Request {
             | State::Confirming { .. }
             | State::Scraping { .. }
             | State::Opening { .. }
+            | State::Exchanging { .. }
             | State::Resuming { .. } => return Action::Pause,
             State::Idle | State::Forwarded { .. } => return Action::Continue,
         }
@@ -605,6 +585,7 @@ impl HttpContext for Request {
             | State::Confirming { .. }
             | State::Scraping { .. }
             | State::Opening { .. }
+            | State::Exchanging { .. }
             | State::Resuming { .. } => return Action::Pause,
             State::Idle | State::Forwarded { .. } => return Action::Continue,
         }

@@ -24,7 +24,7 @@ import pytest
 from mcp.client.client import Client
 from mcp.client.streamable_http import streamable_http_client
 
-from conftest import BASE_SERVERS, HEADERS, free_port, jsonrpc, parse_answer, wait_until
+from conftest import BASE_SERVERS, GATEWAY_SECRETS, HEADERS, free_port, jsonrpc, parse_answer, wait_until
 
 SIGNING = "e2e-oauth-signing-secret-0123456789abcdef"
 CLIENT_SECRET = "e2e-client-secret-for-the-gateway"
@@ -258,5 +258,57 @@ def test_a_rotated_client_secret_file_is_used_without_a_restart(gateway, oauth):
         alice = server.user_token("alice")
         assert "result" in call(gateway, alice, "crm__echo", {"text": "rotated"})
         assert rotated not in json.dumps(gateway.admin("/servers")) and rotated not in gateway.procs["control-plane"].log.read_text()
+    finally:
+        server.admin("clients", {"client_id": "gateway", "client_secret": CLIENT_SECRET})
+
+
+EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"
+
+
+def test_each_caller_reaches_the_server_as_themselves_through_token_exchange(gateway, oauth):
+    """RFC 8693: the caller's JWT is exchanged for a token of the server's; the
+    server sees the caller (sub) with the gateway as actor (act), never the JWT."""
+    server, port, record = oauth
+    auth = {**jwt_auth(server), "api_keys": [{"key": "${MCP_GATEWAY_API_KEY}", "principal": "robot", "groups": ["dev"]}]}
+    crm = crm_server(port, server, grant="token_exchange", scopes=["crm.user"])
+    gateway.write_catalog_and_wait(BASE_SERVERS(gateway.ports) + [crm], "a server taking each caller's own token", auth=auth)
+    wait_until("crm discovered with the gateway's own token", lambda: credential(gateway)["server_state"] == "ready" and credential(gateway).get("state") == "valid", timeout=60)
+    alice, bob = server.user_token("alice"), server.user_token("bob")
+    record.write_text("")
+
+    def claims_as(token: str) -> dict:
+        answer = wait_until("a call through Envoy", lambda: "result" in (a := call(gateway, token, "crm__token_claims", {})) and a, timeout=30)
+        return json.loads(answer["result"]["content"][0]["text"])
+
+    got_alice, got_bob = claims_as(alice), claims_as(bob)
+    assert (got_alice["sub"], got_alice["aud"], got_alice["act"]) == ("alice", AUDIENCE, {"sub": "gateway"}), got_alice
+    assert got_bob["sub"] == "bob" and got_bob["jti"] != got_alice["jti"], got_bob
+    # The official SDK's default handshake: its session opens crm on first use, as alice.
+    assert json.loads(sdk_call(gateway, alice, "crm__token_claims", {}))["sub"] == "alice"
+    for _ in range(4):
+        assert claims_as(alice)["sub"] == "alice"
+
+    # One exchange per caller token, however many calls and workers.
+    exchanges = [t for t in server.issued() if t["grant"] == EXCHANGE]
+    assert sorted(t["sub"] for t in exchanges) == ["alice", "bob"], exchanges
+    received = record.read_text().splitlines()
+    assert received and not any(alice in line or bob in line for line in received), "a caller's own token reached the upstream"
+    subjects = {claims(line.removeprefix("Bearer "))["sub"] for line in received if line != "-"}
+    assert {"alice", "bob"} <= subjects, subjects
+
+    # An API key names nobody the authorization server knows: refused, naming the server.
+    key = GATEWAY_SECRETS["MCP_GATEWAY_API_KEY"]
+    refused = call(gateway, key, "crm__echo", {"text": "x"})["error"]
+    assert refused["code"] == -32603 and "'crm'" in refused["message"] and "no verified JWT" in refused["message"], refused
+    assert call(gateway, key, "echo__add", {"a": 1, "b": 1})["result"]["content"][0]["text"] == "2"
+
+    # An exchange the authorization server refuses says so; cached callers go on.
+    server.admin("revoke", {"client_id": "gateway"})
+    try:
+        carol = server.user_token("carol")
+        error = call(gateway, carol, "crm__echo", {"text": "x"})["error"]
+        assert error["code"] == -32603 and "'crm'" in error["message"] and "invalid_client" in error["message"], error
+        assert CLIENT_SECRET not in error["message"] and carol not in error["message"]
+        assert claims_as(alice)["sub"] == "alice"
     finally:
         server.admin("clients", {"client_id": "gateway", "client_secret": CLIENT_SECRET})

@@ -18,6 +18,10 @@ pub struct OAuthSettings {
     pub client_id: String,
     /// Usually `${SOME_SECRET}` or `${file:/run/secrets/x}`.
     pub client_secret: String,
+    /// Whose identity the server sees (default `client_credentials`: the
+    /// gateway's own).
+    #[serde(default, skip_serializing_if = "Grant::is_default")]
+    pub grant: Grant,
     /// How the client authenticates at the token endpoint (default `basic`).
     #[serde(default)]
     pub client_auth: ClientAuth,
@@ -32,6 +36,26 @@ pub struct OAuthSettings {
     /// as the MCP authorization spec asks clients to send.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resource: Option<String>,
+}
+
+/// Whose token the server gets.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Grant {
+    /// The gateway's own (RFC 6749 §4.4), the same for every caller.
+    #[default]
+    ClientCredentials,
+    /// Each caller's own: the caller's JWT exchanged for a token of the
+    /// server's (RFC 8693), per caller. The gateway's own token (client
+    /// credentials, same registration) serves its own requests: listing
+    /// tools, health checks.
+    TokenExchange,
+}
+
+impl Grant {
+    pub fn is_default(&self) -> bool {
+        *self == Grant::ClientCredentials
+    }
 }
 
 /// Client authentication at the token endpoint (RFC 6749 §2.3.1).
@@ -51,6 +75,7 @@ impl std::fmt::Debug for OAuthSettings {
             .field("token_url", &self.token_url)
             .field("client_id", &self.client_id)
             .field("client_secret", &"<redacted>")
+            .field("grant", &self.grant)
             .field("client_auth", &self.client_auth)
             .field("scopes", &self.scopes)
             .field("audience", &self.audience)
@@ -136,7 +161,11 @@ mod tests {
             ),
             ("  - {name: t, url: http://h/mcp, oauth: {token_url: 'ftp://as/token', client_id: gw, client_secret: s}}\n", "is not http(s)"),
             ("  - {name: t, url: http://h/mcp, oauth: {client_id: gw, client_secret: s, scopes: ['a b']}}\n", "is not a scope"),
-            ("  - {name: t, url: http://h/mcp, oauth: {client_id: gw, client_secret: s, grant: password}}\n", "unknown field `grant`"),
+            ("  - {name: t, url: http://h/mcp, oauth: {client_id: gw, client_secret: s, grant: password}}\n", "unknown variant `password`"),
+            (
+                "  - {name: t, url: http://h/mcp, oauth: {client_id: gw, client_secret: s, grant: token_exchange}}\n",
+                "needs gateway.auth.jwt",
+            ),
         ];
         for (server, said) in cases {
             let got = problems(server);

@@ -303,6 +303,9 @@ pub fn validate(c: &Catalog) -> Vec<String> {
                 p.push(format!("{at}: oauth and headers.Authorization both set the upstream's Authorization header; keep one"));
             }
             p.extend(o.problems(&at));
+            if o.grant == super::Grant::TokenExchange && g.auth.as_ref().and_then(|a| a.jwt.as_ref()).is_none() {
+                p.push(format!("{at}: oauth.grant token_exchange needs gateway.auth.jwt: the callers' JWTs are what is exchanged"));
+            }
         }
         if let Some(t) = &s.tls {
             validate_upstream_tls(s, t, &at, &mut p);

@@ -125,7 +125,8 @@ fn names_tools_and_routes_them() {
             era: mcp_filter::config::ServerEra::HandshakeOnly,
             headers: vec![],
             forward_authorization: false,
-            credential_error: None
+            credential_error: None,
+            token_exchange: false
         }
     );
     assert_eq!(f.version, c.snapshot.version);

@@ -8,6 +8,7 @@ fn oauth(auth: ClientAuth) -> OAuthSettings {
         client_id: "gate way".into(),
         client_secret: "s3cr:t&".into(),
         client_auth: auth,
+        grant: Grant::ClientCredentials,
         scopes: vec!["crm.read".into(), "crm.write".into()],
         audience: Some("crm".into()),
         resource: None,
@@ -16,9 +17,9 @@ fn oauth(auth: ClientAuth) -> OAuthSettings {
 
 #[test]
 fn the_form_asks_for_client_credentials_with_scopes_audience_and_resource() {
-    let body = form(&oauth(ClientAuth::Basic), Some("https://crm.example/mcp"));
+    let body = form(&oauth(ClientAuth::Basic), Some("https://crm.example/mcp"), None);
     assert_eq!(body, "grant_type=client_credentials&scope=crm.read+crm.write&audience=crm&resource=https%3A%2F%2Fcrm.example%2Fmcp");
-    let post = form(&oauth(ClientAuth::Post), None);
+    let post = form(&oauth(ClientAuth::Post), None, None);
     assert!(post.ends_with("&client_id=gate+way&client_secret=s3cr%3At%26"), "{post}");
 }
 

@@ -13,6 +13,7 @@
 pub mod admin;
 pub mod bridge;
 pub mod error;
+pub mod exchange;
 pub mod opened;
 pub mod pipe;
 pub mod streams;
@@ -115,6 +116,7 @@ pub fn router(controller: &Controller) -> Router {
         .route(crate::compile::EVENTS_PATH, get(streams::events))
         .route(&format!("{}/opened", crate::compile::EVENTS_PATH), post(opened::opened))
         .route(&format!("{}{{server}}", mcp_filter::config::BRIDGE_PATH_PREFIX), post(bridge::bridge))
+        .route(&format!("{}{{server}}", mcp_filter::config::EXCHANGE_PATH_PREFIX), post(exchange::exchange))
         .route(&format!("{}{{server}}/mcp", crate::catalog::PIPE_PATH_PREFIX), post(pipe::endpoint))
         .route_layer(middleware::from_fn_with_state(state.clone(), internal_only));
     // What changes state needs an admin key once authentication is on.

@@ -23,7 +23,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use mcp_filter::decision::{Audit, BodyAction, Callout, CalloutResponse, Forward, HeaderEdits, InitPlan, Now, Page, Reply, RequestHead};
+use mcp_filter::decision::{
+    Audit, BodyAction, Callout, CalloutResponse, Forward, HeaderEdits, InitPlan, Now, Page, Reply, RequestHead, TokenStep,
+};
 use mcp_filter::gateway::{scrape_reply, Gateway, ScrapeCache};
 use mcp_filter::metrics::{self, Tally};
 use mcp_filter::relay::SseRelay;
@@ -60,6 +62,14 @@ pub(crate) enum State {
     /// Waiting for an upstream's answer to the `initialize` that opens the
     /// session a forwarded request needs (`Forward::open_first`).
     Opening {
+        forward: Forward,
+        audit: Audit,
+        tokens: HashMap<u64, usize>,
+        response: Option<CalloutResponse>,
+    },
+    /// Waiting for the control plane's exchange of the caller's token, for
+    /// a server that takes each caller's own (`Gateway::upstream_token`).
+    Exchanging {
         forward: Forward,
         audit: Audit,
         tokens: HashMap<u64, usize>,
@@ -240,6 +250,28 @@ impl Filter {
         true
     }
 
+    /// Sends a forward on, or first opens the client's session with its
+    /// server (the request waits, its body already in the form the server
+    /// takes; `in_body_phase`: the client's body is at hand). True when the
+    /// request goes on now.
+    fn go_on(&mut self, gw: &Gateway, f: Forward, audit: Audit, in_body_phase: bool, now: Now) -> bool {
+        if !f.open_first {
+            return self.send_on(gw, &f, &audit, in_body_phase);
+        }
+        match gw.open_upstream(&self.head, &f, now) {
+            Ok(callout) => {
+                if let (Some(new_body), true) = (&f.body, in_body_phase) {
+                    self.stream.replace_request_body(new_body);
+                }
+                let tokens = self.dispatch(gw, &[callout], Self::timeout(gw));
+                self.state = State::Opening { forward: f, audit, tokens, response: None };
+                self.advance(gw);
+            }
+            Err(reply) => self.reply(&reply),
+        }
+        false
+    }
+
     fn on_complete_body(&mut self, gw: &Gateway, body: &[u8]) -> Action {
         let now = self.now();
         let decision = gw.decide_with(&self.head, body, now, &SharedOpened { now: now.unix_secs });
@@ -260,15 +292,22 @@ impl Filter {
                 self.reply(&r);
                 Action::Pause
             }
-            // The client's session with the server is opened first; the
-            // request waits, its body already in the form the server takes.
-            BodyAction::Forward(f) if f.open_first => match gw.open_upstream(&self.head, &f, now) {
-                Ok(callout) => {
+            BodyAction::Forward(f) => match gw.upstream_token(&self.head, f, now) {
+                Ok(TokenStep::Ready(f)) => {
+                    if self.go_on(gw, f, decision.audit, true, now) {
+                        Action::Continue
+                    } else {
+                        Action::Pause
+                    }
+                }
+                // The caller's token is exchanged first; the request waits,
+                // its body already in the form the server takes.
+                Ok(TokenStep::Exchange(f, callout)) => {
                     if let Some(new_body) = &f.body {
                         self.stream.replace_request_body(new_body);
                     }
                     let tokens = self.dispatch(gw, &[callout], Self::timeout(gw));
-                    self.state = State::Opening { forward: f, audit: decision.audit, tokens, response: None };
+                    self.state = State::Exchanging { forward: f, audit: decision.audit, tokens, response: None };
                     self.advance(gw);
                     Action::Pause
                 }
@@ -277,13 +316,6 @@ impl Filter {
                     Action::Pause
                 }
             },
-            BodyAction::Forward(f) => {
-                if self.send_on(gw, &f, &decision.audit, true) {
-                    Action::Continue
-                } else {
-                    Action::Pause
-                }
-            }
             BodyAction::FanOut(reply, callouts) => {
                 let tokens = self.dispatch(gw, &callouts, Self::timeout(gw));
                 self.state = State::Confirming { reply, tokens };
@@ -335,6 +367,17 @@ impl Filter {
                 self.advance(gw);
             }
             State::Confirming { reply, tokens } if tokens.is_empty() => self.reply(&reply),
+            State::Exchanging { forward, audit, tokens, response } if tokens.is_empty() => {
+                let now = self.now();
+                match gw.upstream_token_exchanged(&self.head, forward, response.as_ref(), now) {
+                    Ok(forward) => {
+                        if self.go_on(gw, forward, audit, false, now) {
+                            self.stream.continue_decoding();
+                        }
+                    }
+                    Err(reply) => self.reply(&reply),
+                }
+            }
             State::Opening { forward, audit, tokens, response } if tokens.is_empty() => {
                 match gw.upstream_opened(&self.head, forward, response.as_ref(), self.now()) {
                     Ok((forward, opened, callouts)) => {

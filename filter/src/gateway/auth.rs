@@ -217,7 +217,7 @@ fn caller_from_jwt(claims: &JwtClaims, payload: &str) -> Result<Caller, McpError
 
 /// Whether `payload` (base64url, as Envoy forwards it) is the payload of
 /// the compact JWT `token`.
-fn is_payload_of(token: &str, payload: &str) -> bool {
+pub(super) fn is_payload_of(token: &str, payload: &str) -> bool {
     let unpadded = |s: &str| s.trim().trim_end_matches('=').to_string();
     token.split('.').nth(1).is_some_and(|p| unpadded(p) == unpadded(payload))
 }

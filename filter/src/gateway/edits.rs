@@ -71,6 +71,11 @@ pub fn forward<'a>(config: &'a FilterConfig, server: &'a UpstreamServer, f: &'a 
     } else {
         edits.set.extend(global);
         edits.set.extend(credentials);
+        // The caller's exchanged token, for a server that takes one (the
+        // client's own Authorization is in `drop`).
+        if let Some(bearer) = &f.upstream_authorization {
+            edits.set.push(("authorization".into(), bearer.as_str().into()));
+        }
     }
     // The gateway's session id means nothing upstream: the upstream's own,
     // or none.
@@ -227,6 +232,7 @@ mod tests {
             bridge: false,
             mcp_method: None,
             open_first: false,
+            upstream_authorization: None,
         }
     }
 

@@ -20,7 +20,9 @@ use serde_json::value::RawValue;
 use super::era::{self, LATEST_VERSION, STATELESS_VERSION, SUPPORTED_VERSIONS};
 use crate::config::FilterConfig;
 use crate::config::INTERNAL_HEADER;
-use crate::decision::{BodyAction, Callout, CalloutResponse, ConfigError, InitPlan, Now, Opened, OpenedSessions, Reply, RequestHead};
+use crate::decision::{
+    BodyAction, Callout, CalloutResponse, ConfigError, Forward, InitPlan, Now, Opened, OpenedSessions, Reply, RequestHead,
+};
 use crate::error::McpError;
 use crate::headers::bounded;
 use crate::jsonrpc;
@@ -214,14 +216,17 @@ impl Handshake {
         let mut used = serde_json::to_vec(&self.state(&plan, now)).map_or(0, |v| v.len());
         let room = config.session.max_id_bytes;
         // A server without a valid token is left to the client's first call
-        // to it, which is refused saying why.
-        let opened =
-            config.servers.iter().enumerate().filter(|(i, s)| s.stateful && s.credential_error.is_none() && reaches(*i)).take_while(
-                |(_, s)| {
-                    used += jsonrpc::json_string(&s.name).len() + 2 + RECKONED_UPSTREAM_BYTES;
-                    self.sealer.sealed_len(used) <= room
-                },
-            );
+        // to it, which is refused saying why; one that takes the caller's own
+        // token, to the first call, which brings the exchanged token.
+        let opened = config
+            .servers
+            .iter()
+            .enumerate()
+            .filter(|(i, s)| s.stateful && s.credential_error.is_none() && !s.token_exchange && reaches(*i))
+            .take_while(|(_, s)| {
+                used += jsonrpc::json_string(&s.name).len() + 2 + RECKONED_UPSTREAM_BYTES;
+                self.sealer.sealed_len(used) <= room
+            });
         let init_body = self.init_body(&plan.version, plan.capabilities.as_deref());
         // Stateless servers need no session: they are called as they are.
         plan.callouts = opened.map(|(i, s)| Callout::to(i, s, None, None, init_body.clone())).collect();
@@ -502,4 +507,45 @@ pub fn upstream_session(response: Option<&CalloutResponse>) -> UpstreamSession {
         };
     }
     failed("initialize answered no JSON-RPC response".into())
+}
+
+impl super::Gateway {
+    /// The `initialize` that opens the upstream session a forward needs
+    /// ([`Forward::open_first`]).
+    pub fn open_upstream(&self, head: &RequestHead, f: &Forward, now: Now) -> Result<Callout, Reply> {
+        let mut callout =
+            self.handshake.open_upstream(&self.config, head, f.server, now).map_err(|e| Reply::error(Some(&f.request_id), &e))?;
+        if let Some(bearer) = &f.upstream_authorization {
+            callout.headers.push(("authorization", bearer.clone()));
+        }
+        Ok(callout)
+    }
+
+    /// The answer to [`Gateway::open_upstream`]: the forward, now in its
+    /// upstream session, the session to record, and the callouts to make
+    /// before the request goes on; or the client's error (naming the
+    /// server) when it could not be opened.
+    pub fn upstream_opened(
+        &self,
+        head: &RequestHead,
+        f: Forward,
+        response: Option<&CalloutResponse>,
+        now: Now,
+    ) -> Result<(Forward, Opened, Vec<Callout>), Reply> {
+        let (opened, mut callouts) = self
+            .handshake
+            .upstream_opened(&self.config, head, f.server, response, now)
+            .map_err(|e| Reply::error(Some(&f.request_id), &e))?;
+        // The caller's token goes with everything sent to its server.
+        if let Some(bearer) = &f.upstream_authorization {
+            callouts.iter_mut().filter(|c| c.server == f.server).for_each(|c| c.headers.push(("authorization", bearer.clone())));
+        }
+        let f = Forward {
+            upstream_session: opened.session.id.clone(),
+            upstream_version: opened.session.version.clone(),
+            open_first: false,
+            ..f
+        };
+        Ok((f, opened, callouts))
+    }
 }

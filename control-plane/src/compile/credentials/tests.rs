@@ -77,3 +77,22 @@ fn without_a_token_calls_are_refused_saying_why() {
     assert_eq!(none.filter_config.servers[0].credential_error.as_deref(), Some("the gateway has not got a token for it yet"));
     assert_eq!(none.filter_config.servers[1].credential_error, None);
 }
+
+#[test]
+fn a_server_taking_each_callers_token_gets_no_injector_and_no_secret() {
+    let yaml = r#"
+gateway:
+  auth: {jwt: {issuer: "https://idp.example", hs256_secret: "0123456789abcdef0123456789abcdef"}}
+servers:
+  - name: crm
+    url: https://crm.example/mcp
+    oauth: {token_url: "https://as.example/token", client_id: gateway, client_secret: s, grant: token_exchange}
+"#;
+    let credentials = [("crm".to_string(), Credential::Unavailable("refused".into()))].into_iter().collect();
+    let c = run_full(yaml, BTreeMap::new(), &BTreeMap::new(), None, &BTreeMap::new(), &credentials).unwrap();
+    let server = &c.filter_config.servers[0];
+    assert!(server.token_exchange);
+    assert_eq!(server.credential_error, None, "the gateway's own token is for its own requests only");
+    assert!(upstream_filters(&c, "mcp_crm").is_empty(), "Envoy must not overwrite the caller's exchanged token");
+    assert_eq!(token_of(&c, "crm"), None);
+}

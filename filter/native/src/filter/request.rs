@@ -159,6 +159,7 @@ impl Filter {
             | State::Confirming { .. }
             | State::Scraping { .. }
             | State::Opening { .. }
+            | State::Exchanging { .. }
             | State::Resuming { .. } => return Action::Pause,
             State::Idle | State::Forwarded { .. } => return Action::Continue,
         }
@@ -183,6 +184,7 @@ impl Filter {
             | State::Confirming { .. }
             | State::Scraping { .. }
             | State::Opening { .. }
+            | State::Exchanging { .. }
             | State::Resuming { .. } => return Action::Pause,
             State::Idle | State::Forwarded { .. } => return Action::Continue,
         }

@@ -48,7 +48,7 @@ impl Filter {
                     }
                 }
             }
-            State::Opening { tokens, response: answer, .. } => {
+            State::Opening { tokens, response: answer, .. } | State::Exchanging { tokens, response: answer, .. } => {
                 if tokens.remove(&id).is_some() {
                     *answer = response;
                 }
