@@ -26,6 +26,11 @@ def test_the_readmes_catalog_reference_is_valid_as_written(tmp_path):
     blocks = [b for b in re.findall(r"```yaml\n(.*?)```", (ROOT / "README.md").read_text(), flags=re.S) if "servers:" in b]
     assert len(blocks) == 1, f"README.md should hold one catalog reference block, found {len(blocks)}"
     secrets = {"MCP_GATEWAY_SESSION_KEY": "ab" * 32, "MCP_GATEWAY_API_KEY": "readme-api-key-0123456789", "JWT_SECRET": "j" * 40}
+    # Secrets it reads from files, relative to the catalog, as a mounted Secret would hold them.
+    for path in re.findall(r"\$\{file:([^}:]+)\}", blocks[0]):
+        assert not path.startswith("/"), f"the README's example should name a file relative to the catalog, not {path}"
+        (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / path).write_text("readme-file-secret\n")
     done = validate(tmp_path, blocks[0], secrets)
     assert done.returncode == 0 and "valid" in done.stdout, done.stdout + done.stderr
 
