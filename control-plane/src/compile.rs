@@ -365,19 +365,34 @@ pub fn compile(inputs: &Inputs<'_>) -> Result<Compiled, CompileError> {
         hash.update(Sha256::digest(server.as_bytes()));
         hash.update(files.digest().as_bytes());
     }
-    // A refreshed token is a new version, pushed over SDS.
-    for (server, credential) in inputs.credentials {
-        if let Credential::Token(token) = credential {
+    let config_version: String = hash.finalize().iter().take(8).map(|b| format!("{b:02x}")).collect();
+    // A refreshed token is a new version of the snapshot, pushed over SDS;
+    // the filter's configuration stays byte for byte what it was, so that
+    // Envoy keeps its filter (and the workers their caches).
+    let tokens: Vec<(&String, &String)> = inputs
+        .credentials
+        .iter()
+        .filter_map(|(server, c)| match c {
+            Credential::Token(token) => Some((server, token)),
+            Credential::Unavailable(_) => None,
+        })
+        .collect();
+    let version = if tokens.is_empty() {
+        config_version.clone()
+    } else {
+        let mut hash = Sha256::new();
+        hash.update(config_version.as_bytes());
+        for (server, token) in tokens {
             hash.update(Sha256::digest(server.as_bytes()));
             hash.update(Sha256::digest(token.as_bytes()));
         }
-    }
-    let version: String = hash.finalize().iter().take(8).map(|b| format!("{b:02x}")).collect();
-    filter_config.version = version.clone();
+        hash.finalize().iter().take(8).map(|b| format!("{b:02x}")).collect()
+    };
+    filter_config.version = config_version.clone();
     // Serialising a large configuration costs tens of milliseconds at a
     // thousand servers: the versioned text is the unversioned one with the
     // version put in.
-    let json = with_version(&unversioned, &version).unwrap_or_else(|| serde_json::to_string(&filter_config).unwrap_or_default());
+    let json = with_version(&unversioned, &config_version).unwrap_or_else(|| serde_json::to_string(&filter_config).unwrap_or_default());
     let filter = if g.filter == crate::catalog::FILTER_NATIVE {
         filter::native_filter_extension(json)
     } else {

@@ -44,6 +44,8 @@ const MAX_ANSWER: usize = 64 * 1024;
 struct Entry {
     /// The settings the task runs with; a change restarts it.
     key: String,
+    /// What its tokens are for ([`target_of`]).
+    target: String,
     handle: TokenHandle,
     task: tokio::task::AbortHandle,
     /// What a token exchange for the server takes (`grant: token_exchange`).
@@ -60,13 +62,21 @@ impl Drop for Entry {
 pub struct Credentials {
     entries: Mutex<BTreeMap<String, Entry>>,
     changes: Changes,
-    /// Callers' exchanged tokens, bounded, by caller token and server.
-    exchanged: exchange::Cache,
+    /// Reaches token endpoints: the system's CAs, and no redirects (a
+    /// redirected POST would carry the client secret, or a caller's JWT,
+    /// wherever the redirect points). `None` if it could not be made: the
+    /// catalog's plain client is used.
+    token_client: Option<Http>,
 }
 
 impl Credentials {
     pub fn new(changes: Changes) -> Self {
-        Credentials { entries: Mutex::new(BTreeMap::new()), changes, exchanged: exchange::Cache::default() }
+        let token_client = crate::upstream::tls::client_config(None).ok().and_then(|config| {
+            let client =
+                reqwest::Client::builder().tls_backend_preconfigured(config).redirect(reqwest::redirect::Policy::none()).build().ok()?;
+            Some(Http { setting: "token-endpoints".into(), holds: crate::upstream::tls::Setting::of(None), client })
+        });
+        Credentials { entries: Mutex::new(BTreeMap::new()), changes, token_client }
     }
 
     /// Follows a catalog just published: a task for each server with
@@ -82,26 +92,42 @@ impl Credentials {
             if entries.get(name).is_some_and(|e| e.key == key) {
                 continue;
             }
+            // What the token is for: unchanged, a token in hand (got with a
+            // secret since rotated, say) stays usable until it expires.
+            let target = target_of(oauth, &server.url);
             let handle = TokenHandle::default();
+            if let Some(old) = entries.get(name).filter(|e| e.target == target) {
+                let kept = old.handle.0.read().ok().map(|s| (s.token.clone(), s.token_url.clone(), s.resource.clone()));
+                if let Some((token, token_url, resource)) = kept {
+                    handle.update(|slot| {
+                        slot.token = token;
+                        slot.token_url = token_url;
+                        slot.resource = resource;
+                    });
+                }
+            }
+            let token_client = self.token_client.clone().unwrap_or_else(|| reach.plain());
             let job = Refresh {
                 server: name.to_string(),
                 url: server.url.clone(),
                 oauth: oauth.clone(),
-                token_client: reach.plain(),
+                token_client: token_client.clone(),
                 server_client: reach.own(name),
                 handle: handle.clone(),
                 changes: self.changes.clone(),
             };
             let exchange = (oauth.grant == Grant::TokenExchange).then(|| {
+                // A cache of its own: a changed server never gets tokens
+                // exchanged for what it was before.
                 Arc::new(exchange::Exchanger {
-                    url: server.url.clone(),
                     oauth: oauth.clone(),
-                    token_client: reach.plain(),
+                    token_client,
                     handle: handle.clone(),
+                    cache: exchange::Cache::default(),
                 })
             });
             let task = tokio::spawn(job.run()).abort_handle();
-            entries.insert(name.to_string(), Entry { key, handle, task, exchange });
+            entries.insert(name.to_string(), Entry { key, target, handle, task, exchange });
         }
     }
 
@@ -119,7 +145,7 @@ impl Credentials {
     /// What `/servers` shows of a server's token, if it has `oauth`.
     pub fn status(&self, server: &str) -> Option<CredentialStatus> {
         let entries = self.entries.lock().ok()?;
-        entries.get(server).map(|e| e.handle.status())
+        entries.get(server).map(|e| e.handle.status(e.exchange.is_some()))
     }
 
     /// A caller's JWT exchanged for a token of `server` (RFC 8693): from
@@ -131,7 +157,7 @@ impl Credentials {
             entries.get(server).and_then(|e| e.exchange.clone())
         };
         let exchanger = exchanger.ok_or_else(|| format!("server {server:?} takes no exchanged tokens (oauth.grant: token_exchange)"))?;
-        self.exchanged.get_or_exchange(server, subject, &exchanger).await
+        exchanger.get_or_exchange(subject).await
     }
 }
 
@@ -156,7 +182,9 @@ impl Refresh {
             let wait = match self.fetch().await {
                 Ok(token) => {
                     backoff = Duration::from_secs(1);
-                    let lifetime = token.expires_at.duration_since(SystemTime::now()).unwrap_or_default();
+                    let now = SystemTime::now();
+                    let lifetime = token.expires_at.duration_since(now).unwrap_or_default();
+                    let usable = token.valid_until.duration_since(now).unwrap_or_default();
                     tracing::info!(server = %self.server, expires_in_s = lifetime.as_secs(), "got an OAuth token for the server");
                     self.handle.update(|slot| {
                         slot.token = Some(token);
@@ -164,7 +192,7 @@ impl Refresh {
                         slot.refreshed_at = Some(SystemTime::now());
                         slot.refreshes += 1;
                     });
-                    renew_after(lifetime)
+                    renew_after(lifetime, usable)
                 }
                 Err(e) => {
                     tracing::error!(server = %self.server, error = %e, "could not get an OAuth token for the server");
@@ -175,6 +203,7 @@ impl Refresh {
                         // A token endpoint that was found is looked for again.
                         if discovered {
                             slot.token_url = None;
+                            slot.resource = None;
                         }
                     });
                     let wait = backoff;
@@ -198,18 +227,29 @@ impl Refresh {
 
     /// One try: the token endpoint (found first if need be), then a token.
     async fn fetch(&self) -> Result<Token, String> {
-        let known = self.handle.0.read().ok().and_then(|s| s.token_url.clone());
+        let known = self.handle.0.read().ok().and_then(|s| Some((s.token_url.clone()?, s.resource.clone())));
         let (token_url, resource) = match (&self.oauth.token_url, known) {
             (Some(url), _) => (url.clone(), self.oauth.resource.clone()),
-            (None, Some(url)) => (url, self.oauth.resource.clone().or_else(|| Some(self.url.clone()))),
+            (None, Some((url, found))) => (url, self.oauth.resource.clone().or(found)),
             (None, None) => {
                 let found = discover::discover(&self.server_client.client, &self.url, &[]).await?;
+                if let Some(pinned) = &self.oauth.issuer {
+                    if discover::check_issuer(&found.authorization_server, pinned).is_err() {
+                        return Err(format!(
+                            "the server names the authorization server {}, not oauth.issuer {pinned}",
+                            found.authorization_server
+                        ));
+                    }
+                }
                 token_url_allowed(&found.token_endpoint)
                     .map_err(|e| format!("the token endpoint {} its authorization server names: {e}", found.token_endpoint))?;
                 (found.token_endpoint, self.oauth.resource.clone().or(Some(found.resource)))
             }
         };
-        self.handle.update(|slot| slot.token_url = Some(token_url.clone()));
+        self.handle.update(|slot| {
+            slot.token_url = Some(token_url.clone());
+            slot.resource = resource.clone();
+        });
         post_form(&self.token_client, &token_url, &self.oauth, form(&self.oauth, resource.as_deref(), None)).await
     }
 }
@@ -226,15 +266,28 @@ async fn post_form(client: &Http, token_url: &str, oauth: &OAuthSettings, body: 
     if oauth.client_auth == ClientAuth::Basic {
         request = request.header("authorization", basic(&oauth.client_id, &oauth.client_secret));
     }
-    let response = request.body(body).send().await.map_err(|e| format!("token endpoint {token_url}: {}", client.failure(&e, token_url)))?;
+    let shown = shown_url(token_url);
+    let response = request.body(body).send().await.map_err(|e| format!("token endpoint {shown}: {}", client.failure(&e, &shown)))?;
     let status = response.status().as_u16();
-    let text = read_limited(response).await.map_err(|e| format!("token endpoint {token_url}: {e}"))?;
-    token_of(status, &text, SystemTime::now()).map_err(|e| format!("token endpoint {token_url} {e}"))
+    // Redirects are not followed: the body holds a secret.
+    if (300..400).contains(&status) {
+        return Err(format!("token endpoint {shown} answered a redirect (HTTP {status}); give the URL it redirects to as oauth.token_url"));
+    }
+    let text = read_limited(response).await.map_err(|e| format!("token endpoint {shown}: {e}"))?;
+    token_of(status, &text, SystemTime::now()).map_err(|e| format!("token endpoint {shown} {e}"))
 }
 
-/// When to get the next token: three quarters through the lifetime.
-fn renew_after(lifetime: Duration) -> Duration {
-    (lifetime * 3 / 4).max(Duration::from_secs(1))
+/// When to get the next token: three quarters through its lifetime, and
+/// at least a second before it stops being sent (`usable`).
+fn renew_after(lifetime: Duration, usable: Duration) -> Duration {
+    (lifetime * 3 / 4).min(usable.saturating_sub(Duration::from_secs(1))).max(Duration::from_secs(1))
+}
+
+/// What a server's tokens are for: a change of anything else (a rotated
+/// secret, another client authentication) keeps the token in hand.
+fn target_of(oauth: &OAuthSettings, url: &str) -> String {
+    let for_what = OAuthSettings { client_secret: String::new(), client_auth: ClientAuth::Basic, ..oauth.clone() };
+    format!("{} {url}", serde_json::to_string(&for_what).unwrap_or_default())
 }
 
 /// The token request's form: the client credentials grant (RFC 6749
@@ -332,6 +385,23 @@ fn token_of(status: u16, text: &str, now: SystemTime) -> Result<Token, String> {
     // arrive), at most 30 s, and never more than half of it.
     let margin = (lifetime / 10).max(Duration::from_secs(2)).min(Duration::from_secs(30)).min(lifetime / 2);
     Ok(Token { access_token: token, valid_until: now + lifetime - margin, expires_at: now + lifetime })
+}
+
+/// A token endpoint's URL as errors show it: no user info, no query.
+fn shown_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) => {
+            let _ = u.set_username("");
+            let _ = u.set_password(None);
+            if u.query().is_some() {
+                u.set_query(None);
+                format!("{u}?…")
+            } else {
+                u.to_string()
+            }
+        }
+        Err(_) => shown(url),
+    }
 }
 
 /// Text from a token endpoint, fit for a log line: no control characters,

@@ -46,6 +46,9 @@ pub struct Slot {
     pub token: Option<Token>,
     /// The token endpoint, as the catalog gives it or as it was found.
     pub token_url: Option<String>,
+    /// The `resource` sent with token requests (RFC 8707): the catalog's,
+    /// or the server's resource identifier when its endpoint was found.
+    pub resource: Option<String>,
     pub last_error: Option<String>,
     pub refreshed_at: Option<SystemTime>,
     pub refreshes: u64,
@@ -96,8 +99,9 @@ impl TokenHandle {
         }
     }
 
-    /// What `/servers` shows of it.
-    pub fn status(&self) -> CredentialStatus {
+    /// What `/servers` shows of it; `exchange`: the server takes each
+    /// caller's own token (this one serves the gateway's own requests).
+    pub fn status(&self, exchange: bool) -> CredentialStatus {
         let slot = self.0.read().unwrap_or_else(|e| e.into_inner());
         let valid = slot.valid(SystemTime::now()).is_some();
         let state = match (valid, slot.last_error.is_some()) {
@@ -107,7 +111,7 @@ impl TokenHandle {
             (false, false) => CredentialState::Pending,
         };
         CredentialStatus {
-            grant: "client_credentials",
+            grant: if exchange { "token_exchange" } else { "client_credentials" },
             state,
             token_url: slot.token_url.clone(),
             expires_at: slot.token.as_ref().map(|t| unix(t.expires_at)),

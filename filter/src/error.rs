@@ -59,6 +59,10 @@ pub enum McpError {
          credentials were accepted"
     )]
     UpstreamCredential { server: String, reason: String },
+    #[error(
+        "Upstream server '{server}' takes each caller's own identity, and the gateway could not get a token of yours for it: {reason}"
+    )]
+    CallerToken { server: String, reason: String },
     #[error("Unauthorized: {0}")]
     Unauthorized(String),
     #[error("Forbidden: {0}")]
@@ -101,7 +105,8 @@ impl McpError {
             McpError::UpstreamUnavailable { .. }
             | McpError::UpstreamEventTooLarge { .. }
             | McpError::UpstreamRefusedCredentials { .. }
-            | McpError::UpstreamCredential { .. } => (-32603, 200),
+            | McpError::UpstreamCredential { .. }
+            | McpError::CallerToken { .. } => (-32603, 200),
             McpError::Unauthorized(_) => (-32001, 401),
             McpError::Forbidden(_) | McpError::InsufficientScope(_) => (-32003, 403),
             McpError::MisdirectedHost(_) => (-32600, 421),

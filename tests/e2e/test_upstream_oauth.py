@@ -153,16 +153,20 @@ def test_a_token_about_to_expire_is_replaced_and_calls_keep_working(gateway, oau
         wait_until("a token for the new scopes", lambda: ready_with_token(gateway) and any(t.get("scope") == "crm.read crm.write" for t in server.issued()), timeout=60)
         alice = server.user_token("alice")
         seen: set[str] = set()
+        failed: list[dict] = []
 
         def refreshed() -> bool:
             answer = call(gateway, alice, "crm__token_claims", {})
-            assert "result" in answer, f"a call failed while the token was renewed: {answer}"
+            if "result" not in answer:
+                failed.append(answer)  # wait_until retries on exceptions: record, then assert after
+                return False
             got = json.loads(answer["result"]["content"][0]["text"])
             if got["scope"] == "crm.read crm.write":  # not the last token of the registration before
                 seen.add(got["jti"])
             return len(seen) >= 3
 
         wait_until("calls carrying three successive tokens", refreshed, timeout=90, interval=0.5)
+        assert not failed, f"calls failed while the token was renewed: {failed[:3]}"
         assert credential(gateway)["refreshes"] >= 3
     finally:
         server.admin("ttl", {"seconds": 3600})
@@ -219,7 +223,18 @@ def test_the_token_endpoint_is_found_from_the_servers_own_metadata(gateway, oaut
     gateway.echo_server("billing", port, "/mcp", "--require-jwt-audience", resource, "--jwt-hs256-secret", SIGNING,
                         "--jwt-issuer", server.url, "--resource-metadata-as", server.url)
     try:
-        billing = {"name": "billing", "url": resource, "oauth": {"client_id": "gateway", "client_secret": CLIENT_SECRET, "client_auth": "post"}}
+        # A pinned issuer the server does not name: refused before any secret is sent.
+        pinned = {"client_id": "gateway", "client_secret": CLIENT_SECRET, "client_auth": "post", "issuer": "https://as.elsewhere.example"}
+        gateway.write_catalog_and_wait(BASE_SERVERS(gateway.ports) + [{"name": "billing", "url": resource, "oauth": pinned}], "a wrong issuer pin", auth=jwt_auth(server))
+
+        def refused_pin() -> bool:
+            s = next(s for s in gateway.admin("/servers")["servers"] if s["name"] == "billing")
+            return "not oauth.issuer https://as.elsewhere.example" in (s.get("credential", {}).get("last_error") or "")
+
+        wait_until("the wrong issuer refused", refused_pin, timeout=30)
+        assert not [t for t in server.admin("issued") if t.get("aud") == resource], "a token was asked for with a wrong issuer"
+
+        billing = {"name": "billing", "url": resource, "oauth": {**pinned, "issuer": server.url}}
         gateway.write_catalog_and_wait(BASE_SERVERS(gateway.ports) + [billing], "a server whose token endpoint is discovered", auth=jwt_auth(server))
 
         def found() -> dict | None:
@@ -272,7 +287,10 @@ def test_each_caller_reaches_the_server_as_themselves_through_token_exchange(gat
     auth = {**jwt_auth(server), "api_keys": [{"key": "${MCP_GATEWAY_API_KEY}", "principal": "robot", "groups": ["dev"]}]}
     crm = crm_server(port, server, grant="token_exchange", scopes=["crm.user"])
     gateway.write_catalog_and_wait(BASE_SERVERS(gateway.ports) + [crm], "a server taking each caller's own token", auth=auth)
-    wait_until("crm discovered with the gateway's own token", lambda: credential(gateway)["server_state"] == "ready" and credential(gateway).get("state") == "valid", timeout=60)
+    wait_until("crm discovered with the gateway's own token", lambda: credential(gateway)["server_state"] == "ready" and credential(gateway).get("grant") == "token_exchange", timeout=60)
+    key = GATEWAY_SECRETS["MCP_GATEWAY_API_KEY"]
+    # Only this catalog refuses an API key at crm: Envoy runs it.
+    wait_until("Envoy serving the token-exchange catalog", lambda: "no verified JWT" in call(gateway, key, "crm__echo", {"text": "x"}).get("error", {}).get("message", ""), timeout=30)
     alice, bob = server.user_token("alice"), server.user_token("bob")
     record.write_text("")
 
@@ -297,7 +315,6 @@ def test_each_caller_reaches_the_server_as_themselves_through_token_exchange(gat
     assert {"alice", "bob"} <= subjects, subjects
 
     # An API key names nobody the authorization server knows: refused, naming the server.
-    key = GATEWAY_SECRETS["MCP_GATEWAY_API_KEY"]
     refused = call(gateway, key, "crm__echo", {"text": "x"})["error"]
     assert refused["code"] == -32603 and "'crm'" in refused["message"] and "no verified JWT" in refused["message"], refused
     assert call(gateway, key, "echo__add", {"a": 1, "b": 1})["result"]["content"][0]["text"] == "2"

@@ -15,6 +15,11 @@ pub struct OAuthSettings {
     /// server's RFC 8414 metadata).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token_url: Option<String>,
+    /// The authorization server the token endpoint must be found at, when
+    /// `token_url` is left out: without it, the server is trusted to name
+    /// its authorization server (which then receives the client secret).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issuer: Option<String>,
     pub client_id: String,
     /// Usually `${SOME_SECRET}` or `${file:/run/secrets/x}`.
     pub client_secret: String,
@@ -73,6 +78,7 @@ impl std::fmt::Debug for OAuthSettings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("OAuthSettings")
             .field("token_url", &self.token_url)
+            .field("issuer", &self.issuer)
             .field("client_id", &self.client_id)
             .field("client_secret", &"<redacted>")
             .field("grant", &self.grant)
@@ -98,6 +104,11 @@ impl OAuthSettings {
             if let Err(e) = token_url_allowed(url) {
                 p.push(format!("{at}: oauth.token_url {url:?}: {e}"));
             }
+        }
+        if self.grant == Grant::TokenExchange && self.token_url.is_none() && self.issuer.is_none() {
+            p.push(format!(
+                "{at}: oauth.grant token_exchange needs token_url (or issuer): callers' JWTs go to it, and the server must not choose where"
+            ));
         }
         for scope in &self.scopes {
             if scope.is_empty() || scope.chars().any(|c| c.is_whitespace() || c.is_control() || c == '"' || c == '\\') {
@@ -165,6 +176,10 @@ mod tests {
             (
                 "  - {name: t, url: http://h/mcp, oauth: {client_id: gw, client_secret: s, grant: token_exchange}}\n",
                 "needs gateway.auth.jwt",
+            ),
+            (
+                "  - {name: t, url: http://h/mcp, oauth: {client_id: gw, client_secret: s, grant: token_exchange}}\n",
+                "needs token_url (or issuer)",
             ),
         ];
         for (server, said) in cases {

@@ -3,8 +3,9 @@
 //! (`POST /mcp-exchange/<server>`, the caller's JWT as bearer, the internal
 //! token as proof it is the filter) when its own per-worker cache has no
 //! token for that caller and server. The control plane keeps the answers
-//! too, bounded, so that the workers and Envoys behind it exchange a
-//! caller's token once. An entry is found only by the digest of the very
+//! too, bounded (per server, emptied when the server's settings change),
+//! so that the workers and Envoys behind one control plane seldom exchange
+//! a caller's token twice. An entry is found only by the digest of the very
 //! token presented: two callers never share one, and a token is never kept
 //! past its own `exp` or the caller's.
 
@@ -24,33 +25,34 @@ const CAPACITY: usize = 10_000;
 
 /// What exchanging for one server takes.
 pub(super) struct Exchanger {
-    pub url: String,
     pub oauth: OAuthSettings,
     pub token_client: Http,
-    /// The server's refresh task's handle: the token endpoint it found.
+    /// The server's refresh task's handle: the token endpoint it found, and
+    /// the resource sent with it.
     pub handle: TokenHandle,
+    /// Exchanged tokens for this server, by caller token.
+    pub cache: Cache,
 }
 
-/// Which caller's token (its digest), for which server.
-type Key = ([u8; 32], String);
+/// The digest of the caller's token the exchange was for.
+type Key = [u8; 32];
 
 /// Exchanged tokens and until when each may be sent.
 #[derive(Default)]
 pub(super) struct Cache(Mutex<HashMap<Key, (String, SystemTime)>>);
 
-impl Cache {
-    pub async fn get_or_exchange(&self, server: &str, subject: &str, exchanger: &Exchanger) -> Result<(String, u64), String> {
-        let key: Key = (Sha256::digest(subject.as_bytes()).into(), server.to_string());
+impl Exchanger {
+    pub async fn get_or_exchange(&self, subject: &str) -> Result<(String, u64), String> {
+        let key: Key = Sha256::digest(subject.as_bytes()).into();
         let now = SystemTime::now();
-        if let Some((token, until)) = self.0.lock().ok().and_then(|c| c.get(&key).cloned()).filter(|(_, until)| *until > now) {
+        if let Some((token, until)) = self.cache.0.lock().ok().and_then(|c| c.get(&key).cloned()).filter(|(_, until)| *until > now) {
             return Ok((token, until.duration_since(now).unwrap_or_default().as_secs()));
         }
-        let found = exchanger.handle.0.read().ok().and_then(|s| s.token_url.clone());
-        let token_url = exchanger.oauth.token_url.clone().or(found).ok_or("the gateway has not found the server's token endpoint yet")?;
-        // A discovered endpoint takes the server's URL as the resource.
-        let resource = exchanger.oauth.resource.clone().or_else(|| exchanger.oauth.token_url.is_none().then(|| exchanger.url.clone()));
-        let body = form(&exchanger.oauth, resource.as_deref(), Some(subject));
-        let token = super::post_form(&exchanger.token_client, &token_url, &exchanger.oauth, body)
+        let (found, resource) = self.handle.0.read().ok().map(|s| (s.token_url.clone(), s.resource.clone())).unwrap_or_default();
+        let token_url = self.oauth.token_url.clone().or(found).ok_or("the gateway has not found the server's token endpoint yet")?;
+        let resource = self.oauth.resource.clone().or(resource);
+        let body = form(&self.oauth, resource.as_deref(), Some(subject));
+        let token = super::post_form(&self.token_client, &token_url, &self.oauth, body)
             .await
             .map_err(|e| e.replacen("refused the gateway's client", "refused to exchange the caller's token", 1))?;
         let mut until = token.valid_until;
@@ -60,11 +62,11 @@ impl Cache {
         if until <= now {
             return Err("the exchanged token would expire at once (the caller's token is about to)".into());
         }
-        if let Ok(mut cache) = self.0.lock() {
+        if let Ok(mut cache) = self.cache.0.lock() {
             if cache.len() >= CAPACITY && !cache.contains_key(&key) {
                 cache.retain(|_, (_, u)| *u > now);
                 if cache.len() >= CAPACITY {
-                    if let Some(first) = cache.iter().min_by_key(|(_, (_, u))| *u).map(|(k, _)| k.clone()) {
+                    if let Some(first) = cache.iter().min_by_key(|(_, (_, u))| *u).map(|(k, _)| *k) {
                         cache.remove(&first);
                     }
                 }

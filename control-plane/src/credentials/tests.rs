@@ -5,6 +5,7 @@ use super::*;
 fn oauth(auth: ClientAuth) -> OAuthSettings {
     OAuthSettings {
         token_url: Some("https://as.example/token".into()),
+        issuer: None,
         client_id: "gate way".into(),
         client_secret: "s3cr:t&".into(),
         client_auth: auth,
@@ -60,29 +61,31 @@ fn a_refusal_or_an_odd_answer_is_said_in_words() {
 
 #[test]
 fn tokens_are_renewed_three_quarters_through_their_life() {
-    assert_eq!(renew_after(Duration::from_secs(3600)), Duration::from_secs(2700));
-    assert_eq!(renew_after(Duration::from_millis(400)), Duration::from_secs(1));
+    assert_eq!(renew_after(Duration::from_secs(3600), Duration::from_secs(3570)), Duration::from_secs(2700));
+    assert_eq!(renew_after(Duration::from_millis(400), Duration::ZERO), Duration::from_secs(1));
+    // A short token is renewed a second before it stops being sent, not after.
+    assert_eq!(renew_after(Duration::from_secs(6), Duration::from_secs(4)), Duration::from_secs(3));
 }
 
 #[test]
 fn a_handle_says_what_compile_and_servers_get() {
     let h = TokenHandle::default();
     assert_eq!(h.credential(), Credential::Unavailable("the gateway has not got a token for it yet".into()));
-    assert_eq!(h.status().state, CredentialState::Pending);
+    assert_eq!(h.status(false).state, CredentialState::Pending);
     assert_eq!(h.bearer(), None);
     let now = SystemTime::now();
     let token = Token { access_token: "tok".into(), valid_until: now + Duration::from_secs(60), expires_at: now + Duration::from_secs(70) };
     h.update(|s| s.token = Some(token));
     assert_eq!(h.credential(), Credential::Token("tok".into()));
     assert_eq!(h.bearer().as_deref(), Some("Bearer tok"));
-    assert_eq!(h.status().state, CredentialState::Valid);
+    assert_eq!(h.status(false).state, CredentialState::Valid);
     h.update(|s| s.last_error = Some("token endpoint x refused".into()));
-    assert_eq!(h.status().state, CredentialState::RefreshFailing, "the token in hand still serves");
+    assert_eq!(h.status(false).state, CredentialState::RefreshFailing, "the token in hand still serves");
     assert_eq!(h.credential(), Credential::Token("tok".into()));
     h.update(|s| s.token.as_mut().unwrap().valid_until = now - Duration::from_secs(1));
-    assert_eq!(h.status().state, CredentialState::Failed);
+    assert_eq!(h.status(false).state, CredentialState::Failed);
     assert_eq!(h.credential(), Credential::Unavailable("token endpoint x refused".into()));
     assert_eq!(h.bearer(), None);
     assert!(!format!("{h:?}").contains("tok"));
-    assert!(!serde_json::to_string(&h.status()).unwrap().contains("\"tok\""));
+    assert!(!serde_json::to_string(&h.status(false)).unwrap().contains("\"tok\""));
 }

@@ -80,7 +80,7 @@ fn caller_expiry(head: &RequestHead) -> Option<u64> {
 }
 
 /// The control plane's request: exchange this caller's token for `server`.
-fn exchange_callout(config: &FilterConfig, server: &UpstreamServer, index: usize, token: &str) -> Result<Callout, McpError> {
+fn exchange_callout(config: &FilterConfig, server: &UpstreamServer, token: &str) -> Result<Callout, McpError> {
     let cp = config.control_plane.as_ref().ok_or_else(|| McpError::Internal("no control plane to exchange the caller's token".into()))?;
     let mut headers = vec![
         (":method", "POST".to_string()),
@@ -89,7 +89,8 @@ fn exchange_callout(config: &FilterConfig, server: &UpstreamServer, index: usize
         ("authorization", format!("Bearer {token}")),
     ];
     headers.extend(cp.headers.iter().filter(|h| h.name == INTERNAL_HEADER).map(|h| (INTERNAL_HEADER, h.value.clone())));
-    Ok(Callout { server: index, cluster: cp.cluster.clone(), headers, body: Vec::new() })
+    // Not a server's callout (`usize::MAX`): none of a server's headers go to the control plane.
+    Ok(Callout { server: usize::MAX, cluster: cp.cluster.clone(), headers, body: Vec::new() })
 }
 
 impl Gateway {
@@ -101,25 +102,23 @@ impl Gateway {
         let Some(server) = self.server(f.server).filter(|s| s.token_exchange) else { return Ok(TokenStep::Ready(f)) };
         let refuse = |e: McpError| Reply::error(Some(&f.request_id), &e);
         if f.bridge {
-            return Err(refuse(McpError::UpstreamCredential {
+            return Err(refuse(McpError::CallerToken {
                 server: server.name.clone(),
-                reason: "it takes each caller's own identity, and the gateway does not yet bridge 2026-07-28 requests to it; \
-                         call it with a handshake-era client"
-                    .into(),
+                reason: "the gateway does not yet bridge 2026-07-28 requests to such a server; call it with a handshake-era client".into(),
             }));
         }
         let Some(token) = verified_jwt(head) else {
-            return Err(refuse(McpError::UpstreamCredential {
+            return Err(refuse(McpError::CallerToken {
                 server: server.name.clone(),
-                reason: "it takes each caller's own identity, exchanged from the caller's JWT, and this request carries no \
-                         verified JWT (an API key cannot be exchanged)"
+                reason: "it is exchanged from the caller's JWT, and this request carries no verified JWT (an API key cannot be \
+                         exchanged)"
                     .into(),
             }));
         };
         if let Some(bearer) = self.exchanged.get(&(digest(token), f.server), now.unix_secs) {
             return Ok(TokenStep::Ready(Forward { upstream_authorization: Some(bearer), ..f }));
         }
-        match exchange_callout(&self.config, server, f.server, token) {
+        match exchange_callout(&self.config, server, token) {
             Ok(callout) => Ok(TokenStep::Exchange(f, callout)),
             Err(e) => Err(refuse(e)),
         }
@@ -135,7 +134,7 @@ impl Gateway {
         now: Now,
     ) -> Result<Forward, Reply> {
         let name = self.server(f.server).map(|s| s.name.clone()).unwrap_or_default();
-        let refuse = |reason: String| Reply::error(Some(&f.request_id), &McpError::UpstreamCredential { server: name.clone(), reason });
+        let refuse = |reason: String| Reply::error(Some(&f.request_id), &McpError::CallerToken { server: name.clone(), reason });
         let Some(r) = response else {
             return Err(refuse("the gateway's control plane did not answer the token exchange".into()));
         };

@@ -65,6 +65,12 @@ fn a_new_token_is_a_new_version() {
     let one = compiled(&[("crm", Credential::Token("tok-1".into()))]);
     let two = compiled(&[("crm", Credential::Token("tok-2".into()))]);
     assert_ne!(one.snapshot.version, two.snapshot.version);
+    // The filter's configuration is the same: Envoy keeps its filter.
+    assert_eq!(one.filter_config, two.filter_config);
+    assert_eq!(
+        one.snapshot.resources_of(crate::snapshot::EXTENSION_CONFIG_TYPE),
+        two.snapshot.resources_of(crate::snapshot::EXTENSION_CONFIG_TYPE)
+    );
     assert_eq!(one.snapshot.version, compiled(&[("crm", Credential::Token("tok-1".into()))]).snapshot.version);
 }
 
