@@ -124,6 +124,7 @@ impl Credentials {
                     token_client,
                     handle: handle.clone(),
                     cache: exchange::Cache::default(),
+                    counts: exchange::Counts::default(),
                 })
             });
             let task = tokio::spawn(job.run()).abort_handle();
@@ -145,7 +146,9 @@ impl Credentials {
     /// What `/servers` shows of a server's token, if it has `oauth`.
     pub fn status(&self, server: &str) -> Option<CredentialStatus> {
         let entries = self.entries.lock().ok()?;
-        entries.get(server).map(|e| e.handle.status(e.exchange.is_some()))
+        entries
+            .get(server)
+            .map(|e| CredentialStatus { exchanges: e.exchange.as_ref().map(|x| x.counts.read()), ..e.handle.status(e.exchange.is_some()) })
     }
 
     /// A caller's JWT exchanged for a token of `server` (RFC 8693): from

@@ -196,6 +196,18 @@ pub fn render(i: &Inputs) -> String {
         o.sample("mcp_gateway_upstream_credential_refreshes_total", &[("server", name), ("result", "error")], c.failures);
     }
     o.family(
+        "mcp_gateway_upstream_token_exchanges_total",
+        "counter",
+        "For servers with oauth.grant token_exchange: callers' tokens exchanged, refused, or answered from the control plane's cache.",
+    );
+    for (name, c) in with_token() {
+        if let Some(x) = c.exchanges {
+            for (result, n) in [("ok", x.ok), ("error", x.error), ("cached", x.cached)] {
+                o.sample("mcp_gateway_upstream_token_exchanges_total", &[("server", name), ("result", result)], n);
+            }
+        }
+    }
+    o.family(
         "mcp_gateway_server_restarts_total",
         "counter",
         "Times a server the control plane runs (stdio) or connects to (SSE) died and was restarted.",

@@ -119,6 +119,7 @@ impl TokenHandle {
             last_error: slot.last_error.clone(),
             refreshes: slot.refreshes,
             failures: slot.failures,
+            exchanges: None,
         }
     }
 
@@ -166,4 +167,16 @@ pub struct CredentialStatus {
     /// Tokens got, and tries that failed, since the control plane started.
     pub refreshes: u64,
     pub failures: u64,
+    /// `grant: token_exchange`: callers' tokens exchanged, refused, and
+    /// answered from the control plane's cache, since it started.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exchanges: Option<ExchangeCounts>,
+}
+
+/// How a server's token exchanges went.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct ExchangeCounts {
+    pub ok: u64,
+    pub error: u64,
+    pub cached: u64,
 }

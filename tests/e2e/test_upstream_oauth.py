@@ -309,6 +309,9 @@ def test_each_caller_reaches_the_server_as_themselves_through_token_exchange(gat
     # One exchange per caller token, however many calls and workers.
     exchanges = [t for t in server.issued() if t["grant"] == EXCHANGE]
     assert sorted(t["sub"] for t in exchanges) == ["alice", "bob"], exchanges
+    assert credential(gateway)["exchanges"]["ok"] == 2, credential(gateway)
+    metrics = httpx.get(f"{gateway.cp_admin}/metrics", timeout=10).text
+    assert 'mcp_gateway_upstream_token_exchanges_total{server="crm",result="ok"} 2' in metrics
     received = record.read_text().splitlines()
     assert received and not any(alice in line or bob in line for line in received), "a caller's own token reached the upstream"
     subjects = {claims(line.removeprefix("Bearer "))["sub"] for line in received if line != "-"}

@@ -10,6 +10,7 @@
 //! past its own `exp` or the caller's.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -17,7 +18,7 @@ use sha2::{Digest, Sha256};
 
 use super::form;
 use crate::catalog::OAuthSettings;
-use crate::token::TokenHandle;
+use crate::token::{ExchangeCounts, TokenHandle};
 use crate::upstream::Http;
 
 /// Entries kept. A full cache drops what expired, then what expires first.
@@ -32,6 +33,21 @@ pub(super) struct Exchanger {
     pub handle: TokenHandle,
     /// Exchanged tokens for this server, by caller token.
     pub cache: Cache,
+    /// Exchanges done, refused, and answered from the cache.
+    pub counts: Counts,
+}
+
+#[derive(Default)]
+pub(super) struct Counts {
+    ok: AtomicU64,
+    error: AtomicU64,
+    cached: AtomicU64,
+}
+
+impl Counts {
+    pub fn read(&self) -> ExchangeCounts {
+        ExchangeCounts { ok: self.ok.load(Relaxed), error: self.error.load(Relaxed), cached: self.cached.load(Relaxed) }
+    }
 }
 
 /// The digest of the caller's token the exchange was for.
@@ -43,10 +59,21 @@ pub(super) struct Cache(Mutex<HashMap<Key, (String, SystemTime)>>);
 
 impl Exchanger {
     pub async fn get_or_exchange(&self, subject: &str) -> Result<(String, u64), String> {
+        let outcome = self.exchange(subject).await;
+        match &outcome {
+            Ok((_, _, true)) => self.counts.cached.fetch_add(1, Relaxed),
+            Ok(_) => self.counts.ok.fetch_add(1, Relaxed),
+            Err(_) => self.counts.error.fetch_add(1, Relaxed),
+        };
+        outcome.map(|(token, seconds, _)| (token, seconds))
+    }
+
+    /// The token, the seconds it may be used, and whether it came from the cache.
+    async fn exchange(&self, subject: &str) -> Result<(String, u64, bool), String> {
         let key: Key = Sha256::digest(subject.as_bytes()).into();
         let now = SystemTime::now();
         if let Some((token, until)) = self.cache.0.lock().ok().and_then(|c| c.get(&key).cloned()).filter(|(_, until)| *until > now) {
-            return Ok((token, until.duration_since(now).unwrap_or_default().as_secs()));
+            return Ok((token, until.duration_since(now).unwrap_or_default().as_secs(), true));
         }
         let (found, resource) = self.handle.0.read().ok().map(|s| (s.token_url.clone(), s.resource.clone())).unwrap_or_default();
         let token_url = self.oauth.token_url.clone().or(found).ok_or("the gateway has not found the server's token endpoint yet")?;
@@ -73,7 +100,7 @@ impl Exchanger {
             }
             cache.insert(key, (token.access_token.clone(), until));
         }
-        Ok((token.access_token, until.duration_since(now).unwrap_or_default().as_secs()))
+        Ok((token.access_token, until.duration_since(now).unwrap_or_default().as_secs(), false))
     }
 }
 

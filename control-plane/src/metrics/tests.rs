@@ -59,6 +59,7 @@ fn a_scrape_shows_the_catalog_the_envoys_and_the_servers() {
                     last_error: Some("refused".into()),
                     refreshes: 3,
                     failures: 1,
+                    exchanges: Some(crate::token::ExchangeCounts { ok: 4, error: 1, cached: 9 }),
                 }),
                 ..server("echo", ServerState::Ready, 3)
             },
@@ -117,12 +118,15 @@ fn a_scrape_shows_the_catalog_the_envoys_and_the_servers() {
             "mcp_gateway_upstream_credential_expiry_timestamp_seconds{server=\"echo\"} 2000",
             "mcp_gateway_upstream_credential_refreshes_total{server=\"echo\",result=\"ok\"} 3",
             "mcp_gateway_upstream_credential_refreshes_total{server=\"echo\",result=\"error\"} 1",
+            "mcp_gateway_upstream_token_exchanges_total{server=\"echo\",result=\"ok\"} 4",
+            "mcp_gateway_upstream_token_exchanges_total{server=\"echo\",result=\"error\"} 1",
+            "mcp_gateway_upstream_token_exchanges_total{server=\"echo\",result=\"cached\"} 9",
             "mcp_gateway_server_restarts_total{server=\"files\"} 2",
         ]
     );
     // Every family is introduced once, before its samples.
     let types: Vec<&str> = text.lines().filter(|l| l.starts_with("# TYPE ")).collect();
-    assert_eq!(types.len(), 21);
+    assert_eq!(types.len(), 22);
     assert!(types.contains(&"# TYPE mcp_gateway_xds_nacks_total counter"));
 }
 
