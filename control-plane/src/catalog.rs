@@ -573,6 +573,10 @@ pub fn load(text: &str, env: impl Fn(&str) -> Option<String>) -> Result<Catalog,
 /// structure (a value with `\n  - name: evil` stays one string).
 pub fn load_with(text: &str, lookup: impl Fn(&str) -> Lookup) -> Result<Catalog, CatalogError> {
     let mut doc: serde_yaml::Value = serde_yaml::from_str(text).map_err(|e| CatalogError::Yaml(e.to_string()))?;
+    let guide = guide_keys(&doc);
+    if !guide.is_empty() {
+        return Err(CatalogError::Invalid(guide));
+    }
     interpolate::interpolate_doc(&mut doc, &lookup)?;
     let catalog: Catalog = serde_yaml::from_value(doc).map_err(|e| CatalogError::Yaml(e.to_string()))?;
     let problems = validate(&catalog);
@@ -581,6 +585,27 @@ pub fn load_with(text: &str, lookup: impl Fn(&str) -> Lookup) -> Result<Catalog,
     } else {
         Err(CatalogError::Invalid(problems))
     }
+}
+
+/// The Open guide's top-level `config.yaml` keys, each with where the
+/// catalog keeps the same setting: a guide's file gets directions, not
+/// "unknown field".
+const GUIDE_KEYS: [(&str, &str); 6] = [
+    ("listen_addr", "gateway.listen (\"127.0.0.1:4444\")"),
+    ("api_key", "gateway.auth.api_keys: [{key: \"${MCP_GATEWAY_API_KEY}\", principal: <name>, groups: [admin]}]"),
+    ("log_level", "gateway.log_level"),
+    ("max_connections_per_server", "gateway.max_connections_per_server"),
+    ("request_timeout_seconds", "gateway.request_timeout_seconds"),
+    ("idle_timeout_seconds", "gateway.idle_timeout_seconds"),
+];
+
+fn guide_keys(doc: &serde_yaml::Value) -> Vec<String> {
+    let Some(top) = doc.as_mapping() else { return Vec::new() };
+    GUIDE_KEYS
+        .iter()
+        .filter(|(key, _)| top.contains_key(*key))
+        .map(|(key, instead)| format!("{key}: a key of the Open guide's config.yaml; in the catalog it is {instead} (README, The catalog)"))
+        .collect()
 }
 
 /// The name of the limit `gateway.rate_limit_per_minute` makes.

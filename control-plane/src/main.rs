@@ -16,12 +16,14 @@ use mcp_control_plane::{catalog, http};
 #[derive(Parser)]
 #[command(version, about = "MCP gateway control plane: catalog.yaml -> Envoy over xDS")]
 struct Args {
-    /// The catalog to serve; watched for changes.
-    #[arg(long, env = "MCP_GATEWAY_CATALOG", default_value = "catalog.yaml")]
+    /// The catalog to serve; watched for changes. `--config` is the same
+    /// flag, as the production guides write it.
+    #[arg(long, visible_alias = "config", env = "MCP_GATEWAY_CATALOG", default_value = "catalog.yaml")]
     catalog: PathBuf,
-    /// Check FILE (syntax, environment variables, fields) and exit: 0 if valid.
-    #[arg(long, value_name = "FILE")]
-    validate: Option<PathBuf>,
+    /// Check FILE (syntax, environment variables, fields) and exit: 0 if
+    /// valid. Without FILE, the catalog (`--catalog` / `--config`).
+    #[arg(long, value_name = "FILE", num_args = 0..=1)]
+    validate: Option<Option<PathBuf>>,
     /// The filter module to publish to Envoy.
     #[arg(long, env = "MCP_GATEWAY_WASM", default_value = "target/mcp_filter.wasm")]
     wasm: PathBuf,
@@ -50,7 +52,7 @@ struct Args {
 fn main() -> ExitCode {
     let args = Args::parse();
     if let Some(file) = &args.validate {
-        return validate(file);
+        return validate(file.as_ref().unwrap_or(&args.catalog));
     }
     let set_log_level = init_logging();
     // reqwest is built without a TLS provider of its own: `upstream.rs`

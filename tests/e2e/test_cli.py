@@ -48,3 +48,21 @@ def test_invalid_catalogs_exit_non_zero_naming_server_and_field(tmp_path):
 
     done = validate(tmp_path, "servers: [{name: a, url: http://a/, colour: blue}]\n")
     assert done.returncode == 1 and "unknown field `colour`" in done.stderr
+
+
+def test_the_open_guides_flags_and_config_keys(tmp_path):
+    """`mcp-gateway --config config.yaml --validate`, as the Open guide types
+    it; a config.yaml in that guide's format is told where each key lives."""
+    catalog = tmp_path / "config.yaml"
+    catalog.write_text("servers:\n  - name: a\n    url: http://127.0.0.1:1/mcp\n")
+    done = subprocess.run([str(TARGET / "mcp-gateway"), "--config", str(catalog), "--validate"], capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0 and "valid (1 servers)" in done.stdout, done.stdout + done.stderr
+
+    catalog.write_text('listen_addr: "0.0.0.0:4444"\napi_key: "${MCP_API_KEY}"\nlog_level: warn\nmax_connections_per_server: 10\n'
+                       "request_timeout_seconds: 30\nidle_timeout_seconds: 300\nservers: []\n")
+    done = subprocess.run([str(TARGET / "mcp-gateway"), "--config", str(catalog), "--validate"], capture_output=True, text=True, timeout=30)
+    assert done.returncode == 1
+    for key, instead in [("listen_addr", "gateway.listen"), ("api_key", "gateway.auth.api_keys"), ("log_level", "gateway.log_level"),
+                         ("max_connections_per_server", "gateway.max_connections_per_server"),
+                         ("request_timeout_seconds", "gateway.request_timeout_seconds"), ("idle_timeout_seconds", "gateway.idle_timeout_seconds")]:
+        assert f"{key}: a key of the Open guide's config.yaml; in the catalog it is {instead}" in done.stderr, done.stderr
