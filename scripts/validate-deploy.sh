@@ -54,6 +54,8 @@ fi
 step "Prometheus config" "$PROMTOOL" check config --syntax-only deploy/prometheus/prometheus.yml
 step "Prometheus alert rules" "$PROMTOOL" check rules deploy/prometheus/alerts.yml
 step "Prometheus alert rules' tests" "$PROMTOOL" test rules deploy/prometheus/alerts.test.yml
+step "The Open guide's alert rules" "$PROMTOOL" check rules deploy/prometheus/guide-alerts.yml
+step "The Open guide's alert rules' tests" "$PROMTOOL" test rules deploy/prometheus/guide-alerts.test.yml
 step "Dockerfile (hadolint)" "$BIN/hadolint" --config .hadolint.yaml Dockerfile
 while IFS= read -r bootstrap; do
     step "Envoy --mode validate $bootstrap" "$ENVOY" --mode validate -c "$bootstrap" --log-level error

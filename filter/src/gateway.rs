@@ -156,7 +156,12 @@ impl Gateway {
     /// group in `admin_groups`) gets it; anyone else gets 401 or 403, but for
     /// the probes, which answer up or down to anyone. Without it, anyone
     /// gets every page.
-    fn operator(&self, head: &mut RequestHead, op: Operator) -> HeadAction {
+    fn operator(&self, head: &mut RequestHead, mut op: Operator) -> HeadAction {
+        // A Prometheus scrape of /stats (the Open guide's metrics_path) asks
+        // for the text format: it gets /metrics. A person's curl gets JSON.
+        if op.page == Some(Page::Stats) && scrape::wants_prometheus(head.accept.as_deref()) {
+            op.page = Some(Page::Metrics);
+        }
         let full = |page: Option<Page>| match page {
             Some(page) => HeadAction::Scrape(page, scrape::callouts(&self.config, page)),
             None => HeadAction::PassThrough,

@@ -183,6 +183,8 @@ pub fn updates(t: &Tally, duration_ms: u64) -> Vec<Update> {
     ];
     if let Some(code) = t.code {
         out.push(Update::Count(name("mcp_jsonrpc_errors_total", &[("method", t.method), ("code", &code.to_string())])));
+        // The Open guide's alert rule reads this one: every error, unlabelled.
+        out.push(Update::Count("mcp_errors_total".to_string()));
     }
     match outcome {
         Outcome::Unauthenticated => {

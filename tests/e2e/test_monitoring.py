@@ -134,3 +134,55 @@ def test_a_server_down_makes_its_alert_pending(gateway, prometheus):
         assert alert["annotations"]["summary"] == "MCP server ghost is down"
     finally:
         gateway.write_catalog_and_wait(base, "the base catalog back")
+
+
+GUIDE_ALERTS = ROOT / "deploy" / "prometheus" / "guide-alerts.yml"
+
+
+def test_the_open_guides_scrape_of_stats_and_its_alert_rules_work(gateway, tmp_path):
+    """The Open guide's Prometheus setup as written: `metrics_path: /stats`,
+    its GatewayDown and HighErrorRate rules. Prometheus asks /stats for the
+    text format and gets it (a person's curl still gets JSON), and the
+    guide's mcp_errors_total counts the errors answered, so its rule fires."""
+    require(PROMETHEUS, "run `make setup` (unpacks Debian's prometheus into .tools/prometheus)")
+    assert httpx.get(f"{gateway.base}/stats", timeout=10).headers["content-type"].startswith("application/json")
+    port = free_port()
+    config = tmp_path / "prometheus.yml"
+    config.write_text(yaml.safe_dump({
+        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+        "rule_files": [str(GUIDE_ALERTS)],
+        "scrape_configs": [{"job_name": "mcp-gateway", "metrics_path": "/stats", "static_configs": [{"targets": [gateway.base.removeprefix("http://")]}]}],
+    }))
+    log = (tmp_path / "prometheus.log").open("wb")
+    proc = subprocess.Popen([str(PROMETHEUS), f"--config.file={config}", f"--storage.tsdb.path={tmp_path / 'tsdb'}", f"--web.listen-address=127.0.0.1:{port}"],
+                            stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until("Prometheus ready", lambda: httpx.get(f"{url}/-/ready", timeout=2).status_code == 200, timeout=30)
+        query = lambda expr: httpx.get(f"{url}/api/v1/query", params={"query": expr}, timeout=10).json()["data"]["result"]  # noqa: E731
+        wait_until("the gateway scraped through /stats", lambda: (r := query('up{job="mcp-gateway"}')) and r[0]["value"][1] == "1", timeout=30)
+        s = RawSession(gateway.url)
+        s.initialize()
+
+        def errors() -> float:
+            r = query("sum(mcp_errors_total)")
+            return float(r[0]["value"][1]) if r else 0.0
+
+        assert s.request("tools/call", {"name": "echo__nope", "arguments": {}})["error"]["code"] == -32602
+        wait_until("mcp_errors_total scraped from /stats", lambda: errors() >= 1, timeout=30)
+        before = errors()
+        for _ in range(30):
+            assert s.request("tools/call", {"name": "echo__nope", "arguments": {}})["error"]["code"] == -32602
+        wait_until("the errors counted", lambda: errors() >= before + 30, timeout=30)
+
+        def alerts() -> dict:
+            return {a["labels"]["alertname"]: a["state"] for a in httpx.get(f"{url}/api/v1/alerts", timeout=5).json()["data"]["alerts"]}
+
+        assert wait_until("HighErrorRate pending", lambda: alerts().get("HighErrorRate") == "pending", timeout=30)
+        rules = [r for g in httpx.get(f"{url}/api/v1/rules", timeout=5).json()["data"]["groups"] for r in g["rules"]]
+        assert {r["name"]: r["health"] for r in rules} == {"GatewayDown": "ok", "HighErrorRate": "ok"}, rules
+        assert "GatewayDown" not in alerts(), "the gateway is up"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+        log.close()

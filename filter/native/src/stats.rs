@@ -38,6 +38,7 @@ pub const FAMILIES: &[Family] = &[
     Family { name: "mcp_authorization_denials_total", kind: Kind::Counter, labels: &["server", "tool"] },
     Family { name: "mcp_rate_limited_total", kind: Kind::Counter, labels: &["limit"] },
     Family { name: "mcp_sessions_opened_total", kind: Kind::Counter, labels: &[] },
+    Family { name: "mcp_errors_total", kind: Kind::Counter, labels: &[] },
 ];
 
 /// One update as the module applies it: which family, its label values

@@ -49,6 +49,18 @@ pub fn operator(path: &str) -> Option<Operator> {
     ROUTED_PATHS.iter().any(|p| path.starts_with(p)).then_some(Operator { page: None, probe })
 }
 
+/// Whether an `Accept` asks for Prometheus' text formats, as Prometheus
+/// sends it (`application/openmetrics-text;...,text/plain;version=0.0.4;...`):
+/// a client that names neither (curl's `*/*`, a browser) gets JSON.
+pub fn wants_prometheus(accept: Option<&str>) -> bool {
+    accept.is_some_and(|a| {
+        a.split(',').any(|part| {
+            let media = part.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+            media == "application/openmetrics-text" || media == "text/plain"
+        })
+    })
+}
+
 /// The calls behind a page: Envoy's own stats from its admin address, and
 /// the control plane's part when there is one.
 pub fn callouts(config: &FilterConfig, page: Page) -> Vec<Callout> {

@@ -1728,3 +1728,24 @@ fn a_server_without_a_valid_token_is_refused_by_name_and_left_out_of_initialize(
     let body = br#"{"jsonrpc":"2.0","id":6,"method":"tools/call","params":{"name":"s__ping"}}"#;
     assert!(matches!(gw.on_body(&post(Some(&token)), body, NOW), BodyAction::Forward(f) if f.server == 2));
 }
+
+#[test]
+fn a_prometheus_scrape_of_stats_gets_the_text_format_and_a_person_gets_json() {
+    let mut c = config();
+    c.control_plane = Some(control_plane());
+    let gw = Gateway::new(c).unwrap();
+    let page = |accept: Option<&str>| {
+        let mut head =
+            RequestHead { method: "GET".into(), path: "/stats".into(), accept: accept.map(str::to_string), ..Default::default() };
+        match gw.on_headers(&mut head) {
+            HeadAction::Scrape(page, _) => page,
+            other => panic!("{other:?}"),
+        }
+    };
+    let prometheus = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
+    assert_eq!(page(Some(prometheus)), Page::Metrics);
+    assert_eq!(page(Some("text/plain;version=0.0.4;q=1,*/*;q=0.1")), Page::Metrics, "older Prometheus");
+    assert_eq!(page(Some("*/*")), Page::Stats, "curl");
+    assert_eq!(page(Some("application/json")), Page::Stats);
+    assert_eq!(page(None), Page::Stats);
+}

@@ -86,15 +86,16 @@ fn refusals_are_counted_by_kind() {
         vec![
             "mcp_requests_total.method=.=tools/call;.;.server=.=echo;.;.tool=.=secret;.;.outcome=.=denied;.;",
             "mcp_jsonrpc_errors_total.method=.=tools/call;.;.code=.=-32602;.;",
+            "mcp_errors_total",
             "mcp_authorization_denials_total.server=.=echo;.;.tool=.=secret;.;",
         ]
     );
     let missing =
         Tally { method: "unknown", status: 401, code: Some(-32001), auth_failure: Some(AuthFailure::Missing), ..Tally::default() };
-    assert_eq!(counters(&missing)[2], "mcp_auth_failures_total.reason=.=missing;.;");
+    assert_eq!(counters(&missing)[3], "mcp_auth_failures_total.reason=.=missing;.;");
     let limited = Tally { status: 429, code: Some(-32029), rate_limit: Some("per;user".into()), ..Tally::from_audit(&call("echo", true)) };
     assert_eq!(limited.outcome(), Outcome::RateLimited);
-    assert_eq!(counters(&limited)[2], "mcp_rate_limited_total.limit=.=per_user;.;");
+    assert_eq!(counters(&limited)[3], "mcp_rate_limited_total.limit=.=per_user;.;");
     let failed = Tally { status: 503, ..Tally::from_audit(&call("echo", true)) };
     assert_eq!(failed.outcome(), Outcome::Error);
     let opened = Tally { method: "initialize", status: 200, session_opened: true, ..Tally::default() };
