@@ -14,6 +14,8 @@
 #   make test-wasm-fallback  build the filter with Debian's toolchain and run the client tests on it
 #   make validate   check a catalog: mcp-gateway --validate $(CATALOG)
 #   make validate-deploy  check docker-compose.yml, the Dockerfile and deploy/ (no Docker or cluster needed)
+#   make generate-secrets  secrets into .env (ENV_FILE=) for docker compose; never overwrites a key it has
+#   make backup / make restore  the catalog, its pins file and .env in BACKUP=mcp-gateway-backup.tar.gz, and back
 #   make fuzz       fuzz the filter core: each cargo-fuzz target for FUZZ_SECONDS
 #   make fuzz-smoke the same, FUZZ_SMOKE_SECONDS per target (CI runs it)
 #   make bench      the benchmarks (bench/run.py): bench/results/<date>.md and .svg
@@ -45,7 +47,7 @@ FUZZ_TARGETS ?=
 PYTHON := .venv/bin/python
 GATEWAY_RELEASE := target/release/mcp-gateway
 
-.PHONY: all setup build host wasm native test-native test-native-e2e test-native-all release run test test-unit lint test-e2e test-wasm-fallback validate validate-deploy fuzz fuzz-smoke bench bench-smoke clean distclean help
+.PHONY: all setup build host wasm native test-native test-native-e2e test-native-all release run test test-unit lint test-e2e test-wasm-fallback validate validate-deploy generate-secrets backup restore fuzz fuzz-smoke bench bench-smoke clean distclean help
 
 all: build
 
@@ -136,6 +138,18 @@ test-wasm-fallback: build
 
 validate: release
 	$(GATEWAY_RELEASE) --validate $(CATALOG)
+
+# The Forge guide's commands: secrets into the env file docker compose reads
+# (never overwriting a key it has), and what the gateway keeps (the catalog,
+# its pinned tool definitions, the keys) in one archive and back.
+ENV_FILE ?= .env
+BACKUP ?= mcp-gateway-backup.tar.gz
+generate-secrets:
+	ENV_FILE=$(ENV_FILE) bash scripts/generate-secrets.sh
+backup:
+	CATALOG=$(CATALOG) ENV_FILE=$(ENV_FILE) BACKUP=$(BACKUP) bash scripts/backup.sh backup
+restore:
+	CATALOG=$(CATALOG) ENV_FILE=$(ENV_FILE) BACKUP=$(BACKUP) bash scripts/backup.sh restore
 
 # The deployment files (docker-compose.yml, Dockerfile, deploy/) checked
 # without Docker or a cluster: schemas, promtool, hadolint, Envoy's
