@@ -101,6 +101,10 @@ pub enum HeadAction {
     EndSession,
     /// A GET stream: call `Gateway::open_stream`.
     OpenStream,
+    /// An operator's action (`POST /admin/reload`, `/servers/<name>/start`,
+    /// ...), admitted: send it to the control plane as
+    /// `Gateway::admin_edits` says.
+    Admin,
     /// `GET /metrics` or `GET /stats`: make these calls (Envoy's stats,
     /// then the control plane's), then answer with `gateway::scrape_reply`
     /// (or from the worker's `ScrapeCache`). A probe's page makes only the

@@ -124,6 +124,9 @@ impl Gateway {
         if let Some(reply) = auth::resource_metadata(&self.config, &head.method, path) {
             return HeadAction::Reply(reply);
         }
+        if head.method == "POST" && scrape::is_admin_action(path) && self.config.control_plane.is_some() {
+            return self.admin_action(head);
+        }
         if head.method == "GET" && path != self.config.mcp_path {
             if let Some(op) = scrape::operator(path) {
                 return self.operator(head, op);

@@ -469,7 +469,7 @@ impl HttpContext for Request {
         // Every MCP request is counted when it ends; until its body is
         // read, by the method its Mcp-Method header names, if any.
         let method = match &action {
-            HeadAction::PassThrough | HeadAction::Scrape(..) => None,
+            HeadAction::PassThrough | HeadAction::Scrape(..) | HeadAction::Admin => None,
             HeadAction::OpenStream => Some("GET"),
             HeadAction::EndSession => Some("DELETE"),
             HeadAction::Reply(_) | HeadAction::Refuse(_) | HeadAction::ReadBody => {
@@ -515,6 +515,17 @@ impl HttpContext for Request {
                 self.set_properties(&gw.audit_record(&self.head, &Audit::default(), Some(&r.reason)));
                 self.reply_once_read(r.reply, end_of_stream)
             }
+            // Not MCP: the control plane's answer goes back as it is.
+            HeadAction::Admin => match gw.admin_edits(&self.head) {
+                Ok(edits) => {
+                    self.apply(&edits);
+                    Action::Continue
+                }
+                Err(reply) => {
+                    self.reply(&reply);
+                    Action::Pause
+                }
+            },
             HeadAction::OpenStream => match gw.open_stream(&self.head, now) {
                 Ok(edits) => {
                     self.apply(&edits);

@@ -169,8 +169,39 @@ def test_the_admin_api_stops_and_starts_a_server(gateway, runtimes):
     assert httpx.post(f"{gateway.cp_admin}/servers/time/restart", timeout=10).status_code == 202
     wait_until("time restarted", lambda: process(gateway, "time")["process"]["pid"] not in (None, pid), timeout=30)
     assert httpx.post(f"{gateway.cp_admin}/servers/echo/stop", timeout=10).status_code == 404, "an http server is not run by the gateway"
-    # State changes are not reachable through the public port.
-    assert httpx.post(f"{gateway.base}/servers/time/stop", timeout=10).status_code == 404
+
+
+def test_the_seeds_operator_commands_work_on_the_gateway_port_for_admins(gateway, runtimes):
+    """`curl -X POST http://localhost:4444/admin/reload` and `POST /servers/{name}/restart`
+    as the seeds type them: on the gateway port, through Envoy to the control plane. A
+    gateway on loopback without authentication takes them as its admin port does; with
+    gateway.auth, only an admin key does (401 without a key, 403 for another)."""
+    reload = httpx.post(f"{gateway.base}/admin/reload", timeout=30)
+    assert reload.status_code == 200 and reload.json()["version"] == gateway.admin("/health")["version"], reload.text
+    pid = process(gateway, "time")["process"]["pid"]
+    r = httpx.post(f"{gateway.base}/servers/time/restart", timeout=10)
+    assert r.status_code == 202 and r.json() == {"status": "ok", "server": "time", "action": "restart"}, r.text
+    wait_until("time restarted through the gateway port", lambda: process(gateway, "time")["process"]["pid"] not in (None, pid), timeout=30)
+    assert httpx.post(f"{gateway.base}/servers/echo/stop", timeout=10).status_code == 404, "an http server is not run by the gateway"
+
+    admin, dev = GATEWAY_SECRETS["MCP_GATEWAY_API_KEY"], GATEWAY_SECRETS["VAULT_TOKEN"]
+    auth = {"api_keys": [{"key": "${MCP_GATEWAY_API_KEY}", "principal": "ops", "groups": ["admin"]},
+                         {"key": "${VAULT_TOKEN}", "principal": "dev", "groups": ["dev"]}]}
+    gateway.write_catalog_and_wait(runtimes, "a catalog with an admin key", auth=auth)
+    try:
+        def status(headers: dict) -> int:
+            return httpx.post(f"{gateway.base}/servers/time/restart", headers=headers, timeout=10).status_code
+
+        wait_until("Envoy refusing operator actions without a key", lambda: status({}) == 401, timeout=30)
+        refused = httpx.post(f"{gateway.base}/admin/reload", headers={"authorization": f"Bearer {dev}"}, timeout=10)
+        assert refused.status_code == 403 and refused.json()["error"]["code"] == -32003, refused.text
+        assert "admin" in refused.json()["error"]["message"]
+        pid = process(gateway, "time")["process"]["pid"]
+        assert status({"authorization": f"Bearer {admin}"}) == 202
+        wait_until("time restarted by an admin", lambda: process(gateway, "time")["process"]["pid"] not in (None, pid), timeout=30)
+        assert httpx.post(f"{gateway.base}/admin/reload", headers={"x-api-key": admin}, timeout=30).status_code == 200
+    finally:
+        gateway.write_catalog_and_wait(runtimes, "the runtimes catalog back")
 
 
 def test_a_server_that_keeps_dying_is_left_failed(gateway, runtimes):

@@ -144,7 +144,12 @@ async fn internal_only(State(internal): State<Internal>, request: Request, next:
     next.run(request).await
 }
 
-async fn admin_only(State(current): State<Current>, request: Request, next: Next) -> Response {
+async fn admin_only(State(current): State<Current>, State(internal): State<Internal>, request: Request, next: Next) -> Response {
+    // The filter, for an operator's action on the gateway port it admitted
+    // (an admin caller, or a loopback gateway without authentication).
+    if internal.admits(request.headers().get(mcp_filter::config::INTERNAL_HEADER).map(|v| v.as_bytes())) {
+        return next.run(request).await;
+    }
     // A web page the operator visits must not change the gateway's state
     // through the browser (a cross-site POST needs no preflight), with or
     // without authentication: only the admin API's own origin may, named by

@@ -139,6 +139,12 @@ fn run(f: &Fixture, data: &[u8]) {
             }
             return;
         }
+        HeadAction::Admin => {
+            if let Ok(edits) = gw.admin_edits(&head) {
+                check_edits(&edits);
+            }
+            return;
+        }
         HeadAction::Refuse(r) => return drop(gw.audit_record(&head, &Default::default(), Some(&r.reason))),
         HeadAction::PassThrough | HeadAction::Reply(_) => return,
         // The operator's pages, assembled from whatever Envoy and the

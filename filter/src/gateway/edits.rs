@@ -137,6 +137,21 @@ fn client_headers(config: &FilterConfig, keep_authorization: bool) -> Vec<Cow<'s
     drop
 }
 
+/// An operator's action, to the control plane at the same `path`: the
+/// caller's credentials dropped (the filter checked them) and the internal
+/// token set; its `Origin` too, which the filter checked and which the
+/// control plane would take for a foreign page's.
+pub fn admin<'a>(config: &'a FilterConfig, cp: &'a ControlPlane, path: String) -> HeaderEdits<'a> {
+    let mut drop = client_headers(config, false);
+    drop.push("origin".into());
+    HeaderEdits {
+        properties: vec![(REQUEST_ID_PROPERTY, "null".into()), (SERVER_PROPERTY, "gateway admin".into())],
+        drop,
+        target: Some(Target { cluster: &cp.cluster, path: path.into(), authority: &cp.authority }),
+        set: cp.headers.iter().map(|h| (h.name.as_str().into(), h.value.as_str().into())).collect(),
+    }
+}
+
 /// Sets `name` to `value`, or drops the client's for `None`.
 fn put<'a>(edits: &mut HeaderEdits<'a>, name: &'static str, value: Option<Cow<'a, str>>) {
     match value {

@@ -11,8 +11,9 @@
 //! said so in the page rather than failing it (but for Envoy's own, without
 //! which there is nothing to show).
 
+use super::{auth, edits};
 use crate::config::FilterConfig;
-use crate::decision::{Callout, CalloutResponse, Now, Page, Reply};
+use crate::decision::{Callout, CalloutResponse, HeadAction, HeaderEdits, Now, Page, Reply, RequestHead};
 use crate::error::McpError;
 use crate::metrics;
 
@@ -47,6 +48,26 @@ pub fn operator(path: &str) -> Option<Operator> {
         _ => None,
     };
     ROUTED_PATHS.iter().any(|p| path.starts_with(p)).then_some(Operator { page: None, probe })
+}
+
+/// Whether a `POST` to `path` is one of the operator's actions the control
+/// plane serves: `/admin/reload`, `/servers/<name>/start|stop|restart`,
+/// `/servers/<name>/tools/approve-all`, `/servers/<name>/tools/<tool>/approve`.
+pub fn is_admin_action(path: &str) -> bool {
+    // The path goes on as `:path`: visible ASCII only, as Envoy lets through.
+    if !path.bytes().all(|b| (0x21..=0x7e).contains(&b)) {
+        return false;
+    }
+    if path == "/admin/reload" {
+        return true;
+    }
+    let parts: Vec<&str> = path.split('/').collect();
+    match parts.as_slice() {
+        ["", "servers", name, action] => !name.is_empty() && matches!(*action, "start" | "stop" | "restart"),
+        ["", "servers", name, "tools", "approve-all"] => !name.is_empty(),
+        ["", "servers", name, "tools", tool, "approve"] => !name.is_empty() && !tool.is_empty(),
+        _ => false,
+    }
 }
 
 /// Whether an `Accept` asks for Prometheus' text formats, as Prometheus
@@ -193,5 +214,40 @@ impl ScrapeCache {
         }
         self.pages.retain(|(p, _, _)| *p != page);
         self.pages.push((page, now.unix_secs, reply.clone()));
+    }
+}
+
+impl super::Gateway {
+    /// An operator's action on the gateway port (the seeds' `curl -X POST
+    /// http://localhost:4444/admin/reload`): with `gateway.auth`, for an
+    /// admin caller only; without it, only on a gateway that listens on
+    /// loopback (as the admin port does), never for anyone on the network.
+    pub(super) fn admin_action(&self, head: &mut RequestHead) -> HeadAction {
+        let refusal = match (&self.config.auth, self.config.loopback_only) {
+            (None, true) => return HeadAction::Admin,
+            (None, false) => McpError::Forbidden(
+                "this gateway listens beyond loopback without gateway.auth, so its port takes no operator actions: set \
+                 gateway.auth with a key of an admin group, or use the control plane's admin port"
+                    .into(),
+            ),
+            (Some(_), _) => match self.authenticate(head) {
+                Ok(Some(caller)) if auth::is_admin(&self.config, &caller) => {
+                    head.caller = Some(caller);
+                    return HeadAction::Admin;
+                }
+                Ok(_) => McpError::Forbidden(
+                    "operator actions need an admin credential: an API key or token of a group in gateway.auth.admin_groups".into(),
+                ),
+                Err(e) => e,
+            },
+        };
+        HeadAction::Refuse(auth::refused(&self.config, head, &refusal))
+    }
+
+    /// Where an admitted operator's action goes: the control plane, with the
+    /// filter's internal token in place of the caller's credentials.
+    pub fn admin_edits(&self, head: &RequestHead) -> Result<HeaderEdits<'_>, Reply> {
+        let cp = self.config.control_plane.as_ref().ok_or_else(|| Reply::error(None, &McpError::MethodNotAllowed("POST".into())))?;
+        Ok(edits::admin(&self.config, cp, head.path.clone()))
     }
 }

@@ -1749,3 +1749,65 @@ fn a_prometheus_scrape_of_stats_gets_the_text_format_and_a_person_gets_json() {
     assert_eq!(page(Some("application/json")), Page::Stats);
     assert_eq!(page(None), Page::Stats);
 }
+
+#[test]
+fn operator_actions_on_the_gateway_port_go_to_the_control_plane_for_admins_only() {
+    use crate::config::INTERNAL_HEADER;
+    for (path, action) in [
+        ("/admin/reload", true),
+        ("/servers/time/restart", true),
+        ("/servers/time/stop", true),
+        ("/servers/time/tools/approve-all", true),
+        ("/servers/time/tools/add/approve", true),
+        ("/servers/time/explode", false),
+        ("/servers//start", false),
+        ("/admin/reload/again", false),
+    ] {
+        assert_eq!(scrape::is_admin_action(path), action, "{path}");
+    }
+    let cp = ControlPlane {
+        headers: vec![crate::config::UpstreamHeader { name: INTERNAL_HEADER.into(), value: "internal".into() }],
+        ..control_plane()
+    };
+    let post_to = |path: &str, credential: Option<&str>| RequestHead {
+        method: "POST".into(),
+        path: path.into(),
+        credential: credential.map(str::to_string),
+        origin: Some("http://localhost:4444".into()),
+        host: Some("localhost:4444".into()),
+        ..Default::default()
+    };
+    // Loopback, no authentication: as the admin port on loopback.
+    let open = Gateway::new(FilterConfig { loopback_only: true, control_plane: Some(cp.clone()), ..config() }).unwrap();
+    let mut head = post_to("/admin/reload", None);
+    assert_eq!(open.on_headers(&mut head), HeadAction::Admin);
+    let edits = open.admin_edits(&head).unwrap();
+    let target = edits.target.as_ref().unwrap();
+    assert_eq!((target.cluster, target.path.as_ref()), ("gateway_admin", "/admin/reload"));
+    assert!(edits.set.iter().any(|(n, v)| n == INTERNAL_HEADER && v == "internal"));
+    assert!(edits.drop.iter().any(|h| h == "origin") && edits.drop.iter().any(|h| h == "authorization"));
+    // Beyond loopback without authentication: refused, saying what to do.
+    let wide = Gateway::new(FilterConfig { control_plane: Some(cp.clone()), ..config() }).unwrap();
+    let HeadAction::Refuse(r) = wide.on_headers(&mut post_to("/admin/reload", None)) else { panic!() };
+    assert_eq!(r.reply.status, 403);
+    assert!(r.reason.contains("gateway.auth") && r.reason.contains("admin port"), "{}", r.reason);
+    // With authentication: an admin key only.
+    let mut c = FilterConfig { control_plane: Some(cp), ..config() };
+    c.auth = Some(crate::config::AuthConfig {
+        api_keys: vec![
+            crate::fixtures::api_key("k-admin-0123456789", "ops", &["admin"]),
+            crate::fixtures::api_key("k-alice-0123456789", "alice", &["dev"]),
+        ],
+        jwt: None,
+        protected_resource: None,
+        client_certificates: false,
+        admin_groups: vec!["admin".into()],
+    });
+    let keyed = Gateway::new(c).unwrap();
+    assert_eq!(keyed.on_headers(&mut post_to("/servers/time/restart", Some("k-admin-0123456789"))), HeadAction::Admin);
+    let status = |credential| match keyed.on_headers(&mut post_to("/servers/time/restart", credential)) {
+        HeadAction::Refuse(r) => r.reply.status,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!((status(None), status(Some("k-alice-0123456789")), status(Some("wrong-key-000000000"))), (401, 403, 401));
+}
