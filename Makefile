@@ -104,8 +104,10 @@ lint:
 	cd filter/fuzz && $(CARGO) clippy --bins -- -D warnings
 	python3 scripts/layout.py
 
-# The e2e tests need `make build` first (`make test` does it).
+# The e2e tests need `make build` first (`make test` does it); the console's
+# need Chromium (setup.sh browser).
 test-e2e:
+	bash scripts/setup.sh browser
 	$(PYTHON) -m pytest -q tests/e2e $(PYTEST_ARGS)
 
 # The same e2e tests against the native filter, for the files that exercise

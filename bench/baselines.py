@@ -127,6 +127,9 @@ def derive(dump: dict, listen: int, admin: int, http_filter: dict) -> dict:
 
     boot = copy.deepcopy(parts["BootstrapConfigDump"]["bootstrap"])
     boot.pop("dynamic_resources", None)
+    # The stats push to the control plane's metrics service (the console's
+    # figures) needs the xds cluster, which a baseline has no use for.
+    boot.pop("stats_sinks", None)
     boot["admin"]["address"]["socket_address"]["port_value"] = admin
     boot["static_resources"] = {"listeners": [listener], "clusters": clusters}
     return boot

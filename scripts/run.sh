@@ -146,6 +146,7 @@ envoy_pid=$!
 
 echo "MCP endpoint: http://127.0.0.1:4444/mcp"
 grep -q '^ *tls:' "$CATALOG" && echo "MCP endpoint over TLS: https://localhost:4443/mcp (curl --cacert .run/tls/ca.crt)"
+echo "Console: http://127.0.0.1:18001/console (also http://127.0.0.1:4444/console)"
 echo "run: Ctrl-C stops both"
 
 # Wait until either process exits (or a signal arrives: the traps run then).

@@ -405,7 +405,25 @@ setup_bench() {
     setup_contextforge
 }
 
+# ------------------------------------------------------------------ browser
+# Debian's Chromium, which the console's tests drive through Playwright
+# (tests/e2e/test_console.py): the Playwright package comes from PyPI with
+# the other test packages; its own browser download is not used (it needs
+# more than the package registries).
+setup_browser() {
+    if [[ -x /usr/bin/chromium ]]; then
+        say "chromium: $(/usr/bin/chromium --version 2>/dev/null || echo /usr/bin/chromium)"
+        return
+    fi
+    apt_install chromium
+    [[ -x /usr/bin/chromium ]] || die "/usr/bin/chromium is still missing after apt-get install chromium"
+}
+
 # --------------------------------------------------------------------- main
+if [[ ${1:-} == browser ]]; then
+    setup_browser
+    exit 0
+fi
 if [[ ${1:-} == fuzz ]]; then
     setup_fuzz
     exit 0

@@ -41,8 +41,7 @@ use crate::discovery;
 use crate::runtime::Runtimes;
 use crate::snapshot::SnapshotCache;
 use crate::state::{
-    Changes, Current, FilterModule, GlobalLimits, Internal, Lists, Offers, Published, Reloads, Served, ServerState, ServerStatus,
-    ServerSummary, Status,
+    Changes, Current, FilterModule, GlobalLimits, Internal, Lists, Offers, Published, Reloads, Served, ServerState, ServerStatus, Status,
 };
 use crate::upstream::{self, Clients, Reach, Upstream};
 
@@ -105,6 +104,8 @@ struct Inner {
     /// tasks of their own that name a server on `changes` when its token
     /// changes.
     credentials: Credentials,
+    /// What the Envoys push about their traffic (figures, decisions).
+    telemetry: crate::telemetry::Telemetry,
 }
 
 /// A catalog read and checked, with the files it names.
@@ -175,8 +176,14 @@ impl Controller {
                 retry_soon: tokio::sync::Notify::new(),
                 internal,
                 credentials,
+                telemetry: crate::telemetry::Telemetry::default(),
             }),
         }
+    }
+
+    /// What the Envoys pushed about their traffic.
+    pub fn telemetry(&self) -> crate::telemetry::Telemetry {
+        self.inner.telemetry.clone()
     }
 
     pub fn cache(&self) -> &SnapshotCache {
@@ -624,19 +631,7 @@ async fn discover(
     let mut offers = BTreeMap::new();
     let mut statuses = Vec::with_capacity(catalog.servers.len());
     for (server, (identity, listing)) in catalog.servers.iter().zip(listings) {
-        let mut status = ServerStatus {
-            summary: ServerSummary { name: server.name.clone(), state: ServerState::Starting, tools: 0 },
-            runtime: server.runtime,
-            process: None,
-            credential: None,
-            url: server.display_url(),
-            prompts: 0,
-            resources: 0,
-            last_error: None,
-            dropped: Vec::new(),
-            hidden_tools: Vec::new(),
-            changed_tools: Vec::new(),
-        };
+        let mut status = ServerStatus::new(&server.name, ServerState::Starting, server.runtime, server.display_url());
         match listing {
             None => {}
             Some(Ok(list)) => {

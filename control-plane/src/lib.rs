@@ -31,5 +31,6 @@ pub mod rls;
 pub mod runtime;
 pub mod snapshot;
 pub mod state;
+pub mod telemetry;
 pub mod token;
 pub mod upstream;

@@ -162,6 +162,10 @@ async fn serve(args: Args, set_log_level: Option<mcp_control_plane::controller::
         .add_service(AdsServer::new(cache.clone()).service())
         // Global rate limits: Envoy's ratelimit filter asks here (cluster `xds`).
         .add_service(mcp_control_plane::rls::Rls::new(controller.current()).service())
+        // What the Envoys push for the console: their stats (the bootstrap's
+        // stats sink) and the audit log's decisions (the listener's).
+        .add_service(mcp_control_plane::telemetry::sinks::Sinks(controller.telemetry()).metrics_service())
+        .add_service(mcp_control_plane::telemetry::sinks::Sinks(controller.telemetry()).access_log_service())
         .serve_with_shutdown(args.xds_listen, stopping());
     let admin_listener =
         tokio::net::TcpListener::bind(args.admin_listen).await.with_context(|| format!("cannot listen on {}", args.admin_listen))?;

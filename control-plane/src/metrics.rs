@@ -24,7 +24,7 @@ pub struct Inputs<'a> {
 }
 
 /// The short name of an xDS type, for the `type` label.
-fn type_label(type_url: &str) -> &str {
+pub fn type_label(type_url: &str) -> &str {
     match type_url {
         CLUSTER_TYPE => "clusters",
         LISTENER_TYPE => "listeners",

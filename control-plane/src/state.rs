@@ -219,6 +219,25 @@ pub struct ServerStatus {
     pub credential: Option<crate::token::CredentialStatus>,
 }
 
+impl ServerStatus {
+    /// A server as a reload first sees it: nothing known of it yet.
+    pub fn new(name: &str, state: ServerState, runtime: Runtime, url: String) -> Self {
+        ServerStatus {
+            summary: ServerSummary { name: name.to_string(), state, tools: 0 },
+            runtime,
+            url,
+            prompts: 0,
+            resources: 0,
+            last_error: None,
+            dropped: Vec::new(),
+            hidden_tools: Vec::new(),
+            changed_tools: Vec::new(),
+            process: None,
+            credential: None,
+        }
+    }
+}
+
 /// Digests of what clients can list, per kind: on the gateway's endpoint,
 /// and on each virtual server (what its subset, names and descriptions
 /// make of the lists). A change of one is what the gateway notifies the
@@ -342,19 +361,9 @@ mod tests {
 
     #[test]
     fn the_servers_page_reads_back_as_the_filter_reads_it() {
-        let status = ServerStatus {
-            summary: ServerSummary { name: "time".into(), state: ServerState::Starting, tools: 2 },
-            runtime: Runtime::Stdio,
-            url: "stdio: uvx".into(),
-            prompts: 1,
-            resources: 0,
-            last_error: None,
-            dropped: Vec::new(),
-            hidden_tools: Vec::new(),
-            changed_tools: Vec::new(),
-            process: None,
-            credential: None,
-        };
+        let mut status = ServerStatus::new("time", ServerState::Starting, Runtime::Stdio, "stdio: uvx".into());
+        status.summary.tools = 2;
+        status.prompts = 1;
         let page = mcp_filter::status::ServersPage { version: Some("v1".into()), last_error: None, servers: vec![status] };
         let text = serde_json::to_string(&page).unwrap();
         let read: mcp_filter::status::ServersPage = serde_json::from_str(&text).unwrap();

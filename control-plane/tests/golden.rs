@@ -55,6 +55,7 @@ use envoy_types::pb::envoy::config::route::v3::RouteConfiguration;
 use envoy_types::pb::envoy::config::trace::v3::OpenTelemetryConfig;
 use envoy_types::pb::envoy::extensions::access_loggers::file::v3::FileAccessLog;
 use envoy_types::pb::envoy::extensions::access_loggers::filters::cel::v3::ExpressionFilter;
+use envoy_types::pb::envoy::extensions::access_loggers::grpc::v3::HttpGrpcAccessLogConfig;
 use envoy_types::pb::envoy::extensions::filters::http::credential_injector::v3::CredentialInjector;
 use envoy_types::pb::envoy::extensions::filters::http::dynamic_modules::v3::DynamicModuleFilter;
 use envoy_types::pb::envoy::extensions::filters::http::header_mutation::v3::HeaderMutation;
@@ -391,6 +392,7 @@ impl Renderer<'_> {
                 HeaderMutation,
                 RateLimit,
                 FileAccessLog,
+                HttpGrpcAccessLogConfig,
                 ExpressionFilter,
                 ReqWithoutQuery,
                 HttpProtocolOptions,

@@ -58,7 +58,7 @@ pub use era::{LATEST_VERSION, STATELESS_VERSION, SUPPORTED_VERSIONS};
 // The control plane's rate limit service answers with the same error, under
 // this name.
 pub use crate::ratelimit::rate_limit_error;
-pub use scrape::{scrape_reply, Operator, ScrapeCache, ENVOY_ADMIN_CLUSTER, METRICS_PATH, ROUTED_PATHS, STATS_PATH};
+pub use scrape::{scrape_reply, Operator, ScrapeCache, CONSOLE_PAGE, ENVOY_ADMIN_CLUSTER, METRICS_PATH, ROUTED_PATHS, STATS_PATH};
 
 /// The least room a scrape's answers get (see [`Gateway::callout_limit`]).
 const SCRAPE_LIMIT: usize = 64 * 1024 * 1024;

@@ -115,8 +115,9 @@ pub(super) fn connection_manager(g: &GatewaySettings, jwks: Option<&str>) -> Htt
         })),
         http_filters: mcp_filters(g, jwks),
         access_log: audited(g)
-            .then(|| security::audit_log(&g.audit_log))
+            .then(|| [security::audit_log(&g.audit_log), security::audit_to_control_plane()])
             .into_iter()
+            .flatten()
             .chain(if g.access_log == "off" { Vec::new() } else { access_log::access_logs(&g.access_log, &g.mcp_path) })
             .collect(),
         local_reply_config: Some(upstream_error_as_jsonrpc(g.request_read_timeout_seconds, global_limits(g).next().is_some())),

@@ -29,6 +29,17 @@ pub const CONTROL_PLANE_GRPC_CLUSTER: &str = "xds";
 /// The response header in which the service puts the JSON-RPC error.
 pub const ERROR_HEADER: &str = "x-mcp-rate-limit-error";
 
+/// The control plane's gRPC services, through the bootstrap's cluster.
+pub fn control_plane_grpc() -> GrpcService {
+    GrpcService {
+        target_specifier: Some(grpc_service::TargetSpecifier::EnvoyGrpc(grpc_service::EnvoyGrpc {
+            cluster_name: CONTROL_PLANE_GRPC_CLUSTER.into(),
+            ..Default::default()
+        })),
+        ..Default::default()
+    }
+}
+
 pub fn ratelimit_filter(settings: &GlobalRateLimitSettings) -> HttpFilter {
     let timeout = PbDuration { seconds: (settings.timeout_ms / 1000) as i64, nanos: ((settings.timeout_ms % 1000) * 1_000_000) as i32 };
     let filter = RateLimitFilter {
@@ -36,13 +47,7 @@ pub fn ratelimit_filter(settings: &GlobalRateLimitSettings) -> HttpFilter {
         timeout: Some(timeout),
         failure_mode_deny: settings.failure_mode_deny,
         rate_limit_service: Some(RateLimitServiceConfig {
-            grpc_service: Some(GrpcService {
-                target_specifier: Some(grpc_service::TargetSpecifier::EnvoyGrpc(grpc_service::EnvoyGrpc {
-                    cluster_name: CONTROL_PLANE_GRPC_CLUSTER.into(),
-                    ..Default::default()
-                })),
-                ..Default::default()
-            }),
+            grpc_service: Some(control_plane_grpc()),
             transport_api_version: ApiVersion::V3 as i32,
         }),
         ..Default::default()

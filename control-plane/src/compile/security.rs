@@ -177,17 +177,43 @@ pub fn audit_log(path: &str) -> AccessLog {
             ..Default::default()
         })),
     };
-    let only_decisions = ExpressionFilter { expression: format!("'wasm.{DECISION_PROPERTY}' in filter_state"), ..Default::default() };
     AccessLog {
         name: "mcp_audit".into(),
-        filter: Some(AccessLogFilter {
-            filter_specifier: Some(access_log_filter::FilterSpecifier::ExtensionFilter(ExtensionFilter {
-                name: "envoy.access_loggers.extension_filters.cel".into(),
-                config_type: Some(envoy_types::pb::envoy::config::accesslog::v3::extension_filter::ConfigType::TypedConfig(pack_any(
-                    only_decisions,
-                ))),
-            })),
-        }),
+        filter: Some(only_decisions()),
         config_type: Some(access_log::ConfigType::TypedConfig(pack_any(file))),
+    }
+}
+
+/// The same decisions, streamed to the control plane's access log service
+/// (`telemetry`), which keeps the latest for the operator's console. Envoy
+/// buffers them and sends a batch a second; the stream is lossy by design.
+pub fn audit_to_control_plane() -> AccessLog {
+    use envoy_types::pb::envoy::extensions::access_loggers::grpc::v3::{CommonGrpcAccessLogConfig, HttpGrpcAccessLogConfig};
+    let state = [PRINCIPAL_PROPERTY, METHOD_PROPERTY, SERVER_PROPERTY, TARGET_PROPERTY, DECISION_PROPERTY, REASON_PROPERTY];
+    let grpc = HttpGrpcAccessLogConfig {
+        common_config: Some(CommonGrpcAccessLogConfig {
+            log_name: "mcp_audit".into(),
+            grpc_service: Some(super::rls::control_plane_grpc()),
+            transport_api_version: envoy_types::pb::envoy::config::core::v3::ApiVersion::V3 as i32,
+            filter_state_objects_to_log: state.iter().map(|name| format!("wasm.{name}")).collect(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    AccessLog {
+        name: "mcp_audit_console".into(),
+        filter: Some(only_decisions()),
+        config_type: Some(access_log::ConfigType::TypedConfig(pack_any(grpc))),
+    }
+}
+
+/// Only the requests on which the filter decided.
+fn only_decisions() -> AccessLogFilter {
+    let cel = ExpressionFilter { expression: format!("'wasm.{DECISION_PROPERTY}' in filter_state"), ..Default::default() };
+    AccessLogFilter {
+        filter_specifier: Some(access_log_filter::FilterSpecifier::ExtensionFilter(ExtensionFilter {
+            name: "envoy.access_loggers.extension_filters.cel".into(),
+            config_type: Some(envoy_types::pb::envoy::config::accesslog::v3::extension_filter::ConfigType::TypedConfig(pack_any(cel))),
+        })),
     }
 }

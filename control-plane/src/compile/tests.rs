@@ -166,7 +166,7 @@ fn builds_envoy_resources() {
     assert_eq!(listener.address, Some(socket("127.0.0.1", 4444)));
     let routes: RouteConfiguration = decode(&c.snapshot.resources_of(ROUTE_TYPE)[0].1).unwrap();
     let route_names: Vec<_> = routes.virtual_hosts[0].routes.iter().map(|r| r.name.as_str()).collect();
-    assert_eq!(route_names, vec!["mcp_upstream", "admin_health", "admin_ready", "admin_servers"]);
+    assert_eq!(route_names, vec!["mcp_upstream", "admin_health", "admin_ready", "admin_servers", "admin_console"]);
 }
 
 #[test]
@@ -478,7 +478,8 @@ servers:
     let keys: Value = serde_json::from_str(text).unwrap();
     assert_eq!(keys["keys"][0]["kty"], "oct");
     let loggers: Vec<&str> = hcm.access_log.iter().map(|l| l.name.as_str()).collect();
-    assert_eq!(loggers, ["mcp_audit", "mcp_access", "http_access"]);
+    // The audit log to its file, and to the control plane for the console.
+    assert_eq!(loggers, ["mcp_audit", "mcp_audit_console", "mcp_access", "http_access"]);
 
     // Without any of it, no extra filter and no audit log; the access log stays.
     let plain = run(TWO, &[]).unwrap();

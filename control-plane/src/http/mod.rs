@@ -12,6 +12,7 @@
 
 pub mod admin;
 pub mod bridge;
+pub mod console;
 pub mod error;
 pub mod exchange;
 pub mod opened;
@@ -98,6 +99,8 @@ impl FromRef<AppState> for StreamState {
     }
 }
 
+use mcp_filter::gateway::CONSOLE_PAGE;
+
 pub fn router(controller: &Controller) -> Router {
     let state = AppState {
         controller: controller.clone(),
@@ -131,6 +134,11 @@ pub fn router(controller: &Controller) -> Router {
         .route("/ready", get(admin::ready))
         .route("/servers", get(admin::servers))
         .route("/metrics", get(admin::metrics))
+        .route(CONSOLE_PAGE, get(console::page))
+        .route(&format!("{CONSOLE_PAGE}/"), get(console::page))
+        .route(&format!("{CONSOLE_PAGE}/app.js"), get(console::script))
+        .route(&format!("{CONSOLE_PAGE}/app.css"), get(console::style))
+        .route(&format!("{CONSOLE_PAGE}/state"), get(console::state_page))
         .route(&format!("{}{{file}}", crate::compile::MODULE_PATH_PREFIX), get(admin::module))
         .merge(internal)
         .merge(operator)

@@ -1,23 +1,13 @@
 use super::*;
 use crate::catalog::Runtime;
 use crate::snapshot::{Nack, TypeStatus};
-use crate::state::{ServerState, ServerStatus, ServerSummary};
+use crate::state::{ServerState, ServerStatus};
 use std::time::Duration;
 
 fn server(name: &str, state: ServerState, tools: usize) -> ServerStatus {
-    ServerStatus {
-        summary: ServerSummary { name: name.into(), state, tools },
-        runtime: Runtime::Http,
-        url: String::new(),
-        prompts: 0,
-        resources: 0,
-        last_error: None,
-        dropped: Vec::new(),
-        hidden_tools: Vec::new(),
-        changed_tools: Vec::new(),
-        process: None,
-        credential: None,
-    }
+    let mut s = ServerStatus::new(name, state, Runtime::Http, String::new());
+    s.summary.tools = tools;
+    s
 }
 
 fn typed(type_url: &str, acked: Option<&str>, sent: u64, acks: u64, nacks: u64) -> TypeStatus {

@@ -24,9 +24,19 @@ pub const STATS_PATH: &str = "/stats";
 /// The bootstrap's cluster to Envoy's own admin address (envoy/gateway.yaml).
 pub const ENVOY_ADMIN_CLUSTER: &str = "envoy_admin";
 
+/// The operator's console, which the control plane serves.
+pub const CONSOLE_PAGE: &str = "/console";
+
 /// The paths Envoy routes to the control plane's admin API (GET only, by
 /// prefix: the route table is compiled from this list).
-pub const ROUTED_PATHS: &[&str] = &["/health", "/ready", "/servers"];
+pub const ROUTED_PATHS: &[&str] = &["/health", "/ready", "/servers", CONSOLE_PAGE];
+
+/// The console's page, script and style: they hold no data, so anyone gets
+/// them (a browser cannot send a bearer token when it opens a page); the
+/// state they show (`/console/state`) is an operator's page like the rest.
+pub fn is_console_asset(path: &str) -> bool {
+    matches!(path.strip_prefix(CONSOLE_PAGE), Some("" | "/" | "/app.js" | "/app.css"))
+}
 
 /// An operator's page a `GET` asks for: the one the filter assembles
 /// (`page`, else Envoy routes it to the control plane) and, for the
@@ -45,6 +55,7 @@ pub fn operator(path: &str) -> Option<Operator> {
         STATS_PATH => return Some(Operator { page: Some(Page::Stats), probe: None }),
         "/health" => Some(Page::Liveness),
         "/ready" => Some(Page::Readiness),
+        _ if is_console_asset(path) => return None,
         _ => None,
     };
     ROUTED_PATHS.iter().any(|p| path.starts_with(p)).then_some(Operator { page: None, probe })

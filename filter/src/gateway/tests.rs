@@ -1278,7 +1278,7 @@ fn the_operators_pages_need_an_admin_once_authentication_is_on() {
         other => panic!("{other:?}"),
     };
     // Every path the route table sends to the control plane, by prefix.
-    for path in ["/metrics", "/stats", "/servers", "/servers/echo", "/healthz", "/ready/x"] {
+    for path in ["/metrics", "/stats", "/servers", "/servers/echo", "/healthz", "/ready/x", "/console/state", "/console/state?open=a"] {
         assert_eq!(refused(gw.on_headers(&mut get(path, None))), (401, -32001), "{path}");
         assert_eq!(refused(gw.on_headers(&mut get(path, Some("wrong-key-000000000")))), (401, -32001), "{path}");
         assert_eq!(refused(gw.on_headers(&mut get(path, Some("k-alice-0123456789")))), (403, -32003), "{path}");
@@ -1286,8 +1286,15 @@ fn the_operators_pages_need_an_admin_once_authentication_is_on() {
     let mut admin = get("/metrics", Some("k-admin-0123456789"));
     assert!(matches!(gw.on_headers(&mut admin), HeadAction::Scrape(Page::Metrics, _)));
     assert_eq!(admin.caller.map(|c| c.principal).as_deref(), Some("ops"));
-    for path in ["/servers", "/health", "/ready"] {
+    for path in ["/servers", "/health", "/ready", "/console/state"] {
         assert_eq!(gw.on_headers(&mut get(path, Some("k-admin-0123456789"))), HeadAction::PassThrough, "{path}");
+    }
+    // The console's page and assets hold no data: anyone gets them (a
+    // browser opening a page sends no bearer token); its state is above.
+    for path in ["/console", "/console/", "/console/app.js", "/console/app.css?v=1"] {
+        for credential in [None, Some("k-alice-0123456789")] {
+            assert_eq!(gw.on_headers(&mut get(path, credential)), HeadAction::PassThrough, "{path}");
+        }
     }
     // The probes answer anyone, up or down, from the control plane's status alone.
     for (path, page, cp_path) in [("/health", Page::Liveness, "/health"), ("/ready", Page::Readiness, "/ready")] {
