@@ -6,7 +6,7 @@
 # Secrets are 64 hex characters (32 random bytes) from the kernel's CSPRNG.
 set -euo pipefail
 ENV_FILE=${ENV_FILE:-.env}
-KEYS=(MCP_GATEWAY_SESSION_KEY MCP_GATEWAY_API_KEY)
+KEYS=(MCP_GATEWAY_SESSION_KEY MCP_GATEWAY_API_KEY GRAFANA_ADMIN_PASSWORD)
 
 secret() { od -An -N32 -tx1 /dev/urandom | tr -d ' \n'; }
 

@@ -21,6 +21,8 @@ pub struct Inputs<'a> {
     pub restarts: &'a [(String, u32)],
     /// Times Envoys fetched the filter module.
     pub module_fetches: u64,
+    /// The control plane's use of memory and CPU, and its container's.
+    pub usage: usage::Usage,
 }
 
 /// The short name of an xDS type, for the `type` label.
@@ -111,6 +113,7 @@ pub fn render(i: &Inputs) -> String {
         "Times an Envoy fetched the filter module (once per Envoy process; a catalog change fetches nothing).",
     );
     o.sample("mcp_gateway_filter_module_fetches_total", &[], i.module_fetches);
+    render_usage(&mut o, &i.usage);
     o.family("mcp_gateway_xds_acks_total", "counter", "xDS responses an Envoy accepted, by node and resource type.");
     for n in i.nodes {
         for t in &n.types {
@@ -248,6 +251,42 @@ pub fn not_ready(status: &Status, served: Option<&str>, nodes: &[NodeStatus]) ->
     }
     reasons
 }
+
+/// The standard process metrics, and the container's (cgroup) use and
+/// limits, which the memory and CPU pressure alerts compare.
+fn render_usage(o: &mut Out, u: &usage::Usage) {
+    let figures: [(&str, &str, &str, Option<f64>); 6] = [
+        ("process_resident_memory_bytes", "gauge", "Resident memory of the control plane's process.", u.resident_bytes.map(|b| b as f64)),
+        ("process_cpu_seconds_total", "counter", "CPU time of the control plane's process (user and system).", u.cpu_seconds),
+        (
+            "mcp_gateway_container_memory_bytes",
+            "gauge",
+            "Memory in use by the control plane's cgroup (its container: it and the stdio servers it runs).",
+            u.cgroup_memory_bytes.map(|b| b as f64),
+        ),
+        (
+            "mcp_gateway_container_memory_limit_bytes",
+            "gauge",
+            "The memory limit of that cgroup, past which the kernel kills a process in it (absent: none).",
+            u.cgroup_memory_limit_bytes.map(|b| b as f64),
+        ),
+        ("mcp_gateway_container_cpu_seconds_total", "counter", "CPU time used by that cgroup.", u.cgroup_cpu_seconds),
+        (
+            "mcp_gateway_container_cpu_limit_cores",
+            "gauge",
+            "The CPU limit of that cgroup, in cores (absent: none).",
+            u.cgroup_cpu_limit_cores,
+        ),
+    ];
+    for (name, kind, help, value) in figures {
+        if let Some(v) = value {
+            o.family(name, kind, help);
+            o.sample(name, &[], v);
+        }
+    }
+}
+
+pub mod usage;
 
 #[cfg(test)]
 mod tests;

@@ -62,6 +62,37 @@ def envoy_configmap_text() -> str:
     return ENVOY_CONFIGMAP_HEAD + "".join("    " + line if line.strip() else "\n" for line in source.splitlines(keepends=True))
 
 
+COMPOSE_BOOTSTRAP = ROOT / "deploy" / "compose" / "envoy.yaml"
+COMPOSE_BOOTSTRAP_HEAD = """\
+# Envoy's bootstrap for docker-compose.yml's gateway service: envoy/gateway.yaml
+# but for the way to the control plane, which is another container
+# (control-plane:18000, by DNS). Generated: scripts/validate-deploy.sh --fix
+# rewrites it, and CI fails when it differs.
+"""
+
+
+def compose_bootstrap_text() -> str:
+    source = (ROOT / "envoy" / "gateway.yaml").read_text()
+    swaps = [
+        ("    - name: xds\n      type: STATIC\n", "    - name: xds\n      type: STRICT_DNS\n      dns_lookup_family: V4_ONLY\n"),
+        ("socket_address: { address: 127.0.0.1, port_value: 18000 }", "socket_address: { address: control-plane, port_value: 18000 }"),
+    ]
+    for old, new in swaps:
+        if source.count(old) != 1:
+            problem(f"envoy/gateway.yaml: expected one {old.strip()!r} to make deploy/compose/envoy.yaml from")
+            return ""
+        source = source.replace(old, new)
+    return COMPOSE_BOOTSTRAP_HEAD + source
+
+
+def check_compose_bootstrap(fix: bool) -> None:
+    want = compose_bootstrap_text()
+    if fix and want:
+        COMPOSE_BOOTSTRAP.write_text(want)
+    if not COMPOSE_BOOTSTRAP.exists() or COMPOSE_BOOTSTRAP.read_text() != want:
+        problem(f"{COMPOSE_BOOTSTRAP.relative_to(ROOT)} is not envoy/gateway.yaml with the control plane at control-plane:18000: run scripts/validate-deploy.sh --fix")
+
+
 def check_envoy_configmap(fix: bool) -> None:
     want = envoy_configmap_text()
     if fix:
@@ -236,29 +267,56 @@ def check_catalogs(gateway: Path) -> None:
 def check_compose() -> None:
     compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
     services = compose["services"]
-    for name in ["control-plane", "envoy", "prometheus", "grafana", "redis"]:
+    for name in ["control-plane", "gateway", "edge", "echo", "prometheus", "grafana", "redis"]:
         if name not in services:
             problem(f"docker-compose.yml has no service {name}")
     for name, s in services.items():
         if s.get("read_only") is not True:
             problem(f"docker-compose.yml: service {name} is not read_only")
+        # Hardened, each: no privilege to gain, limits, a health check, logs that rotate.
+        if "no-new-privileges:true" not in s.get("security_opt", []):
+            problem(f"docker-compose.yml: service {name} lacks security_opt no-new-privileges:true")
+        if s.get("cap_drop") != ["ALL"]:
+            problem(f"docker-compose.yml: service {name} does not drop every capability (cap_drop: [ALL])")
+        for limit in ("cpus", "mem_limit", "pids_limit"):
+            if limit not in s:
+                problem(f"docker-compose.yml: service {name} has no {limit}")
+        test = s.get("healthcheck", {}).get("test")
+        if not (isinstance(test, list) and test and test[0] in ("CMD", "CMD-SHELL")):
+            problem(f"docker-compose.yml: service {name} has no health check command")
+        options = s.get("logging", {}).get("options", {})
+        if not (options.get("max-size") and options.get("max-file")):
+            problem(f"docker-compose.yml: service {name}'s logs do not rotate (logging.options max-size, max-file)")
+        if s.get("user") in ("0", "root"):
+            problem(f"docker-compose.yml: service {name} runs as root")
         for v in s.get("volumes", []):
             source = v.split(":")[0]
             if source.startswith(".") and not (ROOT / source).exists():
                 problem(f"docker-compose.yml: service {name} mounts {source}, which does not exist")
-    if services.get("envoy"):
-        check_envoy_image(services["envoy"]["image"], "docker-compose.yml")
-        if services["envoy"].get("user") in (None, "0", "root"):
-            problem("docker-compose.yml: Envoy runs as root")
+    for envoy in ("gateway", "edge"):
+        if services.get(envoy):
+            check_envoy_image(services[envoy]["image"], f"docker-compose.yml ({envoy})")
+            if services[envoy].get("user") in (None, "0", "root"):
+                problem(f"docker-compose.yml: {envoy}'s Envoy runs as root")
     cp = services.get("control-plane", {})
     if cp.get("environment", {}).get("MCP_GATEWAY_CATALOG") != "/etc/mcp-gateway/catalog.yaml" or "./deploy/compose:/etc/mcp-gateway:ro" not in cp.get("volumes", []):
         problem("docker-compose.yml: the control plane does not read deploy/compose/catalog.yaml")
-    if f"{MCP_PORT}:{MCP_PORT}" not in cp.get("ports", []):
-        problem(f"docker-compose.yml: the MCP port {MCP_PORT} is not published")
+    # --scale gateway=2: the replicas publish nothing and have no fixed name;
+    # the edge publishes the one MCP port.
+    gateway = services.get("gateway", {})
+    if gateway.get("ports") or gateway.get("container_name"):
+        problem("docker-compose.yml: the gateway service cannot scale with published ports or a container_name")
+    if "./deploy/compose/envoy.yaml:/etc/envoy/gateway.yaml:ro" not in gateway.get("volumes", []):
+        problem("docker-compose.yml: the gateway's Envoy does not run deploy/compose/envoy.yaml")
+    if [f"{MCP_PORT}:{MCP_PORT}"] != services.get("edge", {}).get("ports"):
+        problem(f"docker-compose.yml: the edge does not publish the MCP port {MCP_PORT} (and only it)")
+    for name, s in services.items():
+        if name not in ("edge", "prometheus", "grafana") and s.get("ports"):
+            problem(f"docker-compose.yml: service {name} publishes {s['ports']}: only the edge publishes the gateway")
     prometheus = yaml.safe_load((ROOT / "deploy" / "prometheus" / "prometheus.yml").read_text())
-    targets = [t for job in prometheus["scrape_configs"] for sc in job.get("static_configs", []) for t in sc["targets"]]
-    if targets != [f"control-plane:{MCP_PORT}"]:
-        problem(f"deploy/prometheus/prometheus.yml scrapes {targets}, not the gateway port of the control-plane service")
+    discovered = [(n, sd.get("port")) for job in prometheus["scrape_configs"] for sd in job.get("dns_sd_configs", []) for n in sd["names"]]
+    if discovered != [("gateway", MCP_PORT)] or any(job.get("static_configs") for job in prometheus["scrape_configs"]):
+        problem(f"deploy/prometheus/prometheus.yml scrapes {discovered}, not every replica of the gateway service on port {MCP_PORT}")
     if [j["job_name"] for j in prometheus["scrape_configs"]] != ["mcp-gateway"]:
         problem("deploy/prometheus/prometheus.yml: the job must be mcp-gateway (the alerts' up{job=...})")
     datasource = yaml.safe_load((ROOT / "deploy" / "grafana" / "provisioning" / "datasources" / "prometheus.yml").read_text())
@@ -336,6 +394,7 @@ def main() -> int:
         print(f"{args.gateway} is missing: run `make build`", file=sys.stderr)
         return 1
     check_envoy_configmap(args.fix)
+    check_compose_bootstrap(args.fix)
     check_kubernetes(args.render)
     check_catalogs(args.gateway)
     check_compose()

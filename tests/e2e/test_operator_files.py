@@ -26,7 +26,7 @@ def test_generate_secrets_writes_long_secrets_and_never_overwrites_one(tmp_path)
     done = make("generate-secrets", f"ENV_FILE={env}")
     assert done.returncode == 0, done.stderr
     first = values(env)
-    assert set(first) == {"MCP_GATEWAY_SESSION_KEY", "MCP_GATEWAY_API_KEY"}, first
+    assert set(first) == {"MCP_GATEWAY_SESSION_KEY", "MCP_GATEWAY_API_KEY", "GRAFANA_ADMIN_PASSWORD"}, first
     assert all(re.fullmatch(r"[0-9a-f]{64}", v) for v in first.values()), first
     assert first["MCP_GATEWAY_SESSION_KEY"] != first["MCP_GATEWAY_API_KEY"]
     assert env.stat().st_mode & 0o077 == 0, "the env file is readable by its owner only"
@@ -36,17 +36,20 @@ def test_generate_secrets_writes_long_secrets_and_never_overwrites_one(tmp_path)
     assert values(env) == first
     env.write_text(f"# mine\nMCP_GATEWAY_API_KEY=my-own-key-that-stays-as-it-is-0123\n")
     done = make("generate-secrets", f"ENV_FILE={env}")
-    assert "kept MCP_GATEWAY_API_KEY" in done.stdout and "wrote MCP_GATEWAY_SESSION_KEY" in done.stdout, done.stdout
+    assert "kept MCP_GATEWAY_API_KEY" in done.stdout and "wrote MCP_GATEWAY_SESSION_KEY GRAFANA_ADMIN_PASSWORD" in done.stdout, done.stdout
     again = values(env)
     assert again["MCP_GATEWAY_API_KEY"] == "my-own-key-that-stays-as-it-is-0123"
     assert re.fullmatch(r"[0-9a-f]{64}", again["MCP_GATEWAY_SESSION_KEY"])
     assert env.read_text().startswith("# mine\n")
 
-    # .env.example names every key the script writes, and docker-compose.yml reads them.
+    # .env.example names every key the script writes, and docker-compose.yml
+    # reads each (as ${KEY...} or as a secret's environment), and needs no other.
     example = (ROOT / ".env.example").read_text()
     compose = (ROOT / "docker-compose.yml").read_text()
     for key in first:
-        assert f"{key}=" in example and f"${{{key}" in compose, key
+        assert f"{key}=" in example and (f"${{{key}" in compose or f"environment: {key}" in compose), key
+    needed = set(re.findall(r"\$\{(\w+):\?", compose)) | set(re.findall(r"environment: (\w+)", compose))
+    assert needed <= set(first), f"docker-compose.yml needs {needed - set(first)}, which make generate-secrets does not write"
 
 
 def test_backup_and_restore_round_trip_the_catalog_pins_and_keys(tmp_path):

@@ -111,6 +111,7 @@ pub async fn metrics(
         nodes: &nodes,
         restarts: &restarts,
         module_fetches: c.module().fetches(),
+        usage: crate::metrics::usage::read(),
     });
     ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text)
 }

@@ -68,7 +68,16 @@ fn a_scrape_shows_the_catalog_the_envoys_and_the_servers() {
         },
         NodeStatus { node_id: "gw-2".into(), connected: false, streams: 0, types: vec![typed(EXTENSION_CONFIG_TYPE, Some("v2"), 1, 1, 0)] },
     ];
-    let text = render(&Inputs { status: &status, served: Some("v2"), nodes: &nodes, restarts: &[("files".into(), 2)], module_fetches: 2 });
+    let usage = usage::Usage {
+        resident_bytes: Some(1 << 20),
+        cpu_seconds: Some(1.5),
+        cgroup_memory_bytes: Some(3 << 20),
+        cgroup_memory_limit_bytes: Some(1 << 30),
+        cgroup_cpu_seconds: Some(2.0),
+        cgroup_cpu_limit_cores: None,
+    };
+    let text =
+        render(&Inputs { status: &status, served: Some("v2"), nodes: &nodes, restarts: &[("files".into(), 2)], module_fetches: 2, usage });
     assert_eq!(
         samples(&text),
         vec![
@@ -86,6 +95,11 @@ fn a_scrape_shows_the_catalog_the_envoys_and_the_servers() {
             "mcp_gateway_xds_pushed_bytes_total{node=\"gw-1\",type=\"routes\"} 30",
             "mcp_gateway_xds_pushed_bytes_total{node=\"gw-2\",type=\"filter\"} 10",
             "mcp_gateway_filter_module_fetches_total 2",
+            "process_resident_memory_bytes 1048576",
+            "process_cpu_seconds_total 1.5",
+            "mcp_gateway_container_memory_bytes 3145728",
+            "mcp_gateway_container_memory_limit_bytes 1073741824",
+            "mcp_gateway_container_cpu_seconds_total 2",
             "mcp_gateway_xds_acks_total{node=\"gw-1\",type=\"clusters\"} 3",
             "mcp_gateway_xds_acks_total{node=\"gw-1\",type=\"routes\"} 2",
             "mcp_gateway_xds_acks_total{node=\"gw-2\",type=\"filter\"} 1",
@@ -116,14 +130,14 @@ fn a_scrape_shows_the_catalog_the_envoys_and_the_servers() {
     );
     // Every family is introduced once, before its samples.
     let types: Vec<&str> = text.lines().filter(|l| l.starts_with("# TYPE ")).collect();
-    assert_eq!(types.len(), 22);
+    assert_eq!(types.len(), 27, "the 22 of the gateway, and 5 of the machine's use given here");
     assert!(types.contains(&"# TYPE mcp_gateway_xds_nacks_total counter"));
 }
 
 #[test]
 fn a_failed_reload_and_no_configuration_yet() {
     let status = Status { last_error: Some("bad yaml".into()), reloads_failed: 1, ..Status::default() };
-    let text = render(&Inputs { status: &status, served: None, nodes: &[], restarts: &[], module_fetches: 0 });
+    let text = render(&Inputs { status: &status, served: None, nodes: &[], restarts: &[], module_fetches: 0, usage: Default::default() });
     let got = samples(&text);
     assert!(got.contains(&"mcp_gateway_catalog_last_reload_success 0"), "{text}");
     assert!(!text.contains("mcp_gateway_catalog_info{"), "no version, no info sample: {text}");

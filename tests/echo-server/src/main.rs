@@ -48,12 +48,10 @@
 //!
 //! The server prints `listening on http://127.0.0.1:PORT/PATH` (or `https://`)
 //! on stdout once the socket is bound, and exits cleanly on SIGTERM or ctrl-c.
-//! It never binds anything but loopback: it is a test fixture, not a service.
+//! It binds loopback unless told otherwise (`--bind`, for the compose file's
+//! echo service, alone in its container): it is a test fixture, not a service.
 
-use std::{
-    net::Ipv4Addr,
-    sync::{Arc, Mutex, RwLock},
-};
+use std::sync::{Arc, Mutex, RwLock};
 
 use anyhow::Context as _;
 use clap::Parser;
@@ -75,9 +73,13 @@ use tokio_util::sync::CancellationToken;
 #[derive(Debug, Parser)]
 #[command(version, about = "A tiny MCP server over Streamable HTTP for tests")]
 struct Args {
-    /// TCP port to listen on (loopback only); 0 picks a free port.
+    /// TCP port to listen on; 0 picks a free port.
     #[arg(long, default_value_t = 8101)]
     port: u16,
+    /// Address to listen on: loopback unless a container's network needs
+    /// another (docker-compose.yml's echo service binds 0.0.0.0).
+    #[arg(long, default_value = "127.0.0.1")]
+    bind: std::net::IpAddr,
     /// HTTP path of the MCP endpoint.
     #[arg(long, default_value = "/mcp")]
     path: String,
@@ -396,9 +398,8 @@ async fn main() -> anyhow::Result<()> {
         config.allowed_hosts.extend(args.allowed_hosts);
     }
 
-    let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, args.port))
-        .await
-        .with_context(|| format!("binding 127.0.0.1:{}", args.port))?;
+    let listener =
+        tokio::net::TcpListener::bind((args.bind, args.port)).await.with_context(|| format!("binding {}:{}", args.bind, args.port))?;
     let addr = listener.local_addr()?;
     let tls = match (&args.tls_cert, &args.tls_key) {
         (Some(cert), Some(key)) => Some(tls::config(cert, key, args.tls_client_ca.as_deref())?),
