@@ -261,7 +261,7 @@ fn render_usage(o: &mut Out, u: &usage::Usage) {
         (
             "mcp_gateway_container_memory_bytes",
             "gauge",
-            "Memory in use by the control plane's cgroup (its container: it and the stdio servers it runs).",
+            "Working set of the control plane's cgroup (its container: it and the stdio servers it runs): memory in use less inactive page cache.",
             u.cgroup_memory_bytes.map(|b| b as f64),
         ),
         (

@@ -295,6 +295,19 @@ def test_the_edge_balances_the_two_replicas_and_a_session_crosses_them(stack):
     s.initialize()
     names = s.tool_names()
     assert {"time__get_current_time", "memory__read_graph", "echo__add"} <= names, names
+
+    def served(name: str) -> int:
+        """How many requests this replica sent to echo: only calls routed
+        there do (not the edge's health checks, nor discovery). A cluster's
+        traffic counters appear with its first request (deferred stats)."""
+        request = "GET /stats?filter=mcp_echo.upstream_rq_total HTTP/1.1\\r\\nHost: localhost\\r\\nConnection: close\\r\\n\\r\\n"
+        done = stack.ns_run(stack.containers[name], ["bash", "-c", f"exec 3<>/dev/tcp/127.0.0.1/9901 && printf '{request}' >&3 && cat <&3"])
+        assert done.returncode == 0 and done.stdout.startswith("HTTP/1.1 200"), done.stdout + done.stderr
+        m = re.search(r"^cluster\.mcp_echo\.upstream_rq_total: (\d+)", done.stdout, re.M)
+        return int(m.group(1)) if m else 0
+
+    replicas = ("gateway-1", "gateway-2")
+    before = {name: served(name) for name in replicas}
     # Each request on a new connection: the edge spreads them, and the
     # session opens on whichever replica gets it (the shared session key).
     for i in range(8):
@@ -305,14 +318,9 @@ def test_the_edge_balances_the_two_replicas_and_a_session_crosses_them(stack):
     time_answer = s.request("tools/call", {"name": "time__get_current_time", "arguments": {"timezone": "UTC"}})
     assert "result" in time_answer, time_answer
 
-    def served(name: str) -> int:
-        done = stack.ns_run(stack.containers[name], ["bash", "-c", "exec 3<>/dev/tcp/127.0.0.1/9901 && printf 'GET /stats?filter=http.mcp_gateway.downstream_rq_total HTTP/1.1\\r\\nHost: localhost\\r\\nConnection: close\\r\\n\\r\\n' >&3 && cat <&3"])
-        m = re.search(r"http\.mcp_gateway\.downstream_rq_total: (\d+)", done.stdout)
-        assert m, done.stdout + done.stderr
-        return int(m.group(1))
-
-    counts = {name: served(name) for name in ("gateway-1", "gateway-2")}
-    assert all(n > 0 for n in counts.values()), f"the edge sent every request to one replica: {counts}"
+    calls = {name: served(name) - before[name] for name in replicas}
+    assert sum(calls.values()) >= 8, calls
+    assert all(n > 0 for n in calls.values()), f"the edge sent every call to one replica: {calls}"
     # The control plane sees both Envoys, each having taken the configuration.
     key = {"authorization": f"Bearer {stack.env['MCP_GATEWAY_API_KEY']}"}
     envoys = httpx.get(f"{edge_url(stack)}/health", headers=key, timeout=10).json()["envoys"]

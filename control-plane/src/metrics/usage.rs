@@ -13,7 +13,10 @@ use std::path::Path;
 pub struct Usage {
     pub resident_bytes: Option<u64>,
     pub cpu_seconds: Option<f64>,
-    /// The cgroup's memory in use (the control plane and its children).
+    /// The cgroup's working set (the control plane and its children): its
+    /// memory in use less the page cache the kernel can take back
+    /// (`inactive_file`), as cAdvisor's `container_memory_working_set_bytes`.
+    /// Files read lately would otherwise make a quiet container look full.
     pub cgroup_memory_bytes: Option<u64>,
     /// Its memory limit; `None` when there is none (`max`).
     pub cgroup_memory_limit_bytes: Option<u64>,
@@ -34,6 +37,15 @@ pub fn proc_cpu_seconds(stat: &str, ticks_per_second: u64) -> Option<f64> {
 /// Resident bytes from `/proc/self/statm` (its second field, in pages).
 pub fn proc_resident_bytes(statm: &str, page_size: u64) -> Option<u64> {
     statm.split_whitespace().nth(1)?.parse::<u64>().ok().map(|pages| pages * page_size)
+}
+
+/// Memory in use less `memory.stat`'s `<key>` (`inactive_file` in v2,
+/// `total_inactive_file` in v1); the use alone when the stat is missing.
+pub fn working_set(current: &str, stat: Option<&str>, key: &str) -> Option<u64> {
+    let current: u64 = current.trim().parse().ok()?;
+    let inactive =
+        stat.and_then(|s| s.lines().find_map(|l| l.strip_prefix(key)?.strip_prefix(' ')?.trim().parse::<u64>().ok())).unwrap_or(0);
+    Some(current.saturating_sub(inactive))
 }
 
 /// `memory.max`: a byte count, or `max` for none.
@@ -79,12 +91,13 @@ pub fn read() -> Usage {
         ..Usage::default()
     };
     if let Some(current) = cgroup("memory.current") {
-        usage.cgroup_memory_bytes = current.trim().parse().ok();
+        usage.cgroup_memory_bytes = working_set(&current, cgroup("memory.stat").as_deref(), "inactive_file");
         usage.cgroup_memory_limit_bytes = cgroup("memory.max").as_deref().and_then(memory_limit);
         usage.cgroup_cpu_seconds = cgroup("cpu.stat").as_deref().and_then(cgroup_cpu_seconds);
         usage.cgroup_cpu_limit_cores = cgroup("cpu.max").as_deref().and_then(cpu_limit_cores);
     } else {
-        usage.cgroup_memory_bytes = cgroup("memory/memory.usage_in_bytes").and_then(|s| s.trim().parse().ok());
+        usage.cgroup_memory_bytes = cgroup("memory/memory.usage_in_bytes")
+            .and_then(|current| working_set(&current, cgroup("memory/memory.stat").as_deref(), "total_inactive_file"));
         usage.cgroup_memory_limit_bytes = cgroup("memory/memory.limit_in_bytes").as_deref().and_then(v1_memory_limit);
         usage.cgroup_cpu_seconds = cgroup("cpuacct/cpuacct.usage").and_then(|s| s.trim().parse::<u64>().ok()).map(|ns| ns as f64 / 1e9);
         usage.cgroup_cpu_limit_cores =
@@ -103,6 +116,17 @@ mod tests {
         assert_eq!(proc_cpu_seconds(stat, 100), Some(3.0));
         assert_eq!(proc_cpu_seconds("garbage", 100), None);
         assert_eq!(proc_resident_bytes("5000 1200 300 10 0 900 0", 4096), Some(1200 * 4096));
+    }
+
+    #[test]
+    fn the_working_set_leaves_out_the_inactive_page_cache() {
+        let v2 = "anon 1000\nfile 5000\ninactive_anon 0\ninactive_file 3000\nactive_file 2000\n";
+        assert_eq!(working_set("6000\n", Some(v2), "inactive_file"), Some(3000));
+        let v1 = "cache 5000\ninactive_file 10\ntotal_inactive_file 4000\n";
+        assert_eq!(working_set("6000\n", Some(v1), "total_inactive_file"), Some(2000));
+        assert_eq!(working_set("6000\n", None, "inactive_file"), Some(6000));
+        assert_eq!(working_set("100\n", Some("inactive_file 400\n"), "inactive_file"), Some(0));
+        assert_eq!(working_set("garbage", Some(v2), "inactive_file"), None);
     }
 
     #[test]
