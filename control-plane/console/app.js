@@ -10,6 +10,8 @@ const KEY = "mcp-gateway-admin-key";
 const open = new Set(); // servers whose details are shown
 let timer = null;
 let busy = false;
+let again = false; // a refresh was asked for while one was under way
+let unread = false; // the status line says the state could not be read
 
 function el(tag, attrs, ...children) {
   const node = document.createElement(tag);
@@ -39,25 +41,41 @@ function say(text, kind) {
   const s = $("status");
   s.textContent = text;
   s.className = kind || "";
+  unread = false;
+}
+
+// The key given is not (or no longer) an admin key: forget it and ask again.
+function askForKey() {
+  sessionStorage.removeItem(KEY);
+  $("key-form").hidden = false;
 }
 
 async function refresh() {
-  if (busy) return;
+  if (busy) {
+    again = true;
+    return;
+  }
   busy = true;
   try {
     const query = open.size ? `?open=${encodeURIComponent([...open].join(","))}` : "";
     const r = await fetch(`/console/state${query}`, { headers: headers(), cache: "no-store" });
     if (r.status === 401 || r.status === 403) {
-      $("key-form").hidden = false;
+      askForKey();
       $("config").textContent = "An admin API key is needed.";
       return;
     }
     if (!r.ok) throw new Error(`HTTP ${r.status}`);
     draw(await r.json());
+    if (unread) say("");
   } catch (e) {
     say(`Could not read the gateway's state: ${e.message}. Retrying.`, "error");
+    unread = true;
   } finally {
     busy = false;
+    if (again) {
+      again = false;
+      refresh();
+    }
   }
 }
 
@@ -97,8 +115,8 @@ function drawEnvoys(s) {
   replace($("envoys"), items.length ? items : [el("li", {}, "No Envoy has connected yet.")]);
 }
 
-// The server's latency: the filter's histogram is per method and server
-// (not per tool), so the console gives it per server.
+// Mean and 95th percentile (a histogram's bound: "≤"), of a server's
+// requests or of a tool's calls.
 function latency(f) {
   if (f.mean_ms === null || f.mean_ms === undefined) return "—";
   const p95 = f.p95_over_ms ? `> ${f.p95_over_ms} ms` : `≤ ${f.p95_ms} ms`;
@@ -150,12 +168,13 @@ function drawItems(srv) {
   if (!items) return el("p", {}, "Loading…");
   const tools = el("table", { class: "tools" },
     el("caption", {}, `Tools of ${srv.name} (${items.tools.length})`),
-    el("thead", {}, el("tr", {}, ["Tool", "Description", "Requests", "Errors"].map((h) => el("th", { scope: "col" }, h)))),
+    el("thead", {}, el("tr", {}, ["Tool", "Description", "Requests", "Errors", "Latency (mean, p95)"].map((h) => el("th", { scope: "col" }, h)))),
     el("tbody", {}, items.tools.map((t) => el("tr", { "data-tool": t.name },
       el("th", { scope: "row", "data-label": "Tool" }, t.name),
       el("td", { "data-label": "Description" }, dash(t.description)),
       el("td", { "data-label": "Requests", class: "num" }, t.figures.requests),
       el("td", { "data-label": "Errors", class: "num" }, t.figures.errors),
+      el("td", { "data-label": "Latency", class: "num" }, latency(t.figures)),
     ))));
   const list = (title, entries) => el("div", { class: "list" }, el("h3", {}, `${title} (${entries.length})`),
     entries.length ? el("ul", {}, entries.map((e) => el("li", {}, e))) : el("p", {}, "None."));
@@ -191,7 +210,7 @@ async function act(path, what) {
     const body = await r.json().catch(() => ({}));
     if (r.ok) say(`${what}: done${body.version ? ` (configuration ${body.version})` : ""}.`, "good");
     else {
-      if (r.status === 401) $("key-form").hidden = false;
+      if (r.status === 401 || r.status === 403) askForKey();
       const why = typeof body.error === "string" ? body.error : (body.error && body.error.message) || r.statusText;
       say(`${what} failed (HTTP ${r.status}): ${why}`, "error");
     }

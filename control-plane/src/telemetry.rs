@@ -24,14 +24,17 @@ use serde::Serialize;
 /// How many audit decisions the console can show.
 pub const AUDIT_KEPT: usize = 200;
 
-/// The filter's request counter and latency histogram, as the metrics
-/// service names them (`emit_tags_as_labels`: the name without its tags).
+/// The filter's request counter and latency histograms (per server, per
+/// tool), as the metrics service names them (`emit_tags_as_labels`: the
+/// name without its tags).
 const REQUESTS: &str = "mcp_requests_total";
 const DURATION: &str = "mcp_request_duration_milliseconds";
+const TOOL_DURATION: &str = "mcp_tool_duration_milliseconds";
 
-/// One server's and tool's traffic through one Envoy, or summed over all:
-/// `tool` is empty for the requests to the server that name no tool
-/// (prompts, resources, its share of fan-outs).
+/// One server's and tool's traffic through one Envoy, or summed over all.
+/// Under a tool, its calls and their latency; under an empty tool, the
+/// requests to the server that name none (resources, lists, its share of
+/// fan-outs) and the latency of all the server's requests.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Figures {
     pub requests: u64,
@@ -49,6 +52,12 @@ impl Figures {
         (self.latency_count > 0).then(|| self.latency_sum_ms / self.latency_count as f64)
     }
 
+    /// Its requests and errors, without latency: a tool's share of its
+    /// server's totals, whose latency is the server's own histogram.
+    pub fn traffic(&self) -> Figures {
+        Figures { requests: self.requests, errors: self.errors, ..Figures::default() }
+    }
+
     /// The bucket bound under which at least `q` of the samples fall: an
     /// upper estimate, as a histogram gives.
     pub fn quantile_ms(&self, q: f64) -> Option<f64> {
@@ -56,19 +65,19 @@ impl Figures {
         (self.latency_count > 0).then(|| self.buckets.iter().find(|(_, n)| *n >= want.max(1)).map_or(f64::INFINITY, |(b, _)| *b))
     }
 
-    /// Adds another's counts and buckets (of the same bounds, or not).
+    /// Adds another's counts and buckets. The buckets are cumulative: on
+    /// bounds that differ, each side counts at a bound what it counted at
+    /// its own largest bound not past it (a floor: never more than true).
     pub fn add(&mut self, other: &Figures) {
         self.requests += other.requests;
         self.errors += other.errors;
         self.latency_count += other.latency_count;
         self.latency_sum_ms += other.latency_sum_ms;
-        for (bound, n) in &other.buckets {
-            match self.buckets.iter_mut().find(|(b, _)| b == bound) {
-                Some((_, m)) => *m += n,
-                None => self.buckets.push((*bound, *n)),
-            }
-        }
-        self.buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let at = |buckets: &[(f64, u64)], bound: f64| buckets.iter().take_while(|(b, _)| *b <= bound).last().map_or(0, |(_, n)| *n);
+        let mut bounds: Vec<f64> = self.buckets.iter().chain(&other.buckets).map(|(b, _)| *b).collect();
+        bounds.sort_by(f64::total_cmp);
+        bounds.dedup();
+        self.buckets = bounds.into_iter().map(|b| (b, at(&self.buckets, b) + at(&other.buckets, b))).collect();
     }
 }
 
@@ -86,18 +95,13 @@ pub fn tool_figures(families: &[MetricFamily]) -> BTreeMap<ToolKey, Figures> {
     let mut out: BTreeMap<ToolKey, Figures> = BTreeMap::new();
     for family in families {
         let name = family.name.as_deref().unwrap_or_default();
-        let kind = if name.ends_with(REQUESTS) {
-            REQUESTS
-        } else if name.ends_with(DURATION) {
-            DURATION
-        } else {
-            continue;
-        };
+        let Some(kind) = [REQUESTS, DURATION, TOOL_DURATION].into_iter().find(|kind| name.ends_with(kind)) else { continue };
         for metric in &family.metric {
             let server = label(metric, "server");
             if server.is_empty() {
                 continue;
             }
+            // The per-server histogram has no tool label: it goes under "".
             let entry = out.entry((server.to_string(), label(metric, "tool").to_string())).or_default();
             if kind == REQUESTS {
                 let n = metric.counter.as_ref().and_then(|c| c.value).unwrap_or(0.0) as u64;
@@ -184,8 +188,10 @@ pub fn audit_entry(node: &str, entry: &HttpAccessLogEntry) -> Option<AuditEntry>
 
 #[derive(Default)]
 struct Inner {
-    /// Per Envoy node id, its latest figures.
-    nodes: BTreeMap<String, BTreeMap<ToolKey, Figures>>,
+    /// Per Envoy node id, the stream that pushed last and its latest figures.
+    nodes: BTreeMap<String, (u64, BTreeMap<ToolKey, Figures>)>,
+    /// The last stream number handed out.
+    streams: u64,
     /// The latest decisions, oldest first.
     audit: VecDeque<AuditEntry>,
 }
@@ -199,9 +205,28 @@ impl Telemetry {
         self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// A node's push: its figures replace those it pushed before.
-    pub fn record_figures(&self, node: &str, figures: BTreeMap<ToolKey, Figures>) {
-        self.lock().nodes.insert(node.to_string(), figures);
+    /// A number for a metrics stream that opens, to name it in
+    /// [`record_figures`](Self::record_figures) and [`stream_ended`](Self::stream_ended).
+    pub fn stream_opened(&self) -> u64 {
+        let mut inner = self.lock();
+        inner.streams += 1;
+        inner.streams
+    }
+
+    /// A node's push on `stream`: its figures replace those it pushed before.
+    pub fn record_figures(&self, node: &str, stream: u64, figures: BTreeMap<ToolKey, Figures>) {
+        self.lock().nodes.insert(node.to_string(), (stream, figures));
+    }
+
+    /// The stream ended (the Envoy went away, or reconnects): its node's
+    /// figures go, unless a newer stream of that node has pushed since. A
+    /// replica scaled down stops counting in the sums; one that reconnects
+    /// is back at its next flush.
+    pub fn stream_ended(&self, node: &str, stream: u64) {
+        let mut inner = self.lock();
+        if inner.nodes.get(node).is_some_and(|(last, _)| *last == stream) {
+            inner.nodes.remove(node);
+        }
     }
 
     pub fn record_decision(&self, entry: AuditEntry) {
@@ -215,7 +240,7 @@ impl Telemetry {
     /// Every node's figures, summed, and the nodes that pushed.
     pub fn figures(&self) -> (BTreeMap<ToolKey, Figures>, Vec<String>) {
         let inner = self.lock();
-        (merge(inner.nodes.values()), inner.nodes.keys().cloned().collect())
+        (merge(inner.nodes.values().map(|(_, figures)| figures)), inner.nodes.keys().cloned().collect())
     }
 
     /// The latest decisions, newest first.

@@ -181,6 +181,12 @@ pub fn updates(t: &Tally, duration_ms: u64) -> Vec<Update> {
         )),
         Update::Record(name("mcp_request_duration_milliseconds", &[("method", t.method), ("server", &t.server)]), duration_ms),
     ];
+    // Per tool (or prompt) too, for the console and per-tool alerts: a
+    // second histogram, so the one per server keeps its quantiles (which
+    // Envoy computes per stat, and which do not add up).
+    if !t.tool.is_empty() {
+        out.push(Update::Record(name("mcp_tool_duration_milliseconds", &[("server", &t.server), ("tool", &t.tool)]), duration_ms));
+    }
     if let Some(code) = t.code {
         out.push(Update::Count(name("mcp_jsonrpc_errors_total", &[("method", t.method), ("code", &code.to_string())])));
         // The Open guide's alert rule reads this one: every error, unlabelled.

@@ -100,6 +100,7 @@ def test_the_console_shows_the_example_catalog_and_restarts_a_server(make_run, b
     wait_until("the console counting time__get_current_time's calls",
                lambda: int(tool.locator('[data-label="Requests"]').inner_text()) >= 3, timeout=30)
     wait_until("the console showing time's latency", lambda: "p95" in cell(page, "time", "Latency"), timeout=30)
+    assert "p95" in tool.locator('[data-label="Latency"]').inner_text(), "the tool's own latency"
     shot(page, f"desktop-{base.rsplit(':', 1)[1]}")
 
     # Restart from the keyboard: a new process. (Restarts counts the
@@ -164,10 +165,30 @@ def test_the_console_is_labelled_for_assistive_technology(make_run, browser):
     page.keyboard.press("Enter")
     page.wait_for_selector('#servers button#toggle-memory[aria-expanded="true"]', timeout=10_000)
     page.wait_for_selector("#details-memory table.tools", timeout=10_000)
-    # Tab reaches the actions in order, from the skip link on.
+    # Tab goes on from the toggle to the next control, the row's first action.
     page.keyboard.press("Tab")
     assert page.evaluate("document.activeElement.tagName") == "BUTTON"
     page.close()
+
+
+@pytest.mark.parametrize("base", [ADMIN, GATEWAY], ids=["admin-port", "gateway-port"])
+def test_the_consoles_state_is_not_read_through_a_rebound_name(make_run, base):
+    """Without authentication, the state (the audit log with it) goes only
+    to a request naming the gateway by address or loopback name: a page
+    whose DNS name was rebound to 127.0.0.1 reads nothing (a browser sends
+    no Origin on a same-origin GET; its Host names the page's host). The
+    control plane refuses it on its admin port (403); on the gateway's
+    loopback listener, the filter already does, for every path (421)."""
+    port = base.rsplit(":", 1)[1]
+    assert httpx.get(f"{base}/console/state", timeout=10).status_code == 200
+    assert httpx.get(f"{base}/console/state", headers={"host": f"localhost:{port}"}, timeout=10).status_code == 200
+    rebound = httpx.get(f"{base}/console/state", headers={"host": f"rebound.example:{port}"}, timeout=10)
+    if base == ADMIN:
+        assert rebound.status_code == 403, rebound.text
+        assert "rebound.example" in rebound.json()["error"] and "gateway.auth" in rebound.json()["error"], rebound.text
+    else:
+        assert rebound.status_code == 421, rebound.text
+        assert "rebound.example" in rebound.json()["error"]["message"], rebound.text
 
 
 def test_the_console_behind_authentication_shows_the_audit_log(gateway, browser):

@@ -93,8 +93,22 @@ def test_one_scrape_carries_envoy_the_filter_and_the_control_plane(gateway):
     assert value(samples, "mcp_gateway_xds_acks_total", node="gateway-1", type="clusters") >= 1
 
 
+def flushed(samples, method: str, server: str) -> bool:
+    """Whether the histograms hold every request the counters do: each
+    request that ends adds one to both, but histograms reach the exposition
+    only at Envoy's next stats flush (every 5 s)."""
+    counted = sum(v for (name, labels), v in samples.items()
+                  if name == "mcp_requests_total" and {("method", method), ("server", server)} <= set(labels))
+    return value(samples, "mcp_request_duration_milliseconds_count", method=method, server=server) == counted
+
+
 def test_known_traffic_moves_the_counters_by_exactly_that_much(gateway):
-    before = scrape(gateway)
+    def settled_scrape():
+        samples = scrape(gateway)
+        return samples if flushed(samples, "tools/call", "echo") else None
+
+    # Start once the calls of earlier tests are in the histogram too.
+    before = wait_until("the earlier calls in the histogram", settled_scrape, timeout=30)
     assert calls(gateway, 3) == ["1", "2", "3"]
     after = scrape(gateway)
     assert delta(before, after, "mcp_requests_total", **CALL) == 3
@@ -116,6 +130,8 @@ def test_known_traffic_moves_the_counters_by_exactly_that_much(gateway):
     settled = scrape(gateway)
     assert delta(before, settled, "mcp_request_duration_milliseconds_count", **hist) == 3
     assert delta(before, settled, "mcp_request_duration_milliseconds_bucket", le="+Inf", **hist) == 3
+    # And per tool.
+    assert delta(before, settled, "mcp_tool_duration_milliseconds_count", server="echo", tool="echo__add") == 3
     # Envoy's own count of what reached the upstream agrees.
     assert delta(before, after, "envoy_cluster_upstream_rq_total", envoy_cluster_name="mcp_echo") >= 3
 

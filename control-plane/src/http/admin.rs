@@ -33,6 +33,17 @@ pub fn cross_site(origin: &str) -> Response {
     (StatusCode::FORBIDDEN, Json(json!({ "status": "error", "error": error }))).into_response()
 }
 
+/// The answer to a read of the console's state naming a host other than
+/// the admin API's own address, without authentication on.
+pub fn foreign_host(host: &str) -> Response {
+    let host: String = host.chars().take(100).collect();
+    let error = format!(
+        "the console's state is served to the admin API's own address (localhost or an IP address), not to Host {host:?}: \
+         open the console by address, or turn gateway.auth on and give an admin key"
+    );
+    (StatusCode::FORBIDDEN, Json(json!({ "status": "error", "error": error }))).into_response()
+}
+
 /// Liveness, plus what an operator checks first: the version served, the
 /// last reload error, and each Envoy's ACK or NACK of it.
 pub async fn health(State(c): State<Controller>, State(cache): State<SnapshotCache>) -> impl IntoResponse {

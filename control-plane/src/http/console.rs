@@ -155,11 +155,11 @@ pub fn state(i: &Inputs) -> Value {
         .map(|s| {
             let name = s.summary.name.as_str();
             let mut totals = Figures::default();
-            for ((server, _), f) in i.figures.range((name.to_string(), String::new())..) {
+            for ((server, tool), f) in i.figures.range((name.to_string(), String::new())..) {
                 if server != name {
                     break;
                 }
-                totals.add(f);
+                totals.add(&if tool.is_empty() { f.clone() } else { f.traffic() });
             }
             let mut entry = json!({
                 "name": name,

@@ -138,7 +138,10 @@ pub fn router(controller: &Controller) -> Router {
         .route(&format!("{CONSOLE_PAGE}/"), get(console::page))
         .route(&format!("{CONSOLE_PAGE}/app.js"), get(console::script))
         .route(&format!("{CONSOLE_PAGE}/app.css"), get(console::style))
-        .route(&format!("{CONSOLE_PAGE}/state"), get(console::state_page))
+        .route(
+            &format!("{CONSOLE_PAGE}/state"),
+            get(console::state_page).route_layer(middleware::from_fn_with_state(state.clone(), console_reader)),
+        )
         .route(&format!("{}{{file}}", crate::compile::MODULE_PATH_PREFIX), get(admin::module))
         .merge(internal)
         .merge(operator)
@@ -152,10 +155,32 @@ async fn internal_only(State(internal): State<Internal>, request: Request, next:
     next.run(request).await
 }
 
+/// The admin API's own address: a loopback name or an IP literal. A page
+/// whose DNS name was rebound to this address names its own host instead.
+fn own_address(host: &str) -> bool {
+    let name = mcp_filter::origin::authority_host(host);
+    mcp_filter::origin::is_loopback_name(name) || name.parse::<std::net::IpAddr>().is_ok()
+}
+
+fn header<'a>(request: &'a Request, name: &str) -> Option<&'a str> {
+    request.headers().get(name).and_then(|v| v.to_str().ok())
+}
+
+/// The key a caller presents: `Authorization: Bearer`, else `X-API-Key`.
+fn credential(request: &Request) -> Option<&str> {
+    header(request, "authorization")
+        .and_then(|a| a.split_once(' ').filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer")).map(|(_, t)| t.trim()))
+        .or_else(|| header(request, "x-api-key"))
+}
+
+fn from_filter(internal: &Internal, request: &Request) -> bool {
+    internal.admits(request.headers().get(mcp_filter::config::INTERNAL_HEADER).map(|v| v.as_bytes()))
+}
+
 async fn admin_only(State(current): State<Current>, State(internal): State<Internal>, request: Request, next: Next) -> Response {
     // The filter, for an operator's action on the gateway port it admitted
     // (an admin caller, or a loopback gateway without authentication).
-    if internal.admits(request.headers().get(mcp_filter::config::INTERNAL_HEADER).map(|v| v.as_bytes())) {
+    if from_filter(&internal, &request) {
         return next.run(request).await;
     }
     // A web page the operator visits must not change the gateway's state
@@ -163,31 +188,41 @@ async fn admin_only(State(current): State<Current>, State(internal): State<Inter
     // without authentication: only the admin API's own origin may, named by
     // an address or a loopback name (a page whose DNS name was rebound to
     // this address has an origin of its own name).
+    // (Each check in a block: a borrow of the request may not outlive it
+    // across the await, as the body is not Sync.)
     let foreign = {
-        let header = |name: &str| request.headers().get(name).and_then(|v| v.to_str().ok());
-        let own = |origin: &str| {
-            header("host").is_some_and(|host| {
-                let name = mcp_filter::origin::authority_host(host);
-                mcp_filter::origin::same_origin(origin, host)
-                    && (mcp_filter::origin::is_loopback_name(name) || name.parse::<std::net::IpAddr>().is_ok())
-            })
-        };
-        header("origin").filter(|origin| !own(origin)).map(str::to_string)
+        let own =
+            |origin: &str| header(&request, "host").is_some_and(|host| mcp_filter::origin::same_origin(origin, host) && own_address(host));
+        header(&request, "origin").filter(|origin| !own(origin)).map(str::to_string)
     };
     if let Some(origin) = foreign {
         return admin::cross_site(&origin);
     }
-    let admitted = {
-        let header = |name: &str| request.headers().get(name).and_then(|v| v.to_str().ok());
-        let credential = header("authorization")
-            .and_then(|a| a.split_once(' ').filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer")).map(|(_, t)| t.trim()))
-            .or_else(|| header("x-api-key"));
-        // Before the first good reload there are no keys to check against:
-        // nothing is served yet, and a reload is what an operator needs.
-        current.get().is_none_or(|p| p.admits_admin(credential))
-    };
+    // Before the first good reload there are no keys to check against:
+    // nothing is served yet, and a reload is what an operator needs.
+    let admitted = current.get().is_none_or(|p| p.admits_admin(credential(&request)));
     if !admitted {
         return admin::unauthorized();
     }
     next.run(request).await
+}
+
+/// The console's state holds the audit log's recent decisions: an admin
+/// key reads it once authentication is on (through Envoy the filter has
+/// checked it too, and the key goes on); without authentication, only a
+/// request naming the admin API's own address does. A browser sends no
+/// Origin on a same-origin GET, so a page whose DNS name was rebound to the
+/// admin port is told apart by its Host alone.
+async fn console_reader(State(current): State<Current>, State(internal): State<Internal>, request: Request, next: Next) -> Response {
+    if from_filter(&internal, &request) {
+        return next.run(request).await;
+    }
+    let refusal = match current.get().filter(|p| p.admin_keys.is_some()) {
+        Some(p) => (!p.admits_admin(credential(&request))).then(admin::unauthorized),
+        None => Some(header(&request, "host").unwrap_or_default()).filter(|host| !own_address(host)).map(admin::foreign_host),
+    };
+    match refusal {
+        Some(refusal) => refusal,
+        None => next.run(request).await,
+    }
 }

@@ -2,8 +2,10 @@
 //! (cluster `xds` in their bootstrap): Envoy's metrics service (its stats
 //! every flush interval) and access log service (the audit log's
 //! decisions). Both streams only flow from Envoy; a message that cannot be
-//! read is skipped, and a node's stream ending leaves its last figures in
-//! place (they are cumulative: a restarted Envoy's next push replaces them).
+//! read is skipped. A node's figures last as long as its metrics stream:
+//! an Envoy that goes away (a replica scaled down) stops counting in the
+//! sums. Messages may be as large as the xDS ones ([`MAX_MESSAGE_BYTES`]):
+//! an Envoy's stats grow with the catalog.
 
 use envoy_types::pb::envoy::service::accesslog::v3::access_log_service_server::{AccessLogService, AccessLogServiceServer};
 use envoy_types::pb::envoy::service::accesslog::v3::stream_access_logs_message::LogEntries;
@@ -13,6 +15,7 @@ use envoy_types::pb::envoy::service::metrics::v3::{StreamMetricsMessage, StreamM
 use tonic::{Request, Response, Status, Streaming};
 
 use super::{audit_entry, tool_figures, Telemetry};
+use crate::ads::MAX_MESSAGE_BYTES;
 
 /// Receives both streams into one [`Telemetry`].
 #[derive(Clone)]
@@ -20,11 +23,11 @@ pub struct Sinks(pub Telemetry);
 
 impl Sinks {
     pub fn metrics_service(&self) -> MetricsServiceServer<Sinks> {
-        MetricsServiceServer::new(self.clone())
+        MetricsServiceServer::new(self.clone()).max_decoding_message_size(MAX_MESSAGE_BYTES)
     }
 
     pub fn access_log_service(&self) -> AccessLogServiceServer<Sinks> {
-        AccessLogServiceServer::new(self.clone())
+        AccessLogServiceServer::new(self.clone()).max_decoding_message_size(MAX_MESSAGE_BYTES)
     }
 }
 
@@ -32,15 +35,23 @@ impl Sinks {
 impl MetricsService for Sinks {
     async fn stream_metrics(&self, request: Request<Streaming<StreamMetricsMessage>>) -> Result<Response<StreamMetricsResponse>, Status> {
         let mut stream = request.into_inner();
+        let number = self.0.stream_opened();
         // The node is named in the stream's first message only.
         let mut node = String::new();
-        while let Some(message) = stream.message().await? {
-            if let Some(id) = message.identifier.as_ref().and_then(|i| i.node.as_ref()).map(|n| n.id.clone()) {
-                node = id;
+        let ended = loop {
+            match stream.message().await {
+                Ok(Some(message)) => {
+                    if let Some(id) = message.identifier.as_ref().and_then(|i| i.node.as_ref()).map(|n| n.id.clone()) {
+                        node = id;
+                    }
+                    self.0.record_figures(&node, number, tool_figures(&message.envoy_metrics));
+                }
+                Ok(None) => break Ok(Response::new(StreamMetricsResponse {})),
+                Err(status) => break Err(status),
             }
-            self.0.record_figures(&node, tool_figures(&message.envoy_metrics));
-        }
-        Ok(Response::new(StreamMetricsResponse {}))
+        };
+        self.0.stream_ended(&node, number);
+        ended
     }
 }
 

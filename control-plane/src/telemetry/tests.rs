@@ -41,9 +41,14 @@ fn push() -> Vec<MetricFamily> {
                 counter(&[("method", "tools/call"), ("server", ""), ("tool", ""), ("outcome", "error")], 5.0),
             ],
         ),
+        // Per server (all its requests), and per tool.
         family(
             "wasmcustom.mcp_request_duration_milliseconds",
-            vec![histogram(&[("method", "tools/call"), ("server", "time"), ("tool", "time__now")], &[(1.0, 3), (5.0, 8), (10.0, 9)], 30.0)],
+            vec![histogram(&[("method", "tools/call"), ("server", "time")], &[(1.0, 4), (5.0, 9), (10.0, 10)], 31.0)],
+        ),
+        family(
+            "wasmcustom.mcp_tool_duration_milliseconds",
+            vec![histogram(&[("server", "time"), ("tool", "time__now")], &[(1.0, 3), (5.0, 8), (10.0, 9)], 30.0)],
         ),
         family("cluster.mcp_time.upstream_rq_total", vec![counter(&[], 100.0)]),
     ]
@@ -58,21 +63,49 @@ fn a_push_gives_requests_errors_and_latency_per_server_and_tool() {
     assert_eq!(now.mean_ms(), Some(30.0 / 9.0));
     assert_eq!(now.quantile_ms(0.5), Some(5.0));
     assert_eq!(now.quantile_ms(0.95), Some(10.0));
-    let other = &figures[&("time".to_string(), String::new())];
-    assert_eq!((other.requests, other.errors, other.mean_ms()), (1, 0, None));
+    let server = &figures[&("time".to_string(), String::new())];
+    assert_eq!((server.requests, server.errors, server.latency_count, server.mean_ms()), (1, 0, 10, Some(3.1)));
 }
 
 #[test]
 fn nodes_are_summed_and_a_push_replaces_the_nodes_last() {
     let telemetry = Telemetry::default();
-    telemetry.record_figures("envoy-a", tool_figures(&push()));
-    telemetry.record_figures("envoy-b", tool_figures(&push()));
-    telemetry.record_figures("envoy-b", tool_figures(&push()));
+    let (a, b) = (telemetry.stream_opened(), telemetry.stream_opened());
+    telemetry.record_figures("envoy-a", a, tool_figures(&push()));
+    telemetry.record_figures("envoy-b", b, tool_figures(&push()));
+    telemetry.record_figures("envoy-b", b, tool_figures(&push()));
     let (figures, nodes) = telemetry.figures();
     assert_eq!(nodes, ["envoy-a", "envoy-b"]);
     let now = &figures[&("time".to_string(), "time__now".to_string())];
     assert_eq!((now.requests, now.errors, now.latency_count), (18, 4, 18));
     assert_eq!(now.buckets, [(1.0, 6), (5.0, 16), (10.0, 18)]);
+}
+
+#[test]
+fn a_node_whose_stream_ends_stops_counting_unless_it_reconnected() {
+    let telemetry = Telemetry::default();
+    let (a, b) = (telemetry.stream_opened(), telemetry.stream_opened());
+    telemetry.record_figures("envoy-a", a, tool_figures(&push()));
+    telemetry.record_figures("envoy-b", b, tool_figures(&push()));
+    telemetry.stream_ended("envoy-a", a);
+    assert_eq!(telemetry.figures().1, ["envoy-b"]);
+
+    // envoy-b reconnects before its old stream is seen to end.
+    let again = telemetry.stream_opened();
+    telemetry.record_figures("envoy-b", again, tool_figures(&push()));
+    telemetry.stream_ended("envoy-b", b);
+    assert_eq!(telemetry.figures().1, ["envoy-b"]);
+    telemetry.stream_ended("envoy-b", again);
+    assert!(telemetry.figures().0.is_empty());
+}
+
+#[test]
+fn cumulative_buckets_of_different_bounds_add_up_without_overcounting() {
+    let mut a = Figures { latency_count: 4, buckets: vec![(1.0, 1), (10.0, 4)], ..Figures::default() };
+    let b = Figures { latency_count: 2, buckets: vec![(5.0, 1), (10.0, 2)], ..Figures::default() };
+    a.add(&b);
+    assert_eq!(a.buckets, [(1.0, 1), (5.0, 2), (10.0, 6)]);
+    assert_eq!(a.latency_count, 6);
 }
 
 #[test]

@@ -33,6 +33,7 @@ pub struct Family {
 pub const FAMILIES: &[Family] = &[
     Family { name: "mcp_requests_total", kind: Kind::Counter, labels: &["method", "server", "tool", "outcome"] },
     Family { name: "mcp_request_duration_milliseconds", kind: Kind::Histogram, labels: &["method", "server"] },
+    Family { name: "mcp_tool_duration_milliseconds", kind: Kind::Histogram, labels: &["server", "tool"] },
     Family { name: "mcp_jsonrpc_errors_total", kind: Kind::Counter, labels: &["method", "code"] },
     Family { name: "mcp_auth_failures_total", kind: Kind::Counter, labels: &["reason"] },
     Family { name: "mcp_authorization_denials_total", kind: Kind::Counter, labels: &["server", "tool"] },
@@ -120,6 +121,8 @@ mod tests {
         );
         let h = sample(&all[1]).unwrap();
         assert_eq!((FAMILIES[h.family].name, h.values, h.value), ("mcp_request_duration_milliseconds", vec!["tools/call", "echo"], 12));
+        let per_tool = sample(&all[2]).unwrap();
+        assert_eq!((FAMILIES[per_tool.family].name, per_tool.values), ("mcp_tool_duration_milliseconds", vec!["echo", "echo__a.b_c"]));
         // An empty label value stays empty.
         let init = Tally { method: "initialize", status: 200, ..Tally::default() };
         assert_eq!(sample(&updates(&init, 1)[0]).unwrap().values, vec!["initialize", "", "", "ok"]);

@@ -58,8 +58,12 @@ fn a_call_counts_once_with_its_labels_and_its_time() {
         vec![
             Update::Count("mcp_requests_total.method=.=tools/call;.;.server=.=echo;.;.tool=.=echo.v2;.;.outcome=.=ok;.;".into()),
             Update::Record("mcp_request_duration_milliseconds.method=.=tools/call;.;.server=.=echo;.;".into(), 12),
+            Update::Record("mcp_tool_duration_milliseconds.server=.=echo;.;.tool=.=echo.v2;.;".into(), 12),
         ]
     );
+    // A request naming no tool has no per-tool time.
+    let list = Tally { method: "tools/list", server: "echo".into(), status: 200, ..Tally::default() };
+    assert!(!updates(&list, 3).iter().any(|u| matches!(u, Update::Record(n, _) if n.starts_with("mcp_tool_duration"))));
 }
 
 #[test]

@@ -56,7 +56,11 @@ fn the_state_shows_servers_processes_figures_envoys_and_the_open_servers_items()
             ("a".to_string(), "a__echo".to_string()),
             Figures { requests: 4, errors: 1, latency_count: 4, latency_sum_ms: 10.0, buckets: vec![(5.0, 4)] },
         ),
-        (("a".to_string(), String::new()), Figures { requests: 2, ..Figures::default() }),
+        // The server's own histogram (all its requests) under "".
+        (
+            ("a".to_string(), String::new()),
+            Figures { requests: 2, latency_count: 6, latency_sum_ms: 60.0, buckets: vec![(5.0, 4), (25.0, 6)], ..Figures::default() },
+        ),
     ]);
     let config = mcp_filter::fixtures::config();
     let open = BTreeSet::from(["a"]);
@@ -84,6 +88,8 @@ fn the_state_shows_servers_processes_figures_envoys_and_the_open_servers_items()
     assert_eq!((a["process"]["pid"].as_u64(), a["process"]["restarts"].as_u64()), (Some(42), Some(3)));
     // The server's totals: its tools' and the rest of its requests.
     assert_eq!((a["figures"]["requests"].as_u64(), a["figures"]["errors"].as_u64()), (Some(6), Some(1)));
+    // Its latency is its own histogram's, not that plus its tools'.
+    assert_eq!((a["figures"]["mean_ms"].as_f64(), a["figures"]["p95_ms"].as_f64()), (Some(10.0), Some(25.0)));
     let tools = a["items"]["tools"].as_array().unwrap();
     assert_eq!(tools.len(), 1, "{tools:?}");
     assert_eq!(tools[0]["name"], "a__echo");
