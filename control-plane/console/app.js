@@ -50,6 +50,12 @@ function askForKey() {
   $("key-form").hidden = false;
 }
 
+// The error an answer of the admin API gives, as text.
+async function reason(r) {
+  const body = await r.json().catch(() => ({}));
+  return typeof body.error === "string" ? body.error : (body.error && body.error.message) || `HTTP ${r.status}`;
+}
+
 async function refresh() {
   if (busy) {
     again = true;
@@ -59,11 +65,15 @@ async function refresh() {
   try {
     const query = open.size ? `?open=${encodeURIComponent([...open].join(","))}` : "";
     const r = await fetch(`/console/state${query}`, { headers: headers(), cache: "no-store" });
-    if (r.status === 401 || r.status === 403) {
+    // 401: no key, or a wrong one. 403: a key that is not an admin's (ask
+    // for another), or, with none given, a refusal a key cannot lift (the
+    // server's reason says which).
+    if (r.status === 401 || (r.status === 403 && sessionStorage.getItem(KEY))) {
       askForKey();
       $("config").textContent = "An admin API key is needed.";
       return;
     }
+    if (r.status === 403) throw new Error(await reason(r));
     if (!r.ok) throw new Error(`HTTP ${r.status}`);
     draw(await r.json());
     if (unread) say("");
@@ -207,12 +217,14 @@ async function act(path, what) {
   say(`${what}…`);
   try {
     const r = await fetch(path, { method: "POST", headers: headers() });
-    const body = await r.json().catch(() => ({}));
-    if (r.ok) say(`${what}: done${body.version ? ` (configuration ${body.version})` : ""}.`, "good");
-    else {
-      if (r.status === 401 || r.status === 403) askForKey();
-      const why = typeof body.error === "string" ? body.error : (body.error && body.error.message) || r.statusText;
-      say(`${what} failed (HTTP ${r.status}): ${why}`, "error");
+    if (r.ok) {
+      const body = await r.json().catch(() => ({}));
+      say(`${what}: done${body.version ? ` (configuration ${body.version})` : ""}.`, "good");
+    } else {
+      // Only a 401 is about the key; a 403 says why (another origin, a
+      // key that is not an admin's) and keeps it.
+      if (r.status === 401) askForKey();
+      say(`${what} failed (HTTP ${r.status}): ${await reason(r)}`, "error");
     }
   } catch (e) {
     say(`${what} failed: ${e.message}`, "error");

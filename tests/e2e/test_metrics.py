@@ -131,7 +131,11 @@ def test_known_traffic_moves_the_counters_by_exactly_that_much(gateway):
     assert delta(before, settled, "mcp_request_duration_milliseconds_count", **hist) == 3
     assert delta(before, settled, "mcp_request_duration_milliseconds_bucket", le="+Inf", **hist) == 3
     # And per tool.
-    assert delta(before, settled, "mcp_tool_duration_milliseconds_count", server="echo", tool="echo__add") == 3
+    per_tool = dict(server="echo", tool="echo__add")
+    assert delta(before, settled, "mcp_tool_duration_milliseconds_count", **per_tool) == 3
+    # Both with the bootstrap's buckets (ms), not Envoy's defaults.
+    for name, labels in (("mcp_request_duration_milliseconds_bucket", hist), ("mcp_tool_duration_milliseconds_bucket", per_tool)):
+        assert (name, tuple(sorted({**labels, "le": "2.5"}.items()))) in settled, f"{name} lacks the bootstrap's 2.5 ms bucket"
     # Envoy's own count of what reached the upstream agrees.
     assert delta(before, after, "envoy_cluster_upstream_rq_total", envoy_cluster_name="mcp_echo") >= 3
 

@@ -31,27 +31,34 @@ impl Sinks {
     }
 }
 
+/// A metrics stream being read, and the node it is of.
+struct OpenStream {
+    telemetry: Telemetry,
+    number: u64,
+    node: String,
+}
+
+impl Drop for OpenStream {
+    fn drop(&mut self) {
+        self.telemetry.stream_ended(&self.node, self.number);
+    }
+}
+
 #[tonic::async_trait]
 impl MetricsService for Sinks {
     async fn stream_metrics(&self, request: Request<Streaming<StreamMetricsMessage>>) -> Result<Response<StreamMetricsResponse>, Status> {
         let mut stream = request.into_inner();
-        let number = self.0.stream_opened();
-        // The node is named in the stream's first message only.
-        let mut node = String::new();
-        let ended = loop {
-            match stream.message().await {
-                Ok(Some(message)) => {
-                    if let Some(id) = message.identifier.as_ref().and_then(|i| i.node.as_ref()).map(|n| n.id.clone()) {
-                        node = id;
-                    }
-                    self.0.record_figures(&node, number, tool_figures(&message.envoy_metrics));
-                }
-                Ok(None) => break Ok(Response::new(StreamMetricsResponse {})),
-                Err(status) => break Err(status),
+        // Forgets the node's figures when this handler ends, however it
+        // does: an error, the stream's end, or its future dropped on a reset.
+        let mut open = OpenStream { telemetry: self.0.clone(), number: self.0.stream_opened(), node: String::new() };
+        while let Some(message) = stream.message().await? {
+            // The node is named in the stream's first message only.
+            if let Some(id) = message.identifier.as_ref().and_then(|i| i.node.as_ref()).map(|n| n.id.clone()) {
+                open.node = id;
             }
-        };
-        self.0.stream_ended(&node, number);
-        ended
+            open.telemetry.record_figures(&open.node, open.number, tool_figures(&message.envoy_metrics));
+        }
+        Ok(Response::new(StreamMetricsResponse {}))
     }
 }
 

@@ -38,6 +38,12 @@ pub fn is_console_asset(path: &str) -> bool {
     matches!(path.strip_prefix(CONSOLE_PAGE), Some("" | "/" | "/app.js" | "/app.css"))
 }
 
+/// The console's state (`/console/state`): an operator's page the control
+/// plane guards itself (it holds the audit log's recent decisions).
+pub fn is_console_state(path: &str) -> bool {
+    path.strip_prefix(CONSOLE_PAGE) == Some("/state")
+}
+
 /// An operator's page a `GET` asks for: the one the filter assembles
 /// (`page`, else Envoy routes it to the control plane) and, for the
 /// probes, the up/down answer a caller without an admin credential gets.

@@ -1286,9 +1286,11 @@ fn the_operators_pages_need_an_admin_once_authentication_is_on() {
     let mut admin = get("/metrics", Some("k-admin-0123456789"));
     assert!(matches!(gw.on_headers(&mut admin), HeadAction::Scrape(Page::Metrics, _)));
     assert_eq!(admin.caller.map(|c| c.principal).as_deref(), Some("ops"));
-    for path in ["/servers", "/health", "/ready", "/console/state"] {
+    for path in ["/servers", "/health", "/ready"] {
         assert_eq!(gw.on_headers(&mut get(path, Some("k-admin-0123456789"))), HeadAction::PassThrough, "{path}");
     }
+    // The console's state goes with the filter's token (the control plane guards it too).
+    assert_eq!(gw.on_headers(&mut get("/console/state", Some("k-admin-0123456789"))), HeadAction::Admin);
     // The console's page and assets hold no data: anyone gets them (a
     // browser opening a page sends no bearer token); its state is above.
     for path in ["/console", "/console/", "/console/app.js", "/console/app.css?v=1"] {
@@ -1817,4 +1819,21 @@ fn operator_actions_on_the_gateway_port_go_to_the_control_plane_for_admins_only(
         other => panic!("{other:?}"),
     };
     assert_eq!((status(None), status(Some("k-alice-0123456789")), status(Some("wrong-key-000000000"))), (401, 403, 401));
+
+    // The console's state goes the same way for an admin (whose credential
+    // may be a JWT the control plane cannot check), with its query.
+    let get = |path: &str, credential: Option<&str>| RequestHead { method: "GET".into(), ..post_to(path, credential) };
+    let mut head = get("/console/state?open=time", Some("k-admin-0123456789"));
+    assert_eq!(keyed.on_headers(&mut head), HeadAction::Admin);
+    let edits = keyed.admin_edits(&head).unwrap();
+    assert_eq!(edits.target.as_ref().unwrap().path.as_ref(), "/console/state?open=time");
+    assert!(edits.set.iter().any(|(n, v)| n == INTERNAL_HEADER && v == "internal"));
+    assert!(edits.drop.iter().any(|h| h == "authorization"));
+    let HeadAction::Refuse(r) = keyed.on_headers(&mut get("/console/state", Some("k-alice-0123456789"))) else { panic!() };
+    assert_eq!(r.reply.status, 403);
+    // Other pages, and the console's own files, are not rerouted.
+    assert_eq!(keyed.on_headers(&mut get("/servers", Some("k-admin-0123456789"))), HeadAction::PassThrough);
+    assert_eq!(keyed.on_headers(&mut get("/console/app.js", None)), HeadAction::PassThrough);
+    // Without authentication the control plane checks the Host itself.
+    assert_eq!(open.on_headers(&mut get("/console/state", None)), HeadAction::PassThrough);
 }
