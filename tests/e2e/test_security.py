@@ -250,6 +250,21 @@ def test_state_changing_admin_endpoints_need_an_admin_key(gateway, secured):
     assert httpx.get(f"{gateway.cp_admin}/servers", timeout=10).status_code == 200
 
 
+def test_an_admin_signed_in_with_a_jwt_reads_the_consoles_state_through_the_gateway(gateway, secured):
+    """The control plane knows the API keys, not the JWTs: the filter checks
+    the admin's token and forwards the read with its internal token."""
+    state = f"{gateway.base}/console/state"
+    admin = hs256({"sub": "dana", "groups": ["admin"], "scope": "mcp"})
+    r = httpx.get(state, headers=bearer(admin), timeout=10)
+    assert r.status_code == 200, r.text
+    assert {"echo", "vault"} <= {s["name"] for s in r.json()["servers"]}
+    guest = hs256({"sub": "carol", "groups": ["guests"], "scope": "mcp"})
+    assert httpx.get(state, headers=bearer(guest), timeout=10).status_code == 403
+    # On the admin port, the control plane asks for an admin key itself.
+    assert httpx.get(f"{gateway.cp_admin}/console/state", timeout=10).status_code == 401
+    assert httpx.get(f"{gateway.cp_admin}/console/state", headers=bearer(OPS), timeout=10).status_code == 200
+
+
 def test_the_control_planes_internal_endpoints_take_only_the_filter(gateway, secured):
     """The era bridge, the runtimes' pipes and the GET streams answer only
     requests that came through the filter (which checked the client): a
