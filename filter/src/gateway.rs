@@ -175,12 +175,9 @@ impl Gateway {
         let refusal = match self.authenticate(head) {
             Ok(Some(caller)) if auth::is_admin(&self.config, &caller) => {
                 head.caller = Some(caller);
-                // The console's state, which the control plane guards too:
-                // it goes with the filter's token, as an operator's action
-                // does, since the admin's credential may be a token the
-                // control plane cannot check (a JWT).
-                let path = head.path.split('?').next().unwrap_or_default();
-                if op.page.is_none() && scrape::is_console_state(path) && self.config.control_plane.is_some() {
+                // With the filter's token: the admin's credential may be
+                // one the control plane cannot check (a JWT).
+                if op.guarded && self.config.control_plane.is_some() {
                     return HeadAction::Admin;
                 }
                 return full(op.page);

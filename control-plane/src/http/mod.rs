@@ -208,8 +208,8 @@ async fn admin_only(State(current): State<Current>, State(internal): State<Inter
 }
 
 /// The console's state holds the audit log's recent decisions: an admin
-/// key reads it once authentication is on (through Envoy the filter has
-/// checked it too, and the key goes on); without authentication, only a
+/// key reads it once authentication is on (through Envoy, the filter checks
+/// the admin's key or JWT and sends its internal token); without authentication, only a
 /// request naming the admin API's own address does. A browser sends no
 /// Origin on a same-origin GET, so a page whose DNS name was rebound to the
 /// admin port is told apart by its Host alone.

@@ -38,12 +38,6 @@ pub fn is_console_asset(path: &str) -> bool {
     matches!(path.strip_prefix(CONSOLE_PAGE), Some("" | "/" | "/app.js" | "/app.css"))
 }
 
-/// The console's state (`/console/state`): an operator's page the control
-/// plane guards itself (it holds the audit log's recent decisions).
-pub fn is_console_state(path: &str) -> bool {
-    path.strip_prefix(CONSOLE_PAGE) == Some("/state")
-}
-
 /// An operator's page a `GET` asks for: the one the filter assembles
 /// (`page`, else Envoy routes it to the control plane) and, for the
 /// probes, the up/down answer a caller without an admin credential gets.
@@ -51,20 +45,25 @@ pub fn is_console_state(path: &str) -> bool {
 pub struct Operator {
     pub page: Option<Page>,
     pub probe: Option<Page>,
+    /// A page the control plane guards itself (the console's state, which
+    /// holds the audit log's recent decisions): an admin's read goes with
+    /// the filter's internal token, as an operator's action does.
+    pub guarded: bool,
 }
 
 /// The operator's page a `GET` of `path` (without its query) asks for, if
 /// any: every path the route table sends to the control plane is one.
 pub fn operator(path: &str) -> Option<Operator> {
     let probe = match path {
-        METRICS_PATH => return Some(Operator { page: Some(Page::Metrics), probe: None }),
-        STATS_PATH => return Some(Operator { page: Some(Page::Stats), probe: None }),
+        METRICS_PATH => return Some(Operator { page: Some(Page::Metrics), probe: None, guarded: false }),
+        STATS_PATH => return Some(Operator { page: Some(Page::Stats), probe: None, guarded: false }),
         "/health" => Some(Page::Liveness),
         "/ready" => Some(Page::Readiness),
         _ if is_console_asset(path) => return None,
         _ => None,
     };
-    ROUTED_PATHS.iter().any(|p| path.starts_with(p)).then_some(Operator { page: None, probe })
+    let guarded = path.strip_prefix(CONSOLE_PAGE) == Some("/state");
+    ROUTED_PATHS.iter().any(|p| path.starts_with(p)).then_some(Operator { page: None, probe, guarded })
 }
 
 /// Whether a `POST` to `path` is one of the operator's actions the control
